@@ -1,0 +1,21 @@
+"""Exceptions that the command line shows as one line with exit status 2."""
+
+
+class McHullError(Exception):
+    """Base class: a problem with the user's input or environment, shown as one line."""
+
+
+class SpecError(McHullError, ValueError):
+    """An experiment spec field is missing, malformed or out of range."""
+
+
+class InputError(McHullError, ValueError):
+    """Arrays or files handed to mc_hull are malformed (shape, NaN/inf, type)."""
+
+
+class StoreError(McHullError):
+    """The results location cannot be used (not a directory, not writable, another run)."""
+
+
+class UndecidedError(McHullError, RuntimeError):
+    """Some membership queries could not be certified by any method."""

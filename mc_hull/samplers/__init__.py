@@ -1,0 +1,32 @@
+"""Sampler families behind a name -> class registry."""
+
+from __future__ import annotations
+
+from ..errors import SpecError
+from .base import Sampler
+from .simple import Ball, Cube, Gaussian, Sphere
+
+SAMPLERS: dict[str, type[Sampler]] = {cls.name: cls for cls in (Gaussian, Ball, Cube, Sphere)}
+
+
+def register(cls: type[Sampler]) -> type[Sampler]:
+    """Add a sampler class to the registry (usable as a decorator)."""
+    SAMPLERS[cls.name] = cls
+    return cls
+
+
+def sampler_names() -> list[str]:
+    """Valid distribution names."""
+    return sorted(SAMPLERS)
+
+
+def get_sampler(name: str, d: int, **params) -> Sampler:
+    """Instantiate the sampler ``name`` in dimension ``d``; unknown names list the valid ones."""
+    try:
+        cls = SAMPLERS[name]
+    except (KeyError, TypeError):
+        raise SpecError(f"distribution: unknown {name!r}; valid: {', '.join(sampler_names())}") from None
+    return cls(d, **params)
+
+
+__all__ = ["Sampler", "SAMPLERS", "get_sampler", "sampler_names", "register"]

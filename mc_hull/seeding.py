@@ -1,0 +1,34 @@
+"""Random streams derived from keys with SeedSequence, never from execution order."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+# Stream tags inside one replicate's key.
+TRAIN, QUERY, STRUCTURE = 0, 1, 2
+# Rows of X drawn per block: block b of replicate r always comes from the same key,
+# so X can be generated whole or streamed block by block with identical values.
+BLOCK_ROWS = 1 << 16
+
+
+def name_key(name: str) -> int:
+    """A stable 32-bit integer for a distribution name (CRC-32 of its UTF-8 bytes)."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def replicate_key(distribution: str, d: int, n: int, replicate: int) -> tuple[int, ...]:
+    """The spawn key of one replicate: (distribution, d, N, replicate)."""
+    return (name_key(distribution), int(d), int(n), int(replicate))
+
+
+def rng(root: int, key: tuple[int, ...], *tags: int) -> np.random.Generator:
+    """A Generator from ``SeedSequence(root, spawn_key=key + tags)``."""
+    return np.random.default_rng(np.random.SeedSequence(int(root), spawn_key=(*key, *tags)))
+
+
+def train_blocks(n: int, block_rows: int = BLOCK_ROWS):
+    """Yield ``(block_index, start, stop)`` covering rows ``0..n`` of a training set."""
+    for b, start in enumerate(range(0, n, block_rows)):
+        yield b, start, min(start + block_rows, n)

@@ -1,0 +1,178 @@
+"""The solver contract: propose certificates for a batch of queries; the base class checks them.
+
+A solver subclass implements one hook, :meth:`Solver._propose`, which returns
+*candidate* certificates (:class:`Candidates`).  :meth:`Solver.decide` then
+verifies every candidate independently (``certificates.py``), polishes inside
+weights with NNLS when the raw ones miss the tolerance, re-tries the queries
+that still fail with the solver's ``fallbacks`` and marks whatever remains
+*undecided*.  No answer leaves a solver without a checked certificate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from . import certificates as cert
+
+INSIDE, OUTSIDE, UNDECIDED = 1, 0, -1
+STATUS_NAMES = {INSIDE: "inside", OUTSIDE: "outside", UNDECIDED: "undecided"}
+
+
+@dataclass
+class Candidates:
+    """Unverified answers for B queries, as returned by :meth:`Solver._propose`.
+
+    Attributes
+    ----------
+    kind : ndarray of int8, shape (B,)
+        ``INSIDE`` (weights given), ``OUTSIDE`` (direction given) or ``UNDECIDED``.
+    directions : ndarray, shape (B, d)
+        Separating directions; rows are read where ``kind == OUTSIDE``.
+    support, weights : list of ndarray or None, length B
+        Row indices into X and convex weights; read where ``kind == INSIDE``.
+    method : ndarray of str, shape (B,)
+        Which stage proposed each answer (e.g. ``"lp"``, ``"prefilter"``).
+    rounds : ndarray of int, shape (B,)
+        Pricing rounds spent (0 for a single LP).
+    """
+
+    kind: np.ndarray
+    directions: np.ndarray
+    support: list
+    weights: list
+    method: np.ndarray
+    rounds: np.ndarray
+
+    @classmethod
+    def empty(cls, B: int, d: int, method: str) -> "Candidates":
+        return cls(kind=np.full(B, UNDECIDED, dtype=np.int8),
+                   directions=np.zeros((B, d)),
+                   support=[None] * B, weights=[None] * B,
+                   method=np.full(B, method, dtype=object),
+                   rounds=np.zeros(B, dtype=np.int32))
+
+
+@dataclass
+class Decisions:
+    """Verified answers for B queries.
+
+    Attributes
+    ----------
+    status : ndarray of int8, shape (B,)
+        1 inside, 0 outside, -1 undecided.
+    certificate : ndarray, shape (B,)
+        Inside: the ℓ∞ residual; outside: the margin; both divided by the data
+        scale, so they compare directly with ``tol``.  NaN when undecided.
+    method : ndarray of str, shape (B,)
+        The stage whose certificate was accepted (``"<solver>:<stage>"``).
+    seconds : ndarray, shape (B,)
+        Wall time attributed to each query (batch time shared evenly, plus
+        any per-query fallback time).
+    rounds : ndarray of int, shape (B,)
+        Pricing rounds (0 for LP-type solvers).
+    """
+
+    status: np.ndarray
+    certificate: np.ndarray
+    method: np.ndarray
+    seconds: np.ndarray
+    rounds: np.ndarray = field(default=None)
+
+    @property
+    def inside(self) -> np.ndarray:
+        """Boolean (B,) array, True where certified inside."""
+        return self.status == INSIDE
+
+
+class Solver:
+    """Base class of membership solvers; subclasses implement :meth:`_propose`.
+
+    Parameters
+    ----------
+    fallbacks : tuple of str, optional
+        Registry names tried, in order, on queries whose certificate failed.
+    """
+
+    name: ClassVar[str] = "base"
+    default_fallbacks: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *, fallbacks: tuple[str, ...] | None = None):
+        self.fallbacks = self.default_fallbacks if fallbacks is None else tuple(fallbacks)
+
+    def _propose(self, points: np.ndarray, queries: np.ndarray, atol: float) -> Candidates:
+        """Return candidate certificates for ``queries`` (B, d) against ``points`` (N, d)."""
+        raise NotImplementedError
+
+    def decide(self, points: np.ndarray, queries: np.ndarray, *, tol: float = 1e-9) -> Decisions:
+        """Decide membership of each query in ``conv(points)`` with checked certificates.
+
+        Parameters
+        ----------
+        points : ndarray, shape (N, d)
+            Finite float64 training points (validated by the caller).
+        queries : ndarray, shape (B, d)
+            Finite float64 query points.
+        tol : float
+            Relative tolerance; see :mod:`mc_hull.solvers.certificates`.
+
+        Returns
+        -------
+        Decisions
+        """
+        scale = cert.data_scale(points, queries)
+        atol = tol * scale
+        B = queries.shape[0]
+        t0 = time.perf_counter()
+        cand = self._propose(points, queries, atol)
+        dec = verify(points, queries, cand, atol, scale, prefix=self.name)
+        dec.seconds[:] = (time.perf_counter() - t0) / max(B, 1)
+        todo = np.flatnonzero(dec.status == UNDECIDED)
+        for name in self.fallbacks:
+            if todo.size == 0:
+                break
+            from . import get_solver  # registry imports solver modules lazily
+
+            solver = get_solver(name)
+            t1 = time.perf_counter()
+            sub = verify(points, queries[todo], solver._propose(points, queries[todo], atol),
+                         atol, scale, prefix=solver.name)
+            dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
+            done = sub.status != UNDECIDED
+            for attr in ("status", "certificate", "method", "rounds"):
+                getattr(dec, attr)[todo[done]] = getattr(sub, attr)[done]
+            todo = todo[~done]
+        return dec
+
+
+def verify(points: np.ndarray, queries: np.ndarray, cand: Candidates, atol: float,
+           scale: float, prefix: str) -> Decisions:
+    """Check candidate certificates; accepted ones become decisions, the rest undecided."""
+    B = queries.shape[0]
+    status = np.full(B, UNDECIDED, dtype=np.int8)
+    value = np.full(B, np.nan)
+    method = np.array([f"{prefix}:{m}" if m != prefix else prefix for m in cand.method], dtype=object)
+
+    out = np.flatnonzero(cand.kind == OUTSIDE)
+    if out.size:
+        margins = cert.outside_margins(points, queries[out], cand.directions[out])
+        ok = margins > atol
+        status[out[ok]] = OUTSIDE
+        value[out[ok]] = margins[ok] / scale
+
+    for b in np.flatnonzero(cand.kind == INSIDE):
+        support = np.asarray(cand.support[b], dtype=np.intp)
+        weights = cand.weights[b]
+        res = cert.inside_residual(points, queries[b], support, weights)
+        if not res <= atol and 0 < support.size <= 4 * points.shape[1] + 8:
+            keep = support[np.asarray(weights) > 0] if np.size(weights) else support
+            support, weights = cert.polish_inside(points, queries[b], keep if keep.size else support)
+            res = cert.inside_residual(points, queries[b], support, weights)
+        if res <= atol:
+            status[b] = INSIDE
+            value[b] = res / scale
+    return Decisions(status=status, certificate=value, method=method,
+                     seconds=np.zeros(B), rounds=np.asarray(cand.rounds, dtype=np.int32).copy())
