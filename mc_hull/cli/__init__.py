@@ -1,0 +1,49 @@
+"""The ``mc-hull`` command line: subcommands registered from one module each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from ..errors import McHullError
+
+#: Subcommand modules under mc_hull.cli; each defines ``register(subparsers)``.
+COMMANDS = ("run", "query")
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line and exit status 2."""
+
+    def error(self, message):  # noqa: D401 - argparse hook
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="mc-hull", description="Certified Monte Carlo estimates of "
+                    "p(d, N) = P(x in conv(X_1..X_N)) on Ray, with results in Parquet.")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"mc-hull {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name in COMMANDS:
+        import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for bad input, with one line on stderr)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except McHullError as exc:
+        print(f"mc-hull: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mc-hull: interrupted; committed shards are kept and a re-run resumes", file=sys.stderr)
+        return 130
+
+
+def run_main() -> None:  # pragma: no cover - console script wrapper
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""``mc-hull run``: run a spec (file, preset or flags) on embedded Ray or a cluster, then print estimates."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import SpecError
+from ..query import cell_estimates
+from ..spec import Spec, load_preset, load_toml, preset_names
+from .query import print_table
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a Monte Carlo experiment",
+                       description="Run a spec; flags override the spec file or preset.")
+    p.add_argument("spec", nargs="?", metavar="SPEC.toml", help="experiment spec (TOML)")
+    p.add_argument("--preset", help=f"a built-in spec ({', '.join(preset_names())})")
+    p.add_argument("--distribution")
+    p.add_argument("--dims", help="comma-separated dimensions, e.g. 2,4,8")
+    p.add_argument("--sizes", help="comma-separated training-set sizes, e.g. 10,100,1e3")
+    p.add_argument("--trials", type=_int("--trials"), help="trials (queries) per cell")
+    p.add_argument("--queries-per-set", type=_int("--queries-per-set"),
+                   help="queries tested against each training set")
+    p.add_argument("--seed", type=_int("--seed"))
+    p.add_argument("--solver")
+    p.add_argument("--tol", type=_float("--tol"))
+    p.add_argument("--shard-trials", type=_int("--shard-trials"), help="target trials per shard")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="distribution parameter (repeatable)")
+    p.add_argument("--out", default="results", help="results directory or URI (default ./results)")
+    p.add_argument("--address", help="Ray address; default: an embedded local Ray")
+    p.add_argument("--workers", type=_int("--workers"), help="number of Ray actors")
+    p.add_argument("--serial", action="store_true", help="run in this process, without Ray")
+    p.add_argument("--new-run", action="store_true",
+                   help="allow a spec different from the one already in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=main)
+
+
+def _int(flag):
+    def parse(text: str) -> int:
+        try:
+            value = float(text) if any(c in text for c in ".eE") else int(text)
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    return parse
+
+
+def _float(flag):
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    return parse
+
+
+def _params(items: list[str]) -> dict | None:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SpecError(f"--param: expected NAME=VALUE, got {item!r}")
+        try:
+            out[name] = int(value)
+        except ValueError:
+            try:
+                out[name] = float(value)
+            except ValueError:
+                out[name] = value
+    return out
+
+
+def build_spec(args) -> Spec:
+    """The spec from the file or preset, with flags applied; validated."""
+    if args.spec and args.preset:
+        raise SpecError("give either SPEC.toml or --preset, not both")
+    base = load_toml(args.spec) if args.spec else load_preset(args.preset) if args.preset else {}
+    spec = Spec.from_dict(base)
+    return spec.with_overrides(
+        distribution=args.distribution, dims=args.dims, sizes=args.sizes, trials=args.trials,
+        queries_per_set=args.queries_per_set, seed=args.seed, solver=args.solver, tol=args.tol,
+        shard_trials=args.shard_trials, params=_params(args.param))
+
+
+def main(args) -> int:
+    from ..runner import execute
+
+    spec = build_spec(args)  # all validation happens before anything is written
+    print(f"mc-hull: run {spec.run_id}: {spec.distribution}, d in {list(spec.dims)}, "
+          f"N in {list(spec.sizes)}, {spec.trials} trials per cell "
+          f"({spec.planned_trials} planned), solver {spec.solver} -> {args.out}", file=sys.stderr)
+    report = execute(spec, args.out, backend="serial" if args.serial else "ray",
+                     address=args.address, workers=args.workers, new_run=args.new_run,
+                     progress=not args.no_progress)
+    print(f"mc-hull: run {report.run_id} done in {report.seconds:.1f} s: "
+          f"{report.computed_shards} shards computed, {report.skipped_shards} skipped as committed, "
+          f"{report.undecided} undecided", file=sys.stderr)
+    print_table(cell_estimates(args.out, run_id=spec.run_id), args.format)
+    return 0
