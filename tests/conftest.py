@@ -1,0 +1,44 @@
+"""Shared fixtures: a real embedded Ray per test module and a small real results directory."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A real local Ray instance with 2 CPUs (never joins another Ray on the host)."""
+    import ray
+
+    from mc_hull.distributed import WORKER_ENV
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning",
+             runtime_env={"env_vars": WORKER_ENV}, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_spec():
+    """A small Gaussian spec spanning p from ~0.05 to ~0.9 (LP solver, fast)."""
+    from mc_hull.spec import Spec
+
+    return Spec(distribution="gaussian", dims=(2, 4), sizes=(5, 20, 100), trials=120,
+                queries_per_set=30, seed=7, shard_trials=60)
+
+
+@pytest.fixture(scope="session")
+def small_results(tmp_path_factory, small_spec):
+    """A real results directory written serially from ``small_spec`` (no Ray)."""
+    from mc_hull.runner import execute
+
+    out = tmp_path_factory.mktemp("results") / "out"
+    execute(small_spec, str(out), backend="serial", progress=False)
+    return out
