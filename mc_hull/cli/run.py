@@ -93,7 +93,10 @@ def build_spec(args) -> Spec:
 def main(args) -> int:
     from ..runner import execute
 
+    from ..store import ResultStore
+
     spec = build_spec(args)  # all validation happens before anything is written
+    ResultStore(args.out).prepare()  # an unusable --out is one line, before the header
     print(f"mc-hull: run {spec.run_id}: {spec.distribution}, d in {list(spec.dims)}, "
           f"N in {list(spec.sizes)}, {spec.trials} trials per cell "
           f"({spec.planned_trials} planned), solver {spec.solver} -> {args.out}", file=sys.stderr)
