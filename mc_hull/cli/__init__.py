@@ -9,7 +9,7 @@ from importlib import import_module
 from ..errors import McHullError
 
 #: Subcommand modules under mc_hull.cli; each defines ``register(subparsers)``.
-COMMANDS = ("run", "query")
+COMMANDS = ("run", "query", "dashboard", "plot")
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,0 +1,334 @@
+"""mc_hull dashboard: p(d, N) against N, the (d, log N) heatmap, N½ against d, run status and a trial audit.
+
+Start it with ``mc-hull dashboard DIR`` (or ``streamlit run dashboards/app.py -- DIR``;
+the ``MC_HULL_RESULTS`` environment variable also names DIR).  Every table is
+aggregated in SQL by :mod:`mc_hull.views`; results are cached under a key that
+changes when a shard file lands, so a refresh costs a directory listing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from mc_hull import views
+from mc_hull.errors import McHullError
+
+st.set_page_config(page_title="mc_hull: p(d, N)", layout="wide")
+
+#: strokeDash per series, shared by the layers of view 1 so one legend explains the line styles.
+DASHES = {views.MC_SERIES: [1, 0], views.EXACT_SERIES: [6, 3], views.BF_SERIES: [2, 2],
+          views.HALF_SERIES: [8, 4]}
+
+
+def results_dir() -> str:
+    """DIR from ``streamlit run app.py -- DIR``, else ``$MC_HULL_RESULTS``, else ./results."""
+    if sys.argv and sys.argv[0].endswith("app.py") and len(sys.argv) > 1:
+        return sys.argv[1]
+    return os.environ.get("MC_HULL_RESULTS", "results")
+
+
+# -- cached loaders (the key argument is the store's fingerprint) --------------------
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_cells(out: str, key: tuple, run_id: str | None):
+    return views.cell_table(out, run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_fitted(out: str, key: tuple, run_id: str | None):
+    return views.fitted_n_half(out, run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_exact_curves(out: str, key: tuple, run_id: str | None, dist: str, dims: tuple):
+    cells = load_cells(out, key, run_id)
+    return views.exact_curves(views.select_cells(cells, views.Filters(distributions=[dist], dims=list(dims))))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_exact_n_half(distribution: str, d_min: int, d_max: int):
+    return views.exact_n_half_curve(distribution, d_min, d_max)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=5)
+def load_status(out: str, key: tuple):
+    return views.run_status(out)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_audit(out: str, key: tuple, dists: tuple, dims: tuple, n_min, n_max, runs: tuple):
+    filters = views.Filters(list(dists), list(dims), n_min, n_max, list(runs))
+    return (views.audit_counts(out, filters),
+            views.audit_histogram(out, filters, "certificate_value"),
+            views.audit_histogram(out, filters, "solve_seconds"))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_options(out: str, key: tuple):
+    return views.filter_options(out)
+
+
+def df(table) -> pd.DataFrame:
+    """A small aggregated Arrow table as pandas for Altair."""
+    return table.to_pandas()
+
+
+def log_n(title: str = "N (training-set size)", domain=None) -> alt.Scale:
+    return alt.Scale(type="log", domain=domain) if domain else alt.Scale(type="log")
+
+
+def dash_scale(series: list[str]) -> alt.Scale:
+    return alt.Scale(domain=series, range=[DASHES[views.EXACT_SERIES] if s.startswith(views.EXACT_SERIES)
+                                           else DASHES[s] for s in series])
+
+
+# -- view 1 ------------------------------------------------------------------------
+def chart_p_vs_n(cells, exact, rules) -> alt.LayerChart:
+    c = df(cells).assign(series=views.MC_SERIES)
+    ex = df(exact)
+    bf = df(rules)
+    series = [views.MC_SERIES] + sorted(set(ex["series"])) + [views.BF_SERIES, views.HALF_SERIES]
+    x = alt.X("n:Q", scale=log_n(), title="N (training-set size, log scale)")
+    color = alt.Color("d:N", title="d")
+    dash = alt.StrokeDash("series:N", scale=dash_scale(series), title="series",
+                          legend=alt.Legend(symbolStrokeColor="gray", symbolType="stroke"))
+    band = alt.Chart(c).mark_area(opacity=0.18).encode(
+        x=x, y=alt.Y("ci_low:Q", title="p = P(x in conv(X₁..X_N))", scale=alt.Scale(domain=[0, 1])),
+        y2="ci_high:Q", color=color)
+    points = alt.Chart(c).mark_line(point=True).encode(
+        x=x, y="p_hat:Q", color=color, strokeDash=dash,
+        tooltip=["distribution", "d", "n", "trials", "undecided",
+                 alt.Tooltip("p_hat:Q", format=".4f"), alt.Tooltip("ci_low:Q", format=".4f"),
+                 alt.Tooltip("ci_high:Q", format=".4f"), alt.Tooltip("exact:Q", format=".4f")])
+    layers = [band, points]
+    if len(ex):
+        layers.append(alt.Chart(ex).mark_line(strokeWidth=1.5).encode(
+            x=alt.X("n:Q", scale=log_n()), y="p:Q", color=color, strokeDash=dash,
+            tooltip=["d", "n", alt.Tooltip("p:Q", format=".4f"), "series"]))
+    bf = bf.assign(series=views.BF_SERIES)
+    layers.append(alt.Chart(bf).mark_rule(strokeWidth=1.5).encode(
+        x=alt.X("bf_threshold:Q", scale=log_n()), color=color, strokeDash=dash,
+        tooltip=["d", alt.Tooltip("bf_threshold:Q", format=".3g", title="2^(d/2)/d")]))
+    half = pd.DataFrame({"p": [0.5], "series": [views.HALF_SERIES]})
+    layers.append(alt.Chart(half).mark_rule(color="gray").encode(y="p:Q", strokeDash=dash))
+    return alt.layer(*layers).resolve_scale(color="shared").properties(height=420)
+
+
+# -- view 2 ------------------------------------------------------------------------
+def chart_heatmap(heat, n_half, exact_half, bf) -> alt.LayerChart:
+    h = df(heat)
+    lo, hi = float(h["n_lo"].min()), float(h["n_hi"].max())
+    y_scale = alt.Scale(type="log", domain=[lo, hi])
+    x_scale = alt.Scale(domain=[float(h["d_lo"].min()), float(h["d_hi"].max())], nice=False)
+    rect = alt.Chart(h).mark_rect().encode(
+        x=alt.X("d_lo:Q", scale=x_scale, title="d"), x2="d_hi:Q",
+        y=alt.Y("n_lo:Q", scale=y_scale, title="N (log scale)"), y2="n_hi:Q",
+        color=alt.Color("p_hat:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title="p̂"),
+        tooltip=["d", "n", alt.Tooltip("p_hat:Q", format=".3f"), "trials"])
+    curves = [df(bf)]
+    emp = df(n_half)
+    emp = emp[emp["n_half"].notna()][["d", "n_half"]].rename(columns={"n_half": "n"})
+    emp["series"] = views.EMPIRICAL_HALF_SERIES
+    curves.append(emp)
+    if exact_half.num_rows:
+        curves.append(df(exact_half))
+    lines = pd.concat(curves, ignore_index=True)
+    lines = lines[(lines["n"] > 0)]
+    series = list(dict.fromkeys(lines["series"]))
+    colors = {views.BF_SERIES: "white", views.EMPIRICAL_HALF_SERIES: "#e4572e", views.EXACT_HALF_SERIES: "black"}
+    line = alt.Chart(lines).mark_line(point=True, clip=True, strokeWidth=2).encode(
+        x=alt.X("d:Q", scale=x_scale), y=alt.Y("n:Q", scale=y_scale),
+        stroke=alt.Stroke("series:N", title="50% contour / line",
+                          scale=alt.Scale(domain=series, range=[colors[s] for s in series])),
+        strokeDash=alt.StrokeDash("series:N", legend=None, scale=alt.Scale(
+            domain=series, range=[[2, 2] if s == views.BF_SERIES else [6, 3] if s == views.EXACT_HALF_SERIES
+                                  else [1, 0] for s in series])),
+        tooltip=["series", "d", alt.Tooltip("n:Q", format=".4g")])
+    return alt.layer(rect, line).resolve_scale(color="independent").properties(height=420)
+
+
+# -- view 3 ------------------------------------------------------------------------
+def chart_n_half(n_half, exact_half, bf) -> alt.LayerChart:
+    emp = df(n_half)
+    emp = emp[emp["n_half"].notna()].assign(series=views.EMPIRICAL_HALF_SERIES)
+    curves = [df(bf)] + ([df(exact_half)] if exact_half.num_rows else [])
+    lines = pd.concat(curves, ignore_index=True)
+    series = list(dict.fromkeys(list(lines["series"]) + [views.EMPIRICAL_HALF_SERIES]))
+    palette = {views.BF_SERIES: "#888888", views.EXACT_HALF_SERIES: "black", views.EMPIRICAL_HALF_SERIES: "#e4572e"}
+    color = alt.Color("series:N", title="N½", scale=alt.Scale(domain=series, range=[palette[s] for s in series]))
+    y = alt.Y("n:Q", scale=alt.Scale(type="log"), title="N½ (log scale): p(d, N½) = 1/2")
+    layers = [alt.Chart(lines).mark_line(strokeDash=[5, 3]).encode(
+        x=alt.X("d:Q", title="d"), y=y, color=color, tooltip=["series", "d", alt.Tooltip("n:Q", format=".4g")])]
+    if len(emp):
+        e = emp.rename(columns={"n_half": "n"})
+        bars = e[e["n_half_low"].notna() & e["n_half_high"].notna()]
+        if len(bars):
+            layers.append(alt.Chart(bars).mark_rule(strokeWidth=2).encode(
+                x="d:Q", y=alt.Y("n_half_low:Q", scale=alt.Scale(type="log")), y2="n_half_high:Q", color=color))
+        layers.append(alt.Chart(e).mark_point(filled=True, size=70).encode(
+            x="d:Q", y=y, color=color,
+            tooltip=["d", alt.Tooltip("n:Q", format=".4g", title="N½"), alt.Tooltip("n_half_low:Q", format=".4g"),
+                     alt.Tooltip("n_half_high:Q", format=".4g"), "source",
+                     alt.Tooltip("exact_n_half:Q", format=".4g")]))
+    return alt.layer(*layers).properties(height=420)
+
+
+# -- view 5 ------------------------------------------------------------------------
+def chart_histogram(hist, title: str) -> alt.Chart:
+    return alt.Chart(df(hist)).mark_bar(opacity=0.75).encode(
+        x=alt.X("lo:Q", scale=alt.Scale(type="log"), title=title), x2="hi:Q",
+        y=alt.Y("trials:Q", stack=None, title="trials"), color=alt.Color("status:N"),
+        tooltip=["status", alt.Tooltip("lo:Q", format=".2g"), alt.Tooltip("hi:Q", format=".2g"), "trials"]
+    ).properties(height=260)
+
+
+def fmt_seconds(s) -> str:
+    if s is None or s != s:
+        return "–"
+    s = float(s)
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def section_status(out: str, key: tuple) -> None:
+    st.header("4 · Run status")
+    status = load_status(out, key)
+    if status.num_rows == 0:
+        st.info("No runs recorded yet.")
+        return
+    s = df(status)
+    planned = s["shards_planned"].dropna().sum()
+    rate = s["trials_per_s"].dropna()
+    eta = s["eta_s"].dropna()
+    cols = st.columns(4)
+    cols[0].metric("shards done / planned", f"{int(s['shards_done'].sum())} / {int(planned) if planned else '?'}")
+    cols[1].metric("trials/s (latest run)", f"{rate.iloc[-1]:,.0f}" if len(rate) else "–")
+    cols[2].metric("ETA", fmt_seconds(eta.max()) if len(eta) else "–")
+    cols[3].metric("undecided trials", f"{int(s['undecided'].sum())}")
+    for row in s.itertuples():
+        if row.shards_planned and row.shards_planned == row.shards_planned:
+            frac = min(1.0, row.shards_done / row.shards_planned)
+            st.progress(frac, text=f"run {row.run_id} ({row.distribution}): {row.shards_done} of "
+                                   f"{int(row.shards_planned)} shards" + (" · running" if row.active else ""))
+    st.dataframe(s, hide_index=True, width="stretch")
+
+
+def section_audit(out: str, key: tuple, options: dict) -> None:
+    st.header("5 · Trial audit")
+    c = st.columns(4)
+    dist = c[0].multiselect("distribution", options["distributions"], key="audit_dist")
+    dims = c[1].multiselect("d", options["dims"], key="audit_d")
+    sizes = options["sizes"] or [1]
+    if len(sizes) > 1:
+        n_lo, n_hi = c[2].select_slider("N range", options=sizes, value=(sizes[0], sizes[-1]), key="audit_n")
+    else:
+        n_lo = n_hi = sizes[0]
+    run_sel = c[3].multiselect("run", options["runs"], key="audit_run")
+    counts, cert, secs = load_audit(out, key, tuple(dist), tuple(dims), n_lo, n_hi, tuple(run_sel))
+    if counts.num_rows == 0:
+        st.info("No trials match these filters.")
+        return
+    left, mid, right = st.columns(3)
+    with left:
+        st.subheader("trials by method and status")
+        st.altair_chart(alt.Chart(df(counts)).mark_bar().encode(
+            x=alt.X("trials:Q"), y=alt.Y("method:N", title=None), color="status:N",
+            tooltip=["method", "status", "trials", alt.Tooltip("median_seconds:Q", format=".2e"),
+                     alt.Tooltip("mean_rounds:Q", format=".2f")]).properties(height=260), width="stretch")
+    with mid:
+        st.subheader("certificate value")
+        st.altair_chart(chart_histogram(cert, "certificate value / data scale (log; inside: residual, "
+                                              "outside: margin)"), width="stretch")
+    with right:
+        st.subheader("solve time")
+        st.altair_chart(chart_histogram(secs, "seconds per trial (log)"), width="stretch")
+    st.dataframe(df(counts), hide_index=True, width="stretch")
+
+
+def watcher(out: str, key: tuple, every: float | None) -> None:
+    """Rerun the whole app when the store's fingerprint changes (checked every ``every`` s)."""
+
+    @st.fragment(run_every=every)
+    def check():
+        if every and views.dataset_key(out) != key:
+            st.rerun()
+
+    check()
+
+
+def main() -> None:
+    out = results_dir()
+    st.title("mc_hull · p(d, N) = P(x ∈ conv(X₁…X_N))")
+    with st.sidebar:
+        st.caption(f"results: `{out}`")
+        if st.button("Refresh", width="stretch"):
+            st.cache_data.clear()
+        auto = st.toggle("auto-refresh", value=False)
+        every = st.number_input("every (s)", min_value=2, max_value=3600, value=10, disabled=not auto)
+    key = views.dataset_key(out)
+    watcher(out, key, float(every) if auto else None)
+    problem = views.location_problem(out)
+    if problem:
+        st.info(problem)
+        return
+    try:
+        render(out, key)
+    except McHullError as exc:
+        st.error(f"Cannot read {out}: {exc}")
+
+
+def render(out: str, key: tuple) -> None:
+    options = load_options(out, key)
+    with st.sidebar:
+        run = st.selectbox("run", ["all runs"] + options["runs"])
+        run_id = None if run == "all runs" else run
+        dists = options["distributions"]
+        dist = st.selectbox("distribution", dists, index=dists.index("gaussian") if "gaussian" in dists else 0)
+        dims = st.multiselect("d", options["dims"], default=options["dims"])
+    cells_all = load_cells(out, key, run_id)
+    cells = views.select_cells(cells_all, views.Filters(distributions=[dist], dims=dims))
+    if cells.num_rows == 0:
+        st.info("No cells match the selected run, distribution and dimensions.")
+        section_status(out, key)
+        return
+
+    st.header(f"1 · p̂ against N ({dist})")
+    st.caption("Lines: Monte Carlo p̂ with shaded 99% intervals (design-effect corrected); dashed: exact curve "
+               "where known; dotted vertical rules: 2^(d/2)/d for each d; grey: p = 1/2.")
+    exact = load_exact_curves(out, key, run_id, dist, tuple(dims))
+    st.altair_chart(chart_p_vs_n(cells, exact, views.threshold_rules(cells)), width="stretch")
+
+    n_half = views.n_half_table(cells, load_fitted(out, key, run_id))
+    d_min, d_max = int(min(cells["d"].to_pylist())), int(max(cells["d"].to_pylist()))
+    exact_half = load_exact_n_half(dist, d_min, d_max)
+    bf = views.bf_curve(d_min, d_max)
+    left, right = st.columns(2)
+    with left:
+        st.header("2 · p̂ over (d, log N)")
+        st.caption("Colour: p̂ per cell; white dotted: N = 2^(d/2)/d; red: empirical 50% contour; "
+                   "black dashed: exact 50% contour.")
+        st.altair_chart(chart_heatmap(views.heatmap_cells(cells), n_half, exact_half, bf), width="stretch")
+    with right:
+        st.header("3 · N½ against d")
+        st.caption("N½: where p crosses 1/2. Empirical points with the bracket where the 99% band crosses; "
+                   "exact where known; the line 2^(d/2)/d for comparison.")
+        st.altair_chart(chart_n_half(n_half, exact_half, bf), width="stretch")
+        if all(v is None for v in n_half["n_half"].to_pylist()):
+            st.caption("No measured curve crosses 1/2 in this N range yet.")
+
+    section_status(out, key)
+    section_audit(out, key, options)
+
+    st.header("6 · Download")
+    st.download_button("Download the cell table (CSV)", views.to_csv(cells_all), file_name="mc_hull_cells.csv",
+                       mime="text/csv")
+    st.download_button("Download N½ per d (CSV)", views.to_csv(n_half), file_name="mc_hull_n_half.csv",
+                       mime="text/csv")
+    with st.expander("cell table"):
+        st.dataframe(df(cells), hide_index=True, width="stretch")
+
+
+main()

@@ -1,0 +1,65 @@
+"""``mc-hull dashboard DIR``: serve the Streamlit dashboard (loopback by default)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..errors import InputError, StoreError
+from ..store import resolve
+
+
+def register(sub) -> None:
+    p = sub.add_parser("dashboard", help="serve the interactive dashboard for a results directory",
+                       description="Serve dashboards/app.py with Streamlit. It refreshes as shards land.")
+    p.add_argument("out", metavar="DIR", help="results directory or URI")
+    p.add_argument("--port", type=_port, default=8501, help="TCP port (default 8501)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, loopback only; 0.0.0.0 exposes it)")
+    p.set_defaults(func=main)
+
+
+def _port(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, 65535], got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, 65535], got {value}")
+    return value
+
+
+def app_path() -> Path:
+    """dashboards/app.py of this source tree."""
+    path = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+    if not path.is_file():
+        raise InputError(f"dashboard app not found at {path} (install mc_hull from a source checkout: pip install -e .)")
+    return path
+
+
+def command(out: str, port: int, host: str) -> list[str]:
+    """The ``streamlit run`` command line for DIR, port and host."""
+    return [sys.executable, "-m", "streamlit", "run", str(app_path()),
+            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+            "--browser.gatherUsageStats", "false", "--server.runOnSave", "false",
+            "--", out]
+
+
+def main(args) -> int:
+    fs, root, local = resolve(args.out)
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(root).type == pafs.FileType.File:
+        raise StoreError(f"DIR: not a directory: {args.out}")
+    out = root if local else args.out
+    if not args.host.strip():
+        raise InputError("--host: must not be empty")
+    argv = command(out, args.port, args.host)
+    env = dict(os.environ, MC_HULL_RESULTS=out)
+    print(f"mc-hull: dashboard for {out} at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)  # replace this process: signals reach Streamlit directly
+    return 0  # pragma: no cover

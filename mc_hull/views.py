@@ -1,0 +1,459 @@
+"""Data preparation for the dashboard and ``mc-hull plot``: small aggregated tables, one per view.
+
+Everything here reads the results store through :mod:`mc_hull.query` (DuckDB
+over a pyarrow dataset) and aggregates in SQL, so no function ever brings one
+row per trial into Python.  The tables returned are Arrow tables of a few
+hundred rows at most; the chart code (Streamlit/Altair or matplotlib) only
+draws them.  Nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+
+from . import query, theory
+from .errors import McHullError, StoreError
+from .store import ResultStore, resolve
+
+#: Series names used in every chart (legends, SVG ids, tests).
+MC_SERIES = "Monte Carlo p̂ (99% interval)"
+EXACT_SERIES = "exact"
+BF_SERIES = "2^(d/2)/d"
+HALF_SERIES = "p = 1/2"
+EMPIRICAL_HALF_SERIES = "empirical N½"
+EXACT_HALF_SERIES = "exact N½"
+
+
+# -- the store ------------------------------------------------------------------
+def dataset_key(out: str) -> tuple:
+    """A cheap fingerprint that changes whenever a shard file or run spec lands.
+
+    Returns
+    -------
+    tuple
+        ``(shard files, newest shard mtime in ns, total bytes, run specs, newest spec mtime)``;
+        ``(0, 0, 0, 0, 0)`` when ``out`` does not exist.
+    """
+    try:
+        store = ResultStore(out)
+        files = store.shard_files()
+        sel = pafs.FileSelector(f"{store.root}/_runs", allow_not_found=True)
+        runs = [i for i in store.fs.get_file_info(sel) if i.is_file and i.base_name.endswith(".json")]
+    except (OSError, StoreError):
+        return (0, 0, 0, 0, 0)
+
+    def newest(infos):
+        return max((i.mtime_ns or 0 for i in infos), default=0)
+
+    return (len(files), newest(files), sum(i.size or 0 for i in files), len(runs), newest(runs))
+
+
+def location_problem(out: str) -> str | None:
+    """A friendly sentence when ``out`` holds nothing to show, else None."""
+    try:
+        fs, root, _ = resolve(out)
+        info = fs.get_file_info(root)
+    except (OSError, StoreError) as exc:
+        return f"Cannot open the results location {out}: {exc}"
+    if info.type == pafs.FileType.NotFound:
+        return (f"No results directory at {out} yet. Start a run with "
+                f"`mc-hull run --out {out}`; this page picks it up when the first shard lands.")
+    if info.type != pafs.FileType.Directory:
+        return f"{out} is not a directory."
+    if not ResultStore(out).shard_files():
+        return (f"{out} holds no shard files yet. Start a run with `mc-hull run --out {out}`; "
+                "this page picks results up as shards land.")
+    return None
+
+
+def runs(out: str) -> dict[str, dict]:
+    """run_id -> stored run record (``{"spec": ..., "hash": ...}``)."""
+    return ResultStore(out).runs()
+
+
+# -- filters --------------------------------------------------------------------
+@dataclass
+class Filters:
+    """Row filters shared by the views (None or empty: no filter)."""
+
+    distributions: list[str] = field(default_factory=list)
+    dims: list[int] = field(default_factory=list)
+    n_min: int | None = None
+    n_max: int | None = None
+    runs: list[str] = field(default_factory=list)
+
+    def where(self) -> tuple[str, list]:
+        """SQL condition over the ``trials`` view and its positional parameters."""
+        parts, params = ["TRUE"], []
+        if self.distributions:
+            parts.append("list_contains(?::VARCHAR[], distribution)")
+            params.append(list(self.distributions))
+        if self.dims:
+            parts.append("list_contains(?::INTEGER[], d)")
+            params.append([int(d) for d in self.dims])
+        if self.n_min is not None:
+            parts.append("n >= ?")
+            params.append(int(self.n_min))
+        if self.n_max is not None:
+            parts.append("n <= ?")
+            params.append(int(self.n_max))
+        if self.runs:
+            parts.append("list_contains(?::VARCHAR[], run_id)")
+            params.append(list(self.runs))
+        return " AND ".join(parts), params
+
+
+def _connect(out: str, *, check: bool = False):
+    return query.connect(out, check=check)
+
+
+def _sql(con, text: str, params: list | None = None) -> pa.Table:
+    return con.sql(text, params=params or None).to_arrow_table()
+
+
+def _on(table: pa.Table, text: str, params: list | None = None) -> pa.Table:
+    """Run SQL over an Arrow table registered as ``t`` (small tables only)."""
+    con = duckdb.connect()
+    con.register("t", table)
+    return con.sql(text, params=params or None).to_arrow_table()
+
+
+# -- view 1: p against N ---------------------------------------------------------
+def cell_table(out: str, run_id: str | None = None) -> pa.Table:
+    """Per-cell estimates (:data:`mc_hull.query.CELL_COLUMNS`), via :func:`mc_hull.query.cell_estimates`."""
+    return query.cell_estimates(out, run_id=run_id)
+
+
+def select_cells(cells: pa.Table, filters: Filters) -> pa.Table:
+    """The rows of a cell table that pass ``filters`` (the run filter is applied upstream)."""
+    cond, params = Filters(filters.distributions, filters.dims, filters.n_min, filters.n_max).where()
+    return _on(cells, f"SELECT * FROM t WHERE {cond} ORDER BY distribution, d, n", params)
+
+
+def _exact(distribution: str, d: int, n: np.ndarray) -> np.ndarray | None:
+    if not theory.has_exact(distribution):
+        return None
+    value = theory.exact_inside_probability(distribution, int(d), n)
+    return None if value is None else np.asarray(value, dtype=np.float64).reshape(np.shape(n))
+
+
+def _exact_n_half(distribution: str, d: int) -> float | None:
+    if not theory.has_exact(distribution):
+        return None
+    value = theory.exact_n_half(distribution, int(d))
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def exact_curves(cells: pa.Table, points_per_decade: int = 24) -> pa.Table:
+    """Dense exact curves p(d, N) over each (distribution, d)'s range of N in ``cells``.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``distribution, d, n, p, series`` (empty when no distribution has an exact curve).
+    """
+    ranges = _on(cells, "SELECT distribution, d, min(n) AS lo, max(n) AS hi FROM t "
+                        "GROUP BY ALL ORDER BY ALL").to_pylist()
+    rows: dict[str, list] = {"distribution": [], "d": [], "n": [], "p": [], "series": []}
+    for r in ranges:
+        lo, hi = math.log10(max(r["lo"], 1)), math.log10(max(r["hi"], 1))
+        count = max(2, int(math.ceil((hi - lo) * points_per_decade)) + 1)
+        n = np.unique(np.round(np.logspace(lo, hi, count)).astype(np.int64))
+        p = _exact(r["distribution"], r["d"], n)
+        if p is None:
+            continue
+        keep = np.isfinite(p)
+        k = int(keep.sum())
+        rows["distribution"] += [r["distribution"]] * k
+        rows["d"] += [int(r["d"])] * k
+        rows["n"] += n[keep].tolist()
+        rows["p"] += p[keep].tolist()
+        rows["series"] += [f"{EXACT_SERIES} ({r['distribution']})"] * k
+    return pa.table(rows, schema=pa.schema([("distribution", pa.string()), ("d", pa.int32()),
+                                            ("n", pa.int64()), ("p", pa.float64()),
+                                            ("series", pa.string())]))
+
+
+def threshold_rules(cells: pa.Table) -> pa.Table:
+    """One row per d in ``cells``: ``d, bf_threshold, series`` (the vertical rules of view 1)."""
+    return _on(cells, f"SELECT DISTINCT d, bf_threshold, '{BF_SERIES}' AS series FROM t ORDER BY d")
+
+
+# -- view 3 (and the heatmap's contours): N½ ------------------------------------
+def _crossing(n: np.ndarray, p: np.ndarray) -> float | None:
+    """N where ``p`` first reaches 1/2, interpolating linearly in log N (None if it never does)."""
+    ok = np.isfinite(p)
+    n, p = n[ok], p[ok]
+    if len(n) == 0:
+        return None
+    if p[0] >= 0.5:
+        return float(n[0]) if p[0] == 0.5 else None
+    for i in range(1, len(n)):
+        if p[i] >= 0.5:
+            a, b = math.log(n[i - 1]), math.log(n[i])
+            t = (0.5 - p[i - 1]) / (p[i] - p[i - 1])
+            return float(math.exp(a + t * (b - a)))
+    return None
+
+
+def empirical_n_half(cells: pa.Table) -> pa.Table:
+    """Per (distribution, d): N½ interpolated in log N, with a bracket from the interval bands.
+
+    ``n_half`` is where p̂ first crosses 1/2; ``n_half_low`` where the upper
+    99% band ``ci_high`` does, ``n_half_high`` where ``ci_low`` does (None
+    where a curve does not cross inside the measured range).
+    """
+    rows = []
+    groups = _on(cells, "SELECT distribution, d, list(n ORDER BY n) AS n, list(p_hat ORDER BY n) AS p, "
+                        "list(ci_low ORDER BY n) AS lo, list(ci_high ORDER BY n) AS hi "
+                        "FROM t GROUP BY ALL ORDER BY ALL").to_pylist()
+    for g in groups:
+        n = np.asarray(g["n"], dtype=np.float64)
+
+        def arr(key):
+            return np.asarray([np.nan if v is None else v for v in g[key]], dtype=np.float64)
+
+        rows.append({"distribution": g["distribution"], "d": int(g["d"]),
+                     "n_half": _crossing(n, arr("p")), "n_half_low": _crossing(n, arr("hi")),
+                     "n_half_high": _crossing(n, arr("lo")), "source": "interpolated"})
+    return pa.Table.from_pylist(rows, schema=_N_HALF_SCHEMA)
+
+
+_N_HALF_SCHEMA = pa.schema([("distribution", pa.string()), ("d", pa.int32()), ("n_half", pa.float64()),
+                            ("n_half_low", pa.float64()), ("n_half_high", pa.float64()),
+                            ("source", pa.string())])
+
+
+def fitted_n_half(out: str, run_id: str | None = None) -> pa.Table | None:
+    """``mc_hull.query.thresholds(out)`` when the query layer provides it, normalised; else None."""
+    fn = getattr(query, "thresholds", None)
+    if fn is None:
+        return None
+    try:
+        try:
+            table = fn(out, run_id=run_id)
+        except TypeError:
+            if run_id is not None:
+                return None
+            table = fn(out)
+    except McHullError:
+        return None
+    if not isinstance(table, pa.Table) or table.num_rows == 0:
+        return None
+    names = table.column_names
+
+    def pick(*cands):
+        return next((c for c in cands if c in names), None)
+
+    est = pick("n_half", "n_half_hat", "estimate", "n50")
+    lo = pick("n_half_low", "ci_low", "low", "n_half_lo")
+    hi = pick("n_half_high", "ci_high", "high", "n_half_hi")
+    if est is None or "d" not in names:
+        return None
+    data = table.to_pydict()
+    rows = []
+    for i in range(table.num_rows):
+        def num(col):
+            v = data[col][i] if col else None
+            return float(v) if v is not None and np.isfinite(v) and v > 0 else None
+
+        rows.append({"distribution": data["distribution"][i] if "distribution" in names else "gaussian",
+                     "d": int(data["d"][i]), "n_half": num(est), "n_half_low": num(lo),
+                     "n_half_high": num(hi), "source": "fitted"})
+    return pa.Table.from_pylist(rows, schema=_N_HALF_SCHEMA)
+
+
+def n_half_table(cells: pa.Table, fitted: pa.Table | None = None) -> pa.Table:
+    """Per (distribution, d) in ``cells``: empirical N½ (fitted when given, else interpolated),
+    its bracket, the exact N½ where known and 2^(d/2)/d."""
+    emp = empirical_n_half(cells)
+    if fitted is not None and fitted.num_rows:
+        con = duckdb.connect()
+        con.register("e", emp)
+        con.register("f", fitted)
+        emp = con.sql("SELECT e.distribution, e.d, coalesce(f.n_half, e.n_half) AS n_half, "
+                      "CASE WHEN f.n_half IS NULL THEN e.n_half_low ELSE f.n_half_low END AS n_half_low, "
+                      "CASE WHEN f.n_half IS NULL THEN e.n_half_high ELSE f.n_half_high END AS n_half_high, "
+                      "CASE WHEN f.n_half IS NULL THEN e.source ELSE f.source END AS source "
+                      "FROM e LEFT JOIN f USING (distribution, d) ORDER BY e.distribution, e.d"
+                      ).to_arrow_table()
+    data = emp.to_pydict()
+    data["exact_n_half"] = [_exact_n_half(dist, d) for dist, d in zip(data["distribution"], data["d"])]
+    data["bf_threshold"] = [float(theory.bf_threshold(int(d))) for d in data["d"]]
+    return pa.table(data, schema=_N_HALF_SCHEMA.append(pa.field("exact_n_half", pa.float64()))
+                    .append(pa.field("bf_threshold", pa.float64())))
+
+
+def exact_n_half_curve(distribution: str, d_min: int, d_max: int) -> pa.Table:
+    """Exact N½ for every integer d in [d_min, d_max] (empty when unknown)."""
+    rows = []
+    if theory.has_exact(distribution):
+        for d in range(max(1, int(d_min)), int(d_max) + 1):
+            v = _exact_n_half(distribution, d)
+            if v is not None:
+                rows.append({"d": d, "n": v, "series": EXACT_HALF_SERIES})
+    return pa.Table.from_pylist(rows, schema=_CURVE_SCHEMA)
+
+
+_CURVE_SCHEMA = pa.schema([("d", pa.float64()), ("n", pa.float64()), ("series", pa.string())])
+
+
+def bf_curve(d_min: float, d_max: float, points: int = 120) -> pa.Table:
+    """N = 2^(d/2)/d on a fine grid of d."""
+    d = np.linspace(max(1.0, d_min), max(d_max, d_min + 1e-9), points)
+    return pa.table({"d": d, "n": 2.0 ** (d / 2) / d, "series": [BF_SERIES] * len(d)}, schema=_CURVE_SCHEMA)
+
+
+# -- view 2: heatmap --------------------------------------------------------------
+def heatmap_cells(cells: pa.Table) -> pa.Table:
+    """Cells as rectangles over (d, log N): ``d_lo, d_hi, n_lo, n_hi`` bound each (d, n) cell.
+
+    Edges lie halfway between neighbouring d values and, in log N, between
+    neighbouring sizes of the same d (the outer edges mirror the inner ones).
+    """
+    return _on(cells, """
+        WITH dd AS (
+            SELECT d, lag(d) OVER (ORDER BY d) AS dp, lead(d) OVER (ORDER BY d) AS dn
+            FROM (SELECT DISTINCT d FROM t)),
+        nn AS (
+            SELECT distribution, d, n, p_hat, ci_low, ci_high, trials, bf_threshold,
+                   ln(n) AS ln_n,
+                   ln(lag(n) OVER w) AS ln_p, ln(lead(n) OVER w) AS ln_n2
+            FROM t WINDOW w AS (PARTITION BY distribution, d ORDER BY n))
+        SELECT nn.distribution, nn.d, nn.n, nn.p_hat, nn.ci_low, nn.ci_high, nn.trials,
+               nn.d - coalesce((nn.d - dd.dp) / 2.0, (dd.dn - nn.d) / 2.0, 0.5) AS d_lo,
+               nn.d + coalesce((dd.dn - nn.d) / 2.0, (nn.d - dd.dp) / 2.0, 0.5) AS d_hi,
+               exp(ln_n - coalesce((ln_n - ln_p) / 2, (ln_n2 - ln_n) / 2, 0.5)) AS n_lo,
+               exp(ln_n + coalesce((ln_n2 - ln_n) / 2, (ln_n - ln_p) / 2, 0.5)) AS n_hi
+        FROM nn JOIN dd USING (d) ORDER BY nn.distribution, nn.d, nn.n""")
+
+
+# -- view 4: run status ------------------------------------------------------------
+def run_status(out: str, now: float | None = None) -> pa.Table:
+    """One row per run: shards done/planned, trials, undecided, trials/s, ETA.
+
+    Planned shards come from the run's spec (``_runs/<run_id>.json`` through
+    :func:`mc_hull.plan.plan`); done shards are the shard files present.  The
+    rate is measured from the files' modification times (trials committed
+    after the first file, divided by the time since it), so it reflects the
+    run's wall-clock throughput; ``active`` is whether a file landed in the
+    last two minutes.
+    """
+    from .plan import plan
+    from .spec import Spec
+
+    now = time.time() if now is None else now
+    store = ResultStore(out)
+    files: dict[str, list[tuple[float, int]]] = {}
+    for info in store.shard_files():
+        name = info.base_name
+        run_id = name.split("-r", 1)[0]
+        files.setdefault(run_id, []).append(((info.mtime_ns or 0) / 1e9, info.path))
+    counts = {}
+    con = _connect(out) if files else None
+    if con is not None:
+        for r in _sql(con, "SELECT run_id, count(*) AS trials, count(*) FILTER (WHERE inside IS NULL) "
+                           "AS undecided FROM trials GROUP BY run_id").to_pylist():
+            counts[r["run_id"]] = r
+    records = store.runs()
+    rows = []
+    for run_id in sorted(set(records) | set(files)):
+        spec = None
+        try:
+            spec = Spec.from_dict(records[run_id]["spec"]) if run_id in records else None
+        except (McHullError, KeyError, TypeError):
+            spec = None
+        planned_shards = len(plan(spec)) if spec else None
+        planned_trials = spec.planned_trials if spec else None
+        stamps = sorted(t for t, _ in files.get(run_id, []))
+        done_shards = len(stamps)
+        done = counts.get(run_id, {}).get("trials", 0)
+        rate = eta = None
+        if done_shards >= 2 and stamps[-1] > stamps[0]:
+            rate = done * (done_shards - 1) / done_shards / (stamps[-1] - stamps[0])
+        if planned_trials is not None and rate:
+            eta = max(0.0, planned_trials - done) / rate
+        rows.append({
+            "run_id": run_id,
+            "distribution": spec.distribution if spec else None,
+            "shards_done": done_shards, "shards_planned": planned_shards,
+            "trials_done": int(done), "trials_planned": planned_trials,
+            "undecided": int(counts.get(run_id, {}).get("undecided", 0)),
+            "trials_per_s": rate,
+            "eta_s": 0.0 if planned_trials is not None and done >= planned_trials else eta,
+            "last_write_age_s": (now - stamps[-1]) if stamps else None,
+            "active": bool(stamps) and now - stamps[-1] < 120 and (planned_shards or 0) > done_shards,
+        })
+    return pa.Table.from_pylist(rows, schema=pa.schema([
+        ("run_id", pa.string()), ("distribution", pa.string()), ("shards_done", pa.int64()),
+        ("shards_planned", pa.int64()), ("trials_done", pa.int64()), ("trials_planned", pa.int64()),
+        ("undecided", pa.int64()), ("trials_per_s", pa.float64()), ("eta_s", pa.float64()),
+        ("last_write_age_s", pa.float64()), ("active", pa.bool_())]))
+
+
+# -- view 5: trial audit --------------------------------------------------------------
+def audit_counts(out: str, filters: Filters) -> pa.Table:
+    """Trials by method and status (plus mean/median solve time and mean rounds) under ``filters``."""
+    con = _connect(out)
+    if con is None:
+        return pa.table({"method": pa.array([], pa.string())})
+    cond, params = filters.where()
+    return _sql(con, f"""
+        SELECT method, status, count(*) AS trials,
+               avg(solve_seconds) AS mean_seconds, median(solve_seconds) AS median_seconds,
+               avg(rounds) AS mean_rounds
+        FROM trials WHERE {cond} GROUP BY ALL ORDER BY trials DESC, method, status""", params)
+
+
+def audit_histogram(out: str, filters: Filters, column: str, *, bins_per_decade: int = 4,
+                    floor: float = 1e-18) -> pa.Table:
+    """Histogram of log10(``column``) by status, binned in SQL.
+
+    ``column`` is ``"certificate_value"`` or ``"solve_seconds"``; values below
+    ``floor`` (including 0: an exact inside certificate) fall in the first bin.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``status, lo, hi, trials`` with ``lo``/``hi`` the bin edges (in the column's units).
+    """
+    if column not in ("certificate_value", "solve_seconds"):
+        raise ValueError(f"not a histogram column: {column}")
+    con = _connect(out)
+    if con is None:
+        return pa.table({"status": pa.array([], pa.string())})
+    cond, params = filters.where()
+    k = int(bins_per_decade)
+    return _sql(con, f"""
+        WITH b AS (
+            SELECT status, floor(log10(greatest(abs({column}), {floor})) * {k}) AS bin
+            FROM trials WHERE {cond} AND {column} IS NOT NULL AND isfinite({column}))
+        SELECT status, pow(10, bin / {k}) AS lo, pow(10, (bin + 1) / {k}) AS hi, count(*) AS trials
+        FROM b GROUP BY ALL ORDER BY status, lo""", params)
+
+
+def filter_options(out: str) -> dict[str, list]:
+    """Distinct distributions, dimensions, sizes and runs present in the store."""
+    con = _connect(out)
+    if con is None:
+        return {"distributions": [], "dims": [], "sizes": [], "runs": []}
+    # partition columns come from the paths: DuckDB prunes, this reads no row group
+    t = _sql(con, "SELECT DISTINCT distribution, d, n, run_id FROM trials").to_pydict()
+    return {"distributions": sorted(set(t["distribution"])), "dims": sorted(set(t["d"])),
+            "sizes": sorted(set(t["n"])), "runs": sorted(set(t["run_id"]))}
+
+
+# -- view 6: download ------------------------------------------------------------------
+def to_csv(table: pa.Table) -> bytes:
+    """The table as CSV bytes (header row included)."""
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue().to_pybytes()
