@@ -17,9 +17,10 @@ from .store import ResultStore
 CELL_COLUMNS = ["distribution", "d", "n", "runs", "replicates", "trials", "inside", "undecided",
                 "p_hat", "ci_low", "ci_high", "wilson_low", "wilson_high", "design_effect",
                 "bf_threshold", "exact", "z"]
-INTERVAL_NOTE = ("ci_low/ci_high: 99% Wilson interval at the effective sample size (trials / design "
-                 "effect), robust to correlation between queries that share a training set; "
-                 "wilson_low/wilson_high: plain 99% Wilson interval treating trials as independent")
+INTERVAL_NOTE = ("ci_low/ci_high: 99% cluster-robust interval (Wilson at the effective sample size "
+                 "trials / design effect, with a Student-t critical value on replicates - 1 degrees of "
+                 "freedom), valid when queries share a training set; wilson_low/wilson_high: plain 99% "
+                 "Wilson interval treating trials as independent (too narrow when design_effect > 1)")
 
 
 def connect(out: str, *, run_id: str | None = None, check: bool = True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 #: Default confidence level of every interval mc_hull reports.
 LEVEL = 0.99
@@ -14,7 +15,14 @@ def z_value(level: float = LEVEL) -> float:
     return float(norm.ppf(0.5 + level / 2))
 
 
-def wilson(successes, n, level: float = LEVEL):
+def t_value(level: float = LEVEL, df: float = np.inf) -> float:
+    """Two-sided Student-t quantile with ``df`` degrees of freedom (the normal one when df is inf)."""
+    if not np.isfinite(df):
+        return z_value(level)
+    return float(student_t.ppf(0.5 + level / 2, df))
+
+
+def wilson(successes, n, level: float = LEVEL, *, z: float | None = None):
     """Wilson score interval for a binomial proportion.
 
     Parameters
@@ -22,6 +30,9 @@ def wilson(successes, n, level: float = LEVEL):
     successes, n : array_like
         Counts (n may be non-integer: an effective sample size).
     level : float
+    z : float, optional
+        Critical value to use instead of the normal quantile of ``level``
+        (:func:`clustered_interval` passes a Student-t quantile).
 
     Returns
     -------
@@ -30,7 +41,7 @@ def wilson(successes, n, level: float = LEVEL):
     """
     k = np.asarray(successes, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
-    z = z_value(level)
+    z = z_value(level) if z is None else float(z)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = k / n
         denom = 1 + z * z / n
@@ -71,16 +82,42 @@ def design_effect(y, m) -> float:
 
 
 def clustered_interval(y, m, level: float = LEVEL):
-    """Wilson interval at the effective sample size ``sum(m) / design_effect``.
+    """Cluster-robust interval: Wilson at the effective sample size, with a t critical value.
 
-    This accounts for the correlation of queries tested against one training
-    set (the between-set variance) while keeping Wilson's good behaviour near
-    0 and 1.
+    The effective sample size is ``sum(m) / design_effect``, which accounts for
+    the correlation of queries tested against one training set (the
+    between-set variance) while keeping Wilson's good behaviour near 0 and 1.
+    The design effect is itself estimated from only R clusters, so the
+    critical value is the Student-t quantile with R - 1 degrees of freedom
+    (the usual small-sample correction of cluster-robust variances); with a
+    single cluster the between-set variance cannot be estimated and this is
+    the plain Wilson interval.
+
+    By simulation (``tests/test_stats.py``; per-set p_r ~ Beta with
+    intra-set correlation 0.1-0.3, R = 4..40 sets) the 99% interval covers
+    the true p in 98.5-99.9% of cells, where the plain Wilson interval covers
+    only 55-82% and the same interval with a normal critical value 93-98%.
+
+    Parameters
+    ----------
+    y, m : array_like, shape (R,)
+        Inside counts and decided trials of each training set.
+    level : float
 
     Returns
     -------
     low, high, deff : float
     """
+    y = np.asarray(y, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
     deff = design_effect(y, m)
-    low, high = wilson(np.sum(y) / deff, np.sum(m) / deff, level)
+    clusters = int(np.count_nonzero(m > 0))
+    z = t_value(level, clusters - 1) if clusters >= 2 else z_value(level)
+    low, high = wilson(np.sum(y) / deff, np.sum(m) / deff, level, z=z)
     return float(low), float(high), deff
+
+
+def halfwidth(y, m, level: float = LEVEL) -> float:
+    """Half the width of :func:`clustered_interval` (inf when no trial is decided)."""
+    low, high, _ = clustered_interval(y, m, level)
+    return (high - low) / 2 if high == high else float("inf")
