@@ -46,6 +46,18 @@ class Spec:
         Target number of trials per shard (the unit of work and of output files).
     params : tuple of (str, value) pairs
         Distribution parameters, sorted by name.
+    grid : tuple of (d, tuple of int) pairs, optional
+        Per-dimension sizes (``mc-hull run --sizes auto`` resolves one around
+        each d's transition).  When given it has one entry per d in ``dims``
+        and ``sizes`` is set to the sorted union of its sizes.
+    target_halfwidth : float, optional
+        Adaptive runs (:mod:`mc_hull.adaptive`): add replicates to a cell until
+        its 99% clustered interval is narrower than ``2 * target_halfwidth``.
+    max_trials : int, optional
+        Cap on the trials of one cell in an adaptive run (default ``16 * trials``).
+
+    The three optional fields are left out of the canonical JSON when unset,
+    so specs without them keep their hash and run id.
     """
 
     distribution: str = "gaussian"
@@ -58,6 +70,9 @@ class Spec:
     tol: float = 1e-9
     shard_trials: int = 2000
     params: tuple = ()
+    grid: tuple = ()
+    target_halfwidth: float | None = None
+    max_trials: int | None = None
 
     def __post_init__(self):
         validate(self)
@@ -69,13 +84,25 @@ class Spec:
         return math.ceil(self.trials / self.queries_per_set)
 
     def queries_in(self, replicate: int) -> int:
-        """Queries tested against training set ``replicate`` (the last one may hold fewer)."""
+        """Queries tested against training set ``replicate`` (the last one may hold fewer).
+
+        Replicates beyond ``replicates`` (added by adaptive runs) hold K queries.
+        """
+        if replicate >= self.replicates:
+            return self.queries_per_set
         return min(self.queries_per_set, self.trials - replicate * self.queries_per_set)
 
     @property
     def cells(self) -> list[tuple[int, int]]:
         """The grid (d, N), in order."""
+        if self.grid:
+            per_d = dict(self.grid)
+            return [(d, n) for d in self.dims for n in per_d[d]]
         return [(d, n) for d in self.dims for n in self.sizes]
+
+    def sizes_for(self, d: int) -> tuple[int, ...]:
+        """The sizes N of dimension ``d``."""
+        return dict(self.grid)[d] if self.grid else self.sizes
 
     @property
     def planned_trials(self) -> int:
@@ -90,6 +117,13 @@ class Spec:
         out["dims"] = list(self.dims)
         out["sizes"] = list(self.sizes)
         out["params"] = dict(self.params)
+        if self.grid:
+            out["grid"] = {str(d): list(ns) for d, ns in self.grid}
+        else:
+            del out["grid"]
+        for key in ("target_halfwidth", "max_trials"):
+            if out[key] is None:
+                del out[key]
         return out
 
     def to_json(self) -> str:
@@ -123,6 +157,8 @@ class Spec:
             if not isinstance(data["params"], dict):
                 raise SpecError("params: must be a table of name = value")
             data["params"] = tuple(sorted(data["params"].items()))
+        if "grid" in data:
+            data["grid"] = _grid(data["grid"])
         return cls(**data)
 
     @classmethod
@@ -137,6 +173,10 @@ class Spec:
                 changes[key] = _int_tuple(key, changes[key])
         if "params" in changes and isinstance(changes["params"], dict):
             changes["params"] = tuple(sorted(changes["params"].items()))
+        if "grid" in changes:
+            changes["grid"] = _grid(changes["grid"])
+        elif "sizes" in changes:
+            changes["grid"] = ()  # explicit sizes replace a per-d grid
         return replace(self, **changes)
 
 
@@ -165,6 +205,24 @@ def _int_tuple(field: str, value) -> tuple[int, ...]:
     if not out:
         raise SpecError(f"{field}: must not be empty")
     return tuple(out)
+
+
+def _grid(value) -> tuple:
+    """Normalise a per-d grid ({d: [N, ...]} or [(d, [N, ...]), ...]) to sorted (d, tuple) pairs."""
+    if not value:
+        return ()
+    items = value.items() if isinstance(value, dict) else value
+    out = {}
+    try:
+        for d, ns in items:
+            d_int = int(d) if not isinstance(d, bool) else None
+            if d_int is None or str(d_int) != str(d).strip():
+                raise ValueError
+            out[d_int] = _int_tuple(f"grid (d = {d_int})", ns)
+    except (TypeError, ValueError):
+        raise SpecError(f"grid: must map each dimension d to a list of sizes, e.g. "
+                        f"{{\"2\" = [4, 10, 40]}}, got {value!r}") from None
+    return tuple(sorted(out.items()))
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
@@ -201,6 +259,32 @@ def validate(spec: Spec) -> None:
     if resolved != spec.solver:
         object.__setattr__(spec, "solver", resolved)
     object.__setattr__(spec, "tol", float(spec.tol))
+    if spec.grid:
+        if not isinstance(spec.grid, tuple) or not all(
+                isinstance(e, tuple) and len(e) == 2 and isinstance(e[1], tuple) for e in spec.grid):
+            raise SpecError("grid: must be (d, sizes) pairs; build specs with Spec.from_dict")
+        per_d = dict(spec.grid)
+        if sorted(per_d) != sorted(spec.dims) or len(per_d) != len(spec.grid):
+            raise SpecError(f"grid: must have exactly one entry per d in dims {list(spec.dims)}, "
+                            f"has {[d for d, _ in spec.grid]}")
+        for d, ns in spec.grid:
+            if not ns:
+                raise SpecError(f"grid: d = {d} has no sizes")
+            if len(set(ns)) != len(ns):
+                raise SpecError(f"grid: d = {d} contains duplicates: {list(ns)}")
+            for n in ns:
+                _check_int(f"grid (d = {d})", n, 1, MAX_N)
+        object.__setattr__(spec, "sizes", tuple(sorted({n for _, ns in spec.grid for n in ns})))
+    if spec.target_halfwidth is not None:
+        h = spec.target_halfwidth
+        if not isinstance(h, (int, float)) or isinstance(h, bool) or not (0 < h <= 0.5):
+            raise SpecError(f"target_halfwidth: must be a number in (0, 0.5], got {h!r}")
+        object.__setattr__(spec, "target_halfwidth", float(h))
+        if spec.max_trials is None:
+            object.__setattr__(spec, "max_trials", 16 * spec.trials)
+        _check_int("max_trials", spec.max_trials, spec.trials)
+    elif spec.max_trials is not None:
+        raise SpecError("max_trials: only used with target_halfwidth (an adaptive run)")
     for d in spec.dims:  # unknown distribution or bad parameters name themselves
         spec.sampler(d)
 
