@@ -93,9 +93,10 @@ def chart_p_vs_n(cells, exact, rules) -> alt.LayerChart:
     bf = df(rules)
     series = [views.MC_SERIES] + sorted(set(ex["series"])) + [views.BF_SERIES, views.HALF_SERIES]
     x = alt.X("n:Q", scale=log_n(), title="N (training-set size, log scale)")
-    color = alt.Color("d:N", title="d")
+    color = alt.Color("d:N", title="d", scale=alt.Scale(scheme="category10"))
     dash = alt.StrokeDash("series:N", scale=dash_scale(series), title="series",
-                          legend=alt.Legend(symbolStrokeColor="gray", symbolType="stroke"))
+                          legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#444444", symbolStrokeWidth=2,
+                                            symbolSize=400, labelLimit=320))
     band = alt.Chart(c).mark_area(opacity=0.18).encode(
         x=x, y=alt.Y("ci_low:Q", title="p = P(x in conv(X₁..X_N))", scale=alt.Scale(domain=[0, 1])),
         y2="ci_high:Q", color=color)
@@ -121,34 +122,37 @@ def chart_p_vs_n(cells, exact, rules) -> alt.LayerChart:
 # -- view 2 ------------------------------------------------------------------------
 def chart_heatmap(heat, n_half, exact_half, bf) -> alt.LayerChart:
     h = df(heat)
-    lo, hi = float(h["n_lo"].min()), float(h["n_hi"].max())
-    y_scale = alt.Scale(type="log", domain=[lo, hi])
+    b = df(bf)
+    lo = min(float(h["n_lo"].min()), float(b["n"].min()))
+    hi = max(float(h["n_hi"].max()), lo * 10)
+    y_scale = alt.Scale(type="log", domain=[lo, hi], nice=False)
     x_scale = alt.Scale(domain=[float(h["d_lo"].min()), float(h["d_hi"].max())], nice=False)
+    x_axis = alt.Axis(tickMinStep=1, format="d")
     rect = alt.Chart(h).mark_rect().encode(
-        x=alt.X("d_lo:Q", scale=x_scale, title="d"), x2="d_hi:Q",
+        x=alt.X("d_lo:Q", scale=x_scale, title="d", axis=x_axis), x2="d_hi:Q",
         y=alt.Y("n_lo:Q", scale=y_scale, title="N (log scale)"), y2="n_hi:Q",
         color=alt.Color("p_hat:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title="p̂"),
         tooltip=["d", "n", alt.Tooltip("p_hat:Q", format=".3f"), "trials"])
-    curves = [df(bf)]
     emp = df(n_half)
     emp = emp[emp["n_half"].notna()][["d", "n_half"]].rename(columns={"n_half": "n"})
     emp["series"] = views.EMPIRICAL_HALF_SERIES
-    curves.append(emp)
-    if exact_half.num_rows:
-        curves.append(df(exact_half))
-    lines = pd.concat(curves, ignore_index=True)
-    lines = lines[(lines["n"] > 0)]
+    lines = pd.concat([b, emp] + ([df(exact_half)] if exact_half.num_rows else []), ignore_index=True)
+    lines = lines[lines["n"] > 0]
     series = list(dict.fromkeys(lines["series"]))
-    colors = {views.BF_SERIES: "white", views.EMPIRICAL_HALF_SERIES: "#e4572e", views.EXACT_HALF_SERIES: "black"}
-    line = alt.Chart(lines).mark_line(point=True, clip=True, strokeWidth=2).encode(
+    colors = {views.BF_SERIES: "#ff00ff", views.EMPIRICAL_HALF_SERIES: "#e4572e", views.EXACT_HALF_SERIES: "black"}
+    dashes = {views.BF_SERIES: [2, 2], views.EMPIRICAL_HALF_SERIES: [1, 0], views.EXACT_HALF_SERIES: [6, 3]}
+    enc = dict(
         x=alt.X("d:Q", scale=x_scale), y=alt.Y("n:Q", scale=y_scale),
         stroke=alt.Stroke("series:N", title="50% contour / line",
-                          scale=alt.Scale(domain=series, range=[colors[s] for s in series])),
-        strokeDash=alt.StrokeDash("series:N", legend=None, scale=alt.Scale(
-            domain=series, range=[[2, 2] if s == views.BF_SERIES else [6, 3] if s == views.EXACT_HALF_SERIES
-                                  else [1, 0] for s in series])),
+                          scale=alt.Scale(domain=series, range=[colors[s] for s in series]),
+                          legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3)),
+        strokeDash=alt.StrokeDash("series:N", legend=None,
+                                  scale=alt.Scale(domain=series, range=[dashes[s] for s in series])),
         tooltip=["series", "d", alt.Tooltip("n:Q", format=".4g")])
-    return alt.layer(rect, line).resolve_scale(color="independent").properties(height=420)
+    bf_line = alt.Chart(lines[lines["series"] == views.BF_SERIES]).mark_line(clip=True, strokeWidth=2.5).encode(**enc)
+    contours = alt.Chart(lines[lines["series"] != views.BF_SERIES]).mark_line(
+        point=True, clip=True, strokeWidth=2).encode(**enc)
+    return alt.layer(rect, bf_line, contours).resolve_scale(color="independent").properties(height=420)
 
 
 # -- view 3 ------------------------------------------------------------------------
@@ -161,16 +165,19 @@ def chart_n_half(n_half, exact_half, bf) -> alt.LayerChart:
     palette = {views.BF_SERIES: "#888888", views.EXACT_HALF_SERIES: "black", views.EMPIRICAL_HALF_SERIES: "#e4572e"}
     color = alt.Color("series:N", title="N½", scale=alt.Scale(domain=series, range=[palette[s] for s in series]))
     y = alt.Y("n:Q", scale=alt.Scale(type="log"), title="N½ (log scale): p(d, N½) = 1/2")
+    d_lo, d_hi = float(lines["d"].min()), float(lines["d"].max())
+    x = alt.X("d:Q", title="d", scale=alt.Scale(domain=[d_lo - 0.5, d_hi + 0.5], nice=False),
+              axis=alt.Axis(tickMinStep=1, format="d"))
     layers = [alt.Chart(lines).mark_line(strokeDash=[5, 3]).encode(
-        x=alt.X("d:Q", title="d"), y=y, color=color, tooltip=["series", "d", alt.Tooltip("n:Q", format=".4g")])]
+        x=x, y=y, color=color, tooltip=["series", "d", alt.Tooltip("n:Q", format=".4g")])]
     if len(emp):
         e = emp.rename(columns={"n_half": "n"})
         bars = e[e["n_half_low"].notna() & e["n_half_high"].notna()]
         if len(bars):
             layers.append(alt.Chart(bars).mark_rule(strokeWidth=2).encode(
-                x="d:Q", y=alt.Y("n_half_low:Q", scale=alt.Scale(type="log")), y2="n_half_high:Q", color=color))
+                x=x, y=alt.Y("n_half_low:Q", scale=alt.Scale(type="log")), y2="n_half_high:Q", color=color))
         layers.append(alt.Chart(e).mark_point(filled=True, size=70).encode(
-            x="d:Q", y=y, color=color,
+            x=x, y=y, color=color,
             tooltip=["d", alt.Tooltip("n:Q", format=".4g", title="N½"), alt.Tooltip("n_half_low:Q", format=".4g"),
                      alt.Tooltip("n_half_high:Q", format=".4g"), "source",
                      alt.Tooltip("exact_n_half:Q", format=".4g")]))
@@ -231,21 +238,24 @@ def section_audit(out: str, key: tuple, options: dict) -> None:
     if counts.num_rows == 0:
         st.info("No trials match these filters.")
         return
-    left, mid, right = st.columns(3)
+    left, right = st.columns(2)
     with left:
         st.subheader("trials by method and status")
         st.altair_chart(alt.Chart(df(counts)).mark_bar().encode(
             x=alt.X("trials:Q"), y=alt.Y("method:N", title=None), color="status:N",
             tooltip=["method", "status", "trials", alt.Tooltip("median_seconds:Q", format=".2e"),
                      alt.Tooltip("mean_rounds:Q", format=".2f")]).properties(height=260), width="stretch")
-    with mid:
+    with right:
+        st.subheader("counts")
+        st.dataframe(df(counts), hide_index=True, width="stretch")
+    left, right = st.columns(2)
+    with left:
         st.subheader("certificate value")
-        st.altair_chart(chart_histogram(cert, "certificate value / data scale (log; inside: residual, "
-                                              "outside: margin)"), width="stretch")
+        st.altair_chart(chart_histogram(cert, "certificate / data scale (log): inside residual, outside margin"),
+                        width="stretch")
     with right:
         st.subheader("solve time")
         st.altair_chart(chart_histogram(secs, "seconds per trial (log)"), width="stretch")
-    st.dataframe(df(counts), hide_index=True, width="stretch")
 
 
 def watcher(out: str, key: tuple, every: float | None) -> None:
@@ -308,7 +318,7 @@ def render(out: str, key: tuple) -> None:
     left, right = st.columns(2)
     with left:
         st.header("2 · p̂ over (d, log N)")
-        st.caption("Colour: p̂ per cell; white dotted: N = 2^(d/2)/d; red: empirical 50% contour; "
+        st.caption("Colour: p̂ per cell; magenta dotted: N = 2^(d/2)/d; red: empirical 50% contour; "
                    "black dashed: exact 50% contour.")
         st.altair_chart(chart_heatmap(views.heatmap_cells(cells), n_half, exact_half, bf), width="stretch")
     with right:

@@ -1,0 +1,104 @@
+"""The dashboard in a real Chromium: `mc-hull dashboard` served on loopback, driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWS = ["1 · p̂ against N", "2 · p̂ over (d, log N)", "3 · N½ against d", "4 · Run status"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"dashboard exited early with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"dashboard did not answer at {url} within {timeout} s")
+
+
+def open_dashboard(page, url: str, charts: int, timeout_ms: int = 60_000) -> float:
+    """Load ``url``; wait until ``charts`` Vega charts have drawn and the app stopped running.
+
+    Returns the seconds from navigation to that point (first paint of every chart).
+    """
+    t0 = time.perf_counter()
+    page.goto(url, wait_until="domcontentloaded", timeout=timeout_ms)
+    page.wait_for_function(
+        """(n) => document.querySelectorAll('[data-testid="stVegaLiteChart"] canvas, '
+                 + '[data-testid="stVegaLiteChart"] svg.marks').length >= n""",
+        arg=charts, timeout=timeout_ms)
+    # the status widget shows "Running..." while the script runs; wait for it to go away
+    page.wait_for_function(
+        """() => !document.querySelector('[data-testid="stStatusWidget"]')
+                 || !/running/i.test(document.querySelector('[data-testid="stStatusWidget"]').innerText)""",
+        timeout=timeout_ms)
+    page.wait_for_timeout(500)  # let Vega finish its last frame
+    return time.perf_counter() - t0
+
+
+def serve(out: str, port: int) -> subprocess.Popen:
+    exe = shutil.which("mc-hull")
+    cmd = [exe] if exe else [sys.executable, "-m", "mc_hull"]
+    return subprocess.Popen(cmd + ["dashboard", out, "--port", str(port), "--host", "127.0.0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+@pytest.mark.browser
+def test_dashboard_in_chromium(small_results):
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), "Debian chromium is required (apt-get install -y chromium)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = free_port()
+    proc = serve(str(small_results), port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/_stcore/health", proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 4000})
+                seconds = open_dashboard(page, url, charts=6)
+                text = page.inner_text("body")
+                for view in VIEWS:
+                    assert view in text, f"view {view!r} missing"
+                assert "5 · Trial audit" in text and "Download the cell table (CSV)" in text
+                assert "Traceback" not in text and "Error" not in page.title()
+                assert page.locator('[data-testid="stException"]').count() == 0
+                assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 6
+                page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+                print(f"first paint of all charts: {seconds:.2f} s")
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

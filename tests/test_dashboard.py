@@ -1,0 +1,224 @@
+"""The Streamlit dashboard under AppTest, its data-prep layer (mc_hull.views) and `mc-hull dashboard`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from mc_hull import theory, views
+from mc_hull.cli import main as cli_main
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
+
+
+def run_app(out, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MC_HULL_RESULTS", str(out))
+    return AppTest.from_file(APP, default_timeout=90).run()
+
+
+def charts(at) -> list[tuple[dict, dict[str, pa.Table]]]:
+    """(Vega-Lite spec, datasets by name) of every chart the app drew."""
+    out = []
+    for el in at.get("vega_lite_chart"):
+        spec = json.loads(el.proto.spec)
+        data = {ds.name: pa.ipc.open_stream(ds.data.data).read_all() for ds in el.proto.datasets}
+        out.append((spec, data))
+    return out
+
+
+def layer_data(spec, data, pred) -> list[pa.Table]:
+    return [data[layer["data"]["name"]] for layer in spec.get("layer", []) if pred(layer)]
+
+
+@pytest.fixture(scope="module")
+def app_run(small_results):
+    from streamlit.testing.v1 import AppTest
+
+    old = os.environ.get("MC_HULL_RESULTS")
+    os.environ["MC_HULL_RESULTS"] = str(small_results)
+    try:
+        at = AppTest.from_file(APP, default_timeout=90).run()
+    finally:
+        if old is None:
+            os.environ.pop("MC_HULL_RESULTS", None)
+        else:
+            os.environ["MC_HULL_RESULTS"] = old
+    return at
+
+
+def test_app_runs_and_shows_every_view(app_run):
+    at = app_run
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error
+    headers = [h.value for h in at.header]
+    for prefix in ("1 ·", "2 ·", "3 ·", "4 ·", "5 ·", "6 ·"):
+        assert any(h.startswith(prefix) for h in headers), headers
+    assert len(at.get("download_button")) == 2
+    metrics = {m.label: m.value for m in at.metric}
+    done, planned = metrics["shards done / planned"].split(" / ")
+    assert done == planned and int(done) > 0
+    assert metrics["undecided trials"] == "0"
+
+
+def test_p_against_n_chart_has_log_axis_threshold_and_exact_series(app_run):
+    spec, data = charts(app_run)[0]
+    layers = spec["layer"]
+    assert any(layer["encoding"]["x"].get("scale", {}).get("type") == "log" for layer in layers)
+    assert all(layer["encoding"]["x"]["scale"]["type"] == "log" for layer in layers if "x" in layer["encoding"])
+    # the vertical rules at 2^(d/2)/d, one per d, with the right values
+    rules = layer_data(spec, data, lambda l: l["mark"]["type"] == "rule" and "x" in l["encoding"])
+    assert len(rules) == 1 and set(rules[0]["series"].to_pylist()) == {views.BF_SERIES}
+    for d, t in zip(rules[0]["d"].to_pylist(), rules[0]["bf_threshold"].to_pylist()):
+        assert t == pytest.approx(2 ** (d / 2) / d)
+    assert sorted(rules[0]["d"].to_pylist()) == [2, 4]
+    # the horizontal rule at 1/2
+    half = layer_data(spec, data, lambda l: l["mark"]["type"] == "rule" and "y" in l["encoding"])
+    assert half and half[0]["p"].to_pylist() == [0.5]
+    # the exact Gaussian curve, matching mc_hull.theory at its points
+    exact = layer_data(spec, data, lambda l: "p" == l["encoding"].get("y", {}).get("field")
+                       and l["mark"]["type"] == "line")
+    assert len(exact) == 1 and exact[0].num_rows > 20
+    ex = exact[0]
+    assert set(ex["series"].to_pylist()) == {"exact (gaussian)"}
+    for d in (2, 4):
+        idx = [i for i, v in enumerate(ex["d"].to_pylist()) if v == d]
+        n = np.array([ex["n"][i].as_py() for i in idx])
+        p = np.array([ex["p"][i].as_py() for i in idx])
+        assert np.allclose(p, np.asarray(theory.exact_inside_probability("gaussian", d, n), dtype=float))
+        assert np.all(np.diff(p) >= -1e-12)  # p rises with N
+    # the Monte Carlo layer with its interval band
+    band = layer_data(spec, data, lambda l: l["mark"]["type"] == "area")
+    assert band and {"ci_low", "ci_high", "p_hat"} <= set(band[0].column_names)
+    dash_domain = next(l["encoding"]["strokeDash"]["scale"]["domain"] for l in layers if "strokeDash" in l["encoding"])
+    assert {views.MC_SERIES, "exact (gaussian)", views.BF_SERIES, views.HALF_SERIES} <= set(dash_domain)
+
+
+def test_heatmap_and_n_half_charts(app_run):
+    all_charts = charts(app_run)
+    heat_spec, heat_data = all_charts[1]
+    assert heat_spec["layer"][0]["mark"]["type"] == "rect"
+    assert heat_spec["layer"][0]["encoding"]["y"]["scale"]["type"] == "log"
+    lines = [t for t in heat_data.values() if "series" in t.column_names]
+    series = {s for t in lines for s in t["series"].to_pylist()}
+    assert {views.BF_SERIES, views.EXACT_HALF_SERIES} <= series
+    half_spec, half_data = all_charts[2]
+    assert any(l["encoding"]["y"].get("scale", {}).get("type") == "log" for l in half_spec["layer"])
+    series = {s for t in half_data.values() if "series" in t.column_names for s in t["series"].to_pylist()}
+    assert {views.BF_SERIES, views.EXACT_HALF_SERIES, views.EMPIRICAL_HALF_SERIES} <= series
+    exact = [t for t in half_data.values() if "series" in t.column_names
+             and views.EXACT_HALF_SERIES in t["series"].to_pylist()][0].to_pylist()
+    for row in exact:
+        if row["series"] == views.EXACT_HALF_SERIES:
+            assert row["n"] == pytest.approx(theory.exact_n_half("gaussian", int(row["d"])))
+
+
+def test_audit_filters_rerun_without_error(small_results, monkeypatch):
+    at = run_app(small_results, monkeypatch)
+    at.multiselect(key="audit_d").select(2).run()
+    assert not at.exception
+    assert len(charts(at)) >= 6
+
+
+def test_empty_and_missing_dataset_messages(tmp_path, monkeypatch):
+    at = run_app(tmp_path, monkeypatch)
+    assert not at.exception
+    assert any("no shard files" in i.value for i in at.info)
+    at = run_app(tmp_path / "missing", monkeypatch)
+    assert not at.exception
+    assert any("No results directory" in i.value for i in at.info)
+
+
+# -- mc_hull.views ----------------------------------------------------------------
+def test_views_tables(small_results, small_spec):
+    out = str(small_results)
+    cells = views.cell_table(out)
+    assert cells.num_rows == len(small_spec.cells)
+    status = views.run_status(out).to_pylist()
+    assert len(status) == 1 and status[0]["run_id"] == small_spec.run_id
+    assert status[0]["shards_done"] == status[0]["shards_planned"] > 0
+    assert status[0]["trials_done"] == status[0]["trials_planned"] == small_spec.planned_trials
+    assert status[0]["eta_s"] == 0.0 and status[0]["undecided"] == 0
+    counts = views.audit_counts(out, views.Filters())
+    assert sum(counts["trials"].to_pylist()) == small_spec.planned_trials
+    only = views.audit_counts(out, views.Filters(dims=[2], n_min=20, n_max=100, runs=[small_spec.run_id]))
+    assert sum(only["trials"].to_pylist()) == 2 * small_spec.trials
+    assert views.audit_counts(out, views.Filters(distributions=["ball"])).num_rows == 0
+    for col in ("certificate_value", "solve_seconds"):
+        hist = views.audit_histogram(out, views.Filters(), col)
+        assert sum(hist["trials"].to_pylist()) == small_spec.planned_trials
+        assert all(lo < hi for lo, hi in zip(hist["lo"].to_pylist(), hist["hi"].to_pylist()))
+    heat = views.heatmap_cells(cells).to_pylist()
+    for row in heat:
+        assert row["d_lo"] < row["d"] < row["d_hi"] and row["n_lo"] < row["n"] < row["n_hi"]
+    csv = views.to_csv(cells).decode().splitlines()
+    assert csv[0].startswith('"distribution","d","n"') and len(csv) == cells.num_rows + 1
+    opts = views.filter_options(out)
+    assert opts["dims"] == [2, 4] and opts["runs"] == [small_spec.run_id]
+
+
+def test_n_half_interpolates_in_log_n():
+    cells = pa.table({"distribution": ["gaussian"] * 3, "d": [8] * 3, "n": [10, 100, 1000],
+                      "p_hat": [0.1, 0.3, 0.7], "ci_low": [0.05, 0.2, 0.6], "ci_high": [0.2, 0.5, 0.8]})
+    row = views.empirical_n_half(cells).to_pylist()[0]
+    assert row["n_half"] == pytest.approx(10 ** 2.5)
+    assert row["n_half_low"] == pytest.approx(100)      # the upper band reaches 1/2 at N = 100
+    assert row["n_half_high"] == pytest.approx(10 ** (2 + 0.3 / 0.4))
+    never = views.empirical_n_half(cells.set_column(3, "p_hat", pa.array([0.1, 0.2, 0.3])))
+    assert never["n_half"].to_pylist() == [None]
+    table = views.n_half_table(cells).to_pylist()[0]
+    assert table["exact_n_half"] == pytest.approx(theory.exact_n_half("gaussian", 8))
+    assert table["bf_threshold"] == pytest.approx(2.0)
+
+
+def test_dataset_key_changes_when_a_shard_lands(tmp_path, small_results):
+    out = tmp_path / "copy"
+    shutil.copytree(small_results, out)
+    before = views.dataset_key(str(out))
+    assert before[0] > 0
+    shard = next(out.rglob("*.parquet"))
+    shutil.copy(shard, shard.with_name(shard.stem[:-7] + "9999999.parquet"))
+    assert views.dataset_key(str(out)) != before
+    assert views.dataset_key(str(tmp_path / "missing")) == (0, 0, 0, 0, 0)
+
+
+# -- mc-hull dashboard --------------------------------------------------------------
+def test_dashboard_command_line(tmp_path):
+    from mc_hull.cli.dashboard import command
+
+    argv = command(str(tmp_path), 8765, "127.0.0.1")
+    joined = " ".join(argv)
+    assert "--server.address 127.0.0.1" in joined and "--server.port 8765" in joined
+    assert "--server.headless true" in joined and "--browser.gatherUsageStats false" in joined
+    assert argv[-2:] == ["--", str(tmp_path)] and argv[argv.index("run") + 1].endswith("dashboards/app.py")
+
+
+@pytest.mark.parametrize("args", [["--port", "0"], ["--port", "http"]])
+def test_dashboard_bad_port_exits_2(tmp_path, args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["dashboard", str(tmp_path)] + args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--port" in err and len(err.splitlines()) == 1
+
+
+def test_dashboard_dir_is_a_file_exits_2(tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    assert cli_main(["dashboard", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a directory" in err and len(err.splitlines()) == 1
+
+
+def test_default_host_is_loopback():
+    from mc_hull.cli import build_parser
+
+    args = build_parser().parse_args(["dashboard", "somewhere"])
+    assert args.host == "127.0.0.1" and args.port == 8501

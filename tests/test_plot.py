@@ -1,0 +1,60 @@
+"""`mc-hull plot DIR --out FIG`: static figures of p̂ against N and N½ against d."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mc_hull.cli import main as cli_main
+
+
+def test_plot_writes_png(small_results, tmp_path):
+    fig = tmp_path / "fig.png"
+    assert cli_main(["plot", str(small_results), "--out", str(fig)]) == 0
+    data = fig.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_plot_svg_contains_every_series(small_results, tmp_path):
+    fig = tmp_path / "fig.svg"
+    assert cli_main(["plot", str(small_results), "--out", str(fig), "--dims", "2,4"]) == 0
+    svg = fig.read_text()
+    for d in (2, 4):
+        for gid in (f"monte-carlo-d{d}", f"ci-d{d}", f"exact-gaussian-d{d}", f"bf-threshold-d{d}"):
+            assert f'id="{gid}"' in svg, gid
+    for gid in ("p-half", "bf-threshold", "exact-n-half-gaussian", "empirical-n-half"):
+        assert f'id="{gid}"' in svg, gid
+    # legend text is kept as text
+    for label in ("exact (gaussian)", "2^(d/2)/d", "p = 1/2", "empirical N½", "exact N½ (gaussian)"):
+        assert label in svg, label
+
+
+def test_plot_pdf(small_results, tmp_path):
+    fig = tmp_path / "fig.pdf"
+    assert cli_main(["plot", str(small_results), "--out", str(fig)]) == 0
+    assert fig.read_bytes()[:5] == b"%PDF-"
+
+
+@pytest.mark.parametrize("name", ["fig.jpg", "fig", "figure.txt"])
+def test_plot_bad_suffix_is_one_line_exit_2(small_results, tmp_path, name):
+    proc = subprocess.run([sys.executable, "-m", "mc_hull", "plot", str(small_results), "--out",
+                           str(tmp_path / name)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--out" in proc.stderr
+    assert not (tmp_path / name).exists()
+
+
+def test_plot_input_errors(small_results, tmp_path, capsys):
+    cases = [
+        (["plot", str(tmp_path / "missing"), "--out", str(tmp_path / "f.png")], "no such results directory"),
+        (["plot", str(tmp_path), "--out", str(tmp_path / "f.png")], "no results yet"),
+        (["plot", str(small_results), "--out", str(tmp_path / "f.png"), "--distribution", "ball"], "--distribution"),
+        (["plot", str(small_results), "--out", str(tmp_path / "f.png"), "--dims", "3"], "--dims"),
+        (["plot", str(small_results), "--out", str(tmp_path / "nodir" / "f.png")], "directory does not exist"),
+    ]
+    for argv, needle in cases:
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
