@@ -1,4 +1,18 @@
-"""Ray execution: one actor per CPU runs shards and writes their files; the driver keeps work bounded."""
+"""Ray execution: one actor per CPU runs shards and writes their files; the driver keeps work bounded.
+
+Fault model
+-----------
+* Every shard's rows are a pure function of (spec, shard) and its file name is
+  a function of (run, shard): a retry overwrites, it never duplicates.
+* Actors are created with ``max_restarts=-1`` and ``SPREAD`` scheduling (no hard
+  node affinity), so an actor whose process or node dies is restarted wherever
+  a CPU is free.  A restarted actor re-runs its constructor; it holds no results.
+* The driver, not Ray, re-queues the shards of a failed call (``max_task_retries=0``)
+  and stops sending work to that actor until a ``ping`` to it succeeds, so work
+  moves to healthy actors at once even when the dead node's CPUs are gone for good.
+* Results live only in the store: a driver killed mid-run loses at most the
+  shards in flight, and re-running the same spec resumes from the committed files.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +21,8 @@ import sys
 import time
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError
+from ray.exceptions import (ActorDiedError, ActorUnavailableError, NodeDiedError, OwnerDiedError,
+                            RayActorError, WorkerCrashedError)
 
 from .plan import Shard
 from .spec import Spec
@@ -18,7 +33,17 @@ WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 #: Shards in flight per actor: one running, one queued, so an actor never idles.
 IN_FLIGHT_PER_ACTOR = 2
 #: Attempts per shard before the run gives up on it.
-MAX_ATTEMPTS = 4
+MAX_ATTEMPTS = 6
+#: Failures that mean "the actor or its node went away": the shard is re-queued.
+LOST = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError, NodeDiedError,
+        OwnerDiedError)
+#: Seconds between checks of the in-flight calls (bounds how long a stuck wait can last).
+WAIT_SECONDS = 1.0
+
+#: Events of the last :func:`run_shards` in this process: (perf_counter time, kind, detail).
+#: Kinds: ``"start"``, ``"lost"`` (a call failed: actor or node gone), ``"requeued"``,
+#: ``"actor_back"`` (a restarted actor answered a ping), ``"done"`` (a shard committed).
+LAST_EVENTS: list[tuple[float, str, str]] = []
 
 
 @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)
@@ -32,10 +57,19 @@ class ShardWorker:
         self.spec = Spec.from_json(spec_json)
         self.store = ResultStore(out)
 
+    def ping(self) -> str:
+        """The node this actor runs on (used to tell when a restarted actor is back)."""
+        return ray.get_runtime_context().get_node_id()
+
+    def pid(self) -> int:
+        return os.getpid()
+
     def run(self, shard: Shard) -> dict:
         from .runner import run_and_write
 
-        return run_and_write(self.spec, self.store, shard)
+        summary = run_and_write(self.spec, self.store, shard)
+        summary["node"] = ray.get_runtime_context().get_node_id()
+        return summary
 
 
 def connect(address: str | None, workers: int | None) -> bool:
@@ -54,13 +88,14 @@ def connect(address: str | None, workers: int | None) -> bool:
 
 def run_shards(spec: Spec, out: str, shards: list[Shard], *, address: str | None = None,
                workers: int | None = None, progress: bool = True) -> list[dict]:
-    """Run ``shards`` on Ray actors, re-queueing shards whose actor died.
+    """Run ``shards`` on Ray actors, re-queueing shards whose actor or node died.
 
     Parameters
     ----------
     spec : Spec
     out : str
-        Results location; workers write their shard files there directly.
+        Results location; workers write their shard files there directly
+        (object-store credentials must be available on every node).
     shards : list of Shard
     address, workers
         See :func:`connect`.
@@ -70,17 +105,24 @@ def run_shards(spec: Spec, out: str, shards: list[Shard], *, address: str | None
     Returns
     -------
     list of dict
-        One summary per shard (key, trials, undecided, seconds).
+        One summary per shard (key, trials, undecided, seconds, node).
     """
     if not shards:
         return []
     started = connect(address, workers)
+    actors = []
     try:
         n_actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         n_actors = min(n_actors, len(shards))
-        actors = [ShardWorker.remote(spec.to_json(), out) for _ in range(n_actors)]
+        opts = dict(scheduling_strategy="SPREAD", max_restarts=-1, max_task_retries=0)
+        actors = [ShardWorker.options(**opts).remote(spec.to_json(), out) for _ in range(n_actors)]
         return _drive(spec, shards, actors, progress)
     finally:
+        for actor in actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - best effort cleanup of our own actors
+                pass
         if started:
             ray.shutdown()
 
@@ -88,41 +130,70 @@ def run_shards(spec: Spec, out: str, shards: list[Shard], *, address: str | None
 def _drive(spec: Spec, shards: list[Shard], actors: list, progress: bool) -> list[dict]:
     from tqdm import tqdm
 
+    LAST_EVENTS.clear()
+    t0 = time.perf_counter()
+    LAST_EVENTS.append((t0, "start", f"{len(shards)} shards, {len(actors)} actors"))
     queue = list(reversed(shards))
     attempts: dict[Shard, int] = {}
     pending: dict = {}  # ObjectRef -> (shard, actor index)
+    pings: dict = {}  # ObjectRef -> actor index, for actors not trusted until they answer
+    healthy = [True] * len(actors)
     load = [0] * len(actors)
-    results = []
+    results: dict[Shard, dict] = {}
     total = sum(s.trials(spec) for s in shards)
     bar = tqdm(total=total, unit="trial", unit_scale=True, disable=not progress or None,
                file=sys.stderr, desc=f"run {spec.run_id}", dynamic_ncols=True)
-    t0 = time.perf_counter()
     try:
         while queue or pending:
             for i, actor in enumerate(actors):
-                while queue and load[i] < IN_FLIGHT_PER_ACTOR:
+                while healthy[i] and queue and load[i] < IN_FLIGHT_PER_ACTOR:
                     shard = queue.pop()
                     pending[actor.run.remote(shard)] = (shard, i)
                     load[i] += 1
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            if not pending and not any(healthy):
+                # Every actor is restarting: wait for one to answer (bounded by MAX_ATTEMPTS below).
+                ready, _ = ray.wait(list(pings), num_returns=1, timeout=WAIT_SECONDS)
+            else:
+                ready, _ = ray.wait(list(pending) + list(pings), num_returns=1, timeout=WAIT_SECONDS)
             for ref in ready:
+                if ref in pings:
+                    i = pings.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except LOST:
+                        pings[actors[i].ping.remote()] = i
+                        continue
+                    healthy[i] = True
+                    LAST_EVENTS.append((time.perf_counter(), "actor_back", str(i)))
+                    continue
                 shard, i = pending.pop(ref)
                 load[i] -= 1
                 try:
                     summary = ray.get(ref)
-                except (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError):
+                except LOST as exc:
+                    now = time.perf_counter()
+                    LAST_EVENTS.append((now, "lost", f"{shard.key} on actor {i}: {type(exc).__name__}"))
                     attempts[shard] = attempts.get(shard, 0) + 1
                     if attempts[shard] >= MAX_ATTEMPTS:
                         raise RuntimeError(f"shard {shard.key} failed {MAX_ATTEMPTS} times") from None
                     queue.append(shard)  # files are keyed: a retry overwrites, never duplicates
+                    LAST_EVENTS.append((now, "requeued", shard.key))
+                    print(f"mc-hull: lost shard {shard.key} ({type(exc).__name__}); re-queued",
+                          file=sys.stderr)
+                    if healthy[i]:
+                        healthy[i] = False
+                        pings[actors[i].ping.remote()] = i
                     continue
-                results.append(summary)
+                if shard in results:  # cannot happen (one call per shard at a time); never double count
+                    continue
+                results[shard] = summary
+                LAST_EVENTS.append((time.perf_counter(), "done", shard.key))
                 bar.update(summary["trials"])
                 bar.set_postfix_str(f"shards {len(results)}/{len(shards)}", refresh=False)
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
-    n = sum(r["trials"] for r in results)
+    n = sum(r["trials"] for r in results.values())
     print(f"mc-hull: {len(results)} shards, {n} trials in {elapsed:.1f} s "
           f"({n / max(elapsed, 1e-9):.0f} trials/s) on {len(actors)} actors", file=sys.stderr)
-    return results
+    return [results[s] for s in shards]

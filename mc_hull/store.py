@@ -64,8 +64,13 @@ def resolve(out: str) -> tuple[pafs.FileSystem, str, bool]:
     """Filesystem, root path and whether it is local, for a path or a URI."""
     parsed = urlparse(str(out))
     if parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme != "file":
+        uri = str(out)
+        if parsed.scheme == "s3" and "allow_delayed_open" not in parsed.query:
+            # Delay the upload's start so a file smaller than one part is sent as a single
+            # PutObject (atomic, and supported by every S3-compatible store), not a multipart upload.
+            uri += ("&" if parsed.query else "?") + "allow_delayed_open=true"
         try:
-            fs, root = pafs.FileSystem.from_uri(str(out))
+            fs, root = pafs.FileSystem.from_uri(uri)
         except (pa.ArrowInvalid, OSError, ValueError) as exc:
             raise StoreError(f"--out: cannot open {out}: {exc}") from None
         return fs, root.rstrip("/"), False
@@ -158,7 +163,9 @@ class ResultStore:
                 if self._info(tmp).type != pafs.FileType.NotFound:
                     self.fs.delete_file(tmp)
         else:
-            with self.fs.open_output_stream(path) as fh:  # one object, visible on completion
+            # One object, visible only once complete: a single PUT for small files (see
+            # resolve), and an atomic CompleteMultipartUpload for files larger than one part.
+            with self.fs.open_output_stream(path) as fh:
                 fh.write(body)
 
     def write_shard(self, spec: Spec, shard: Shard, columns: dict[str, np.ndarray]) -> str:
@@ -209,13 +216,15 @@ class ResultStore:
         this run and holds exactly the shard's planned number of rows.
         """
         done, moved = set(), []
+        present = {i.path for i in self.shard_files()}  # one listing, not one request per shard
         for shard in shards:
             path = self.shard_path(spec.run_id, shard)
-            if self._info(path).type != pafs.FileType.File:
+            if path not in present:
                 continue
             try:
                 info = self.inspect(path)
-                ok = info.run_id == spec.run_id and info.rows == shard.trials(spec)
+                ok = (info.run_id == spec.run_id and info.key == shard.key
+                      and info.rows == shard.trials(spec))
             except StoreError:
                 ok = False
             if ok:
