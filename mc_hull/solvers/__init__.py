@@ -13,6 +13,7 @@ _REGISTRY: dict[str, str] = {
     "lp": "mc_hull.solvers.lp:LPSolver",
     "lp-ipm": "mc_hull.solvers.lp:IPMSolver",
     "cvxpy": "mc_hull.solvers.cvx:CvxpySolver",
+    "colgen": "mc_hull.solvers.colgen:ColGenSolver",
 }
 # What ``solver="auto"`` means: the fastest certified engine available.
 DEFAULT_SOLVER = "lp"
