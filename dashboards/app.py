@@ -62,14 +62,12 @@ def load_status(out: str, key: tuple):
 @st.cache_data(show_spinner=False, max_entries=32)
 def load_audit(out: str, key: tuple, dists: tuple, dims: tuple, n_min, n_max, runs: tuple):
     filters = views.Filters(list(dists), list(dims), n_min, n_max, list(runs))
-    return (views.audit_counts(out, filters),
-            views.audit_histogram(out, filters, "certificate_value"),
-            views.audit_histogram(out, filters, "solve_seconds"))
+    return views.audit_tables(out, filters)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def load_options(out: str, key: tuple):
-    return views.filter_options(out)
+    return views.filter_options(out, load_cells(out, key, None))
 
 
 def df(table) -> pd.DataFrame:
@@ -188,7 +186,7 @@ def chart_n_half(n_half, exact_half, bf) -> alt.LayerChart:
 def chart_histogram(hist, title: str) -> alt.Chart:
     return alt.Chart(df(hist)).mark_bar(opacity=0.75).encode(
         x=alt.X("lo:Q", scale=alt.Scale(type="log"), title=title), x2="hi:Q",
-        y=alt.Y("trials:Q", stack=None, title="trials"), color=alt.Color("status:N"),
+        y=alt.Y("trials:Q", stack=None, title="trials", scale=alt.Scale(zero=True)), y2=alt.datum(0), color=alt.Color("status:N"),
         tooltip=["status", alt.Tooltip("lo:Q", format=".2g"), alt.Tooltip("hi:Q", format=".2g"), "trials"]
     ).properties(height=260)
 
@@ -243,7 +241,7 @@ def section_audit(out: str, key: tuple, options: dict) -> None:
         st.subheader("trials by method and status")
         st.altair_chart(alt.Chart(df(counts)).mark_bar().encode(
             x=alt.X("trials:Q"), y=alt.Y("method:N", title=None), color="status:N",
-            tooltip=["method", "status", "trials", alt.Tooltip("median_seconds:Q", format=".2e"),
+            tooltip=["method", "status", "trials", alt.Tooltip("mean_seconds:Q", format=".2e"),
                      alt.Tooltip("mean_rounds:Q", format=".2f")]).properties(height=260), width="stretch")
     with right:
         st.subheader("counts")

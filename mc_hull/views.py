@@ -400,55 +400,73 @@ def run_status(out: str, now: float | None = None) -> pa.Table:
 
 
 # -- view 5: trial audit --------------------------------------------------------------
-def audit_counts(out: str, filters: Filters) -> pa.Table:
-    """Trials by method and status (plus mean/median solve time and mean rounds) under ``filters``."""
-    con = _connect(out)
-    if con is None:
-        return pa.table({"method": pa.array([], pa.string())})
-    cond, params = filters.where()
-    return _sql(con, f"""
-        SELECT method, status, count(*) AS trials,
-               avg(solve_seconds) AS mean_seconds, median(solve_seconds) AS median_seconds,
-               avg(rounds) AS mean_rounds
-        FROM trials WHERE {cond} GROUP BY ALL ORDER BY trials DESC, method, status""", params)
+def audit_summary(out: str, filters: Filters, *, bins_per_decade: int = 4, floor: float = 1e-18) -> pa.Table:
+    """One scan of the trials under ``filters``, grouped by method, status and log10 bins.
 
-
-def audit_histogram(out: str, filters: Filters, column: str, *, bins_per_decade: int = 4,
-                    floor: float = 1e-18) -> pa.Table:
-    """Histogram of log10(``column``) by status, binned in SQL.
-
-    ``column`` is ``"certificate_value"`` or ``"solve_seconds"``; values below
-    ``floor`` (including 0: an exact inside certificate) fall in the first bin.
-
-    Returns
-    -------
-    pyarrow.Table
-        ``status, lo, hi, trials`` with ``lo``/``hi`` the bin edges (in the column's units).
+    ``cbin``/``tbin`` index bins of width ``1/bins_per_decade`` in log10 of
+    ``|certificate_value|`` and ``solve_seconds`` (values below ``floor``,
+    including 0, fall in the floor's bin; NULL where the value is missing).
+    The other audit tables are re-aggregations of this one.
     """
-    if column not in ("certificate_value", "solve_seconds"):
-        raise ValueError(f"not a histogram column: {column}")
     con = _connect(out)
     if con is None:
-        return pa.table({"status": pa.array([], pa.string())})
+        return pa.table({"method": pa.array([], pa.string()), "status": pa.array([], pa.string()),
+                         "cbin": pa.array([], pa.float64()), "tbin": pa.array([], pa.float64()),
+                         "trials": pa.array([], pa.int64()), "seconds": pa.array([], pa.float64()),
+                         "rounds": pa.array([], pa.float64())})
     cond, params = filters.where()
     k = int(bins_per_decade)
+
+    def binned(col):
+        return (f"CASE WHEN {col} IS NULL OR NOT isfinite({col}) THEN NULL "
+                f"ELSE floor(log10(greatest(abs({col}), {float(floor)!r})) * {k}) END")
+
     return _sql(con, f"""
-        WITH b AS (
-            SELECT status, floor(log10(greatest(abs({column}), {floor})) * {k}) AS bin
-            FROM trials WHERE {cond} AND {column} IS NOT NULL AND isfinite({column}))
-        SELECT status, pow(10, bin / {k}) AS lo, pow(10, (bin + 1) / {k}) AS hi, count(*) AS trials
-        FROM b GROUP BY ALL ORDER BY status, lo""", params)
+        SELECT method, status, {binned('certificate_value')} AS cbin, {binned('solve_seconds')} AS tbin,
+               count(*) AS trials, sum(solve_seconds) AS seconds, sum(rounds)::DOUBLE AS rounds
+        FROM trials WHERE {cond} GROUP BY ALL""", params).replace_schema_metadata({"bins_per_decade": str(k)})
 
 
-def filter_options(out: str) -> dict[str, list]:
-    """Distinct distributions, dimensions, sizes and runs present in the store."""
-    con = _connect(out)
-    if con is None:
-        return {"distributions": [], "dims": [], "sizes": [], "runs": []}
-    # partition columns come from the paths: DuckDB prunes, this reads no row group
-    t = _sql(con, "SELECT DISTINCT distribution, d, n, run_id FROM trials").to_pydict()
-    return {"distributions": sorted(set(t["distribution"])), "dims": sorted(set(t["d"])),
-            "sizes": sorted(set(t["n"])), "runs": sorted(set(t["run_id"]))}
+def audit_counts(out: str, filters: Filters, summary: pa.Table | None = None) -> pa.Table:
+    """Trials by method and status, with mean solve time and mean pricing rounds."""
+    summary = audit_summary(out, filters) if summary is None else summary
+    return _on(summary, """
+        SELECT method, status, sum(trials)::BIGINT AS trials, sum(seconds) / sum(trials) AS mean_seconds,
+               sum(rounds) / sum(trials) AS mean_rounds
+        FROM t GROUP BY ALL ORDER BY trials DESC, method, status""")
+
+
+def audit_histogram(out: str, filters: Filters, column: str, summary: pa.Table | None = None) -> pa.Table:
+    """Histogram of log10(``column``) by status: ``status, lo, hi, trials`` (bin edges in the column's units).
+
+    ``column`` is ``"certificate_value"`` (inside: residual, outside: margin,
+    both relative to the data scale) or ``"solve_seconds"``.
+    """
+    bins = {"certificate_value": "cbin", "solve_seconds": "tbin"}
+    if column not in bins:
+        raise ValueError(f"not a histogram column: {column}")
+    summary = audit_summary(out, filters) if summary is None else summary
+    k = int((summary.schema.metadata or {}).get(b"bins_per_decade", b"4"))
+    b = bins[column]
+    return _on(summary, f"""
+        SELECT status, pow(10, {b} / {k}) AS lo, pow(10, ({b} + 1) / {k}) AS hi, sum(trials)::BIGINT AS trials
+        FROM t WHERE {b} IS NOT NULL GROUP BY status, {b} ORDER BY status, lo""")
+
+
+def audit_tables(out: str, filters: Filters) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(counts by method and status, certificate-value histogram, solve-time histogram) from one scan."""
+    summary = audit_summary(out, filters)
+    return (audit_counts(out, filters, summary), audit_histogram(out, filters, "certificate_value", summary),
+            audit_histogram(out, filters, "solve_seconds", summary))
+
+
+def filter_options(out: str, cells: pa.Table | None = None) -> dict[str, list]:
+    """Distinct distributions, dimensions, sizes (from the cell table) and runs (from file names)."""
+    cells = cell_table(out) if cells is None else cells
+    run_ids = {info.base_name.split("-r", 1)[0] for info in ResultStore(out).shard_files()}
+    return {"distributions": sorted(set(cells["distribution"].to_pylist())),
+            "dims": sorted(set(cells["d"].to_pylist())), "sizes": sorted(set(cells["n"].to_pylist())),
+            "runs": sorted(run_ids)}
 
 
 # -- view 6: download ------------------------------------------------------------------

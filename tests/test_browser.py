@@ -51,7 +51,10 @@ def open_dashboard(page, url: str, charts: int, timeout_ms: int = 60_000) -> flo
         """(n) => document.querySelectorAll('[data-testid="stVegaLiteChart"] canvas, '
                  + '[data-testid="stVegaLiteChart"] svg.marks').length >= n""",
         arg=charts, timeout=timeout_ms)
-    # the status widget shows "Running..." while the script runs; wait for it to go away
+    # the last element of the page, then the status widget ("Running...") gone
+    page.wait_for_function(
+        """() => document.querySelectorAll('[data-testid="stDownloadButton"]').length >= 2""",
+        timeout=timeout_ms)
     page.wait_for_function(
         """() => !document.querySelector('[data-testid="stStatusWidget"]')
                  || !/running/i.test(document.querySelector('[data-testid="stStatusWidget"]').innerText)""",
