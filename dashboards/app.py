@@ -40,7 +40,7 @@ def load_cells(out: str, key: tuple, run_id: str | None):
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def load_fitted(out: str, key: tuple, run_id: str | None):
-    return views.fitted_n_half(out, run_id)
+    return views.fitted_n_half(out, run_id, load_cells(out, key, run_id))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

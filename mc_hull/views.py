@@ -232,43 +232,53 @@ _N_HALF_SCHEMA = pa.schema([("distribution", pa.string()), ("d", pa.int32()), ("
                             ("source", pa.string())])
 
 
-def fitted_n_half(out: str, run_id: str | None = None) -> pa.Table | None:
-    """``mc_hull.query.thresholds(out)`` when the query layer provides it, normalised; else None."""
+def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = None) -> pa.Table | None:
+    """The fitted N½ with its interval when the package provides one, normalised; else None.
+
+    Uses ``mc_hull.thresholds.fit_n_half`` on the cell table when that module
+    exists (no second scan of the store), else ``mc_hull.query.thresholds(out)``.
+    """
+    try:
+        from .thresholds import fit_n_half
+    except ImportError:
+        fit_n_half = None
+    if fit_n_half is not None:
+        cells = cell_table(out, run_id) if cells is None else cells
+        groups = _on(cells, "SELECT distribution, d, list(n) AS n, list(inside) AS y, "
+                            "list(trials - undecided) AS m, list(design_effect) AS deff, "
+                            "list(replicates) AS reps FROM t GROUP BY ALL ORDER BY ALL").to_pylist()
+        rows = []
+        for g in groups:
+            try:
+                fit = fit_n_half(g["n"], g["y"], g["m"], g["deff"], g["reps"])
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+                continue
+            rows.append({"distribution": g["distribution"], "d": int(g["d"]), "n_half": _positive(fit.get("n_half")),
+                         "n_half_low": _positive(fit.get("n_half_low")),
+                         "n_half_high": _positive(fit.get("n_half_high")), "source": "fitted"})
+        return pa.Table.from_pylist(rows, schema=_N_HALF_SCHEMA)
     fn = getattr(query, "thresholds", None)
     if fn is None:
         return None
     try:
-        try:
-            table = fn(out, run_id=run_id)
-        except TypeError:
-            if run_id is not None:
-                return None
-            table = fn(out)
-    except McHullError:
+        table = fn(out, run_id=run_id)
+    except (McHullError, TypeError):
         return None
-    if not isinstance(table, pa.Table) or table.num_rows == 0:
+    if not isinstance(table, pa.Table) or table.num_rows == 0 or "n_half" not in table.column_names:
         return None
-    names = table.column_names
-
-    def pick(*cands):
-        return next((c for c in cands if c in names), None)
-
-    est = pick("n_half", "n_half_hat", "estimate", "n50")
-    lo = pick("n_half_low", "ci_low", "low", "n_half_lo")
-    hi = pick("n_half_high", "ci_high", "high", "n_half_hi")
-    if est is None or "d" not in names:
-        return None
-    data = table.to_pydict()
-    rows = []
-    for i in range(table.num_rows):
-        def num(col):
-            v = data[col][i] if col else None
-            return float(v) if v is not None and np.isfinite(v) and v > 0 else None
-
-        rows.append({"distribution": data["distribution"][i] if "distribution" in names else "gaussian",
-                     "d": int(data["d"][i]), "n_half": num(est), "n_half_low": num(lo),
-                     "n_half_high": num(hi), "source": "fitted"})
+    rows = [{"distribution": r.get("distribution", "gaussian"), "d": int(r["d"]),
+             "n_half": _positive(r.get("n_half")), "n_half_low": _positive(r.get("n_half_low")),
+             "n_half_high": _positive(r.get("n_half_high")), "source": "fitted"} for r in table.to_pylist()]
     return pa.Table.from_pylist(rows, schema=_N_HALF_SCHEMA)
+
+
+def _positive(value) -> float | None:
+    """A finite positive float, else None (0 and inf are open interval ends)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
 
 
 def n_half_table(cells: pa.Table, fitted: pa.Table | None = None) -> pa.Table:

@@ -63,7 +63,7 @@ def main(args) -> int:
     cells = views.select_cells(cells, views.Filters(distributions=[dist], dims=dims))
     if cells.num_rows == 0:
         raise InputError(f"--dims: none of {dims} present for {dist} in {args.out}")
-    figure = draw(cells, dist, fitted=views.fitted_n_half(args.out, args.run_id))
+    figure = draw(cells, dist, fitted=views.fitted_n_half(args.out, args.run_id, cells))
     figure.savefig(fig_path, dpi=args.dpi, bbox_inches="tight")
     print(f"mc-hull: wrote {fig_path}", file=sys.stderr)
     return 0
