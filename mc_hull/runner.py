@@ -49,7 +49,7 @@ def open_run(spec: Spec, out: str, *, new_run: bool = False) -> ResultStore:
 
 def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None = None,
             workers: int | None = None, new_run: bool = False, progress: bool = True,
-            shards: list[Shard] | None = None, log=sys.stderr) -> RunReport:
+            shards: list[Shard] | None = None, log=None) -> RunReport:
     """Run every shard of ``spec`` not yet committed in ``out``.
 
     Parameters
@@ -68,6 +68,7 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
     shards : list of Shard, optional
         Subset to run (default: the whole plan).
     """
+    log = log or sys.stderr
     t0 = time.perf_counter()
     store = open_run(spec, out, new_run=new_run)
     planned = plan(spec) if shards is None else list(shards)
