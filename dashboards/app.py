@@ -91,19 +91,21 @@ def chart_p_vs_n(cells, exact, rules) -> alt.LayerChart:
     bf = df(rules)
     series = [views.MC_SERIES] + sorted(set(ex["series"])) + [views.BF_SERIES, views.HALF_SERIES]
     x = alt.X("n:Q", scale=log_n(), title="N (training-set size, log scale)")
-    color = alt.Color("d:N", title="d", scale=alt.Scale(scheme="category10"))
+    color = alt.Color("d:N", title="d", scale=alt.Scale(scheme="category10"),
+                      legend=alt.Legend(symbolOpacity=1, symbolType="circle"))
     dash = alt.StrokeDash("series:N", scale=dash_scale(series), title="series",
                           legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#444444", symbolStrokeWidth=2,
-                                            symbolSize=400, labelLimit=320))
+                                            symbolSize=400, symbolOpacity=1, labelLimit=320))
     band = alt.Chart(c).mark_area(opacity=0.18).encode(
         x=x, y=alt.Y("ci_low:Q", title="p = P(x in conv(X₁..X_N))", scale=alt.Scale(domain=[0, 1])),
         y2="ci_high:Q", color=color)
-    points = alt.Chart(c).mark_line(point=True).encode(
+    points = alt.Chart(c).mark_line().encode(
         x=x, y="p_hat:Q", color=color, strokeDash=dash,
         tooltip=["distribution", "d", "n", "trials", "undecided",
                  alt.Tooltip("p_hat:Q", format=".4f"), alt.Tooltip("ci_low:Q", format=".4f"),
                  alt.Tooltip("ci_high:Q", format=".4f"), alt.Tooltip("exact:Q", format=".4f")])
-    layers = [band, points]
+    dots = alt.Chart(c).mark_point(filled=True, size=30).encode(x=x, y="p_hat:Q", color=color)
+    layers = [points, band, dots]  # the first layer's mark styles the legends
     if len(ex):
         layers.append(alt.Chart(ex).mark_line(strokeWidth=1.5).encode(
             x=alt.X("n:Q", scale=log_n()), y="p:Q", color=color, strokeDash=dash,
