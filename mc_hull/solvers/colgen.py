@@ -7,6 +7,15 @@ from typing import ClassVar
 import numpy as np
 from scipy.optimize import nnls
 
+try:  # the public wrapper's input checks cost as much as the solve on these tiny problems
+    from scipy.optimize._slsqplib import nnls as _nnls
+except ImportError:  # pragma: no cover - other SciPy versions
+    def _nnls(A, b, maxiter):
+        try:
+            return (*nnls(A, b, maxiter=maxiter), 1)
+        except RuntimeError:
+            return np.zeros(A.shape[1]), np.inf, 3
+
 from .base import INSIDE, OUTSIDE, Candidates, Solver
 
 # Elements of one (queries x rows) score block in the pricing products:
@@ -14,7 +23,7 @@ from .base import INSIDE, OUTSIDE, Candidates, Solver
 _BLOCK_ELEMS = 1 << 21
 
 
-def price(points: np.ndarray, directions: np.ndarray, k: int):
+def price(points: np.ndarray, directions: np.ndarray, k: int, lowest: bool = False):
     """Best scores ``X[i] @ w`` overall and in each of ``k`` contiguous chunks of rows.
 
     Parameters
@@ -24,6 +33,8 @@ def price(points: np.ndarray, directions: np.ndarray, k: int):
     k : int
         Number of row chunks (capped at N); each gives its best row, so the
         candidates are spread over the data rather than clustered at one extreme.
+    lowest : bool
+        Also return the row of the lowest score in each chunk.
 
     Returns
     -------
@@ -31,6 +42,8 @@ def price(points: np.ndarray, directions: np.ndarray, k: int):
         Largest score per direction.
     top_idx, top_val : ndarray, shape (B, min(k, N))
         Row index of the best score in each chunk, and that score.
+    low_idx : ndarray, shape (B, min(k, N))
+        Only when ``lowest``: row index of the lowest score in each chunk.
 
     Notes
     -----
@@ -43,12 +56,15 @@ def price(points: np.ndarray, directions: np.ndarray, k: int):
     edges = np.linspace(0, N, k + 1).astype(np.intp)
     top_idx = np.zeros((B, k), dtype=np.intp)
     top_val = np.full((B, k), -np.inf)
+    low_idx = np.zeros((B, k), dtype=np.intp)
+    low_val = np.full((B, k), np.inf)
     qb = max(1, min(B, _BLOCK_ELEMS // 1024))
     for q0 in range(0, B, qb):
         W = directions[q0:q0 + qb]
         rows = max(1024, _BLOCK_ELEMS // W.shape[0])
         ar = np.arange(W.shape[0])
         val, idx = top_val[q0:q0 + qb], top_idx[q0:q0 + qb]
+        lval, lidx = low_val[q0:q0 + qb], low_idx[q0:q0 + qb]
         for c in range(k):
             for start in range(edges[c], edges[c + 1], rows):
                 S = W @ points[start:min(edges[c + 1], start + rows)].T   # (qb, rows)
@@ -57,37 +73,60 @@ def price(points: np.ndarray, directions: np.ndarray, k: int):
                 better = v > val[:, c]
                 val[better, c] = v[better]
                 idx[better, c] = j[better] + start
-    return top_val.max(axis=1), top_idx, top_val
+                if lowest:
+                    j = S.argmin(axis=1)
+                    v = S[ar, j]
+                    better = v < lval[:, c]
+                    lval[better, c] = v[better]
+                    lidx[better, c] = j[better] + start
+    best = top_val.max(axis=1)
+    return (best, top_idx, top_val, low_idx) if lowest else (best, top_idx, top_val)
 
 
-def master(points: np.ndarray, x: np.ndarray, support: np.ndarray):
-    """Project ``x`` onto ``conv(points[support])`` exactly with one NNLS.
+def master(points: np.ndarray, queries: np.ndarray, sets: list, scale: float):
+    """Project each query onto ``conv(points[S])`` of its working set S, one NNLS each.
 
-    Solves ``min ||[Y.T; M 1^T] mu - [0; M]||``, ``mu >= 0`` with ``Y = X_S - x``;
-    ``lam = mu / sum(mu)`` are then the projection's convex weights for any
-    ``M > 0`` (the sum row only fixes a scale).
+    Solves ``min ||[Y.T; M 1^T] mu - [0; M]||``, ``mu >= 0`` with ``Y = X_S - x``
+    and ``M = scale``; ``lam = mu / sum(mu)`` are then exactly the convex weights
+    of the nearest point of ``conv(X_S)`` for any ``M > 0`` (the sum row only
+    fixes a scale), so no penalty weight needs tuning.
 
     Parameters
     ----------
     points : ndarray, shape (N, d)
-    x : ndarray, shape (d,)
-    support : ndarray of int, shape (k,)
+    queries : ndarray, shape (B, d)
+    sets : list of B int ndarrays
+        Working sets (row indices, no repeats).
+    scale : float
+        Data scale used for the sum row.
 
     Returns
     -------
-    lam : ndarray, shape (k,)
-        Convex weights of the nearest point ``p = points[support].T @ lam``.
-    r : ndarray, shape (d,)
-        The residual ``x - p``; ``r @ X[i] <= r @ p`` for all i in the support.
+    lams : list of B ndarrays
+        Convex weights on each set (``None`` where the NNLS failed).
+    R : ndarray, shape (B, d)
+        Residuals ``x - p``; ``R[b] @ X[i] <= R[b] @ p`` for all i in S.
+        NaN rows where the NNLS failed.
     """
-    Y = points[support] - x                                # (k, d)
-    M = max(float(np.max(np.abs(Y))), 1e-300)
-    A = np.vstack([Y.T, np.full(support.size, M)])
-    b = np.zeros(x.size + 1)
-    b[-1] = M
-    mu, _ = nnls(A, b, maxiter=20 * (support.size + x.size + 1))
-    lam = mu / mu.sum()
-    return lam, -(Y.T @ lam)
+    B, d = queries.shape
+    sizes = np.array([S.size for S in sets])
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    owner = np.repeat(np.arange(B), sizes)
+    Yt = np.empty((offs[-1], d + 1))                   # rows: (X_i - x, M)
+    Yt[:, :d] = points[np.concatenate(sets)] - queries[owner]
+    Yt[:, d] = scale
+    rhs = np.zeros(d + 1)
+    rhs[d] = scale
+    lam = np.zeros(offs[-1])
+    lams = [None] * B
+    for b in range(B):
+        mu, _, info = _nnls(Yt[offs[b]:offs[b + 1]].T, rhs, 20 * (sizes[b] + d + 1))
+        total = mu.sum()
+        if info == 1 and total > 0:
+            lams[b] = lam[offs[b]:offs[b + 1]] = mu / total
+    R = -np.add.reduceat(Yt[:, :d] * lam[:, None], offs[:-1], axis=0)
+    R[[la is None for la in lams]] = np.nan
+    return lams, R
 
 
 class ColGenSolver(Solver):
@@ -126,39 +165,35 @@ class ColGenSolver(Solver):
         centre = points.mean(axis=0)
         X = points - centre
         Q = queries - centre
-        s = max(float(np.max(np.abs(X))), float(np.max(np.abs(Q))) if B else 0.0, 1e-300)
+        s = max(float(np.max(np.abs(X))), float(np.max(np.abs(Q))) if B else 0.0) or 1.0
         k0 = self.k0 or 2 * d + 2
         k = self.k or d + 1
 
         # Round 0: w = x - centre for every query.
-        best, top_idx, _ = price(X, Q, k0)
+        best, top_idx, _, low_idx = price(X, Q, k0, lowest=True)
         l1 = np.abs(Q).sum(axis=1)
         out = (np.einsum("bj,bj->b", Q, Q) - best > atol * l1) & (l1 > 0)
         cand.kind[out] = OUTSIDE
         cand.directions[out] = Q[out]
         cand.method[out] = "prefilter"
         active = np.flatnonzero(~out)
-        work = {b: np.unique(top_idx[b]) for b in active}
+        work = {b: np.union1d(top_idx[b], low_idx[b][:k0 // 2]) for b in active}
 
         for rnd in range(1, self.max_rounds + 1):
             if active.size == 0:
                 break
-            W = np.empty((active.size, d))
-            thr = np.empty(active.size)
-            pending = np.ones(active.size, dtype=bool)
-            for j, b in enumerate(active):
-                S = work[b]
-                lam, r = master(X, Q[b], S)
-                cand.rounds[b] = rnd
-                if np.max(np.abs(r)) <= atol:
-                    pos = lam > 0
-                    cand.kind[b] = INSIDE
-                    cand.support[b], cand.weights[b] = S[pos], lam[pos]
-                    cand.method[b] = "inside"
-                    pending[j] = False
-                else:
-                    W[j] = r
-                    thr[j] = r @ Q[b] - r @ r      # = r @ p >= max over S
+            sets = [work[b] for b in active]
+            lams, W = master(X, Q[active], sets, s)
+            cand.rounds[active] = rnd
+            pending = ~(np.abs(W).max(axis=1) <= atol)     # NaN (NNLS failure) stays pending
+            for j in np.flatnonzero(~pending):
+                pos = lams[j] > 0
+                b = active[j]
+                cand.kind[b] = INSIDE
+                cand.support[b], cand.weights[b] = sets[j][pos], lams[j][pos]
+                cand.method[b] = "inside"
+            pending &= np.isfinite(W).all(axis=1)             # failed NNLS: left to the LP
+            thr = np.einsum("bj,bj->b", W, Q[active] - W)   # = r @ p >= max over S
             active, W, thr = active[pending], W[pending], thr[pending]
             if active.size == 0:
                 break
