@@ -54,15 +54,21 @@ def load_exact_n_half(distribution: str, d_min: int, d_max: int):
     return views.exact_n_half_curve(distribution, d_min, d_max)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def load_summary(out: str, key: tuple):
+    """One scan: trials by cell, run, method, status and log bins (audit and status counts)."""
+    return views.audit_summary(out)
+
+
 @st.cache_data(show_spinner=False, max_entries=8, ttl=5)
 def load_status(out: str, key: tuple):
-    return views.run_status(out)
+    return views.run_status(out, summary=load_summary(out, key))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def load_audit(out: str, key: tuple, dists: tuple, dims: tuple, n_min, n_max, runs: tuple):
     filters = views.Filters(list(dists), list(dims), n_min, n_max, list(runs))
-    return views.audit_tables(out, filters)
+    return views.audit_tables(out, filters, load_summary(out, key))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

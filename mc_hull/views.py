@@ -347,10 +347,11 @@ def heatmap_cells(cells: pa.Table) -> pa.Table:
 
 
 # -- view 4: run status ------------------------------------------------------------
-def run_status(out: str, now: float | None = None) -> pa.Table:
+def run_status(out: str, now: float | None = None, summary: pa.Table | None = None) -> pa.Table:
     """One row per run: shards done/planned, trials, undecided, trials/s, ETA.
 
-    Planned shards come from the run's spec (``_runs/<run_id>.json`` through
+    Trial and undecided counts come from ``summary`` (:func:`audit_summary`)
+    when given, else from one SQL scan.  Planned shards come from the run's spec (``_runs/<run_id>.json`` through
     :func:`mc_hull.plan.plan`); done shards are the shard files present.  The
     rate is measured from the files' modification times (trials committed
     after the first file, divided by the time since it), so it reflects the
@@ -368,11 +369,16 @@ def run_status(out: str, now: float | None = None) -> pa.Table:
         run_id = name.split("-r", 1)[0]
         files.setdefault(run_id, []).append(((info.mtime_ns or 0) / 1e9, info.path))
     counts = {}
-    con = _connect(out) if files else None
-    if con is not None:
-        for r in _sql(con, "SELECT run_id, count(*) AS trials, count(*) FILTER (WHERE inside IS NULL) "
-                           "AS undecided FROM trials GROUP BY run_id").to_pylist():
-            counts[r["run_id"]] = r
+    if summary is not None:
+        per_run = _on(summary, "SELECT run_id, sum(trials)::BIGINT AS trials, sum(undecided)::BIGINT AS undecided "
+                               "FROM t GROUP BY run_id")
+    else:
+        con = _connect(out) if files else None
+        per_run = None if con is None else _sql(
+            con, "SELECT run_id, count(*) AS trials, count(*) FILTER (WHERE inside IS NULL) AS undecided "
+                 "FROM trials GROUP BY run_id")
+    for r in (per_run.to_pylist() if per_run is not None else []):
+        counts[r["run_id"]] = r
     records = store.runs()
     rows = []
     for run_id in sorted(set(records) | set(files)):
@@ -410,40 +416,48 @@ def run_status(out: str, now: float | None = None) -> pa.Table:
 
 
 # -- view 5: trial audit --------------------------------------------------------------
-def audit_summary(out: str, filters: Filters, *, bins_per_decade: int = 4, floor: float = 1e-18) -> pa.Table:
-    """One scan of the trials under ``filters``, grouped by method, status and log10 bins.
+def audit_summary(out: str, filters: Filters | None = None, *, bins_per_decade: int = 4,
+                  floor: float = 1e-18) -> pa.Table:
+    """One scan of the trials, grouped by cell, run, method, status and log10 bins.
 
     ``cbin``/``tbin`` index bins of width ``1/bins_per_decade`` in log10 of
     ``|certificate_value|`` and ``solve_seconds`` (values below ``floor``,
     including 0, fall in the floor's bin; NULL where the value is missing).
-    The other audit tables are re-aggregations of this one.
+    Every audit table and the run-status counts are re-aggregations of this
+    table, so changing a filter does not rescan the store.
     """
+    names = ["distribution", "d", "n", "run_id", "method", "status", "cbin", "tbin", "trials", "undecided",
+             "seconds", "rounds"]
+    types = [pa.string(), pa.int32(), pa.int64(), pa.string(), pa.string(), pa.string(), pa.float64(),
+             pa.float64(), pa.int64(), pa.int64(), pa.float64(), pa.float64()]
+    k = int(bins_per_decade)
+    meta = {"bins_per_decade": str(k)}
     con = _connect(out)
     if con is None:
-        return pa.table({"method": pa.array([], pa.string()), "status": pa.array([], pa.string()),
-                         "cbin": pa.array([], pa.float64()), "tbin": pa.array([], pa.float64()),
-                         "trials": pa.array([], pa.int64()), "seconds": pa.array([], pa.float64()),
-                         "rounds": pa.array([], pa.float64())})
-    cond, params = filters.where()
-    k = int(bins_per_decade)
+        return pa.schema(list(zip(names, types)), metadata=meta).empty_table()
+    cond, params = (filters or Filters()).where()
 
     def binned(col):
         return (f"CASE WHEN {col} IS NULL OR NOT isfinite({col}) THEN NULL "
                 f"ELSE floor(log10(greatest(abs({col}), {float(floor)!r})) * {k}) END")
 
-    return _sql(con, f"""
-        SELECT method, status, {binned('certificate_value')} AS cbin, {binned('solve_seconds')} AS tbin,
-               count(*) AS trials, sum(solve_seconds) AS seconds, sum(rounds)::DOUBLE AS rounds
-        FROM trials WHERE {cond} GROUP BY ALL""", params).replace_schema_metadata({"bins_per_decade": str(k)})
+    table = _sql(con, f"""
+        SELECT distribution, d, n, run_id, method, status,
+               {binned('certificate_value')} AS cbin, {binned('solve_seconds')} AS tbin,
+               count(*) AS trials, count(*) FILTER (WHERE inside IS NULL) AS undecided,
+               sum(solve_seconds) AS seconds, sum(rounds)::DOUBLE AS rounds
+        FROM trials WHERE {cond} GROUP BY ALL""", params)
+    return table.cast(pa.schema(list(zip(names, types)))).replace_schema_metadata(meta)
 
 
 def audit_counts(out: str, filters: Filters, summary: pa.Table | None = None) -> pa.Table:
-    """Trials by method and status, with mean solve time and mean pricing rounds."""
-    summary = audit_summary(out, filters) if summary is None else summary
-    return _on(summary, """
+    """Trials by method and status under ``filters``, with mean solve time and mean pricing rounds."""
+    summary = audit_summary(out) if summary is None else summary
+    cond, params = filters.where()
+    return _on(summary, f"""
         SELECT method, status, sum(trials)::BIGINT AS trials, sum(seconds) / sum(trials) AS mean_seconds,
                sum(rounds) / sum(trials) AS mean_rounds
-        FROM t GROUP BY ALL ORDER BY trials DESC, method, status""")
+        FROM t WHERE {cond} GROUP BY ALL ORDER BY trials DESC, method, status""", params)
 
 
 def audit_histogram(out: str, filters: Filters, column: str, summary: pa.Table | None = None) -> pa.Table:
@@ -455,17 +469,19 @@ def audit_histogram(out: str, filters: Filters, column: str, summary: pa.Table |
     bins = {"certificate_value": "cbin", "solve_seconds": "tbin"}
     if column not in bins:
         raise ValueError(f"not a histogram column: {column}")
-    summary = audit_summary(out, filters) if summary is None else summary
+    summary = audit_summary(out) if summary is None else summary
     k = int((summary.schema.metadata or {}).get(b"bins_per_decade", b"4"))
     b = bins[column]
+    cond, params = filters.where()
     return _on(summary, f"""
         SELECT status, pow(10, {b} / {k}) AS lo, pow(10, ({b} + 1) / {k}) AS hi, sum(trials)::BIGINT AS trials
-        FROM t WHERE {b} IS NOT NULL GROUP BY status, {b} ORDER BY status, lo""")
+        FROM t WHERE {cond} AND {b} IS NOT NULL GROUP BY status, {b} ORDER BY status, lo""", params)
 
 
-def audit_tables(out: str, filters: Filters) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """(counts by method and status, certificate-value histogram, solve-time histogram) from one scan."""
-    summary = audit_summary(out, filters)
+def audit_tables(out: str, filters: Filters, summary: pa.Table | None = None
+                 ) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(counts by method and status, certificate-value histogram, solve-time histogram) under ``filters``."""
+    summary = audit_summary(out) if summary is None else summary
     return (audit_counts(out, filters, summary), audit_histogram(out, filters, "certificate_value", summary),
             audit_histogram(out, filters, "solve_seconds", summary))
 
