@@ -16,6 +16,7 @@ Fault model
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -72,13 +73,36 @@ class ShardWorker:
         return summary
 
 
+def in_ray_job() -> bool:
+    """True when this process is a Ray job's entrypoint (``ray job submit`` / ``mc-hull submit``)."""
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ and bool(os.environ.get("RAY_ADDRESS"))
+
+
+def _job_env_vars() -> dict:
+    try:
+        config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}"))
+        return dict((config.get("runtime_env") or {}).get("env_vars") or {})
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
 def connect(address: str | None, workers: int | None) -> bool:
-    """Start an embedded Ray (address None/"local") or join ``address``; True if we started it."""
+    """Start an embedded Ray (address None/"local") or join ``address``; True if we started it.
+
+    A Ray job's entrypoint with no ``address`` joins the job's own cluster
+    (``RAY_ADDRESS`` set by the job supervisor); anywhere else no address means
+    an embedded instance for this process only, never another Ray on the host.
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
-    runtime_env = {"env_vars": WORKER_ENV}
-    if address in (None, "", "local"):
+    runtime_env = {"env_vars": dict(WORKER_ENV)}
+    if address in (None, "", "local") and in_ray_job():
+        # The job's runtime env is merged with ours key by key: add only what it lacks.
+        have = _job_env_vars()
+        runtime_env = {"env_vars": {k: v for k, v in WORKER_ENV.items() if k not in have}}
+        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env, logging_level="warning")
+    elif address in (None, "", "local"):
         ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,
                  runtime_env=runtime_env, logging_level="warning", log_to_driver=False)
     else:
