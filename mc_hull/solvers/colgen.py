@@ -102,8 +102,10 @@ def master(points: np.ndarray, queries: np.ndarray, sets: list, scale: float):
 
     Returns
     -------
-    lams : list of B ndarrays
-        Convex weights on each set (``None`` where the NNLS failed).
+    lam : ndarray, shape (sum of set sizes,)
+        The sets' convex weights, concatenated; zero for a set whose NNLS failed.
+    offsets : ndarray, shape (B + 1,)
+        Set b's weights are ``lam[offsets[b]:offsets[b + 1]]``.
     R : ndarray, shape (B, d)
         Residuals ``x - p``; ``R[b] @ X[i] <= R[b] @ p`` for all i in S.
         NaN rows where the NNLS failed.
@@ -111,22 +113,23 @@ def master(points: np.ndarray, queries: np.ndarray, sets: list, scale: float):
     B, d = queries.shape
     sizes = np.array([S.size for S in sets])
     offs = np.concatenate([[0], np.cumsum(sizes)])
-    owner = np.repeat(np.arange(B), sizes)
     Yt = np.empty((offs[-1], d + 1))                   # rows: (X_i - x, M)
-    Yt[:, :d] = points[np.concatenate(sets)] - queries[owner]
+    Yt[:, :d] = points[np.concatenate(sets)] - np.repeat(queries, sizes, axis=0)
     Yt[:, d] = scale
     rhs = np.zeros(d + 1)
     rhs[d] = scale
-    lam = np.zeros(offs[-1])
-    lams = [None] * B
+    mu = np.zeros(offs[-1])
+    failed = np.zeros(B, dtype=bool)
     for b in range(B):
-        mu, _, info = _nnls(Yt[offs[b]:offs[b + 1]].T, rhs, 20 * (sizes[b] + d + 1))
-        total = mu.sum()
-        if info == 1 and total > 0:
-            lams[b] = lam[offs[b]:offs[b + 1]] = mu / total
+        a, e = offs[b], offs[b + 1]
+        mu[a:e], _, info = _nnls(Yt[a:e].T, rhs, 20 * (e - a + d + 1))
+        failed[b] = info != 1
+    total = np.add.reduceat(mu, offs[:-1])
+    failed |= ~(total > 0)
+    lam = mu / np.repeat(np.where(failed, 1.0, total), sizes)
     R = -np.add.reduceat(Yt[:, :d] * lam[:, None], offs[:-1], axis=0)
-    R[[la is None for la in lams]] = np.nan
-    return lams, R
+    R[failed] = np.nan
+    return lam, offs, R
 
 
 class ColGenSolver(Solver):
@@ -177,20 +180,23 @@ class ColGenSolver(Solver):
         cand.directions[out] = Q[out]
         cand.method[out] = "prefilter"
         active = np.flatnonzero(~out)
-        work = {b: np.union1d(top_idx[b], low_idx[b][:k0 // 2]) for b in active}
+        seeds = np.sort(np.hstack([top_idx, low_idx[:, :k0 // 2]]), axis=1)
+        fresh = np.ones(seeds.shape, dtype=bool)
+        fresh[:, 1:] = seeds[:, 1:] != seeds[:, :-1]       # a row can win two chunks only if tiny
+        work = {b: seeds[b][fresh[b]] for b in active}
 
         for rnd in range(1, self.max_rounds + 1):
             if active.size == 0:
                 break
             sets = [work[b] for b in active]
-            lams, W = master(X, Q[active], sets, s)
+            lam, offs, W = master(X, Q[active], sets, s)
             cand.rounds[active] = rnd
             pending = ~(np.abs(W).max(axis=1) <= atol)     # NaN (NNLS failure) stays pending
             for j in np.flatnonzero(~pending):
-                pos = lams[j] > 0
+                lj = lam[offs[j]:offs[j + 1]]
                 b = active[j]
                 cand.kind[b] = INSIDE
-                cand.support[b], cand.weights[b] = sets[j][pos], lams[j][pos]
+                cand.support[b], cand.weights[b] = sets[j][lj > 0], lj[lj > 0]
                 cand.method[b] = "inside"
             pending &= np.isfinite(W).all(axis=1)             # failed NNLS: left to the LP
             thr = np.einsum("bj,bj->b", W, Q[active] - W)   # = r @ p >= max over S
@@ -208,6 +214,6 @@ class ColGenSolver(Solver):
             grow = ~out & viol.any(axis=1)   # no violator and no margin: a tie, left to the LP
             for j in np.flatnonzero(grow):
                 b = active[j]
-                work[b] = np.union1d(work[b], top_idx[j][viol[j]])
+                work[b] = np.concatenate([work[b], top_idx[j][viol[j]]])  # violators are new rows
             active = active[grow]
         return cand

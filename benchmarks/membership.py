@@ -1,0 +1,151 @@
+"""Benchmark: the batched ``colgen`` engine against linprog and cvxpy per query, on Gaussian cells.
+
+Usage: ``python benchmarks/membership.py [--quick]``.  One process, one BLAS
+thread (as in the Ray workers); all methods see the same training sets and
+queries, so compare ratios within one run (the machine is shared).  Prints a
+markdown table; ``linprog`` (solver ``"lp"``) is the judge for agreement.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import mc_hull  # noqa: E402
+
+# (d, N, colgen queries, max linprog queries, max cvxpy queries); comment: expected p
+CELLS = [
+    (8, 80, 2000, 40, 20),          # p ~ 0.05
+    (8, 1100, 2000, 40, 15),        # p ~ 1/2
+    (10, 4000, 2000, 30, 10),       # p ~ 1/2
+    (12, 14000, 2000, 15, 5),       # p ~ 1/2
+    (16, 150000, 1000, 4, 2),       # p ~ 1/2
+    (8, 100000, 1000, 5, 2),        # p ~ 0.95
+]
+QUICK = [(8, 80, 500, 15, 5), (8, 1100, 500, 15, 5), (10, 4000, 500, 10, 3), (8, 100000, 200, 2, 1)]
+TOL = 1e-9
+TIE = 100 * TOL        # |certificate| below this (relative) counts as a tie at tolerance
+BUDGET_S = 45.0        # per peer method and cell: stop timing after this long (>= 1 query)
+
+
+def per_query(X, Q, solver, n, budget=BUDGET_S):
+    """Decide queries one at a time; return (median seconds, statuses, certificates, count)."""
+    times, status, certs = [], [], []
+    start = time.perf_counter()
+    for q in Q[:n]:
+        t = time.perf_counter()
+        dec = mc_hull.decide(X, q, tol=TOL, solver=solver)
+        times.append(time.perf_counter() - t)
+        status.append(dec.status[0])
+        certs.append(dec.certificate[0])
+        if time.perf_counter() - start > budget:
+            break
+    return float(np.median(times)), np.array(status), np.array(certs), len(times)
+
+
+def floor_pass(X, Q, reps=3):
+    """Median seconds of one product ``X @ w`` (the cost of looking at every point once)."""
+    times = []
+    for _ in range(reps):
+        for q in Q[:30]:
+            t = time.perf_counter()
+            X @ q
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def peak_mib(X, Q):
+    """Peak traced allocation (MiB) of one colgen batch, training set and queries excluded."""
+    tracemalloc.start()
+    mc_hull.decide(X, Q, tol=TOL, solver="colgen")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def compare(judge, judge_cert, other, other_cert):
+    """(disagreements, ties, undecided) of ``other`` against the LP judge on common queries."""
+    m = min(judge.size, other.size)
+    j, o = judge[:m], other[:m]
+    tie = np.zeros(m, dtype=bool)
+    for s, c in ((j, judge_cert[:m]), (o, other_cert[:m])):
+        tie |= (s == 0) & (c <= TIE)   # outside by a margin within 100 tol
+    bad = (j != o) & (j >= 0) & (o >= 0)
+    return int(np.sum(bad & ~tie)), int(np.sum(bad & tie)), int(np.sum(o < 0))
+
+
+def run_cell(d, N, B, n_lp, n_cvx, seed=0):
+    rng = np.random.default_rng([seed, d, N])
+    X = rng.standard_normal((N, d))
+    Q = rng.standard_normal((B, d))
+
+    mc_hull.decide(X, Q[:10], tol=TOL, solver="colgen")   # warm caches and imports
+    walls = []
+    for _ in range(3):
+        t = time.perf_counter()
+        dec = mc_hull.decide(X, Q, tol=TOL, solver="colgen")
+        walls.append((time.perf_counter() - t) / B)
+    t_cg = float(np.median(walls))
+
+    t_lp, s_lp, c_lp, n_lp = per_query(X, Q, "lp", n_lp)
+    t_cvx, s_cvx, c_cvx, n_cvx = per_query(X, Q, "cvxpy", n_cvx)
+    t_floor = floor_pass(X, Q)
+
+    methods = dec.method.astype(str)
+    frac = {k: float(np.mean(methods == f"colgen:{k}")) for k in ("prefilter", "inside", "outside")}
+    frac["fallback"] = float(np.mean(~np.char.startswith(methods, "colgen") & (dec.status >= 0)))
+    cg_bad, cg_tie, cg_und = compare(s_lp, c_lp, dec.status, dec.certificate)
+    cv_bad, cv_tie, cv_und = compare(s_lp, c_lp, s_cvx, c_cvx)
+    return dict(d=d, N=N, B=B, p=float(dec.inside.mean()), cg=t_cg, lp=t_lp, n_lp=n_lp, cvx=t_cvx,
+                n_cvx=n_cvx, floor=t_floor, frac=frac, rounds=float(dec.rounds.mean()),
+                peak=peak_mib(X, Q), undecided=int(np.sum(dec.status < 0)) + cg_und,
+                bad=cg_bad + cv_bad, ties=cg_tie + cv_tie, cvx_undecided=cv_und)
+
+
+def table(rows):
+    head = ("| (d, N) | p | colgen µs/q (B) | linprog µs/q (n) | cvxpy µs/q (n) | × linprog | × cvxpy "
+            "| X·w floor µs | × floor | prefilter / inside / outside / LP fallback | rounds "
+            "| peak MiB | disagree (ties) | undecided |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        f = r["frac"]
+        lines.append(
+            f"| ({r['d']}, {r['N']}) | {r['p']:.2f} | {r['cg'] * 1e6:.1f} ({r['B']}) "
+            f"| {r['lp'] * 1e6:.0f} ({r['n_lp']}) | {r['cvx'] * 1e6:.0f} ({r['n_cvx']}) "
+            f"| {r['lp'] / r['cg']:.0f}× | {r['cvx'] / r['cg']:.0f}× | {r['floor'] * 1e6:.1f} "
+            f"| {r['cg'] / r['floor']:.1f}× | {f['prefilter']:.0%} / {f['inside']:.0%} / "
+            f"{f['outside']:.0%} / {f['fallback']:.1%} | {r['rounds']:.2f} | {r['peak']:.0f} "
+            f"| {r['bad']} ({r['ties']}) | {r['undecided']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer cells and queries (~1 minute)")
+    args = ap.parse_args(argv)
+    rows = []
+    t0 = time.perf_counter()
+    for cell in QUICK if args.quick else CELLS:
+        rows.append(run_cell(*cell))
+        r = rows[-1]
+        print(f"# ({r['d']}, {r['N']}) done at {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    print(table(rows))
+    print(f"\ntol = {TOL:g}; ties = disagreements where an outside margin is below {TIE:g} (relative); "
+          f"colgen time = median of 3 batch runs / B; linprog and cvxpy = median per-query call "
+          f"(at most {BUDGET_S:.0f} s each per cell); floor = median single X @ w; "
+          f"OPENBLAS_NUM_THREADS=1; total {time.perf_counter() - t0:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()
