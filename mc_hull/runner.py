@@ -32,8 +32,11 @@ def spec_difference(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
-def open_run(spec: Spec, out: str, *, new_run: bool = False) -> ResultStore:
-    """Prepare ``out`` for ``spec``; refuse a different spec unless ``new_run``."""
+def check_run(spec: Spec, out: str, *, new_run: bool = False) -> ResultStore:
+    """Raise StoreError (one line) if ``out`` holds a different spec and not ``new_run``; writes nothing.
+
+    Call it before announcing a run, so a refusal is the only line printed.
+    """
     store = ResultStore(out)
     store.prepare()
     runs = store.runs()
@@ -43,6 +46,12 @@ def open_run(spec: Spec, out: str, *, new_run: bool = False) -> ResultStore:
         raise StoreError(
             f"--out: {out} holds run {other_id} with a different spec (differs in: "
             f"{', '.join(diff) or 'unknown'}); pass --new-run to add this run, or choose another --out")
+    return store
+
+
+def open_run(spec: Spec, out: str, *, new_run: bool = False) -> ResultStore:
+    """Prepare ``out`` for ``spec``; refuse a different spec unless ``new_run``."""
+    store = check_run(spec, out, new_run=new_run)
     store.record_run(spec)
     return store
 
