@@ -282,7 +282,7 @@ def main() -> None:
         st.caption(f"results: `{out}`")
         if st.button("Refresh", width="stretch"):
             st.cache_data.clear()
-        auto = st.toggle("auto-refresh", value=False)
+        auto = st.toggle("auto-refresh", value=False, key="auto")
         every = st.number_input("every (s)", min_value=2, max_value=3600, value=10, disabled=not auto)
     key = views.dataset_key(out)
     watcher(out, key, float(every) if auto else None)
@@ -299,11 +299,12 @@ def main() -> None:
 def render(out: str, key: tuple) -> None:
     options = load_options(out, key)
     with st.sidebar:
-        run = st.selectbox("run", ["all runs"] + options["runs"])
+        run = st.selectbox("run", ["all runs"] + options["runs"], key="run")
         run_id = None if run == "all runs" else run
         dists = options["distributions"]
-        dist = st.selectbox("distribution", dists, index=dists.index("gaussian") if "gaussian" in dists else 0)
-        dims = st.multiselect("d", options["dims"], default=options["dims"])
+        dist = st.selectbox("distribution", dists, index=dists.index("gaussian") if "gaussian" in dists else 0,
+                            key="distribution")
+        dims = st.multiselect("d", options["dims"], default=options["dims"], key="dims")
     cells_all = load_cells(out, key, run_id)
     cells = views.select_cells(cells_all, views.Filters(distributions=[dist], dims=dims))
     if cells.num_rows == 0:

@@ -127,6 +127,35 @@ def test_audit_filters_rerun_without_error(small_results, monkeypatch):
     assert len(charts(at)) >= 6
 
 
+def test_sidebar_run_selection_and_auto_refresh(small_results, small_spec, monkeypatch):
+    at = run_app(small_results, monkeypatch)
+    at.selectbox(key="run").select(small_spec.run_id).run()
+    assert not at.exception
+    at.toggle(key="auto").set_value(True).run()
+    assert not at.exception and len(charts(at)) >= 6
+    at.multiselect(key="dims").unselect(4).run()
+    assert not at.exception
+    spec, data = charts(at)[0]
+    rules = layer_data(spec, data, lambda l: l["mark"]["type"] == "rule" and "x" in l["encoding"])
+    assert rules[0]["d"].to_pylist() == [2]
+
+
+def test_distribution_without_exact_curve(tmp_path, monkeypatch):
+    from mc_hull.runner import execute
+    from mc_hull.spec import Spec
+
+    spec = Spec(distribution="cube", dims=(2, 3), sizes=(4, 30), trials=40, queries_per_set=20, seed=1,
+                shard_trials=40)
+    execute(spec, str(tmp_path), backend="serial", progress=False)
+    at = run_app(tmp_path, monkeypatch)
+    assert not at.exception
+    spec_json, data = charts(at)[0]
+    series = {s for t in data.values() if "series" in t.column_names for s in t["series"].to_pylist()}
+    assert not any(s.startswith(views.EXACT_SERIES) for s in series)
+    assert {views.MC_SERIES, views.BF_SERIES, views.HALF_SERIES} <= series
+    assert all(l["encoding"]["x"]["scale"]["type"] == "log" for l in spec_json["layer"] if "x" in l["encoding"])
+
+
 def test_empty_and_missing_dataset_messages(tmp_path, monkeypatch):
     at = run_app(tmp_path, monkeypatch)
     assert not at.exception
@@ -162,6 +191,25 @@ def test_views_tables(small_results, small_spec):
     assert csv[0].startswith('"distribution","d","n"') and len(csv) == cells.num_rows + 1
     opts = views.filter_options(out)
     assert opts["dims"] == [2, 4] and opts["runs"] == [small_spec.run_id]
+
+
+def test_run_status_of_a_partial_run(tmp_path, small_spec):
+    from mc_hull.plan import plan
+    from mc_hull.runner import execute
+
+    shards = plan(small_spec)
+    execute(small_spec, str(tmp_path), backend="serial", progress=False, shards=shards[:3])
+    row = views.run_status(str(tmp_path)).to_pylist()[0]
+    assert (row["shards_done"], row["shards_planned"]) == (3, len(shards))
+    assert row["trials_done"] == sum(s.trials(small_spec) for s in shards[:3])
+    assert row["trials_planned"] == small_spec.planned_trials
+    assert row["trials_per_s"] is None or row["trials_per_s"] > 0
+    if row["trials_per_s"]:
+        left = small_spec.planned_trials - row["trials_done"]
+        assert row["eta_s"] == pytest.approx(left / row["trials_per_s"])
+    assert row["active"] is True
+    summary = views.audit_summary(str(tmp_path))
+    assert views.run_status(str(tmp_path), summary=summary).to_pylist()[0]["trials_done"] == row["trials_done"]
 
 
 def test_n_half_interpolates_in_log_n():
