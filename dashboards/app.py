@@ -236,7 +236,9 @@ def section_audit(out: str, key: tuple, options: dict) -> None:
     dims = c[1].multiselect("d", options["dims"], key="audit_d")
     sizes = options["sizes"] or [1]
     if len(sizes) > 1:
-        n_lo, n_hi = c[2].select_slider("N range", options=sizes, value=(sizes[0], sizes[-1]), key="audit_n")
+        # a new key when the sizes change (new shards): the range resets to the full one
+        n_lo, n_hi = c[2].select_slider("N range", options=sizes, value=(sizes[0], sizes[-1]),
+                                        key=f"audit_n_{'_'.join(map(str, sizes))}")
     else:
         n_lo = n_hi = sizes[0]
     run_sel = c[3].multiselect("run", options["runs"], key="audit_run")
@@ -262,6 +264,19 @@ def section_audit(out: str, key: tuple, options: dict) -> None:
     with right:
         st.subheader("solve time")
         st.altair_chart(chart_histogram(secs, "seconds per trial (log)"), width="stretch")
+
+
+def follow_options(key: str, options: list, full, keep) -> None:
+    """Seed widget ``key`` with ``full``; when its options change (new shards), a selection that
+    covered all the old options grows to cover the new ones, any other keeps its still-valid part."""
+    memo = f"_options_{key}"
+    previous = st.session_state.get(memo)
+    if key not in st.session_state:
+        st.session_state[key] = full
+    elif previous is not None and previous != list(options):
+        current = st.session_state[key]
+        st.session_state[key] = full if list(current) == list(previous) else keep(current, options)
+    st.session_state[memo] = list(options)
 
 
 def watcher(out: str, key: tuple, every: float | None) -> None:
@@ -304,7 +319,9 @@ def render(out: str, key: tuple) -> None:
         dists = options["distributions"]
         dist = st.selectbox("distribution", dists, index=dists.index("gaussian") if "gaussian" in dists else 0,
                             key="distribution")
-        dims = st.multiselect("d", options["dims"], default=options["dims"], key="dims")
+        follow_options("dims", options["dims"], list(options["dims"]),
+                       lambda v, opts: [d for d in v if d in opts])
+        dims = st.multiselect("d", options["dims"], key="dims")
     cells_all = load_cells(out, key, run_id)
     cells = views.select_cells(cells_all, views.Filters(distributions=[dist], dims=dims))
     if cells.num_rows == 0:

@@ -140,6 +140,23 @@ def test_sidebar_run_selection_and_auto_refresh(small_results, small_spec, monke
     assert rules[0]["d"].to_pylist() == [2]
 
 
+def test_new_dimensions_appear_after_refresh(tmp_path, small_spec, monkeypatch):
+    from mc_hull.plan import plan
+    from mc_hull.runner import execute
+
+    shards = plan(small_spec)
+    execute(small_spec, str(tmp_path), backend="serial", progress=False, shards=shards[:len(shards) // 2])
+    at = run_app(tmp_path, monkeypatch)
+    assert at.multiselect(key="dims").value == [2]
+    execute(small_spec, str(tmp_path), backend="serial", progress=False)
+    at.button[0].click().run()  # Refresh
+    assert not at.exception
+    assert at.multiselect(key="dims").value == [2, 4]
+    spec, data = charts(at)[0]
+    rules = layer_data(spec, data, lambda l: l["mark"]["type"] == "rule" and "x" in l["encoding"])
+    assert rules[0]["d"].to_pylist() == [2, 4]
+
+
 def test_distribution_without_exact_curve(tmp_path, monkeypatch):
     from mc_hull.runner import execute
     from mc_hull.spec import Spec
