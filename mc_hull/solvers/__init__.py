@@ -16,7 +16,7 @@ _REGISTRY: dict[str, str] = {
     "colgen": "mc_hull.solvers.colgen:ColGenSolver",
 }
 # What ``solver="auto"`` means: the fastest certified engine available.
-DEFAULT_SOLVER = "lp"
+DEFAULT_SOLVER = "colgen"
 
 
 def solver_names() -> list[str]:

@@ -136,21 +136,27 @@ class ColGenSolver(Solver):
     """Prefilter with ``w = x - mean(X)``, then column generation on the rest.
 
     Round 0 prices every query along ``w = x - mean(X)`` in one blocked product:
-    a margin above ``atol`` settles it outside (``"prefilter"``), and the
-    ``k0`` best rows seed its working set S.  Each later round projects x onto
-    conv(X_S) with :func:`master`; a residual within ``atol`` proposes inside
-    (``"inside"``), otherwise all active residuals are priced in one product:
-    a margin above ``atol`` proposes outside (``"outside"``), violators
-    (scores above the master's own bound) join S, and a query with none left
-    (a tie within tolerance) or past ``max_rounds`` stays undecided for the
-    ``lp`` fallback.
+    a margin above ``atol`` settles it outside (``"prefilter"``); otherwise the
+    best row of each of ``k0`` chunks of X (in front of x) and the worst row of
+    ``k0 / 2`` chunks (behind it) seed its working set S.  Each later round
+    projects x onto conv(X_S) with :func:`master`; a residual within ``atol``
+    proposes inside (``"inside"``), otherwise all active residuals are priced in
+    one product: a margin above ``atol`` proposes outside (``"outside"``), the
+    best row of each of ``k`` chunks joins S if it violates the master's bound,
+    and a query with no violator (a tie within tolerance), a failed NNLS or
+    past ``max_rounds`` stays undecided for the ``lp`` fallback.
+
+    Memory per batch of B queries: a centred copy of X (N d doubles), one
+    16 MiB score block, and the masters' (B, |S|, d + 1) array, |S| about 3 d.
 
     Parameters
     ----------
     max_rounds : int
         Master/pricing rounds after the prefilter.
     k0, k : int or None
-        Rows seeding S and rows added per round; default ``2 d + 2`` and ``d + 1``.
+        Seeding chunks and chunks priced per round; default ``2 d + 2`` and ``d + 1``.
+    fallbacks : tuple of str or None
+        Solvers for undecided queries; default ``("lp",)``.
     """
 
     name: ClassVar[str] = "colgen"
