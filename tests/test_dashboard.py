@@ -157,20 +157,27 @@ def test_new_dimensions_appear_after_refresh(tmp_path, small_spec, monkeypatch):
     assert rules[0]["d"].to_pylist() == [2, 4]
 
 
-def test_distribution_without_exact_curve(tmp_path, monkeypatch):
+@pytest.mark.parametrize("distribution", ["cube", "ball"])
+def test_other_distributions(tmp_path, monkeypatch, distribution):
+    """cube has no exact curve (none drawn); the uniform ball has one (drawn from mc_hull.theory)."""
     from mc_hull.runner import execute
     from mc_hull.spec import Spec
 
-    spec = Spec(distribution="cube", dims=(2, 3), sizes=(4, 30), trials=40, queries_per_set=20, seed=1,
+    spec = Spec(distribution=distribution, dims=(2, 3), sizes=(4, 30), trials=40, queries_per_set=20, seed=1,
                 shard_trials=40)
     execute(spec, str(tmp_path), backend="serial", progress=False)
     at = run_app(tmp_path, monkeypatch)
     assert not at.exception
     spec_json, data = charts(at)[0]
     series = {s for t in data.values() if "series" in t.column_names for s in t["series"].to_pylist()}
-    assert not any(s.startswith(views.EXACT_SERIES) for s in series)
     assert {views.MC_SERIES, views.BF_SERIES, views.HALF_SERIES} <= series
     assert all(l["encoding"]["x"]["scale"]["type"] == "log" for l in spec_json["layer"] if "x" in l["encoding"])
+    exact = f"{views.EXACT_SERIES} ({distribution})"
+    assert (exact in series) == theory.has_exact(distribution)
+    if theory.has_exact(distribution):
+        table = [t for t in data.values() if "series" in t.column_names and exact in t["series"].to_pylist()][0]
+        for row in table.to_pylist()[::7]:
+            assert row["p"] == pytest.approx(float(theory.exact_inside_probability(distribution, row["d"], row["n"])))
 
 
 def test_empty_and_missing_dataset_messages(tmp_path, monkeypatch):
