@@ -139,16 +139,24 @@ def select_cells(cells: pa.Table, filters: Filters) -> pa.Table:
 
 
 def _exact(distribution: str, d: int, n: np.ndarray) -> np.ndarray | None:
+    """Exact p at sizes ``n``; None when unknown or outside the range the theory covers."""
     if not theory.has_exact(distribution):
         return None
-    value = theory.exact_inside_probability(distribution, int(d), n)
+    try:
+        value = theory.exact_inside_probability(distribution, int(d), n)
+    except (ValueError, ArithmeticError):  # e.g. d beyond the tabulated range
+        return None
     return None if value is None else np.asarray(value, dtype=np.float64).reshape(np.shape(n))
 
 
 def _exact_n_half(distribution: str, d: int) -> float | None:
+    """Exact N½; None when unknown or outside the range the theory covers."""
     if not theory.has_exact(distribution):
         return None
-    value = theory.exact_n_half(distribution, int(d))
+    try:
+        value = theory.exact_n_half(distribution, int(d))
+    except (ValueError, ArithmeticError):
+        return None
     return None if value is None or not np.isfinite(value) else float(value)
 
 
