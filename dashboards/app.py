@@ -101,7 +101,8 @@ def chart_p_vs_n(cells, exact, rules) -> alt.LayerChart:
                       legend=alt.Legend(symbolOpacity=1, symbolType="circle"))
     dash = alt.StrokeDash("series:N", scale=dash_scale(series), title="series",
                           legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#444444", symbolStrokeWidth=2,
-                                            symbolSize=400, symbolOpacity=1, labelLimit=320))
+                                            symbolSize=400, symbolOpacity=1, labelLimit=320,
+                                            orient="bottom", direction="horizontal"))
     band = alt.Chart(c).mark_area(opacity=0.18).encode(
         x=x, y=alt.Y("ci_low:Q", title="p = P(x in conv(X₁..X_N))", scale=alt.Scale(domain=[0, 1])),
         y2="ci_high:Q", color=color)
