@@ -189,6 +189,16 @@ def test_empty_and_missing_dataset_messages(tmp_path, monkeypatch):
     assert any("No results directory" in i.value for i in at.info)
 
 
+def test_unreadable_shard_file_is_one_message(tmp_path, small_results, monkeypatch):
+    out = tmp_path / "copy"
+    shutil.copytree(small_results, out)
+    shard = next(out.rglob("*.parquet"))
+    shard.write_bytes(shard.read_bytes()[:100])  # truncated: footer gone
+    at = run_app(out, monkeypatch)
+    assert not at.exception
+    assert len(at.error) == 1 and "unreadable shard file" in at.error[0].value
+
+
 # -- mc_hull.views ----------------------------------------------------------------
 def test_views_tables(small_results, small_spec):
     out = str(small_results)

@@ -53,6 +53,7 @@ def test_plot_input_errors(small_results, tmp_path, capsys):
         (["plot", str(small_results), "--out", str(tmp_path / "f.png"), "--distribution", "ball"], "--distribution"),
         (["plot", str(small_results), "--out", str(tmp_path / "f.png"), "--dims", "3"], "--dims"),
         (["plot", str(small_results), "--out", str(tmp_path / "nodir" / "f.png")], "directory does not exist"),
+        (["plot", str(small_results), "--out", str(tmp_path / "f.png"), "--dpi", "0"], "--dpi"),
     ]
     for argv, needle in cases:
         assert cli_main(argv) == 2, argv

@@ -51,6 +51,8 @@ def _dims(text: str | None) -> list[int]:
 
 def main(args) -> int:
     fig_path = check_figure_path(args.figure)
+    if not 10 <= args.dpi <= 2400:
+        raise InputError(f"--dpi: must be in [10, 2400], got {args.dpi}")
     dims = _dims(args.dims)
     check_exists(args.out)
     cells = views.cell_table(args.out, args.run_id)
