@@ -221,3 +221,21 @@ def _drive(spec: Spec, shards: list[Shard], actors: list, progress: bool) -> lis
     print(f"mc-hull: {len(results)} shards, {n} trials in {elapsed:.1f} s "
           f"({n / max(elapsed, 1e-9):.0f} trials/s) on {len(actors)} actors", file=sys.stderr)
     return [results[s] for s in shards]
+
+
+@ray.remote(num_cpus=1, max_retries=4)
+def _price_task(source, block_ids, W, m):
+    from .bigcell import price
+
+    return price(source, block_ids, W, m)
+
+
+def ray_map_blocks(source, ranges, W, m) -> list[dict]:
+    """``map_blocks`` for :func:`mc_hull.bigcell.decide`: price block ranges as Ray tasks.
+
+    Each task regenerates its blocks from their keys on whatever node runs it, so
+    nothing but the directions and the top rows crosses the network; a task lost
+    with its node is retried by Ray (same blocks, same values).
+    """
+    W_ref = ray.put(W)
+    return ray.get([_price_task.remote(source, list(map(int, r)), W_ref, m) for r in ranges])

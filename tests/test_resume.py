@@ -13,10 +13,10 @@ from mc_hull.runner import execute
 from mc_hull.spec import Spec
 
 BASE = ["run", "--distribution", "gaussian", "--dims", "2,3", "--sizes", "5,30", "--trials", "40",
-        "--queries-per-set", "10", "--shard-trials", "20", "--seed", "1", "--serial", "--no-progress",
+        "--queries-per-set", "10", "--shard-trials", "20", "--seed", "1", "--solver", "lp", "--serial", "--no-progress",
         "--format", "csv"]
 SPEC = Spec(distribution="gaussian", dims=(2, 3), sizes=(5, 30), trials=40, queries_per_set=10,
-            shard_trials=20, seed=1)
+            shard_trials=20, seed=1, solver="lp")
 N_SHARDS = len(plan(SPEC))
 
 

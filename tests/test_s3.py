@@ -48,7 +48,7 @@ def uri(endpoint, prefix):
 
 
 SPEC = Spec(distribution="gaussian", dims=(2, 3), sizes=(6, 30), trials=40, queries_per_set=20,
-            seed=11, shard_trials=20)
+            seed=11, shard_trials=20, solver="lp")
 
 
 def table_rows(table):

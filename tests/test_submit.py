@@ -38,6 +38,7 @@ trials = 60
 queries_per_set = 20
 seed = 3
 shard_trials = 40
+solver = "lp"
 """
 COLUMNS = "distribution, d, n, run_id, replicate, query, inside, status, method, certificate_value"
 
