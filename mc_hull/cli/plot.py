@@ -84,7 +84,7 @@ def draw(cells, distribution: str, fitted=None):
     exact = views.exact_curves(cells).to_pydict()
     n_half = views.n_half_table(cells, fitted).to_pydict()
     dims = sorted(set(c["d"]))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.2), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, d in enumerate(dims):
         col = colors[i % len(colors)]
@@ -113,7 +113,8 @@ def draw(cells, distribution: str, fitted=None):
         style.append(Line2D([], [], color="k", ls="--", label=f"{views.EXACT_SERIES} ({distribution})"))
     style += [Line2D([], [], color="k", ls=":", label=views.BF_SERIES),
               Line2D([], [], color="gray", lw=0.8, label=views.HALF_SERIES)]
-    leg = ax1.legend(handles=ax1.get_legend_handles_labels()[0] + style, fontsize=8, loc="upper left")
+    leg = ax1.legend(handles=ax1.get_legend_handles_labels()[0] + style, fontsize=8, loc="upper left",
+                     bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     leg.set_gid("legend-p")
 
     d_arr = np.array(n_half["d"], dtype=float)
