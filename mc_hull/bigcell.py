@@ -140,16 +140,24 @@ def price(source: Source, block_ids, W: np.ndarray, m: int) -> dict:
     for start, X in source.generate(block_ids):
         absmax = max(absmax, float(np.max(np.abs(X))) if X.size else 0.0)
         P = X @ W.T  # (rows, B)
-        k = min(m, X.shape[0])
-        top = np.argpartition(P, -k, axis=0)[-k:].T  # (B, k) local rows
-        vals = np.take_along_axis(P.T, top, axis=1)
-        cand_val = np.concatenate([best_val, vals], axis=1)
-        cand_idx = np.concatenate([best_idx, top + start], axis=1)
-        cand_rows = np.concatenate([best_rows, X[top]], axis=1)
-        keep = np.argsort(-cand_val, axis=1)[:, :m]
-        best_val = np.take_along_axis(cand_val, keep, axis=1)
-        best_idx = np.take_along_axis(cand_idx, keep, axis=1)
-        best_rows = np.take_along_axis(cand_rows, keep[:, :, None], axis=1)
+        # Only rows beating a direction's current m-th best can enter its list: after the
+        # first block these are few, so compare instead of partitioning the whole product.
+        r, c = np.nonzero(P > best_val[:, -1][None, :])
+        if r.size == 0:
+            continue
+        order = np.argsort(c, kind="stable")
+        r, c = r[order], c[order]
+        cols, first = np.unique(c, return_index=True)
+        for j, rows_j in zip(cols, np.split(r, first[1:])):
+            vals = P[rows_j, j]
+            if rows_j.size > m:
+                top = np.argpartition(vals, -m)[-m:]
+                rows_j, vals = rows_j[top], vals[top]
+            cand_val = np.concatenate([best_val[j], vals])
+            keep = np.argsort(-cand_val)[:m]
+            cand_idx = np.concatenate([best_idx[j], rows_j + start])
+            cand_rows = np.concatenate([best_rows[j], X[rows_j]])
+            best_val[j], best_idx[j], best_rows[j] = cand_val[keep], cand_idx[keep], cand_rows[keep]
     return {"best": best_val[:, 0].copy(), "idx": best_idx, "rows": best_rows, "val": best_val,
             "absmax": absmax}
 
