@@ -97,10 +97,13 @@ def connect(address: str | None, workers: int | None) -> bool:
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": dict(WORKER_ENV)}
-    if address in (None, "", "local") and in_ray_job():
-        # The job's runtime env is merged with ours key by key: add only what it lacks.
+    if os.environ.get("MC_HULL_MEMORY_BUDGET"):  # the bigcell streaming threshold, for the workers too
+        runtime_env["env_vars"]["MC_HULL_MEMORY_BUDGET"] = os.environ["MC_HULL_MEMORY_BUDGET"]
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        # Inside a Ray job, its runtime env is merged with ours key by key: add only what it lacks.
         have = _job_env_vars()
-        runtime_env = {"env_vars": {k: v for k, v in WORKER_ENV.items() if k not in have}}
+        runtime_env = {"env_vars": {k: v for k, v in runtime_env["env_vars"].items() if k not in have}}
+    if address in (None, "", "local") and in_ray_job():
         ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env, logging_level="warning")
     elif address in (None, "", "local"):
         ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,
