@@ -233,7 +233,7 @@ def _price_task(source, block_ids, W, m):
     return price(source, block_ids, W, m)
 
 
-def ray_map_blocks(source, ranges, W, m) -> list[dict]:
+def ray_map_blocks(source, ranges, W, m, timeout: float | None = None) -> list[dict]:
     """``map_blocks`` for :func:`mc_hull.bigcell.decide`: price block ranges as Ray tasks.
 
     Each task regenerates its blocks from their keys on whatever node runs it, so
@@ -241,4 +241,5 @@ def ray_map_blocks(source, ranges, W, m) -> list[dict]:
     with its node is retried by Ray (same blocks, same values).
     """
     W_ref = ray.put(W)
-    return ray.get([_price_task.remote(source, list(map(int, r)), W_ref, m) for r in ranges])
+    return ray.get([_price_task.remote(source, list(map(int, r)), W_ref, m) for r in ranges],
+                   timeout=timeout)

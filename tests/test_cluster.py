@@ -8,6 +8,7 @@ an uninterrupted serial run.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -247,7 +248,8 @@ def test_bigcell_streams_x_and_prices_blocks_on_the_cluster(cluster, tmp_path, m
     assert (serial.certificate[serial.status == 1] <= spec.tol).all()  # residuals within atol / s
     ray.init(address=cluster.address, logging_level="warning")
     try:
-        on_ray = bigcell.decide(src, tol=spec.tol, map_blocks=ray_map_blocks, ranges=3)
+        on_ray = bigcell.decide(src, tol=spec.tol, ranges=3,
+                                map_blocks=functools.partial(ray_map_blocks, timeout=120))
     finally:
         ray.shutdown()
     np.testing.assert_array_equal(on_ray.status, serial.status)
