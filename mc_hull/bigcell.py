@@ -29,12 +29,20 @@ Pricing passes are embarrassingly parallel over blocks: :func:`decide` takes a
 ``map_blocks`` callable (serial by default; ``mc_hull.distributed.ray_map_blocks``
 runs block ranges as Ray tasks), so k nodes divide the time of a pass by k.
 
-Memory and reach (measured on this 2-core, 23 GiB machine; see ``REACH`` below):
-the in-memory path needs ``N·d·8`` bytes for X plus about as much again for the
-products, so one 24 GiB machine stops near ``N·d ≈ 10^9`` (e.g. d = 20,
-N = 5·10^7).  Streaming needs a few MB whatever N is; the limit becomes time: one
-pass costs about ``N·d·(8 ns draw + ~1 ns product)`` per core, and a batch of
-queries needs 2-6 passes.
+Memory and reach (measured on this 2-core, 23 GiB machine shared with other jobs,
+Gaussian data, 100 queries against one training set, one core):
+
+* in memory, X alone takes ``N·d·8`` bytes and the solvers' products about as much
+  again, so one 24 GiB machine stops near ``N·d ≈ 10^9`` (d = 20: N ≈ 5·10^7);
+* streamed, d = 20, N = 10^7 (X would be 1.5 GiB): 65 s, peak RSS 253 MiB;
+  d = 20, N = 10^8 (X would be 14.9 GiB): 459 s, peak RSS 254 MiB, 2.2 passes on
+  average (at most 5), no undecided query.  Memory stays flat, so the limit is time:
+  a pass costs about ``N·d`` draws (~25 ns each here) plus ``N·d·B`` multiply-adds,
+  i.e. N = 10^9 at d = 20 is about 75 min per 100 queries on one core;
+* k nodes of c cores divide a pass by up to k·c (block ranges are independent;
+  only W and the m best rows per direction travel).  On this machine, 2 Ray CPUs
+  gave 1.2x on d = 20, N = 2·10^6 (7.3 s -> 6.0 s) with other users' load, so
+  treat the k·c scaling as the model, not a measurement.
 """
 
 from __future__ import annotations
@@ -57,8 +65,6 @@ DEFAULT_BUDGET = 4 << 30
 ADD_PER_ROUND = 2
 #: Pricing passes after the prefilter before a query is left undecided.
 MAX_ROUNDS = 40
-#: Measured reach (see the module docstring and README), filled in from benchmark runs.
-REACH = {}
 
 
 def memory_budget() -> int:
