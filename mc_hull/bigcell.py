@@ -34,11 +34,11 @@ Gaussian data, 100 queries against one training set, one core):
 
 * in memory, X alone takes ``N·d·8`` bytes and the solvers' products about as much
   again, so one 24 GiB machine stops near ``N·d ≈ 10^9`` (d = 20: N ≈ 5·10^7);
-* streamed, d = 20, N = 10^7 (X would be 1.5 GiB): 65 s, peak RSS 253 MiB;
-  d = 20, N = 10^8 (X would be 14.9 GiB): 459 s, peak RSS 254 MiB, 2.2 passes on
+* streamed, d = 20, N = 10^7 (X would be 1.5 GiB): 32 s, peak RSS 451 MiB;
+  d = 20, N = 10^8 (X would be 14.9 GiB): 260 s, peak RSS 451 MiB, 2.2 passes on
   average (at most 5), no undecided query.  Memory stays flat, so the limit is time:
   a pass costs about ``N·d`` draws (~25 ns each here) plus ``N·d·B`` multiply-adds,
-  i.e. N = 10^9 at d = 20 is about 75 min per 100 queries on one core;
+  i.e. N = 10^9 at d = 20 is about 45 min per 100 queries on one core;
 * k nodes of c cores divide a pass by up to k·c (block ranges are independent;
   only W and the m best rows per direction travel).  On this machine, 2 Ray CPUs
   gave 1.2x on d = 20, N = 2·10^6 (7.3 s -> 6.0 s) with other users' load, so
