@@ -161,3 +161,39 @@ def test_plain_ray_job_submit_works_too(head, tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "succeeded" in (proc.stdout + proc.stderr).lower()
     assert len(rows(out)) == 4 * 60
+
+
+def test_stop_then_retry_resumes_under_a_new_attempt_id(head, tmp_path, capsys, monkeypatch):
+    toml = ('distribution = "gaussian"\ndims = [6]\nsizes = [300]\ntrials = 400\n'
+            'queries_per_set = 25\nseed = 8\nsolver = "lp"\nshard_trials = 25\n')
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(toml)
+    spec = Spec.from_dict(__import__("tomllib").loads(toml))
+    out = tmp_path / "out"
+    job = submission_id(spec, str(out))
+    monkeypatch.chdir(tmp_path)  # a tiny working directory
+    args = ["submit", str(spec_file), "--address", head, "--out", str(out)]
+    assert main([*args, "--no-wait"]) == 0
+    from mc_hull.submit import client
+
+    cl = client(head)
+    deadline = time.monotonic() + 120
+    while not list(out.rglob("*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert main(["stop", job, "--address", head]) == 0
+    deadline = time.monotonic() + 60
+    while str(cl.get_job_status(job)) not in ("STOPPED", "FAILED", "SUCCEEDED") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    status = str(cl.get_job_status(job))
+    capsys.readouterr()
+    # Without --retry the stopped job is only shown; with it a new attempt resumes.
+    assert main([*args, "--no-wait"]) in (0, 1)
+    assert "already submitted" in capsys.readouterr().err
+    assert main([*args, "--retry"]) == 0
+    captured = capsys.readouterr()
+    if status == "STOPPED":
+        assert captured.out.strip().splitlines()[-1] == f"{job}-2"
+        assert "already committed" in captured.out + captured.err
+    local = tmp_path / "local"
+    execute(spec, str(local), backend="serial", progress=False)
+    assert rows(out) == rows(local)
