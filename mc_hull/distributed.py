@@ -40,6 +40,8 @@ LOST = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError
         OwnerDiedError)
 #: Seconds between checks of the in-flight calls (bounds how long a stuck wait can last).
 WAIT_SECONDS = 1.0
+#: Seconds the driver waits with no live actor at all (every one restarting) before giving up.
+NO_ACTOR_SECONDS = float(os.environ.get("MC_HULL_NO_ACTOR_SECONDS", 600))
 
 #: Events of the last :func:`run_shards` in this process: (perf_counter time, kind, detail).
 #: Kinds: ``"start"``, ``"lost"`` (a call failed: actor or node gone), ``"requeued"``,
@@ -167,6 +169,7 @@ def _drive(spec: Spec, shards: list[Shard], actors: list, progress: bool) -> lis
     healthy = [True] * len(actors)
     load = [0] * len(actors)
     results: dict[Shard, dict] = {}
+    idle_since = None
     total = sum(s.trials(spec) for s in shards)
     bar = tqdm(total=total, unit="trial", unit_scale=True, disable=not progress or None,
                file=sys.stderr, desc=f"run {spec.run_id}", dynamic_ncols=True)
@@ -178,9 +181,15 @@ def _drive(spec: Spec, shards: list[Shard], actors: list, progress: bool) -> lis
                     pending[actor.run.remote(shard)] = (shard, i)
                     load[i] += 1
             if not pending and not any(healthy):
-                # Every actor is restarting: wait for one to answer (bounded by MAX_ATTEMPTS below).
+                # Every actor is restarting (e.g. their nodes are gone): wait, but not forever.
+                idle_since = idle_since or time.perf_counter()
+                if time.perf_counter() - idle_since > NO_ACTOR_SECONDS:
+                    raise RuntimeError(
+                        f"no live actor for {NO_ACTOR_SECONDS:.0f} s (nodes lost?); {len(results)} shards "
+                        "were committed and are kept: run again to resume")
                 ready, _ = ray.wait(list(pings), num_returns=1, timeout=WAIT_SECONDS)
             else:
+                idle_since = None
                 ready, _ = ray.wait(list(pending) + list(pings), num_returns=1, timeout=WAIT_SECONDS)
             for ref in ready:
                 if ref in pings:
