@@ -18,7 +18,8 @@ def register(sub) -> None:
     p.add_argument("--preset", help=f"a built-in spec ({', '.join(preset_names())})")
     p.add_argument("--distribution")
     p.add_argument("--dims", help="comma-separated dimensions, e.g. 2,4,8")
-    p.add_argument("--sizes", help="comma-separated training-set sizes, e.g. 10,100,1e3")
+    p.add_argument("--sizes", help="comma-separated training-set sizes, e.g. 10,100,1e3, or 'auto': "
+                   "~10 sizes per d around the transition (exact curve, else a pilot pass)")
     p.add_argument("--trials", type=_int("--trials"), help="trials (queries) per cell")
     p.add_argument("--queries-per-set", type=_int("--queries-per-set"),
                    help="queries tested against each training set")
@@ -26,6 +27,10 @@ def register(sub) -> None:
     p.add_argument("--solver")
     p.add_argument("--tol", type=_float("--tol"))
     p.add_argument("--shard-trials", type=_int("--shard-trials"), help="target trials per shard")
+    p.add_argument("--target-halfwidth", type=_float("--target-halfwidth"), metavar="H",
+                   help="add replicates to each cell until its 99%% interval half-width < H")
+    p.add_argument("--max-trials", type=_int("--max-trials"),
+                   help="cap on trials per cell with --target-halfwidth (default 16 x --trials)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="distribution parameter (repeatable)")
     p.add_argument("--out", default="results", help="results directory or URI (default ./results)")
@@ -83,11 +88,20 @@ def build_spec(args) -> Spec:
     if args.spec and args.preset:
         raise SpecError("give either SPEC.toml or --preset, not both")
     base = load_toml(args.spec) if args.spec else load_preset(args.preset) if args.preset else {}
+    auto = isinstance(args.sizes, str) and args.sizes.strip().lower() == "auto"
     spec = Spec.from_dict(base)
-    return spec.with_overrides(
-        distribution=args.distribution, dims=args.dims, sizes=args.sizes, trials=args.trials,
-        queries_per_set=args.queries_per_set, seed=args.seed, solver=args.solver, tol=args.tol,
-        shard_trials=args.shard_trials, params=_params(args.param))
+    spec = spec.with_overrides(
+        distribution=args.distribution, dims=args.dims, sizes=None if auto else args.sizes,
+        trials=args.trials, queries_per_set=args.queries_per_set, seed=args.seed, solver=args.solver,
+        tol=args.tol, shard_trials=args.shard_trials, params=_params(args.param),
+        target_halfwidth=getattr(args, "target_halfwidth", None),
+        max_trials=getattr(args, "max_trials", None))
+    if auto:  # resolved into spec.grid before the spec is hashed
+        from ..adaptive import resolve_auto_sizes
+
+        spec = resolve_auto_sizes(spec, backend="serial" if args.serial else "ray",
+                                  address=args.address, workers=args.workers)
+    return spec
 
 
 def main(args) -> int:
@@ -100,9 +114,22 @@ def main(args) -> int:
     print(f"mc-hull: run {spec.run_id}: {spec.distribution}, d in {list(spec.dims)}, "
           f"N in {list(spec.sizes)}, {spec.trials} trials per cell "
           f"({spec.planned_trials} planned), solver {spec.solver} -> {args.out}", file=sys.stderr)
-    report = execute(spec, args.out, backend="serial" if args.serial else "ray",
-                     address=args.address, workers=args.workers, new_run=args.new_run,
-                     progress=not args.no_progress)
+    if spec.grid:
+        print(f"mc-hull: sizes per d: {', '.join(f'd = {d}: {list(ns)}' for d, ns in spec.grid)}",
+              file=sys.stderr)
+    if spec.target_halfwidth is not None:
+        from ..adaptive import run_adaptive
+
+        report = run_adaptive(spec, args.out, backend="serial" if args.serial else "ray",
+                              address=args.address, workers=args.workers, new_run=args.new_run,
+                              progress=not args.no_progress)
+        if report.capped:
+            print(f"mc-hull: adaptive: {len(report.capped)} cells stopped at --max-trials "
+                  f"{spec.max_trials} above half-width {spec.target_halfwidth:g}", file=sys.stderr)
+    else:
+        report = execute(spec, args.out, backend="serial" if args.serial else "ray",
+                         address=args.address, workers=args.workers, new_run=args.new_run,
+                         progress=not args.no_progress)
     print(f"mc-hull: run {report.run_id} done in {report.seconds:.1f} s: "
           f"{report.computed_shards} shards computed, {report.skipped_shards} skipped as committed, "
           f"{report.undecided} undecided", file=sys.stderr)

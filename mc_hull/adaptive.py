@@ -1,0 +1,310 @@
+"""Trials where they matter: N grids around each d's transition, and adaptive stopping per cell.
+
+``--sizes auto`` (:func:`auto_grid`, :func:`resolve_auto_sizes`)
+    For each d, about ten sizes N log-spaced between the N at which p = 0.02
+    and the N at which p = 0.98: from the exact curve where one is known
+    (``theory.gaussian.n_at_probability`` for Gaussian data, bisection on the
+    exact curve otherwise), else from a coarse pilot pass (100 trials per N at
+    N = (d + 1) * 4^k, in a temporary directory, stopped once p_hat >= 0.98).
+    Sizes are capped at ``max_n`` (default :data:`AUTO_MAX_N`).  The grid is
+    resolved into ``Spec.grid`` before the spec is hashed, so it is part of the
+    run's identity and a re-run resumes it.
+
+``--target-halfwidth h`` (:func:`run_adaptive`)
+    Runs the spec's planned replicates, then adds replicates to every cell
+    whose 99% cluster-robust interval (:func:`mc_hull.stats.clustered_interval`)
+    has half-width >= h.  Stopping rule: a cell is checked only at the
+    geometric checkpoints R0, 2 R0, 4 R0, ... replicates (R0 =
+    ``spec.replicates``; the last checkpoint is the cap ``max_trials``), using
+    only the replicates below the checkpoint; it stops at the first checkpoint
+    where its half-width < h, or at the cap.  Few looks keep the optional-
+    stopping effect on coverage small (``tests/test_adaptive.py`` measures it
+    by simulation), and because each decision reads only replicates below its
+    checkpoint, an interrupted run resumes to the same result.  Additional
+    replicates use the same keyed seeding (``SeedSequence(seed, spawn_key=(dist,
+    d, N, replicate, ...))``) and hold ``queries_per_set`` queries each.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import stats, theory
+from .plan import plan
+from .spec import Spec
+
+#: Largest N chosen by ``--sizes auto`` unless told otherwise (an X of 10^6 x d doubles per replicate).
+AUTO_MAX_N = 10**6
+#: p range spanned by an automatic grid, and its number of sizes per d.
+AUTO_P_RANGE = (0.02, 0.98)
+AUTO_POINTS = 10
+#: Trials per N (and queries per training set) of the pilot pass for distributions without an exact curve.
+PILOT_TRIALS, PILOT_QUERIES = 100, 20
+
+
+# -- automatic grids -----------------------------------------------------------
+def _n_at_exact(distribution: str, d: int, p: float, max_n: int) -> float:
+    """N at which the exact curve reaches p (inf if beyond max_n)."""
+    inverse = {"gaussian": ("gaussian", "n_at_probability"), "ball": ("ball", "ball_n_at_probability")}
+    if distribution in inverse:
+        from importlib import import_module
+
+        module, name = inverse[distribution]
+        try:
+            return float(getattr(import_module(f"{__package__}.theory.{module}"), name)(d, p))
+        except (ValueError, OverflowError):
+            return math.inf
+    f = lambda n: float(theory.exact_inside_probability(distribution, d, n))  # noqa: E731
+    lo, hi = 1.0, float(max_n)
+    if f(hi) < p:
+        return math.inf
+    if f(lo) >= p:
+        return lo
+    for _ in range(200):  # bisection in log N (p is non-decreasing in N)
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if f(mid) < p else (lo, mid)
+        if hi / lo < 1 + 1e-9:
+            break
+    return hi
+
+
+def log_grid(n_lo: float, n_hi: float, points: int = AUTO_POINTS, max_n: int = AUTO_MAX_N) -> list[int]:
+    """About ``points`` integers log-spaced from n_lo to min(n_hi, max_n), deduplicated."""
+    n_lo = max(1.0, float(n_lo))
+    n_hi = min(float(n_hi), float(max_n))
+    if n_hi <= n_lo:
+        return [int(round(n_lo))]
+    return sorted({int(round(v)) for v in np.geomspace(n_lo, n_hi, points)})
+
+
+def auto_grid(distribution: str, dims, *, points: int = AUTO_POINTS, p_range=AUTO_P_RANGE,
+              max_n: int = AUTO_MAX_N, pilot=None, log=None) -> dict[int, list[int]]:
+    """Per-d sizes around the transition.
+
+    Parameters
+    ----------
+    distribution : str
+    dims : iterable of int
+    points : int
+        Sizes per d (fewer when rounding merges neighbours at small N).
+    p_range : (float, float)
+        p at the smallest and largest size.
+    max_n : int
+        Cap on N (the upper tail of the transition grows fast with d).
+    pilot : callable, optional
+        ``pilot(d_to_sizes) -> {(d, n): p_hat}`` for distributions without an
+        exact curve (see :func:`pilot_runner`); required for them.
+    log : file, optional
+        Where to note capped grids.
+
+    Returns
+    -------
+    dict of int -> list of int
+    """
+    dims = [int(d) for d in dims]
+    if theory.has_exact(distribution):
+        out = {}
+        for d in dims:
+            lo = _n_at_exact(distribution, d, p_range[0], max_n)
+            hi = _n_at_exact(distribution, d, p_range[1], max_n)
+            if not math.isfinite(lo):  # the whole transition lies beyond the cap
+                lo = max_n / 10
+            if log is not None and hi > max_n:
+                print(f"mc-hull: --sizes auto: d = {d}: p reaches {p_range[1]} only at N = {hi:.3g}; "
+                      f"grid capped at N = {max_n}", file=log)
+            out[d] = log_grid(lo, hi, points, max_n)
+        return out
+    if pilot is None:
+        raise ValueError(f"no exact curve for {distribution!r}: a pilot pass is needed")
+    return pilot_grid(dims, pilot, points=points, p_range=p_range, max_n=max_n, log=log)
+
+
+def pilot_grid(dims, pilot, *, points=AUTO_POINTS, p_range=AUTO_P_RANGE, max_n=AUTO_MAX_N,
+               log=None) -> dict[int, list[int]]:
+    """Grid from a coarse pilot: p_hat at N = (d + 1) * 4^k until p_hat >= p_range[1] or max_n."""
+    seen: dict[int, list[tuple[int, float]]] = {d: [] for d in dims}
+    active = list(dims)
+    k = 0
+    while active:
+        ladder = {d: min(max_n, (d + 1) * 4**k) for d in active}
+        p_hat = pilot(ladder)
+        for d in list(active):
+            seen[d].append((ladder[d], p_hat[(d, ladder[d])]))
+            if p_hat[(d, ladder[d])] >= p_range[1] or ladder[d] >= max_n:
+                active.remove(d)
+        k += 1
+    out = {}
+    for d, pts in seen.items():
+        ns = np.array([n for n, _ in pts], dtype=float)
+        ps = np.maximum.accumulate(np.array([p for _, p in pts], dtype=float))
+        out[d] = log_grid(_interpolate_n(ns, ps, p_range[0]), _interpolate_n(ns, ps, p_range[1]),
+                          points, max_n)
+        if log is not None and ps[-1] < p_range[1]:
+            print(f"mc-hull: --sizes auto: d = {d}: pilot p_hat = {ps[-1]:.2f} at the cap "
+                  f"N = {max_n}; grid capped there", file=log)
+    return out
+
+
+def _interpolate_n(ns, ps, p):
+    """N at which a non-decreasing pilot curve reaches p: linear in (logit p, log N) between points."""
+    if ps[0] >= p:
+        return ns[0] / 4 if ps[0] > p else ns[0]
+    if ps[-1] < p:
+        return ns[-1]
+    j = int(np.nonzero(ps >= p)[0][0])
+    logit = lambda v: math.log(min(max(v, 1e-3), 1 - 1e-3) / (1 - min(max(v, 1e-3), 1 - 1e-3)))  # noqa: E731
+    a, b = logit(ps[j - 1]), logit(ps[j])
+    w = 0.5 if b == a else (logit(p) - a) / (b - a)
+    return math.exp(math.log(ns[j - 1]) + w * (math.log(ns[j]) - math.log(ns[j - 1])))
+
+
+def pilot_runner(spec: Spec, *, backend: str = "ray", address=None, workers=None, directory=None):
+    """A ``pilot`` callable for :func:`auto_grid`: runs small cells of ``spec``'s distribution.
+
+    The pilot results go to a temporary directory (removed afterwards) and use
+    ``spec.seed``, so the resolved grid is reproducible.
+    """
+    from .query import cell_estimates
+    from .runner import execute
+
+    def pilot(ladder: dict[int, int]) -> dict[tuple[int, int], float]:
+        grid = {str(d): [n] for d, n in ladder.items()}
+        pspec = Spec.from_dict({"distribution": spec.distribution, "dims": sorted(ladder), "grid": grid,
+                                "trials": PILOT_TRIALS, "queries_per_set": PILOT_QUERIES,
+                                "seed": spec.seed, "solver": spec.solver, "tol": spec.tol,
+                                "shard_trials": PILOT_TRIALS, "params": dict(spec.params)})
+        with tempfile.TemporaryDirectory(prefix="mc-hull-pilot-", dir=directory) as tmp:
+            execute(pspec, tmp, backend=backend, address=address, workers=workers, progress=False,
+                    new_run=True, log=io.StringIO())
+            rows = cell_estimates(tmp).to_pylist()
+        return {(r["d"], r["n"]): (r["p_hat"] if r["p_hat"] == r["p_hat"] else 0.0) for r in rows}
+
+    return pilot
+
+
+def resolve_auto_sizes(spec: Spec, *, backend: str = "ray", address=None, workers=None,
+                       max_n: int = AUTO_MAX_N, log=sys.stderr) -> Spec:
+    """``spec`` with ``grid`` set by :func:`auto_grid` (runs a pilot pass if there is no exact curve)."""
+    pilot = None
+    if not theory.has_exact(spec.distribution):
+        print(f"mc-hull: --sizes auto: pilot pass for {spec.distribution} "
+              f"({PILOT_TRIALS} trials per N)", file=log)
+        pilot = pilot_runner(spec, backend=backend, address=address, workers=workers)
+    grid = auto_grid(spec.distribution, spec.dims, pilot=pilot, max_n=max_n, log=log)
+    return spec.with_overrides(grid={str(d): ns for d, ns in grid.items()})
+
+
+# -- adaptive stopping ---------------------------------------------------------
+def max_replicates(spec: Spec) -> int:
+    """Replicates per cell allowed by ``spec.max_trials`` (at least ``spec.replicates``)."""
+    cap = spec.max_trials if spec.max_trials is not None else spec.trials
+    return spec.replicates + max(0, cap - spec.trials) // spec.queries_per_set
+
+
+def checkpoints(spec: Spec) -> list[int]:
+    """Replicate counts at which cells are checked: R0, 2 R0, 4 R0, ..., capped at the maximum."""
+    r0, r_max = spec.replicates, max_replicates(spec)
+    out = [r0]
+    while out[-1] < r_max:
+        out.append(min(2 * out[-1], r_max))
+    return out
+
+
+def cell_trials(spec: Spec, replicates: int) -> int:
+    """Trials of a cell holding replicates 0 .. replicates-1."""
+    return sum(spec.queries_in(r) for r in range(replicates))
+
+
+@dataclass
+class AdaptiveReport:
+    """What an adaptive run did: per cell (d, n) its final replicates and half-width."""
+
+    run_id: str
+    rounds: int = 0
+    computed_shards: int = 0
+    skipped_shards: int = 0
+    trials: int = 0
+    undecided: int = 0
+    seconds: float = 0.0
+    cells: dict = field(default_factory=dict)  # (d, n) -> {"replicates", "halfwidth", "reached"}
+
+    @property
+    def capped(self) -> list:
+        return [c for c, v in self.cells.items() if not v["reached"]]
+
+
+def _halfwidths(out: str, spec: Spec, below: int, level: float) -> dict:
+    """Half-width per cell from replicates < ``below`` of this run (None when no rows yet)."""
+    from .query import connect
+
+    con = connect(out, run_id=spec.run_id, check=False)
+    if con is None:
+        return {}
+    rows = con.execute(f"""
+        SELECT d, n, replicate, count(*) - count(*) FILTER (WHERE inside IS NULL) AS m,
+               count(*) FILTER (WHERE inside) AS y
+        FROM trials WHERE distribution = ? AND replicate < {int(below)}
+        GROUP BY ALL ORDER BY d, n, replicate""", [spec.distribution]).fetchall()
+    cells: dict = {}
+    for d, n, _, m, y in rows:
+        cells.setdefault((int(d), int(n)), ([], []))
+        cells[(int(d), int(n))][0].append(y)
+        cells[(int(d), int(n))][1].append(m)
+    return {k: stats.halfwidth(np.array(y), np.array(m), level) for k, (y, m) in cells.items()}
+
+
+def run_adaptive(spec: Spec, out: str, *, backend: str = "ray", address=None, workers=None,
+                 new_run: bool = False, progress: bool = True, level: float = stats.LEVEL,
+                 log=sys.stderr) -> AdaptiveReport:
+    """Run ``spec``, then add replicates to each cell until its interval half-width < target.
+
+    See the module docstring for the stopping rule.  Each batch of new shards
+    (replicate ranges between consecutive checkpoints, only for cells still
+    running) goes through :func:`mc_hull.runner.execute`, so committed shards
+    are skipped on a re-run and the Ray/serial paths give the same rows.
+    """
+    import time
+
+    from .runner import execute
+
+    if spec.target_halfwidth is None:
+        raise ValueError("run_adaptive needs a spec with target_halfwidth")
+    t0 = time.perf_counter()
+    report = AdaptiveReport(run_id=spec.run_id)
+    marks = checkpoints(spec)
+    active = list(spec.cells)
+    shards = plan(spec)
+    for k, mark in enumerate(marks):
+        if shards:
+            r = execute(spec, out, backend=backend, address=address, workers=workers,
+                        new_run=new_run, progress=progress, shards=shards, log=log)
+            report.rounds += 1
+            report.computed_shards += r.computed_shards
+            report.skipped_shards += r.skipped_shards
+            report.trials += r.trials
+            report.undecided += r.undecided
+        hw = _halfwidths(out, spec, mark, level)
+        still = []
+        for cell in active:
+            h = hw.get(cell, math.inf)
+            reached = h < spec.target_halfwidth
+            report.cells[cell] = {"replicates": mark, "trials": cell_trials(spec, mark),
+                                  "halfwidth": h, "reached": reached}
+            if not reached:
+                still.append(cell)
+        active = still
+        if not active or k + 1 == len(marks):
+            break
+        nxt = marks[k + 1]
+        print(f"mc-hull: adaptive: {len(active)} of {len(spec.cells)} cells have 99% half-width >= "
+              f"{spec.target_halfwidth:g}; adding replicates {mark}..{nxt - 1}", file=log)
+        wanted = set(active)
+        shards = [s for s in plan(spec, mark, nxt) if (s.d, s.n) in wanted]
+    report.seconds = time.perf_counter() - t0
+    return report
