@@ -127,6 +127,18 @@ def _empty() -> pa.Table:
 
 def agreement(table: pa.Table, level: float = stats.LEVEL) -> tuple[int, int]:
     """(cells with an exact value, of which outside their interval)."""
-    rows = [r for r in table.to_pylist() if r["exact"] is not None and r["p_hat"] == r["p_hat"]]
+    rows = [r for r in table.to_pylist()
+            if r["exact"] is not None and r["exact"] == r["exact"] and r["p_hat"] == r["p_hat"]
+            and r["ci_low"] is not None and r["ci_high"] is not None]
     outside = sum(1 for r in rows if not (r["ci_low"] <= r["exact"] <= r["ci_high"]))
     return len(rows), outside
+
+
+def thresholds(out: str, *, run_id: str | None = None, level: float = stats.LEVEL) -> pa.Table:
+    """Empirical 50% points per (distribution, d) with 99% intervals, exact N_half and 2^(d/2)/d.
+
+    See :func:`mc_hull.thresholds.thresholds_table`.
+    """
+    from .thresholds import thresholds_table
+
+    return thresholds_table(out, run_id=run_id, level=level)

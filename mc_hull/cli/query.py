@@ -16,6 +16,9 @@ def register(sub) -> None:
     p.add_argument("out", metavar="DIR", help="results directory or URI")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--run", dest="run_id", help="only this run id")
+    p.add_argument("--thresholds", action="store_true",
+                   help="instead of cells: the empirical 50%% point N_half per (distribution, d) with "
+                        "a 99%% interval, beside the exact N_half and 2^(d/2)/d")
     p.set_defaults(func=main)
 
 
@@ -33,6 +36,18 @@ def check_exists(out: str) -> None:
 
 def main(args) -> int:
     check_exists(args.out)
+    if args.thresholds:
+        from ..thresholds import THRESHOLDS_NOTE
+        from ..query import thresholds
+
+        table = thresholds(args.out, run_id=args.run_id)
+        if table.num_rows == 0:
+            print("no results yet: the directory holds no shard files", file=sys.stderr)
+            return 0
+        print(render(table, args.format))
+        if args.format == "table":
+            print(f"# {THRESHOLDS_NOTE}")
+        return 0
     table = cell_estimates(args.out, run_id=args.run_id)
     print_table(table, args.format)
     return 0
