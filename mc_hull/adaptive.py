@@ -74,9 +74,13 @@ def _n_at_exact(distribution: str, d: int, p: float, max_n: int) -> float:
     return hi
 
 
-def log_grid(n_lo: float, n_hi: float, points: int = AUTO_POINTS, max_n: int = AUTO_MAX_N) -> list[int]:
-    """About ``points`` integers log-spaced from n_lo to min(n_hi, max_n), deduplicated."""
-    n_lo = max(1.0, float(n_lo))
+def log_grid(n_lo: float, n_hi: float, points: int = AUTO_POINTS, max_n: int = AUTO_MAX_N,
+             d: int = 0) -> list[int]:
+    """About ``points`` integers log-spaced from n_lo to min(n_hi, max_n), deduplicated.
+
+    Sizes start at d + 1 (for N <= d the hull has no interior and p = 0).
+    """
+    n_lo = max(1.0, float(d + 1), float(n_lo))
     n_hi = min(float(n_hi), float(max_n))
     if n_hi <= n_lo:
         return [int(round(n_lo))]
@@ -118,7 +122,7 @@ def auto_grid(distribution: str, dims, *, points: int = AUTO_POINTS, p_range=AUT
             if log is not None and hi > max_n:
                 print(f"mc-hull: --sizes auto: d = {d}: p reaches {p_range[1]} only at N = {hi:.3g}; "
                       f"grid capped at N = {max_n}", file=log)
-            out[d] = log_grid(lo, hi, points, max_n)
+            out[d] = log_grid(lo, hi, points, max_n, d)
         return out
     if pilot is None:
         raise ValueError(f"no exact curve for {distribution!r}: a pilot pass is needed")
@@ -144,7 +148,7 @@ def pilot_grid(dims, pilot, *, points=AUTO_POINTS, p_range=AUTO_P_RANGE, max_n=A
         ns = np.array([n for n, _ in pts], dtype=float)
         ps = np.maximum.accumulate(np.array([p for _, p in pts], dtype=float))
         out[d] = log_grid(_interpolate_n(ns, ps, p_range[0]), _interpolate_n(ns, ps, p_range[1]),
-                          points, max_n)
+                          points, max_n, d)
         if log is not None and ps[-1] < p_range[1]:
             print(f"mc-hull: --sizes auto: d = {d}: pilot p_hat = {ps[-1]:.2f} at the cap "
                   f"N = {max_n}; grid capped there", file=log)
@@ -189,8 +193,9 @@ def pilot_runner(spec: Spec, *, backend: str = "ray", address=None, workers=None
 
 
 def resolve_auto_sizes(spec: Spec, *, backend: str = "ray", address=None, workers=None,
-                       max_n: int = AUTO_MAX_N, log=sys.stderr) -> Spec:
+                       max_n: int = AUTO_MAX_N, log=None) -> Spec:
     """``spec`` with ``grid`` set by :func:`auto_grid` (runs a pilot pass if there is no exact curve)."""
+    log = sys.stderr if log is None else log
     pilot = None
     if not theory.has_exact(spec.distribution):
         print(f"mc-hull: --sizes auto: pilot pass for {spec.distribution} "
@@ -261,7 +266,7 @@ def _halfwidths(out: str, spec: Spec, below: int, level: float) -> dict:
 
 def run_adaptive(spec: Spec, out: str, *, backend: str = "ray", address=None, workers=None,
                  new_run: bool = False, progress: bool = True, level: float = stats.LEVEL,
-                 log=sys.stderr) -> AdaptiveReport:
+                 log=None) -> AdaptiveReport:
     """Run ``spec``, then add replicates to each cell until its interval half-width < target.
 
     See the module docstring for the stopping rule.  Each batch of new shards
@@ -273,6 +278,7 @@ def run_adaptive(spec: Spec, out: str, *, backend: str = "ray", address=None, wo
 
     from .runner import execute
 
+    log = sys.stderr if log is None else log
     if spec.target_halfwidth is None:
         raise ValueError("run_adaptive needs a spec with target_halfwidth")
     t0 = time.perf_counter()
