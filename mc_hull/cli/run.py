@@ -105,12 +105,11 @@ def build_spec(args) -> Spec:
 
 
 def main(args) -> int:
-    from ..runner import execute
-
-    from ..store import ResultStore
+    from ..runner import check_run, execute
 
     spec = build_spec(args)  # all validation happens before anything is written
-    ResultStore(args.out).prepare()  # an unusable --out is one line, before the header
+    # An unusable --out or a changed spec is refused in one line, before the header.
+    check_run(spec, args.out, new_run=args.new_run)
     print(f"mc-hull: run {spec.run_id}: {spec.distribution}, d in {list(spec.dims)}, "
           f"N in {list(spec.sizes)}, {spec.trials} trials per cell "
           f"({spec.planned_trials} planned), solver {spec.solver} -> {args.out}", file=sys.stderr)
