@@ -98,7 +98,7 @@ def cell_estimates(out: str, *, run_id: str | None = None, level: float = stats.
         p_hat = y.sum() / decided if decided else math.nan
         low, high, deff = stats.clustered_interval(y, m, level)
         wl, wh = stats.wilson(y.sum(), decided, level)
-        exact = theory.exact_inside_probability(dist, int(d), int(n)) if theory.has_exact(dist) else None
+        exact = theory.exact_inside_probability(dist, int(d), int(n)) if theory.has_exact(dist, int(d)) else None
         z = None
         if exact is not None and decided:
             se = math.sqrt(max(exact * (1 - exact), p_hat * (1 - p_hat)) * deff / decided)
