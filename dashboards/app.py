@@ -163,13 +163,14 @@ def chart_heatmap(heat, n_half, exact_half, bf) -> alt.LayerChart:
 
 
 # -- view 3 ------------------------------------------------------------------------
-def chart_n_half(n_half, exact_half, bf) -> alt.LayerChart:
+def chart_n_half(n_half, exact_half, bf, other_half=None) -> alt.LayerChart:
     emp = df(n_half)
     emp = emp[emp["n_half"].notna()].assign(series=views.EMPIRICAL_HALF_SERIES)
-    curves = [df(bf)] + ([df(exact_half)] if exact_half.num_rows else [])
+    curves = [df(bf)] + [df(t) for t in (exact_half, other_half) if t is not None and t.num_rows]
     lines = pd.concat(curves, ignore_index=True)
     series = list(dict.fromkeys(list(lines["series"]) + [views.EMPIRICAL_HALF_SERIES]))
     palette = {views.BF_SERIES: "#888888", views.EXACT_HALF_SERIES: "black", views.EMPIRICAL_HALF_SERIES: "#e4572e"}
+    palette.update({s: "#4c78a8" for s in series if s not in palette})  # the other exact curve
     color = alt.Color("series:N", title="N½", scale=alt.Scale(domain=series, range=[palette[s] for s in series]))
     y = alt.Y("n:Q", scale=alt.Scale(type="log"), title="N½ (log scale): p(d, N½) = 1/2")
     d_lo, d_hi = float(lines["d"].min()), float(lines["d"].max())
@@ -349,8 +350,17 @@ def render(out: str, key: tuple) -> None:
     with right:
         st.header("3 · N½ against d")
         st.caption("N½: where p crosses 1/2. Empirical points with the bracket where the 99% band crosses; "
-                   "exact where known; the line 2^(d/2)/d for comparison.")
-        st.altair_chart(chart_n_half(n_half, exact_half, bf), width="stretch")
+                   "exact where known (black: this distribution; blue: the other exact curve); "
+                   "the line 2^(d/2)/d for comparison.")
+        other = "ball" if dist != "ball" else "gaussian"
+        other_half = views.relabel(load_exact_n_half(other, d_min, d_max), f"{views.EXACT_HALF_SERIES} ({other})")
+        st.altair_chart(chart_n_half(n_half, exact_half, bf, other_half), width="stretch")
+        st.caption("What the line is and is not: 2^(d/2)/d (Bárány–Füredi, quoted by Balestriero, Pesenti & "
+                   "LeCun 2021 for the uniform ball) is the scale of a union bound at which every training "
+                   "point is a vertex of the hull, not where a new point becomes as likely inside as outside. "
+                   "The exact 50% points (Kabluchko & Zaporozhets 2017 for Gaussian data; Efron's identity "
+                   "with Kabluchko, Thäle & Zaporozhets 2018 for the ball) lie orders of magnitude above it, "
+                   "and on the line itself p is 0 for d ≤ 16 and below 2·10⁻⁶ up to d = 64.")
         if all(v is None for v in n_half["n_half"].to_pylist()):
             st.caption("No measured curve crosses 1/2 in this N range yet.")
 

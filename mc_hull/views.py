@@ -321,6 +321,12 @@ def exact_n_half_curve(distribution: str, d_min: int, d_max: int) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=_CURVE_SCHEMA)
 
 
+def relabel(curve: pa.Table, series: str) -> pa.Table:
+    """The same curve with every row's series name replaced."""
+    return curve.set_column(curve.schema.get_field_index("series"), "series",
+                            pa.array([series] * curve.num_rows, type=pa.string()))
+
+
 _CURVE_SCHEMA = pa.schema([("d", pa.float64()), ("n", pa.float64()), ("series", pa.string())])
 
 

@@ -113,6 +113,7 @@ def test_heatmap_and_n_half_charts(app_run):
     assert any(l["encoding"]["y"].get("scale", {}).get("type") == "log" for l in half_spec["layer"])
     series = {s for t in half_data.values() if "series" in t.column_names for s in t["series"].to_pylist()}
     assert {views.BF_SERIES, views.EXACT_HALF_SERIES, views.EMPIRICAL_HALF_SERIES} <= series
+    assert f"{views.EXACT_HALF_SERIES} (ball)" in series  # both exact curves on the N½ view
     exact = [t for t in half_data.values() if "series" in t.column_names
              and views.EXACT_HALF_SERIES in t["series"].to_pylist()][0].to_pylist()
     for row in exact:

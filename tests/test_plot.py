@@ -24,7 +24,7 @@ def test_plot_svg_contains_every_series(small_results, tmp_path):
     for d in (2, 4):
         for gid in (f"monte-carlo-d{d}", f"ci-d{d}", f"exact-gaussian-d{d}", f"bf-threshold-d{d}"):
             assert f'id="{gid}"' in svg, gid
-    for gid in ("p-half", "bf-threshold", "exact-n-half-gaussian", "empirical-n-half"):
+    for gid in ("p-half", "bf-threshold", "exact-n-half-gaussian", "exact-n-half-ball", "empirical-n-half"):
         assert f'id="{gid}"' in svg, gid
     # legend text is kept as text
     for label in ("exact (gaussian)", "2^(d/2)/d", "p = 1/2", "empirical N½", "exact N½ (gaussian)"):

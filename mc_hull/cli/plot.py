@@ -120,10 +120,12 @@ def draw(cells, distribution: str, fitted=None):
     d_arr = np.array(n_half["d"], dtype=float)
     bf = views.bf_curve(min(dims), max(dims)).to_pydict()
     ax2.plot(bf["d"], bf["n"], ":", color="gray", label=views.BF_SERIES, gid="bf-threshold")
-    exact_half = views.exact_n_half_curve(distribution, min(dims), max(dims)).to_pydict()
-    if exact_half["d"]:
-        ax2.plot(exact_half["d"], exact_half["n"], "--", color="k", label=f"{views.EXACT_HALF_SERIES} ({distribution})",
-                 gid=f"exact-n-half-{distribution}")
+    # Both exact curves, the run's own in black: where the transition really is, against the line.
+    for name in dict.fromkeys([distribution, "gaussian", "ball"]):
+        exact_half = views.exact_n_half_curve(name, min(dims), max(dims)).to_pydict()
+        if exact_half["d"]:
+            ax2.plot(exact_half["d"], exact_half["n"], "--", color="k" if name == distribution else "#4c78a8",
+                     label=f"{views.EXACT_HALF_SERIES} ({name})", gid=f"exact-n-half-{name}")
     est = np.array([np.nan if v is None else v for v in n_half["n_half"]], dtype=float)
     if np.isfinite(est).any():
         low = np.array([np.nan if v is None else v for v in n_half["n_half_low"]], dtype=float)
