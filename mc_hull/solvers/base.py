@@ -163,16 +163,19 @@ def verify(points: np.ndarray, queries: np.ndarray, cand: Candidates, atol: floa
         status[out[ok]] = OUTSIDE
         value[out[ok]] = margins[ok] / scale
 
-    for b in np.flatnonzero(cand.kind == INSIDE):
+    inside = np.flatnonzero(cand.kind == INSIDE)
+    residuals = cert.inside_residuals(points, queries[inside], [cand.support[b] for b in inside],
+                                      [cand.weights[b] for b in inside])
+    for j in np.flatnonzero(~(residuals <= atol)):      # polish the few that miss, one by one
+        b = inside[j]
         support = np.asarray(cand.support[b], dtype=np.intp)
         weights = cand.weights[b]
-        res = cert.inside_residual(points, queries[b], support, weights)
-        if not res <= atol and 0 < support.size <= 4 * points.shape[1] + 8:
+        if 0 < support.size <= 4 * points.shape[1] + 8:
             keep = support[np.asarray(weights) > 0] if np.size(weights) else support
             support, weights = cert.polish_inside(points, queries[b], keep if keep.size else support)
-            res = cert.inside_residual(points, queries[b], support, weights)
-        if res <= atol:
-            status[b] = INSIDE
-            value[b] = res / scale
+            residuals[j] = cert.inside_residual(points, queries[b], support, weights)
+    ok = residuals <= atol
+    status[inside[ok]] = INSIDE
+    value[inside[ok]] = residuals[ok] / scale
     return Decisions(status=status, certificate=value, method=method,
                      seconds=np.zeros(B), rounds=np.asarray(cand.rounds, dtype=np.int32).copy())

@@ -66,6 +66,40 @@ def inside_residual(points: np.ndarray, x: np.ndarray, support: np.ndarray,
     return float(np.max(np.abs(r)))
 
 
+def inside_residuals(points: np.ndarray, queries: np.ndarray, supports: list,
+                     weights: list) -> np.ndarray:
+    """:func:`inside_residual` for many queries at once, in a few array operations.
+
+    Parameters
+    ----------
+    points : ndarray, shape (N, d)
+    queries : ndarray, shape (B, d)
+    supports, weights : lists of B int and float ndarrays
+        Each query's support rows and candidate weights (as in :func:`inside_residual`).
+
+    Returns
+    -------
+    ndarray, shape (B,)
+        The residuals; ``inf`` where the weights cannot be made convex.
+    """
+    B = queries.shape[0]
+    out = np.full(B, np.inf)
+    sizes = np.array([np.size(s) for s in supports], dtype=np.intp)
+    shaped = np.array([np.shape(w) == np.shape(s) for s, w in zip(supports, weights)], dtype=bool)
+    use = np.flatnonzero(shaped & (sizes > 0))
+    if use.size == 0:
+        return out
+    idx = np.concatenate([np.asarray(supports[b], dtype=np.intp) for b in use])
+    lam = np.clip(np.concatenate([np.asarray(weights[b], dtype=np.float64) for b in use]), 0.0, None)
+    offs = np.concatenate([[0], np.cumsum(sizes[use])[:-1]])
+    total = np.add.reduceat(lam, offs)
+    good = np.isfinite(total) & (total > 0.0)
+    lam = lam / np.repeat(np.where(good, total, 1.0), sizes[use])
+    r = np.add.reduceat(points[idx] * lam[:, None], offs, axis=0) - queries[use]
+    out[use[good]] = np.max(np.abs(r[good]), axis=1)
+    return out
+
+
 def polish_inside(points: np.ndarray, x: np.ndarray, support: np.ndarray):
     """Re-solve the weights on a small support with NNLS: ``[X_S.T; 1] lam ≈ [x; 1]``.
 
