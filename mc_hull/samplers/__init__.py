@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from ..errors import SpecError
 from .base import Sampler
+from .paper import Manifold, Mixture, StudentT, Subspace
 from .simple import Ball, Cube, Gaussian, Sphere
 
-SAMPLERS: dict[str, type[Sampler]] = {cls.name: cls for cls in (Gaussian, Ball, Cube, Sphere)}
+SAMPLERS: dict[str, type[Sampler]] = {
+    cls.name: cls for cls in (Gaussian, Ball, Cube, Sphere, Manifold, Subspace, StudentT, Mixture)}
 
 
 def register(cls: type[Sampler]) -> type[Sampler]:

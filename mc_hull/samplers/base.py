@@ -51,6 +51,20 @@ class Sampler:
         """Ambient, intrinsic and affine-hull dimensions of the distribution."""
         return {"ambient": self.d, "intrinsic": self.d, "affine": self.d}
 
+    @property
+    def exact_as(self) -> tuple[str, int]:
+        """(distribution, dimension) whose exact curve, if any, gives this sampler's p(d, N).
+
+        Itself by default; a distribution that is an affine image of another
+        (e.g. a flat k-dimensional Gaussian in R^d) names that one.
+        """
+        return (self.name, self.d)
+
+    def describe(self) -> str:
+        """The parameters with defaults filled in, as a compact string like ``"k=3"`` ("" if none)."""
+        return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in sorted(self.options.items()))
+
     def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` points.
 

@@ -1,0 +1,169 @@
+"""Samplers for the paper's synthetic panels: a curve, a flat subspace, heavy tails, clusters."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+
+from ..errors import SpecError
+from .base import Sampler
+
+
+def _int_option(sampler: Sampler, name: str, low: int, high: int | None = None, why: str = "") -> int:
+    """``sampler.options[name]`` as an int in [low, high]; SpecError naming the field otherwise."""
+    value = sampler.options[name]
+    allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+    if (not isinstance(value, Integral) or isinstance(value, bool)
+            or value < low or (high is not None and value > high)):
+        raise SpecError(f"params.{name}: {sampler.name} needs an integer {allowed}{why}, got {value!r}")
+    return int(value)
+
+
+def _float_option(sampler: Sampler, name: str, low: float, *, strict: bool) -> float:
+    """``sampler.options[name]`` as a finite float above ``low`` (``strict``) or at least it."""
+    value = sampler.options[name]
+    ok = (isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+          and (value > low if strict else value >= low))
+    if not ok:
+        raise SpecError(f"params.{name}: {sampler.name} needs a finite number {'>' if strict else '>='} {low:g}, "
+                        f"got {value!r}")
+    return float(value)
+
+
+class Manifold(Sampler):
+    """A closed 1-D trigonometric curve in R^d whose affine hull is all of R^d.
+
+    With t ~ U[0, 2π), the point is ``x_j = sin(j t)`` for j = 1..d.  The
+    functions 1, sin t, ..., sin(d t) are linearly independent, so d + 1 points
+    at distinct t are affinely independent almost surely: the data have
+    intrinsic dimension 1 but span R^d affinely, and p behaves like that of a
+    d-dimensional distribution (the paper's Fig. 1b), not a 1-dimensional one.
+    Unlike the moment curve or the trigonometric moment curve (cos/sin pairs,
+    which lies on a sphere) a hyperplane can cut this curve up to 2d times,
+    so samples are not all vertices of their hull and p > 0 for large N.
+
+    Dimensions: ambient d, intrinsic 1, affine d.  No parameters.
+    """
+
+    name = "manifold"
+
+    @property
+    def dims(self):
+        return {"ambient": self.d, "intrinsic": 1, "affine": self.d}
+
+    def _random(self, n, rng):
+        t = rng.uniform(0.0, 2.0 * np.pi, n)
+        return np.sin(np.outer(t, np.arange(1, self.d + 1)))
+
+
+class Subspace(Sampler):
+    """A standard Gaussian in R^k placed in R^d by a random affine map of full rank k.
+
+    Per replicate (:meth:`bind`, from the structure stream) a d × d matrix
+    A with i.i.d. N(0, 1) entries (invertible almost surely) and an offset
+    b ~ N(0, I_d) are drawn; a point is ``A (z, 0) + b = A[:, :k] z + b``
+    with z ~ N(0, I_k).  The training set and the queries of one replicate
+    share the map.  Since membership in a hull is invariant under invertible
+    affine maps, p(d, N) equals the Gaussian p(k, N) exactly for every d >= k
+    (the paper's Fig. 1c), which :attr:`exact_as` exposes.
+
+    Dimensions: ambient d, intrinsic k, affine k.
+
+    Parameters
+    ----------
+    k : int, default 2
+        Dimension of the subspace, 1 <= k <= d.
+    """
+
+    name = "subspace"
+    params = {"k": 2}
+
+    def _validate(self):
+        self.k = _int_option(self, "k", 1, self.d, why=" (k <= d)")
+        self.basis = None  # (d, k) columns of A; set by bind
+        self.offset = None  # (d,)
+
+    @property
+    def dims(self):
+        return {"ambient": self.d, "intrinsic": self.k, "affine": self.k}
+
+    @property
+    def exact_as(self):
+        return ("gaussian", self.k)
+
+    def bind(self, rng):
+        bound = Subspace(self.d, **self.options)
+        bound.basis = rng.standard_normal((self.d, self.d))[:, :self.k]
+        bound.offset = rng.standard_normal(self.d)
+        return bound
+
+    def _random(self, n, rng):
+        if self.basis is None:
+            raise RuntimeError("subspace: call bind(rng) first to draw the embedding")
+        return rng.standard_normal((n, self.k)) @ self.basis.T + self.offset
+
+
+class StudentT(Sampler):
+    """Multivariate Student t with ``df`` degrees of freedom: z / sqrt(chi2_df / df), z ~ N(0, I_d).
+
+    One chi-square scale per point makes the tails heavy in every direction
+    at once (radially symmetric, like the Gaussian it tends to as df → ∞).
+
+    Dimensions: ambient d, intrinsic d, affine d.
+
+    Parameters
+    ----------
+    df : float, default 3
+        Degrees of freedom, > 0 (variance is infinite for df <= 2).
+    """
+
+    name = "student-t"
+    params = {"df": 3}
+
+    def _validate(self):
+        self.df = _float_option(self, "df", 0.0, strict=True)
+
+    def _random(self, n, rng):
+        z = rng.standard_normal((n, self.d))
+        return z / np.sqrt(rng.chisquare(self.df, n) / self.df)[:, None]
+
+
+class Mixture(Sampler):
+    """An equal-weight mixture of unit-variance Gaussians around random centres (clustered data).
+
+    Per replicate (:meth:`bind`, from the structure stream) the centres are
+    drawn as ``separation * N(0, I_d)``; training points and queries of that
+    replicate share them, so p averages over centre configurations too.
+    ``separation = 0`` is the standard Gaussian.
+
+    Dimensions: ambient d, intrinsic d, affine d.
+
+    Parameters
+    ----------
+    components : int, default 3
+        Number of clusters, >= 1.
+    separation : float, default 4
+        Standard deviation of the centres per coordinate, >= 0 (in units of
+        the clusters' standard deviation).
+    """
+
+    name = "mixture"
+    params = {"components": 3, "separation": 4.0}
+
+    def _validate(self):
+        self.components = _int_option(self, "components", 1)
+        self.separation = _float_option(self, "separation", 0.0, strict=False)
+        self.centres = None  # (components, d); set by bind
+
+    def bind(self, rng):
+        bound = Mixture(self.d, **self.options)
+        bound.centres = self.separation * rng.standard_normal((self.components, self.d))
+        return bound
+
+    def _random(self, n, rng):
+        if self.centres is None:
+            raise RuntimeError("mixture: call bind(rng) first to draw the centres")
+        label = rng.integers(0, self.components, n)
+        return self.centres[label] + rng.standard_normal((n, self.d))
