@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -10,11 +11,12 @@ import numpy as np
 import pyarrow as pa
 
 from . import stats, theory
-from .errors import StoreError
+from .errors import McHullError, StoreError
+from .samplers import SAMPLERS, get_sampler
 from .store import ResultStore
 
 #: Columns of :func:`cell_estimates`, in order.
-CELL_COLUMNS = ["distribution", "d", "n", "runs", "replicates", "trials", "inside", "undecided",
+CELL_COLUMNS = ["distribution", "d", "n", "params", "d_intrinsic", "d_affine", "runs", "replicates", "trials", "inside", "undecided",
                 "p_hat", "ci_low", "ci_high", "wilson_low", "wilson_high", "design_effect",
                 "bf_threshold", "exact", "z"]
 INTERVAL_NOTE = ("ci_low/ci_high: 99% cluster-robust interval (Wilson at the effective sample size "
@@ -54,6 +56,69 @@ def connect(out: str, *, run_id: str | None = None, check: bool = True):
     return con
 
 
+def parse_params(text: str | None) -> dict | None:
+    """Invert :meth:`mc_hull.samplers.Sampler.describe`: ``"k=3,df=2.5"`` -> ``{"k": 3, "df": 2.5}``."""
+    if text is None or text == "?":
+        return None
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        for cast in (int, float, str):
+            try:
+                out[name] = cast(value)
+                break
+            except ValueError:
+                continue
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _cell_info(distribution: str, params: tuple | None, d: int) -> dict:
+    try:
+        if params is None:  # the run's spec is not recorded: only parameter-free families are known
+            if SAMPLERS[distribution].params:
+                raise KeyError(distribution)
+            params = ()
+        sampler = get_sampler(distribution, d, **dict(params))
+    except (KeyError, McHullError):
+        return {"params": "?", "d_intrinsic": None, "d_affine": None, "exact_as": None}
+    return {"params": sampler.describe(), "d_intrinsic": sampler.dims["intrinsic"],
+            "d_affine": sampler.dims["affine"], "exact_as": sampler.exact_as}
+
+
+def cell_info(distribution: str, params: dict | None, d: int) -> dict:
+    """What a cell's sampler says about itself, from the run's parameters (None: unknown).
+
+    Returns
+    -------
+    dict
+        ``params`` (defaults filled in, ``"k=3"``; ``"?"`` when unknown),
+        ``d_intrinsic``, ``d_affine`` and ``exact_as`` (the (distribution, dimension)
+        whose exact curve gives p, see :attr:`mc_hull.samplers.Sampler.exact_as`).
+    """
+    key = None if params is None else tuple(sorted(params.items()))
+    return _cell_info(distribution, key, int(d))
+
+
+def exact_p(distribution: str, params: dict | None, d: int, n):
+    """Exact p at ``n`` through the sampler's ``exact_as`` curve; None when none is known."""
+    ref = cell_info(distribution, params, d)["exact_as"]
+    if ref is None or not theory.has_exact(*ref):
+        return None
+    return theory.exact_inside_probability(ref[0], int(ref[1]), n)
+
+
+def run_params(out: str) -> dict[str, dict]:
+    """run_id -> the distribution parameters recorded in ``_runs/<run_id>.json``."""
+    found = {}
+    for run_id, record in ResultStore(out).runs().items():
+        try:
+            found[run_id] = dict(record["spec"].get("params") or {})
+        except (KeyError, TypeError, AttributeError):
+            continue
+    return found
+
+
 def replicate_counts(con) -> pa.Table:
     """Per (distribution, d, n, run_id, replicate): trials, inside, undecided (aggregated in SQL)."""
     return con.sql("""
@@ -66,7 +131,12 @@ def replicate_counts(con) -> pa.Table:
 
 
 def cell_estimates(out: str, *, run_id: str | None = None, level: float = stats.LEVEL) -> pa.Table:
-    """One row per (distribution, d, n): counts, p_hat, intervals, 2^(d/2)/d, exact p and z.
+    """One row per (distribution, d, n, params): counts, p_hat, intervals, 2^(d/2)/d, exact p and z.
+
+    ``params`` (from each run's recorded spec, defaults filled in) keeps runs
+    with different distribution parameters apart; ``d`` is the ambient
+    dimension, ``d_intrinsic`` and ``d_affine`` those of the distribution
+    (its manifold and the smallest affine subspace holding it).
 
     ``p_hat = inside / (trials - undecided)``: undecided trials are reported,
     never counted as outside.  ``z = (p_hat - exact) / se`` with the clustered
@@ -81,15 +151,19 @@ def cell_estimates(out: str, *, run_id: str | None = None, level: float = stats.
     if con is None:
         return _empty()
     reps = replicate_counts(con).to_pydict()
+    params = run_params(out)
     rows = []
-    keys = list(zip(reps["distribution"], reps["d"], reps["n"]))
-    order = sorted(set(keys), key=lambda k: (k[0], k[1], k[2]))
+    # cells of runs with different parameters are different cells
+    info = [cell_info(dist, params.get(run), d)
+            for dist, d, run in zip(reps["distribution"], reps["d"], reps["run_id"])]
+    keys = [(dist, c["params"], d, n) for dist, c, d, n in zip(reps["distribution"], info, reps["d"], reps["n"])]
     index: dict = {}
     for i, k in enumerate(keys):
         index.setdefault(k, []).append(i)
-    for key in order:
+    for key in sorted(index):
         idx = index[key]
-        dist, d, n = key
+        dist, _, d, n = key
+        cell = info[idx[0]]
         trials = np.array([reps["trials"][i] for i in idx], dtype=np.float64)
         y = np.array([reps["inside"][i] for i in idx], dtype=np.float64)
         und = np.array([reps["undecided"][i] for i in idx], dtype=np.float64)
@@ -98,13 +172,15 @@ def cell_estimates(out: str, *, run_id: str | None = None, level: float = stats.
         p_hat = y.sum() / decided if decided else math.nan
         low, high, deff = stats.clustered_interval(y, m, level)
         wl, wh = stats.wilson(y.sum(), decided, level)
-        exact = theory.exact_inside_probability(dist, int(d), int(n)) if theory.has_exact(dist, int(d)) else None
+        exact = exact_p(dist, parse_params(cell["params"]), int(d), int(n))
+        exact = None if exact is None else float(exact)
         z = None
         if exact is not None and decided:
             se = math.sqrt(max(exact * (1 - exact), p_hat * (1 - p_hat)) * deff / decided)
             z = (p_hat - exact) / se if se > 0 else (0.0 if p_hat == exact else math.copysign(math.inf, p_hat - exact))
         rows.append({
-            "distribution": dist, "d": int(d), "n": int(n),
+            "distribution": dist, "d": int(d), "n": int(n), "params": cell["params"],
+            "d_intrinsic": cell["d_intrinsic"], "d_affine": cell["d_affine"],
             "runs": len({reps["run_id"][i] for i in idx}), "replicates": len(idx),
             "trials": int(trials.sum()), "inside": int(y.sum()), "undecided": int(und.sum()),
             "p_hat": p_hat, "ci_low": low, "ci_high": high,
@@ -115,7 +191,8 @@ def cell_estimates(out: str, *, run_id: str | None = None, level: float = stats.
 
 
 def _schema() -> pa.Schema:
-    types = {"distribution": pa.string(), "d": pa.int32(), "n": pa.int64(), "runs": pa.int32(),
+    types = {"distribution": pa.string(), "d": pa.int32(), "n": pa.int64(), "params": pa.string(),
+             "d_intrinsic": pa.int32(), "d_affine": pa.int32(), "runs": pa.int32(),
              "replicates": pa.int64(), "trials": pa.int64(), "inside": pa.int64(),
              "undecided": pa.int64()}
     return pa.schema([(c, types.get(c, pa.float64())) for c in CELL_COLUMNS])

@@ -44,7 +44,7 @@ import pyarrow as pa
 from . import stats, theory
 
 #: Columns of :func:`thresholds_table`, in order.
-THRESHOLD_COLUMNS = ["distribution", "d", "n_half", "n_half_low", "n_half_high", "exact_n_half",
+THRESHOLD_COLUMNS = ["distribution", "d", "params", "n_half", "n_half_low", "n_half_high", "exact_n_half",
                      "bf_threshold", "cells"]
 
 #: Isotonic p range of the cells used in the local fit (the bracketing cells are always used).
@@ -218,32 +218,28 @@ def _monotone_bounds(n, y, m, deff, reps, level):
 
 
 def empirical_n_half(out: str, *, run_id: str | None = None, level: float = stats.LEVEL) -> list[dict]:
-    """Per (distribution, d) in a results store: the fitted N_half and its interval.
+    """Per (distribution, params, d) in a results store: the fitted N_half and its interval.
 
     Returns
     -------
     list of dict
         Keys :data:`THRESHOLD_COLUMNS` plus ``fit_cells`` and ``method``.
     """
-    from .query import cell_estimates
+    from .query import cell_estimates, cell_info, parse_params
 
     cells = cell_estimates(out, run_id=run_id, level=level).to_pylist()
     groups: dict = {}
-    for row in cells:
-        groups.setdefault((row["distribution"], row["d"]), []).append(row)
+    for row in cells:  # runs with different parameters are different curves
+        groups.setdefault((row["distribution"], row["params"], row["d"]), []).append(row)
     rows = []
-    for (dist, d), group in sorted(groups.items()):
+    for (dist, params, d), group in sorted(groups.items()):
         fit = fit_n_half([r["n"] for r in group], [r["inside"] for r in group],
                          [r["trials"] - r["undecided"] for r in group],
                          [r["design_effect"] for r in group], [r["replicates"] for r in group],
                          level)
-        exact = None
-        if theory.has_exact(dist):
-            try:
-                exact = float(theory.exact_n_half(dist, int(d)))
-            except (ImportError, AttributeError):  # theory module not available
-                exact = None
-        rows.append({"distribution": dist, "d": int(d), "n_half": fit["n_half"],
+        ref = cell_info(dist, parse_params(params), int(d))["exact_as"]
+        exact = theory.exact_n_half(*ref) if ref is not None else None
+        rows.append({"distribution": dist, "d": int(d), "params": params, "n_half": fit["n_half"],
                      "n_half_low": fit["n_half_low"], "n_half_high": fit["n_half_high"],
                      "exact_n_half": exact, "bf_threshold": float(theory.bf_threshold(int(d))),
                      "cells": len(group), "fit_cells": fit["fit_cells"], "method": fit["method"]})
@@ -251,7 +247,7 @@ def empirical_n_half(out: str, *, run_id: str | None = None, level: float = stat
 
 
 def _schema() -> pa.Schema:
-    types = {"distribution": pa.string(), "d": pa.int32(), "cells": pa.int32(),
+    types = {"distribution": pa.string(), "d": pa.int32(), "params": pa.string(), "cells": pa.int32(),
              "fit_cells": pa.int32(), "method": pa.string()}
     cols = THRESHOLD_COLUMNS + ["fit_cells", "method"]
     return pa.schema([(c, types.get(c, pa.float64())) for c in cols])

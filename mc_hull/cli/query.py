@@ -12,7 +12,8 @@ from .format import FORMATS, render
 
 def register(sub) -> None:
     p = sub.add_parser("query", help="estimate p(d, N) per cell from a results directory",
-                       description="One row per (distribution, d, n) with a 99%% interval.")
+                       description="One row per (distribution, d, n, params) with a 99%% interval; "
+                                   "d_intrinsic and d_affine beside the ambient d.")
     p.add_argument("out", metavar="DIR", help="results directory or URI")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--run", dest="run_id", help="only this run id")

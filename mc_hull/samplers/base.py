@@ -62,8 +62,7 @@ class Sampler:
 
     def describe(self) -> str:
         """The parameters with defaults filled in, as a compact string like ``"k=3"`` ("" if none)."""
-        return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in sorted(self.options.items()))
+        return ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
 
     def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` points.
