@@ -44,9 +44,9 @@ def load_fitted(out: str, key: tuple, run_id: str | None):
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def load_exact_curves(out: str, key: tuple, run_id: str | None, dist: str, dims: tuple):
-    cells = load_cells(out, key, run_id)
-    return views.exact_curves(views.select_cells(cells, views.Filters(distributions=[dist], dims=list(dims))))
+def load_exact_curves(out: str, key: tuple, run_id: str | None, dist: str, dims: tuple, which: str = "ambient"):
+    cells = views.select_cells(load_cells(out, key, run_id), views.Filters(distributions=[dist], dims=list(dims)))
+    return views.exact_curves(views.by_dimension(cells, which))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -91,36 +91,38 @@ def dash_scale(series: list[str]) -> alt.Scale:
 
 
 # -- view 1 ------------------------------------------------------------------------
-def chart_p_vs_n(cells, exact, rules) -> alt.LayerChart:
+def chart_p_vs_n(cells, exact, rules, which: str = "ambient") -> alt.LayerChart:
     c = df(cells).assign(series=views.MC_SERIES)
     ex = df(exact)
     bf = df(rules)
     series = [views.MC_SERIES] + sorted(set(ex["series"])) + [views.BF_SERIES, views.HALF_SERIES]
     x = alt.X("n:Q", scale=log_n(), title="N (training-set size, log scale)")
-    color = alt.Color("d:N", title="d", scale=alt.Scale(scheme="category10"),
+    title = "d" if which == "ambient" else f"{which} dimension"
+    color = alt.Color("dim:N", title=title, scale=alt.Scale(scheme="category10"),
                       legend=alt.Legend(symbolOpacity=1, symbolType="circle"))
     dash = alt.StrokeDash("series:N", scale=dash_scale(series), title="series",
                           legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#444444", symbolStrokeWidth=2,
                                             symbolSize=400, symbolOpacity=1, labelLimit=320,
                                             orient="bottom", direction="horizontal"))
+    curve = alt.Detail("curve:N")  # one line per (params, ambient d) even when they share a dimension
     band = alt.Chart(c).mark_area(opacity=0.18).encode(
         x=x, y=alt.Y("ci_low:Q", title="p = P(x in conv(X₁..X_N))", scale=alt.Scale(domain=[0, 1])),
-        y2="ci_high:Q", color=color)
+        y2="ci_high:Q", color=color, detail=curve)
     points = alt.Chart(c).mark_line().encode(
-        x=x, y="p_hat:Q", color=color, strokeDash=dash,
-        tooltip=["distribution", "d", "n", "trials", "undecided",
+        x=x, y="p_hat:Q", color=color, strokeDash=dash, detail=curve,
+        tooltip=["distribution", "params", "d", "d_intrinsic", "d_affine", "n", "trials", "undecided",
                  alt.Tooltip("p_hat:Q", format=".4f"), alt.Tooltip("ci_low:Q", format=".4f"),
                  alt.Tooltip("ci_high:Q", format=".4f"), alt.Tooltip("exact:Q", format=".4f")])
-    dots = alt.Chart(c).mark_point(filled=True, size=30).encode(x=x, y="p_hat:Q", color=color)
+    dots = alt.Chart(c).mark_point(filled=True, size=30).encode(x=x, y="p_hat:Q", color=color, detail=curve)
     layers = [points, band, dots]  # the first layer's mark styles the legends
     if len(ex):
         layers.append(alt.Chart(ex).mark_line(strokeWidth=1.5).encode(
-            x=alt.X("n:Q", scale=log_n()), y="p:Q", color=color, strokeDash=dash,
-            tooltip=["d", "n", alt.Tooltip("p:Q", format=".4f"), "series"]))
+            x=alt.X("n:Q", scale=log_n()), y="p:Q", color=color, strokeDash=dash, detail=curve,
+            tooltip=["curve", "n", alt.Tooltip("p:Q", format=".4f"), "series"]))
     bf = bf.assign(series=views.BF_SERIES)
     layers.append(alt.Chart(bf).mark_rule(strokeWidth=1.5).encode(
         x=alt.X("bf_threshold:Q", scale=log_n()), color=color, strokeDash=dash,
-        tooltip=["d", alt.Tooltip("bf_threshold:Q", format=".3g", title="2^(d/2)/d")]))
+        tooltip=[alt.Tooltip("dim:Q", title=title), alt.Tooltip("bf_threshold:Q", format=".3g", title="2^(d/2)/d")]))
     half = pd.DataFrame({"p": [0.5], "series": [views.HALF_SERIES]})
     layers.append(alt.Chart(half).mark_rule(color="gray").encode(y="p:Q", strokeDash=dash))
     return alt.layer(*layers).resolve_scale(color="shared").properties(height=420)
@@ -163,9 +165,11 @@ def chart_heatmap(heat, n_half, exact_half, bf) -> alt.LayerChart:
 
 
 # -- view 3 ------------------------------------------------------------------------
-def chart_n_half(n_half, exact_half, bf, other_half=None) -> alt.LayerChart:
+def chart_n_half(n_half, exact_half, bf, other_half=None, which: str = "ambient") -> alt.LayerChart:
     emp = df(n_half)
     emp = emp[emp["n_half"].notna()].assign(series=views.EMPIRICAL_HALF_SERIES)
+    if "dim" in emp:  # the points stand at the chosen dimension; the curves are functions of it
+        emp = emp.rename(columns={"d": "d_ambient", "dim": "d"})
     curves = [df(bf)] + [df(t) for t in (exact_half, other_half) if t is not None and t.num_rows]
     lines = pd.concat(curves, ignore_index=True)
     series = list(dict.fromkeys(list(lines["series"]) + [views.EMPIRICAL_HALF_SERIES]))
@@ -174,7 +178,8 @@ def chart_n_half(n_half, exact_half, bf, other_half=None) -> alt.LayerChart:
     color = alt.Color("series:N", title="N½", scale=alt.Scale(domain=series, range=[palette[s] for s in series]))
     y = alt.Y("n:Q", scale=alt.Scale(type="log"), title="N½ (log scale): p(d, N½) = 1/2")
     d_lo, d_hi = float(lines["d"].min()), float(lines["d"].max())
-    x = alt.X("d:Q", title="d", scale=alt.Scale(domain=[d_lo - 0.5, d_hi + 0.5], nice=False),
+    x = alt.X("d:Q", title="d" if which == "ambient" else f"{which} dimension",
+              scale=alt.Scale(domain=[d_lo - 0.5, d_hi + 0.5], nice=False),
               axis=alt.Axis(tickMinStep=1, format="d"))
     layers = [alt.Chart(lines).mark_line(strokeDash=[5, 3]).encode(
         x=x, y=y, color=color, tooltip=["series", "d", alt.Tooltip("n:Q", format=".4g")])]
@@ -186,7 +191,8 @@ def chart_n_half(n_half, exact_half, bf, other_half=None) -> alt.LayerChart:
                 x=x, y=alt.Y("n_half_low:Q", scale=alt.Scale(type="log")), y2="n_half_high:Q", color=color))
         layers.append(alt.Chart(e).mark_point(filled=True, size=70).encode(
             x=x, y=y, color=color,
-            tooltip=["d", alt.Tooltip("n:Q", format=".4g", title="N½"), alt.Tooltip("n_half_low:Q", format=".4g"),
+            tooltip=[c for c in ("curve", "d") if c in e] + [
+                     alt.Tooltip("n:Q", format=".4g", title="N½"), alt.Tooltip("n_half_low:Q", format=".4g"),
                      alt.Tooltip("n_half_high:Q", format=".4g"), "source",
                      alt.Tooltip("exact_n_half:Q", format=".4g")]))
     return alt.layer(*layers).properties(height=420)
@@ -324,8 +330,11 @@ def render(out: str, key: tuple) -> None:
         follow_options("dims", options["dims"], list(options["dims"]),
                        lambda v, opts: [d for d in v if d in opts])
         dims = st.multiselect("d", options["dims"], key="dims")
+        which = st.radio("plot p against the dimension", list(views.DIMENSIONS), horizontal=True, key="dimension",
+                         help="ambient: d; intrinsic: of the data's manifold; affine: of the smallest affine "
+                              "subspace holding the data (views 1 and 3)")
     cells_all = load_cells(out, key, run_id)
-    cells = views.select_cells(cells_all, views.Filters(distributions=[dist], dims=dims))
+    cells = views.by_dimension(views.select_cells(cells_all, views.Filters(distributions=[dist], dims=dims)), which)
     if cells.num_rows == 0:
         st.info("No cells match the selected run, distribution and dimensions.")
         section_status(out, key)
@@ -334,13 +343,14 @@ def render(out: str, key: tuple) -> None:
     st.header(f"1 · p̂ against N ({dist})")
     st.caption("Lines: Monte Carlo p̂ with shaded 99% intervals (design-effect corrected); dashed: exact curve "
                "where known; dotted vertical rules: 2^(d/2)/d for each d; grey: p = 1/2.")
-    exact = load_exact_curves(out, key, run_id, dist, tuple(dims))
-    st.altair_chart(chart_p_vs_n(cells, exact, views.threshold_rules(cells)), width="stretch")
+    exact = load_exact_curves(out, key, run_id, dist, tuple(dims), which)
+    st.altair_chart(chart_p_vs_n(cells, exact, views.threshold_rules(cells), which), width="stretch")
 
     n_half = views.n_half_table(cells, load_fitted(out, key, run_id))
     d_min, d_max = int(min(cells["d"].to_pylist())), int(max(cells["d"].to_pylist()))
     exact_half = load_exact_n_half(dist, d_min, d_max)
     bf = views.bf_curve(d_min, d_max)
+    x_min, x_max = int(min(cells["dim"].to_pylist())), int(max(cells["dim"].to_pylist()))
     left, right = st.columns(2)
     with left:
         st.header("2 · p̂ over (d, log N)")
@@ -348,13 +358,15 @@ def render(out: str, key: tuple) -> None:
                    "black dashed: exact 50% contour.")
         st.altair_chart(chart_heatmap(views.heatmap_cells(cells), n_half, exact_half, bf), width="stretch")
     with right:
-        st.header("3 · N½ against d")
+        st.header(f"3 · N½ against {'d' if which == 'ambient' else f'the {which} dimension'}")
         st.caption("N½: where p crosses 1/2. Empirical points with the bracket where the 99% band crosses; "
                    "exact where known (black: this distribution; blue: the other exact curve); "
                    "the line 2^(d/2)/d for comparison.")
-        other = "ball" if dist != "ball" else "gaussian"
-        other_half = views.relabel(load_exact_n_half(other, d_min, d_max), f"{views.EXACT_HALF_SERIES} ({other})")
-        st.altair_chart(chart_n_half(n_half, exact_half, bf, other_half), width="stretch")
+        ref = views.exact_reference(cells) or dist  # e.g. the Gaussian for a subspace against its affine dimension
+        other = "ball" if ref != "ball" else "gaussian"
+        other_half = views.relabel(load_exact_n_half(other, x_min, x_max), f"{views.EXACT_HALF_SERIES} ({other})")
+        st.altair_chart(chart_n_half(n_half, load_exact_n_half(ref, x_min, x_max), views.bf_curve(x_min, x_max),
+                                     other_half, which), width="stretch")
         st.caption("What the line is and is not: 2^(d/2)/d (Bárány–Füredi, quoted by Balestriero, Pesenti & "
                    "LeCun 2021 for the uniform ball) is the scale of a union bound at which every training "
                    "point is a vertex of the hull, not where a new point becomes as likely inside as outside. "

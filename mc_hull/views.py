@@ -30,6 +30,8 @@ BF_SERIES = "2^(d/2)/d"
 HALF_SERIES = "p = 1/2"
 EMPIRICAL_HALF_SERIES = "empirical N½"
 EXACT_HALF_SERIES = "exact N½"
+#: The dimension p can be plotted against -> its cell-table column.
+DIMENSIONS = {"ambient": "d", "intrinsic": "d_intrinsic", "affine": "d_affine"}
 
 
 # -- the store ------------------------------------------------------------------
@@ -138,60 +140,115 @@ def select_cells(cells: pa.Table, filters: Filters) -> pa.Table:
     return _on(cells, f"SELECT * FROM t WHERE {cond} ORDER BY distribution, d, n", params)
 
 
-def _exact(distribution: str, d: int, n: np.ndarray) -> np.ndarray | None:
-    """Exact p at sizes ``n``; None when unknown or outside the range the theory covers."""
-    if not theory.has_exact(distribution):
-        return None
+def by_dimension(cells: pa.Table, which: str = "ambient") -> pa.Table:
+    """Cells with ``dim``, the dimension ``which`` (a key of :data:`DIMENSIONS`), and ``curve``.
+
+    ``curve`` (``"d=8"``, ``"k=3, d=8"``) names the line a cell belongs to, so
+    cells sharing ``dim`` but not parameters or ambient d stay separate lines.
+    Cells whose ``dim`` is unknown (a run without a recorded spec) are left out.
+    """
+    if which not in DIMENSIONS:
+        raise ValueError(f"dimension: one of {', '.join(DIMENSIONS)}, got {which!r}")
+    col = DIMENSIONS[which]
+    return _on(cells, f"SELECT *, {col} AS dim, CASE WHEN coalesce(params, '') = '' THEN 'd=' || d "
+                      f"ELSE params || ', d=' || d END AS curve FROM t WHERE {col} IS NOT NULL "
+                      f"ORDER BY distribution, params, d, n")
+
+
+def exact_reference(cells: pa.Table) -> str | None:
+    """The distribution whose exact N½, as a function of ``dim``, holds for every cell, else None.
+
+    Each cell's sampler names the (distribution, dimension) of its exact curve
+    (:attr:`mc_hull.samplers.Sampler.exact_as`): a k-dimensional subspace in R^d
+    plotted against its affine dimension follows the Gaussian curve, against d it does not.
+    """
+    refs = set()
+    for r in _on(cells, f"SELECT DISTINCT {', '.join(_group_cols(cells))} FROM t").to_pylist():
+        ref = query.cell_info(r["distribution"], _params_of(r), int(r["d"]))["exact_as"]
+        if ref is None or ref[1] != r.get("dim", r["d"]):
+            return None
+        refs.add(ref[0])
+    return refs.pop() if len(refs) == 1 else None
+
+
+def _params_of(row: dict) -> dict | None:
+    """A cell row's distribution parameters ({} when the table has no params column)."""
+    return query.parse_params(row["params"]) if "params" in row else {}
+
+
+def _exact(distribution: str, d: int, n: np.ndarray, params: dict | None = None) -> np.ndarray | None:
+    """Exact p at sizes ``n``; None when unknown or outside the range the theory covers.
+
+    ``params`` None means unknown: only parameter-free distributions then have a curve.
+    """
     try:
-        value = theory.exact_inside_probability(distribution, int(d), n)
+        value = query.exact_p(distribution, params, int(d), n)
     except (ValueError, ArithmeticError):  # e.g. d beyond the tabulated range
         return None
     return None if value is None else np.asarray(value, dtype=np.float64).reshape(np.shape(n))
 
 
-def _exact_n_half(distribution: str, d: int) -> float | None:
-    """Exact N½; None when unknown or outside the range the theory covers."""
-    if not theory.has_exact(distribution):
+def _exact_n_half(distribution: str, d: int, params: dict | None = None) -> float | None:
+    """Exact N½ (through the sampler's ``exact_as`` curve); None when unknown or out of range."""
+    ref = query.cell_info(distribution, params, int(d))["exact_as"]
+    if ref is None or not theory.has_exact(ref[0]):
         return None
     try:
-        value = theory.exact_n_half(distribution, int(d))
+        value = theory.exact_n_half(ref[0], int(ref[1]))
     except (ValueError, ArithmeticError):
         return None
     return None if value is None or not np.isfinite(value) else float(value)
 
 
+def _group_cols(table: pa.Table) -> list[str]:
+    """The columns that identify one curve of cells: distribution, d and, when present, params and dim."""
+    return [c for c in ("distribution", "d", "params", "dim", "curve") if c in table.column_names]
+
+
+_KEY_TYPES = {"distribution": pa.string(), "d": pa.int32(), "params": pa.string(), "dim": pa.int32(),
+              "curve": pa.string()}
+
+
 def exact_curves(cells: pa.Table, points_per_decade: int = 24) -> pa.Table:
-    """Dense exact curves p(d, N) over each (distribution, d)'s range of N in ``cells``.
+    """Dense exact curves p(d, N) over each curve's range of N in ``cells``.
 
     Returns
     -------
     pyarrow.Table
-        ``distribution, d, n, p, series`` (empty when no distribution has an exact curve).
+        ``distribution, d, [params, dim, curve,] n, p, series`` (the bracketed key
+        columns when ``cells`` has them); empty when no cell has an exact curve.
     """
-    ranges = _on(cells, "SELECT distribution, d, min(n) AS lo, max(n) AS hi FROM t "
+    keys = _group_cols(cells)
+    ranges = _on(cells, f"SELECT {', '.join(keys)}, min(n) AS lo, max(n) AS hi FROM t "
                         "GROUP BY ALL ORDER BY ALL").to_pylist()
-    rows: dict[str, list] = {"distribution": [], "d": [], "n": [], "p": [], "series": []}
+    rows: dict[str, list] = {k: [] for k in keys + ["n", "p", "series"]}
     for r in ranges:
         lo, hi = math.log10(max(r["lo"], 1)), math.log10(max(r["hi"], 1))
         count = max(2, int(math.ceil((hi - lo) * points_per_decade)) + 1)
         n = np.unique(np.round(np.logspace(lo, hi, count)).astype(np.int64))
-        p = _exact(r["distribution"], r["d"], n)
+        p = _exact(r["distribution"], r["d"], n, _params_of(r))
         if p is None:
             continue
         keep = np.isfinite(p)
         k = int(keep.sum())
-        rows["distribution"] += [r["distribution"]] * k
-        rows["d"] += [int(r["d"])] * k
+        for key in keys:
+            rows[key] += [r[key]] * k
         rows["n"] += n[keep].tolist()
         rows["p"] += p[keep].tolist()
         rows["series"] += [f"{EXACT_SERIES} ({r['distribution']})"] * k
-    return pa.table(rows, schema=pa.schema([("distribution", pa.string()), ("d", pa.int32()),
-                                            ("n", pa.int64()), ("p", pa.float64()),
-                                            ("series", pa.string())]))
+    return pa.table(rows, schema=pa.schema([(k, _KEY_TYPES[k]) for k in keys] + [
+        ("n", pa.int64()), ("p", pa.float64()), ("series", pa.string())]))
 
 
 def threshold_rules(cells: pa.Table) -> pa.Table:
-    """One row per d in ``cells``: ``d, bf_threshold, series`` (the vertical rules of view 1)."""
+    """The vertical rules of view 1: one row per dimension, ``d, bf_threshold, series`` (and ``dim``).
+
+    With a ``dim`` column (:func:`by_dimension`) the rules stand at 2^(dim/2)/dim and
+    ``d`` repeats ``dim``; otherwise at each ambient d.
+    """
+    if "dim" in cells.column_names:
+        return _on(cells, f"SELECT DISTINCT dim, dim AS d, pow(2, dim / 2) / dim AS bf_threshold, "
+                          f"'{BF_SERIES}' AS series FROM t ORDER BY dim")
     return _on(cells, f"SELECT DISTINCT d, bf_threshold, '{BF_SERIES}' AS series FROM t ORDER BY d")
 
 
@@ -213,14 +270,16 @@ def _crossing(n: np.ndarray, p: np.ndarray) -> float | None:
 
 
 def empirical_n_half(cells: pa.Table) -> pa.Table:
-    """Per (distribution, d): N½ interpolated in log N, with a bracket from the interval bands.
+    """Per curve (distribution, d and params/dim when present): N½ interpolated in log N,
+    with a bracket from the interval bands.
 
     ``n_half`` is where p̂ first crosses 1/2; ``n_half_low`` where the upper
     99% band ``ci_high`` does, ``n_half_high`` where ``ci_low`` does (None
     where a curve does not cross inside the measured range).
     """
     rows = []
-    groups = _on(cells, "SELECT distribution, d, list(n ORDER BY n) AS n, list(p_hat ORDER BY n) AS p, "
+    keys = _group_cols(cells)
+    groups = _on(cells, f"SELECT {', '.join(keys)}, list(n ORDER BY n) AS n, list(p_hat ORDER BY n) AS p, "
                         "list(ci_low ORDER BY n) AS lo, list(ci_high ORDER BY n) AS hi "
                         "FROM t GROUP BY ALL ORDER BY ALL").to_pylist()
     for g in groups:
@@ -229,15 +288,16 @@ def empirical_n_half(cells: pa.Table) -> pa.Table:
         def arr(key):
             return np.asarray([np.nan if v is None else v for v in g[key]], dtype=np.float64)
 
-        rows.append({"distribution": g["distribution"], "d": int(g["d"]),
+        rows.append({**{k: g[k] for k in keys},
                      "n_half": _crossing(n, arr("p")), "n_half_low": _crossing(n, arr("hi")),
                      "n_half_high": _crossing(n, arr("lo")), "source": "interpolated"})
-    return pa.Table.from_pylist(rows, schema=_N_HALF_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=_n_half_schema(keys))
 
 
-_N_HALF_SCHEMA = pa.schema([("distribution", pa.string()), ("d", pa.int32()), ("n_half", pa.float64()),
-                            ("n_half_low", pa.float64()), ("n_half_high", pa.float64()),
-                            ("source", pa.string())])
+def _n_half_schema(keys: list[str]) -> pa.Schema:
+    return pa.schema([(k, _KEY_TYPES[k]) for k in keys] + [
+        ("n_half", pa.float64()), ("n_half_low", pa.float64()), ("n_half_high", pa.float64()),
+        ("source", pa.string())])
 
 
 def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = None) -> pa.Table | None:
@@ -252,7 +312,8 @@ def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = 
         fit_n_half = None
     if fit_n_half is not None:
         cells = cell_table(out, run_id) if cells is None else cells
-        groups = _on(cells, "SELECT distribution, d, list(n) AS n, list(inside) AS y, "
+        keys = _group_cols(cells)
+        groups = _on(cells, f"SELECT {', '.join(keys)}, list(n) AS n, list(inside) AS y, "
                             "list(trials - undecided) AS m, list(design_effect) AS deff, "
                             "list(replicates) AS reps FROM t GROUP BY ALL ORDER BY ALL").to_pylist()
         rows = []
@@ -261,10 +322,10 @@ def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = 
                 fit = fit_n_half(g["n"], g["y"], g["m"], g["deff"], g["reps"])
             except (ValueError, ArithmeticError, np.linalg.LinAlgError):
                 continue
-            rows.append({"distribution": g["distribution"], "d": int(g["d"]), "n_half": _positive(fit.get("n_half")),
+            rows.append({**{k: g[k] for k in keys}, "n_half": _positive(fit.get("n_half")),
                          "n_half_low": _positive(fit.get("n_half_low")),
                          "n_half_high": _positive(fit.get("n_half_high")), "source": "fitted"})
-        return pa.Table.from_pylist(rows, schema=_N_HALF_SCHEMA)
+        return pa.Table.from_pylist(rows, schema=_n_half_schema(keys))
     fn = getattr(query, "thresholds", None)
     if fn is None:
         return None
@@ -274,10 +335,10 @@ def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = 
         return None
     if not isinstance(table, pa.Table) or table.num_rows == 0 or "n_half" not in table.column_names:
         return None
-    rows = [{"distribution": r.get("distribution", "gaussian"), "d": int(r["d"]),
+    rows = [{"distribution": r.get("distribution", "gaussian"), "d": int(r["d"]), "params": r.get("params", ""),
              "n_half": _positive(r.get("n_half")), "n_half_low": _positive(r.get("n_half_low")),
              "n_half_high": _positive(r.get("n_half_high")), "source": "fitted"} for r in table.to_pylist()]
-    return pa.Table.from_pylist(rows, schema=_N_HALF_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=_n_half_schema(["distribution", "d", "params"]))
 
 
 def _positive(value) -> float | None:
@@ -290,23 +351,25 @@ def _positive(value) -> float | None:
 
 
 def n_half_table(cells: pa.Table, fitted: pa.Table | None = None) -> pa.Table:
-    """Per (distribution, d) in ``cells``: empirical N½ (fitted when given, else interpolated),
-    its bracket, the exact N½ where known and 2^(d/2)/d."""
+    """Per curve in ``cells`` (see :func:`empirical_n_half`): empirical N½ (fitted when given,
+    else interpolated), its bracket, the exact N½ where known and 2^(d/2)/d (ambient d)."""
     emp = empirical_n_half(cells)
     if fitted is not None and fitted.num_rows:
         con = duckdb.connect()
         con.register("e", emp)
         con.register("f", fitted)
-        emp = con.sql("SELECT e.distribution, e.d, coalesce(f.n_half, e.n_half) AS n_half, "
+        keys = _group_cols(emp)
+        using = [k for k in keys if k in fitted.column_names]
+        emp = con.sql(f"SELECT {', '.join(f'e.{k}' for k in keys)}, coalesce(f.n_half, e.n_half) AS n_half, "
                       "CASE WHEN f.n_half IS NULL THEN e.n_half_low ELSE f.n_half_low END AS n_half_low, "
                       "CASE WHEN f.n_half IS NULL THEN e.n_half_high ELSE f.n_half_high END AS n_half_high, "
                       "CASE WHEN f.n_half IS NULL THEN e.source ELSE f.source END AS source "
-                      "FROM e LEFT JOIN f USING (distribution, d) ORDER BY e.distribution, e.d"
-                      ).to_arrow_table()
+                      f"FROM e LEFT JOIN f USING ({', '.join(using)}) "
+                      f"ORDER BY {', '.join(f'e.{k}' for k in keys)}").to_arrow_table()
     data = emp.to_pydict()
-    data["exact_n_half"] = [_exact_n_half(dist, d) for dist, d in zip(data["distribution"], data["d"])]
+    data["exact_n_half"] = [_exact_n_half(r["distribution"], r["d"], _params_of(r)) for r in emp.to_pylist()]
     data["bf_threshold"] = [float(theory.bf_threshold(int(d))) for d in data["d"]]
-    return pa.table(data, schema=_N_HALF_SCHEMA.append(pa.field("exact_n_half", pa.float64()))
+    return pa.table(data, schema=_n_half_schema(_group_cols(emp)).append(pa.field("exact_n_half", pa.float64()))
                     .append(pa.field("bf_threshold", pa.float64())))
 
 
