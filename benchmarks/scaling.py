@@ -1,0 +1,77 @@
+"""Benchmark: trial throughput with 1 and 2 Ray actors (and in-process serial) on one embedded Ray.
+
+Usage: ``python benchmarks/scaling.py [--dims 10] [--n 47129] [--trials 48000] [--rounds 2]``.
+
+All timings come from one process and one Ray instance, in the order
+serial, then ABBA rounds of (1 actor, 2 actors, 2 actors, 1 actor), each into a
+fresh results directory, so the ratio 2-actor / 1-actor throughput is compared
+under the same machine conditions.  Each timing covers creating the actors,
+running every shard and committing every Parquet file (what ``mc-hull run``
+pays after Ray has started).  Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mc_hull import runner  # noqa: E402
+from mc_hull.spec import Spec  # noqa: E402
+
+
+def timed(spec: Spec, backend: str, workers: int | None) -> float:
+    """Seconds for a full run of ``spec`` into a fresh directory."""
+    with tempfile.TemporaryDirectory(prefix="mc-hull-scaling-") as out:
+        t0 = time.perf_counter()
+        report = runner.execute(spec, out, backend=backend, workers=workers, progress=False,
+                                log=open(os.devnull, "w"))
+        seconds = time.perf_counter() - t0
+    assert report.trials == spec.trials * len(spec.dims) * len(spec.sizes), report
+    return seconds
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dims", type=int, default=10)
+    ap.add_argument("--n", type=int, default=47129, help="training-set size (default: p ~ 0.8 at d = 10)")
+    ap.add_argument("--trials", type=int, default=48000)
+    ap.add_argument("--shard-trials", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=2, help="ABBA rounds of (1, 2, 2, 1) actors")
+    args = ap.parse_args(argv)
+
+    import ray
+
+    from mc_hull.distributed import WORKER_ENV
+
+    os.environ.update(WORKER_ENV)  # the serial baseline gets one BLAS thread too
+    spec = Spec(distribution="gaussian", dims=(args.dims,), sizes=(args.n,), trials=args.trials,
+                queries_per_set=100, seed=2026, shard_trials=args.shard_trials)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning",
+             log_to_driver=False, runtime_env={"env_vars": dict(WORKER_ENV)})
+    try:
+        times = {"serial": [timed(spec, "serial", None)], 1: [], 2: []}
+        for _ in range(args.rounds):
+            for w in (1, 2, 2, 1):
+                times[w].append(timed(spec, "ray", w))
+    finally:
+        ray.shutdown()
+
+    print(f"cell: gaussian d={args.dims} N={args.n}, {args.trials} trials in "
+          f"{-(-args.trials // args.shard_trials)} shards; {os.cpu_count()} CPUs\n")
+    print("| backend | runs | median s | trials/s | vs 1 actor |")
+    print("|---|---|---|---|---|")
+    base = statistics.median(times[1])
+    for key, label in (("serial", "serial (in process)"), (1, "Ray, 1 actor"), (2, "Ray, 2 actors")):
+        med = statistics.median(times[key])
+        print(f"| {label} | {len(times[key])} | {med:.1f} | {args.trials / med:,.0f} | {base / med:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
