@@ -90,10 +90,12 @@ def build_spec(args) -> Spec:
     base = load_toml(args.spec) if args.spec else load_preset(args.preset) if args.preset else {}
     auto = isinstance(args.sizes, str) and args.sizes.strip().lower() == "auto"
     spec = Spec.from_dict(base)
+    params = _params(args.param)  # each --param overrides one parameter of the file or preset
     spec = spec.with_overrides(
         distribution=args.distribution, dims=args.dims, sizes=None if auto else args.sizes,
         trials=args.trials, queries_per_set=args.queries_per_set, seed=args.seed, solver=args.solver,
-        tol=args.tol, shard_trials=args.shard_trials, params=_params(args.param),
+        tol=args.tol, shard_trials=args.shard_trials,
+        params=None if params is None else {**dict(spec.params), **params},
         target_halfwidth=getattr(args, "target_halfwidth", None),
         max_trials=getattr(args, "max_trials", None))
     if auto:  # resolved into spec.grid before the spec is hashed
