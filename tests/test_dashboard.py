@@ -305,3 +305,57 @@ def test_default_host_is_loopback():
 
     args = build_parser().parse_args(["dashboard", "somewhere"])
     assert args.host == "127.0.0.1" and args.port == 8501
+
+
+# -- p against the ambient, intrinsic or affine dimension -------------------------------
+@pytest.fixture(scope="module")
+def subspace_results(tmp_path_factory):
+    """Two subspace runs (k = 1 and 2, each in d = 3 and 5) and a manifold run in one store."""
+    from mc_hull.runner import execute
+    from mc_hull.spec import Spec
+
+    out = tmp_path_factory.mktemp("subspace") / "out"
+    for dist, params in (("subspace", (("k", 1),)), ("subspace", (("k", 2),)), ("manifold", ())):
+        execute(Spec(distribution=dist, dims=(3, 5), sizes=(4, 12, 40), trials=40, queries_per_set=20, seed=3,
+                     shard_trials=40, params=params), str(out), backend="serial", progress=False, new_run=True)
+    return out
+
+
+def test_views_by_dimension(subspace_results):
+    cells = views.select_cells(views.cell_table(str(subspace_results)), views.Filters(distributions=["subspace"]))
+    assert cells.num_rows == 12  # k = 1, 2 are separate cells, not merged
+    for which, expected in (("ambient", [3, 5]), ("intrinsic", [1, 2]), ("affine", [1, 2])):
+        table = views.by_dimension(cells, which)
+        rows = table.to_pylist()
+        assert sorted({r["dim"] for r in rows}) == expected
+        assert all(r["dim"] == r[views.DIMENSIONS[which]] for r in rows)
+        assert sorted({r["curve"] for r in rows}) == ["k=1, d=3", "k=1, d=5", "k=2, d=3", "k=2, d=5"]
+        rules = views.threshold_rules(table).to_pylist()  # 2^(x/2)/x at the chosen dimension
+        assert [r["d"] for r in rules] == expected
+        assert all(r["bf_threshold"] == pytest.approx(2 ** (r["d"] / 2) / r["d"]) for r in rules)
+        n_half = views.n_half_table(table)
+        assert n_half.num_rows == 4 and sorted(set(n_half["dim"].to_pylist())) == expected
+        # against its affine (= intrinsic) dimension a flat Gaussian follows the Gaussian curves
+        assert views.exact_reference(table) == (None if which == "ambient" else "gaussian")
+    affine = views.by_dimension(cells, "affine")
+    exact = views.exact_curves(affine)
+    for r in exact.to_pylist()[::5]:
+        k = int(r["params"].removeprefix("k="))
+        assert r["dim"] == k and r["p"] == pytest.approx(float(theory.exact_inside_probability("gaussian", k, r["n"])))
+    with pytest.raises(ValueError, match="dimension"):
+        views.by_dimension(cells, "latent")
+    manifold = views.by_dimension(views.select_cells(views.cell_table(str(subspace_results)),
+                                                     views.Filters(distributions=["manifold"])), "intrinsic")
+    assert set(manifold["dim"].to_pylist()) == {1} and views.exact_curves(manifold).num_rows == 0
+
+
+def test_app_dimension_option(subspace_results, monkeypatch):
+    at = run_app(subspace_results, monkeypatch)
+    at.selectbox(key="distribution").select("subspace").run()
+    at.radio(key="dimension").set_value("affine").run()
+    assert not at.exception
+    spec, data = charts(at)[0]
+    assert spec["layer"][0]["encoding"]["color"]["field"] == "dim"
+    rules = layer_data(spec, data, lambda l: l["mark"]["type"] == "rule" and "x" in l["encoding"])
+    assert rules[0]["d"].to_pylist() == [1, 2]
+    assert any(h.value.startswith("3 · N½ against the affine dimension") for h in at.header)
