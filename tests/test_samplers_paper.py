@@ -263,3 +263,15 @@ def test_fig1c_gaussian_in_r8_is_far_lower(fig1c):
         g, s = fig1c[("gaussian", n)], fig1c[("subspace", n)]
         assert g["ci_high"] < s["ci_low"] and g["p_hat"] < 0.25 * s["p_hat"]
         assert g["ci_low"] <= g["exact"] <= g["ci_high"]
+
+
+def test_query_next_to_a_densely_sampled_curve_is_decided():
+    """A manifold query 2e-4 from its nearest of 10^4 training points, outside by a margin of 4e-8:
+    colgen runs out of rounds and the dual simplex misses the margin by its feasibility tolerance
+    (-1e-8); the interior-point fallback certifies it (found in a README measurement run)."""
+    from mc_hull.trial import replicate_data
+
+    spec = Spec(distribution="manifold", dims=(2,), sizes=(10000,), trials=1000, queries_per_set=50, seed=2)
+    X, Q = replicate_data(spec, 2, 10000, 18)
+    dec = get_solver("colgen").decide(X, Q[30:31], tol=1e-9)
+    assert dec.status.tolist() == [0] and dec.certificate[0] > 1e-9

@@ -144,7 +144,9 @@ class ColGenSolver(Solver):
     one product: a margin above ``atol`` proposes outside (``"outside"``), the
     best row of each of ``k`` chunks joins S if it violates the master's bound,
     and a query with no violator (a tie within tolerance), a failed NNLS or
-    past ``max_rounds`` stays undecided for the ``lp`` fallback.
+    past ``max_rounds`` stays undecided for the ``lp`` fallbacks (dual simplex,
+    then interior point: the simplex's direction can miss a margin of ~1e-8 by
+    its own feasibility tolerance, e.g. queries next to a densely sampled curve).
 
     Memory per batch of B queries: a centred copy of X (N d doubles), one
     16 MiB score block, and the masters' (B, |S|, d + 1) array, |S| about 3 d.
@@ -156,11 +158,11 @@ class ColGenSolver(Solver):
     k0, k : int or None
         Seeding chunks and chunks priced per round; default ``2 d + 2`` and ``d + 1``.
     fallbacks : tuple of str or None
-        Solvers for undecided queries; default ``("lp",)``.
+        Solvers for undecided queries; default ``("lp", "lp-ipm")``.
     """
 
     name: ClassVar[str] = "colgen"
-    default_fallbacks: ClassVar[tuple[str, ...]] = ("lp",)
+    default_fallbacks: ClassVar[tuple[str, ...]] = ("lp", "lp-ipm")
 
     def __init__(self, *, max_rounds: int = 12, k0: int | None = None, k: int | None = None,
                  fallbacks: tuple[str, ...] | None = None):
