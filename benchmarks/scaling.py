@@ -7,7 +7,8 @@ serial, then ABBA rounds of (1 actor, 2 actors, 2 actors, 1 actor), each into a
 fresh results directory, so the ratio 2-actor / 1-actor throughput is compared
 under the same machine conditions.  Each timing covers creating the actors,
 running every shard and committing every Parquet file (what ``mc-hull run``
-pays after Ray has started).  Prints a markdown table.
+pays after Ray has started); the steady rate leaves out actor start-up.  Prints a
+markdown table.
 """
 
 from __future__ import annotations
@@ -25,15 +26,29 @@ from mc_hull import runner  # noqa: E402
 from mc_hull.spec import Spec  # noqa: E402
 
 
-def timed(spec: Spec, backend: str, workers: int | None) -> float:
-    """Seconds for a full run of ``spec`` into a fresh directory."""
+def timed(spec: Spec, backend: str, workers: int | None) -> tuple[float, float]:
+    """A full run of ``spec`` into a fresh directory.
+
+    Returns
+    -------
+    seconds : float
+        Wall time of the whole run (actor start-up included).
+    steady : float
+        Trials per second between the first and the last shard completion
+        (Ray runs only; NaN for the serial backend): the throughput once actors are up.
+    """
+    from mc_hull import distributed
+
     with tempfile.TemporaryDirectory(prefix="mc-hull-scaling-") as out:
         t0 = time.perf_counter()
         report = runner.execute(spec, out, backend=backend, workers=workers, progress=False,
                                 log=open(os.devnull, "w"))
         seconds = time.perf_counter() - t0
     assert report.trials == spec.trials * len(spec.dims) * len(spec.sizes), report
-    return seconds
+    done = [t for t, kind, _ in distributed.LAST_EVENTS if kind == "done"] if backend == "ray" else []
+    per_shard = spec.shard_trials
+    steady = (len(done) - 1) * per_shard / (done[-1] - done[0]) if len(done) > 1 else float("nan")
+    return seconds, steady
 
 
 def main(argv=None) -> int:
@@ -59,17 +74,23 @@ def main(argv=None) -> int:
         for _ in range(args.rounds):
             for w in (1, 2, 2, 1):
                 times[w].append(timed(spec, "ray", w))
+                print(f"# {w} actor(s): {times[w][-1][0]:.1f} s", file=sys.stderr)
     finally:
         ray.shutdown()
 
     print(f"cell: gaussian d={args.dims} N={args.n}, {args.trials} trials in "
           f"{-(-args.trials // args.shard_trials)} shards; {os.cpu_count()} CPUs\n")
-    print("| backend | runs | median s | trials/s | vs 1 actor |")
-    print("|---|---|---|---|---|")
-    base = statistics.median(times[1])
+    print("| backend | runs | median wall s | trials/s (wall) | vs 1 actor | steady trials/s | vs 1 actor |")
+    print("|---|---|---|---|---|---|---|")
+    base = statistics.median(t for t, _ in times[1])
+    base_steady = statistics.median(r for _, r in times[1])
     for key, label in (("serial", "serial (in process)"), (1, "Ray, 1 actor"), (2, "Ray, 2 actors")):
-        med = statistics.median(times[key])
-        print(f"| {label} | {len(times[key])} | {med:.1f} | {args.trials / med:,.0f} | {base / med:.2f}x |")
+        med = statistics.median(t for t, _ in times[key])
+        steady = statistics.median(r for _, r in times[key])
+        ratio = "" if steady != steady else f"{steady / base_steady:.2f}x"
+        print(f"| {label} | {len(times[key])} | {med:.1f} | {args.trials / med:,.0f} | {base / med:.2f}x "
+              f"| {'' if steady != steady else f'{steady:,.0f}'} | {ratio} |")
+    print("\nsteady = trials/s between the first and the last shard completion (actors already up).")
     return 0
 
 
