@@ -92,3 +92,20 @@ def test_console_script_runs_on_embedded_ray(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mc_hull", "run", "--dims", "-3"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_flags_are_merged_into_the_spec_file_before_validation(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('distribution = "subspace"\nsizes = [10]\ntrials = 20\nqueries_per_set = 10\n'
+                    'seed = 3\n[params]\nk = 3\n')
+    out = tmp_path / "out"
+    # k = 3 is only valid once --dims replaces the default dims (2, 4, 8).
+    assert main(["run", str(spec), "--dims", "4", "--serial", "--no-progress", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["query", str(out), "--format", "json"]) == 0
+    (cell,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (cell["d"], cell["params"], cell["trials"]) == (4, "k=3", 20)
+    assert main(["run", str(spec), "--serial", "--out", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "params.k" in err[0]
+    assert not (tmp_path / "other").exists()

@@ -127,6 +127,16 @@ def test_unverified_answers_become_undecided_or_fall_back():
     assert all(m.startswith("lp") for m in rescued.method)
 
 
+def test_fallback_chain_follows_each_fallbacks_own_fallbacks():
+    from mc_hull.solvers import get_solver
+
+    assert [s.name for s in get_solver("colgen").fallback_chain()] == ["lp", "lp-ipm"]
+    assert [s.name for s in get_solver("cvxpy").fallback_chain()] == ["lp", "lp-ipm"]
+    assert [s.name for s in get_solver("lp").fallback_chain()] == ["lp-ipm"]
+    assert get_solver("lp-ipm").fallback_chain() == []
+    assert [s.name for s in _Liar(fallbacks=("lp-ipm", "lp")).fallback_chain()] == ["lp-ipm", "lp"]
+
+
 def test_in_hull_refuses_to_guess(monkeypatch):
     import mc_hull.membership as membership
 

@@ -89,15 +89,22 @@ def build_spec(args) -> Spec:
         raise SpecError("give either SPEC.toml or --preset, not both")
     base = load_toml(args.spec) if args.spec else load_preset(args.preset) if args.preset else {}
     auto = isinstance(args.sizes, str) and args.sizes.strip().lower() == "auto"
-    spec = Spec.from_dict(base)
-    params = _params(args.param)  # each --param overrides one parameter of the file or preset
-    spec = spec.with_overrides(
+    flags = dict(
         distribution=args.distribution, dims=args.dims, sizes=None if auto else args.sizes,
         trials=args.trials, queries_per_set=args.queries_per_set, seed=args.seed, solver=args.solver,
         tol=args.tol, shard_trials=args.shard_trials,
-        params=None if params is None else {**dict(spec.params), **params},
         target_halfwidth=getattr(args, "target_halfwidth", None),
         max_trials=getattr(args, "max_trials", None))
+    # Flags are merged into the file's fields before anything is validated, so a file that is
+    # only valid with the flags applied (e.g. subspace k=3 with --dims 4,8) is accepted.
+    merged = {**base, **{k: v for k, v in flags.items() if v is not None}}
+    if flags["sizes"] is not None:
+        merged.pop("grid", None)  # explicit sizes replace a per-d grid
+    params = _params(args.param)  # each --param overrides one parameter of the file or preset
+    if params is not None:
+        file_params = base.get("params", {})
+        merged["params"] = {**file_params, **params} if isinstance(file_params, dict) else file_params
+    spec = Spec.from_dict(merged)
     if auto:  # resolved into spec.grid before the spec is hashed
         from ..adaptive import resolve_auto_sizes
 

@@ -94,7 +94,8 @@ class Solver:
     Parameters
     ----------
     fallbacks : tuple of str, optional
-        Registry names tried, in order, on queries whose certificate failed.
+        Registry names tried, in order, on queries whose certificate failed; each
+        brings its own fallbacks after it (:meth:`fallback_chain`).
     """
 
     name: ClassVar[str] = "base"
@@ -106,6 +107,27 @@ class Solver:
     def _propose(self, points: np.ndarray, queries: np.ndarray, atol: float) -> Candidates:
         """Return candidate certificates for ``queries`` (B, d) against ``points`` (N, d)."""
         raise NotImplementedError
+
+    def fallback_chain(self) -> list["Solver"]:
+        """The fallback solvers in the order they are tried: each fallback, then its own fallbacks.
+
+        Depth first, each name once, never this solver itself: with ``colgen -> lp`` and
+        ``lp -> lp-ipm`` the chain of colgen is ``[lp, lp-ipm]``.
+        """
+        from . import get_solver  # registry imports solver modules lazily
+
+        chain, seen = [], {self.name}
+
+        def visit(names):
+            for name in names:
+                if name not in seen:
+                    seen.add(name)
+                    solver = get_solver(name)
+                    chain.append(solver)
+                    visit(solver.fallbacks)
+
+        visit(self.fallbacks)
+        return chain
 
     def decide(self, points: np.ndarray, queries: np.ndarray, *, tol: float = 1e-9) -> Decisions:
         """Decide membership of each query in ``conv(points)`` with checked certificates.
@@ -131,12 +153,9 @@ class Solver:
         dec = verify(points, queries, cand, atol, scale, prefix=self.name)
         dec.seconds[:] = (time.perf_counter() - t0) / max(B, 1)
         todo = np.flatnonzero(dec.status == UNDECIDED)
-        for name in self.fallbacks:
+        for solver in self.fallback_chain():
             if todo.size == 0:
                 break
-            from . import get_solver  # registry imports solver modules lazily
-
-            solver = get_solver(name)
             t1 = time.perf_counter()
             sub = verify(points, queries[todo], solver._propose(points, queries[todo], atol),
                          atol, scale, prefix=solver.name)

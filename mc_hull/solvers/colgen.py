@@ -158,11 +158,12 @@ class ColGenSolver(Solver):
     k0, k : int or None
         Seeding chunks and chunks priced per round; default ``2 d + 2`` and ``d + 1``.
     fallbacks : tuple of str or None
-        Solvers for undecided queries; default ``("lp", "lp-ipm")``.
+        Solvers for undecided queries; default ``("lp",)``, which brings its own
+        ``lp-ipm`` (see :meth:`Solver.fallback_chain`).
     """
 
     name: ClassVar[str] = "colgen"
-    default_fallbacks: ClassVar[tuple[str, ...]] = ("lp", "lp-ipm")
+    default_fallbacks: ClassVar[tuple[str, ...]] = ("lp",)  # and lp's own: lp-ipm
 
     def __init__(self, *, max_rounds: int = 12, k0: int | None = None, k: int | None = None,
                  fallbacks: tuple[str, ...] | None = None):
