@@ -16,6 +16,7 @@ Fault model
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -252,3 +253,49 @@ def ray_map_blocks(source, ranges, W, m, timeout: float | None = None) -> list[d
     W_ref = ray.put(W)
     return ray.get([_price_task.remote(source, list(map(int, r)), W_ref, m) for r in ranges],
                    timeout=timeout)
+
+
+# -- hull tests: shards of test points against one training set (mc_hull.hulltest) ----------
+@ray.remote(num_cpus=1, max_retries=4)
+def _hull_points_task(X, Q, tol, solver):
+    from .hulltest import decide_points
+
+    return decide_points(X, Q, tol=tol, solver=solver)
+
+
+def ray_hull_points(X, Q, ranges, on_result, *, tol: float, solver: str, address: str | None = None,
+                    workers: int | None = None) -> None:
+    """Decide the test points ``Q[start:stop]`` of each range as a Ray task against ``X``.
+
+    ``X`` (N, d) is put into the object store once; at most two tasks per CPU (or
+    per ``workers``) are in flight.  ``on_result((start, stop), columns)`` runs on
+    the driver as each task finishes.  A range's columns are a pure function of
+    (X, Q[start:stop], tol, solver), so completion order and Ray's retries of a
+    lost task change nothing.
+    """
+    started = connect(address, workers)
+    try:
+        X_ref = ray.put(X)
+        limit = IN_FLIGHT_PER_ACTOR * (workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
+        queue, pending = list(reversed(ranges)), {}
+        while queue or pending:
+            while queue and len(pending) < limit:
+                start, stop = queue.pop()
+                pending[_hull_points_task.remote(X_ref, Q[start:stop], tol, solver)] = (start, stop)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                on_result(pending.pop(ref), ray.get(ref))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, workers: int | None = None):
+    """Keep one Ray connection open across several :func:`ray_hull_points` calls (a sweep)."""
+    started = connect(address, workers)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()

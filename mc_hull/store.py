@@ -5,6 +5,7 @@ as ``s3://bucket/prefix``)::
 
     _runs/<run_id>.json                                   the spec of each run
     distribution=<name>/d=<d>/n=<N>/<run_id>-r<start>-<stop>.parquet
+    _hulltest/...                                         ``mc-hull hull-test`` (see HullTestStore)
 
 Shard files are written to a hidden temporary name in the same directory and
 renamed (POSIX), or uploaded in one PUT (object stores), so a reader never sees
@@ -132,7 +133,11 @@ class ResultStore:
     # -- runs ----------------------------------------------------------------
     def runs(self) -> dict[str, dict]:
         """run_id -> spec mapping of every run recorded in the store (JSON only)."""
-        sel = pafs.FileSelector(posixpath.join(self.root, RUNS_DIR), allow_not_found=True)
+        return self.read_json_dir(posixpath.join(self.root, RUNS_DIR))
+
+    def read_json_dir(self, directory: str) -> dict[str, dict]:
+        """name -> parsed body of every ``<name>.json`` directly in ``directory`` (unparsable ones skipped)."""
+        sel = pafs.FileSelector(directory, allow_not_found=True)
         out = {}
         for info in self.fs.get_file_info(sel):
             if info.is_file and info.base_name.endswith(".json"):
@@ -188,8 +193,13 @@ class ResultStore:
         """Every visible ``*.parquet`` file under the root (hidden and quarantined excluded)."""
         sel = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
         return sorted((i for i in self.fs.get_file_info(sel)
-                       if i.is_file and i.base_name.endswith(".parquet")
-                       and not i.base_name.startswith((".", "_"))), key=lambda i: i.path)
+                       if i.is_file and i.base_name.endswith(".parquet") and not self._hidden(i.path)),
+                      key=lambda i: i.path)
+
+    def _hidden(self, path: str) -> bool:
+        """True for a path with a part (below the root) starting with "." or "_" (e.g. ``_hulltest/``)."""
+        rel = posixpath.relpath(path, self.root)
+        return any(part.startswith((".", "_")) for part in rel.split("/"))
 
     def inspect(self, path: str) -> ShardInfo:
         """Read a shard file's footer; raises StoreError naming the file if unreadable."""
@@ -270,3 +280,155 @@ def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
         else:
             arrays.append(pa.array(values, type=field.type))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+# -- input tables and hull tests (``mc-hull hull-test``) --------------------------------
+#: Directory of hull-test files under an output root; hidden from :meth:`ResultStore.shard_files`.
+HULLTEST_DIR = "_hulltest"
+#: One row per test point of a hull test.
+POINT_SCHEMA = pa.schema([
+    ("index", pa.int64()),                # row of the test array
+    ("inside", pa.bool_()),               # null when undecided
+    ("undecided", pa.bool_()),
+    ("status", pa.string()),              # inside | outside | undecided
+    ("certificate_value", pa.float64()),  # inside: l-inf residual, outside: margin (both / data scale)
+    ("method", pa.string()),
+])
+#: One row per (reduction, K) of a sweep (``--preset paper-digits``).
+SWEEP_SCHEMA = pa.schema([
+    ("reduction", pa.string()), ("K", pa.int32()), ("dims", pa.int32()), ("n_train", pa.int64()),
+    ("n_test", pa.int64()), ("inside", pa.int64()), ("undecided", pa.int64()), ("fraction", pa.float64()),
+    ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("seconds", pa.float64()), ("test_id", pa.string()),
+])
+
+
+def read_table_file(path: str) -> pa.Table:
+    """A user's Parquet, Arrow IPC (file) or Feather table, read whole."""
+    with open(path, "rb") as fh:
+        parquet = fh.read(4) == b"PAR1"
+    if parquet:
+        return pq.read_table(path)
+    import pyarrow.feather as feather
+
+    return feather.read_table(path)
+
+
+def _parquet_bytes(table: pa.Table, meta: dict[str, str]) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata(meta), sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+class HullTestStore:
+    """Files of ``mc-hull hull-test`` under ``<out>/_hulltest``, each published atomically::
+
+        tests/<test_id>.json                              the test's record (inputs, hashes, reduction, counts)
+        tests/<test_id>/points-<start>-<stop>.parquet     per-point rows (POINT_SCHEMA), one file per shard
+        sweeps/<sweep_id>.parquet                         a sweep table (SWEEP_SCHEMA), record in its metadata
+
+    Ids are hashes of the inputs, so a re-run overwrites or skips, never duplicates.
+
+    Parameters
+    ----------
+    out : str
+        Local directory or pyarrow filesystem URI (the same root as a results store).
+    """
+
+    def __init__(self, out: str):
+        self.results = ResultStore(out)
+        self.fs = self.results.fs
+        self.root = posixpath.join(self.results.root, HULLTEST_DIR)
+
+    def prepare(self) -> None:
+        """Create the output root if needed (StoreError if it is unusable)."""
+        self.results.prepare()
+
+    # -- per-point rows ------------------------------------------------------------
+    def points_path(self, test_id: str, start: int, stop: int) -> str:
+        return posixpath.join(self.root, "tests", test_id, f"points-{start:09d}-{stop:09d}.parquet")
+
+    def write_points(self, test_id: str, start: int, stop: int, columns: dict[str, np.ndarray]) -> str:
+        """Publish the rows of test points ``start..stop``; returns the path.
+
+        ``columns`` holds arrays of shape (stop - start,): ``status`` (1 inside,
+        0 outside, -1 undecided), ``certificate_value`` and ``method``.
+        """
+        status = np.asarray(columns["status"])
+        table = pa.Table.from_arrays([
+            pa.array(np.arange(start, stop, dtype=np.int64)),
+            pa.array(status == 1, type=pa.bool_(), mask=status < 0),
+            pa.array(status < 0, type=pa.bool_()),
+            pa.array(np.where(status == 1, "inside", np.where(status == 0, "outside", "undecided"))),
+            pa.array(np.asarray(columns["certificate_value"], dtype=np.float64)),
+            pa.array(np.asarray(columns["method"], dtype=str)),
+        ], schema=POINT_SCHEMA)
+        path = self.points_path(test_id, start, stop)
+        self.results._publish(path, _parquet_bytes(table, {"mc_hull.test_id": test_id,
+                                                           "mc_hull.points": f"{start}-{stop}"}))
+        return path
+
+    def committed_points(self, test_id: str, ranges: list[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Ranges whose file is present, readable, of this test and holds ``stop - start`` rows."""
+        sel = pafs.FileSelector(posixpath.join(self.root, "tests", test_id), allow_not_found=True)
+        present = {i.path for i in self.fs.get_file_info(sel) if i.is_file}
+        done = set()
+        for start, stop in ranges:
+            path = self.points_path(test_id, start, stop)
+            if path not in present:
+                continue
+            try:
+                with self.fs.open_input_file(path) as fh:
+                    md = pq.read_metadata(fh)
+                ok = (md.metadata or {}).get(b"mc_hull.test_id") == test_id.encode() and md.num_rows == stop - start
+            except Exception:  # noqa: BLE001 - damaged: recomputed and overwritten
+                ok = False
+            if ok:
+                done.add((start, stop))
+        return done
+
+    def points(self, test_id: str) -> pa.Table:
+        """Every per-point row of ``test_id``, sorted by index."""
+        sel = pafs.FileSelector(posixpath.join(self.root, "tests", test_id), allow_not_found=True)
+        files = sorted(i.path for i in self.fs.get_file_info(sel)
+                       if i.is_file and i.base_name.startswith("points-") and i.base_name.endswith(".parquet"))
+        if not files:
+            return POINT_SCHEMA.empty_table()
+        table = ds.dataset(files, filesystem=self.fs, format="parquet", schema=POINT_SCHEMA).to_table()
+        return table.sort_by("index").replace_schema_metadata(None)
+
+    # -- records -------------------------------------------------------------------
+    def write_record(self, test_id: str, record: dict) -> None:
+        body = json.dumps({**record, "versions": _versions()}, indent=2, sort_keys=True).encode()
+        self.results._publish(posixpath.join(self.root, "tests", f"{test_id}.json"), body)
+
+    def records(self) -> dict[str, dict]:
+        """test_id -> record of every finished hull test."""
+        return self.results.read_json_dir(posixpath.join(self.root, "tests"))
+
+    # -- sweeps --------------------------------------------------------------------
+    def write_sweep(self, sweep_id: str, table: pa.Table, record: dict) -> str:
+        """Publish a sweep table (SWEEP_SCHEMA) with ``record`` as JSON in its metadata."""
+        path = posixpath.join(self.root, "sweeps", f"{sweep_id}.parquet")
+        meta = {"mc_hull.sweep_id": sweep_id, "mc_hull.sweep": json.dumps(record, sort_keys=True),
+                "mc_hull.versions": json.dumps(_versions(), sort_keys=True)}
+        self.results._publish(path, _parquet_bytes(table.cast(SWEEP_SCHEMA), meta))
+        return path
+
+    def sweep_files(self) -> list[pafs.FileInfo]:
+        sel = pafs.FileSelector(posixpath.join(self.root, "sweeps"), allow_not_found=True)
+        return sorted((i for i in self.fs.get_file_info(sel)
+                       if i.is_file and i.base_name.endswith(".parquet") and not i.base_name.startswith(".")),
+                      key=lambda i: i.path)
+
+    def sweep_record(self, path: str) -> dict:
+        """The record stored in a sweep file's metadata ({} if unreadable)."""
+        try:
+            with self.fs.open_input_file(path) as fh:
+                meta = pq.read_metadata(fh).metadata or {}
+            return json.loads(meta[b"mc_hull.sweep"].decode())
+        except Exception:  # noqa: BLE001 - a damaged file shows as having no record
+            return {}
+
+    def sweep_dataset(self, paths: list[str]) -> ds.Dataset:
+        """A pyarrow dataset over the given sweep files."""
+        return ds.dataset(paths, filesystem=self.fs, format="parquet", schema=SWEEP_SCHEMA)

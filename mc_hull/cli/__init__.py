@@ -9,7 +9,7 @@ from importlib import import_module
 from ..errors import McHullError
 
 #: Subcommand modules under mc_hull.cli; each defines ``register(subparsers)``.
-COMMANDS = ("run", "query", "dashboard", "plot", "submit")  # submit also registers status, logs, stop
+COMMANDS = ("run", "query", "dashboard", "plot", "submit", "hull-test")  # submit also registers status, logs, stop
 
 
 class Parser(argparse.ArgumentParser):

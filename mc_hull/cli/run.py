@@ -15,7 +15,8 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="run a Monte Carlo experiment",
                        description="Run a spec; flags override the spec file or preset.")
     p.add_argument("spec", nargs="?", metavar="SPEC.toml", help="experiment spec (TOML)")
-    p.add_argument("--preset", help=f"a built-in spec ({', '.join(preset_names())})")
+    p.add_argument("--preset", help=f"a built-in spec ({', '.join(preset_names())}), or paper-digits "
+                   "(the sweep of mc-hull hull-test --preset paper-digits)")
     p.add_argument("--distribution")
     p.add_argument("--dims", help="comma-separated dimensions, e.g. 2,4,8")
     p.add_argument("--sizes", help="comma-separated training-set sizes, e.g. 10,100,1e3, or 'auto': "
@@ -115,6 +116,11 @@ def build_spec(args) -> Spec:
 
 def main(args) -> int:
     from ..runner import check_run, execute
+
+    if args.preset == "paper-digits" and not args.spec:  # a hull-test sweep, not a Monte Carlo spec
+        from .hull_test import run_preset
+
+        return run_preset(args)
 
     spec = build_spec(args)  # all validation happens before anything is written
     # An unusable --out or a changed spec is refused in one line, before the header.

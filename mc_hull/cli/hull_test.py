@@ -1,0 +1,124 @@
+"""``mc-hull hull-test``: what fraction of a test set lies inside its training set's convex hull."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import InputError
+from .format import FORMATS, render
+from .run import _float, _int
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "hull-test", help="test every test point against the convex hull of a training set",
+        description="Load TRAIN and TEST arrays (.npy, .npz[:NAME], Parquet/Arrow/Feather[:COL,COL]), "
+                    "reduce them (fitted on TRAIN only), decide every test point with a certificate and "
+                    "print the fraction inside with a 99%% Wilson interval; per-point rows go to "
+                    "DIR/_hulltest as Parquet.")
+    p.add_argument("--train", metavar="FILE[:NAME]", help="training samples, one per row")
+    p.add_argument("--test", metavar="FILE[:NAME]", help="test samples, one per row")
+    p.add_argument("--dataset", help="a built-in data set instead of --train/--test (digits: "
+                   "scikit-learn's 8x8 digits, a fixed split by --seed)")
+    p.add_argument("--preset", help="a built-in sweep (paper-digits: fraction inside against kept "
+                   "dimensions for centre crops, subsampling and PCA of the digits)")
+    p.add_argument("--reduce", default="none", metavar="SPEC",
+                   help="none | pca:K | crop:K | subsample:K | random-projection:K (default none)")
+    p.add_argument("--image-shape", metavar="H,W[,C]", help="image shape of flat rows for crop/subsample "
+                   "(default: the array's own shape, else a square)")
+    p.add_argument("--out", default="results", help="output directory or URI (default ./results)")
+    p.add_argument("--solver", default="auto")
+    p.add_argument("--tol", type=_float("--tol"), default=1e-9)
+    p.add_argument("--seed", type=_int("--seed"), default=0,
+                   help="seed of random-projection and of the digits split (default 0)")
+    p.add_argument("--address", help="Ray address; default: embedded Ray for large test sets")
+    p.add_argument("--workers", type=_int("--workers"), help="Ray workers (implies Ray)")
+    p.add_argument("--serial", action="store_true", help="run in this process, without Ray")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.set_defaults(func=main)
+
+
+def parse_image_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) not in (2, 3) or min(shape) < 1:
+        raise InputError(f"--image-shape: expected H,W or H,W,C with positive integers, got {text!r}")
+    return shape
+
+
+def backend(args) -> str:
+    return "serial" if args.serial else "auto"
+
+
+def options(args) -> dict:
+    """Keyword options shared by a single test and a sweep."""
+    if args.serial and (args.address or args.workers):
+        raise InputError("--serial runs without Ray; drop --address/--workers")
+    # ``mc-hull run --preset paper-digits`` leaves unset flags as None
+    return dict(seed=args.seed or 0, solver=args.solver or "auto", tol=1e-9 if args.tol is None else args.tol,
+                backend=backend(args), address=args.address, workers=args.workers)
+
+
+def run_preset(args) -> int:
+    """``--preset paper-digits`` (also reached from ``mc-hull run --preset paper-digits``)."""
+    from ..hulltest import PRESETS, paper_digits
+
+    if args.preset not in PRESETS:
+        raise InputError(f"--preset: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}")
+    print(f"mc-hull: preset {args.preset}: digits, centre crops, subsampling and PCA -> {args.out}",
+          file=sys.stderr)
+    table, sweep_id, seconds = paper_digits(args.out, **options(args))
+    print(render(table.drop_columns(["seconds", "test_id"]), args.format))
+    print(f"mc-hull: sweep {sweep_id}: {table.num_rows} hull tests in {seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def load_inputs(args):
+    from ..datasets import DATASETS, digits_split, load_array
+
+    if args.dataset is not None:
+        if args.train or args.test:
+            raise InputError("give either --dataset or --train/--test, not both")
+        if args.dataset not in DATASETS:
+            raise InputError(f"--dataset: unknown data set {args.dataset!r}; valid: {', '.join(DATASETS)}")
+        return digits_split(args.seed)
+    if not args.train or not args.test:
+        raise InputError("give --train FILE and --test FILE (or --dataset digits, or --preset paper-digits)")
+    return load_array(args.train, "--train"), load_array(args.test, "--test")
+
+
+def main(args) -> int:
+    from dataclasses import replace
+
+    from ..datasets import parse_reduce
+    from ..hulltest import check_options, run_hull_test
+    from ..store import SWEEP_SCHEMA
+
+    if args.preset is not None:
+        if args.train or args.test or args.dataset or args.reduce != "none":
+            raise InputError("--preset runs its own data and reductions; drop --train/--test/--dataset/--reduce")
+        return run_preset(args)
+    reduction = parse_reduce(args.reduce)
+    shape = parse_image_shape(args.image_shape)
+    opts = options(args)
+    check_options(args.solver, args.tol)
+    train, test = load_inputs(args)
+    if shape is not None:
+        train, test = replace(train, image_shape=shape), replace(test, image_shape=shape)
+    res = run_hull_test(train, test, reduction, args.out, **opts)
+    import pyarrow as pa
+
+    print(f"mc-hull: hull-test {res.test_id}: {res.n_test} test points against {res.n_train} training "
+          f"points in {res.dims} dims ({res.reduction}), {res.computed_shards} shards computed, "
+          f"{res.skipped_shards} skipped as committed ({res.backend}), {res.seconds:.1f} s", file=sys.stderr)
+    table = pa.Table.from_pylist([res.row()], schema=SWEEP_SCHEMA).drop_columns(["seconds"])
+    print(render(table, args.format))
+    if args.format == "table":
+        print(f"# inside: {res.inside} of {res.n_test - res.undecided} decided test points, fraction "
+              f"{res.fraction:.4f}, 99% Wilson interval [{res.ci_low:.4f}, {res.ci_high:.4f}]; "
+              f"{res.undecided} undecided")
+    return 0

@@ -1,0 +1,268 @@
+"""Test every point of a test set against its training set's convex hull, serially or on Ray, into the store."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import stats
+from .datasets import ArrayData, Reduction, check_pair, digits_split, fit
+from .errors import InputError
+from .membership import decide
+from .solvers import check_solver_name
+
+#: Test points per shard (one Parquet file, one Ray task).
+SHARD_POINTS = 512
+#: With ``backend="auto"``, test sets of at least this many points run on Ray (smaller ones serially:
+#: starting Ray costs more than it saves).
+RAY_MIN_POINTS = 4096
+#: The paper-digits protocol: kept dimensions K per reduction of the 8x8 digits (crop and
+#: subsample keep a k x k window or grid, so K is a square).
+PAPER_DIGITS_LADDER = {
+    "crop": (1, 4, 9, 16, 25, 36, 49, 64),
+    "subsample": (1, 4, 9, 16, 25, 36, 49, 64),
+    "pca": (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 25, 36, 49, 64),
+}
+PRESETS = ("paper-digits",)
+
+
+@dataclass
+class HullTestResult:
+    """Summary of one hull test (``inside`` counts decided test points only)."""
+
+    test_id: str
+    reduction: str
+    k: int | None
+    dims: int
+    n_train: int
+    n_test: int
+    inside: int
+    undecided: int
+    fraction: float
+    ci_low: float
+    ci_high: float
+    seconds: float
+    computed_shards: int
+    skipped_shards: int
+    backend: str
+
+    def row(self) -> dict:
+        """A row of :data:`mc_hull.store.SWEEP_SCHEMA`."""
+        return {"reduction": self.reduction.split(":")[0], "K": self.k if self.k is not None else self.dims,
+                "dims": self.dims, "n_train": self.n_train, "n_test": self.n_test, "inside": self.inside,
+                "undecided": self.undecided, "fraction": self.fraction, "ci_low": self.ci_low,
+                "ci_high": self.ci_high, "seconds": self.seconds, "test_id": self.test_id}
+
+
+def decide_points(X: np.ndarray, Q: np.ndarray, *, tol: float, solver: str) -> dict[str, np.ndarray]:
+    """Certified decisions for one shard of test points.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, d)
+    Q : ndarray, shape (B, d)
+
+    Returns
+    -------
+    dict
+        ``status`` int8 (B,) 1/0/-1, ``certificate_value`` float (B,) (residual or
+        margin over the data scale, NaN if undecided), ``method`` str (B,).
+    """
+    dec = decide(X, Q, tol=tol, solver=solver)
+    return {"status": np.asarray(dec.status, dtype=np.int8),
+            "certificate_value": np.asarray(dec.certificate, dtype=np.float64),
+            "method": np.asarray(dec.method, dtype=str)}
+
+
+def shard_ranges(n: int, size: int = SHARD_POINTS) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``0..n`` in pieces of at most ``size``."""
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def test_key(train: ArrayData, test: ArrayData, reduction: Reduction, *, seed: int, solver: str,
+             tol: float) -> str:
+    """The 16-hex-digit id of a hull test: a hash of everything its rows depend on."""
+    key = {"train": train.content_sha256, "test": test.content_sha256, "reduce": reduction.label,
+           "image_shape": train.image_shape, "solver": check_solver_name(solver), "tol": float(tol),
+           "shard_points": SHARD_POINTS,
+           "seed": int(seed) if reduction.kind == "random-projection" else None}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_options(solver: str, tol: float) -> None:
+    """Raise a one-line error for an unknown solver or a tolerance outside (0, 1)."""
+    check_solver_name(solver)
+    if not (np.isfinite(tol) and 0 < tol < 1):
+        raise InputError(f"--tol: must be in (0, 1), got {tol}")
+
+
+def choose_backend(backend: str, n_test: int, address: str | None, workers: int | None) -> str:
+    """``"serial"`` or ``"ray"``; ``"auto"`` picks Ray for an address, workers or a large test set."""
+    if backend != "auto":
+        return backend
+    return "ray" if address or workers or n_test >= RAY_MIN_POINTS else "serial"
+
+
+def summarize(status: np.ndarray, level: float = stats.LEVEL) -> tuple[int, int, float, float, float]:
+    """(inside, undecided, fraction, ci_low, ci_high) of a status array of shape (n,).
+
+    The fraction and its Wilson interval are over decided points: given the
+    training set, test points are independent, so the plain Wilson interval applies.
+    """
+    inside = int(np.sum(status == 1))
+    undecided = int(np.sum(status < 0))
+    decided = len(status) - undecided
+    low, high = stats.wilson(inside, decided, level)
+    return inside, undecided, inside / decided if decided else float("nan"), float(low), float(high)
+
+
+def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: str, *, seed: int = 0,
+                  solver: str = "auto", tol: float = 1e-9, backend: str = "auto", address: str | None = None,
+                  workers: int | None = None, log=None) -> HullTestResult:
+    """Test every row of ``test`` against the hull of ``train`` after ``reduction``; write rows to ``out``.
+
+    Everything is validated (options, dimensions, the reduction fitted on the
+    training set only) before anything is written.  Test points are cut into
+    shards of :data:`SHARD_POINTS`; each shard's rows go to one Parquet file
+    named by the test id and range, so a re-run skips committed shards and
+    never duplicates a row.
+
+    Parameters
+    ----------
+    train, test : ArrayData
+        Samples of shape (n_train, d) and (n_test, d).
+    reduction : Reduction
+    out : str
+        Output root (files under ``<out>/_hulltest``).
+    backend : {"auto", "serial", "ray"}
+
+    Returns
+    -------
+    HullTestResult
+    """
+    from .store import HullTestStore
+
+    log = log or sys.stderr
+    t0 = time.perf_counter()
+    check_options(solver, tol)
+    check_pair(train, test)
+    if train.image_shape is None and test.image_shape is not None:
+        train = ArrayData(train.values, test.image_shape, train.source, train.file_sha256)
+    fitted = fit(reduction, train, seed)
+    X, Q = fitted.apply(train.values), fitted.apply(test.values)
+    test_id = test_key(train, test, reduction, seed=seed, solver=solver, tol=tol)
+    store = HullTestStore(out)
+    store.prepare()  # the first write: everything above only read and checked
+    ranges = shard_ranges(len(Q))
+    done = store.committed_points(test_id, ranges)
+    todo = [r for r in ranges if r not in done]
+    backend = choose_backend(backend, len(Q), address, workers)
+    if done:
+        print(f"mc-hull: hull-test {test_id}: {len(done)} of {len(ranges)} shards already committed, "
+              f"{len(todo)} to run", file=log)
+
+    def commit(rng, columns):
+        store.write_points(test_id, rng[0], rng[1], columns)
+
+    if backend == "serial":
+        for start, stop in todo:
+            commit((start, stop), decide_points(X, Q[start:stop], tol=tol, solver=solver))
+    elif backend == "ray":
+        from .distributed import ray_hull_points
+
+        ray_hull_points(X, Q, todo, commit, tol=tol, solver=solver, address=address, workers=workers)
+    else:
+        raise ValueError(f"backend must be 'auto', 'serial' or 'ray', got {backend!r}")
+    status = _stored_status(store, test_id, len(Q))
+    inside, undecided, fraction, low, high = summarize(status)
+    result = HullTestResult(test_id=test_id, reduction=reduction.label, k=reduction.k, dims=X.shape[1],
+                            n_train=len(X), n_test=len(Q), inside=inside, undecided=undecided,
+                            fraction=fraction, ci_low=low, ci_high=high, seconds=time.perf_counter() - t0,
+                            computed_shards=len(todo), skipped_shards=len(done), backend=backend)
+    store.write_record(test_id, {
+        "test_id": test_id, "train": _describe(train), "test": _describe(test), "reduce": reduction.label,
+        "dims": X.shape[1], "seed": seed, "solver": check_solver_name(solver), "tol": tol,
+        "n_train": len(X), "n_test": len(Q), "inside": inside, "undecided": undecided,
+        "fraction": fraction, "ci_low": low, "ci_high": high, "level": stats.LEVEL,
+        "shard_points": SHARD_POINTS, "seconds": result.seconds, "backend": backend})
+    return result
+
+
+def _stored_status(store, test_id: str, n: int) -> np.ndarray:
+    """Status (n,) read back from the committed files (so the summary is what the store holds)."""
+    table = store.points(test_id)
+    if table.num_rows != n or table.column("index").to_numpy().tolist() != list(range(n)):
+        raise RuntimeError(f"hull-test {test_id}: store holds {table.num_rows} rows, expected {n}")
+    inside = table.column("inside").to_numpy(zero_copy_only=False)
+    undecided = table.column("undecided").to_numpy(zero_copy_only=False)
+    return np.where(undecided, -1, np.where(inside == True, 1, 0)).astype(np.int8)  # noqa: E712 - object array
+
+
+def _describe(data: ArrayData) -> dict:
+    n, d = data.values.shape
+    return {"source": data.source, "file_sha256": data.file_sha256, "content_sha256": data.content_sha256,
+            "n": n, "d": d, "image_shape": list(data.image_shape) if data.image_shape else None}
+
+
+# -- sweeps -------------------------------------------------------------------------------
+def check_ladder(ladder: dict[str, tuple[int, ...]], train: ArrayData) -> list[Reduction]:
+    """The reductions of a sweep, each validated against ``train`` before anything runs."""
+    reductions = [Reduction(kind, int(k)) for kind, ks in ladder.items() for k in ks]
+    for red in reductions:
+        fit(red, train)
+    return reductions
+
+
+def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ...]], out: str, *,
+              name: str, seed: int = 0, solver: str = "auto", tol: float = 1e-9, backend: str = "auto",
+              address: str | None = None, workers: int | None = None, log=None):
+    """Run a hull test per (reduction, K) of ``ladder`` and publish one sweep table.
+
+    Returns
+    -------
+    table : pyarrow.Table
+        One row per (reduction, K) in :data:`mc_hull.store.SWEEP_SCHEMA`.
+    sweep_id : str
+    seconds : float
+    """
+    from .store import HullTestStore, SWEEP_SCHEMA
+
+    import pyarrow as pa
+
+    t0 = time.perf_counter()
+    check_options(solver, tol)
+    check_pair(train, test)
+    reductions = check_ladder(ladder, train)
+    ids = [test_key(train, test, red, seed=seed, solver=solver, tol=tol) for red in reductions]
+    sweep_id = hashlib.sha256(json.dumps([name, ids]).encode()).hexdigest()[:16]
+    backend = choose_backend(backend, len(test.values), address, workers)
+    session = contextlib.nullcontext()
+    if backend == "ray":
+        from .distributed import ray_session
+
+        session = ray_session(address, workers)
+    rows = []
+    with session:
+        for red in reductions:
+            res = run_hull_test(train, test, red, out, seed=seed, solver=solver, tol=tol, backend=backend,
+                                address=address, workers=workers, log=log)
+            rows.append(res.row())
+    seconds = time.perf_counter() - t0
+    table = pa.Table.from_pylist(rows, schema=SWEEP_SCHEMA)
+    HullTestStore(out).write_sweep(sweep_id, table, {
+        "name": name, "sweep_id": sweep_id, "train": _describe(train), "test": _describe(test),
+        "ladder": {k: list(v) for k, v in ladder.items()}, "seed": seed, "solver": check_solver_name(solver),
+        "tol": tol, "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return table, sweep_id, seconds
+
+
+def paper_digits(out: str, *, seed: int = 0, ladder: dict[str, tuple[int, ...]] | None = None, **options):
+    """The paper's pixel-space protocol on the 8x8 digits: :func:`run_sweep` over :data:`PAPER_DIGITS_LADDER`."""
+    train, test = digits_split(seed)
+    return run_sweep(train, test, ladder or PAPER_DIGITS_LADDER, out, name="paper-digits", seed=seed, **options)
