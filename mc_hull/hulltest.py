@@ -80,8 +80,9 @@ def decide_points(X: np.ndarray, Q: np.ndarray, *, tol: float, solver: str) -> d
             "method": np.asarray(dec.method, dtype=str)}
 
 
-def shard_ranges(n: int, size: int = SHARD_POINTS) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` covering ``0..n`` in pieces of at most ``size``."""
+def shard_ranges(n: int, size: int | None = None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``0..n`` in pieces of at most ``size`` (default :data:`SHARD_POINTS`)."""
+    size = size or SHARD_POINTS
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
