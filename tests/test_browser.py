@@ -119,6 +119,7 @@ def test_dashboard_in_chromium(tmp_path, small_spec):
                 assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 6
                 page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
                 print(f"first paint of all charts: {seconds:.2f} s")
+                check_digits_page(page, url, out)
             finally:
                 browser.close()
     finally:
@@ -129,3 +130,26 @@ def test_dashboard_in_chromium(tmp_path, small_spec):
             proc.kill()
             proc.wait(timeout=5)
         log.close()
+
+
+def check_digits_page(page, url: str, out) -> None:
+    """The digits-sweep page (dashboards/pages/digits.py) draws a stored sweep table."""
+    import pyarrow as pa
+
+    from mc_hull.store import SWEEP_SCHEMA, HullTestStore
+
+    rows = [{"reduction": red, "K": k, "dims": k, "n_train": 100, "n_test": 50, "inside": 50 // k,
+             "undecided": 0, "fraction": (50 // k) / 50, "ci_low": 0.0, "ci_high": 1.0, "seconds": 0.1,
+             "test_id": f"{i:016x}"} for i, (red, k) in enumerate([("crop", 1), ("crop", 4), ("pca", 2)])]
+    HullTestStore(str(out)).write_sweep("00000000000000ab", pa.Table.from_pylist(rows, schema=SWEEP_SCHEMA),
+                                        {"name": "paper-digits", "finished": "2025-01-01T00:00:00Z"})
+    page.goto(url + "/digits", wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_function(
+        """() => document.querySelectorAll('[data-testid="stVegaLiteChart"] canvas, '
+                 + '[data-testid="stVegaLiteChart"] svg.marks').length >= 1
+                 && document.querySelectorAll('[data-testid="stDownloadButton"]').length >= 1""",
+        timeout=60_000)
+    text = page.inner_text("body")
+    assert "Test images inside the training hull" in text and "kept dimensions K" in text
+    assert "Traceback" not in text and page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(ARTIFACTS / "dashboard-digits.png"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -147,21 +148,29 @@ def test_bad_data_is_one_line_exit_2_nothing_written(tmp_path, capsys, train, te
     assert not out.exists()
 
 
-def test_digits_sweep_on_a_reduced_ladder(tmp_path, capsys, monkeypatch):
+LADDER = {"crop": (4, 64), "subsample": (16,), "pca": (2, 64)}
+
+
+@pytest.fixture(scope="module")
+def digits_sweep(tmp_path_factory):
+    """A results directory holding the digits sweep on a reduced ladder, and what it printed."""
+    out = tmp_path_factory.mktemp("digits") / "results"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hulltest, "PAPER_DIGITS_LADDER", LADDER)
+        # the issue's spelling: `mc-hull run --preset paper-digits` runs the same sweep
+        code = main(["run", "--preset", "paper-digits", "--serial", "--out", str(out), "--format", "csv"])
+    return out, code
+
+
+def test_digits_sweep_on_a_reduced_ladder(digits_sweep, capsys, monkeypatch):
     from mc_hull.hulltest_query import latest_sweep
 
-    ladder = {"crop": (4, 64), "subsample": (16,), "pca": (2, 64)}
-    monkeypatch.setattr(hulltest, "PAPER_DIGITS_LADDER", ladder)
-    out = tmp_path / "results"
-    # the issue's spelling: `mc-hull run --preset paper-digits` runs the same sweep
-    assert main(["run", "--preset", "paper-digits", "--serial", "--out", str(out), "--format", "csv"]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    assert printed[0] == "reduction,K,dims,n_train,n_test,inside,undecided,fraction,ci_low,ci_high"
-    assert len(printed) == 6
+    out, code = digits_sweep
+    assert code == 0
     table, record = latest_sweep(str(out))
     rows = {(r["reduction"], r["K"]): r for r in table.to_pylist()}
-    assert set(rows) == {("crop", 4), ("crop", 64), ("subsample", 16), ("pca", 2), ("pca", 64)}
-    assert record["name"] == "paper-digits" and record["ladder"] == {k: list(v) for k, v in ladder.items()}
+    assert list(rows) == [("crop", 4), ("crop", 64), ("subsample", 16), ("pca", 2), ("pca", 64)]
+    assert record["name"] == "paper-digits" and record["ladder"] == {k: list(v) for k, v in LADDER.items()}
     for r in rows.values():
         assert (r["n_train"], r["n_test"], r["undecided"]) == (1438, 359, 0)
         assert 0 <= r["ci_low"] <= r["fraction"] <= r["ci_high"] <= 1
@@ -170,6 +179,38 @@ def test_digits_sweep_on_a_reduced_ladder(tmp_path, capsys, monkeypatch):
     # full-pixel crop and PCA to all 64 components decide the same points
     assert rows[("crop", 64)]["inside"] == rows[("pca", 64)]["inside"]
     # a second sweep re-uses every committed test and rewrites the same sweep file
+    monkeypatch.setattr(hulltest, "PAPER_DIGITS_LADDER", LADDER)
     assert main(["hull-test", "--preset", "paper-digits", "--serial", "--out", str(out)]) == 0
-    assert "0 to run" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert printed.out.splitlines()[0].split() == ["reduction", "K", "dims", "n_train", "n_test", "inside",
+                                                   "undecided", "fraction", "ci_low", "ci_high"]
+    assert len(printed.out.splitlines()) == 6 and printed.err.count("0 to run") == 5
     assert len(list((out / "_hulltest" / "sweeps").glob("*.parquet"))) == 1
+    # the Monte Carlo shard listing does not see hull-test files in the same directory
+    from mc_hull.store import ResultStore
+
+    assert ResultStore(str(out)).shard_files() == []
+
+
+def test_digits_dashboard_page(digits_sweep, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    page = str(Path(__file__).resolve().parents[1] / "dashboards" / "pages" / "digits.py")
+    out, _ = digits_sweep
+    monkeypatch.setenv("MC_HULL_RESULTS", str(out))
+    at = AppTest.from_file(page, default_timeout=60).run()
+    assert not at.exception, [e.message for e in at.exception]
+    (chart,) = at.get("vega_lite_chart")
+    data = [pa.ipc.open_stream(d.data.data).read_all() for d in chart.proto.datasets]
+    drawn = {(r["reduction"], r["K"], r["fraction"]) for t in data for r in t.to_pylist()}
+    assert ("pca", 2, latest_fraction(out, "pca", 2)) in drawn and len(drawn) == 5
+    monkeypatch.setenv("MC_HULL_RESULTS", str(tmp_path / "empty"))
+    at = AppTest.from_file(page, default_timeout=60).run()
+    assert not at.exception and "No sweep under" in at.info[0].value
+
+
+def latest_fraction(out, reduction, k) -> float:
+    from mc_hull.hulltest_query import latest_sweep
+
+    table, _ = latest_sweep(str(out))
+    return next(r["fraction"] for r in table.to_pylist() if (r["reduction"], r["K"]) == (reduction, k))
