@@ -19,9 +19,10 @@ from .solvers import check_solver_name
 
 #: Test points per shard (one Parquet file, one Ray task).
 SHARD_POINTS = 512
-#: With ``backend="auto"``, test sets of at least this many points run on Ray (smaller ones serially:
-#: starting Ray costs more than it saves).
-RAY_MIN_POINTS = 4096
+#: With ``backend="auto"``, a test runs on Ray when n_test * n_train * dims reaches this (about ten
+#: seconds of serial work on one core, measured on the digits: ~3e8 per second) and it has two or
+#: more shards; smaller tests run serially, since starting Ray costs several seconds.
+RAY_MIN_WORK = 3e9
 #: The paper-digits protocol: kept dimensions K per reduction of the 8x8 digits (crop and
 #: subsample keep a k x k window or grid, so K is a square).
 PAPER_DIGITS_LADDER = {
@@ -103,11 +104,16 @@ def check_options(solver: str, tol: float) -> None:
         raise InputError(f"--tol: must be in (0, 1), got {tol}")
 
 
-def choose_backend(backend: str, n_test: int, address: str | None, workers: int | None) -> str:
-    """``"serial"`` or ``"ray"``; ``"auto"`` picks Ray for an address, workers or a large test set."""
+def choose_backend(backend: str, shape: tuple[int, int, int], address: str | None, workers: int | None) -> str:
+    """``"serial"`` or ``"ray"``; ``"auto"`` picks Ray for an address, workers or a large test.
+
+    ``shape`` is (n_test, n_train, dims) after the reduction.
+    """
     if backend != "auto":
         return backend
-    return "ray" if address or workers or n_test >= RAY_MIN_POINTS else "serial"
+    n_test, n_train, dims = shape
+    large = n_test > SHARD_POINTS and float(n_test) * n_train * dims >= RAY_MIN_WORK
+    return "ray" if address or workers or large else "serial"
 
 
 def summarize(status: np.ndarray, level: float = stats.LEVEL) -> tuple[int, int, float, float, float]:
@@ -163,7 +169,7 @@ def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: 
     ranges = shard_ranges(len(Q))
     done = store.committed_points(test_id, ranges)
     todo = [r for r in ranges if r not in done]
-    backend = choose_backend(backend, len(Q), address, workers)
+    backend = choose_backend(backend, (len(Q), len(X), X.shape[1]), address, workers)
     if done:
         print(f"mc-hull: hull-test {test_id}: {len(done)} of {len(ranges)} shards already committed, "
               f"{len(todo)} to run", file=log)
@@ -242,7 +248,7 @@ def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ..
     reductions = check_ladder(ladder, train)
     ids = [test_key(train, test, red, seed=seed, solver=solver, tol=tol) for red in reductions]
     sweep_id = hashlib.sha256(json.dumps([name, ids]).encode()).hexdigest()[:16]
-    backend = choose_backend(backend, len(test.values), address, workers)
+    backend = choose_backend(backend, (*test.values.shape[:1], *train.values.shape), address, workers)
     session = contextlib.nullcontext()
     if backend == "ray":
         from .distributed import ray_session
