@@ -174,18 +174,27 @@ def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: 
         print(f"mc-hull: hull-test {test_id}: {len(done)} of {len(ranges)} shards already committed, "
               f"{len(todo)} to run", file=log)
 
+    from tqdm import tqdm
+
+    bar = tqdm(total=sum(b - a for a, b in todo), unit="point", file=log, desc=f"hull-test {test_id}",
+               disable=None if len(todo) > 1 else True, dynamic_ncols=True)  # None: only on a terminal
+
     def commit(rng, columns):
         store.write_points(test_id, rng[0], rng[1], columns)
+        bar.update(rng[1] - rng[0])
 
-    if backend == "serial":
-        for start, stop in todo:
-            commit((start, stop), decide_points(X, Q[start:stop], tol=tol, solver=solver))
-    elif backend == "ray":
-        from .distributed import ray_hull_points
+    try:
+        if backend == "serial":
+            for start, stop in todo:
+                commit((start, stop), decide_points(X, Q[start:stop], tol=tol, solver=solver))
+        elif backend == "ray":
+            from .distributed import ray_hull_points
 
-        ray_hull_points(X, Q, todo, commit, tol=tol, solver=solver, address=address, workers=workers)
-    else:
-        raise ValueError(f"backend must be 'auto', 'serial' or 'ray', got {backend!r}")
+            ray_hull_points(X, Q, todo, commit, tol=tol, solver=solver, address=address, workers=workers)
+        else:
+            raise ValueError(f"backend must be 'auto', 'serial' or 'ray', got {backend!r}")
+    finally:
+        bar.close()
     status = _stored_status(store, test_id, len(Q))
     inside, undecided, fraction, low, high = summarize(status)
     result = HullTestResult(test_id=test_id, reduction=reduction.label, k=reduction.k, dims=X.shape[1],
