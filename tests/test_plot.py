@@ -31,6 +31,27 @@ def test_plot_svg_contains_every_series(small_results, tmp_path):
         assert label in svg, label
 
 
+def test_plot_follows_params_and_the_chosen_dimension(tmp_path):
+    from mc_hull import runner
+    from mc_hull.spec import Spec
+
+    out = tmp_path / "subspace"
+    for k in (2, 3):  # two runs in one directory: same d, different k
+        spec = Spec(distribution="subspace", dims=(4,), sizes=(5, 20, 80), trials=40, queries_per_set=20,
+                    seed=k, params=(("k", k),))
+        runner.execute(spec, str(out), backend="serial", new_run=True, progress=False)
+    fig = tmp_path / "fig.svg"
+    assert cli_main(["plot", str(out), "--out", str(fig), "--dimension", "affine"]) == 0
+    svg = fig.read_text()
+    for k in (2, 3):  # one line per k (not one zig-zag per d), each with its exact Gaussian-in-R^k curve
+        for gid in (f"monte-carlo-k={k}-d4", f"ci-k={k}-d4", f"exact-subspace-k={k}-d4"):
+            assert f'id="{gid}"' in svg, gid
+        assert f"affine dim = {k} (k={k}, d=4)" in svg
+    assert 'id="exact-n-half-gaussian"' in svg and "affine dimension" in svg
+    assert cli_main(["plot", str(out), "--out", str(tmp_path / "ambient.svg")]) == 0
+    assert "d = 4 (k=2, d=4)" in (tmp_path / "ambient.svg").read_text()
+
+
 def test_plot_pdf(small_results, tmp_path):
     fig = tmp_path / "fig.pdf"
     assert cli_main(["plot", str(small_results), "--out", str(fig)]) == 0
