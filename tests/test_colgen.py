@@ -109,7 +109,7 @@ def test_price_matches_dense_product():
 def test_master_projects_onto_working_hull():
     X = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
     Q = np.array([[0.5, 0.5], [2.0, 2.0]])
-    lam, offs, R = master(X, Q, [np.arange(3), np.arange(3)], 2.0)
+    lam, offs, R = master(X, Q, np.r_[np.arange(3), np.arange(3)], np.array([3, 3]), 2.0)
     np.testing.assert_array_equal(offs, [0, 3, 6])
     np.testing.assert_allclose(R[0], 0.0, atol=1e-12)
     np.testing.assert_allclose(lam[:3] @ X, Q[0])

@@ -53,6 +53,9 @@ def price(points: np.ndarray, directions: np.ndarray, k: int, lowest: bool = Fal
     N = points.shape[0]
     B = directions.shape[0]
     k = max(1, min(k, N))
+    L = -(-N // k)
+    if k * L <= _BLOCK_ELEMS // 64:   # small X: whole score rows, chunks of equal length
+        return _price_small(points, directions, k, L, lowest)
     edges = np.linspace(0, N, k + 1).astype(np.intp)
     top_idx = np.zeros((B, k), dtype=np.intp)
     top_val = np.full((B, k), -np.inf)
@@ -83,7 +86,34 @@ def price(points: np.ndarray, directions: np.ndarray, k: int, lowest: bool = Fal
     return (best, top_idx, top_val, low_idx) if lowest else (best, top_idx, top_val)
 
 
-def master(points: np.ndarray, queries: np.ndarray, sets: list, scale: float):
+def _price_small(points, directions, k, L, lowest):
+    """:func:`price` for ``k * L <= _BLOCK_ELEMS / 64`` rows: one product per query block.
+
+    The rows are padded to ``k * L`` with copies of the last row (a copy ties with
+    the row it copies and maps back to it), so the chunks are the rows of a
+    reshaped (block, k, L) score array and each best row is one ``argmax``.
+    """
+    N = points.shape[0]
+    B = directions.shape[0]
+    pad = np.minimum(np.arange(k * L), N - 1)               # padded position -> row of X
+    Xp = points[pad]
+    top_idx = np.empty((B, k), dtype=np.intp)
+    top_val = np.empty((B, k))
+    low_idx = np.empty((B, k), dtype=np.intp) if lowest else None
+    qb = max(1, _BLOCK_ELEMS // (k * L))
+    base = np.arange(k) * L
+    for q0 in range(0, B, qb):
+        S = (directions[q0:q0 + qb] @ Xp.T).reshape(-1, k, L)
+        j = S.argmax(axis=2)
+        top_idx[q0:q0 + qb] = pad[base + j]
+        top_val[q0:q0 + qb] = np.take_along_axis(S, j[:, :, None], axis=2)[:, :, 0]
+        if lowest:
+            low_idx[q0:q0 + qb] = pad[base + S.argmin(axis=2)]
+    best = top_val.max(axis=1)
+    return (best, top_idx, top_val, low_idx) if lowest else (best, top_idx, top_val)
+
+
+def master(points: np.ndarray, queries: np.ndarray, idx: np.ndarray, sizes: np.ndarray, scale: float):
     """Project each query onto ``conv(points[S])`` of its working set S, one NNLS each.
 
     Solves ``min ||[Y.T; M 1^T] mu - [0; M]||``, ``mu >= 0`` with ``Y = X_S - x``
@@ -95,39 +125,39 @@ def master(points: np.ndarray, queries: np.ndarray, sets: list, scale: float):
     ----------
     points : ndarray, shape (N, d)
     queries : ndarray, shape (B, d)
-    sets : list of B int ndarrays
-        Working sets (row indices, no repeats).
+    idx : int ndarray, shape (sizes.sum(),)
+        The working sets, concatenated: query b's rows are the next ``sizes[b]``
+        entries (no repeats within a set).
+    sizes : int ndarray, shape (B,)
+        Set sizes, each >= 1.
     scale : float
         Data scale used for the sum row.
 
     Returns
     -------
-    lam : ndarray, shape (sum of set sizes,)
-        The sets' convex weights, concatenated; zero for a set whose NNLS failed.
-    offsets : ndarray, shape (B + 1,)
-        Set b's weights are ``lam[offsets[b]:offsets[b + 1]]``.
+    lam : ndarray, shape (sizes.sum(),)
+        The sets' convex weights, laid out like ``idx``; zero for a set whose NNLS failed.
+    offs : ndarray, shape (B + 1,)
+        Set b's weights are ``lam[offs[b]:offs[b + 1]]``.
     R : ndarray, shape (B, d)
         Residuals ``x - p``; ``R[b] @ X[i] <= R[b] @ p`` for all i in S.
         NaN rows where the NNLS failed.
     """
     B, d = queries.shape
-    sizes = np.array([S.size for S in sets])
     offs = np.concatenate([[0], np.cumsum(sizes)])
     Yt = np.empty((offs[-1], d + 1))                   # rows: (X_i - x, M)
-    Yt[:, :d] = points[np.concatenate(sets)] - np.repeat(queries, sizes, axis=0)
+    Yt[:, :d] = points[idx] - np.repeat(queries, sizes, axis=0)
     Yt[:, d] = scale
     rhs = np.zeros(d + 1)
     rhs[d] = scale
-    mu = np.zeros(offs[-1])
-    failed = np.zeros(B, dtype=bool)
-    for b in range(B):
-        a, e = offs[b], offs[b + 1]
-        mu[a:e], _, info = _nnls(Yt[a:e].T, rhs, 20 * (e - a + d + 1))
-        failed[b] = info != 1
-    total = np.add.reduceat(mu, offs[:-1])
+    bounds = offs.tolist()
+    solved = [_nnls(Yt[a:e].T, rhs, 20 * (e - a + d + 1)) for a, e in zip(bounds[:-1], bounds[1:])]
+    mu = np.concatenate([r[0] for r in solved]) if B else np.zeros(0)
+    failed = np.fromiter((r[2] != 1 for r in solved), dtype=bool, count=B)
+    total = np.add.reduceat(mu, offs[:-1]) if B else np.zeros(0)
     failed |= ~(total > 0)
     lam = mu / np.repeat(np.where(failed, 1.0, total), sizes)
-    R = -np.add.reduceat(Yt[:, :d] * lam[:, None], offs[:-1], axis=0)
+    R = -np.add.reduceat(Yt[:, :d] * lam[:, None], offs[:-1], axis=0) if B else np.zeros((0, d))
     R[failed] = np.nan
     return lam, offs, R
 
@@ -141,8 +171,9 @@ class ColGenSolver(Solver):
     ``k0 / 2`` chunks (behind it) seed its working set S.  Each later round
     projects x onto conv(X_S) with :func:`master`; a residual within ``atol``
     proposes inside (``"inside"``), otherwise all active residuals are priced in
-    one product: a margin above ``atol`` proposes outside (``"outside"``), the
-    best row of each of ``k`` chunks joins S if it violates the master's bound,
+    one product: a margin above ``atol`` proposes outside (``"outside"``), S is cut
+    to the master's support and the best row of each of ``k`` chunks joins it if
+    it violates the master's bound,
     and a query with no violator (a tie within tolerance), a failed NNLS or
     past ``max_rounds`` stays undecided for the ``lp`` fallbacks (dual simplex,
     then interior point: the simplex's direction can miss a margin of ~1e-8 by
@@ -189,25 +220,32 @@ class ColGenSolver(Solver):
         cand.directions[out] = Q[out]
         cand.method[out] = "prefilter"
         active = np.flatnonzero(~out)
-        seeds = np.sort(np.hstack([top_idx, low_idx[:, :k0 // 2]]), axis=1)
+        seeds = np.sort(np.hstack([top_idx[active], low_idx[active, :k0 // 2]]), axis=1)
         fresh = np.ones(seeds.shape, dtype=bool)
         fresh[:, 1:] = seeds[:, 1:] != seeds[:, :-1]       # a row can win two chunks only if tiny
-        work = {b: seeds[b][fresh[b]] for b in active}
+        # Working sets of the active queries, concatenated in query order (see master).
+        idx, sizes = seeds[fresh], fresh.sum(axis=1)
 
         for rnd in range(1, self.max_rounds + 1):
             if active.size == 0:
                 break
-            sets = [work[b] for b in active]
-            lam, offs, W = master(X, Q[active], sets, s)
+            lam, offs, W = master(X, Q[active], idx, sizes, s)
             cand.rounds[active] = rnd
             pending = ~(np.abs(W).max(axis=1) <= atol)     # NaN (NNLS failure) stays pending
-            for j in np.flatnonzero(~pending):
-                lj = lam[offs[j]:offs[j + 1]]
-                b = active[j]
-                cand.kind[b] = INSIDE
-                cand.support[b], cand.weights[b] = sets[j][lj > 0], lj[lj > 0]
-                cand.method[b] = "inside"
+            positive = lam > 0
+            bounds = offs.tolist()
+            for j in np.flatnonzero(~pending).tolist():
+                a, e = bounds[j], bounds[j + 1]
+                pos = positive[a:e]
+                cand.support[active[j]], cand.weights[active[j]] = idx[a:e][pos], lam[a:e][pos]
+            cand.kind[active[~pending]] = INSIDE
+            cand.method[active[~pending]] = "inside"
             pending &= np.isfinite(W).all(axis=1)             # failed NNLS: left to the LP
+            # Column dropping: a set keeps only its support.  The next master still holds the last
+            # optimum, so the distance cannot grow, and later masters stay small (NNLS cost ~ |S|).
+            row = np.repeat(np.arange(active.size), sizes)
+            keep = positive & pending[row]
+            sup_idx, sup_row = idx[keep], (np.cumsum(pending) - 1)[row[keep]]
             thr = np.einsum("bj,bj->b", W, Q[active] - W)   # = r @ p >= max over S
             active, W, thr = active[pending], W[pending], thr[pending]
             if active.size == 0:
@@ -218,11 +256,15 @@ class ColGenSolver(Solver):
             cand.kind[active[out]] = OUTSIDE
             cand.directions[active[out]] = W[out]
             cand.method[active[out]] = "outside"
-            # Scores above the master's bound (beyond rounding) are violators.
+            # Scores above the master's bound (beyond rounding) are violators: new rows of S.
             viol = top_val > (thr + 1e-13 * d * s * l1)[:, None]
             grow = ~out & viol.any(axis=1)   # no violator and no margin: a tie, left to the LP
-            for j in np.flatnonzero(grow):
-                b = active[j]
-                work[b] = np.concatenate([work[b], top_idx[j][viol[j]]])  # violators are new rows
+            new_row = np.cumsum(grow) - 1
+            v_row, v_col = np.nonzero(viol & grow[:, None])
+            from_sup = grow[sup_row]
+            rows = np.concatenate([new_row[sup_row[from_sup]], new_row[v_row]])
+            order = np.argsort(rows, kind="stable")
+            idx = np.concatenate([sup_idx[from_sup], top_idx[v_row, v_col]])[order]
             active = active[grow]
+            sizes = np.bincount(rows, minlength=active.size)
         return cand
