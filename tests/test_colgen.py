@@ -94,16 +94,22 @@ def test_batch_equals_per_query():
 
 def test_price_matches_dense_product():
     rng = np.random.default_rng(5)
-    X = rng.standard_normal((5000, 4))
     W = rng.standard_normal((7, 4))
-    best, top_idx, top_val, low_idx = price(X, W, 3, lowest=True)
-    S = W @ X.T
-    np.testing.assert_allclose(best, S.max(axis=1))
-    np.testing.assert_allclose(top_val, np.take_along_axis(S, top_idx, axis=1))
-    chunks = np.array_split(np.arange(5000), 3)
-    for c, rows in enumerate(chunks):
-        assert np.all(np.isin(top_idx[:, c], rows)) and np.all(np.isin(low_idx[:, c], rows))
-        np.testing.assert_allclose(top_val[:, c], S[:, rows].max(axis=1))
+    for N, k in ((5000, 3), (40000, 5)):   # the one-product path, then the blocked one
+        X = rng.standard_normal((N, 4))
+        S = W @ X.T
+        best, top_idx, top_val, low_idx = price(X, W, k, lowest=2)
+        np.testing.assert_allclose(best, S.max(axis=1))
+        np.testing.assert_allclose(top_val, np.take_along_axis(S, top_idx, axis=1))
+        chunks = np.array_split(np.arange(N), k)
+        for c, rows in enumerate(chunks):
+            assert np.all(np.isin(top_idx[:, c], rows))
+            np.testing.assert_allclose(top_val[:, c], S[:, rows].max(axis=1))
+        assert low_idx.shape == (7, 2)
+        for lc in range(2):   # coarse chunk lc: the chunks c with c * 2 // k == lc
+            rows = np.concatenate([chunks[c] for c in range(k) if c * 2 // k == lc])
+            np.testing.assert_allclose(np.take_along_axis(S, low_idx[:, lc:lc + 1], axis=1)[:, 0],
+                                       S[:, rows].min(axis=1))
 
 
 def test_master_projects_onto_working_hull():
