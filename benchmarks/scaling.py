@@ -1,6 +1,6 @@
 """Benchmark: trial throughput with 1 and 2 Ray actors (and in-process serial) on one embedded Ray.
 
-Usage: ``python benchmarks/scaling.py [--dims 10] [--n 47129] [--trials 48000] [--rounds 2]``.
+Usage: ``python benchmarks/scaling.py [--dims 10] [--n 47129] [--trials 144000] [--rounds 2]``.
 
 All timings come from one process and one Ray instance, in the order
 serial, then ABBA rounds of (1 actor, 2 actors, 2 actors, 1 actor), each into a
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dims", type=int, default=10)
     ap.add_argument("--n", type=int, default=47129, help="training-set size (default: p ~ 0.8 at d = 10)")
-    ap.add_argument("--trials", type=int, default=48000)
+    ap.add_argument("--trials", type=int, default=144000)
     ap.add_argument("--shard-trials", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=2, help="ABBA rounds of (1, 2, 2, 1) actors")
     args = ap.parse_args(argv)
