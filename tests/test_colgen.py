@@ -83,6 +83,15 @@ def test_fallback_fraction_small_near_half():
     assert dec.rounds.max() <= ColGenSolver().max_rounds
 
 
+@pytest.mark.parametrize("n_low", [0, 5])
+def test_seeds_from_behind_are_optional(n_low):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((600, 5))
+    Q = rng.standard_normal((60, 5))
+    cg = ColGenSolver(n_low=n_low).decide(X, Q)
+    np.testing.assert_array_equal(cg.status, mc_hull.decide(X, Q, solver="lp").status)
+
+
 def test_batch_equals_per_query():
     rng = np.random.default_rng(11)
     X = rng.standard_normal((700, 6))

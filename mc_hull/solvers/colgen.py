@@ -23,7 +23,7 @@ from .base import INSIDE, OUTSIDE, Candidates, Solver
 _BLOCK_ELEMS = 1 << 21
 
 
-def price(points: np.ndarray, directions: np.ndarray, k: int, lowest: int = 0):
+def price(points: np.ndarray, directions: np.ndarray, k: int, lowest: int | None = None):
     """Best scores ``X[i] @ w`` overall and in each of ``k`` contiguous chunks of rows.
 
     Parameters
@@ -33,10 +33,10 @@ def price(points: np.ndarray, directions: np.ndarray, k: int, lowest: int = 0):
     k : int
         Number of row chunks (capped at N); each gives its best row, so the
         candidates are spread over the data rather than clustered at one extreme.
-    lowest : int
-        Also return the row of the lowest score in each of ``lowest`` coarser
-        chunks (capped at ``k``); coarse chunk ``c * lowest // k`` is the union
-        of the chunks ``c`` mapped to it.
+    lowest : int or None
+        If given, also return the row of the lowest score in each of ``lowest``
+        coarser chunks (capped at ``k``; 0 gives an empty array); coarse chunk
+        ``lc`` is the union of the chunks ``c`` with ``c * lowest // k == lc``.
 
     Returns
     -------
@@ -45,7 +45,7 @@ def price(points: np.ndarray, directions: np.ndarray, k: int, lowest: int = 0):
     top_idx, top_val : ndarray, shape (B, min(k, N))
         Row index of the best score in each chunk, and that score.
     low_idx : ndarray, shape (B, min(lowest, k, N))
-        Only when ``lowest``: row index of the lowest score in each coarse chunk.
+        Only when ``lowest`` is given: row index of the lowest score in each coarse chunk.
 
     Notes
     -----
@@ -55,15 +55,16 @@ def price(points: np.ndarray, directions: np.ndarray, k: int, lowest: int = 0):
     N = points.shape[0]
     B = directions.shape[0]
     k = max(1, min(k, N))
-    lowest = min(lowest, k)
+    n_low = 0 if lowest is None else min(lowest, k)
     L = -(-N // k)
     if k * L <= _BLOCK_ELEMS // 64:   # small X: whole score rows, chunks of equal length
-        return _price_small(points, directions, k, L, lowest)
+        res = _price_small(points, directions, k, L, n_low)
+        return res if lowest is not None else res[:3]
     edges = np.linspace(0, N, k + 1).astype(np.intp)
     top_idx = np.zeros((B, k), dtype=np.intp)
     top_val = np.full((B, k), -np.inf)
-    low_idx = np.zeros((B, lowest), dtype=np.intp)
-    low_val = np.full((B, lowest), np.inf)
+    low_idx = np.zeros((B, n_low), dtype=np.intp)
+    low_val = np.full((B, n_low), np.inf)
     qb = max(1, min(B, _BLOCK_ELEMS // 1024))
     for q0 in range(0, B, qb):
         W = directions[q0:q0 + qb]
@@ -79,18 +80,18 @@ def price(points: np.ndarray, directions: np.ndarray, k: int, lowest: int = 0):
                 better = v > val[:, c]
                 val[better, c] = v[better]
                 idx[better, c] = j[better] + start
-                if lowest:
-                    lc = c * lowest // k
+                if n_low:
+                    lc = c * n_low // k
                     j = S.argmin(axis=1)
                     v = S[ar, j]
                     better = v < lval[:, lc]
                     lval[better, lc] = v[better]
                     lidx[better, lc] = j[better] + start
     best = top_val.max(axis=1)
-    return (best, top_idx, top_val, low_idx) if lowest else (best, top_idx, top_val)
+    return (best, top_idx, top_val, low_idx) if lowest is not None else (best, top_idx, top_val)
 
 
-def _price_small(points, directions, k, L, lowest):
+def _price_small(points, directions, k, L, n_low):
     """:func:`price` for ``k * L <= _BLOCK_ELEMS / 64`` rows: one product per query block.
 
     The rows are padded to ``k * L`` with copies of the last row (a copy ties with
@@ -103,9 +104,9 @@ def _price_small(points, directions, k, L, lowest):
     Xp = points[pad]
     top_idx = np.empty((B, k), dtype=np.intp)
     top_val = np.empty((B, k))
-    low_idx = np.empty((B, lowest), dtype=np.intp) if lowest else None
-    # Coarse chunk lc spans the chunks c with c * lowest // k == lc: rows [edges[lc], edges[lc + 1]).
-    edges = (-(-np.arange(lowest + 1) * k // lowest) * L).tolist() if lowest else []
+    low_idx = np.empty((B, n_low), dtype=np.intp)
+    # Coarse chunk lc starts at chunk ceil(lc k / n_low), the first c with c * n_low // k == lc.
+    edges = [-(-lc * k // n_low) * L for lc in range(n_low + 1)] if n_low else []
     qb = max(1, _BLOCK_ELEMS // (k * L))
     base = np.arange(k) * L
     for q0 in range(0, B, qb):
@@ -114,11 +115,10 @@ def _price_small(points, directions, k, L, lowest):
         j = S.argmax(axis=2)
         top_idx[q0:q0 + qb] = pad[base + j]
         top_val[q0:q0 + qb] = np.take_along_axis(S, j[:, :, None], axis=2)[:, :, 0]
-        for lc in range(lowest):   # long rows: one argmin each is cheaper than per-chunk argmins
+        for lc in range(n_low):   # long rows: one argmin each is cheaper than per-chunk argmins
             a, e = edges[lc], edges[lc + 1]
             low_idx[q0:q0 + qb, lc] = pad[a + flat[:, a:e].argmin(axis=1)]
-    best = top_val.max(axis=1)
-    return (best, top_idx, top_val, low_idx) if lowest else (best, top_idx, top_val)
+    return top_val.max(axis=1), top_idx, top_val, low_idx
 
 
 def master(points: np.ndarray, queries: np.ndarray, idx: np.ndarray, sizes: np.ndarray, scale: float):
@@ -212,6 +212,8 @@ class ColGenSolver(Solver):
     def __init__(self, *, max_rounds: int = 12, k0: int | None = None, k: int | None = None,
                  n_low: int = 2, fallbacks: tuple[str, ...] | None = None):
         super().__init__(fallbacks=fallbacks)
+        if n_low < 0:
+            raise ValueError(f"n_low must be >= 0, got {n_low}")
         self.max_rounds, self.k0, self.k, self.n_low = max_rounds, k0, k, n_low
 
     def _propose(self, points, queries, atol):
