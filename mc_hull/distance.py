@@ -12,7 +12,9 @@ import numpy as np
 
 from .errors import InputError
 from .membership import as_points, as_queries
+from .solvers import certificates as cert
 from .solvers import distance as eng
+from .solvers import get_solver
 
 DISTANCE_SOLVERS = ("auto", "colgen", "qp")
 GAP = 1e-6            # default target for high - low, relative to the training set's scale s
@@ -68,47 +70,6 @@ class DistanceResult:
         return self.high - self.low
 
 
-@dataclass
-class Frame:
-    """Frame coordinates of a training set: ``(X - centre) / unit`` with ``unit`` a power of two.
-
-    ``scale`` is ``s = max_ij |X_ij - centre_j|`` (``max(|centre|_inf, 1)`` if that is 0)
-    and ``unit`` the power of two with ``unit / 2 < s <= unit``, so the frame
-    coordinates of X lie in [-1, 1] and the scaling is exact.
-    """
-
-    centre: np.ndarray
-    scale: float
-    unit: float
-
-    def apply(self, A: np.ndarray) -> np.ndarray:
-        """``(A - centre) / unit`` as ``A / unit - centre / unit`` (no overflow; same rounding)."""
-        with np.errstate(over="ignore"):
-            return A / self.unit - self.centre / self.unit
-
-
-def frame(points: np.ndarray) -> Frame:
-    """The frame of ``points`` (N, d), computed without overflow near the float limits."""
-    big = float(np.max(np.abs(points)))
-    g = math.ldexp(1.0, math.frexp(big)[1]) if big > 0 else 1.0
-    centre = (points / g).mean(axis=0) * g
-    s = float(np.max(np.abs(points / g - centre / g))) * g
-    if not s > 0:
-        s = max(float(np.max(np.abs(centre))), 1.0)
-    return Frame(centre=centre, scale=s, unit=math.ldexp(1.0, math.frexp(s)[1]))
-
-
-def check_tol(tol) -> float:
-    """Membership tolerance in [1e-12, 1), as everywhere in mc_hull."""
-    try:
-        from .solvers.certificates import check_tol as _check   # the tolerance rule's own check
-    except ImportError:
-        if not (isinstance(tol, (int, float, np.floating)) and np.isfinite(tol) and 1e-12 <= tol < 1):
-            raise InputError(f"tol: must be a number in [1e-12, 1), got {tol!r}") from None
-        return float(tol)
-    return _check(tol)
-
-
 def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: str = "auto",
               max_rounds: int = 60) -> DistanceResult:
     """Certified bounds on the Euclidean distance from each query to ``conv(points)``.
@@ -139,7 +100,7 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     t0 = time.perf_counter()
     X = as_points(points)
     Q, _ = as_queries(queries, X.shape[1])
-    tol = check_tol(tol)
+    tol = cert.check_tol(tol)
     if not (isinstance(gap, (int, float, np.floating)) and np.isfinite(gap) and 0 < gap < 1):
         raise InputError(f"gap: must be a number in (0, 1), got {gap!r}")
     if solver not in DISTANCE_SOLVERS:
@@ -147,14 +108,15 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     if not (isinstance(max_rounds, (int, np.integer)) and max_rounds >= 1):
         raise InputError(f"max_rounds: must be an integer >= 1, got {max_rounds!r}")
     (N, d), B = X.shape, Q.shape[0]
-    fr = frame(X)
-    Xf = fr.apply(X)
-    Qf = fr.apply(Q)
-    rel = fr.scale / fr.unit                      # s in frame units, in (1/2, 1]
+    fr = cert.Frame.of(X)                         # the membership rule's frame, bit for bit
+    Xf, Qf = fr.points, fr.map(Q)
+    rel = fr.scale                                # s in frame units, in [1, 2)
+    expo = fr.unit + fr.pre                       # frame unit = 2**expo data units
+    s_data = fr.data_scale()
     ax = float(np.max(np.abs(Xf)))
     with np.errstate(over="ignore", invalid="ignore"):
         qinf = np.abs(Qf).max(axis=1)
-    far = ~(qinf <= FAR)
+    far = ~(qinf <= FAR * rel)
     near = np.flatnonzero(~far)
 
     low, high = np.zeros(B), np.zeros(B)
@@ -169,12 +131,13 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     qnorm = np.linalg.norm(Qn, axis=1)
     gap_f = np.maximum(gap * rel, 16.0 * eng._gamma(d + 4) * (qnorm + math.sqrt(d) * ax))
     if solver == "qp":
-        res = _qp_bounds(Xf, Qn, np.arange(near.size), tol * rel, ax)
+        res = _qp_bounds(Xf, Qn, np.arange(near.size), tol * rel, rel, ax)
     else:
-        res = eng.project(Xf, Qn, atol=tol * rel, gap=gap_f, max_rounds=max_rounds, nn_idx=nn_idx)
+        res = eng.project(Xf, Qn, atol=tol * rel, scale=rel, gap=gap_f, max_rounds=max_rounds,
+                          nn_idx=nn_idx)
         redo = np.flatnonzero(res["state"] == eng.FAILED)
         if redo.size:                              # an NNLS master failed: HiGHS QP instead
-            sub = _qp_bounds(Xf, Qn[redo], np.arange(redo.size), tol * rel, ax)
+            sub = _qp_bounds(Xf, Qn[redo], np.arange(redo.size), tol * rel, rel, ax)
             for key in res:
                 res[key][redo] = sub[key] if key != "low" else np.maximum(res["low"][redo], sub["low"])
             method[near[redo]] = "qp"
@@ -185,31 +148,28 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     eps = 1.01 * eng.U * (math.sqrt(d) * ax + qnorm) + 2.0 ** -1060
     lf = np.where(inside, 0.0, np.maximum(res["low"] - eps, 0.0))
     hf = np.where(inside, 0.0, hf + eps)
-    low[near], high[near], nn[near] = _unscale(lf, fr.unit, -1), _unscale(hf, fr.unit, +1), nnf * fr.unit
+    low[near], high[near], nn[near] = _unscale(lf, expo, -1), _unscale(hf, expo, +1), _unscale(nnf, expo, 0)
     margin1[near], state[near], rounds[near] = res["margin1"], res["state"], res["rounds"]
     margin1[near] -= eps
     if far.any():
-        low[far], high[far], nn[far] = _far_bounds(X, Q[far], Xf, fr)
+        low[far], high[far], nn[far] = _far_bounds(X, Q[far], fr)
         method[far] = "far"
 
     status = np.full(B, -1, dtype=np.int8)
     status[state == eng.INSIDE] = 1
-    qi = np.full(B, np.inf)
-    qi[near] = qinf[near]
-    rho = 2.0 * (d + 3) * eng.U * (qi + rel)      # the outside rule's rounding bound, frame units
-    status[(status < 0) & ((margin1 > np.maximum(tol * rel, rho)) | far)] = 0
+    rho = np.full(B, np.inf)
+    rho[near] = cert.rounding_bound(Qn, rel, d)       # the outside rule's rounding bound
+    status[(status < 0) & ((margin1 - rho > tol * rel) | far)] = 0
     gray = np.flatnonzero(status < 0)
-    if gray.size:                                  # neither rule settled by the ℓ2 certificates
-        from .membership import decide
-
-        dec = decide(X, Q[gray], tol=tol)
+    if gray.size:                                  # not settled by the ℓ2 certificates: the membership rule's own solver
+        dec = get_solver("auto").decide_frame(Xf, Qf[gray], rel, tol=tol)
         status[gray] = dec.status
         ins = gray[dec.status == 1]
         low[ins], high[ins] = 0.0, 0.0
         method[gray] = "membership"
-    converged = (high - low <= gap * fr.scale) | (status == 1)
+    converged = (high - low <= gap * s_data) | (status == 1)
     return DistanceResult(low=low, high=high, nn=nn, status=status, converged=converged, rounds=rounds,
-                          method=method, scale=fr.scale, seconds=time.perf_counter() - t0)
+                          method=method, scale=s_data, seconds=time.perf_counter() - t0)
 
 
 def hull_distance(points, queries, *, tol: float = 1e-9, solver: str = "auto", gap: float = GAP,
@@ -253,18 +213,19 @@ def hull_distance(points, queries, *, tol: float = 1e-9, solver: str = "auto", g
     return HullDistance(res.low, res.high, res.nn)
 
 
-def _unscale(v: np.ndarray, unit: float, direction: int) -> np.ndarray:
-    """``v * unit`` (exact unless it under- or overflows), moved one ulp outwards where nonzero."""
+def _unscale(v: np.ndarray, expo: int, direction: int) -> np.ndarray:
+    """``v * 2**expo`` (exact unless it under- or overflows), moved one ulp outwards where nonzero."""
     with np.errstate(over="ignore"):
-        out = v * unit
-    nz = out != 0
-    out[nz] = np.nextafter(out[nz], np.inf if direction > 0 else 0.0)
+        out = np.ldexp(v, expo)
+    if direction:
+        nz = out != 0
+        out[nz] = np.nextafter(out[nz], np.inf if direction > 0 else 0.0)
     if direction < 0:
         out = np.minimum(out, np.finfo(np.float64).max)
     return out
 
 
-def _qp_bounds(Xf, Qf, rows, atol, ax):
+def _qp_bounds(Xf, Qf, rows, atol, scale, ax):
     """Bounds as :func:`engine.project` returns them, from HiGHS QP weights priced once."""
     B, d = Qf.shape
     sup, wts = zip(*(eng.qp_weights(Xf, Qf[j]) for j in rows)) if B else ((), ())
@@ -280,7 +241,7 @@ def _qp_bounds(Xf, Qf, rows, atol, ax):
     high[better], R[better], res_inf[better] = high2[better], R2[better], res_inf2[better]
     best = eng.price(Xf, R, 1)[0] if B else np.zeros(0)
     low, margin1 = eng.checked_low(Qf, R, best, ax)
-    inside = res_inf <= atol
+    inside = res_inf + cert.rounding_bound(Qf, scale, sizes) <= atol
     state = np.where(inside, eng.INSIDE, np.where(np.isfinite(high), eng.CONVERGED, eng.FAILED)).astype(np.int8)
     low = np.where(inside, 0.0, np.maximum(low, 0.0))
     high = np.where(inside, 0.0, high)
@@ -288,19 +249,29 @@ def _qp_bounds(Xf, Qf, rows, atol, ax):
                 rounds=np.ones(B, dtype=np.int32))
 
 
-def _far_bounds(X, Q, Xf, fr):
-    """Ball bounds for queries beyond ``FAR * s``: ``||x - c|| -+ max_i ||X_i - c||``, computed scaled."""
+def _far_bounds(X, Q, fr):
+    """Ball bounds for queries beyond ``FAR * s``: ``||x - c|| -+ max_i ||X_i - c||``, computed scaled.
+
+    Works in the frame's prescaled units (``2**-pre`` times the data, exact), with a
+    power of two per query so that nothing overflows.
+    """
     d = X.shape[1]
-    radius = float(np.max(np.linalg.norm(Xf, axis=1))) * (1.0 + 4.0 * (d + 2) * eng.U) + 2.0 * math.sqrt(d) * eng.U
-    radius *= fr.unit
-    big = np.maximum(np.abs(Q).max(axis=1), float(np.max(np.abs(fr.centre))))
-    g = np.ldexp(1.0, np.frexp(big)[1])[:, None]
-    v = Q / g - fr.centre / g
+    radius = float(np.max(np.linalg.norm(fr.points, axis=1))) * (1.0 + 4.0 * (d + 2) * eng.U)
+    radius = math.ldexp(radius + 2.0 * math.sqrt(d) * eng.U, fr.unit)    # prescaled units
+    A, Xp = np.ldexp(Q, -fr.pre), np.ldexp(X, -fr.pre)
+    big = np.maximum(np.abs(A).max(axis=1), float(np.max(np.abs(fr.centre))))
+    g = np.frexp(big)[1]
+    low, high, nn = np.empty(len(Q)), np.empty(len(Q)), np.empty(len(Q))
+    for j, gj in enumerate(g.tolist()):
+        c = np.ldexp(fr.centre, -gj)
+        v = np.ldexp(A[j], -gj) - c
+        nv = float(np.linalg.norm(v))
+        slack = 4.0 * (d + 3) * eng.U * nv + 2.0 * math.sqrt(d) * eng.U
+        r = math.ldexp(radius, -gj)
+        low[j] = max(nv - slack - r, 0.0)
+        high[j] = nv + slack + r
+        nn[j] = eng.nearest(np.ldexp(Xp, -gj), np.ldexp(A[j:j + 1], -gj))[0][0]
+        low[j], high[j], nn[j] = (float(np.ldexp(low[j], gj + fr.pre)), float(np.ldexp(high[j], gj + fr.pre)),
+                                  float(np.ldexp(nn[j], gj + fr.pre)))
     with np.errstate(over="ignore"):
-        nv = np.linalg.norm(v, axis=1) * g[:, 0]
-        slack = 4.0 * (d + 3) * eng.U * nv + 2.0 * math.sqrt(d) * eng.U * g[:, 0]
-        low = np.maximum(nv - slack - radius, 0.0)
-        high = nv + slack + radius
-    nn = np.array([eng.nearest(X / gi - fr.centre / gi, v[j:j + 1])[0][0] * gi
-                   for j, gi in enumerate(g[:, 0])])
-    return np.nextafter(low, 0.0), np.nextafter(high, np.inf), nn
+        return np.nextafter(np.minimum(low, np.finfo(np.float64).max), 0.0), np.nextafter(high, np.inf), nn

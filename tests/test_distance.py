@@ -11,9 +11,15 @@ import pytest
 import scipy.sparse as sp
 
 import mc_hull
-from mc_hull.distance import FAR, distances, frame
+from mc_hull.distance import FAR, distances
 from mc_hull.errors import InputError
 from mc_hull.solvers import distance as eng
+from mc_hull.solvers.certificates import Frame
+
+
+def _scale(X):
+    """The training set's scale s (the tolerance rule's)."""
+    return Frame.of(np.asarray(X, dtype=np.float64)).data_scale()
 
 
 def clarabel_bounds(X, x):
@@ -95,7 +101,7 @@ def _adversarial_queries(rng, kind, X, B):
     """Gaussian-spread queries, off-hull ones for degenerate sets, convex combinations and vertices."""
     Q = [_queries(rng, X, B)]
     N, d = X.shape
-    s = frame(X).scale
+    s = _scale(X)
     if kind in ("rank", "dup", "segment") or N <= d:
         lam = rng.dirichlet(np.ones(N), size=4)
         normal = rng.standard_normal((4, d))
@@ -144,7 +150,7 @@ def test_nearest_point_distance_matches_brute_force(kind, d, N):
     Q = np.vstack([_queries(rng, X, 30), X[:3]])
     nn = mc_hull.hull_distance(X, Q).nn
     brute = np.array([np.min(np.linalg.norm(X - q, axis=1)) for q in Q])
-    s = frame(X).scale
+    s = _scale(X)
     np.testing.assert_allclose(nn, brute, rtol=1e-9, atol=1e-9 * s)
     assert np.all(nn[-3:] == 0.0)
     res = distances(X, Q)
@@ -218,7 +224,7 @@ def test_membership_rule_consistency_near_the_boundary():
     X = rng.uniform(-1, 1, (400, 5))
     X[:, 0] = np.clip(X[:, 0], -1, 0.5)          # a flat facet at x0 = 0.5 (many points on it)
     Q = rng.uniform(-0.3, 0.3, (40, 5))
-    Q[:, 0] = 0.5 + rng.choice([-3, -1, 0, 0.5, 1, 3, 10, 1e3], 40) * 1e-9 * frame(X).scale
+    Q[:, 0] = 0.5 + rng.choice([-3, -1, 0, 0.5, 1, 3, 10, 1e3], 40) * 1e-9 * _scale(X)
     for tol in (1e-12, 1e-9, 1e-6):
         res = distances(X, Q, tol=tol)
         np.testing.assert_array_equal(mc_hull.in_hull(X, Q, tol=tol), res.high == 0.0)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .certificates import rounding_bound
 from .colgen import _BLOCK_ELEMS, master, price
 
 U = 2.0 ** -53          # unit roundoff of float64
@@ -141,7 +142,7 @@ def checked_low(queries, directions, best, ax):
     return low, margin1
 
 
-def project(points, queries, *, atol: float, gap: float, max_rounds: int = 60,
+def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int = 60,
             k0: int | None = None, k: int | None = None, n_low: int = 2, n_near: bool = True,
             nn_idx: np.ndarray | None = None):
     """Certified bounds on the Euclidean distance from each query to ``conv(points)``.
@@ -155,7 +156,8 @@ def project(points, queries, *, atol: float, gap: float, max_rounds: int = 60,
     ``r = x - p`` (:func:`checked_low`; at the true projection the two meet), then
     keeps the master's support plus the best row of each of ``k`` chunks that
     beats ``r.p``.  A query stops when ``high - low <= gap``, when
-    ``max_j |r_j| <= atol`` (inside by the membership rule: both bounds become 0)
+    ``max_j |r_j| + rho <= atol``
+    (inside by the membership rule, rounding bound included: both bounds become 0)
     or after ``max_rounds`` (capped: its gap is returned as it is).
 
     Parameters
@@ -164,6 +166,8 @@ def project(points, queries, *, atol: float, gap: float, max_rounds: int = 60,
     queries : ndarray, shape (B, d)
     atol : float
         Membership tolerance (ℓ∞ residual) in the units of ``points``.
+    scale : float
+        The frame's scale s (for the membership rule's rounding bound).
     gap : float or ndarray, shape (B,)
         Target ``high - low`` in the same units.
     max_rounds : int
@@ -222,7 +226,8 @@ def project(points, queries, *, atol: float, gap: float, max_rounds: int = 60,
         failed = ~np.isfinite(W).all(axis=1)
         h, R, res_inf, P = checked_high(points, Qa, idx, lam, offs, ax)
         high[active] = np.minimum(high[active], h)
-        inside = (res_inf <= atol) & ~failed
+        n_pos = np.add.reduceat((lam > 0).astype(np.intp), offs[:-1])
+        inside = (res_inf + rounding_bound(Qa, scale, n_pos) <= atol) & ~failed
         state[active[inside]] = INSIDE
         best, top_idx, top_val = price(points, np.where(failed[:, None], 0.0, R), k)
         lo, m1 = checked_low(Qa, R, best, ax)
