@@ -224,19 +224,22 @@ def test_answers_do_not_depend_on_the_batch():
 
 
 def test_membership_rule_consistency_near_the_boundary():
-    """Queries within a few tol of a facet: the zero of high agrees with in_hull exactly."""
+    """Queries k * tol * s outside a flat facet: inside for k <= 0.9, outside for k >= 1.1, as in_hull."""
     rng = np.random.default_rng(21)
     X = rng.uniform(-1, 1, (400, 5))
     X[:, 0] = np.clip(X[:, 0], -1, 0.5)          # a flat facet at x0 = 0.5 (many points on it)
-    Q = rng.uniform(-0.3, 0.3, (40, 5))
-    Q[:, 0] = 0.5 + rng.choice([-3, -1, 0, 0.5, 1, 3, 10, 1e3], 40) * 1e-9 * _scale(X)
+    s = _scale(X)
     for tol in (1e-12, 1e-9, 1e-6):
+        k = rng.choice([-3, -1, 0, 0.5, 0.9, 1.1, 3, 10, 1e3], 40)
+        Q = rng.uniform(-0.3, 0.3, (40, 5))
+        Q[:, 0] = 0.5 + k * tol * s
+        offset = Q[:, 0] - 0.5                    # exact distance to the facet (as stored)
         res = distances(X, Q, tol=tol)
+        np.testing.assert_array_equal(res.status, np.where(k <= 0.9, 1, 0))
         np.testing.assert_array_equal(mc_hull.in_hull(X, Q, tol=tol), res.high == 0.0)
-        assert np.all(res.status >= 0)
         out = res.status == 0
-        assert np.all(res.low[out] <= (Q[out, 0] - 0.5) * (1 + 1e-9) + 1e-15)
-        assert np.all(res.high[out] >= (Q[out, 0] - 0.5) * (1 - 1e-9) - 1e-15)
+        assert np.all(res.low[out] <= offset[out]) and np.all(offset[out] <= res.high[out])
+        assert np.all(res.gap[out] <= 1e-6 * s)
 
 
 def test_qp_solver_agrees_and_caps_are_reported():
