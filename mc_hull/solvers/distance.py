@@ -155,8 +155,10 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     (:func:`checked_high`) and below by pricing every row along the residual
     ``r = x - p`` (:func:`checked_low`; at the true projection the two meet), then
     keeps the master's support plus the best row of each of ``k`` chunks that
-    beats ``r.p``.  A query stops when ``high - low <= gap``, when
-    ``max_j |r_j| + rho <= atol``
+    beats ``r.p``.  A query stops when ``high - low <= gap`` and it is certified
+    outside (a small distance closes the gap with ``low = 0``: such queries go on
+    until the ℓ1 margin of r settles them, or the gap reaches the rounding floor),
+    when ``max_j |r_j| + rho <= atol``
     (inside by the membership rule, rounding bound included: both bounds become 0)
     or after ``max_rounds`` (capped: its gap is returned as it is).
 
@@ -199,6 +201,8 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     state = np.full(B, CAPPED, dtype=np.int8)
     rounds = np.zeros(B, dtype=np.int32)
     gap = np.broadcast_to(np.asarray(gap, dtype=np.float64), (B,))
+    # Below this gap rounding dominates: nothing more to learn (a few d u of the sizes involved).
+    floor = 16.0 * _gamma(d + 4) * (np.linalg.norm(queries, axis=1) + math.sqrt(d) * ax)
     if B == 0:
         return dict(low=low, high=high, margin1=margin1, inside=state == INSIDE, state=state, rounds=rounds)
 
@@ -234,7 +238,11 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         lo[failed], m1[failed] = -np.inf, -np.inf
         low[active] = np.maximum(low[active], lo)
         margin1[active] = np.maximum(margin1[active], m1)
-        done = high[active] - np.maximum(low[active], 0.0) <= gap[active]
+        closed = high[active] - np.maximum(low[active], 0.0) <= gap[active]
+        # A small distance closes the gap with low = 0 at once; go on until the membership rule
+        # is settled too (outside certified), so that near-boundary queries get a real low.
+        settled = margin1[active] - rounding_bound(Qa, scale, d) > atol
+        done = closed & (settled | (high[active] - np.maximum(low[active], 0.0) <= floor[active]))
         state[active[done & ~inside]] = CONVERGED
         state[active[failed & ~inside & ~done]] = FAILED
         # Violators: rows scoring above r.p by more than rounding; the master's support stays.
@@ -244,7 +252,7 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         viol = top_val > (thr + slack)[:, None]
         grow = ~inside & ~done & ~failed & viol.any(axis=1)
         stuck = ~inside & ~done & ~failed & ~grow      # no violator beyond rounding: nothing to add
-        state[active[stuck]] = CAPPED
+        state[active[stuck]] = np.where(closed[stuck], CONVERGED, CAPPED)
         row = np.repeat(np.arange(active.size), sizes)
         keep = (lam > 0) & grow[row]
         new_row = np.cumsum(grow) - 1
