@@ -142,6 +142,44 @@ def checked_low(queries, directions, best, ax):
     return low, margin1
 
 
+def face_normals(points, idx, lam, offs, R, rows):
+    """Residuals with their component along the master's face removed, for near-boundary queries.
+
+    When x is within ~1e-9 of conv(X_S), ``r = x - p`` carries an absolute rounding
+    error of a few u, a relative one of ~1e-7: too coarse a direction to certify a
+    margin of 1e-9.  The true residual is orthogonal to the affine hull of the
+    support F, so ``r - P_F r`` (P_F the projector on ``span{X_i - X_j}``, from an SVD
+    of the support's differences) removes the error inside aff(F); on a facet this
+    is the facet's normal, free of x's cancellation.
+
+    Parameters
+    ----------
+    points : ndarray, shape (N, d)
+    idx, lam, offs : the master's concatenated sets and weights (:func:`colgen.master`)
+    R : ndarray, shape (B, d)
+        The residuals.
+    rows : int ndarray
+        The queries to treat.
+
+    Returns
+    -------
+    ndarray, shape (rows.size, d)
+    """
+    d = points.shape[1]
+    out = R[rows].copy()
+    for n, j in enumerate(rows.tolist()):
+        a, e = offs[j], offs[j + 1]
+        S = idx[a:e][lam[a:e] > 0]
+        if S.size < 2:
+            continue
+        D = points[S[1:]] - points[S[0]]
+        _, sv, Vt = np.linalg.svd(D, full_matrices=False)
+        V = Vt[sv > sv[0] * 64 * d * U]
+        for _ in range(2):                 # twice: re-orthogonalise
+            out[n] -= V.T @ (V @ out[n])
+    return out
+
+
 def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int = 60,
             k0: int | None = None, k: int | None = None, n_low: int = 2, n_near: bool = True,
             nn_idx: np.ndarray | None = None):
@@ -241,7 +279,15 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         closed = high[active] - np.maximum(low[active], 0.0) <= gap[active]
         # A small distance closes the gap with low = 0 at once; go on until the membership rule
         # is settled too (outside certified), so that near-boundary queries get a real low.
-        settled = margin1[active] - rounding_bound(Qa, scale, d) > atol
+        rho_out = rounding_bound(Qa, scale, d)
+        settled = margin1[active] - rho_out > atol
+        near_face = np.flatnonzero(closed & ~settled & ~inside & ~failed)
+        if near_face.size:    # r = x - p lost its direction to cancellation: take it off the face instead
+            Rr = face_normals(points, idx, lam, offs, R, near_face)
+            lo, m1 = checked_low(Qa[near_face], Rr, price(points, Rr, 1)[0], ax)
+            sel = active[near_face]
+            low[sel], margin1[sel] = np.maximum(low[sel], lo), np.maximum(margin1[sel], m1)
+            settled[near_face] = margin1[sel] - rho_out[near_face] > atol
         done = closed & (settled | (high[active] - np.maximum(low[active], 0.0) <= floor[active]))
         state[active[done & ~inside]] = CONVERGED
         state[active[failed & ~inside & ~done]] = FAILED
