@@ -236,7 +236,11 @@ def test_membership_rule_consistency_near_the_boundary():
         offset = Q[:, 0] - 0.5                    # exact distance to the facet (as stored)
         res = distances(X, Q, tol=tol)
         np.testing.assert_array_equal(res.status, np.where(k <= 0.9, 1, 0))
-        np.testing.assert_array_equal(mc_hull.in_hull(X, Q, tol=tol), res.high == 0.0)
+        dec = mc_hull.decide(X, Q, tol=tol)      # the membership solver may leave a tie undecided
+        known = dec.status >= 0
+        assert known.mean() >= 0.9
+        np.testing.assert_array_equal(dec.status[known], res.status[known])
+        np.testing.assert_array_equal(dec.status[known] == 1, res.high[known] == 0.0)
         out = res.status == 0
         assert np.all(res.low[out] <= offset[out]) and np.all(offset[out] <= res.high[out])
         assert np.all(res.gap[out] <= 1e-6 * s)
