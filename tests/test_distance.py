@@ -301,3 +301,38 @@ def test_single_query_shapes_and_nnls_failure_falls_back(monkeypatch):
 def test_bad_input_is_one_clear_input_error(points, queries, kwargs, match):
     with pytest.raises(InputError, match=match):
         mc_hull.hull_distance(points, queries, **kwargs)
+
+
+def test_clustered_median_interval_covers():
+    from mc_hull.distance_stats import median_interval
+
+    rng = np.random.default_rng(0)
+    for R, K, icc in [(5, 100, 0.3), (40, 10, 0.1), (100, 1, 0.0)]:
+        cover = 0
+        for _ in range(200):
+            shift = rng.standard_normal(R) * math.sqrt(icc)
+            v = (shift[:, None] + rng.standard_normal((R, K)) * math.sqrt(1 - icc)).ravel()
+            med, lo, hi = median_interval(np.exp(v), np.repeat(np.arange(R), K))
+            assert lo <= med <= hi
+            cover += lo <= 1.0 <= hi          # the true median of exp(N(0, 1))
+        assert cover >= 190, (R, K, icc, cover)   # 99% intervals: >= 95% of 200 with margin
+
+
+def test_cell_summary_counts_inside_as_near_and_uses_outside_for_the_median():
+    from mc_hull.distance_stats import cell_summary, ratio_quantiles
+
+    rep = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    status = np.array(["inside", "outside", "outside", "outside", "undecided", "outside", "inside", "outside"])
+    high = np.array([0.0, 0.005, 0.5, 0.05, 0.1, 2.0, 0.0, 0.09])
+    nn = np.ones(8)
+    row = cell_summary(rep, status, high, nn)
+    assert row["outside_measured"] == 5
+    assert row["dist_nn_median"] == 0.09                      # of 0.005, 0.05, 0.09, 0.5, 2.0
+    assert row["dist_nn_low"] <= 0.09 <= row["dist_nn_high"]
+    assert row["p_near_1pct"] == pytest.approx(3 / 7)         # 2 inside + 0.005; the undecided is left out
+    assert row["p_near_10pct"] == pytest.approx(5 / 7)
+    assert row["p_near_10pct_low"] <= 5 / 7 <= row["p_near_10pct_high"]
+    q = ratio_quantiles(status, high, nn)
+    assert q["outside"] == 6 and q[0.5] == 0.09
+    empty = cell_summary(rep[:1], status[:1], high[:1], nn[:1])
+    assert empty["outside_measured"] == 0 and math.isnan(empty["dist_nn_median"]) and empty["p_near_1pct"] == 1.0
