@@ -333,6 +333,6 @@ def test_cell_summary_counts_inside_as_near_and_uses_outside_for_the_median():
     assert row["p_near_10pct"] == pytest.approx(5 / 7)
     assert row["p_near_10pct_low"] <= 5 / 7 <= row["p_near_10pct_high"]
     q = ratio_quantiles(status, high, nn)
-    assert q["outside"] == 6 and q[0.5] == 0.09
+    assert q["outside"] == 5 and q[0.5] == 0.09
     empty = cell_summary(rep[:1], status[:1], high[:1], nn[:1])
     assert empty["outside_measured"] == 0 and math.isnan(empty["dist_nn_median"]) and empty["p_near_1pct"] == 1.0
