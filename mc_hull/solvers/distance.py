@@ -14,6 +14,10 @@ U = 2.0 ** -53          # unit roundoff of float64
 # Outcome codes of :func:`project` (``state``).
 CONVERGED, INSIDE, CAPPED, FAILED = 0, 1, 2, 3
 STATE_NAMES = {CONVERGED: "converged", INSIDE: "inside", CAPPED: "capped", FAILED: "failed"}
+# Caps on seed chunks and chunks priced per round: a projection's support has at most
+# (affine dimension + 1) rows, and the NNLS master's cost grows with its columns, so
+# 2d + 2 seeds at d = 784 (1,570 columns) cost far more than the extra rounds they save.
+K0_MAX, K_MAX = 48, 24
 
 
 def _gamma(n: int) -> float:
@@ -213,7 +217,8 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     max_rounds : int
         Master/pricing rounds after round 0.
     k0, k : int or None
-        Seed chunks and chunks priced per round; default ``2 d + 2`` and ``d + 1``.
+        Seed chunks and chunks priced per round; default ``2 d + 2`` and ``d + 1``,
+        capped at ``K0_MAX`` and ``K_MAX``.
     n_low : int
         Seeds from behind x.
     n_near : bool
@@ -231,8 +236,8 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     N, d = points.shape
     B = queries.shape[0]
     ax = float(np.max(np.abs(points))) if points.size else 0.0
-    k0 = k0 or 2 * d + 2
-    k = k or d + 1
+    k0 = k0 or min(2 * d + 2, K0_MAX)
+    k = k or min(d + 1, K_MAX)
     low = np.full(B, -np.inf)
     high = np.full(B, np.inf)
     margin1 = np.full(B, -np.inf)
