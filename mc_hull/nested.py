@@ -114,8 +114,8 @@ class PrefixScales:
         ``inside=True`` an inside residual must not exceed it (the rounding bound
         counts against the certificate both ways).
         """
-        j, b = np.broadcast_arrays(np.asarray(j), np.asarray(b))
-        s = self.scale[j]
+        j, b = np.asarray(j), np.asarray(b)
+        s = self.scale[j] if j.shape == b.shape else np.broadcast_to(self.scale[j], np.broadcast(j, b).shape)
         if self.frame:
             rho = 2.0 * (np.asarray(terms, dtype=np.float64) + 3.0) * 2.0 ** -53 * (self.qdist[b, j] + s)
             return self.tol * s + (-rho if inside else rho), s
@@ -637,6 +637,33 @@ def _lowest_inside(X, x, b, sup, wts, g, tolerance, j) -> int:
     return int(ks[np.flatnonzero(~ok)[-1]]) + 1
 
 
+# -- data of one replicate -------------------------------------------------------
+def replicate_data(spec, d: int, sizes, replicate: int, queries: int | None = None):
+    """Training set of the largest grid size and the queries of one nested replicate.
+
+    X is drawn exactly like :func:`mc_hull.trial.training_set`: block b from
+    ``SeedSequence(seed, spawn_key=(dist, d, N_max, replicate, TRAIN, b))``, so
+    any prefix can also be regenerated block by block (the streamed path) and the
+    prefixes are the smaller training sets.  The key holds ``N_max``, the size
+    of the replicate's training set.
+
+    Returns
+    -------
+    X : ndarray, shape (N_max, d)
+    Q : ndarray, shape (K, d)
+    """
+    from . import seeding
+    from .trial import training_set
+
+    n_max = int(check_sizes(sizes)[-1])
+    key = seeding.replicate_key(spec.distribution, d, n_max, replicate)
+    sampler = spec.sampler(d).bind(seeding.rng(spec.seed, key, seeding.STRUCTURE))
+    X = training_set(sampler, spec.seed, key, n_max)
+    k = spec.queries_in(replicate) if queries is None else int(queries)
+    Q = sampler.random(k, seeding.rng(spec.seed, key, seeding.QUERY))
+    return X, Q
+
+
 # -- estimates -----------------------------------------------------------------
 def cluster_counts(results: list[EntrySizes]) -> tuple[np.ndarray, np.ndarray]:
     """Per replicate and grid size: inside counts y (R, L) and decided trials m (R, L)."""
@@ -691,8 +718,17 @@ def median_interval(est: dict, q: float = 0.5) -> tuple[float, float, float]:
 
 
 # -- queries per training set ---------------------------------------------------
+#: Fewest training sets a cell's interval should rest on: the clustered interval uses a Student-t
+#: quantile with R - 1 degrees of freedom, 7% wider than the normal one at R = 30 (26% at R = 10).
+MIN_REPLICATES = 30
+#: Largest default K: the rule's K* at the most clustered cells measured (3, 27) -> 35 and
+#: (4, 62) -> 77 (benchmarks/nested.py --design-effects), their geometric middle.
+DEFAULT_MAX_QUERIES = 50
+
+
 def efficient_queries_per_set(set_seconds: float, query_seconds: float, rho: float, *,
-                              k_min: int = 1, k_max: int = 1000) -> int:
+                              trials: int | None = None, k_min: int = 1, k_max: int = 1000,
+                              min_replicates: int = MIN_REPLICATES) -> int:
     """The number of queries per training set K that minimises the variance per second.
 
     A replicate costs ``C = set_seconds + K * query_seconds`` (drawing X and
@@ -707,19 +743,23 @@ def efficient_queries_per_set(set_seconds: float, query_seconds: float, rho: flo
 
     So a cheap X (small N, or a cell where queries are costly) gets few queries
     per set and an expensive X many; with rho = 0 (no clustering) every set
-    should carry ``k_max`` queries.  Rounded to the better neighbour and clipped
-    to ``[k_min, k_max]``.
+    should carry ``k_max`` queries.  When the cell's ``trials`` are given, K is
+    also capped at ``trials / min_replicates``: the interval's t quantile with
+    R - 1 degrees of freedom costs more than any saving below 30 sets.  Rounded
+    to the better integer neighbour and clipped to ``[k_min, k_max]``.
 
     Parameters
     ----------
     set_seconds : float
         Cost of one training set: about ``DRAW_SECONDS * N * d`` plus the fixed
-        cost of a replicate (keys, sampler, one engine call).
+        cost of a replicate (keys, sampler, one engine call), which dominates at small N.
     query_seconds : float
         Cost of one more query against that set.
     rho : float
         Intra-replicate correlation, ``(deff - 1) / (K - 1)`` from a measured
-        design effect (:func:`rho_from_design_effect`), in [0, 1].
+        design effect (:func:`rho_from_design_effect`), in [0, 1]; for a nested
+        curve the pooled value over its sizes (:func:`pooled_rho`).
+    trials : int, optional
 
     Returns
     -------
@@ -727,6 +767,8 @@ def efficient_queries_per_set(set_seconds: float, query_seconds: float, rho: flo
     """
     if not (set_seconds >= 0 and query_seconds > 0 and 0 <= rho <= 1):
         raise ValueError("need set_seconds >= 0, query_seconds > 0 and 0 <= rho <= 1")
+    if trials is not None:
+        k_max = max(k_min, min(k_max, int(trials) // int(min_replicates)))
     if rho == 0:
         return int(k_max)
     if rho == 1:
@@ -739,6 +781,31 @@ def efficient_queries_per_set(set_seconds: float, query_seconds: float, rho: flo
     lo, hi = max(k_min, math.floor(k)), max(k_min, math.ceil(k))
     best = lo if cost(max(lo, 1)) <= cost(max(hi, 1)) else hi
     return int(min(max(best, k_min), k_max))
+
+
+def default_queries_per_set(trials: int) -> int:
+    """The spec's default K for ``trials`` per cell: ``min(DEFAULT_MAX_QUERIES, trials // MIN_REPLICATES)``, >= 1.
+
+    The rule of :func:`efficient_queries_per_set` needs a cell's costs and its
+    correlation, which a spec does not know before it runs; this is that rule at
+    the cells where clustering is strongest (small d near p = 1/2), which loses
+    little elsewhere, with the 30-set floor on replicates.
+    """
+    return int(max(1, min(DEFAULT_MAX_QUERIES, int(trials) // MIN_REPLICATES)))
+
+
+def pooled_rho(rhos, p) -> float:
+    """One correlation for a nested curve: the per-size ``rhos`` weighted by ``p (1 - p)``.
+
+    Minimising the sum over sizes of the variances ``p_j (1 - p_j) deff_j / (R K)``
+    per second has the same optimum as one cell with this pooled correlation.
+    """
+    rhos, p = np.asarray(rhos, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    w = p * (1 - p)
+    ok = np.isfinite(rhos) & np.isfinite(w) & (w > 0)
+    if not ok.any():
+        return 0.0
+    return float(np.sum(w[ok] * rhos[ok]) / np.sum(w[ok]))
 
 
 def rho_from_design_effect(deff: float, k: float) -> float:

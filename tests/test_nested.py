@@ -262,3 +262,13 @@ def test_median_interval_edges():
            "low": np.array([0.05, 0.2, 0.3]), "high": np.array([0.2, 0.45, 0.55])}
     med, lo, hi = nested.median_interval(est)
     assert med == math.inf and lo == 40 and hi == math.inf
+
+
+def test_default_queries_per_set_and_pooling():
+    assert nested.default_queries_per_set(1000) == 33
+    assert nested.default_queries_per_set(6000) == 50
+    assert nested.default_queries_per_set(10) == 1
+    # the replicate floor caps the rule
+    assert nested.efficient_queries_per_set(1.0, 1e-6, 0.0, trials=1000) == 33
+    assert nested.pooled_rho([0.1, 0.0, 0.5], [0.5, 0.5, 1.0]) == pytest.approx(0.05)
+    assert nested.pooled_rho([0.1], [0.0]) == 0.0
