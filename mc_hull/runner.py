@@ -119,7 +119,7 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None) -> JobRepor
     finally:
         meter.close()
     elapsed = time.perf_counter() - t0
-    if computed:
+    if computed and progress:
         print(f"mc-hull: {computed} shards, {size:,} {job.unit_name}s in {elapsed:.1f} s "
               f"({size / max(elapsed, 1e-9):,.0f} {job.unit_name}s/s)", file=log)
     return JobReport(name=job.name, planned=planned, skipped=len(done), computed=computed, size=size,

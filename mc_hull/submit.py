@@ -172,9 +172,10 @@ def submit(spec: Spec, out: str, *, address: str | None = None, working_dir: str
 
 
 def _worker_env() -> dict:
+    """Worker settings, plus this shell's ``MC_HULL_*`` settings (memory budget, progress interval)."""
     from .distributed import WORKER_ENV
 
-    return WORKER_ENV
+    return {**WORKER_ENV, **{k: v for k, v in os.environ.items() if k.startswith("MC_HULL_")}}
 
 
 def follow(cl, job: str, *, log=None, out=None, poll: float = 1.0, timeout: float | None = None) -> str:
