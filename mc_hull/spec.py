@@ -55,8 +55,12 @@ class Spec:
         its 99% clustered interval is narrower than ``2 * target_halfwidth``.
     max_trials : int, optional
         Cap on the trials of one cell in an adaptive run (default ``16 * trials``).
+    nested : bool
+        Nested runs (:mod:`mc_hull.nested_job`): per replicate one training set of
+        each d's largest size, whose prefixes are the smaller ones; every query's
+        entry size is located on the grid, which gives all sizes at once.
 
-    The three optional fields are left out of the canonical JSON when unset,
+    The optional fields (and ``nested`` when false) are left out of the canonical JSON when unset,
     so specs without them keep their hash and run id.
     """
 
@@ -73,6 +77,7 @@ class Spec:
     grid: tuple = ()
     target_halfwidth: float | None = None
     max_trials: int | None = None
+    nested: bool = False
 
     def __post_init__(self):
         validate(self)
@@ -124,6 +129,8 @@ class Spec:
         for key in ("target_halfwidth", "max_trials"):
             if out[key] is None:
                 del out[key]
+        if not out["nested"]:
+            del out["nested"]
         return out
 
     def to_json(self) -> str:
@@ -285,6 +292,10 @@ def validate(spec: Spec) -> None:
         _check_int("max_trials", spec.max_trials, spec.trials)
     elif spec.max_trials is not None:
         raise SpecError("max_trials: only used with target_halfwidth (an adaptive run)")
+    if not isinstance(spec.nested, bool):
+        raise SpecError(f"nested: must be true or false, got {spec.nested!r}")
+    if spec.nested and spec.target_halfwidth is not None:
+        raise SpecError("nested: adaptive runs (target_halfwidth) are not supported with nested = true")
     for d in spec.dims:  # unknown distribution or bad parameters name themselves
         spec.sampler(d)
 

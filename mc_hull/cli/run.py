@@ -33,6 +33,10 @@ def register(sub) -> None:
                    help="add replicates to each cell until its 99%% interval half-width < H")
     p.add_argument("--max-trials", type=_int("--max-trials"),
                    help="cap on trials per cell with --target-halfwidth (default 16 x --trials)")
+    p.add_argument("--nested", action="store_true", default=None,
+                   help="one training set of each d's largest size per replicate, its prefixes the smaller "
+                   "sizes: every query's entry size located on the grid gives all sizes at once "
+                   "(spec field nested = true); with --sizes auto, 40 sizes per d and no cap at 1e6")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="distribution parameter (repeatable)")
     p.add_argument("--out", default="results", help="results directory or URI (default ./results)")
@@ -83,7 +87,7 @@ def build_spec(args) -> Spec:
         trials=args.trials, queries_per_set=args.queries_per_set, seed=args.seed, solver=args.solver,
         tol=args.tol, shard_trials=args.shard_trials,
         target_halfwidth=getattr(args, "target_halfwidth", None),
-        max_trials=getattr(args, "max_trials", None))
+        max_trials=getattr(args, "max_trials", None), nested=getattr(args, "nested", None))
     # Flags are merged into the file's fields before anything is validated, so a file that is
     # only valid with the flags applied (e.g. subspace k=3 with --dims 4,8) is accepted.
     merged = {**base, **{k: v for k, v in flags.items() if v is not None}}
@@ -98,8 +102,13 @@ def build_spec(args) -> Spec:
         from ..adaptive import resolve_auto_sizes
 
         ray_asked = not args.serial and (args.address or args.workers)
+        extra = {}
+        if spec.nested:  # more sizes cost almost nothing; the cap is what X may take in memory
+            from ..nested_job import auto_options
+
+            extra = auto_options(spec)
         spec = resolve_auto_sizes(spec, backend="ray" if ray_asked else "serial",
-                                  address=args.address, workers=args.workers)
+                                  address=args.address, workers=args.workers, **extra)
     return spec
 
 
@@ -130,6 +139,11 @@ def plan_and_backend(spec: Spec, args, job=None):
         from ..distributed import check_reachable
 
         check_reachable(args.address)  # one line now, not a minute of retries inside ray.init
+    if job is None and spec.nested:
+        from ..nested_job import NestedJob, check_nested
+
+        check_nested(spec)
+        job = NestedJob(spec)
     est = (job or MonteCarloJob(spec)).estimate()
     planning.check(est, force=args.force_plan)
     backend, why = planning.choose_backend(est.cpu_seconds, serial=args.serial, address=args.address,
@@ -172,7 +186,12 @@ def main(args) -> int:
             print(f"mc-hull: adaptive: {len(report.capped)} cells stopped at --max-trials "
                   f"{spec.max_trials} above half-width {spec.target_halfwidth:g}", file=sys.stderr)
     else:
-        report = execute(spec, args.out, backend=backend,
+        job = None
+        if spec.nested:
+            from ..nested_job import NestedJob
+
+            job = NestedJob(spec)
+        report = execute(spec, args.out, backend=backend, job=job,
                          address=args.address, workers=args.workers, new_run=args.new_run,
                          progress=not args.no_progress)
     print(f"mc-hull: run {report.run_id} done in {report.seconds:.1f} s: "
