@@ -16,6 +16,7 @@ from .errors import InputError
 from .membership import decide
 from .runner import pool_map, run
 from .solvers import check_solver_name
+from .solvers.certificates import check_tol
 
 #: Test points per shard (one Parquet file, one Ray task).
 SHARD_POINTS = 512
@@ -163,10 +164,9 @@ def test_key(train: ArrayData, test: ArrayData, reduction: Reduction, *, seed: i
 
 
 def check_options(solver: str, tol: float) -> None:
-    """Raise a one-line error for an unknown solver or a tolerance outside (0, 1)."""
+    """Raise a one-line error for an unknown solver or a tolerance outside [TOL_MIN, TOL_MAX]."""
     check_solver_name(solver)
-    if not (np.isfinite(tol) and 0 < tol < 1):
-        raise InputError(f"--tol: must be in (0, 1), got {tol}")
+    check_tol(tol, "--tol")
 
 
 def choose_backend(backend: str, shape: tuple[int, int, int], address: str | None, workers: int | None) -> str:
