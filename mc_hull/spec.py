@@ -11,9 +11,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError
+from .errors import InputError, SpecError
 from .samplers import get_sampler
 from .solvers import check_solver_name
+from .solvers.certificates import check_tol
 
 #: Largest N accepted in a spec (the exact curves are defined up to 1e12).
 MAX_N = 10**12
@@ -55,8 +56,12 @@ class Spec:
         its 99% clustered interval is narrower than ``2 * target_halfwidth``.
     max_trials : int, optional
         Cap on the trials of one cell in an adaptive run (default ``16 * trials``).
+    nested : bool
+        Nested runs (:mod:`mc_hull.nested_job`): per replicate one training set of
+        each d's largest size, whose prefixes are the smaller ones; every query's
+        entry size is located on the grid, which gives all sizes at once.
 
-    The three optional fields are left out of the canonical JSON when unset,
+    The optional fields (and ``nested`` when false) are left out of the canonical JSON when unset,
     so specs without them keep their hash and run id.
     """
 
@@ -73,6 +78,7 @@ class Spec:
     grid: tuple = ()
     target_halfwidth: float | None = None
     max_trials: int | None = None
+    nested: bool = False
 
     def __post_init__(self):
         validate(self)
@@ -124,6 +130,8 @@ class Spec:
         for key in ("target_halfwidth", "max_trials"):
             if out[key] is None:
                 del out[key]
+        if not out["nested"]:
+            del out["nested"]
         return out
 
     def to_json(self) -> str:
@@ -251,8 +259,10 @@ def validate(spec: Spec) -> None:
     _check_int("queries_per_set", spec.queries_per_set, 1)
     _check_int("seed", spec.seed, 0, 2**63 - 1)
     _check_int("shard_trials", spec.shard_trials, 1)
-    if not isinstance(spec.tol, (int, float)) or isinstance(spec.tol, bool) or not (0 < spec.tol < 1e-2):
-        raise SpecError(f"tol: must be a number in (0, 0.01), got {spec.tol!r}")
+    try:
+        check_tol(spec.tol)
+    except InputError as exc:
+        raise SpecError(str(exc)) from None
     if not isinstance(spec.solver, str):
         raise SpecError(f"solver: must be a name, got {spec.solver!r}")
     resolved = check_solver_name(spec.solver)
@@ -285,6 +295,10 @@ def validate(spec: Spec) -> None:
         _check_int("max_trials", spec.max_trials, spec.trials)
     elif spec.max_trials is not None:
         raise SpecError("max_trials: only used with target_halfwidth (an adaptive run)")
+    if not isinstance(spec.nested, bool):
+        raise SpecError(f"nested: must be true or false, got {spec.nested!r}")
+    if spec.nested and spec.target_halfwidth is not None:
+        raise SpecError("nested: adaptive runs (target_halfwidth) are not supported with nested = true")
     for d in spec.dims:  # unknown distribution or bad parameters name themselves
         spec.sampler(d)
 
