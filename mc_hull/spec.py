@@ -18,6 +18,8 @@ from .solvers.certificates import check_tol
 
 #: Largest N accepted in a spec (the exact curves are defined up to 1e12).
 MAX_N = 10**12
+#: What a run measures per trial: membership only, or membership plus the distance to the hull.
+MEASURES = ("membership", "distance")
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,12 @@ class Spec:
         Nested runs (:mod:`mc_hull.nested_job`): per replicate one training set of
         each d's largest size, whose prefixes are the smaller ones; every query's
         entry size is located on the grid, which gives all sizes at once.
+    measure : {"membership", "distance"}
+        ``"distance"`` adds each trial's certified Euclidean distance to the hull
+        (``distance_low``, ``distance_high``) and to the nearest training point
+        (``nn_distance``), from :func:`mc_hull.hull_distance`.
 
-    The optional fields (and ``nested`` when false) are left out of the canonical JSON when unset,
+    The optional fields (``nested`` when false, ``measure`` when "membership") are left out of the canonical JSON when unset,
     so specs without them keep their hash and run id.
     """
 
@@ -79,6 +85,7 @@ class Spec:
     target_halfwidth: float | None = None
     max_trials: int | None = None
     nested: bool = False
+    measure: str = "membership"
 
     def __post_init__(self):
         validate(self)
@@ -132,6 +139,8 @@ class Spec:
                 del out[key]
         if not out["nested"]:
             del out["nested"]
+        if out["measure"] == "membership":
+            del out["measure"]
         return out
 
     def to_json(self) -> str:
@@ -299,6 +308,10 @@ def validate(spec: Spec) -> None:
         raise SpecError(f"nested: must be true or false, got {spec.nested!r}")
     if spec.nested and spec.target_halfwidth is not None:
         raise SpecError("nested: adaptive runs (target_halfwidth) are not supported with nested = true")
+    if spec.measure not in MEASURES:
+        raise SpecError(f"measure: must be one of {', '.join(MEASURES)}, got {spec.measure!r}")
+    if spec.measure == "distance" and spec.nested:
+        raise SpecError("measure: distance is not supported with nested = true")
     for d in spec.dims:  # unknown distribution or bad parameters name themselves
         spec.sampler(d)
 
