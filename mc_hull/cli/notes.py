@@ -12,9 +12,9 @@ def _fmt(n: float) -> str:
 def no_n_half_reason(row: dict) -> str | None:
     """Why ``row`` (a thresholds or N½ row: ``n_half``, ``n_half_low``, ``n_half_high``) has no N½.
 
-    None when it has one.  Bounds follow the monotonicity of p in N: a lower bound at
-    the largest N means every measured cell lies below ½, an upper bound at the
-    smallest N that every cell lies above it.
+    None when it has one, or when neither bound is informative (then
+    :func:`reason_from_cells` explains from the cells).  The bounds follow from the
+    monotonicity of p in N: cells whose interval lies wholly below (above) 1/2.
     """
     if row.get("n_half") is not None and math.isfinite(row["n_half"]):
         return None
@@ -22,14 +22,15 @@ def no_n_half_reason(row: dict) -> str | None:
     low = low if low is not None and math.isfinite(low) and low > 0 else None
     high = high if high is not None and math.isfinite(high) else None
     if low is not None and high is None:
-        return (f"p stays below 1/2 at every N measured (up to N = {_fmt(low)}): N½ is above "
-                f"{_fmt(low)}, if p reaches 1/2 at all; add larger N")
+        return (f"p is below 1/2 up to N = {_fmt(low)} (its interval lies wholly below 1/2 there) and no "
+                f"larger N brackets the crossing: N½ is above {_fmt(low)}, if p reaches 1/2 at all; add larger N")
     if high is not None and low is None:
-        return f"p is above 1/2 at every N measured (from N = {_fmt(high)}): N½ is below it; add smaller N"
+        return (f"p is above 1/2 from N = {_fmt(high)} on and no smaller N brackets the crossing: "
+                f"N½ is below {_fmt(high)}; add smaller N")
     if low is not None and high is not None:
         return (f"the cells near 1/2 do not pin the crossing down: N½ lies in [{_fmt(low)}, {_fmt(high)}]; "
                 "add trials or sizes there")
-    return "no cell's interval lies wholly above or below 1/2: add trials or sizes"
+    return None
 
 
 def label(row: dict) -> str:

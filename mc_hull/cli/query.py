@@ -9,7 +9,7 @@ from ..query import INTERVAL_NOTE, agreement, cell_estimates
 from ..store import resolve
 from . import texts
 from .format import FORMATS, render
-from .notes import label, no_n_half_reason
+from .notes import label, no_n_half_reason, reason_from_cells
 
 
 def register(sub) -> None:
@@ -32,8 +32,13 @@ def check_exists(out: str) -> None:
     """Raise StoreError unless ``out`` is an existing results location."""
     import pyarrow.fs as pafs
 
-    fs, root, _ = resolve(out)
-    info = fs.get_file_info(root)
+    try:
+        fs, root, _ = resolve(out)
+        info = fs.get_file_info(root)
+    except OSError as exc:  # an object store that cannot be reached, a path that cannot be read
+        from . import one_line
+
+        raise StoreError(f"DIR: cannot read {out}: {one_line(exc)}") from None
     if info.type == pafs.FileType.NotFound:
         raise StoreError(f"DIR: no such results directory: {out}")
     if info.type != pafs.FileType.Directory:
@@ -74,10 +79,13 @@ def main(args) -> int:
         print(render(table, args.format))
         if args.format == "table":
             print(f"# {THRESHOLDS_NOTE}")
-            for row in table.to_pylist():
-                why = no_n_half_reason(row)
-                if why:
-                    print(f"# no N_half for {label(row)}: {why}")
+            missing = [r for r in table.to_pylist() if r["n_half"] is None]
+            cells = cell_estimates(args.out, run_id=args.run_id).to_pylist() if missing else []
+            for row in missing:
+                why = no_n_half_reason(row) or reason_from_cells(
+                    [c for c in cells if (c["distribution"], c["params"], c["d"]) ==
+                     (row["distribution"], row["params"], row["d"])])
+                print(f"# no N_half for {label(row)}: {why}")
         return 0
     table = cell_estimates(args.out, run_id=args.run_id)
     check_nonempty(table, args.out, args.run_id)

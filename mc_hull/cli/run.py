@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import SpecError
+from ..errors import SpecError, StoreError
 from ..query import cell_estimates
 from ..spec import MAX_D, Panel, Spec, is_auto, load_panels, load_preset, load_toml, preset_names
 from . import texts
@@ -239,7 +239,12 @@ def main(args) -> int:
     # An unusable --out or a changed spec is refused in one line, before the header. The panels
     # of one file run in order, so a directory holding the first panel's run is that file's.
     for i, panel in enumerate(panels):
-        check_run(panel.spec, args.out, new_run=args.new_run or i > 0)
+        try:
+            check_run(panel.spec, args.out, new_run=args.new_run or i > 0)
+        except OSError as exc:  # an object store or file system that cannot be reached
+            from . import one_line
+
+            raise StoreError(f"--out: cannot use {args.out}: {one_line(exc)}") from None
     if len(panels) > 1:
         import time
 
