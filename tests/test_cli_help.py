@@ -45,7 +45,7 @@ def test_run_help_lists_distributions_solvers_and_explains_seed_tol_progress():
         assert name in text, name
     assert "subspace (k=2)" in text and "student-t (df=3)" in text  # parameters with defaults
     assert "root seed" in text and "same rows" in text            # what --seed means
-    assert "[1e-12, 1)" in text and "tolerance" in text            # what --tol means
+    assert "[1e-12, 0.01]" in text and "tolerance" in text            # what --tol means
     assert "trials/s" in text and "--no-progress" in text
     assert "2..12" in text and "2..12..2" in text                  # the range syntax
     assert "paper-fig1" in text and "quick" in text                # the presets
@@ -58,7 +58,7 @@ def test_other_commands_name_their_choices(name):
     if name == "hull-test":
         for s in solver_names():
             assert s in text
-        assert "pca:K" in text and "digits" in text and "paper-digits" in text and "[1e-12, 1)" in text
+        assert "pca:K" in text and "digits" in text and "paper-digits" in text and "[1e-12, 0.01]" in text
     if name == "plot":
         assert "ambient" in text and "affine" in text and ".png" in text and "one p̂ panel" in text
     if name == "query":

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..errors import SpecError, StoreError
 from ..query import cell_estimates
 from ..spec import MAX_D, Panel, Spec, is_auto, load_panels, load_preset, load_toml, preset_names
 from . import texts
+from .args import _float, _int
 from .format import FORMATS
 from .query import print_table
 
@@ -58,33 +58,18 @@ def register(sub) -> None:
                                      "embedded Ray for this process only")
     p.add_argument("--workers", type=_int("--workers"), metavar="W",
                    help="number of Ray actors (default: one per CPU)")
-    p.add_argument("--serial", action="store_true", help="run in this process, without Ray (same rows)")
+    p.add_argument("--serial", action="store_true",
+                   help="run in this process, without Ray (same rows; the default when the plan's "
+                        "estimated work is under a few seconds and neither --address nor --workers is given)")
+    p.add_argument("--force-plan", action="store_true",
+                   help="run a plan beyond this machine's limits (shard count, a worker's memory): for clusters")
+    p.add_argument("--spec-json", metavar="JSON", help="the spec as one JSON document (what mc-hull submit "
+                   "ships to a Ray job)")
     p.add_argument("--new-run", action="store_true",
                    help="allow a spec different from the one already in --out (both stay, as separate runs)")
     p.add_argument("--no-progress", action="store_true", help=texts.NO_PROGRESS)
     p.add_argument("--format", choices=FORMATS, default="table", help=texts.FORMAT)
     p.set_defaults(func=main)
-
-
-def _int(flag):
-    def parse(text: str) -> int:
-        try:
-            value = float(text) if any(c in text for c in ".eE") else int(text)
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    return parse
-
-
-def _float(flag):
-    def parse(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    return parse
 
 
 def _params(items: list[str]) -> dict | None:
@@ -106,14 +91,29 @@ def _params(items: list[str]) -> dict | None:
 
 
 def source(args) -> tuple[dict, str]:
-    """The mapping of SPEC.toml or --preset (empty without either) and a label for messages."""
-    if args.spec and args.preset:
-        raise SpecError("give either SPEC.toml or --preset, not both")
+    """The mapping of SPEC.toml, --preset or --spec-json (empty without any) and a label for messages."""
+    spec_json = getattr(args, "spec_json", None)
+    if sum(bool(v) for v in (args.spec, args.preset, spec_json)) > 1:
+        raise SpecError("give one of SPEC.toml, --preset or --spec-json")
+    if spec_json:
+        return _json_spec(spec_json), "--spec-json"
     if args.spec:
         return load_toml(args.spec), args.spec
     if args.preset:
         return load_preset(args.preset), f"preset {args.preset}"
     return {}, "flags"
+
+
+def _json_spec(text: str) -> dict:
+    import json
+
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise SpecError(f"--spec-json: not JSON: {' '.join(str(exc).split())[:200]}") from None
+    if not isinstance(data, dict):
+        raise SpecError("--spec-json: must be a JSON object of spec fields")
+    return data
 
 
 def _flags(args) -> dict:
@@ -168,10 +168,11 @@ def build_panels(args) -> list[Panel]:
     out = []
     from ..adaptive import resolve_auto_sizes
 
+    ray_asked = not args.serial and (args.address or args.workers)
     for panel in load_panels(stripped):
         spec = panel.spec
         if panel.name in auto_names or (not many and auto_names):
-            spec = resolve_auto_sizes(spec, backend="serial" if args.serial else "ray",
+            spec = resolve_auto_sizes(spec, backend="ray" if ray_asked else "serial",
                                       address=args.address, workers=args.workers)
         out.append(Panel(panel.name, panel.title, spec))
     return out
@@ -202,15 +203,40 @@ def _describe(spec: Spec) -> str:
             f"{spec.trials} trials per cell ({spec.planned_trials} planned), solver {spec.solver}")
 
 
-def run_one(spec: Spec, args, *, new_run: bool) -> None:
-    """Run (or resume) one spec into ``args.out`` and print its summary line."""
+def plan_and_backend(spec: Spec, args, job=None):
+    """Refuse a plan that cannot run (PlanError); return the backend name and the plan line to print."""
+    from .. import plan as planning
+    from ..jobs import MonteCarloJob
+
+    if args.workers is not None and args.workers < 1:
+        from ..errors import PlanError
+
+        raise PlanError(f"--workers: must be at least 1, got {args.workers}")
+    if args.serial and (args.address or args.workers):
+        raise SpecError("--serial runs without Ray; drop --address/--workers")
+    if args.address and not args.serial:
+        from ..distributed import check_reachable
+
+        check_reachable(args.address)  # one line now, not a minute of retries inside ray.init
+    est = (job or MonteCarloJob(spec)).estimate()
+    planning.check(est, force=args.force_plan)
+    backend, why = planning.choose_backend(est.cpu_seconds, serial=args.serial, address=args.address,
+                                           workers=args.workers)
+    extra = ""
+    if spec.target_halfwidth is not None:
+        extra = f" (first round; adaptive up to {spec.max_trials:,} trials per cell)"
+    return backend, f"mc-hull: plan: {est.line()}{extra}; backend {backend} ({why})"
+
+
+def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool) -> None:
+    """Run (or resume) one spec into ``args.out`` on ``backend`` and print its summary line."""
     from ..runner import execute
 
     print(f"mc-hull: run {spec.run_id}: {_describe(spec)} -> {args.out}", file=sys.stderr)
+    print(plan_line, file=sys.stderr)
     if spec.grid:
         print(f"mc-hull: sizes per d: {', '.join(f'd = {d}: {list(ns)}' for d, ns in spec.grid)}",
               file=sys.stderr)
-    backend = "serial" if args.serial else "ray"
     if spec.target_halfwidth is not None:
         from ..adaptive import run_adaptive
 
@@ -235,7 +261,12 @@ def main(args) -> int:
 
         return run_preset(args)
 
+    from ..runner import bounded_out
+
+    args.out = bounded_out(args.out)
     panels = build_panels(args)  # all validation happens before anything is written
+    # refuses, writing nothing, a plan that cannot run
+    plans = [plan_and_backend(panel.spec, args) for panel in panels]
     # An unusable --out or a changed spec is refused in one line, before the header. The panels
     # of one file run in order, so a directory holding the first panel's run is that file's.
     for i, panel in enumerate(panels):
@@ -252,8 +283,8 @@ def main(args) -> int:
         names = "; ".join(f"({p.name}) {p.title or p.spec.distribution}" for p in panels)
         print(f"mc-hull: {source(args)[1]}: {len(panels)} panels, one run each -> {args.out}: {names}",
               file=sys.stderr)
-    for i, panel in enumerate(panels):
-        run_one(panel.spec, args, new_run=args.new_run or i > 0)
+    for i, (panel, (backend, plan_line)) in enumerate(zip(panels, plans)):
+        run_one(panel.spec, args, backend, plan_line, new_run=args.new_run or i > 0)
     if len(panels) > 1:
         print(f"mc-hull: {len(panels)} panels done in {time.perf_counter() - t0:.1f} s; "
               f"`mc-hull plot {args.out} --out fig.png` draws them", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..samplers import SAMPLERS, sampler_names
 from ..solvers import DEFAULT_SOLVER, solver_names
-from ..spec import TOL_MIN
+from ..spec import TOL_MAX, TOL_MIN
 
 
 def distributions() -> str:
@@ -21,7 +21,7 @@ DISTRIBUTION = ("distribution of the training sets and queries; one of: {names} 
 SOLVER = ("membership solver; one of: {names}. auto = {default}, the fastest certified engine; "
           "lp, lp-ipm and cvxpy are slower references for cross-checks. Every answer is certified "
           "whatever the solver")
-TOL = ("relative membership tolerance, a number in [{tol_min:g}, 1): inside means a convex combination "
+TOL = ("relative membership tolerance, a number in [{tol_min:g}, {tol_max:g}]: inside means a convex combination "
        "within tol times the training set's scale of the query; outside needs a separating margin "
        "above it (default 1e-9)")
 SEED = ("root seed (integer >= 0): every training set and query is drawn from a key derived from it "
@@ -41,4 +41,4 @@ def solver_help() -> str:
 
 
 def tol_help() -> str:
-    return TOL.format(tol_min=TOL_MIN)
+    return TOL.format(tol_min=TOL_MIN, tol_max=TOL_MAX)
