@@ -191,3 +191,19 @@ def test_spec_is_frozen_and_normalised_once():
     import mc_hull.spec as module
 
     assert "__setattr__" not in inspect.getsource(module)
+
+
+@pytest.mark.parametrize("case", ["complex points", "complex queries", "complex tol", "tol string", "tol None",
+                                  "tol tiny"])
+def test_api_refuses_in_one_line(case):
+    import mc_hull
+    from mc_hull.errors import InputError
+
+    X = np.random.default_rng(1).standard_normal((40, 3))
+    args, kw = {"complex points": ((X + 1e-9j, X[0]), {}), "complex queries": ((X, X[:2] + 0j), {}),
+                "complex tol": ((X, X[0]), {"tol": 1e-9 + 0j}), "tol string": ((X, X[0]), {"tol": "1e-9"}),
+                "tol None": ((X, X[0]), {"tol": None}), "tol tiny": ((X, X[0]), {"tol": 1e-18})}[case]
+    for call in (mc_hull.in_hull, mc_hull.decide):
+        with pytest.raises(InputError) as err:
+            call(*args, **kw)
+        assert "\n" not in str(err.value) and str(err.value).split(":")[0] in ("points", "queries", "tol")

@@ -21,9 +21,9 @@ DISTRIBUTION = ("distribution of the training sets and queries; one of: {names} 
 SOLVER = ("membership solver; one of: {names}. auto = {default}, the fastest certified engine; "
           "lp, lp-ipm and cvxpy are slower references for cross-checks. Every answer is certified "
           "whatever the solver")
-TOL = ("relative membership tolerance, a number in [{tol_min:g}, {tol_max:g}]: inside means a convex combination "
-       "within tol times the training set's scale of the query; outside needs a separating margin "
-       "above it (default 1e-9)")
+TOL = ("relative membership tolerance, a number in [{tol_min:g}, {tol_max:g}]: inside means a convex "
+       "combination of training points within tol*s of the query (s: the training set's largest deviation "
+       "from its mean); outside needs a separating margin above tol*s (default 1e-9)")
 SEED = ("root seed (integer >= 0): every training set and query is drawn from a key derived from it "
         "and the cell, so the same seed gives the same rows on any machine and in any order")
 NO_PROGRESS = "do not print progress (trials done, trials/s, ETA) while the run goes on"
