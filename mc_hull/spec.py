@@ -41,6 +41,7 @@ class _SpecFields:
     grid: tuple = ()
     target_halfwidth: float | None = None
     max_trials: int | None = None
+    nested: bool = False
 
 
 class Spec(_SpecFields):
@@ -84,8 +85,12 @@ class Spec(_SpecFields):
         its 99% clustered interval is narrower than ``2 * target_halfwidth``.
     max_trials : int, optional
         Cap on the trials of one cell in an adaptive run (default ``16 * trials``).
+    nested : bool
+        Nested runs (:mod:`mc_hull.nested_job`): per replicate one training set of
+        each d's largest size, whose prefixes are the smaller ones; every query's
+        entry size is located on the grid, which gives all sizes at once.
 
-    The three optional fields are left out of the canonical JSON when unset,
+    The optional fields (and ``nested`` when false) are left out of the canonical JSON when unset,
     so specs without them keep their hash and run id.
     """
 
@@ -137,6 +142,8 @@ class Spec(_SpecFields):
         for key in ("target_halfwidth", "max_trials"):
             if out[key] is None:
                 del out[key]
+        if not out["nested"]:
+            del out["nested"]
         return out
 
     def to_json(self) -> str:
@@ -241,6 +248,10 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
         _check_int("max_trials", out["max_trials"], out["trials"], MAX_TRIALS)
     elif out["max_trials"] is not None:
         raise SpecError("max_trials: only used with target_halfwidth (an adaptive run)")
+    if not isinstance(out["nested"], bool):
+        raise SpecError(f"nested: must be true or false, got {_short(out['nested'])}")
+    if out["nested"] and out["target_halfwidth"] is not None:
+        raise SpecError("nested: adaptive runs (target_halfwidth) are not supported with nested = true")
     for d in out["dims"]:  # unknown distribution or bad parameters name themselves
         get_sampler(out["distribution"], d, **dict(out["params"]))
     return out

@@ -49,6 +49,10 @@ def register(sub) -> None:
                    help="add replicates to each cell until its 99%% interval half-width < H, H in (0, 0.5]")
     p.add_argument("--max-trials", type=_int("--max-trials"), metavar="N",
                    help="cap on trials per cell with --target-halfwidth (default 16 x --trials)")
+    p.add_argument("--nested", action="store_true", default=None,
+                   help="one training set of each d's largest size per replicate, its prefixes the smaller "
+                   "sizes: every query's entry size located on the grid gives all sizes at once "
+                   "(spec field nested = true); with --sizes auto, 40 sizes per d and no cap at 1e6")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="distribution parameter, repeatable (k for subspace, df for student-t, "
                         "components and separation for mixture)")
@@ -122,7 +126,7 @@ def _flags(args) -> dict:
         trials=args.trials, queries_per_set=args.queries_per_set, seed=args.seed, solver=args.solver,
         tol=args.tol, shard_trials=args.shard_trials,
         target_halfwidth=getattr(args, "target_halfwidth", None),
-        max_trials=getattr(args, "max_trials", None))
+        max_trials=getattr(args, "max_trials", None), nested=getattr(args, "nested", None))
 
 
 def merge(base: dict, args, *, panels: bool = False) -> dict:
@@ -172,8 +176,13 @@ def build_panels(args) -> list[Panel]:
     for panel in load_panels(stripped):
         spec = panel.spec
         if panel.name in auto_names or (not many and auto_names):
+            extra = {}
+            if spec.nested:  # more sizes cost almost nothing; the cap is what X may take in memory
+                from ..nested_job import auto_options
+
+                extra = auto_options(spec)
             spec = resolve_auto_sizes(spec, backend="ray" if ray_asked else "serial",
-                                      address=args.address, workers=args.workers)
+                                      address=args.address, workers=args.workers, **extra)
         out.append(Panel(panel.name, panel.title, spec))
     return out
 
@@ -218,6 +227,11 @@ def plan_and_backend(spec: Spec, args, job=None):
         from ..distributed import check_reachable
 
         check_reachable(args.address)  # one line now, not a minute of retries inside ray.init
+    if job is None and spec.nested:
+        from ..nested_job import NestedJob, check_nested
+
+        check_nested(spec)
+        job = NestedJob(spec)
     est = (job or MonteCarloJob(spec)).estimate()
     planning.check(est, force=args.force_plan)
     backend, why = planning.choose_backend(est.cpu_seconds, serial=args.serial, address=args.address,
@@ -246,7 +260,12 @@ def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool) ->
             print(f"mc-hull: adaptive: {len(report.capped)} cells stopped at --max-trials "
                   f"{spec.max_trials} above half-width {spec.target_halfwidth:g}", file=sys.stderr)
     else:
-        report = execute(spec, args.out, backend=backend, address=args.address, workers=args.workers,
+        job = None
+        if spec.nested:
+            from ..nested_job import NestedJob
+
+            job = NestedJob(spec)
+        report = execute(spec, args.out, backend=backend, job=job, address=args.address, workers=args.workers,
                          new_run=new_run, progress=not args.no_progress)
     print(f"mc-hull: run {report.run_id} done in {report.seconds:.1f} s: "
           f"{report.computed_shards} shards computed, {report.skipped_shards} skipped as committed, "
