@@ -122,6 +122,10 @@ class Spec(_SpecFields):
             return [(d, n) for d in self.dims for n in per_d[d]]
         return [(d, n) for d in self.dims for n in self.sizes]
 
+    def sizes_for(self, d: int) -> tuple[int, ...]:
+        """The sizes N of dimension ``d`` (the grid's, else ``sizes``); used by nested runs."""
+        return dict(self.grid)[d] if self.grid else self.sizes
+
     @property
     def planned_trials(self) -> int:
         return self.trials * len(self.cells)

@@ -185,7 +185,7 @@ def test_spec_is_frozen_and_normalised_once():
         spec.solver = "lp"
     assert Spec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}) == spec  # idempotent
     assert dataclasses.replace(spec, seed=3).seed == 3 and dataclasses.replace(spec, seed=3).dims == (2, 4, 6)
-    assert not hasattr(Spec, "sizes_for")
+    assert spec.sizes_for(4) == (10, 100)
     import inspect
 
     import mc_hull.spec as module
