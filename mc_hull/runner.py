@@ -38,21 +38,14 @@ def check_run(spec: Spec, out: str, *, new_run: bool = False) -> ResultStore:
     Call it before announcing a run, so a refusal is the only line printed.
     """
     store = ResultStore(out)
-    store.prepare()
-    runs = store.runs()
-    if runs and spec.run_id not in runs and not new_run:
-        other_id, other = sorted(runs.items())[-1]
-        diff = spec_difference(other.get("spec", {}), spec.to_dict())
-        raise StoreError(
-            f"--out: {out} holds run {other_id} with a different spec (differs in: "
-            f"{', '.join(diff) or 'unknown'}); pass --new-run to add this run, or choose another --out")
+    store.check_claim(spec, new_run=new_run)
     return store
 
 
 def open_run(spec: Spec, out: str, *, new_run: bool = False) -> ResultStore:
     """Prepare ``out`` for ``spec``; refuse a different spec unless ``new_run``."""
-    store = check_run(spec, out, new_run=new_run)
-    store.record_run(spec)
+    store = ResultStore(out)
+    store.claim_run(spec, new_run=new_run)  # atomic: of two writers into one store, one is refused
     return store
 
 
@@ -82,8 +75,8 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
     store = open_run(spec, out, new_run=new_run)
     planned = plan(spec) if shards is None else list(shards)
     done, moved = store.committed(spec, planned)
-    for path in moved:
-        print(f"mc-hull: moved aside damaged shard file {path}; it will be recomputed", file=log)
+    for what in moved:
+        print(f"mc-hull: damaged shard {what}: not counted, it will be recomputed", file=log)
     todo = [s for s in planned if s not in done]
     if done:
         print(f"mc-hull: resuming run {spec.run_id}: {len(done)} of {len(planned)} shards already "
@@ -96,10 +89,16 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
         results = run_shards(spec, out, todo, address=address, workers=workers, progress=progress)
     else:
         raise ValueError(f"backend must be 'ray' or 'serial', got {backend!r}")
-    return RunReport(run_id=spec.run_id, planned_shards=len(planned), skipped_shards=len(done),
-                     computed_shards=len(results), trials=sum(r["trials"] for r in results),
-                     undecided=sum(r["undecided"] for r in results),
-                     seconds=time.perf_counter() - t0, quarantined=moved)
+    report = RunReport(run_id=spec.run_id, planned_shards=len(planned), skipped_shards=len(done),
+                       computed_shards=len(results), trials=sum(r["trials"] for r in results),
+                       undecided=sum(r["undecided"] for r in results),
+                       seconds=time.perf_counter() - t0, quarantined=moved)
+    if results:  # the run's measured rate, for the dashboard (the store keeps it beside the record)
+        store.record_stats(spec.run_id, {"trials": report.trials, "seconds": report.seconds,
+                                         "shards": report.computed_shards, "backend": backend,
+                                         "trials_per_s": report.trials / max(report.seconds, 1e-9),
+                                         "finished": time.time()})
+    return report
 
 
 def run_and_write(spec: Spec, store: ResultStore, shard: Shard) -> dict:

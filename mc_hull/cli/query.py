@@ -6,7 +6,7 @@ import sys
 
 from ..errors import StoreError
 from ..query import INTERVAL_NOTE, agreement, cell_estimates
-from ..store import ResultStore, resolve
+from ..store import probe
 from .format import FORMATS, render
 
 
@@ -25,21 +25,17 @@ def register(sub) -> None:
 
 def check_exists(out: str) -> None:
     """Raise StoreError unless ``out`` is an existing results location."""
-    import pyarrow.fs as pafs
-
-    fs, root, _ = resolve(out)
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.NotFound:
+    kind = probe(out)
+    if kind == "missing":
         raise StoreError(f"DIR: no such results directory: {out}")
-    if info.type != pafs.FileType.Directory:
+    if kind != "directory":
         raise StoreError(f"DIR: not a directory: {out}")
 
 
 def main(args) -> int:
     check_exists(args.out)
     if args.thresholds:
-        from ..thresholds import THRESHOLDS_NOTE
-        from ..query import thresholds
+        from ..query import THRESHOLDS_NOTE, thresholds
 
         table = thresholds(args.out, run_id=args.run_id)
         if table.num_rows == 0:
