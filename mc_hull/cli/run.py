@@ -115,7 +115,7 @@ def build_spec(args) -> Spec:
 
 
 def main(args) -> int:
-    from ..runner import check_run, execute
+    from ..runner import execute, open_run
 
     if args.preset == "paper-digits" and not args.spec:  # a hull-test sweep, not a Monte Carlo spec
         from .hull_test import run_preset
@@ -123,8 +123,9 @@ def main(args) -> int:
         return run_preset(args)
 
     spec = build_spec(args)  # all validation happens before anything is written
-    # An unusable --out or a changed spec is refused in one line, before the header.
-    check_run(spec, args.out, new_run=args.new_run)
+    # An unusable --out or a changed spec is refused in one line, before the header: the run is
+    # claimed here (atomically), so of two writers started together the loser prints only its refusal.
+    open_run(spec, args.out, new_run=args.new_run)
     print(f"mc-hull: run {spec.run_id}: {spec.distribution}, d in {list(spec.dims)}, "
           f"N in {list(spec.sizes)}, {spec.trials} trials per cell "
           f"({spec.planned_trials} planned), solver {spec.solver} -> {args.out}", file=sys.stderr)

@@ -63,7 +63,7 @@ class ResultStore:
         return {"spec": spec.to_dict(), "hash": spec.hash, "versions": versions()}
 
     def _conflict(self, spec, exc: RunConflict) -> StoreError:
-        if exc.orphan:
+        if exc.orphan or exc.other not in self.runs():
             return StoreError(
                 f"--out: {self.out} holds rows of run {exc.other} but no record of that run (was "
                 f"_runs/{exc.other}.json deleted?); pass --new-run to add this run, or choose another --out")
