@@ -110,7 +110,8 @@ def peak_mib(X, Q):
     from mc_hull.solvers import certificates, get_solver
 
     peaks = []
-    for run in (lambda: get_solver("colgen")._propose(X, Q, TOL * certificates.data_scale(X, Q)),
+    frame = certificates.Frame.of(X)
+    for run in (lambda: get_solver("colgen")._propose(frame.points, frame.map(Q), TOL * frame.scale),
                 lambda: mc_hull.decide(X, Q, tol=TOL, solver="colgen")):
         tracemalloc.start()
         run()

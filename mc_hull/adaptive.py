@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import stats, theory
-from .plan import plan
+from .jobs import MonteCarloJob
 from .spec import Spec
 
 #: Largest N chosen by ``--sizes auto`` unless told otherwise (an X of 10^6 x d doubles per replicate).
@@ -223,7 +223,9 @@ def checkpoints(spec: Spec) -> list[int]:
 
 def cell_trials(spec: Spec, replicates: int) -> int:
     """Trials of a cell holding replicates 0 .. replicates-1."""
-    return sum(spec.queries_in(r) for r in range(replicates))
+    from .plan import replicate_trials
+
+    return replicate_trials(spec, 0, replicates)
 
 
 @dataclass
@@ -272,32 +274,40 @@ def run_adaptive(spec: Spec, out: str, *, backend: str = "ray", address=None, wo
     report = AdaptiveReport(run_id=spec.run_id)
     marks = checkpoints(spec)
     active = list(spec.cells)
-    shards = plan(spec)
-    for k, mark in enumerate(marks):
-        if shards:
-            r = execute(spec, out, backend=backend, address=address, workers=workers,
-                        new_run=new_run, progress=progress, shards=shards, log=log)
-            report.rounds += 1
-            report.computed_shards += r.computed_shards
-            report.skipped_shards += r.skipped_shards
-            report.trials += r.trials
-            report.undecided += r.undecided
-        hw = _halfwidths(out, spec, mark, level)
-        still = []
-        for cell in active:
-            h = hw.get(cell, math.inf)
-            reached = h < spec.target_halfwidth
-            report.cells[cell] = {"replicates": mark, "trials": cell_trials(spec, mark),
-                                  "halfwidth": h, "reached": reached}
-            if not reached:
-                still.append(cell)
-        active = still
-        if not active or k + 1 == len(marks):
-            break
-        nxt = marks[k + 1]
-        print(f"mc-hull: adaptive: {len(active)} of {len(spec.cells)} cells have 99% half-width >= "
-              f"{spec.target_halfwidth:g}; adding replicates {mark}..{nxt - 1}", file=log)
-        wanted = set(active)
-        shards = [s for s in plan(spec, mark, nxt) if (s.d, s.n) in wanted]
+    job = MonteCarloJob(spec)
+    pool = None
+    if backend == "ray":
+        from .distributed import Pool  # one Ray connection and one set of actors for every round
+
+        pool = Pool(address, workers)
+    try:
+        for k, mark in enumerate(marks):
+            if job is not None:
+                r = execute(spec, out, backend=backend, new_run=new_run, progress=progress, job=job,
+                            pool=pool, log=log)
+                report.rounds += 1
+                report.computed_shards += r.computed_shards
+                report.skipped_shards += r.skipped_shards
+                report.trials += r.trials
+                report.undecided += r.undecided
+            hw = _halfwidths(out, spec, mark, level)
+            still = []
+            for cell in active:
+                h = hw.get(cell, math.inf)
+                reached = h < spec.target_halfwidth
+                report.cells[cell] = {"replicates": mark, "trials": cell_trials(spec, mark),
+                                      "halfwidth": h, "reached": reached}
+                if not reached:
+                    still.append(cell)
+            active = still
+            if not active or k + 1 == len(marks):
+                break
+            nxt = marks[k + 1]
+            print(f"mc-hull: adaptive: {len(active)} of {len(spec.cells)} cells have 99% half-width >= "
+                  f"{spec.target_halfwidth:g}; adding replicates {mark}..{nxt - 1}", file=log)
+            job = MonteCarloJob(spec, mark, nxt, cells=tuple(active))
+    finally:
+        if pool is not None:
+            pool.close()
     report.seconds = time.perf_counter() - t0
     return report

@@ -26,8 +26,8 @@ rows), outside margins are computed over every one of the N points in the pass
 that proposes them, with ℓ1-normalised w and the same ``atol``.
 
 Pricing passes are embarrassingly parallel over blocks: :func:`decide` takes a
-``map_blocks`` callable (serial by default; ``mc_hull.distributed.ray_map_blocks``
-runs block ranges as Ray tasks), so k nodes divide the time of a pass by k.
+``map_blocks`` callable (serial by default; ``mc_hull.distributed.Pool.map_blocks``
+prices block ranges on Ray actors), so k nodes divide the time of a pass by k.
 
 Memory and reach (measured on this 2-core, 23 GiB machine shared with other jobs,
 Gaussian data, 100 queries against one training set, one core):
@@ -47,7 +47,6 @@ Gaussian data, 100 queries against one training set, one core):
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
@@ -57,31 +56,19 @@ from scipy.optimize import nnls
 from . import seeding
 from .solvers import INSIDE, OUTSIDE, STATUS_NAMES, UNDECIDED, Decisions
 from .solvers import certificates as cert
+from .plan import memory_budget, needs_streaming  # noqa: F401 - re-exported for callers
 from .spec import Spec
 
-#: Default memory budget for one training set held in memory (bytes); above it, stream.
-DEFAULT_BUDGET = 4 << 30
 #: Points added to a query's working set per pricing pass (times d, at least 8).
 ADD_PER_ROUND = 2
 #: Pricing passes after the prefilter before a query is left undecided.
 MAX_ROUNDS = 40
 
 
-def memory_budget() -> int:
-    """Bytes one training set may take in memory: ``MC_HULL_MEMORY_BUDGET`` (e.g. ``8G``) or 4 GiB."""
-    text = os.environ.get("MC_HULL_MEMORY_BUDGET", "").strip().upper()
-    if not text:
-        return DEFAULT_BUDGET
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
-    try:
-        return int(float(text.rstrip("KMGTB") if mult > 1 else text) * mult)
-    except ValueError:
-        return DEFAULT_BUDGET
-
-
-def needs_streaming(n: int, d: int, budget: int | None = None) -> bool:
-    """True when X (N x d float64, plus an equal working copy) exceeds the budget."""
-    return 2 * 8 * int(n) * int(d) > (memory_budget() if budget is None else budget)
+def stream_bytes(d: int, queries: int) -> int:
+    """Peak bytes of a streamed decision: one block, its products and the rows kept per query."""
+    m = max(8, ADD_PER_ROUND * d)
+    return 8 * (seeding.BLOCK_ROWS * (d + queries) * 2 + queries * m * (d + 2) * 2)
 
 
 @dataclass(frozen=True)
@@ -100,19 +87,23 @@ class Source:
     n: int
     replicate: int
 
-    def blocks(self) -> list[tuple[int, int, int]]:
-        """``(block, start, stop)`` for every block (the same split as ``trial.training_set``)."""
-        return list(seeding.train_blocks(self.n))
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n // seeding.BLOCK_ROWS)
+
+    def blocks(self):
+        """``(block, start, stop)`` for every block, lazily (the same split as ``trial.training_set``)."""
+        return seeding.train_blocks(self.n)
 
     def generate(self, block_ids) -> "iter":
         """Yield ``(start, X_block)`` for the given block ids, drawn from their keys."""
         spec = Spec.from_json(self.spec_json)
         key = seeding.replicate_key(spec.distribution, self.d, self.n, self.replicate)
         sampler = spec.sampler(self.d).bind(seeding.rng(spec.seed, key, seeding.STRUCTURE))
-        table = {b: (start, stop) for b, start, stop in self.blocks()}
         for b in block_ids:
-            start, stop = table[b]
-            yield start, sampler.random(stop - start, seeding.rng(spec.seed, key, seeding.TRAIN, b))
+            start = int(b) * seeding.BLOCK_ROWS
+            stop = min(start + seeding.BLOCK_ROWS, self.n)
+            yield start, sampler.random(stop - start, seeding.rng(spec.seed, key, seeding.TRAIN, int(b)))
 
     def queries(self) -> np.ndarray:
         spec = Spec.from_json(self.spec_json)
@@ -180,9 +171,15 @@ def merge(parts: list[dict], m: int) -> dict:
             "absmax": max(p["absmax"] for p in parts)}
 
 
-def serial_map(source: Source, ranges: list[list[int]], W: np.ndarray, m: int) -> list[dict]:
-    """Default ``map_blocks``: price every block range in this process."""
-    return [price(source, r, W, m) for r in ranges]
+def price_range(context, block_range: tuple[int, int]) -> dict:
+    """:func:`price` over blocks ``start .. stop-1``; ``context`` is ``(source, W, m)`` (a map's unit)."""
+    source, W, m = context
+    return price(source, range(*block_range), W, m)
+
+
+def serial_map(source: Source, ranges, W: np.ndarray, m: int) -> list[dict]:
+    """Default ``map_blocks``: price every block range ``(start, stop)`` in this process."""
+    return [price_range((source, W, m), r) for r in ranges]
 
 
 def _normalise(W: np.ndarray) -> np.ndarray:
@@ -223,8 +220,10 @@ def decide(source: Source, Q: np.ndarray | None = None, *, tol: float = 1e-9, ma
     Q = source.queries() if Q is None else np.asarray(Q, dtype=np.float64)
     B, d = Q.shape
     map_blocks = map_blocks or serial_map
-    ids = [b for b, _, _ in source.blocks()]
-    split = [list(part) for part in np.array_split(ids, max(1, min(ranges, len(ids)))) if len(part)]
+    nb = source.n_blocks
+    parts = max(1, min(ranges, nb))
+    edges = [nb * i // parts for i in range(parts + 1)]
+    split = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]  # contiguous block ranges
     m = max(8, ADD_PER_ROUND * d)
 
     def pass_(W):

@@ -1,17 +1,24 @@
-"""Ray execution: one actor per CPU runs shards and writes their files; the driver keeps work bounded.
+"""The only module that imports Ray: connecting, one fault-tolerant bounded map over actors, and the job client.
 
-Fault model
------------
-* Every shard's rows are a pure function of (spec, shard) and its file name is
-  a function of (run, shard): a retry overwrites, it never duplicates.
+Fault model of :meth:`Pool.map_unordered`
+-----------------------------------------
+* A unit's result is a pure function of (context, unit), and whatever it writes is
+  keyed by the unit: a retry overwrites, it never duplicates.
 * Actors are created with ``max_restarts=-1`` and ``SPREAD`` scheduling (no hard
-  node affinity), so an actor whose process or node dies is restarted wherever
-  a CPU is free.  A restarted actor re-runs its constructor; it holds no results.
-* The driver, not Ray, re-queues the shards of a failed call (``max_task_retries=0``)
+  node affinity), so an actor whose process or node dies is restarted wherever a
+  CPU is free.  A restarted actor re-runs its constructor; it holds no results.
+* The driver, not Ray, re-queues the units of a failed call (``max_task_retries=0``)
   and stops sending work to that actor until a ``ping`` to it succeeds, so work
   moves to healthy actors at once even when the dead node's CPUs are gone for good.
-* Results live only in the store: a driver killed mid-run loses at most the
-  shards in flight, and re-running the same spec resumes from the committed files.
+* At most :data:`IN_FLIGHT_PER_ACTOR` calls per actor are in flight and units are
+  drawn from the (possibly lazy) iterator only when a slot frees, so a plan of any
+  length costs bounded driver memory.  The context (large inputs: a training set)
+  is ``ray.put`` once per map and cached by each actor.
+* Results live only where the mapped function puts them (the store): a driver killed
+  mid-run loses at most the units in flight, and a re-run resumes.
+
+Embedded Ray (no address) binds every socket it can to 127.0.0.1 (see README, "What is
+guaranteed"); it is started only when a map first needs it, and its actors lazily.
 """
 
 from __future__ import annotations
@@ -21,45 +28,45 @@ import json
 import os
 import sys
 import time
+from collections import deque
 
 import ray
 from ray.exceptions import (ActorDiedError, ActorUnavailableError, NodeDiedError, OwnerDiedError,
                             RayActorError, WorkerCrashedError)
 
-from .plan import Shard
-from .spec import Spec
+from .errors import PlanError
 
 #: Environment for workers: one BLAS thread each, so actors do not oversubscribe cores.
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "RAY_USAGE_STATS_ENABLED": "0"}
-#: Shards in flight per actor: one running, one queued, so an actor never idles.
+#: Calls in flight per actor: one running, one queued, so an actor never idles.
 IN_FLIGHT_PER_ACTOR = 2
-#: Attempts per shard before the run gives up on it.
+#: Attempts per unit before the map gives up on it.
 MAX_ATTEMPTS = 6
-#: Failures that mean "the actor or its node went away": the shard is re-queued.
+#: Failures that mean "the actor or its node went away": the unit is re-queued.
 LOST = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError, NodeDiedError,
         OwnerDiedError)
 #: Seconds between checks of the in-flight calls (bounds how long a stuck wait can last).
 WAIT_SECONDS = 1.0
 #: Seconds the driver waits with no live actor at all (every one restarting) before giving up.
 NO_ACTOR_SECONDS = float(os.environ.get("MC_HULL_NO_ACTOR_SECONDS", 600))
+#: Seconds to wait for a cluster at ``--address`` before refusing it.
+CONNECT_SECONDS = float(os.environ.get("MC_HULL_CONNECT_SECONDS", 30))
+#: Loopback: the node address of an embedded Ray, so its agents and ports stay on this machine.
+LOOPBACK = "127.0.0.1"
 
-#: Events of the last :func:`run_shards` in this process: (perf_counter time, kind, detail).
+#: Events of the last map in this process: (perf_counter time, kind, detail).
 #: Kinds: ``"start"``, ``"lost"`` (a call failed: actor or node gone), ``"requeued"``,
-#: ``"actor_back"`` (a restarted actor answered a ping), ``"done"`` (a shard committed).
+#: ``"actor_back"`` (a restarted actor answered a ping), ``"done"`` (a unit finished).
 LAST_EVENTS: list[tuple[float, str, str]] = []
 
 
 @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)
 class ShardWorker:
-    """Holds the spec and the store; runs shards and publishes their files."""
+    """Runs ``fn(context, unit)``; the context is fetched once per map and kept."""
 
-    def __init__(self, spec_json: str, out: str):
-        from .spec import Spec
-        from .store import ResultStore
-
-        self.spec = Spec.from_json(spec_json)
-        self.store = ResultStore(out)
+    def __init__(self):
+        self._ref, self._context = None, None
 
     def ping(self) -> str:
         """The node this actor runs on (used to tell when a restarted actor is back)."""
@@ -68,12 +75,11 @@ class ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, shard: Shard) -> dict:
-        from .runner import run_and_write
-
-        summary = run_and_write(self.spec, self.store, shard)
-        summary["node"] = ray.get_runtime_context().get_node_id()
-        return summary
+    def run(self, fn, holder, unit):
+        ref = holder[0]  # wrapped in a list so Ray passes the reference, not the value
+        if ref != self._ref:
+            self._context, self._ref = ray.get(ref), ref
+        return fn(self._context, unit)
 
 
 def in_ray_job() -> bool:
@@ -89,213 +95,280 @@ def _job_env_vars() -> dict:
         return {}
 
 
+def _quiet_auth_notice() -> None:
+    """Token auth stays on; Ray's "Set RAY_AUTH_MODE=disabled to opt out" notice is not shown.
+
+    An embedded Ray generates its own token (kept under ``~/.ray``); nothing outside this
+    machine can reach it (every port on 127.0.0.1), so the notice has nothing to act on.
+    """
+    import logging
+
+    class _Drop(logging.Filter):
+        def filter(self, record):
+            return "RAY_AUTH_MODE" not in record.getMessage()
+
+    for name in ("ray", "ray._private.authentication", "ray._private.worker", ""):
+        logging.getLogger(name).addFilter(_Drop())
+
+
+@contextlib.contextmanager
+def _loopback_node():
+    """Let ``_node_ip_address="127.0.0.1"`` stand while an embedded Ray starts.
+
+    ``ray.init`` replaces a loopback node address by the host's routable one unless
+    Ray believes clusters are disabled (as on macOS and Windows); with the node on
+    127.0.0.1 the GCS, raylet, workers and agents bind their ports to loopback.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
 def connect(address: str | None, workers: int | None) -> bool:
     """Start an embedded Ray (address None/"local") or join ``address``; True if we started it.
 
     A Ray job's entrypoint with no ``address`` joins the job's own cluster
-    (``RAY_ADDRESS`` set by the job supervisor); anywhere else no address means
-    an embedded instance for this process only, never another Ray on the host.
+    (``RAY_ADDRESS`` set by the job supervisor); anywhere else no address means an
+    embedded instance for this process only, on loopback, never another Ray on the host.
+    Raises PlanError (one line) for ``workers < 1`` or an address that does not answer.
     """
+    if workers is not None and workers < 1:
+        raise PlanError(f"--workers: must be at least 1, got {workers}")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
+    _quiet_auth_notice()
+    embedded = address in (None, "", "local") and not in_ray_job()
+    if embedded:
+        # Workers inherit this process's environment: no runtime env to build (seconds saved).
+        for key, value in WORKER_ENV.items():
+            os.environ.setdefault(key, value)
+        with _loopback_node():
+            ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,
+                     logging_level="warning", log_to_driver=False, _node_ip_address=LOOPBACK)
+        return True
     runtime_env = {"env_vars": dict(WORKER_ENV)}
-    if os.environ.get("MC_HULL_MEMORY_BUDGET"):  # the bigcell streaming threshold, for the workers too
+    if os.environ.get("MC_HULL_MEMORY_BUDGET"):  # the streaming threshold, for the workers too
         runtime_env["env_vars"]["MC_HULL_MEMORY_BUDGET"] = os.environ["MC_HULL_MEMORY_BUDGET"]
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
         # Inside a Ray job, its runtime env is merged with ours key by key: add only what it lacks.
         have = _job_env_vars()
         runtime_env = {"env_vars": {k: v for k, v in runtime_env["env_vars"].items() if k not in have}}
-    if address in (None, "", "local") and in_ray_job():
-        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env, logging_level="warning")
-    elif address in (None, "", "local"):
-        ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,
-                 runtime_env=runtime_env, logging_level="warning", log_to_driver=False)
-    else:
-        ray.init(address=address, runtime_env=runtime_env, logging_level="warning")
+    target = os.environ["RAY_ADDRESS"] if address in (None, "", "local") else address
+    check_reachable(target)
+    try:
+        ray.init(address=target, runtime_env=runtime_env, logging_level="warning")
+    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
+        raise PlanError(f"--address: cannot join the Ray cluster at {target}: {_first_line(exc)}") from None
     return True
 
 
-def run_shards(spec: Spec, out: str, shards: list[Shard], *, address: str | None = None,
-               workers: int | None = None, progress: bool = True) -> list[dict]:
-    """Run ``shards`` on Ray actors, re-queueing shards whose actor or node died.
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def check_reachable(address: str) -> None:
+    """PlanError (one line) unless ``host:port`` accepts a TCP connection within a few seconds.
+
+    ``ray.init`` itself retries an unreachable GCS for a minute or more; this answers at once.
+    """
+    import socket
+
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise PlanError(f"--address: expected HOST:PORT of a Ray cluster's GCS (e.g. 10.0.0.5:6379), "
+                        f"got {address!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=min(CONNECT_SECONDS, 5)):
+            pass
+    except OSError as exc:
+        raise PlanError(f"--address: no Ray cluster answers at {address} ({exc.strerror or exc})") from None
+
+
+class Pool:
+    """Ray actors for one or more maps; Ray is started (or joined) and actors created on first use.
 
     Parameters
     ----------
-    spec : Spec
-    out : str
-        Results location; workers write their shard files there directly
-        (object-store credentials must be available on every node).
-    shards : list of Shard
-    address, workers
-        See :func:`connect`.
-    progress : bool
-        Show a progress bar (shards, trials/s, ETA) on stderr.
-
-    Returns
-    -------
-    list of dict
-        One summary per shard (key, trials, undecided, seconds, node).
+    address : str, optional
+        Ray address; None or ``"local"`` starts an embedded Ray (or joins the job's own cluster).
+    workers : int, optional
+        Number of actors (default: the cluster's CPUs).
     """
-    if not shards:
-        return []
-    started = connect(address, workers)
-    actors = []
-    try:
-        n_actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        n_actors = min(n_actors, len(shards))
+
+    def __init__(self, address: str | None = None, workers: int | None = None):
+        if workers is not None and workers < 1:
+            raise PlanError(f"--workers: must be at least 1, got {workers}")
+        self.address, self.workers = address, workers
+        self.actors: list = []
+        self._started = None
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _connect(self) -> None:
+        if self._started is None:
+            self._started = connect(self.address, self.workers)
+
+    def size(self) -> int:
+        """Number of actors a map uses (at most)."""
+        self._connect()
+        return self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def _actors(self, wanted: int) -> list:
         opts = dict(scheduling_strategy="SPREAD", max_restarts=-1, max_task_retries=0)
-        actors = [ShardWorker.options(**opts).remote(spec.to_json(), out) for _ in range(n_actors)]
-        return _drive(spec, shards, actors, progress)
-    finally:
-        for actor in actors:
+        while len(self.actors) < wanted:
+            self.actors.append(ShardWorker.options(**opts).remote())
+        return self.actors[:wanted]
+
+    def close(self) -> None:
+        """Kill this pool's actors; shut Ray down if this pool started it."""
+        for actor in self.actors:
             try:
                 ray.kill(actor, no_restart=True)
             except Exception:  # noqa: BLE001 - best effort cleanup of our own actors
                 pass
-        if started:
+        self.actors = []
+        if self._started:
             ray.shutdown()
+        self._started = None
+
+    def map_unordered(self, fn, units, context=None, hint: int | None = None):
+        """Yield ``(unit, fn(context, unit))`` as calls finish, re-queueing units whose actor died.
+
+        Parameters
+        ----------
+        fn : callable
+            A module-level function ``fn(context, unit)`` (pickled by reference).
+        units : iterable
+            Hashable units, drawn lazily as slots free up.
+        context : object
+            Put into the object store once and handed to every call.
+        hint : int, optional
+            How many units there are (fewer actors than CPUs for a short map).
+        """
+        self._connect()
+        todo = iter(units)
+        first = next(todo, None)
+        if first is None:
+            return
+        n = min(self.size(), hint or self.size())
+        actors = self._actors(max(1, n))
+        holder = [ray.put(context)]
+        yield from _drive(fn, holder, first, todo, actors)
+
+    def map(self, fn, units, context=None) -> list:
+        """``[fn(context, u) for u in units]`` computed on the actors, in the order of ``units``."""
+        units = tuple(units)
+        out = dict(self.map_unordered(_indexed, range(len(units)), (fn, context, units), hint=len(units)))
+        return [out[i] for i in range(len(units))]
+
+    def map_blocks(self, source, ranges, W, m) -> list[dict]:
+        """``map_blocks`` for :func:`mc_hull.bigcell.decide`: price block ranges on the actors."""
+        from .bigcell import price_range
+
+        return self.map(price_range, [tuple(map(int, r)) for r in ranges], (source, W, m))
 
 
-def _drive(spec: Spec, shards: list[Shard], actors: list, progress: bool) -> list[dict]:
-    from tqdm import tqdm
+def _indexed(context, i: int):
+    fn, inner, units = context
+    return fn(inner, units[i])
 
+
+def _drive(fn, holder, first, todo, actors):
     LAST_EVENTS.clear()
-    t0 = time.perf_counter()
-    LAST_EVENTS.append((t0, "start", f"{len(shards)} shards, {len(actors)} actors"))
-    queue = list(reversed(shards))
-    attempts: dict[Shard, int] = {}
-    pending: dict = {}  # ObjectRef -> (shard, actor index)
+    LAST_EVENTS.append((time.perf_counter(), "start", f"{len(actors)} actors"))
+    queue = deque([first])  # re-queued units first, then fresh ones from ``todo``
+    attempts: dict = {}
+    pending: dict = {}  # ObjectRef -> (unit, actor index)
     pings: dict = {}  # ObjectRef -> actor index, for actors not trusted until they answer
     healthy = [True] * len(actors)
     load = [0] * len(actors)
-    results: dict[Shard, dict] = {}
+    exhausted = False
     idle_since = None
-    total = sum(s.trials(spec) for s in shards)
-    bar = tqdm(total=total, unit="trial", unit_scale=True, disable=not progress or None,
-               file=sys.stderr, desc=f"run {spec.run_id}", dynamic_ncols=True)
-    try:
-        while queue or pending:
-            for i, actor in enumerate(actors):
-                while healthy[i] and queue and load[i] < IN_FLIGHT_PER_ACTOR:
-                    shard = queue.pop()
-                    pending[actor.run.remote(shard)] = (shard, i)
-                    load[i] += 1
-            if not pending and not any(healthy):
-                # Every actor is restarting (e.g. their nodes are gone): wait, but not forever.
-                idle_since = idle_since or time.perf_counter()
-                if time.perf_counter() - idle_since > NO_ACTOR_SECONDS:
-                    raise RuntimeError(
-                        f"no live actor for {NO_ACTOR_SECONDS:.0f} s (nodes lost?); {len(results)} shards "
-                        "were committed and are kept: run again to resume")
-                ready, _ = ray.wait(list(pings), num_returns=1, timeout=WAIT_SECONDS)
-            else:
-                idle_since = None
-                ready, _ = ray.wait(list(pending) + list(pings), num_returns=1, timeout=WAIT_SECONDS)
-            for ref in ready:
-                if ref in pings:
-                    i = pings.pop(ref)
-                    try:
-                        ray.get(ref)
-                    except LOST:
-                        pings[actors[i].ping.remote()] = i
-                        continue
-                    healthy[i] = True
-                    LAST_EVENTS.append((time.perf_counter(), "actor_back", str(i)))
-                    continue
-                shard, i = pending.pop(ref)
-                load[i] -= 1
+    done = 0
+
+    def next_unit():
+        nonlocal exhausted
+        if queue:
+            return queue.popleft()
+        if not exhausted:
+            unit = next(todo, None)
+            if unit is not None:
+                return unit
+            exhausted = True
+        return None
+
+    while True:
+        for i, actor in enumerate(actors):
+            while healthy[i] and load[i] < IN_FLIGHT_PER_ACTOR:
+                unit = next_unit()
+                if unit is None:
+                    break
+                pending[actor.run.remote(fn, holder, unit)] = (unit, i)
+                load[i] += 1
+        if not pending and (exhausted and not queue):
+            break
+        if not pending and not any(healthy):
+            # Every actor is restarting (e.g. their nodes are gone): wait, but not forever.
+            idle_since = idle_since or time.perf_counter()
+            if time.perf_counter() - idle_since > NO_ACTOR_SECONDS:
+                raise RuntimeError(f"no live actor for {NO_ACTOR_SECONDS:.0f} s (nodes lost?); {done} units "
+                                   "were committed and are kept: run again to resume")
+            ready, _ = ray.wait(list(pings), num_returns=1, timeout=WAIT_SECONDS)
+        else:
+            idle_since = None
+            ready, _ = ray.wait(list(pending) + list(pings), num_returns=1, timeout=WAIT_SECONDS)
+        for ref in ready:
+            if ref in pings:
+                i = pings.pop(ref)
                 try:
-                    summary = ray.get(ref)
-                except LOST as exc:
-                    now = time.perf_counter()
-                    LAST_EVENTS.append((now, "lost", f"{shard.key} on actor {i}: {type(exc).__name__}"))
-                    attempts[shard] = attempts.get(shard, 0) + 1
-                    if attempts[shard] >= MAX_ATTEMPTS:
-                        raise RuntimeError(f"shard {shard.key} failed {MAX_ATTEMPTS} times") from None
-                    queue.append(shard)  # files are keyed: a retry overwrites, never duplicates
-                    LAST_EVENTS.append((now, "requeued", shard.key))
-                    print(f"mc-hull: lost shard {shard.key} ({type(exc).__name__}); re-queued",
-                          file=sys.stderr)
-                    if healthy[i]:
-                        healthy[i] = False
-                        pings[actors[i].ping.remote()] = i
+                    ray.get(ref)
+                except LOST:
+                    pings[actors[i].ping.remote()] = i
                     continue
-                if shard in results:  # cannot happen (one call per shard at a time); never double count
-                    continue
-                results[shard] = summary
-                LAST_EVENTS.append((time.perf_counter(), "done", shard.key))
-                bar.update(summary["trials"])
-                bar.set_postfix_str(f"shards {len(results)}/{len(shards)}", refresh=False)
-    finally:
-        bar.close()
-    elapsed = time.perf_counter() - t0
-    n = sum(r["trials"] for r in results.values())
-    print(f"mc-hull: {len(results)} shards, {n} trials in {elapsed:.1f} s "
-          f"({n / max(elapsed, 1e-9):.0f} trials/s) on {len(actors)} actors", file=sys.stderr)
-    return [results[s] for s in shards]
+                healthy[i] = True
+                LAST_EVENTS.append((time.perf_counter(), "actor_back", str(i)))
+                continue
+            unit, i = pending.pop(ref)
+            load[i] -= 1
+            try:
+                result = ray.get(ref)  # ready: returns at once
+            except LOST as exc:
+                now = time.perf_counter()
+                key = getattr(unit, "key", str(unit))
+                LAST_EVENTS.append((now, "lost", f"{key} on actor {i}: {type(exc).__name__}"))
+                attempts[unit] = attempts.get(unit, 0) + 1
+                if attempts[unit] >= MAX_ATTEMPTS:
+                    raise RuntimeError(f"unit {key} failed {MAX_ATTEMPTS} times") from None
+                queue.append(unit)  # outputs are keyed: a retry overwrites, never duplicates
+                LAST_EVENTS.append((now, "requeued", key))
+                print(f"mc-hull: lost {key} ({type(exc).__name__}); re-queued", file=sys.stderr)
+                if healthy[i]:
+                    healthy[i] = False
+                    pings[actors[i].ping.remote()] = i
+                continue
+            except ray.exceptions.RayTaskError as exc:
+                raise exc.as_instanceof_cause() from None
+            done += 1
+            LAST_EVENTS.append((time.perf_counter(), "done", getattr(unit, "key", str(unit))))
+            yield unit, result
 
 
-@ray.remote(num_cpus=1, max_retries=4)
-def _price_task(source, block_ids, W, m):
-    from .bigcell import price
+# -- the Ray job client (mc-hull submit / status / logs / stop) ---------------------------------
+def job_client(address: str):
+    """A ``ray.job_submission.JobSubmissionClient`` for the job API at ``address`` (may raise)."""
+    from ray.job_submission import JobSubmissionClient
 
-    return price(source, block_ids, W, m)
-
-
-def ray_map_blocks(source, ranges, W, m, timeout: float | None = None) -> list[dict]:
-    """``map_blocks`` for :func:`mc_hull.bigcell.decide`: price block ranges as Ray tasks.
-
-    Each task regenerates its blocks from their keys on whatever node runs it, so
-    nothing but the directions and the top rows crosses the network; a task lost
-    with its node is retried by Ray (same blocks, same values).
-    """
-    W_ref = ray.put(W)
-    return ray.get([_price_task.remote(source, list(map(int, r)), W_ref, m) for r in ranges],
-                   timeout=timeout)
-
-
-# -- hull tests: shards of test points against one training set (mc_hull.hulltest) ----------
-@ray.remote(num_cpus=1, max_retries=4)
-def _hull_points_task(X, Q, tol, solver):
-    from .hulltest import decide_points
-
-    return decide_points(X, Q, tol=tol, solver=solver)
-
-
-def ray_hull_points(X, Q, ranges, on_result, *, tol: float, solver: str, address: str | None = None,
-                    workers: int | None = None) -> None:
-    """Decide the test points ``Q[start:stop]`` of each range as a Ray task against ``X``.
-
-    ``X`` (N, d) is put into the object store once; at most two tasks per CPU (or
-    per ``workers``) are in flight.  ``on_result((start, stop), columns)`` runs on
-    the driver as each task finishes.  A range's columns are a pure function of
-    (X, Q[start:stop], tol, solver), so completion order and Ray's retries of a
-    lost task change nothing.
-    """
-    started = connect(address, workers)
-    try:
-        X_ref = ray.put(X)
-        limit = IN_FLIGHT_PER_ACTOR * (workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
-        queue, pending = list(reversed(ranges)), {}
-        while queue or pending:
-            while queue and len(pending) < limit:
-                start, stop = queue.pop()
-                pending[_hull_points_task.remote(X_ref, Q[start:stop], tol, solver)] = (start, stop)
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                on_result(pending.pop(ref), ray.get(ref))
-    finally:
-        if started:
-            ray.shutdown()
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None = None, workers: int | None = None):
-    """Keep one Ray connection open across several :func:`ray_hull_points` calls (a sweep)."""
-    started = connect(address, workers)
-    try:
-        yield
-    finally:
-        if started:
-            ray.shutdown()
+    return JobSubmissionClient(address)

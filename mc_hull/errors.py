@@ -19,3 +19,7 @@ class StoreError(McHullError):
 
 class UndecidedError(McHullError, RuntimeError):
     """Some membership queries could not be certified by any method."""
+
+
+class PlanError(McHullError):
+    """A run's plan cannot run here (too many shards, a worker's memory, an unusable cluster)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import sys
@@ -15,7 +14,9 @@ from . import stats
 from .datasets import ArrayData, Reduction, check_pair, digits_split, fit
 from .errors import InputError
 from .membership import decide
+from .runner import pool_map, run
 from .solvers import check_solver_name
+from .solvers.certificates import check_tol
 
 #: Test points per shard (one Parquet file, one Ray task).
 SHARD_POINTS = 512
@@ -87,6 +88,71 @@ def shard_ranges(n: int, size: int | None = None) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
+@dataclass(frozen=True, order=True)
+class PointRange:
+    """Test points ``start .. stop-1`` of one hull test: a unit of a :class:`HullTestJob`."""
+
+    test_id: str
+    start: int
+    stop: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.test_id}/{self.start}-{self.stop}"
+
+
+class HullTestJob:
+    """The test points of one hull test, in ranges of :data:`SHARD_POINTS`, against one training set.
+
+    Parameters
+    ----------
+    test_id : str
+    X : ndarray, shape (N, d)
+        Training set after the reduction.
+    Q : ndarray, shape (B, d)
+        Test set after the reduction.
+    tol : float
+    solver : str
+    """
+
+    unit_name = "point"
+
+    def __init__(self, test_id: str, X: np.ndarray, Q: np.ndarray, *, tol: float, solver: str):
+        self.test_id, self.X, self.Q, self.tol, self.solver = test_id, X, Q, tol, solver
+
+    @property
+    def name(self) -> str:
+        return f"hull-test {self.test_id}"
+
+    def units(self):
+        return (PointRange(self.test_id, a, b) for a, b in shard_ranges(len(self.Q)))
+
+    def count(self) -> int:
+        return -(-len(self.Q) // SHARD_POINTS)
+
+    def total(self) -> int:
+        return len(self.Q)
+
+    def size(self, unit: PointRange) -> int:
+        return unit.stop - unit.start
+
+    def compute(self, unit: PointRange) -> dict[str, np.ndarray]:
+        return decide_points(self.X, self.Q[unit.start:unit.stop], tol=self.tol, solver=self.solver)
+
+    def open_store(self, out: str):
+        from .store import HullTestStore
+
+        return HullTestStore(out)
+
+    def committed(self, store, units) -> tuple[set, list[str]]:
+        units = list(units)
+        done = store.committed_points(self.test_id, [(u.start, u.stop) for u in units])
+        return {u for u in units if (u.start, u.stop) in done}, []
+
+    def publish(self, store, unit: PointRange, columns: dict[str, np.ndarray]) -> None:
+        store.write_points(self.test_id, unit.start, unit.stop, columns)
+
+
 def test_key(train: ArrayData, test: ArrayData, reduction: Reduction, *, seed: int, solver: str,
              tol: float) -> str:
     """The 16-hex-digit id of a hull test: a hash of everything its rows depend on."""
@@ -98,10 +164,9 @@ def test_key(train: ArrayData, test: ArrayData, reduction: Reduction, *, seed: i
 
 
 def check_options(solver: str, tol: float) -> None:
-    """Raise a one-line error for an unknown solver or a tolerance outside (0, 1)."""
+    """Raise a one-line error for an unknown solver or a tolerance outside [TOL_MIN, TOL_MAX]."""
     check_solver_name(solver)
-    if not (np.isfinite(tol) and 0 < tol < 1):
-        raise InputError(f"--tol: must be in (0, 1), got {tol}")
+    check_tol(tol, "--tol")
 
 
 def choose_backend(backend: str, shape: tuple[int, int, int], address: str | None, workers: int | None) -> str:
@@ -131,7 +196,7 @@ def summarize(status: np.ndarray, level: float = stats.LEVEL) -> tuple[int, int,
 
 def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: str, *, seed: int = 0,
                   solver: str = "auto", tol: float = 1e-9, backend: str = "auto", address: str | None = None,
-                  workers: int | None = None, log=None) -> HullTestResult:
+                  workers: int | None = None, pool=None, log=None) -> HullTestResult:
     """Test every row of ``test`` against the hull of ``train`` after ``reduction``; write rows to ``out``.
 
     Everything is validated (options, dimensions, the reduction fitted on the
@@ -148,6 +213,8 @@ def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: 
     out : str
         Output root (files under ``<out>/_hulltest``).
     backend : {"auto", "serial", "ray"}
+    pool : mc_hull.distributed.Pool, optional
+        Reuse this pool's Ray connection and actors (a sweep).
 
     Returns
     -------
@@ -166,41 +233,20 @@ def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: 
     test_id = test_key(train, test, reduction, seed=seed, solver=solver, tol=tol)
     store = HullTestStore(out)
     store.prepare()  # the first write: everything above only read and checked
-    ranges = shard_ranges(len(Q))
-    done = store.committed_points(test_id, ranges)
-    todo = [r for r in ranges if r not in done]
     backend = choose_backend(backend, (len(Q), len(X), X.shape[1]), address, workers)
-    if done:
-        print(f"mc-hull: hull-test {test_id}: {len(done)} of {len(ranges)} shards already committed, "
-              f"{len(todo)} to run", file=log)
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=sum(b - a for a, b in todo), unit="point", file=log, desc=f"hull-test {test_id}",
-               disable=None if len(todo) > 1 else True, dynamic_ncols=True)  # None: only on a terminal
-
-    def commit(rng, columns):
-        store.write_points(test_id, rng[0], rng[1], columns)
-        bar.update(rng[1] - rng[0])
-
+    job = HullTestJob(test_id, X, Q, tol=tol, solver=solver)
+    mapper, own = pool_map(backend, address, workers, pool)
     try:
-        if backend == "serial":
-            for start, stop in todo:
-                commit((start, stop), decide_points(X, Q[start:stop], tol=tol, solver=solver))
-        elif backend == "ray":
-            from .distributed import ray_hull_points
-
-            ray_hull_points(X, Q, todo, commit, tol=tol, solver=solver, address=address, workers=workers)
-        else:
-            raise ValueError(f"backend must be 'auto', 'serial' or 'ray', got {backend!r}")
+        rep = run(job, out, map=mapper, progress=job.count() > 1, log=log)
     finally:
-        bar.close()
+        if own is not None:
+            own.close()
     status = _stored_status(store, test_id, len(Q))
     inside, undecided, fraction, low, high = summarize(status)
     result = HullTestResult(test_id=test_id, reduction=reduction.label, k=reduction.k, dims=X.shape[1],
                             n_train=len(X), n_test=len(Q), inside=inside, undecided=undecided,
                             fraction=fraction, ci_low=low, ci_high=high, seconds=time.perf_counter() - t0,
-                            computed_shards=len(todo), skipped_shards=len(done), backend=backend)
+                            computed_shards=rep.computed, skipped_shards=rep.skipped, backend=backend)
     store.write_record(test_id, {
         "test_id": test_id, "train": _describe(train), "test": _describe(test), "reduce": reduction.label,
         "dims": X.shape[1], "seed": seed, "solver": check_solver_name(solver), "tol": tol,
@@ -258,17 +304,20 @@ def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ..
     ids = [test_key(train, test, red, seed=seed, solver=solver, tol=tol) for red in reductions]
     sweep_id = hashlib.sha256(json.dumps([name, ids]).encode()).hexdigest()[:16]
     backend = choose_backend(backend, (*test.values.shape[:1], *train.values.shape), address, workers)
-    session = contextlib.nullcontext()
+    pool = None
     if backend == "ray":
-        from .distributed import ray_session
+        from .distributed import Pool  # one Ray connection and one set of actors for the whole sweep
 
-        session = ray_session(address, workers)
+        pool = Pool(address, workers)
     rows = []
-    with session:
+    try:
         for red in reductions:
             res = run_hull_test(train, test, red, out, seed=seed, solver=solver, tol=tol, backend=backend,
-                                address=address, workers=workers, log=log)
+                                address=address, workers=workers, pool=pool, log=log)
             rows.append(res.row())
+    finally:
+        if pool is not None:
+            pool.close()
     seconds = time.perf_counter() - t0
     table = pa.Table.from_pylist(rows, schema=SWEEP_SCHEMA)
     HullTestStore(out).write_sweep(sweep_id, table, {

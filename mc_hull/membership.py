@@ -6,14 +6,28 @@ import numpy as np
 
 from .errors import InputError, UndecidedError
 from .solvers import Decisions, get_solver
+from .solvers.certificates import check_tol
+
+
+def _real_array(values, name: str, shape: str) -> np.ndarray:
+    """``values`` as float64; complex and non-numeric input is refused, never truncated."""
+    try:
+        A = np.asarray(values)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: must be a numeric array of shape {shape}") from None
+    if np.iscomplexobj(A):
+        raise InputError(f"{name}: complex values are not points (dtype {A.dtype}); pass real coordinates")
+    if A.dtype.kind not in "biufO":
+        raise InputError(f"{name}: must be a numeric array of shape {shape}, got dtype {A.dtype}")
+    try:
+        return np.asarray(A, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name}: must be a numeric array of shape {shape}") from None
 
 
 def as_points(points, name: str = "points") -> np.ndarray:
-    """Validate a training set: a finite numeric (N, d) array with N, d >= 1 -> float64."""
-    try:
-        X = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: must be a numeric array of shape (N, d)") from None
+    """Validate a training set: a finite real (N, d) array with N, d >= 1 -> float64."""
+    X = _real_array(points, name, "(N, d)")
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise InputError(f"{name}: must have shape (N, d) with N >= 1 and d >= 1, got {X.shape}")
     if not np.all(np.isfinite(X)):
@@ -24,10 +38,7 @@ def as_points(points, name: str = "points") -> np.ndarray:
 
 def as_queries(queries, d: int, name: str = "queries") -> tuple[np.ndarray, bool]:
     """Validate queries of shape (d,) or (B, d); return a float64 (B, d) array and ``single``."""
-    try:
-        Q = np.asarray(queries, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: must be a numeric array of shape (d,) or (B, d)") from None
+    Q = _real_array(queries, name, "(d,) or (B, d)")
     single = Q.ndim == 1
     if single:
         Q = Q[None, :]
@@ -46,7 +57,7 @@ def decide(points, queries, *, tol: float = 1e-9, solver: str = "auto") -> Decis
     points : array_like, shape (N, d)
     queries : array_like, shape (d,) or (B, d)
     tol : float
-        Relative tolerance (see :mod:`mc_hull.solvers.certificates`).
+        Relative tolerance in [1e-12, 1e-2] (see :mod:`mc_hull.solvers.certificates`).
     solver : str
         A registry name (:func:`mc_hull.solvers.solver_names`).
 
@@ -57,9 +68,7 @@ def decide(points, queries, *, tol: float = 1e-9, solver: str = "auto") -> Decis
     """
     X = as_points(points)
     Q, _ = as_queries(queries, X.shape[1])
-    if not (np.isfinite(tol) and 0 < tol < 1):
-        raise InputError(f"tol: must be in (0, 1), got {tol}")
-    return get_solver(solver).decide(X, Q, tol=tol)
+    return get_solver(solver).decide(X, Q, tol=check_tol(tol))
 
 
 def in_hull(points, queries, *, tol: float = 1e-9, solver: str = "auto"):
@@ -72,9 +81,11 @@ def in_hull(points, queries, *, tol: float = 1e-9, solver: str = "auto"):
     queries : array_like, shape (d,) or (B, d)
         Query points.
     tol : float, default 1e-9
-        Relative tolerance: a query whose ℓ∞ distance to the hull is at most
-        ``tol * s`` (``s`` the largest absolute coordinate) counts as inside,
-        so vertices, boundary points and duplicates are inside.
+        Relative tolerance in [1e-12, 1e-2]: a query whose ℓ∞ distance to the hull
+        is at most ``tol * s`` counts as inside (vertices, boundary points and
+        duplicates are inside), with ``s`` the training set's largest coordinate
+        distance from its own mean, so the answer is independent of the other
+        queries and of where the origin is.
     solver : str, default "auto"
 
     Returns

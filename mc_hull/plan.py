@@ -1,9 +1,14 @@
-"""Split a spec into shards: contiguous ranges of replicates of one cell, each with a stable key."""
+"""Split a spec into shards lazily (counted arithmetically), and estimate a plan's time and memory before it runs."""
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
+from itertools import islice
+from typing import Iterator
 
+from .errors import PlanError
 from .spec import Spec
 
 
@@ -32,15 +37,29 @@ class Shard:
         return f"distribution={self.distribution}/d={self.d}/n={self.n}"
 
     def trials(self, spec: Spec) -> int:
-        return sum(spec.queries_in(r) for r in range(self.start, self.stop))
+        return replicate_trials(spec, self.start, self.stop)
+
+
+def replicate_trials(spec: Spec, start: int, stop: int) -> int:
+    """Trials held by replicates ``start .. stop-1`` of one cell (arithmetic, O(1))."""
+    if stop <= start:
+        return 0
+    full, k = spec.replicates, spec.queries_per_set
+    planned = max(0, min(stop, full) - start) if start < full else 0
+    inside = 0
+    if planned:
+        last = full - 1  # the only replicate that may hold fewer than K queries
+        inside = planned * k - (k - spec.queries_in(last) if start <= last < stop else 0)
+    return inside + max(0, stop - max(start, full)) * k
 
 
 def replicates_per_shard(spec: Spec) -> int:
     return max(1, spec.shard_trials // spec.queries_per_set)
 
 
-def plan(spec: Spec, replicate_start: int = 0, replicate_stop: int | None = None) -> list[Shard]:
-    """All shards of ``spec`` (cells in spec order), optionally for a range of replicates.
+def iter_shards(spec: Spec, replicate_start: int = 0, replicate_stop: int | None = None,
+                cells=None) -> Iterator[Shard]:
+    """The shards of ``spec`` (cells in spec order), one at a time, never as a list.
 
     Parameters
     ----------
@@ -48,11 +67,166 @@ def plan(spec: Spec, replicate_start: int = 0, replicate_stop: int | None = None
     replicate_start, replicate_stop : int
         Replicate range per cell (default: all ``spec.replicates``); adaptive
         runs use later ranges to add shards to a cell.
+    cells : iterable of (d, n), optional
+        Only these cells (default all of ``spec.cells``, in order).
     """
     stop_all = spec.replicates if replicate_stop is None else replicate_stop
     step = replicates_per_shard(spec)
-    shards = []
+    wanted = None if cells is None else set(cells)
     for d, n in spec.cells:
+        if wanted is not None and (d, n) not in wanted:
+            continue
         for start in range(replicate_start, stop_all, step):
-            shards.append(Shard(spec.distribution, d, n, start, min(start + step, stop_all)))
-    return shards
+            yield Shard(spec.distribution, d, n, start, min(start + step, stop_all))
+
+
+def count_shards(spec: Spec, replicate_start: int = 0, replicate_stop: int | None = None,
+                 cells: int | None = None) -> int:
+    """Number of shards :func:`iter_shards` yields, computed without iterating."""
+    stop_all = spec.replicates if replicate_stop is None else replicate_stop
+    per_cell = max(0, -(-(stop_all - replicate_start) // replicates_per_shard(spec)))
+    return per_cell * (len(spec.cells) if cells is None else cells)
+
+
+def plan(spec: Spec, replicate_start: int = 0, replicate_stop: int | None = None) -> list[Shard]:
+    """All shards of ``spec`` as a list (small plans and tests; runs iterate :func:`iter_shards`)."""
+    n = count_shards(spec, replicate_start, replicate_stop)
+    if n > MAX_SHARDS:
+        raise PlanError(f"plan: {n:,} shards is beyond the limit of {MAX_SHARDS:,}")
+    return list(islice(iter_shards(spec, replicate_start, replicate_stop), n))
+
+
+# -- the cost model ------------------------------------------------------------------------
+#: Most shards a plan may hold without --force-plan (each is a file and a bookkeeping entry).
+MAX_SHARDS = 1_000_000
+#: Seconds per query of one membership decision, fixed part and per (N x d) element, and per
+#: drawn coordinate of a training set (8x8 ... 20x10^6 cells of benchmarks/membership.py on
+#: this 2-core machine: 37 us at (5, 150), 83 us at (10, 4000), 15 ms at (20, 10^6)).
+QUERY_SECONDS, ELEMENT_SECONDS, DRAW_SECONDS = 30e-6, 1.5e-9, 10e-9
+#: Seconds of overhead per shard (its Parquet file, its bookkeeping).
+SHARD_SECONDS = 0.01
+#: Resident memory of a worker before any training set (Python, numpy, scipy, HiGHS, pyarrow).
+BASE_BYTES = 250 << 20
+#: Most estimated single-core seconds a plan may take without --force-plan (30 days).
+MAX_CPU_SECONDS = 30 * 86400
+#: Below this much estimated work a run stays in this process: starting Ray here costs 10-25 s.
+RAY_MIN_SECONDS = 20.0
+
+
+def memory_budget() -> int:
+    """Bytes one training set may take in memory: ``MC_HULL_MEMORY_BUDGET`` (e.g. ``8G``) or 4 GiB."""
+    text = os.environ.get("MC_HULL_MEMORY_BUDGET", "").strip().upper()
+    default = 4 << 30
+    if not text:
+        return default
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
+    try:
+        return int(float(text.rstrip("KMGTB") if mult > 1 else text) * mult)
+    except ValueError:
+        return default
+
+
+def needs_streaming(n: int, d: int, budget: int | None = None) -> bool:
+    """True when X (N x d float64, plus an equal working copy) exceeds the memory budget."""
+    return 2 * 8 * int(n) * int(d) > (memory_budget() if budget is None else budget)
+
+
+def cell_seconds(spec: Spec, d: int, n: int, trials: int) -> float:
+    """Estimated single-core seconds for ``trials`` trials of cell (d, N)."""
+    per_query = QUERY_SECONDS + ELEMENT_SECONDS * n * d
+    if needs_streaming(n, d):
+        per_query *= 3  # a few streamed passes, each regenerating X
+    sets = -(-trials // spec.queries_per_set)
+    return trials * per_query + sets * DRAW_SECONDS * n * d
+
+
+def cell_bytes(spec: Spec, d: int, n: int) -> int:
+    """Estimated peak resident bytes of a worker deciding one replicate of cell (d, N)."""
+    if needs_streaming(n, d):
+        from .bigcell import stream_bytes
+
+        return BASE_BYTES + stream_bytes(d, spec.queries_per_set)
+    return BASE_BYTES + 3 * 8 * n * d  # X, its frame copy and pricing scratch
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a plan costs before it runs."""
+
+    cells: int
+    trials: int
+    shards: int
+    cpu_seconds: float
+    peak_bytes: int
+
+    def line(self) -> str:
+        return (f"{self.cells} cells, {self.trials:,} trials in {self.shards:,} shards; estimated "
+                f"{_duration(self.cpu_seconds)} of CPU, peak memory {_size(self.peak_bytes)} per worker")
+
+
+def estimate(spec: Spec, cells=None, replicate_start: int = 0, replicate_stop: int | None = None) -> Estimate:
+    """Cost of the shards of ``spec`` for ``cells`` (default all) and a replicate range, without listing them."""
+    cells = list(spec.cells) if cells is None else list(cells)
+    stop = spec.replicates if replicate_stop is None else replicate_stop
+    trials = replicate_trials(spec, replicate_start, stop)
+    shards = count_shards(spec, replicate_start, stop, cells=len(cells))
+    seconds = sum(cell_seconds(spec, d, n, trials) for d, n in cells) + shards * SHARD_SECONDS
+    peak = max((cell_bytes(spec, d, n) for d, n in cells), default=BASE_BYTES)
+    return Estimate(cells=len(cells), trials=trials * len(cells), shards=shards,
+                    cpu_seconds=seconds, peak_bytes=peak)
+
+
+def check(est: Estimate, *, force: bool = False, worker_bytes: int | None = None) -> None:
+    """Raise PlanError (one line) for a plan that cannot run here, unless ``force``."""
+    if force:
+        return
+    if est.shards > MAX_SHARDS:
+        raise PlanError(f"plan: {est.shards:,} shards is beyond the limit of {MAX_SHARDS:,} (fewer trials, "
+                        "or a larger shard_trials); --force-plan runs it anyway")
+    if est.cpu_seconds > MAX_CPU_SECONDS:
+        raise PlanError(f"plan: estimated {_duration(est.cpu_seconds)} of CPU, beyond the limit of "
+                        f"{_duration(MAX_CPU_SECONDS)} (fewer trials or smaller sizes); --force-plan "
+                        "runs it anyway on a cluster that can")
+    limit = worker_bytes if worker_bytes is not None else _machine_bytes()
+    if limit and est.peak_bytes > limit:
+        raise PlanError(f"plan: a worker would need about {_size(est.peak_bytes)}, more than the "
+                        f"{_size(limit)} of memory here; lower MC_HULL_MEMORY_BUDGET or the sizes, or "
+                        "--force-plan on a cluster with larger workers")
+
+
+def choose_backend(seconds: float, *, serial: bool, address: str | None, workers: int | None) -> tuple[str, str]:
+    """``("serial" | "ray", why)`` for a plan of ``seconds`` estimated work."""
+    if serial:
+        return "serial", "--serial"
+    if address:
+        return "ray", "--address"
+    if workers:
+        return "ray", "--workers"
+    if seconds < RAY_MIN_SECONDS:
+        return "serial", f"estimated work under {RAY_MIN_SECONDS:.0f} s; Ray's start-up would cost more"
+    return "ray", f"estimated work above {RAY_MIN_SECONDS:.0f} s"
+
+
+def _machine_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if nbytes < 1024 or unit == "EiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unbounded time"
+    for limit, unit in ((120, "s"), (7200, "min"), (172800, "h")):
+        if seconds < limit:
+            return f"{seconds / {'s': 1, 'min': 60, 'h': 3600}[unit]:.1f} {unit}"
+    days = seconds / 86400
+    return f"{days:.1f} days" if days < 3650 else f"{days / 365.25:.2g} years"

@@ -11,9 +11,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError
+from .errors import InputError, SpecError
 from .samplers import get_sampler
 from .solvers import check_solver_name
+from .solvers.certificates import check_tol
 
 #: Largest N accepted in a spec (the exact curves are defined up to 1e12).
 MAX_N = 10**12
@@ -251,8 +252,10 @@ def validate(spec: Spec) -> None:
     _check_int("queries_per_set", spec.queries_per_set, 1)
     _check_int("seed", spec.seed, 0, 2**63 - 1)
     _check_int("shard_trials", spec.shard_trials, 1)
-    if not isinstance(spec.tol, (int, float)) or isinstance(spec.tol, bool) or not (0 < spec.tol < 1e-2):
-        raise SpecError(f"tol: must be a number in (0, 0.01), got {spec.tol!r}")
+    try:
+        check_tol(spec.tol)
+    except InputError as exc:
+        raise SpecError(str(exc)) from None
     if not isinstance(spec.solver, str):
         raise SpecError(f"solver: must be a name, got {spec.solver!r}")
     resolved = check_solver_name(spec.solver)

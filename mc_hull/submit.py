@@ -2,9 +2,11 @@
 
 The submission id is derived from the spec hash and the output location, so
 submitting the same spec to the same ``--out`` twice finds the first job instead
-of starting a second one.  The job's entrypoint is a plain ``mc-hull run`` whose
-flags reproduce the spec exactly (checked by re-parsing them), so the job does
-not depend on the spec file being inside the uploaded working directory.
+of starting a second one.  The job's entrypoint is ``mc-hull run --spec-json JSON``
+carrying the validated spec itself (grid, target_halfwidth and max_trials included),
+so the job runs exactly the spec that was checked here, with the same run id and rows,
+and does not depend on the spec file being inside the uploaded working directory.
+The Ray job client itself lives in :mod:`mc_hull.distributed` (the only module importing Ray).
 
 Token authentication (on by default in Ray >= 2.60) is used as Ray resolves it:
 ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``.
@@ -50,24 +52,8 @@ def canonical_out(out: str) -> str:
 
 
 def run_arguments(spec: Spec, out: str) -> list[str]:
-    """``mc-hull run`` arguments that rebuild exactly ``spec`` and write to ``out``."""
-    args = ["mc-hull", "run", "--distribution", spec.distribution,
-            "--dims", ",".join(map(str, spec.dims)), "--sizes", ",".join(map(str, spec.sizes)),
-            "--trials", str(spec.trials), "--queries-per-set", str(spec.queries_per_set),
-            "--seed", str(spec.seed), "--solver", spec.solver, "--tol", repr(spec.tol),
-            "--shard-trials", str(spec.shard_trials)]
-    for name, value in spec.params:
-        args += ["--param", f"{name}={value}"]
-    args += ["--out", canonical_out(out), "--no-progress"]
-    # The flags must give back the same spec (same hash), or the job would run another experiment.
-    from .cli import build_parser
-    from .cli.run import build_spec
-
-    rebuilt = build_spec(build_parser().parse_args(args[1:]))
-    if rebuilt.hash != spec.hash:
-        raise SubmitError("spec: cannot be expressed as mc-hull run flags exactly "
-                          "(a parameter value changes type); run the spec file with ray job submit")
-    return args
+    """``mc-hull run`` arguments that run exactly ``spec`` (as JSON) and write to ``out``."""
+    return ["mc-hull", "run", "--spec-json", spec.to_json(), "--out", canonical_out(out)]
 
 
 def entrypoint(spec: Spec, out: str) -> str:
@@ -109,10 +95,10 @@ def client(address: str | None):
     address = check_address(address)
     _enable_token()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from ray.job_submission import JobSubmissionClient
+    from .distributed import job_client
 
     try:
-        return JobSubmissionClient(address)
+        return job_client(address)
     except Exception as exc:  # ConnectionError, auth failures, version mismatch
         raise SubmitError(f"cannot reach the Ray job API at {address}: {_one_line(exc)}") from None
 
@@ -179,15 +165,17 @@ def submit(spec: Spec, out: str, *, address: str | None = None, working_dir: str
           metadata={"mc_hull_run_id": spec.run_id, "mc_hull_spec_hash": spec.hash})
     print(f"mc-hull: submitted job {job}: {command}", file=log)
     if not wait:
-        print(f"mc-hull: follow it with `mc-hull status {job}` / `mc-hull logs {job}`", file=log)
+        at = f" --address {shlex.quote(address)}" if address else ""
+        print(f"mc-hull: follow it with `mc-hull status {job}{at}` / `mc-hull logs {job}{at}`", file=log)
         return job, "PENDING"
     return job, follow(cl, job, log=log)
 
 
 def _worker_env() -> dict:
+    """Worker settings, plus this shell's ``MC_HULL_*`` settings (memory budget, progress interval)."""
     from .distributed import WORKER_ENV
 
-    return WORKER_ENV
+    return {**WORKER_ENV, **{k: v for k, v in os.environ.items() if k.startswith("MC_HULL_")}}
 
 
 def follow(cl, job: str, *, log=None, out=None, poll: float = 1.0, timeout: float | None = None) -> str:

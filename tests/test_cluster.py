@@ -8,7 +8,6 @@ an uninterrupted serial run.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import subprocess
@@ -223,7 +222,7 @@ def test_bigcell_streams_x_and_prices_blocks_on_the_cluster(cluster, tmp_path, m
     import ray
 
     from mc_hull import bigcell
-    from mc_hull.distributed import ray_map_blocks
+    from mc_hull.distributed import Pool
     from mc_hull.runner import execute
     from mc_hull.solvers import get_solver
     from mc_hull.trial import replicate_data
@@ -246,12 +245,9 @@ def test_bigcell_streams_x_and_prices_blocks_on_the_cluster(cluster, tmp_path, m
     assert (serial.status >= 0).all() and 0 < (serial.status == 1).sum() < 40
     assert (serial.certificate[serial.status == 0] > spec.tol).all()  # margins above atol / s
     assert (serial.certificate[serial.status == 1] <= spec.tol).all()  # residuals within atol / s
-    ray.init(address=cluster.address, logging_level="warning")
-    try:
-        on_ray = bigcell.decide(src, tol=spec.tol, ranges=3,
-                                map_blocks=functools.partial(ray_map_blocks, timeout=120))
-    finally:
-        ray.shutdown()
+    with Pool(address=cluster.address) as pool:  # block ranges priced on the cluster's actors
+        on_ray = bigcell.decide(src, tol=spec.tol, ranges=3, map_blocks=pool.map_blocks)
+    assert not ray.is_initialized()
     np.testing.assert_array_equal(on_ray.status, serial.status)
     np.testing.assert_allclose(on_ray.certificate, serial.certificate)
 

@@ -7,7 +7,7 @@ from scipy.optimize import linprog
 import mc_hull
 from mc_hull.errors import InputError, UndecidedError
 from mc_hull.solvers import Candidates, Solver, get_solver
-from mc_hull.solvers.certificates import data_scale, inside_residual, outside_margins
+from mc_hull.solvers.certificates import Frame, inside_residual, outside_margins
 
 SOLVERS = ["lp", "auto"]
 
@@ -165,5 +165,5 @@ def test_certificate_helpers():
     assert inside_residual(X, np.array([0.5, 0.5]), np.array([0]), np.array([-1.0])) == np.inf
     m = outside_margins(X, np.array([[3.0, 3.0]]), np.array([[1.0, 1.0]]))
     assert m[0] == pytest.approx((6 - 2) / 2)
-    assert data_scale(np.zeros((2, 2))) == 1.0
+    assert Frame.of(np.zeros((2, 2))).scale == 1.0
     assert get_solver("auto").name in ("lp", "colgen")

@@ -9,6 +9,7 @@ client reads ~/.ray/auth_token like any other client.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -197,3 +198,43 @@ def test_stop_then_retry_resumes_under_a_new_attempt_id(head, tmp_path, capsys, 
     local = tmp_path / "local"
     execute(spec, str(local), backend="serial", progress=False)
     assert rows(out) == rows(local)
+
+
+ADAPTIVE_TOML = """distribution = "gaussian"
+dims = [2, 3]
+trials = 60
+queries_per_set = 20
+seed = 11
+solver = "lp"
+shard_trials = 20
+target_halfwidth = 0.2
+max_trials = 240
+
+[grid]
+2 = [5, 20]
+3 = [8]
+"""
+
+
+def test_submit_ships_the_spec_itself_grid_and_adaptive_fields(head, tmp_path, capsys, monkeypatch):
+    """A spec using grid, target_halfwidth and max_trials submits as it is; same rows as `mc-hull run SPEC`."""
+    spec_file = tmp_path / "adaptive.toml"
+    spec_file.write_text(ADAPTIVE_TOML)
+    out, local = tmp_path / "job-out", tmp_path / "local"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MC_HULL_PROGRESS_SECONDS", "0.05")  # forwarded to the job: progress lines in its log
+    assert main(["submit", str(spec_file), "--address", head, "--out", str(out), "--no-wait"]) == 0
+    captured = capsys.readouterr()
+    job = captured.out.strip().splitlines()[-1]
+    assert f"mc-hull status {job} --address {head}" in captured.err  # the hint keeps --address
+    from mc_hull.submit import client, follow
+
+    assert follow(client(head), job, log=open(os.devnull, "w"), out=open(os.devnull, "w"),
+                  timeout=240) == "SUCCEEDED"
+    capsys.readouterr()
+    assert main(["logs", job, "--address", head]) == 0
+    text = capsys.readouterr().out
+    assert "adaptive:" in text and "done in" in text
+    assert re.search(r"mc-hull: run \w+: [\d,]+ of [\d,]+ trials \(\d+%\), [\d,]+ trials/s, ETA", text), text
+    assert main(["run", str(spec_file), "--serial", "--no-progress", "--out", str(local), "--format", "csv"]) == 0
+    assert rows(out) == rows(local) and len(rows(out)) > 3 * 60

@@ -6,7 +6,7 @@ import sys
 
 from ..errors import InputError
 from .format import FORMATS, render
-from .run import _float, _int
+from .args import _float, _int
 
 
 def register(sub) -> None:
@@ -58,6 +58,12 @@ def options(args) -> dict:
     """Keyword options shared by a single test and a sweep."""
     if args.serial and (args.address or args.workers):
         raise InputError("--serial runs without Ray; drop --address/--workers")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers: must be at least 1, got {args.workers}")
+    if args.address and not args.serial:
+        from ..distributed import check_reachable
+
+        check_reachable(args.address)
     # ``mc-hull run --preset paper-digits`` leaves unset flags as None
     return dict(seed=args.seed or 0, solver=args.solver or "auto", tol=1e-9 if args.tol is None else args.tol,
                 backend=backend(args), address=args.address, workers=args.workers)
@@ -66,7 +72,9 @@ def options(args) -> dict:
 def run_preset(args) -> int:
     """``--preset paper-digits`` (also reached from ``mc-hull run --preset paper-digits``)."""
     from ..hulltest import PRESETS, paper_digits
+    from ..runner import bounded_out
 
+    args.out = bounded_out(args.out)
     if args.preset not in PRESETS:
         raise InputError(f"--preset: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}")
     print(f"mc-hull: preset {args.preset}: digits, centre crops, subsampling and PCA -> {args.out}",
@@ -96,8 +104,10 @@ def main(args) -> int:
 
     from ..datasets import parse_reduce
     from ..hulltest import check_options, run_hull_test
+    from ..runner import bounded_out
     from ..store import SWEEP_SCHEMA
 
+    args.out = bounded_out(args.out)
     if args.preset is not None:
         if args.train or args.test or args.dataset or args.reduce != "none":
             raise InputError("--preset runs its own data and reductions; drop --train/--test/--dataset/--reduce")

@@ -8,6 +8,7 @@ import sys
 from ..errors import SpecError
 from ..query import cell_estimates
 from ..spec import Spec, load_preset, load_toml, preset_names
+from .args import _float, _int
 from .query import print_table
 
 
@@ -37,33 +38,17 @@ def register(sub) -> None:
     p.add_argument("--out", default="results", help="results directory or URI (default ./results)")
     p.add_argument("--address", help="Ray address; default: an embedded local Ray")
     p.add_argument("--workers", type=_int("--workers"), help="number of Ray actors")
-    p.add_argument("--serial", action="store_true", help="run in this process, without Ray")
+    p.add_argument("--serial", action="store_true", help="run in this process, without Ray (default "
+                   "when the plan's estimated work is under a few seconds)")
+    p.add_argument("--force-plan", action="store_true",
+                   help="run a plan beyond this machine's limits (shard count, a worker's memory): for clusters")
+    p.add_argument("--spec-json", metavar="JSON", help="the spec as one JSON document (what mc-hull submit "
+                   "ships to a Ray job)")
     p.add_argument("--new-run", action="store_true",
                    help="allow a spec different from the one already in --out")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=main)
-
-
-def _int(flag):
-    def parse(text: str) -> int:
-        try:
-            value = float(text) if any(c in text for c in ".eE") else int(text)
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    return parse
-
-
-def _float(flag):
-    def parse(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    return parse
 
 
 def _params(items: list[str]) -> dict | None:
@@ -86,9 +71,12 @@ def _params(items: list[str]) -> dict | None:
 
 def build_spec(args) -> Spec:
     """The spec from the file or preset, with flags applied; validated."""
-    if args.spec and args.preset:
-        raise SpecError("give either SPEC.toml or --preset, not both")
-    base = load_toml(args.spec) if args.spec else load_preset(args.preset) if args.preset else {}
+    if sum(bool(v) for v in (args.spec, args.preset, getattr(args, "spec_json", None))) > 1:
+        raise SpecError("give one of SPEC.toml, --preset or --spec-json")
+    if getattr(args, "spec_json", None):
+        base = _json_spec(args.spec_json)
+    else:
+        base = load_toml(args.spec) if args.spec else load_preset(args.preset) if args.preset else {}
     auto = isinstance(args.sizes, str) and args.sizes.strip().lower() == "auto"
     flags = dict(
         distribution=args.distribution, dims=args.dims, sizes=None if auto else args.sizes,
@@ -109,9 +97,47 @@ def build_spec(args) -> Spec:
     if auto:  # resolved into spec.grid before the spec is hashed
         from ..adaptive import resolve_auto_sizes
 
-        spec = resolve_auto_sizes(spec, backend="serial" if args.serial else "ray",
+        ray_asked = not args.serial and (args.address or args.workers)
+        spec = resolve_auto_sizes(spec, backend="ray" if ray_asked else "serial",
                                   address=args.address, workers=args.workers)
     return spec
+
+
+def _json_spec(text: str) -> dict:
+    import json
+
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SpecError(f"--spec-json: not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError("--spec-json: must be a JSON object of spec fields")
+    return data
+
+
+def plan_and_backend(spec: Spec, args, job=None):
+    """Refuse a plan that cannot run (PlanError); return the backend name and the plan line to print."""
+    from .. import plan as planning
+    from ..jobs import MonteCarloJob
+
+    if args.workers is not None and args.workers < 1:
+        from ..errors import PlanError
+
+        raise PlanError(f"--workers: must be at least 1, got {args.workers}")
+    if args.serial and (args.address or args.workers):
+        raise SpecError("--serial runs without Ray; drop --address/--workers")
+    if args.address and not args.serial:
+        from ..distributed import check_reachable
+
+        check_reachable(args.address)  # one line now, not a minute of retries inside ray.init
+    est = (job or MonteCarloJob(spec)).estimate()
+    planning.check(est, force=args.force_plan)
+    backend, why = planning.choose_backend(est.cpu_seconds, serial=args.serial, address=args.address,
+                                           workers=args.workers)
+    extra = ""
+    if spec.target_halfwidth is not None:
+        extra = f" (first round; adaptive up to {spec.max_trials:,} trials per cell)"
+    return backend, f"mc-hull: plan: {est.line()}{extra}; backend {backend} ({why})"
 
 
 def main(args) -> int:
@@ -122,27 +148,32 @@ def main(args) -> int:
 
         return run_preset(args)
 
+    from ..runner import bounded_out
+
+    args.out = bounded_out(args.out)
     spec = build_spec(args)  # all validation happens before anything is written
+    backend, plan_line = plan_and_backend(spec, args)  # refuses, writing nothing, a plan that cannot run
     # An unusable --out or a changed spec is refused in one line, before the header: the run is
     # claimed here (atomically), so of two writers started together the loser prints only its refusal.
     open_run(spec, args.out, new_run=args.new_run)
     print(f"mc-hull: run {spec.run_id}: {spec.distribution}, d in {list(spec.dims)}, "
           f"N in {list(spec.sizes)}, {spec.trials} trials per cell "
           f"({spec.planned_trials} planned), solver {spec.solver} -> {args.out}", file=sys.stderr)
+    print(plan_line, file=sys.stderr)
     if spec.grid:
         print(f"mc-hull: sizes per d: {', '.join(f'd = {d}: {list(ns)}' for d, ns in spec.grid)}",
               file=sys.stderr)
     if spec.target_halfwidth is not None:
         from ..adaptive import run_adaptive
 
-        report = run_adaptive(spec, args.out, backend="serial" if args.serial else "ray",
+        report = run_adaptive(spec, args.out, backend=backend,
                               address=args.address, workers=args.workers, new_run=args.new_run,
                               progress=not args.no_progress)
         if report.capped:
             print(f"mc-hull: adaptive: {len(report.capped)} cells stopped at --max-trials "
                   f"{spec.max_trials} above half-width {spec.target_halfwidth:g}", file=sys.stderr)
     else:
-        report = execute(spec, args.out, backend="serial" if args.serial else "ray",
+        report = execute(spec, args.out, backend=backend,
                          address=args.address, workers=args.workers, new_run=args.new_run,
                          progress=not args.no_progress)
     print(f"mc-hull: run {report.run_id} done in {report.seconds:.1f} s: "

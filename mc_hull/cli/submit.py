@@ -44,11 +44,21 @@ def register(sub) -> None:
 
 
 def load_spec(args) -> Spec:
+    """The validated spec of SPEC.toml or --preset, as ``mc-hull run`` would build it (``sizes = "auto"`` resolved)."""
     if args.spec and args.preset:
         raise SpecError("give either SPEC.toml or --preset, not both")
     if not args.spec and not args.preset:
         raise SpecError("give SPEC.toml or --preset")
-    return Spec.from_dict(load_toml(args.spec) if args.spec else load_preset(args.preset))
+    data = dict(load_toml(args.spec) if args.spec else load_preset(args.preset))
+    auto = isinstance(data.get("sizes"), str) and data["sizes"].strip().lower() == "auto"
+    if auto:
+        data.pop("sizes")
+    spec = Spec.from_dict(data)
+    if auto:  # resolved here (exact curve, or a small local pilot pass), shipped as a grid
+        from ..adaptive import resolve_auto_sizes
+
+        spec = resolve_auto_sizes(spec, backend="serial")
+    return spec
 
 
 def main_submit(args) -> int:

@@ -1,11 +1,13 @@
 """The solver contract: propose certificates for a batch of queries; the base class checks them.
 
 A solver subclass implements one hook, :meth:`Solver._propose`, which returns
-*candidate* certificates (:class:`Candidates`).  :meth:`Solver.decide` then
-verifies every candidate independently (``certificates.py``), polishes inside
-weights with NNLS when the raw ones miss the tolerance, re-tries the queries
-that still fail with the solver's ``fallbacks`` and marks whatever remains
-*undecided*.  No answer leaves a solver without a checked certificate.
+*candidate* certificates (:class:`Candidates`).  :meth:`Solver.decide` moves the
+data into the training set's frame (``certificates.Frame``), settles queries far
+beyond the data by a coordinate direction, verifies every candidate
+independently (``certificates.py``), polishes inside weights with NNLS when the
+raw ones miss the tolerance, tries the nearest training point for what is left,
+re-tries the queries that still fail with the solver's ``fallbacks`` and marks
+whatever remains *undecided*.  No answer leaves a solver without a checked certificate.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ class Decisions:
     status : ndarray of int8, shape (B,)
         1 inside, 0 outside, -1 undecided.
     certificate : ndarray, shape (B,)
-        Inside: the ℓ∞ residual; outside: the margin; both divided by the data
-        scale, so they compare directly with ``tol``.  NaN when undecided.
+        Inside: the ℓ∞ residual; outside: the margin; both divided by the training
+        set's scale ``s`` (:mod:`.certificates`), so they compare directly with ``tol``.
+        NaN when undecided; may be inf for a query beyond the float range of the frame.
     method : ndarray of str, shape (B,)
         The stage whose certificate was accepted (``"<solver>:<stage>"``).
     seconds : ndarray, shape (B,)
@@ -105,7 +108,12 @@ class Solver:
         self.fallbacks = self.default_fallbacks if fallbacks is None else tuple(fallbacks)
 
     def _propose(self, points: np.ndarray, queries: np.ndarray, atol: float) -> Candidates:
-        """Return candidate certificates for ``queries`` (B, d) against ``points`` (N, d)."""
+        """Return candidate certificates for ``queries`` (B, d) against ``points`` (N, d).
+
+        Both arrays are in frame coordinates (:class:`~.certificates.Frame`): the training
+        set is centred at its mean with largest absolute coordinate in ``[1, 2)``, and no
+        query lies farther than ``certificates.FAR`` from the centre.
+        """
         raise NotImplementedError
 
     def fallback_chain(self) -> list["Solver"]:
@@ -139,20 +147,66 @@ class Solver:
         queries : ndarray, shape (B, d)
             Finite float64 query points.
         tol : float
-            Relative tolerance; see :mod:`mc_hull.solvers.certificates`.
+            Relative tolerance in ``[TOL_MIN, TOL_MAX]``; see :mod:`mc_hull.solvers.certificates`.
 
         Returns
         -------
         Decisions
+            Each answer depends only on ``points`` and its own query, never on the batch.
         """
-        scale = cert.data_scale(points, queries)
+        tol = cert.check_tol(tol)
+        frame = cert.Frame.of(points)
+        return self.decide_frame(frame.points, frame.map(queries), frame.scale, tol=tol)
+
+    def decide_frame(self, points: np.ndarray, queries: np.ndarray, scale: float, *,
+                     tol: float) -> Decisions:
+        """:meth:`decide` on data already in frame coordinates (:class:`~.certificates.Frame`).
+
+        Parameters
+        ----------
+        points : ndarray, shape (N, d)
+            The training set in frame coordinates.
+        queries : ndarray, shape (B, d)
+            Queries in the same frame (may hold inf for points beyond the float range).
+        scale : float
+            The frame's tolerance scale ``s``; ``atol = tol * s``.
+        tol : float
+            Relative tolerance (already checked).
+        """
         atol = tol * scale
         B = queries.shape[0]
         t0 = time.perf_counter()
-        cand = self._propose(points, queries, atol)
-        dec = verify(points, queries, cand, atol, scale, prefix=self.name)
+        far = cert.far_queries(queries, scale)
+        near = np.flatnonzero(~far)
+        dec = Decisions(status=np.full(B, UNDECIDED, dtype=np.int8), certificate=np.full(B, np.nan),
+                        method=np.full(B, self.name, dtype=object), seconds=np.zeros(B),
+                        rounds=np.zeros(B, dtype=np.int32))
+        if far.any():
+            _, margins = cert.far_margins(points, queries[far])
+            dec.status[far] = OUTSIDE
+            with np.errstate(over="ignore"):
+                dec.certificate[far] = margins / scale
+            dec.method[far] = f"{self.name}:far"
+        if near.size:
+            sub = verify(points, queries[near], self._propose(points, queries[near], atol), atol, scale,
+                         prefix=self.name)
+            for attr in ("status", "certificate", "method", "rounds"):
+                getattr(dec, attr)[near] = getattr(sub, attr)
         dec.seconds[:] = (time.perf_counter() - t0) / max(B, 1)
         todo = np.flatnonzero(dec.status == UNDECIDED)
+        if todo.size:   # a training point within atol: duplicates, and X's own points at tight tol
+            t1 = time.perf_counter()
+            idx, _ = cert.nearest_points(points, queries[todo])
+            cand = Candidates.empty(todo.size, points.shape[1], "point")
+            cand.kind[:] = INSIDE
+            cand.support = [np.array([i]) for i in idx]
+            cand.weights = [np.ones(1)] * todo.size
+            sub = verify(points, queries[todo], cand, atol, scale, prefix=self.name)
+            dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
+            done = sub.status != UNDECIDED
+            for attr in ("status", "certificate", "method"):
+                getattr(dec, attr)[todo[done]] = getattr(sub, attr)[done]
+            todo = todo[~done]
         for solver in self.fallback_chain():
             if todo.size == 0:
                 break
@@ -169,8 +223,13 @@ class Solver:
 
 def verify(points: np.ndarray, queries: np.ndarray, cand: Candidates, atol: float,
            scale: float, prefix: str) -> Decisions:
-    """Check candidate certificates; accepted ones become decisions, the rest undecided."""
-    B = queries.shape[0]
+    """Check candidate certificates in frame coordinates; accepted ones become decisions, the rest undecided.
+
+    An outside margin must exceed ``atol`` plus the rounding bound of its own
+    arithmetic, and an inside residual plus its bound must stay within ``atol``
+    (:func:`~.certificates.rounding_bound`).
+    """
+    B, d = queries.shape
     status = np.full(B, UNDECIDED, dtype=np.int8)
     value = np.full(B, np.nan)
     method = np.array([f"{prefix}:{m}" if m != prefix else prefix for m in cand.method], dtype=object)
@@ -178,14 +237,16 @@ def verify(points: np.ndarray, queries: np.ndarray, cand: Candidates, atol: floa
     out = np.flatnonzero(cand.kind == OUTSIDE)
     if out.size:
         margins = cert.outside_margins(points, queries[out], cand.directions[out])
-        ok = margins > atol
+        ok = margins - cert.rounding_bound(queries[out], scale, d) > atol
         status[out[ok]] = OUTSIDE
         value[out[ok]] = margins[ok] / scale
 
     inside = np.flatnonzero(cand.kind == INSIDE)
     residuals = cert.inside_residuals(points, queries[inside], [cand.support[b] for b in inside],
                                       [cand.weights[b] for b in inside])
-    for j in np.flatnonzero(~(residuals <= atol)):      # polish the few that miss, one by one
+    sizes = np.array([np.size(cand.support[b]) for b in inside], dtype=np.intp)
+    bound = cert.rounding_bound(queries[inside], scale, sizes)
+    for j in np.flatnonzero(~(residuals + bound <= atol)):      # polish the few that miss, one by one
         b = inside[j]
         support = np.asarray(cand.support[b], dtype=np.intp)
         weights = cand.weights[b]
@@ -193,7 +254,8 @@ def verify(points: np.ndarray, queries: np.ndarray, cand: Candidates, atol: floa
             keep = support[np.asarray(weights) > 0] if np.size(weights) else support
             support, weights = cert.polish_inside(points, queries[b], keep if keep.size else support)
             residuals[j] = cert.inside_residual(points, queries[b], support, weights)
-    ok = residuals <= atol
+            bound[j] = cert.rounding_bound(queries[b:b + 1], scale, support.size)[0]
+    ok = residuals + bound <= atol
     status[inside[ok]] = INSIDE
     value[inside[ok]] = residuals[ok] / scale
     return Decisions(status=status, certificate=value, method=method,

@@ -1,41 +1,219 @@
-"""Independent checks of membership certificates: convex weights and separating directions.
+"""Independent checks of membership certificates, in a frame set by the training set alone.
 
 Tolerance rule (used everywhere in mc_hull)
 -------------------------------------------
-Let ``s`` be the data scale: the largest absolute coordinate of the training
-points and the queries (``1.0`` if all are zero) and ``atol = tol * s``.
+The training set ``X`` (N, d) alone fixes a *frame*: its centre ``c = mean(X)``
+and its scale ``s = max_ij |X_ij - c_j|`` (for a training set of identical
+points, ``s = ||c||_inf``, or 1 at the origin: the only case that is not translation
+invariant).  Queries never enter the frame, so a query's answer cannot depend
+on the other queries of a batch, and it is unchanged by translating the data or
+scaling it by a common power of two.  Every solver works on frame coordinates
+``(X - c) / 2^k`` with ``2^k`` the power of two at or below ``s`` (the data are
+first divided by a power of two near their largest coordinate, which is exact,
+so that nothing overflows near the float64 limits).  With ``atol = tol * s``:
 
-* **inside** when weights ``lam >= 0`` with ``sum(lam) == 1`` satisfy
-  ``max_j |(X.T @ lam - x)_j| <= atol`` (the ℓ∞ distance to the hull is at most
-  ``atol``: points on the boundary, vertices and duplicates count as inside);
+* **inside** when weights ``lam >= 0``, ``sum(lam) == 1`` satisfy
+  ``max_j |(X.T @ lam - x)_j| + rho <= atol``;
 * **outside** when a direction ``w`` with ``||w||_1 = 1`` satisfies
-  ``w @ x - max_i w @ X[i] > atol``.
+  ``w @ x - max_i w @ X[i] - rho > atol``;
 
-By LP duality the ℓ∞ distance ``delta`` from ``x`` to ``conv(X)`` equals
-``max_{||w||_1 <= 1} (w @ x - max_i w @ X[i])``, so exactly one of the two
-certificates exists for every query; they can never both verify.  A query for
-which neither verifies numerically is *undecided*, never counted either way.
+where ``rho = 2 (m + 3) u (||x - c||_inf + s)`` bounds the rounding error of that
+arithmetic in float64 (``u = 2**-53``, ``m`` the length of the sums: ``d`` for a
+margin, the support size for a residual), including the rounding of the frame
+itself.  A point of the training set is therefore never certified outside its
+own hull.  By LP duality the ℓ∞ distance ``delta`` from ``x`` to ``conv(X)``
+equals ``max_{||w||_1 <= 1} (w @ x - max_i w @ X[i])``, so at most one of the
+two certificates can verify; a query for which neither does is *undecided*,
+never counted either way.
+
+``tol`` must lie in ``[TOL_MIN, TOL_MAX]`` = ``[1e-12, 1e-2]``: below 1e-12 the
+tolerance approaches the rounding error of the sums themselves (a few ``d u``),
+above 1e-2 it stops being a membership test.  The certificate value recorded
+with each answer is the residual (inside) or the margin (outside) divided by
+``s``, so it compares directly with ``tol``.
+
+A query more than ``2^40 s`` from the centre (or beyond the float range in frame
+units) is decided outside directly by the coordinate direction of its largest
+frame coordinate (method ``far``), so no solver sees magnitudes it cannot square.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import nnls
 
+from ..errors import InputError
+
+#: Smallest and largest relative tolerance accepted by the API, specs and hull-tests.
+TOL_MIN, TOL_MAX = 1e-12, 1e-2
+#: Unit roundoff of float64.
+UNIT_ROUNDOFF = 2.0 ** -53
+#: Queries farther than this many frame units from the centre are decided by a coordinate direction.
+FAR = 2.0 ** 40
 # Rows of X processed per block when projecting onto many directions at once,
 # so that the (block, B) product stays small (8192 x 256 doubles = 16 MiB).
 _BLOCK_ROWS = 8192
+# Data whose largest coordinate lies in [2^-_SAFE_EXP, 2^_SAFE_EXP] is centred without a prescaling pass.
+_SAFE_EXP = 400
 
 
-def data_scale(points: np.ndarray, queries: np.ndarray | None = None) -> float:
-    """Largest absolute coordinate of ``points`` (N, d) and ``queries`` (B, d).
+def check_tol(tol, name: str = "tol") -> float:
+    """Return ``tol`` as a float, or raise InputError (one line) unless TOL_MIN <= tol <= TOL_MAX.
 
-    Returns 1.0 when every coordinate is zero, so that ``tol * scale`` stays positive.
+    Accepts real numbers only: bools, strings, None and complex values are refused.
     """
-    s = float(np.max(np.abs(points))) if points.size else 0.0
-    if queries is not None and np.size(queries):
-        s = max(s, float(np.max(np.abs(queries))))
-    return s if s > 0.0 else 1.0
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise InputError(f"{name}: must be a number in [{TOL_MIN:g}, {TOL_MAX:g}], got {tol!r}")
+    value = float(tol)
+    if not (math.isfinite(value) and TOL_MIN <= value <= TOL_MAX):
+        raise InputError(f"{name}: must be in [{TOL_MIN:g}, {TOL_MAX:g}] (float64 cannot resolve a "
+                         f"tighter relative tolerance), got {tol!r}" if value < TOL_MIN else
+                         f"{name}: must be in [{TOL_MIN:g}, {TOL_MAX:g}], got {tol!r}")
+    return value
+
+
+def _exponent(x: float) -> int:
+    """``k`` with ``2**k <= x < 2**(k + 1)`` (x > 0 and finite, subnormals included)."""
+    return math.frexp(x)[1] - 1
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Coordinates fixed by the training set alone: centred at its mean, scaled by powers of two.
+
+    Frame coordinates of a point ``a`` are ``(a 2^-pre - centre) 2^-unit`` (``np.ldexp``:
+    exact, subnormals and huge values included), so the only rounding is the
+    subtraction of the centre.
+
+    Attributes
+    ----------
+    points : ndarray, shape (N, d)
+        The training set in frame coordinates (largest absolute coordinate ``scale``).
+    scale : float
+        The tolerance scale ``s`` in frame units, in ``[1, 2)``.
+    centre : ndarray, shape (d,)
+        The mean of the prescaled training set.
+    pre, unit : int
+        Exponents of the prescaling and of the frame unit.
+    """
+
+    points: np.ndarray
+    scale: float
+    centre: np.ndarray
+    pre: int
+    unit: int
+
+    @classmethod
+    def of(cls, points: np.ndarray) -> "Frame":
+        """The frame of a finite training set ``points`` (N, d), N >= 1."""
+        X = np.asarray(points, dtype=np.float64)
+        lo, hi = X.min(axis=0), X.max(axis=0)
+        big = max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))))
+        pre = 0
+        if big > 0.0 and not (2.0 ** -_SAFE_EXP <= big <= 2.0 ** _SAFE_EXP):
+            pre = _exponent(big)           # near the float limits: bring the data to ~1 first (exact)
+            X = np.ldexp(X, -pre)
+            lo, hi = np.ldexp(lo, -pre), np.ldexp(hi, -pre)
+        centre = X.mean(axis=0)
+        s = max(float(np.max(hi - centre)), float(np.max(centre - lo)))
+        if not s > 0.0:                       # identical points: a relative scale from their position
+            s = float(np.max(np.abs(centre))) or 1.0
+        unit = _exponent(s)
+        Y = np.subtract(X, centre)
+        if unit:
+            Y = np.ldexp(Y, -unit)
+        return cls(points=Y, scale=math.ldexp(s, -unit), centre=centre, pre=pre, unit=unit)
+
+    def map(self, A: np.ndarray) -> np.ndarray:
+        """Frame coordinates of the rows of ``A`` (B, d); may hold inf for points far beyond the data."""
+        A = np.asarray(A, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            if self.pre:
+                A = np.ldexp(A, -self.pre)
+            out = np.subtract(A, self.centre)
+            return np.ldexp(out, -self.unit) if self.unit else out
+
+    def data_scale(self) -> float:
+        """``s`` in the data's own units (may be inf for data spanning the whole float range)."""
+        with np.errstate(over="ignore"):
+            return float(np.ldexp(self.scale, self.unit + self.pre))
+
+
+def rounding_bound(queries: np.ndarray, scale: float, terms) -> np.ndarray:
+    """``rho = 2 (m + 3) u (||x||_inf + s)`` per frame query: the bound on rounding in a checked sum.
+
+    Parameters
+    ----------
+    queries : ndarray, shape (B, d)
+        Queries in frame coordinates.
+    scale : float
+        The frame's tolerance scale.
+    terms : int or ndarray of int, shape (B,)
+        Length ``m`` of the sums (``d`` for margins, the support size for residuals).
+    """
+    qmax = np.max(np.abs(queries), axis=1) if queries.size else np.zeros(queries.shape[0])
+    return 2.0 * (np.asarray(terms, dtype=np.float64) + 3.0) * UNIT_ROUNDOFF * (qmax + scale)
+
+
+def far_queries(queries: np.ndarray, scale: float) -> np.ndarray:
+    """Boolean (B,): frame queries farther than ``FAR * scale`` from the centre (or non-finite)."""
+    return ~(np.max(np.abs(queries), axis=1) <= FAR * scale) if queries.size else np.zeros(len(queries), bool)
+
+
+def far_margins(points: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinate-direction certificates for far frame queries.
+
+    For each query the direction is ``sign(x_j) e_j`` on its largest coordinate
+    ``j``; the margin ``|x_j| - max_i sign(x_j) X_ij`` needs one subtraction, no sum.
+
+    Returns
+    -------
+    directions : ndarray, shape (B, d)
+    margins : ndarray, shape (B,)
+        May be inf when the query's frame coordinate overflowed.
+    """
+    B, d = queries.shape
+    j = np.argmax(np.abs(queries), axis=1)
+    sign = np.where(queries[np.arange(B), j] >= 0, 1.0, -1.0)
+    W = np.zeros((B, d))
+    W[np.arange(B), j] = sign
+    hi, lo = points.max(axis=0), points.min(axis=0)
+    top = np.where(sign > 0, hi[j], -lo[j])
+    return W, np.abs(queries[np.arange(B), j]) - top
+
+
+def nearest_points(points: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row of ``points`` nearest to each query in ℓ∞, and that distance.
+
+    A training point within ``atol`` of a query is an inside certificate with a
+    single weight; it settles duplicates and the training points themselves
+    when rounding leaves no other convex combination within a tight tolerance.
+
+    Parameters
+    ----------
+    points : ndarray, shape (N, d)
+    queries : ndarray, shape (B, d)
+
+    Returns
+    -------
+    index : ndarray of int, shape (B,)
+    distance : ndarray, shape (B,)
+    """
+    B = queries.shape[0]
+    index = np.zeros(B, dtype=np.intp)
+    distance = np.full(B, np.inf)
+    for start in range(0, points.shape[0], _BLOCK_ROWS):
+        block = points[start:start + _BLOCK_ROWS]
+        for b in range(B):
+            dist = np.max(np.abs(block - queries[b]), axis=1)
+            j = int(np.argmin(dist))
+            if dist[j] < distance[b]:
+                distance[b], index[b] = dist[j], start + j
+    return index, distance
 
 
 def inside_residual(points: np.ndarray, x: np.ndarray, support: np.ndarray,

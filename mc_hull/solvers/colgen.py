@@ -173,7 +173,8 @@ def master(points: np.ndarray, queries: np.ndarray, idx: np.ndarray, sizes: np.n
 class ColGenSolver(Solver):
     """Prefilter with ``w = x - mean(X)``, then column generation on the rest.
 
-    Round 0 prices every query along ``w = x - mean(X)`` in one blocked product:
+    Works in the frame of :mod:`~.certificates` (X centred at its mean), so
+    ``w = x`` there.  Round 0 prices every query along ``w`` in one blocked product:
     a margin above ``atol`` settles it outside (``"prefilter"``); otherwise the
     best row of each of ``k0`` chunks of X (in front of x) and the worst row of
     each of ``n_low`` coarser chunks (behind it) seed its working set S.  Each later round
@@ -187,7 +188,7 @@ class ColGenSolver(Solver):
     then interior point: the simplex's direction can miss a margin of ~1e-8 by
     its own feasibility tolerance, e.g. queries next to a densely sampled curve).
 
-    Memory per batch of B queries: a centred copy of X (N d doubles), one
+    Memory per batch of B queries: (the frame's copy of X, N d doubles), one
     16 MiB score block, and the masters' (B, |S|, d + 1) array, |S| about 3 d.
 
     Parameters
@@ -220,14 +221,12 @@ class ColGenSolver(Solver):
         N, d = points.shape
         B = queries.shape[0]
         cand = Candidates.empty(B, d, "colgen")
-        centre = points.mean(axis=0)
-        X = points - centre
-        Q = queries - centre
-        s = max(float(np.max(np.abs(X))), float(np.max(np.abs(Q))) if B else 0.0) or 1.0
+        X, Q = points, queries                  # frame coordinates: centred, scale in [1, 2)
+        s = float(np.max(np.abs(X))) or 1.0     # the training set's alone: no batch dependence
         k0 = self.k0 or 2 * d + 2
         k = self.k or d + 1
 
-        # Round 0: w = x - centre for every query.
+        # Round 0: w = x - centre (= x in the frame) for every query.
         best, top_idx, _, low_idx = price(X, Q, k0, lowest=self.n_low)
         l1 = np.abs(Q).sum(axis=1)
         out = (np.einsum("bj,bj->b", Q, Q) - best > atol * l1) & (l1 > 0)

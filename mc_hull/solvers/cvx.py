@@ -26,9 +26,7 @@ class CvxpySolver(Solver):
         N, d = points.shape
         B = queries.shape[0]
         cand = Candidates.empty(B, d, "cvxpy")
-        centre = points.mean(axis=0)
-        s = float(np.max(np.abs(points - centre))) or 1.0
-        Xs = (points - centre) / s
+        Xs, s = points, 1.0  # already in frame coordinates: centred, scale in [1, 2)
         lam = cp.Variable(N, nonneg=True)
         t = cp.Variable()
         x = cp.Parameter(d)
@@ -36,7 +34,7 @@ class CvxpySolver(Solver):
         lower = x - Xs.T @ lam <= t
         prob = cp.Problem(cp.Minimize(t), [upper, lower, cp.sum(lam) == 1])
         for k in range(B):
-            x.value = (queries[k] - centre) / s
+            x.value = queries[k]
             try:
                 prob.solve()
             except cp.error.SolverError:

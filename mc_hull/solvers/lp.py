@@ -6,8 +6,8 @@ Each query solves the separation LP
 
 whose optimum is the ℓ∞ distance from x to conv(X).  The primal gives a
 separating direction; the duals of the N point rows are convex weights.  The
-data are centred and scaled before solving; certificates are checked on the
-original data by the base class.
+data arrive in the training set's frame (centred, scaled by a power of two;
+see :mod:`.certificates`); certificates are checked there by the base class.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ class LPSolver(Solver):
         N, d = points.shape
         B = queries.shape[0]
         cand = Candidates.empty(B, d, "lp")
-        centre = points.mean(axis=0)
-        s = float(np.max(np.abs(points - centre))) or 1.0
-        Xs = (points - centre) / s
+        Xs, s = points, 1.0  # already in frame coordinates: centred, scale in [1, 2)
         A = np.zeros((N + 1, 2 * d + 1))
         A[:N, :d] = Xs
         A[:N, d:2 * d] = -Xs
@@ -43,7 +41,7 @@ class LPSolver(Solver):
         b[N] = 1.0
         bounds = [(0, None)] * (2 * d) + [(None, None)]
         for k in range(B):
-            xs = (queries[k] - centre) / s
+            xs = queries[k]
             c = np.concatenate([-xs, xs, [1.0]])
             res = linprog(c, A_ub=A, b_ub=b, bounds=bounds, method=self.method)
             if res.status != 0 or res.x is None:

@@ -1,0 +1,87 @@
+"""Golden rows: the quick preset and a hull-test give exactly the rows main gave before the engine redesign.
+
+The hashes below were recorded by running this file's :func:`run_hashes` against main's code
+(``python tests/test_golden.py`` with PYTHONPATH at that checkout) before the runner, the map
+and the job modules changed.  They cover every column a row carries except timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: sha256 over the sorted row tables, recorded from main (see the module docstring).
+GOLDEN = {"quick": "c409ad71099719602d69834d9638d0b7a11755e9f908a0b73b3c2f1adc683596",
+          "hull-test": "f1329ac0b72eb051f2f4d3d26a06b4a3b6be85f89eac8d0aae7acd71dc1fae59"}
+#: Columns that are timings (differ between runs) and are left out.
+TIMINGS = {"solve_seconds", "seconds"}
+
+
+def _rows(out: Path) -> dict[str, list]:
+    """Monte Carlo and hull-test rows of every Parquet file under ``out`` (partition values from the path)."""
+    import pyarrow.parquet as pq
+
+    mc, ht = [], []
+    for path in sorted(out.rglob("*.parquet")):
+        rel = path.relative_to(out).parts
+        if any(p.startswith(".") for p in rel) or "sweeps" in rel:
+            continue
+        table = pq.read_table(path)
+        names = [c for c in table.column_names if c not in TIMINGS]
+        part = dict(p.split("=", 1) for p in rel[:-1] if "=" in p)
+        for row in table.select(names).to_pylist():
+            if "replicate" in row:
+                mc.append((part["distribution"], int(part["d"]), int(part["n"]),
+                           *(repr(row[c]) for c in sorted(row))))
+            else:
+                ht.append(tuple(repr(row[c]) for c in sorted(row)))
+    return {"mc": sorted(mc, key=lambda r: (r[0], r[1], r[2], r)), "ht": sorted(ht)}
+
+
+def _digest(rows: list) -> str:
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def hull_test_arrays(directory: Path) -> tuple[str, str]:
+    """A fixed training set (300, 5) and test set (1100, 5) as .npy files (three shards of test points)."""
+    rng = np.random.default_rng(20261201)
+    train = rng.standard_normal((300, 5))
+    test = 1.3 * rng.standard_normal((1100, 5))
+    np.save(directory / "train.npy", train)
+    np.save(directory / "test.npy", test)
+    return str(directory / "train.npy"), str(directory / "test.npy")
+
+
+def run_hashes(extra: list[str] | None = None) -> dict[str, str]:
+    """Run the quick preset and the hull-test with the mc-hull CLI; the sha256 of each one's rows."""
+    from mc_hull.cli import main
+
+    extra = extra or ["--serial"]
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="mc-hull-golden-") as tmp:
+        tmp = Path(tmp)
+        assert main(["run", "--preset", "quick", "--out", str(tmp / "quick"), "--no-progress",
+                     "--format", "csv", *extra]) == 0
+        rows = _rows(tmp / "quick")
+        assert len(rows["mc"]) == 15 * 400 and not rows["ht"]
+        out["quick"] = _digest(rows["mc"])
+        train, test = hull_test_arrays(tmp)
+        assert main(["hull-test", "--train", train, "--test", test, "--out", str(tmp / "ht"),
+                     "--format", "csv", *extra]) == 0
+        rows = _rows(tmp / "ht")
+        assert len(rows["ht"]) == 1100 and not rows["mc"]
+        out["hull-test"] = _digest(rows["ht"])
+    return out
+
+
+def test_quick_preset_and_hull_test_rows_are_unchanged():
+    assert run_hashes() == GOLDEN
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_hashes(sys.argv[1:] or None)))
