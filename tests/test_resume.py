@@ -68,7 +68,7 @@ def test_truncated_shard_is_named_by_query_then_moved_aside_and_recomputed(tmp_p
     assert err.count("\n") == 1 and str(victim) in err and "truncated" in err and "re-run" in err
     report = execute(SPEC, str(out), backend="serial", progress=False)
     err = capsys.readouterr().err
-    assert f"damaged shard {victim} (" in err and "it will be recomputed" in err
+    assert f"moved aside damaged shard file {victim} (" in err and "it will be recomputed" in err
     assert report.computed_shards == 1 and len(report.quarantined) == 1
     assert report.quarantined[0].startswith(f"{victim} (")
     (moved,) = (out / "_quarantine").rglob("*.corrupt")  # where neither the store nor the README readers look
