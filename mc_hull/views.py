@@ -1,7 +1,7 @@
 """Data preparation for the dashboard and ``mc-hull plot``: small aggregated tables, one per view.
 
 Everything here reads the results store through :mod:`mc_hull.query` (DuckDB
-over a pyarrow dataset) and aggregates in SQL, so no function ever brings one
+over the verified rows the store's manifests list) and aggregates in SQL, so no function ever brings one
 row per trial into Python.  The tables returned are Arrow tables of a few
 hundred rows at most; the chart code (Streamlit/Altair or matplotlib) only
 draws them.  Nothing here imports Streamlit.

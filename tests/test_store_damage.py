@@ -259,3 +259,27 @@ def test_readme_snippets_work_verbatim_after_run_repair_and_hull_test(tmp_path, 
     import duckdb
 
     assert duckdb.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0] == spec_rows
+
+
+def test_dashboard_rate_is_the_runners_recorded_rate(out):
+    from mc_hull import views
+
+    (stats,) = ResultStore(str(out)).run_stats().values()
+    assert stats["trials"] == SPEC.planned_trials and stats["trials_per_s"] > 0
+    for shard in shards(out):  # file times say nothing about the rate any more
+        os.utime(shard, (1, 1))
+    (row,) = views.run_status(str(out)).to_pylist()
+    assert row["trials_per_s"] == pytest.approx(stats["trials_per_s"]) and row["eta_s"] == 0.0
+
+
+def test_only_the_store_knows_files():
+    """pyarrow.parquet / .dataset / .fs are imported only under mc_hull/store/; thresholds imports no query."""
+    pattern = re.compile(r"^\s*(import|from)\s+pyarrow\.(parquet|dataset|fs)\b|^\s*from\s+pyarrow\s+import\s+.*"
+                         r"\b(parquet|dataset|fs)\b", re.M)
+    for path in [*(REPO / "mc_hull").rglob("*.py"), *(REPO / "dashboards").rglob("*.py")]:
+        if "store" in path.relative_to(REPO).parts[:2]:
+            continue
+        assert not pattern.search(path.read_text()), path
+    text = (REPO / "mc_hull" / "thresholds.py").read_text()
+    assert "query" not in re.findall(r"^\s*from\s+\.(\w*)", text, re.M)
+    assert "run_id = name.split" not in (REPO / "mc_hull" / "views.py").read_text()

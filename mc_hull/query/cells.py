@@ -127,21 +127,36 @@ def connect(out, *, run_id: str | None = None, check: bool = True):
     params = run_params(store.backend)
     con = duckdb.connect()
     con.register("rows_raw", table)
-    keys = con.sql("SELECT DISTINCT run_id, distribution, d FROM rows_raw").fetchall()
+    cells = con.sql("SELECT DISTINCT run_id, distribution, d, n FROM rows_raw").fetchall()
     info = {"run_id": [], "distribution": [], "d": [], "params": [], "seed_key": []}
-    for run, dist, d in keys:
-        info["run_id"].append(run)
-        info["distribution"].append(dist)
-        info["d"].append(d)
-        info["params"].append(cell_info(dist, params.get(run) if run in params else None, d)["params"])
-        info["seed_key"].append(f"seed:{seeds[run]}" if run in seeds else f"run:{run}")
+    holders: dict = {}  # (distribution, params, d, n, seed_key) -> runs holding that cell
+    for run, dist, d, n in cells:
+        p = cell_info(dist, params.get(run) if run in params else None, d)["params"]
+        seed_key = f"seed:{seeds[run]}" if run in seeds else f"run:{run}"
+        holders.setdefault((dist, p, d, n, seed_key), set()).add(run)
+        if (run, dist, d) not in info.setdefault("_seen", set()):
+            info["_seen"].add((run, dist, d))
+            for k, v in zip(("run_id", "distribution", "d", "params", "seed_key"), (run, dist, d, p, seed_key)):
+                info[k].append(v)
+    info.pop("_seen", None)
     con.register("runinfo", pa.table(info, schema=pa.schema([
         ("run_id", pa.string()), ("distribution", pa.string()), ("d", pa.int32()), ("params", pa.string()),
         ("seed_key", pa.string())])))
     con.execute("CREATE VIEW trials_all AS SELECT r.*, i.params, i.seed_key FROM rows_raw r "
                 "JOIN runinfo i USING (run_id, distribution, d)")
-    ident = ", ".join(IDENTITY)
-    con.execute(f"CREATE VIEW trials AS SELECT DISTINCT ON ({ident}) * FROM trials_all ORDER BY {ident}, run_id")
+    shared = [k for k, runs in holders.items() if len(runs) > 1]
+    if not shared:  # no two runs with one seed wrote the same cell: every row is a distinct trial
+        con.execute("CREATE VIEW trials AS SELECT * FROM trials_all")
+        return con
+    con.register("shared_cells", pa.table(list(zip(*shared)), schema=pa.schema([
+        ("distribution", pa.string()), ("params", pa.string()), ("d", pa.int32()), ("n", pa.int64()),
+        ("seed_key", pa.string())])))
+    ident, cell = ", ".join(IDENTITY), "distribution, params, d, n, seed_key"
+    con.execute(f"""CREATE VIEW trials AS
+        SELECT * FROM trials_all ANTI JOIN shared_cells USING ({cell})
+        UNION ALL BY NAME
+        SELECT * FROM (SELECT DISTINCT ON ({ident}) t.* FROM trials_all t SEMI JOIN shared_cells USING ({cell})
+                       ORDER BY {ident}, run_id)""")
     return con
 
 

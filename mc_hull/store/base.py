@@ -19,6 +19,7 @@ import json
 import random
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -143,6 +144,8 @@ class RunConflict(StoreError):
         super().__init__(f"another run {other}" + (" (rows without a run record)" if orphan else ""))
 
 
+#: Threads that read and verify units at once.
+READ_THREADS = 8
 #: Tries of the claim loop before giving up, and the pause between contended tries (seconds).
 CLAIM_TRIES, CLAIM_PAUSE = 400, (0.005, 0.05)
 
@@ -363,15 +366,24 @@ class Store:
         """
         entries, problems = self._entries(kind, run_id)
         report, tables = Verified(problems=[(w, r) for w, r, _, _ in problems]), []
-        for entry in entries:
+
+        def check(entry):
             try:
                 want = None if expected_rows is None else expected_rows.get((entry.run_id, entry.key))
                 if want is not None and entry.rows != want:
                     raise Damaged(f"holds {entry.rows} rows, {want} planned")
-                tables.append(self.load(entry))
-                report.ok.append(entry)
+                return self.load(entry)
             except Damaged as exc:
-                report.problems.append((f"unit {self.where(entry.location)}", str(exc)))
+                return exc
+
+        # reading, hashing and decoding release the GIL: a few threads overlap I/O (object stores) and CPU
+        with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(entries)))) as pool:
+            for entry, got in zip(entries, pool.map(check, entries)):
+                if isinstance(got, Damaged):
+                    report.problems.append((f"unit {self.where(entry.location)}", str(got)))
+                else:
+                    tables.append(got)
+                    report.ok.append(entry)
         return report, tables
 
     def read(self, kind: str, run_id: str | None = None, *,
@@ -392,7 +404,8 @@ class Store:
             table = table.replace_schema_metadata(None)
             if part is not None:
                 for f in part:
-                    table = table.append_column(f, pa.array([entry.partition[f.name]] * table.num_rows, f.type))
+                    table = table.append_column(f, pa.repeat(pa.scalar(entry.partition[f.name], f.type),
+                                                              table.num_rows))
             out.append(table)
         return pa.concat_tables(out) if out else full.empty_table()
 

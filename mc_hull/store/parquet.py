@@ -225,7 +225,7 @@ class ParquetStore(Store):
         if sha256(body) != entry.sha256:
             raise Damaged("SHA-256 differs from the manifest (the file was changed after it was committed)")
         try:
-            return pq.read_table(pa.BufferReader(body), page_checksum_verification=True)
+            return pq.ParquetFile(pa.BufferReader(body), page_checksum_verification=True).read()
         except (OSError, pa.ArrowException) as exc:
             raise Damaged(f"not readable as Parquet ({exc})") from None
 
