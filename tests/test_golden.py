@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 #: sha256 over the sorted row tables, recorded from main (see the module docstring).
-GOLDEN = {"quick": "c409ad71099719602d69834d9638d0b7a11755e9f908a0b73b3c2f1adc683596",
-          "hull-test": "f1329ac0b72eb051f2f4d3d26a06b4a3b6be85f89eac8d0aae7acd71dc1fae59"}
+#: Re-recorded after the tolerance rule changed (trust, b765932, before the engine merge): the
+#: certificate values now divide by the training set's own scale; the engine's rows equal those.
+GOLDEN = {"quick": "bd8c28dd38842b4dfa3c919e5498c99b8be87bbe34d1b93f2a17d660db9babee",
+          "hull-test": "ffd7ec9c63e68aa22e92f28ffffa7c00c5d1e985e9675b4d1865f78f36f8b481"}
 #: Columns that are timings (differ between runs) and are left out.
 TIMINGS = {"solve_seconds", "seconds"}
 

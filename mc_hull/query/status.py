@@ -18,7 +18,7 @@ def location_problem(out) -> str | None:
     """A friendly sentence when ``out`` holds nothing to show, else None."""
     try:
         kind = probe(out) if isinstance(out, str) else "directory"
-    except StoreError as exc:
+    except (StoreError, OSError) as exc:
         return f"Cannot open the results location {out}: {exc}"
     if kind == "missing":
         return (f"No results directory at {out} yet. Start a run with "

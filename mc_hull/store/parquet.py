@@ -84,10 +84,7 @@ def resolve(out: str) -> tuple[pafs.FileSystem, str, bool]:
 def probe(out: str) -> str:
     """``"directory"``, ``"file"`` or ``"missing"`` for a results location (StoreError if it cannot be opened)."""
     fs, root, _ = resolve(out)
-    try:
-        kind = fs.get_file_info(root).type
-    except OSError as exc:
-        raise StoreError(f"cannot open the results location {out}: {exc}") from None
+    kind = fs.get_file_info(root).type  # OSError when it cannot be reached: the caller names it
     return {pafs.FileType.Directory: "directory", pafs.FileType.NotFound: "missing"}.get(kind, "file")
 
 
