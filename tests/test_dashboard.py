@@ -197,7 +197,7 @@ def test_unreadable_shard_file_is_one_message(tmp_path, small_results, monkeypat
     shard.write_bytes(shard.read_bytes()[:100])  # truncated: footer gone
     at = run_app(out, monkeypatch)
     assert not at.exception
-    assert len(at.error) == 1 and "unreadable shard file" in at.error[0].value
+    assert len(at.error) == 1 and shard.name in at.error[0].value and "truncated" in at.error[0].value
 
 
 # -- mc_hull.views ----------------------------------------------------------------
@@ -261,14 +261,21 @@ def test_n_half_interpolates_in_log_n():
     assert table["bf_threshold"] == pytest.approx(2.0)
 
 
-def test_dataset_key_changes_when_a_shard_lands(tmp_path, small_results):
+def test_dataset_key_changes_when_a_shard_lands(tmp_path, small_results, small_spec):
+    from mc_hull.runner import execute
+
     out = tmp_path / "copy"
     shutil.copytree(small_results, out)
     before = views.dataset_key(str(out))
     assert before[0] > 0
-    shard = next(out.rglob("*.parquet"))
+    shard = next((out / "distribution=gaussian").rglob("*.parquet"))
     shutil.copy(shard, shard.with_name(shard.stem[:-7] + "9999999.parquet"))
-    assert views.dataset_key(str(out)) != before
+    assert views.dataset_key(str(out)) == before  # a stray copy is not part of the store: nothing to refresh
+    next((out / "_manifest").rglob("*.json")).unlink()  # the shard is no longer committed ...
+    gone = views.dataset_key(str(out))
+    assert gone != before
+    execute(small_spec, str(out), backend="serial", progress=False)  # ... and lands again
+    assert views.dataset_key(str(out)) not in (before, gone)
     assert views.dataset_key(str(tmp_path / "missing")) == (0, 0, 0, 0, 0)
 
 
