@@ -281,7 +281,7 @@ def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool) ->
 
 
 def main(args) -> int:
-    from ..runner import check_run
+    from ..runner import open_run
 
     if args.preset == "paper-digits" and not args.spec:  # a hull-test sweep, not a Monte Carlo spec
         from .hull_test import run_preset
@@ -294,11 +294,12 @@ def main(args) -> int:
     panels = build_panels(args)  # all validation happens before anything is written
     # refuses, writing nothing, a plan that cannot run
     plans = [plan_and_backend(panel.spec, args) for panel in panels]
-    # An unusable --out or a changed spec is refused in one line, before the header. The panels
-    # of one file run in order, so a directory holding the first panel's run is that file's.
+    # An unusable --out or a changed spec is refused in one line, before the header: each run is
+    # claimed here (atomically), so of two writers started together the loser prints only its
+    # refusal. The panels of one file run in order, so a directory holding the first panel's run is that file's.
     for i, panel in enumerate(panels):
         try:
-            check_run(panel.spec, args.out, new_run=args.new_run or i > 0)
+            open_run(panel.spec, args.out, new_run=args.new_run or i > 0)
         except OSError as exc:  # an object store or file system that cannot be reached
             from . import one_line
 

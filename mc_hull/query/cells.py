@@ -1,19 +1,18 @@
-"""Estimates from a results store: per-cell counts aggregated in DuckDB, intervals, exact curves."""
+"""Per-cell estimates from the verified rows of a store: each trial counted once, intervals, exact curves."""
 
 from __future__ import annotations
 
 import functools
 import math
-import re
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from . import stats, theory
-from .errors import McHullError, StoreError
-from .samplers import SAMPLERS, get_sampler
-from .store import ResultStore
+from .. import stats, theory
+from ..errors import McHullError
+from ..samplers import SAMPLERS, get_sampler
+from ..store import ResultStore
 
 #: Columns of :func:`cell_estimates`, in order.
 CELL_COLUMNS = ["distribution", "d", "n", "params", "d_intrinsic", "d_affine", "runs", "replicates", "trials", "inside", "undecided",
@@ -23,37 +22,8 @@ INTERVAL_NOTE = ("ci_low/ci_high: 99% cluster-robust interval (Wilson at the eff
                  "trials / design effect, with a Student-t critical value on replicates - 1 degrees of "
                  "freedom), valid when queries share a training set; wilson_low/wilson_high: plain 99% "
                  "Wilson interval treating trials as independent (too narrow when design_effect > 1)")
-
-
-def connect(out: str, *, run_id: str | None = None, check: bool = True):
-    """A DuckDB connection with a ``trials`` view over the store (None if it holds no shards).
-
-    Parameters
-    ----------
-    out : str
-        Results location (directory or URI).
-    run_id : str, optional
-        Keep only this run's rows.
-    check : bool
-        First read every shard file's footer and raise StoreError naming any
-        unreadable one.
-    """
-    store = ResultStore(out)
-    if check:
-        bad = store.check_files()
-        if bad:
-            raise StoreError(f"unreadable shard file {bad[0]} ({len(bad)} in all); "
-                             "re-run the spec to move it aside and recompute it")
-    dataset = store.dataset()
-    if dataset is None:
-        return None
-    if run_id is not None and not re.fullmatch(r"[0-9a-f]{1,64}", run_id):
-        raise StoreError(f"--run: not a run id (hex digits): {run_id!r}")
-    con = duckdb.connect()
-    con.register("trials_all", dataset)
-    where = f"WHERE run_id = '{run_id}'" if run_id else ""  # validated hex above
-    con.execute(f"CREATE VIEW trials AS SELECT * FROM trials_all {where}")
-    return con
+#: The columns that identify a trial: the same identity written by two runs is one trial.
+IDENTITY = ("distribution", "params", "d", "n", "replicate", "query", "seed_key")
 
 
 def parse_params(text: str | None) -> dict | None:
@@ -108,8 +78,8 @@ def exact_p(distribution: str, params: dict | None, d: int, n):
     return theory.exact_inside_probability(ref[0], int(ref[1]), n)
 
 
-def run_params(out: str) -> dict[str, dict]:
-    """run_id -> the distribution parameters recorded in ``_runs/<run_id>.json``."""
+def run_params(out) -> dict[str, dict]:
+    """run_id -> the distribution parameters recorded with the run."""
     found = {}
     for run_id, record in ResultStore(out).runs().items():
         try:
@@ -119,24 +89,96 @@ def run_params(out: str) -> dict[str, dict]:
     return found
 
 
+def _run_seeds(records: dict[str, dict]) -> dict[str, int]:
+    seeds = {}
+    for run_id, record in records.items():
+        try:
+            seeds[run_id] = int(record["spec"]["seed"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return seeds
+
+
+def connect(out, *, run_id: str | None = None, check: bool = True):
+    """A DuckDB connection over the store's verified rows (None when it holds none).
+
+    Views: ``trials_all`` (every listed and verified row, with ``params`` and
+    ``seed_key`` from its run's record) and ``trials`` (one row per trial
+    identity :data:`IDENTITY`: two runs with the same seed writing the same
+    cell count each trial once).  Only units named by a manifest entry are
+    read, each checked against its SHA-256, the schema and its planned row
+    count; a mismatch raises StoreError in one line.
+
+    Parameters
+    ----------
+    out : str or Store
+        Results location (directory, URI or backend).
+    run_id : str, optional
+        Keep only this run's rows.
+    check : bool
+        Kept for compatibility: rows are always verified.
+    """
+    store = ResultStore(out)
+    table = store.trials(run_id)
+    if table.num_rows == 0:
+        return None
+    records = store.runs()
+    seeds = _run_seeds(records)
+    params = run_params(store.backend)
+    con = duckdb.connect()
+    con.register("rows_raw", table)
+    cells = con.sql("SELECT DISTINCT run_id, distribution, d, n FROM rows_raw").fetchall()
+    info = {"run_id": [], "distribution": [], "d": [], "params": [], "seed_key": []}
+    holders: dict = {}  # (distribution, params, d, n, seed_key) -> runs holding that cell
+    for run, dist, d, n in cells:
+        p = cell_info(dist, params.get(run) if run in params else None, d)["params"]
+        seed_key = f"seed:{seeds[run]}" if run in seeds else f"run:{run}"
+        holders.setdefault((dist, p, d, n, seed_key), set()).add(run)
+        if (run, dist, d) not in info.setdefault("_seen", set()):
+            info["_seen"].add((run, dist, d))
+            for k, v in zip(("run_id", "distribution", "d", "params", "seed_key"), (run, dist, d, p, seed_key)):
+                info[k].append(v)
+    info.pop("_seen", None)
+    con.register("runinfo", pa.table(info, schema=pa.schema([
+        ("run_id", pa.string()), ("distribution", pa.string()), ("d", pa.int32()), ("params", pa.string()),
+        ("seed_key", pa.string())])))
+    con.execute("CREATE VIEW trials_all AS SELECT r.*, i.params, i.seed_key FROM rows_raw r "
+                "JOIN runinfo i USING (run_id, distribution, d)")
+    shared = [k for k, runs in holders.items() if len(runs) > 1]
+    if not shared:  # no two runs with one seed wrote the same cell: every row is a distinct trial
+        con.execute("CREATE VIEW trials AS SELECT * FROM trials_all")
+        return con
+    con.register("shared_cells", pa.table(list(zip(*shared)), schema=pa.schema([
+        ("distribution", pa.string()), ("params", pa.string()), ("d", pa.int32()), ("n", pa.int64()),
+        ("seed_key", pa.string())])))
+    ident, cell = ", ".join(IDENTITY), "distribution, params, d, n, seed_key"
+    con.execute(f"""CREATE VIEW trials AS
+        SELECT * FROM trials_all ANTI JOIN shared_cells USING ({cell})
+        UNION ALL BY NAME
+        SELECT * FROM (SELECT DISTINCT ON ({ident}) t.* FROM trials_all t SEMI JOIN shared_cells USING ({cell})
+                       ORDER BY {ident}, run_id)""")
+    return con
+
+
 def replicate_counts(con) -> pa.Table:
-    """Per (distribution, d, n, run_id, replicate): trials, inside, undecided (aggregated in SQL)."""
+    """Per (distribution, params, d, n, seed_key, replicate): trials, inside, undecided (each trial once)."""
     return con.sql("""
-        SELECT distribution, d, n, run_id, replicate,
+        SELECT distribution, params, d, n, seed_key, replicate,
                count(*) AS trials,
                count(*) FILTER (WHERE inside) AS inside,
                count(*) FILTER (WHERE inside IS NULL) AS undecided
-        FROM trials GROUP BY ALL ORDER BY distribution, d, n, run_id, replicate
+        FROM trials GROUP BY ALL ORDER BY distribution, params, d, n, seed_key, replicate
     """).to_arrow_table()
 
 
-def cell_estimates(out: str, *, run_id: str | None = None, level: float = stats.LEVEL) -> pa.Table:
+def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL) -> pa.Table:
     """One row per (distribution, d, n, params): counts, p_hat, intervals, 2^(d/2)/d, exact p and z.
 
     ``params`` (from each run's recorded spec, defaults filled in) keeps runs
     with different distribution parameters apart; ``d`` is the ambient
     dimension, ``d_intrinsic`` and ``d_affine`` those of the distribution
-    (its manifold and the smallest affine subspace holding it).
+    (its manifold and the smallest affine subspace holding it).  A trial is
+    counted once however many runs wrote it; ``runs`` counts the runs that did.
 
     ``p_hat = inside / (trials - undecided)``: undecided trials are reported,
     never counted as outside.  ``z = (p_hat - exact) / se`` with the clustered
@@ -145,25 +187,22 @@ def cell_estimates(out: str, *, run_id: str | None = None, level: float = stats.
     Returns
     -------
     pyarrow.Table
-        Columns :data:`CELL_COLUMNS`; empty when the store holds no shards.
+        Columns :data:`CELL_COLUMNS`; empty when the store holds no rows.
     """
     con = connect(out, run_id=run_id)
     if con is None:
         return _empty()
     reps = replicate_counts(con).to_pydict()
-    params = run_params(out)
-    rows = []
-    # cells of runs with different parameters are different cells
-    info = [cell_info(dist, params.get(run), d)
-            for dist, d, run in zip(reps["distribution"], reps["d"], reps["run_id"])]
-    keys = [(dist, c["params"], d, n) for dist, c, d, n in zip(reps["distribution"], info, reps["d"], reps["n"])]
+    runs = {(r[0], r[1], r[2], r[3]): r[4] for r in con.sql(
+        "SELECT distribution, params, d, n, count(DISTINCT run_id) FROM trials_all GROUP BY ALL").fetchall()}
     index: dict = {}
-    for i, k in enumerate(keys):
+    for i, k in enumerate(zip(reps["distribution"], reps["params"], reps["d"], reps["n"])):
         index.setdefault(k, []).append(i)
+    rows = []
     for key in sorted(index):
         idx = index[key]
-        dist, _, d, n = key
-        cell = info[idx[0]]
+        dist, params, d, n = key
+        cell = cell_info(dist, parse_params(params), int(d)) if params != "?" else cell_info(dist, None, int(d))
         trials = np.array([reps["trials"][i] for i in idx], dtype=np.float64)
         y = np.array([reps["inside"][i] for i in idx], dtype=np.float64)
         und = np.array([reps["undecided"][i] for i in idx], dtype=np.float64)
@@ -172,16 +211,16 @@ def cell_estimates(out: str, *, run_id: str | None = None, level: float = stats.
         p_hat = y.sum() / decided if decided else math.nan
         low, high, deff = stats.clustered_interval(y, m, level)
         wl, wh = stats.wilson(y.sum(), decided, level)
-        exact = exact_p(dist, parse_params(cell["params"]), int(d), int(n))
+        exact = exact_p(dist, parse_params(params), int(d), int(n))
         exact = None if exact is None else float(exact)
         z = None
         if exact is not None and decided:
             se = math.sqrt(max(exact * (1 - exact), p_hat * (1 - p_hat)) * deff / decided)
             z = (p_hat - exact) / se if se > 0 else (0.0 if p_hat == exact else math.copysign(math.inf, p_hat - exact))
         rows.append({
-            "distribution": dist, "d": int(d), "n": int(n), "params": cell["params"],
+            "distribution": dist, "d": int(d), "n": int(n), "params": params,
             "d_intrinsic": cell["d_intrinsic"], "d_affine": cell["d_affine"],
-            "runs": len({reps["run_id"][i] for i in idx}), "replicates": len(idx),
+            "runs": int(runs.get(key, 1)), "replicates": len(idx),
             "trials": int(trials.sum()), "inside": int(y.sum()), "undecided": int(und.sum()),
             "p_hat": p_hat, "ci_low": low, "ci_high": high,
             "wilson_low": float(wl), "wilson_high": float(wh), "design_effect": deff,
@@ -211,11 +250,20 @@ def agreement(table: pa.Table, level: float = stats.LEVEL) -> tuple[int, int]:
     return len(rows), outside
 
 
-def thresholds(out: str, *, run_id: str | None = None, level: float = stats.LEVEL) -> pa.Table:
-    """Empirical 50% points per (distribution, d) with 99% intervals, exact N_half and 2^(d/2)/d.
-
-    See :func:`mc_hull.thresholds.thresholds_table`.
-    """
-    from .thresholds import thresholds_table
-
-    return thresholds_table(out, run_id=run_id, level=level)
+def replicate_halfwidths(out, run_id: str, distribution: str, below: int,
+                         level: float = stats.LEVEL) -> dict[tuple[int, int], float]:
+    """(d, n) -> 99% half-width of a run's cells from its replicates < ``below`` (adaptive stopping)."""
+    con = connect(out, run_id=run_id)
+    if con is None:
+        return {}
+    rows = con.execute(f"""
+        SELECT d, n, replicate, count(*) - count(*) FILTER (WHERE inside IS NULL) AS m,
+               count(*) FILTER (WHERE inside) AS y
+        FROM trials WHERE distribution = ? AND replicate < {int(below)}
+        GROUP BY ALL ORDER BY d, n, replicate""", [distribution]).fetchall()
+    cells: dict = {}
+    for d, n, _, m, y in rows:
+        cells.setdefault((int(d), int(n)), ([], []))
+        cells[(int(d), int(n))][0].append(y)
+        cells[(int(d), int(n))][1].append(m)
+    return {k: stats.halfwidth(np.array(y), np.array(m), level) for k, (y, m) in cells.items()}
