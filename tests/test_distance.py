@@ -336,3 +336,34 @@ def test_cell_summary_counts_inside_as_near_and_uses_outside_for_the_median():
     assert q["outside"] == 5 and q[0.5] == 0.09
     empty = cell_summary(rep[:1], status[:1], high[:1], nn[:1])
     assert empty["outside_measured"] == 0 and math.isnan(empty["dist_nn_median"]) and empty["p_near_1pct"] == 1.0
+
+
+def test_spec_measure_field_and_trial_columns():
+    from mc_hull.errors import PlanError, SpecError
+    from mc_hull.plan import Shard
+    from mc_hull.spec import Spec
+    from mc_hull.trial import COLUMNS, DISTANCE_COLUMNS, check_measure, replicate_data, run_shard
+
+    base = dict(distribution="gaussian", dims=(3,), sizes=(30,), trials=40, queries_per_set=20, seed=3)
+    plain = Spec(**base)
+    dist = Spec(**base, measure="distance")
+    assert "measure" not in plain.to_dict() and plain.run_id == Spec.from_dict(plain.to_dict()).run_id
+    assert dist.to_dict()["measure"] == "distance" and dist.run_id != plain.run_id
+    with pytest.raises(SpecError, match="measure"):
+        Spec(**base, measure="volume")
+    with pytest.raises(SpecError, match="nested"):
+        Spec(**base, measure="distance", nested=True)
+    shard = Shard("gaussian", 3, 30, 0, 2)
+    a, b = run_shard(plain, shard), run_shard(dist, shard)
+    assert tuple(a) == COLUMNS and tuple(b) == COLUMNS + DISTANCE_COLUMNS
+    for name in COLUMNS[1:]:           # membership rows unchanged by the extra measure (but the run id)
+        if name != "solve_seconds":
+            np.testing.assert_array_equal(a[name], b[name])
+    X, Q = replicate_data(dist, 3, 30, 1)
+    ref = distances(X, Q)
+    np.testing.assert_array_equal(b["distance_high"][20:], ref.high)
+    np.testing.assert_array_equal(b["nn_distance"][20:], ref.nn)
+    assert np.all((b["distance_high"] == 0) == (b["inside"] == 1))
+    check_measure(dist)
+    with pytest.raises(PlanError, match="memory"):
+        check_measure(Spec(**{**base, "sizes": (10**9,)}, measure="distance"))
