@@ -274,11 +274,6 @@ class Pool:
         out = dict(self.map_unordered(_indexed, range(len(units)), (fn, context, units), hint=len(units)))
         return [out[i] for i in range(len(units))]
 
-    def map_blocks(self, source, ranges, W, m) -> list[dict]:
-        """``map_blocks`` for :func:`mc_hull.bigcell.decide`: price block ranges on the actors."""
-        from .bigcell import price_range
-
-        return self.map(price_range, [tuple(map(int, r)) for r in ranges], (source, W, m))
 
 
 def _indexed(context, i: int):
