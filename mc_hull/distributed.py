@@ -107,8 +107,8 @@ def _quiet_auth_notice() -> None:
         def filter(self, record):
             return "RAY_AUTH_MODE" not in record.getMessage()
 
-    for name in ("ray", "ray._private.authentication", "ray._private.worker", ""):
-        logging.getLogger(name).addFilter(_Drop())
+    # A filter acts on records of the logger it is attached to: attach it where the notice is logged.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_Drop())
 
 
 @contextlib.contextmanager
