@@ -8,8 +8,9 @@ import os as _os
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     _os.environ.setdefault(_name, "1")
 
+from .distance import hull_distance  # noqa: E402
 from .membership import decide, in_hull  # noqa: E402
 from .spec import Spec  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["in_hull", "decide", "Spec", "__version__"]
+__all__ = ["in_hull", "decide", "hull_distance", "Spec", "__version__"]

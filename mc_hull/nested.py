@@ -309,6 +309,12 @@ class _Search:
         L, (K, d) = len(g), Q.shape
         self.L, self.K, self.d = L, K, d
         self.tolerance = PrefixScales(self.X, g, tol, Q)
+        # Translated copy (column-major): margins and residuals are translation invariant, and
+        # centred coordinates keep their rounding relative to the spread, not to an offset, so the
+        # checks here round like the engine's in its frame.
+        self.c0 = self.X.mean(axis=0)
+        self.Xc = np.asfortranarray(self.X - self.c0)
+        self.Qc = Q - self.c0
         self.low = np.full(K, -1, dtype=np.int64)
         self.high = np.full(K, L, dtype=np.int64)
         self.low_value, self.high_value = np.full(K, np.nan), np.full(K, np.nan)
@@ -338,9 +344,9 @@ class _Search:
 
     def engine_probe(self, j: int, batch: np.ndarray):
         """One call of the engine on ``X[:g_j]`` for ``batch``; returns (status, directions)."""
-        X, Q, tolerance = self.X, self.Q, self.tolerance
+        X, Q, tolerance = self.Xc, self.Qc, self.tolerance
         n = int(self.g[j])
-        dec, dirs, sup, wts = _decide_keep(self.engine, X[:n], Q[batch], self.tol)
+        dec, dirs, sup, wts = _decide_keep(self.engine, self.X[:n], self.Q[batch], self.tol)
         self.solves[batch] += 1
         st = dec.status
         for i in np.flatnonzero(st == INSIDE).tolist():
@@ -411,13 +417,13 @@ class _Search:
             inside = np.zeros(todo.size, dtype=bool)
             near = np.flatnonzero(np.max(np.abs(R), axis=1) <= 2 * thr_in + 1e-12 * s_in)
             if near.size:
-                res = cert.inside_residuals(self.X, Q[todo[near]], [sups[i] for i in near],
+                res = cert.inside_residuals(self.Xc, Qc[todo[near]], [sups[i] for i in near],
                                             [lams[i] for i in near])
                 ok = res <= thr_in[near]
                 inside[near[ok]] = True
                 for i, r in zip(near[ok].tolist(), res[ok].tolist()):
                     b = int(todo[i])
-                    kk = _lowest_inside(self.X, Q[b], b, sups[i], lams[i], self.g, self.tolerance, k)
+                    kk = _lowest_inside(self.Xc, Qc[b], b, sups[i], lams[i], self.g, self.tolerance, k)
                     value = r / s_in[i]
                     if kk < k:
                         self.shortcuts[b] += k - kk
@@ -488,12 +494,7 @@ class _Search:
     # -- bisection ---------------------------------------------------------------
     def bisect(self) -> None:
         """Bisection over grid indices for every query whose bracket is still open."""
-        X, K = self.X, self.K
-        # Translated copy (column-major): margins and residuals are translation invariant, and
-        # centred coordinates keep their rounding relative to the spread, not to an offset.
-        self.c0 = X.mean(axis=0)
-        self.Xc = np.asfortranarray(X - self.c0)
-        self.Qc = self.Q - self.c0
+        K = self.K
         self.S: list = [np.zeros(0, dtype=np.intp)] * K   # working sets (rows of X)
         depth = search_tree_depths(self.L)
         low, high, failed = self.low, self.high, self.failed

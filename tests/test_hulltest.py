@@ -62,7 +62,7 @@ def test_every_answer_agrees_with_an_independent_lp(case, tmp_path, capsys):
     code, printed = run_cli(capsys, "--train", d / "train.npy", "--test", d / "test.npy", "--out", out,
                             "--serial", "--format", "json")
     assert code == 0, printed.err
-    summary = json.loads(printed.out)
+    (summary,) = json.loads(printed.out)  # --format json: one document, an array of rows
     (test_id,) = HullTestStore(str(out)).records()
     rows = HullTestStore(str(out)).points(test_id).to_pylist()
     assert [r["index"] for r in rows] == list(range(len(Q)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -129,4 +130,4 @@ def test_query_cli_thresholds(auto_run):
     assert "n_half_low" in res.stdout and "exact_n_half" in res.stdout and "# n_half:" in res.stdout
     res = subprocess.run([sys.executable, "-m", "mc_hull", "query", str(auto_run), "--thresholds",
                           "--format", "json"], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0 and len(res.stdout.strip().splitlines()) == 2
+    assert res.returncode == 0 and len(json.loads(res.stdout)) == 2

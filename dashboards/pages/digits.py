@@ -62,6 +62,6 @@ st.caption(f"{train.get('source', '?')} (n = {train.get('n', '?')}) against {tes
            f"(n = {test.get('n', '?')}) · solver {record.get('solver', '?')} · "
            f"{record.get('seconds', float('nan')):.1f} s. Every answer is certified; bars are 99% Wilson "
            "intervals over test images, given this training set.")
-st.altair_chart(chart(rows), use_container_width=True)
-st.dataframe(rows.drop(columns=["test_id"]), hide_index=True, use_container_width=True)
+st.altair_chart(chart(rows), width="stretch")
+st.dataframe(rows.drop(columns=["test_id"]), hide_index=True, width="stretch")
 st.download_button("Download the sweep table (CSV)", rows.to_csv(index=False), file_name=f"sweep-{sweep_id}.csv")

@@ -1,0 +1,197 @@
+"""Nested runs as a job: per replicate one training set of the largest size, every grid size's rows from it.
+
+A unit is a replicate range of one dimension d (:class:`NestedShard`).  For each
+replicate it draws X of the largest grid size of d and the replicate's queries
+(:func:`mc_hull.nested.replicate_data`), locates every query's entry size T
+(:func:`mc_hull.nested.entry_sizes`) and publishes, for every grid size N of d,
+the standard trial rows of cell (d, N): ``inside`` is ``T <= N`` (null where the
+bracket is open), the certificate value is the one at the nearer bracket end
+(the inside residual at T, the outside margin at the last size below it, both
+holding at N by monotonicity).  So ``mc-hull query``, ``--thresholds``, the
+dashboard and ``plot`` read a nested run like any other, one row per N; each
+cell's interval is clustered by replicate, which accounts for the queries sharing
+X.  The bounds on T are the sizes where a query's rows switch from outside to
+inside (:func:`entry_bounds` reads them back).
+
+A unit is committed when the units of all its cells are; a crash between two
+cells recomputes the whole unit, whose rows are identical (keyed randomness).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import nested
+from . import plan as planning
+from .errors import PlanError
+from .plan import Shard
+from .solvers import STATUS_NAMES
+from .spec import Spec
+from .trial import COLUMNS
+
+#: Seconds per located query, fixed part and per element of X (N_max x d), for the plan's estimate
+#: (benchmarks/nested.py, d = 8, N to 1e5: ~5 ms per query on this loaded 2-core machine).
+LOCATE_SECONDS, LOCATE_ELEMENT_SECONDS = 1e-3, 5e-9
+
+
+@dataclass(frozen=True, order=True)
+class NestedShard:
+    """Replicates ``start .. stop-1`` of every grid size of dimension d."""
+
+    distribution: str
+    d: int
+    start: int
+    stop: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.distribution}/d={self.d}/nested/r{self.start:07d}-{self.stop:07d}"
+
+    def cells(self, spec: Spec) -> list[Shard]:
+        """The ordinary shards (one per grid size N of d) this unit publishes."""
+        return [Shard(self.distribution, self.d, int(n), self.start, self.stop)
+                for n in sorted(spec.sizes_for(self.d))]
+
+
+def check_nested(spec: Spec) -> None:
+    """Raise PlanError (one line) for a nested spec this machine cannot hold in memory."""
+    for d in spec.dims:
+        n_max = max(spec.sizes_for(d))
+        if planning.needs_streaming(n_max, d):
+            raise PlanError(
+                f"nested: d = {d}: the largest size N = {n_max:,} needs X of {16 * n_max * d / 2**30:.1f} GiB "
+                "(with its copy), beyond the memory budget (MC_HULL_MEMORY_BUDGET); the streamed nested "
+                "path is not implemented: lower the largest size or run without --nested")
+
+
+#: Sizes per d that ``--sizes auto`` picks for a nested run (each extra size costs a few products).
+AUTO_POINTS = 40
+
+
+def auto_options(spec: Spec) -> dict:
+    """``resolve_auto_sizes`` options for a nested spec: 40 sizes, capped where X still fits in memory."""
+    budget = planning.memory_budget()
+    cap = min(10**12, budget // (16 * max(spec.dims)))
+    return {"points": AUTO_POINTS, "max_n": int(cap)}
+
+
+@dataclass(frozen=True)
+class NestedJob:
+    """The units of a nested spec (see the module docstring): the runner's job contract."""
+
+    spec: Spec
+
+    unit_name = "trial"
+
+    @property
+    def name(self) -> str:
+        return f"run {self.spec.run_id}"
+
+    def units(self):
+        step = planning.replicates_per_shard(self.spec)
+        for d in self.spec.dims:
+            for start in range(0, self.spec.replicates, step):
+                yield NestedShard(self.spec.distribution, d, start, min(start + step, self.spec.replicates))
+
+    def count(self) -> int:
+        step = planning.replicates_per_shard(self.spec)
+        return len(self.spec.dims) * -(-self.spec.replicates // step)
+
+    def total(self) -> int:
+        return sum(len(self.spec.sizes_for(d)) for d in self.spec.dims) * self.spec.trials
+
+    def size(self, unit: NestedShard) -> int:
+        return len(self.spec.sizes_for(unit.d)) * planning.replicate_trials(self.spec, unit.start, unit.stop)
+
+    def estimate(self) -> planning.Estimate:
+        spec = self.spec
+        seconds = 0.0
+        peak = planning.BASE_BYTES
+        for d in spec.dims:
+            n_max = max(spec.sizes_for(d))
+            seconds += spec.replicates * planning.DRAW_SECONDS * n_max * d
+            seconds += spec.trials * (LOCATE_SECONDS + LOCATE_ELEMENT_SECONDS * n_max * d)
+            peak = max(peak, planning.BASE_BYTES + 4 * 8 * n_max * d)   # X, its two copies, scratch
+        return planning.Estimate(cells=len(spec.cells), trials=self.total(), shards=self.count(),
+                                 cpu_seconds=seconds + self.count() * planning.SHARD_SECONDS,
+                                 peak_bytes=peak)
+
+    def compute(self, unit: NestedShard) -> dict[str, np.ndarray]:
+        """Rows of every cell (d, N) of the unit, with an extra ``n`` column saying which."""
+        spec = self.spec
+        sizes = np.array(sorted(spec.sizes_for(unit.d)), dtype=np.int64)
+        parts = []
+        for r in range(unit.start, unit.stop):
+            X, Q = nested.replicate_data(spec, unit.d, sizes, r)
+            res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol)
+            parts.append(_rows(spec, res, r))
+        cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        order = np.lexsort((cols["query"], cols["replicate"], cols["n"]))
+        return {name: col[order] for name, col in cols.items()}
+
+    def open_store(self, out: str):
+        from .store import ResultStore
+
+        return ResultStore(out)
+
+    def committed(self, store, units) -> tuple[set, list[str]]:
+        units = list(units)
+        done, moved = store.committed(self.spec, [c for u in units for c in u.cells(self.spec)])
+        return {u for u in units if all(c in done for c in u.cells(self.spec))}, moved
+
+    def publish(self, store, unit: NestedShard, columns: dict[str, np.ndarray]) -> None:
+        for shard in unit.cells(self.spec):
+            mask = columns["n"] == shard.n
+            store.write_shard(self.spec, shard, {name: columns[name][mask] for name in COLUMNS})
+
+
+def _rows(spec: Spec, res: nested.EntrySizes, replicate: int) -> dict[str, np.ndarray]:
+    """The trial rows of one replicate at every grid size: (L * K,) columns plus ``n``."""
+    K, L = len(res.low), len(res.sizes)
+    table = res.inside_table()                        # (K, L): 1, 0 or NaN
+    value = np.where(table == 1, res.high_value[:, None], np.where(table == 0, res.low_value[:, None], np.nan))
+    flat = table.T.ravel()
+    status = np.where(flat == 1, STATUS_NAMES[1], np.where(flat == 0, STATUS_NAMES[0], STATUS_NAMES[-1]))
+    cols = {
+        "n": np.repeat(res.sizes, K),
+        "replicate": np.full(K * L, replicate, dtype=np.int32),
+        "query": np.tile(np.arange(K, dtype=np.int32), L),
+        "inside": flat,
+        "status": status.astype(object),
+        "method": np.full(K * L, f"nested:{spec.solver}", dtype=object),
+        "certificate_value": value.T.ravel().astype(np.float64),
+        "solve_seconds": np.full(K * L, res.seconds / max(K * L, 1)),
+        "rounds": np.tile(res.solves.astype(np.int32), L),
+        "run_id": np.full(K * L, spec.run_id, dtype=object),
+    }
+    return cols
+
+
+def entry_bounds(rows) -> dict:
+    """Per trial (replicate, query) the bounds on T from a nested run's rows of one d.
+
+    Parameters
+    ----------
+    rows : mapping of str -> array
+        Columns ``n``, ``replicate``, ``query``, ``inside`` (float: 1, 0 or NaN).
+
+    Returns
+    -------
+    dict of ndarray
+        ``replicate``, ``query``, ``t_low`` (largest N outside, 0 if none) and
+        ``t_high`` (smallest N inside, -1 if none).
+    """
+    n = np.asarray(rows["n"], dtype=np.int64)
+    rep = np.asarray(rows["replicate"], dtype=np.int64)
+    q = np.asarray(rows["query"], dtype=np.int64)
+    inside = np.asarray(rows["inside"], dtype=np.float64)
+    keys, inv = np.unique(np.stack([rep, q], axis=1), axis=0, return_inverse=True)
+    inv = inv.ravel()
+    t_low = np.zeros(len(keys), dtype=np.int64)
+    t_high = np.full(len(keys), np.iinfo(np.int64).max)
+    np.maximum.at(t_low, inv[inside == 0], n[inside == 0])
+    np.minimum.at(t_high, inv[inside == 1], n[inside == 1])
+    t_high[t_high == np.iinfo(np.int64).max] = -1
+    return {"replicate": keys[:, 0], "query": keys[:, 1], "t_low": t_low, "t_high": t_high}
