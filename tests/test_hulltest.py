@@ -163,7 +163,7 @@ def digits_sweep(tmp_path_factory):
 
 
 def test_digits_sweep_on_a_reduced_ladder(digits_sweep, capsys, monkeypatch):
-    from mc_hull.hulltest_query import latest_sweep
+    from mc_hull.query import latest_sweep
 
     out, code = digits_sweep
     assert code == 0
@@ -189,7 +189,7 @@ def test_digits_sweep_on_a_reduced_ladder(digits_sweep, capsys, monkeypatch):
     # the Monte Carlo shard listing does not see hull-test files in the same directory
     from mc_hull.store import ResultStore
 
-    assert ResultStore(str(out)).shard_files() == []
+    assert ResultStore(str(out)).units() == []
 
 
 def test_digits_dashboard_page(digits_sweep, tmp_path, monkeypatch):
@@ -210,7 +210,7 @@ def test_digits_dashboard_page(digits_sweep, tmp_path, monkeypatch):
 
 
 def latest_fraction(out, reduction, k) -> float:
-    from mc_hull.hulltest_query import latest_sweep
+    from mc_hull.query import latest_sweep
 
     table, _ = latest_sweep(str(out))
     return next(r["fraction"] for r in table.to_pylist() if (r["reduction"], r["K"]) == (reduction, k))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mc_hull import stats
-from mc_hull.thresholds import THRESHOLD_COLUMNS, fit_n_half, isotonic
+from mc_hull.query import THRESHOLD_COLUMNS
+from mc_hull.thresholds import fit_n_half, isotonic
 
 
 def simulate_fits(rng, curve, n_half, sizes, R=10, K=50, rho=0.05, sims=150):
@@ -108,7 +109,7 @@ def auto_run(tmp_path_factory):
 
 def test_thresholds_on_a_real_run(auto_run):
     from mc_hull.query import thresholds
-    from mc_hull.thresholds import empirical_n_half
+    from mc_hull.query import empirical_n_half
 
     table = thresholds(str(auto_run))
     assert table.column_names[:len(THRESHOLD_COLUMNS)] == THRESHOLD_COLUMNS

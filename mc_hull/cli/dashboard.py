@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, StoreError
-from ..store import resolve
+from ..store import probe, resolve
 
 
 def register(sub) -> None:
@@ -52,10 +52,8 @@ def command(out: str, port: int, host: str) -> list[str]:
 
 
 def main(args) -> int:
-    fs, root, local = resolve(args.out)
-    import pyarrow.fs as pafs
-
-    if fs.get_file_info(root).type == pafs.FileType.File:
+    _, root, local = resolve(args.out)
+    if probe(args.out) == "file":
         raise StoreError(f"DIR: not a directory: {args.out}")
     out = root if local else args.out
     if not args.host.strip():

@@ -6,7 +6,7 @@ import sys
 
 from ..errors import StoreError
 from ..query import INTERVAL_NOTE, agreement, cell_estimates
-from ..store import resolve
+from ..store import probe
 from . import texts
 from .format import FORMATS, render
 from .notes import label, no_n_half_reason, reason_from_cells
@@ -30,18 +30,15 @@ def register(sub) -> None:
 
 def check_exists(out: str) -> None:
     """Raise StoreError unless ``out`` is an existing results location."""
-    import pyarrow.fs as pafs
-
     try:
-        fs, root, _ = resolve(out)
-        info = fs.get_file_info(root)
+        kind = probe(out)
     except OSError as exc:  # an object store that cannot be reached, a path that cannot be read
         from . import one_line
 
         raise StoreError(f"DIR: cannot read {out}: {one_line(exc)}") from None
-    if info.type == pafs.FileType.NotFound:
+    if kind == "missing":
         raise StoreError(f"DIR: no such results directory: {out}")
-    if info.type != pafs.FileType.Directory:
+    if kind != "directory":
         raise StoreError(f"DIR: not a directory: {out}")
 
 
@@ -71,8 +68,7 @@ def main(args) -> int:
     check_exists(args.out)
     check_run_id(args.out, args.run_id)
     if args.thresholds:
-        from ..query import thresholds
-        from ..thresholds import THRESHOLDS_NOTE
+        from ..query import THRESHOLDS_NOTE, thresholds
 
         table = thresholds(args.out, run_id=args.run_id)
         check_nonempty(table, args.out, args.run_id)
@@ -102,6 +98,10 @@ def print_table(table, fmt: str = "table", file=None) -> None:
     print(render(table, fmt), file=file)
     if fmt == "table":
         print(f"# {INTERVAL_NOTE}", file=file)
+        if "dist_nn_median" in table.column_names:
+            from ..query.distances import DISTANCE_NOTE
+
+            print(f"# {DISTANCE_NOTE}", file=file)
         cells, outside = agreement(table)
         if cells:
             print(f"# exact agreement: {outside} of {cells} cells with an exact curve lie outside "
