@@ -22,6 +22,8 @@ MAX_N = 10**12
 MAX_D = 4096
 #: Largest trial count of a cell, shard or cap (planning refuses what cannot run long before).
 MAX_TRIALS = 10**12
+#: What a run measures per trial: membership only, or membership plus the distance to the hull.
+MEASURES = ("membership", "distance")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class _SpecFields:
     target_halfwidth: float | None = None
     max_trials: int | None = None
     nested: bool = False
+    measure: str = "membership"
 
 
 class Spec(_SpecFields):
@@ -89,8 +92,13 @@ class Spec(_SpecFields):
         Nested runs (:mod:`mc_hull.nested_job`): per replicate one training set of
         each d's largest size, whose prefixes are the smaller ones; every query's
         entry size is located on the grid, which gives all sizes at once.
+    measure : {"membership", "distance"}
+        ``"distance"`` adds each trial's certified Euclidean distance to the hull
+        (``distance_low``, ``distance_high``) and to the nearest training point
+        (``nn_distance``), from :func:`mc_hull.hull_distance`.
 
-    The optional fields (and ``nested`` when false) are left out of the canonical JSON when unset,
+    The optional fields (``nested`` when false, ``measure`` when "membership") are left out of the
+    canonical JSON when unset,
     so specs without them keep their hash and run id.
     """
 
@@ -148,6 +156,8 @@ class Spec(_SpecFields):
                 del out[key]
         if not out["nested"]:
             del out["nested"]
+        if out["measure"] == "membership":
+            del out["measure"]
         return out
 
     def to_json(self) -> str:
@@ -256,6 +266,10 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
         raise SpecError(f"nested: must be true or false, got {_short(out['nested'])}")
     if out["nested"] and out["target_halfwidth"] is not None:
         raise SpecError("nested: adaptive runs (target_halfwidth) are not supported with nested = true")
+    if not isinstance(out["measure"], str) or out["measure"] not in MEASURES:
+        raise SpecError(f"measure: must be one of {', '.join(MEASURES)}, got {_short(out['measure'])}")
+    if out["measure"] == "distance" and out["nested"]:
+        raise SpecError("measure: distance is not supported with nested = true")
     for d in out["dims"]:  # unknown distribution or bad parameters name themselves
         get_sampler(out["distribution"], d, **dict(out["params"]))
     return out

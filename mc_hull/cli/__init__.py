@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     except McHullError as exc:
         print(f"mc-hull: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`mc-hull query DIR | head`): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as exc:  # a file system or object store that cannot be reached or written
         print(f"mc-hull: error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 2
