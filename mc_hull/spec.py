@@ -34,9 +34,13 @@ class Spec:
         Training-set sizes N, each >= 1 (N <= d is valid: p is then 0).
     trials : int
         Query points tested per cell.
-    queries_per_set : int
+    queries_per_set : int, optional
         K: query points tested against each training set; a cell uses
-        ``ceil(trials / K)`` training sets (replicates).
+        ``ceil(trials / K)`` training sets (replicates).  Default
+        :func:`mc_hull.nested.default_queries_per_set`: ``min(50, trials // 30)``,
+        the rule of :func:`mc_hull.nested.efficient_queries_per_set` (drawing X against
+        a query, and the queries' correlation through X) at the most clustered cells,
+        with at least 30 training sets per cell.
     seed : int
         Root seed; every stream is ``SeedSequence(seed, spawn_key=(dist, d, N, replicate, ...))``.
     solver : str
@@ -69,7 +73,7 @@ class Spec:
     dims: tuple[int, ...] = (2, 4, 8)
     sizes: tuple[int, ...] = (10, 100, 1000)
     trials: int = 1000
-    queries_per_set: int = 100
+    queries_per_set: int | None = None
     seed: int = 0
     solver: str = "auto"
     tol: float = 1e-9
@@ -256,6 +260,11 @@ def validate(spec: Spec) -> None:
     for n in spec.sizes:
         _check_int("sizes", n, 1, MAX_N)
     _check_int("trials", spec.trials, 1)
+    if spec.queries_per_set is None:
+        from .nested import default_queries_per_set
+
+        if isinstance(spec.trials, int) and not isinstance(spec.trials, bool) and spec.trials >= 1:
+            object.__setattr__(spec, "queries_per_set", default_queries_per_set(spec.trials))
     _check_int("queries_per_set", spec.queries_per_set, 1)
     _check_int("seed", spec.seed, 0, 2**63 - 1)
     _check_int("shard_trials", spec.shard_trials, 1)
