@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from mc_hull import views
+from mc_hull.cli import notes
 from mc_hull.errors import McHullError
 
 st.set_page_config(page_title="mc_hull: p(d, N)", layout="wide")
@@ -90,6 +91,17 @@ def dash_scale(series: list[str]) -> alt.Scale:
                                            else DASHES[s] for s in series])
 
 
+def no_n_half_notes(n_half, cells) -> list[str]:
+    """One line per curve without an empirical N½, saying why (from its cells)."""
+    rows = cells.to_pylist()
+    out = []
+    for r in n_half.to_pylist():
+        if r["n_half"] is None:
+            mine = [c for c in rows if c.get("curve") == r.get("curve")]
+            out.append(f"No N½ for {notes.label(r)}: {notes.reason_from_cells(mine)}.")
+    return out
+
+
 # -- view 1 ------------------------------------------------------------------------
 def chart_p_vs_n(cells, exact, rules, which: str = "ambient") -> alt.LayerChart:
     c = df(cells).assign(series=views.MC_SERIES)
@@ -98,7 +110,10 @@ def chart_p_vs_n(cells, exact, rules, which: str = "ambient") -> alt.LayerChart:
     series = [views.MC_SERIES] + sorted(set(ex["series"])) + [views.BF_SERIES, views.HALF_SERIES]
     x = alt.X("n:Q", scale=log_n(), title="N (training-set size, log scale)")
     title = "d" if which == "ambient" else f"{which} dimension"
-    color = alt.Color("dim:N", title=title, scale=alt.Scale(scheme="category10"),
+    dims = sorted(set(c["dim"]))
+    # ten distinct categorical colours, then a perceptual scale so no two dimensions share one
+    color = alt.Color("dim:N", title=title, sort=dims,
+                      scale=alt.Scale(scheme="category10" if len(dims) <= 10 else "viridis"),
                       legend=alt.Legend(symbolOpacity=1, symbolType="circle"))
     dash = alt.StrokeDash("series:N", scale=dash_scale(series), title="series",
                           legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#444444", symbolStrokeWidth=2,
@@ -375,6 +390,8 @@ def render(out: str, key: tuple) -> None:
                    "and on the line itself p is 0 for d ≤ 16 and below 2·10⁻⁶ up to d = 64.")
         if all(v is None for v in n_half["n_half"].to_pylist()):
             st.caption("No measured curve crosses 1/2 in this N range yet.")
+        for note in no_n_half_notes(n_half, cells):
+            st.caption(note)
 
     section_status(out, key)
     section_audit(out, key, options)

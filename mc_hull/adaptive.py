@@ -247,23 +247,10 @@ class AdaptiveReport:
 
 
 def _halfwidths(out: str, spec: Spec, below: int, level: float) -> dict:
-    """Half-width per cell from replicates < ``below`` of this run (None when no rows yet)."""
-    from .query import connect
+    """Half-width per cell from replicates < ``below`` of this run ({} when no rows yet)."""
+    from .query import replicate_halfwidths
 
-    con = connect(out, run_id=spec.run_id, check=False)
-    if con is None:
-        return {}
-    rows = con.execute(f"""
-        SELECT d, n, replicate, count(*) - count(*) FILTER (WHERE inside IS NULL) AS m,
-               count(*) FILTER (WHERE inside) AS y
-        FROM trials WHERE distribution = ? AND replicate < {int(below)}
-        GROUP BY ALL ORDER BY d, n, replicate""", [spec.distribution]).fetchall()
-    cells: dict = {}
-    for d, n, _, m, y in rows:
-        cells.setdefault((int(d), int(n)), ([], []))
-        cells[(int(d), int(n))][0].append(y)
-        cells[(int(d), int(n))][1].append(m)
-    return {k: stats.halfwidth(np.array(y), np.array(m), level) for k, (y, m) in cells.items()}
+    return replicate_halfwidths(out, spec.run_id, spec.distribution, below, level)
 
 
 def run_adaptive(spec: Spec, out: str, *, backend: str = "ray", address=None, workers=None,

@@ -202,6 +202,9 @@ def as_samples(arr, name: str) -> tuple[np.ndarray, tuple[int, ...] | None]:
         ``arr.shape[1:]`` for 3-D and 4-D input.
     """
     arr = np.asarray(arr)
+    if arr.dtype.kind == "c":
+        raise InputError(f"{name}: complex values (dtype {arr.dtype}) are refused, not truncated: "
+                         "give real samples (e.g. stack real and imaginary parts as columns)")
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{name}: not a numeric array (dtype {arr.dtype})")
     if arr.ndim < 2 or arr.ndim > 4:

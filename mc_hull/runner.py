@@ -156,16 +156,9 @@ def check_run(spec: Spec, out: str, *, new_run: bool = False):
 
     store = ResultStore(out)
     try:
-        store.prepare()
-        runs = store.runs()
+        store.check_claim(spec, new_run=new_run)  # another run, or rows of one whose record was deleted
     except OSError as exc:  # e.g. an object store that refuses or cannot be reached
         raise StoreError(f"--out: cannot use {out}: {str(exc).splitlines()[0][:300]}") from None
-    if runs and spec.run_id not in runs and not new_run:
-        other_id, other = sorted(runs.items())[-1]
-        diff = spec_difference(other.get("spec", {}), spec.to_dict())
-        raise StoreError(
-            f"--out: {out} holds run {other_id} with a different spec (differs in: "
-            f"{', '.join(diff) or 'unknown'}); pass --new-run to add this run, or choose another --out")
     return store
 
 
@@ -182,9 +175,12 @@ def bounded_out(out: str) -> str:
 
 
 def open_run(spec: Spec, out: str, *, new_run: bool = False):
-    """Prepare ``out`` for ``spec``; refuse a different spec unless ``new_run``."""
+    """Prepare ``out`` for ``spec`` and claim its run atomically; refuse a different spec unless ``new_run``."""
     store = check_run(spec, out, new_run=new_run)
-    store.record_run(spec)
+    try:
+        store.claim_run(spec, new_run=new_run)  # of two writers started together, one is refused here
+    except OSError as exc:
+        raise StoreError(f"--out: cannot use {out}: {str(exc).splitlines()[0][:300]}") from None
     return store
 
 
@@ -227,7 +223,7 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
     """
     log = log or sys.stderr
     t0 = time.perf_counter()
-    open_run(spec, out, new_run=new_run)
+    store = open_run(spec, out, new_run=new_run)
     if job is None:
         job = MonteCarloJob(spec, shards=None if shards is None else tuple(shards))
     mapper, own = pool_map(backend, address, workers, pool)
@@ -236,6 +232,11 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
     finally:
         if own is not None:
             own.close()
-    return RunReport(run_id=spec.run_id, planned_shards=rep.planned, skipped_shards=rep.skipped,
-                     computed_shards=rep.computed, trials=rep.size, undecided=rep.undecided,
-                     seconds=time.perf_counter() - t0, quarantined=rep.quarantined, backend=backend)
+    report = RunReport(run_id=spec.run_id, planned_shards=rep.planned, skipped_shards=rep.skipped,
+                       computed_shards=rep.computed, trials=rep.size, undecided=rep.undecided,
+                       seconds=time.perf_counter() - t0, quarantined=rep.quarantined, backend=backend)
+    if rep.computed:  # the runner's measured rate, kept by the store beside the run's record (dashboard)
+        store.record_stats(spec.run_id, {"trials": rep.size, "seconds": rep.seconds, "shards": rep.computed,
+                                         "backend": backend, "trials_per_s": rep.size / max(rep.seconds, 1e-9),
+                                         "finished": time.time()})
+    return report

@@ -6,68 +6,29 @@ import hashlib
 import json
 import math
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, SpecError
+from .errors import McHullError, SpecError
 from .samplers import get_sampler
 from .solvers import check_solver_name
-from .solvers.certificates import check_tol
+from .solvers.certificates import TOL_MAX, TOL_MIN, check_tol  # the one tolerance rule
 
 #: Largest N accepted in a spec (the exact curves are defined up to 1e12).
 MAX_N = 10**12
+#: Largest dimension accepted in a spec.
+MAX_D = 4096
+#: Largest trial count of a cell, shard or cap (planning refuses what cannot run long before).
+MAX_TRIALS = 10**12
+#: What a run measures per trial: membership only, or membership plus the distance to the hull.
+MEASURES = ("membership", "distance")
 
 
 @dataclass(frozen=True)
-class Spec:
-    """A Monte Carlo experiment over a grid of cells (d, N) for one distribution.
-
-    Attributes
-    ----------
-    distribution : str
-        Sampler name (``mc_hull.samplers.sampler_names()``).
-    dims : tuple of int
-        Dimensions d, each >= 1.
-    sizes : tuple of int
-        Training-set sizes N, each >= 1 (N <= d is valid: p is then 0).
-    trials : int
-        Query points tested per cell.
-    queries_per_set : int, optional
-        K: query points tested against each training set; a cell uses
-        ``ceil(trials / K)`` training sets (replicates).  Default
-        :func:`mc_hull.nested.default_queries_per_set`: ``min(50, trials // 30)``,
-        the rule of :func:`mc_hull.nested.efficient_queries_per_set` (drawing X against
-        a query, and the queries' correlation through X) at the most clustered cells,
-        with at least 30 training sets per cell.
-    seed : int
-        Root seed; every stream is ``SeedSequence(seed, spawn_key=(dist, d, N, replicate, ...))``.
-    solver : str
-        Membership solver name (``"auto"`` is resolved when the spec is built).
-    tol : float
-        Relative membership tolerance.
-    shard_trials : int
-        Target number of trials per shard (the unit of work and of output files).
-    params : tuple of (str, value) pairs
-        Distribution parameters, sorted by name.
-    grid : tuple of (d, tuple of int) pairs, optional
-        Per-dimension sizes (``mc-hull run --sizes auto`` resolves one around
-        each d's transition).  When given it has one entry per d in ``dims``
-        and ``sizes`` is set to the sorted union of its sizes.
-    target_halfwidth : float, optional
-        Adaptive runs (:mod:`mc_hull.adaptive`): add replicates to a cell until
-        its 99% clustered interval is narrower than ``2 * target_halfwidth``.
-    max_trials : int, optional
-        Cap on the trials of one cell in an adaptive run (default ``16 * trials``).
-    nested : bool
-        Nested runs (:mod:`mc_hull.nested_job`): per replicate one training set of
-        each d's largest size, whose prefixes are the smaller ones; every query's
-        entry size is located on the grid, which gives all sizes at once.
-
-    The optional fields (and ``nested`` when false) are left out of the canonical JSON when unset,
-    so specs without them keep their hash and run id.
-    """
+class _SpecFields:
+    """The canonical field values of a :class:`Spec` (built only through ``Spec(...)``)."""
 
     distribution: str = "gaussian"
     dims: tuple[int, ...] = (2, 4, 8)
@@ -83,9 +44,72 @@ class Spec:
     target_halfwidth: float | None = None
     max_trials: int | None = None
     nested: bool = False
+    measure: str = "membership"
 
-    def __post_init__(self):
-        validate(self)
+
+class Spec(_SpecFields):
+    """A Monte Carlo experiment over a grid of cells (d, N) for one distribution.
+
+    ``Spec(**fields)``, :meth:`from_dict`, :meth:`from_json`, :meth:`with_overrides` and
+    :func:`dataclasses.replace` all go through one normalisation and validation step
+    (:func:`normalise`) before the frozen fields are set, so a Spec never changes after
+    it is built.
+
+    Attributes
+    ----------
+    distribution : str
+        Sampler name (``mc_hull.samplers.sampler_names()``).
+    dims : tuple of int
+        Dimensions d, each in [1, 4096].  Given as a list, a comma-separated string
+        (``"2,4,8"``) or ranges (``"2..12"``, ``"2..12..2"``: both ends included).
+    sizes : tuple of int
+        Training-set sizes N, each in [1, 10^12] (N <= d is valid: p is then 0).
+    trials : int
+        Query points tested per cell.
+    queries_per_set : int
+        K: query points tested against each training set; a cell uses
+        ``ceil(trials / K)`` training sets (replicates).  Default
+        :func:`mc_hull.nested.default_queries_per_set`: ``min(50, trials // 30)``,
+        the rule of :func:`mc_hull.nested.efficient_queries_per_set` (drawing X against
+        a query, and the queries' correlation through X) at the most clustered cells,
+        with at least 30 training sets per cell.
+    seed : int
+        Root seed; every stream is ``SeedSequence(seed, spawn_key=(dist, d, N, replicate, ...))``.
+    solver : str
+        Membership solver name (``"auto"`` is resolved to the default engine).
+    tol : float
+        Relative membership tolerance, in [TOL_MIN, TOL_MAX] = [1e-12, 1e-2].
+    shard_trials : int
+        Target number of trials per shard (the unit of work and of output files).
+    params : tuple of (str, value) pairs
+        Distribution parameters, sorted by name (a mapping is accepted).
+    grid : tuple of (d, tuple of int) pairs, optional
+        Per-dimension sizes (``mc-hull run --sizes auto`` resolves one around
+        each d's transition).  When given it has one entry per d in ``dims``
+        and ``sizes`` is set to the sorted union of its sizes.
+    target_halfwidth : float, optional
+        Adaptive runs (:mod:`mc_hull.adaptive`): add replicates to a cell until
+        its 99% clustered interval is narrower than ``2 * target_halfwidth``.
+    max_trials : int, optional
+        Cap on the trials of one cell in an adaptive run (default ``16 * trials``).
+    nested : bool
+        Nested runs (:mod:`mc_hull.nested_job`): per replicate one training set of
+        each d's largest size, whose prefixes are the smaller ones; every query's
+        entry size is located on the grid, which gives all sizes at once.
+    measure : {"membership", "distance"}
+        ``"distance"`` adds each trial's certified Euclidean distance to the hull
+        (``distance_low``, ``distance_high``) and to the nearest training point
+        (``nn_distance``), from :func:`mc_hull.hull_distance`.
+
+    The optional fields (``nested`` when false, ``measure`` when "membership") are left out of the
+    canonical JSON when unset,
+    so specs without them keep their hash and run id.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, **fields_):
+        super().__init__(**normalise(fields_))
 
     # -- derived -----------------------------------------------------------
     @property
@@ -111,7 +135,7 @@ class Spec:
         return [(d, n) for d in self.dims for n in self.sizes]
 
     def sizes_for(self, d: int) -> tuple[int, ...]:
-        """The sizes N of dimension ``d``."""
+        """The sizes N of dimension ``d`` (the grid's, else ``sizes``); used by nested runs."""
         return dict(self.grid)[d] if self.grid else self.sizes
 
     @property
@@ -123,7 +147,7 @@ class Spec:
 
     # -- serialisation -----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["dims"] = list(self.dims)
         out["sizes"] = list(self.sizes)
         out["params"] = dict(self.params)
@@ -136,6 +160,8 @@ class Spec:
                 del out[key]
         if not out["nested"]:
             del out["nested"]
+        if out["measure"] == "membership":
+            del out["measure"]
         return out
 
     def to_json(self) -> str:
@@ -157,63 +183,209 @@ class Spec:
         """Build a spec from a mapping (TOML or JSON), naming any unknown field."""
         if not isinstance(data, dict):
             raise SpecError("spec: must be a table of fields")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise SpecError(f"{unknown[0]}: unknown spec field; valid: {', '.join(valid)}")
-        data = dict(data)
-        for key in ("dims", "sizes"):
-            if key in data:
-                data[key] = _int_tuple(key, data[key])
-        if "params" in data:
-            if not isinstance(data["params"], dict):
-                raise SpecError("params: must be a table of name = value")
-            data["params"] = tuple(sorted(data["params"].items()))
-        if "grid" in data:
-            data["grid"] = _grid(data["grid"])
         return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> "Spec":
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise SpecError(f"spec: not valid JSON ({type(exc).__name__})") from None
+        return cls.from_dict(data)
 
     def with_overrides(self, **changes) -> "Spec":
-        """A copy with the non-None ``changes`` applied and validated."""
+        """A copy with the non-None ``changes`` applied and validated.
+
+        Explicit ``sizes`` replace a per-d ``grid``.
+        """
         changes = {k: v for k, v in changes.items() if v is not None}
-        for key in ("dims", "sizes"):
-            if key in changes:
-                changes[key] = _int_tuple(key, changes[key])
-        if "params" in changes and isinstance(changes["params"], dict):
-            changes["params"] = tuple(sorted(changes["params"].items()))
-        if "grid" in changes:
-            changes["grid"] = _grid(changes["grid"])
-        elif "sizes" in changes:
-            changes["grid"] = ()  # explicit sizes replace a per-d grid
+        if "sizes" in changes and "grid" not in changes:
+            changes["grid"] = ()
         return replace(self, **changes)
 
 
-def _int_tuple(field: str, value) -> tuple[int, ...]:
-    """Parse a list of integers from a list or a comma-separated string like "10,1e3"."""
-    items = value.split(",") if isinstance(value, str) else value
-    if isinstance(items, (int, float)):
-        items = [items]
-    out = []
+FIELDS = tuple(f.name for f in fields(_SpecFields))
+
+
+def normalise(data: dict[str, Any]) -> dict[str, Any]:
+    """Canonical, validated field values from user values; SpecError names the first bad field.
+
+    The one normalisation path of every Spec: lists and strings become tuples of ints
+    (with ``a..b[..step]`` ranges for dims), mappings become sorted pairs, ``solver =
+    "auto"`` is resolved, ``tol`` becomes a float, ``sizes`` follows a ``grid`` and an
+    adaptive run's ``max_trials`` defaults to ``16 * trials``.
+    """
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise SpecError(f"{unknown[0]}: unknown spec field; valid: {', '.join(FIELDS)}")
+    out = {f.name: f.default for f in fields(_SpecFields)}
+    out.update(data)
+    if not isinstance(out["distribution"], str):
+        raise SpecError(f"distribution: must be a name, got {_short(out['distribution'])}")
+    out["dims"] = parse_dims(out["dims"])
+    if isinstance(out["sizes"], str) and out["sizes"].strip().lower() == "auto":
+        raise SpecError("sizes: 'auto' is resolved by mc-hull run before the spec is built "
+                        "(Python: mc_hull.adaptive.resolve_auto_sizes)")
+    out["sizes"] = int_list("sizes", out["sizes"])
+    out["params"] = _params(out["params"])
+    out["grid"] = _grid(out["grid"])
+    for d in out["dims"]:
+        _check_int("dims", d, 1, MAX_D)
+    if len(set(out["dims"])) != len(out["dims"]):
+        raise SpecError(f"dims: contains duplicates: {list(out['dims'])}")
+    for n in out["sizes"]:
+        _check_int("sizes", n, 1, MAX_N)
+    if len(set(out["sizes"])) != len(out["sizes"]):
+        raise SpecError(f"sizes: contains duplicates: {list(out['sizes'])}")
+    _check_int("trials", out["trials"], 1, MAX_TRIALS)
+    if out["queries_per_set"] is None:   # the K rule's default (mc_hull.nested)
+        from .nested import default_queries_per_set
+
+        out["queries_per_set"] = default_queries_per_set(out["trials"])
+    _check_int("queries_per_set", out["queries_per_set"], 1, MAX_TRIALS)
+    _check_int("seed", out["seed"], 0, 2**63 - 1)
+    _check_int("shard_trials", out["shard_trials"], 1, MAX_TRIALS)
+    out["tol"] = _tol(out["tol"])
+    if not isinstance(out["solver"], str):
+        raise SpecError(f"solver: must be a name, got {_short(out['solver'])}")
+    out["solver"] = check_solver_name(out["solver"])
+    if out["grid"]:
+        per_d = dict(out["grid"])
+        if sorted(per_d) != sorted(out["dims"]):
+            raise SpecError(f"grid: must have exactly one entry per d in dims {list(out['dims'])}, "
+                            f"has {[d for d, _ in out['grid']]}")
+        for d, ns in out["grid"]:
+            if len(set(ns)) != len(ns):
+                raise SpecError(f"grid: d = {d} contains duplicates: {list(ns)}")
+            for n in ns:
+                _check_int(f"grid (d = {d})", n, 1, MAX_N)
+        out["sizes"] = tuple(sorted({n for _, ns in out["grid"] for n in ns}))
+    h = out["target_halfwidth"]
+    if h is not None:
+        if not _is_real(h) or not (0 < h <= 0.5):
+            raise SpecError(f"target_halfwidth: must be a number in (0, 0.5], got {_short(h)}")
+        out["target_halfwidth"] = float(h)
+        if out["max_trials"] is None:
+            out["max_trials"] = 16 * out["trials"]
+        _check_int("max_trials", out["max_trials"], out["trials"], MAX_TRIALS)
+    elif out["max_trials"] is not None:
+        raise SpecError("max_trials: only used with target_halfwidth (an adaptive run)")
+    if not isinstance(out["nested"], bool):
+        raise SpecError(f"nested: must be true or false, got {_short(out['nested'])}")
+    if out["nested"] and out["target_halfwidth"] is not None:
+        raise SpecError("nested: adaptive runs (target_halfwidth) are not supported with nested = true")
+    if not isinstance(out["measure"], str) or out["measure"] not in MEASURES:
+        raise SpecError(f"measure: must be one of {', '.join(MEASURES)}, got {_short(out['measure'])}")
+    if out["measure"] == "distance" and out["nested"]:
+        raise SpecError("measure: distance is not supported with nested = true")
+    for d in out["dims"]:  # unknown distribution or bad parameters name themselves
+        get_sampler(out["distribution"], d, **dict(out["params"]))
+    return out
+
+
+def _short(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a bad field's message stays one short line)."""
     try:
-        for item in items:
-            if isinstance(item, bool):
-                raise ValueError
-            if isinstance(item, str):
-                item = item.strip()
-                num = float(item) if any(c in item for c in ".eE") else int(item)
-            else:
-                num = item
-            if isinstance(num, float):
-                if not num.is_integer():
-                    raise ValueError
-                num = int(num)
-            out.append(int(num))
-    except (TypeError, ValueError, OverflowError):
-        raise SpecError(f"{field}: must be a list of integers like 2,4,8, got {value!r}") from None
+        text = repr(value)
+    except RecursionError:
+        text = f"<deeply nested {type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _tol(value) -> float:
+    """``tol`` as a float in [TOL_MIN, TOL_MAX] (:func:`mc_hull.solvers.certificates.check_tol`)."""
+    try:
+        return check_tol(value if _is_real(value) or not isinstance(value, (int, float)) else float(value))
+    except McHullError as exc:
+        raise SpecError(" ".join(str(exc).split())[:300]) from None
+
+
+def _params(value) -> tuple:
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, (tuple, list)) and all(
+            isinstance(e, (tuple, list)) and len(e) == 2 for e in value):
+        items = [tuple(e) for e in value]
+    else:
+        raise SpecError(f"params: must be a table of name = value, got {_short(value)}")
+    for name, v in items:
+        if not isinstance(name, str):
+            raise SpecError(f"params: parameter names must be strings, got {_short(name)}")
+        if not isinstance(v, (str, int, float)):  # bool is an int: samplers refuse it by name
+            raise SpecError(f"params.{name}: must be a number or a string, got {_short(v)}")
+    return tuple(sorted(items))
+
+
+def _range(field: str, text: str) -> list[int]:
+    """``"a..b"`` or ``"a..b..step"`` (both ends included) as a list of ints."""
+    parts = [p.strip() for p in text.split("..")]
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        lo, hi, *rest = (_to_int(p) for p in parts)
+        step = rest[0] if rest else 1
+    except (ValueError, OverflowError):
+        raise SpecError(f"{field}: a range is START..STOP or START..STOP..STEP with integers, "
+                        f"e.g. 2..12 or 2..12..2, got {text!r}") from None
+    if step < 1:
+        raise SpecError(f"{field}: the step of range {text!r} must be >= 1")
+    if hi < lo:
+        raise SpecError(f"{field}: range {text!r} is empty (STOP {hi} < START {lo})")
+    if (hi - lo) // step + 1 > MAX_D:
+        raise SpecError(f"{field}: range {text!r} has more than {MAX_D} values")
+    return list(range(lo, hi + 1, step))
+
+
+def _to_int(item) -> int:
+    """An int from an int, an integral float or a string like ``"1e3"``; ValueError otherwise."""
+    if isinstance(item, bool):
+        raise ValueError
+    if isinstance(item, str):
+        item = item.strip()
+        if not item:
+            raise ValueError
+        item = float(item) if any(c in item for c in ".eE") else int(item)
+    if isinstance(item, float):
+        if not item.is_integer():
+            raise ValueError
+        return int(item)
+    if isinstance(item, int):
+        return item
+    raise ValueError
+
+
+def parse_dims(value) -> tuple[int, ...]:
+    """Dimensions from a list, a comma-separated string or ranges (``"2..12"``, ``"2..12..2"``, ``"2..4,8"``)."""
+    return int_list("dims", value, ranges=True)
+
+
+def int_list(field: str, value, *, ranges: bool = False) -> tuple[int, ...]:
+    """Parse a non-empty tuple of ints from a list or a comma-separated string like ``"10,1e3"``.
+
+    With ``ranges``, string items ``a..b`` and ``a..b..step`` expand (both ends included);
+    without, a range is refused with a message saying where ranges are allowed.
+    """
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, (int, float)) and not isinstance(items, bool):
+        items = [items]
+    if not isinstance(items, (list, tuple)):
+        raise SpecError(f"{field}: must be a list of integers like 2,4,8, got {_short(value)}")
+    out = []
+    for item in items:
+        if isinstance(item, str) and ".." in item:
+            if not ranges:
+                raise SpecError(f"{field}: ranges like {item.strip()!r} are for dims; list the sizes "
+                                "(e.g. 10,100,1e3) or use auto")
+            out.extend(_range(field, item.strip()))
+            continue
+        try:
+            out.append(_to_int(item))
+        except (TypeError, ValueError, OverflowError):
+            raise SpecError(f"{field}: must be a list of integers like 2,4,8, got {_short(value)}") from None
     if not out:
         raise SpecError(f"{field}: must not be empty")
     return tuple(out)
@@ -221,95 +393,28 @@ def _int_tuple(field: str, value) -> tuple[int, ...]:
 
 def _grid(value) -> tuple:
     """Normalise a per-d grid ({d: [N, ...]} or [(d, [N, ...]), ...]) to sorted (d, tuple) pairs."""
-    if not value:
+    if value is None or (isinstance(value, (dict, tuple, list)) and not value):
         return ()
-    items = value.items() if isinstance(value, dict) else value
-    out = {}
     try:
+        items = value.items() if isinstance(value, dict) else value
+        out = {}
         for d, ns in items:
-            d_int = int(d) if not isinstance(d, bool) else None
-            if d_int is None or str(d_int) != str(d).strip():
+            d_int = _to_int(d) if isinstance(d, (int, str)) else None
+            if d_int is None or str(d_int) != str(d).strip() or d_int in out:
                 raise ValueError
-            out[d_int] = _int_tuple(f"grid (d = {d_int})", ns)
-    except (TypeError, ValueError):
+            out[d_int] = int_list(f"grid (d = {d_int})", ns)
+    except (TypeError, ValueError, OverflowError):
         raise SpecError(f"grid: must map each dimension d to a list of sizes, e.g. "
-                        f"{{\"2\" = [4, 10, 40]}}, got {value!r}") from None
+                        f"{{\"2\" = [4, 10, 40]}}, got {_short(value)}") from None
     return tuple(sorted(out.items()))
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise SpecError(f"{name}: must be an integer, got {value!r}")
+        raise SpecError(f"{name}: must be an integer, got {_short(value)}")
     if value < low or (high is not None and value > high):
         rng = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise SpecError(f"{name}: must be {rng}, got {value}")
-
-
-def validate(spec: Spec) -> None:
-    """Raise SpecError naming the first bad field and its allowed values."""
-    if not isinstance(spec.distribution, str):
-        raise SpecError(f"distribution: must be a name, got {spec.distribution!r}")
-    for name in ("dims", "sizes"):
-        value = getattr(spec, name)
-        if not isinstance(value, tuple) or not value:
-            raise SpecError(f"{name}: must be a non-empty list of integers")
-        if len(set(value)) != len(value):
-            raise SpecError(f"{name}: contains duplicates: {list(value)}")
-    for d in spec.dims:
-        _check_int("dims", d, 1, 4096)
-    for n in spec.sizes:
-        _check_int("sizes", n, 1, MAX_N)
-    _check_int("trials", spec.trials, 1)
-    if spec.queries_per_set is None:
-        from .nested import default_queries_per_set
-
-        if isinstance(spec.trials, int) and not isinstance(spec.trials, bool) and spec.trials >= 1:
-            object.__setattr__(spec, "queries_per_set", default_queries_per_set(spec.trials))
-    _check_int("queries_per_set", spec.queries_per_set, 1)
-    _check_int("seed", spec.seed, 0, 2**63 - 1)
-    _check_int("shard_trials", spec.shard_trials, 1)
-    try:
-        check_tol(spec.tol)
-    except InputError as exc:
-        raise SpecError(str(exc)) from None
-    if not isinstance(spec.solver, str):
-        raise SpecError(f"solver: must be a name, got {spec.solver!r}")
-    resolved = check_solver_name(spec.solver)
-    if resolved != spec.solver:
-        object.__setattr__(spec, "solver", resolved)
-    object.__setattr__(spec, "tol", float(spec.tol))
-    if spec.grid:
-        if not isinstance(spec.grid, tuple) or not all(
-                isinstance(e, tuple) and len(e) == 2 and isinstance(e[1], tuple) for e in spec.grid):
-            raise SpecError("grid: must be (d, sizes) pairs; build specs with Spec.from_dict")
-        per_d = dict(spec.grid)
-        if sorted(per_d) != sorted(spec.dims) or len(per_d) != len(spec.grid):
-            raise SpecError(f"grid: must have exactly one entry per d in dims {list(spec.dims)}, "
-                            f"has {[d for d, _ in spec.grid]}")
-        for d, ns in spec.grid:
-            if not ns:
-                raise SpecError(f"grid: d = {d} has no sizes")
-            if len(set(ns)) != len(ns):
-                raise SpecError(f"grid: d = {d} contains duplicates: {list(ns)}")
-            for n in ns:
-                _check_int(f"grid (d = {d})", n, 1, MAX_N)
-        object.__setattr__(spec, "sizes", tuple(sorted({n for _, ns in spec.grid for n in ns})))
-    if spec.target_halfwidth is not None:
-        h = spec.target_halfwidth
-        if not isinstance(h, (int, float)) or isinstance(h, bool) or not (0 < h <= 0.5):
-            raise SpecError(f"target_halfwidth: must be a number in (0, 0.5], got {h!r}")
-        object.__setattr__(spec, "target_halfwidth", float(h))
-        if spec.max_trials is None:
-            object.__setattr__(spec, "max_trials", 16 * spec.trials)
-        _check_int("max_trials", spec.max_trials, spec.trials)
-    elif spec.max_trials is not None:
-        raise SpecError("max_trials: only used with target_halfwidth (an adaptive run)")
-    if not isinstance(spec.nested, bool):
-        raise SpecError(f"nested: must be true or false, got {spec.nested!r}")
-    if spec.nested and spec.target_halfwidth is not None:
-        raise SpecError("nested: adaptive runs (target_halfwidth) are not supported with nested = true")
-    for d in spec.dims:  # unknown distribution or bad parameters name themselves
-        spec.sampler(d)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -325,6 +430,67 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"spec: {path} does not parse as TOML: {exc}") from None
     except UnicodeDecodeError:
         raise SpecError(f"spec: {path} is not UTF-8 text") from None
+    except RecursionError:
+        raise SpecError(f"spec: {path} is nested too deeply to be a spec") from None
+    except OSError as exc:
+        raise SpecError(f"spec: cannot read {path}: {exc.strerror or exc}") from None
+
+
+#: Keys of a multi-panel spec file beside the shared spec fields, and of each panel.
+PANEL_FILE_KEYS = ("title", "panels")
+PANEL_KEYS = ("name", "title")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One spec of a (possibly multi-panel) spec file: its label, title and Spec."""
+
+    name: str
+    title: str
+    spec: Spec
+
+
+def is_auto(value) -> bool:
+    """Whether a ``sizes`` value asks for automatic sizes (``"auto"``)."""
+    return isinstance(value, str) and value.strip().lower() == "auto"
+
+
+def panel_mappings(data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, title, spec mapping) per panel of a spec mapping.
+
+    A plain spec is one unnamed panel.  A file with ``[[panels]]`` tables gives one
+    mapping per panel: the file's shared fields overlaid by the panel's own; ``name``
+    (default: a, b, c, ...) and ``title`` label it and are not spec fields.
+    """
+    if not isinstance(data, dict):
+        raise SpecError("spec: must be a table of fields")
+    if "panels" not in data:
+        return [("", str(data.get("title", "")), {k: v for k, v in data.items() if k != "title"})]
+    panels = data["panels"]
+    if not isinstance(panels, list) or not panels or not all(isinstance(p, dict) for p in panels):
+        raise SpecError("panels: must be a non-empty array of tables ([[panels]])")
+    shared = {k: v for k, v in data.items() if k not in PANEL_FILE_KEYS}
+    out, seen = [], set()
+    for i, panel in enumerate(panels):
+        name = panel.get("name", chr(ord("a") + i) if i < 26 else str(i + 1))
+        if not isinstance(name, str) or not name.strip() or name in seen:
+            raise SpecError(f"panels: panel {i + 1} needs a unique non-empty name, got {_short(name)}")
+        seen.add(name)
+        fields_ = {**shared, **{k: v for k, v in panel.items() if k not in PANEL_KEYS}}
+        out.append((name, str(panel.get("title", "")), fields_))
+    return out
+
+
+def load_panels(data: dict[str, Any]) -> list[Panel]:
+    """Every panel of a spec mapping as a validated :class:`Panel` (SpecError names the panel)."""
+    out = []
+    many = "panels" in data if isinstance(data, dict) else False
+    for name, title, mapping in panel_mappings(data):
+        try:
+            out.append(Panel(name, title, Spec.from_dict(mapping)))
+        except SpecError as exc:
+            raise SpecError(f"panels.{name}.{exc}" if many else str(exc)) from None
+    return out
 
 
 def preset_names() -> list[str]:

@@ -1,7 +1,7 @@
 """Data preparation for the dashboard and ``mc-hull plot``: small aggregated tables, one per view.
 
 Everything here reads the results store through :mod:`mc_hull.query` (DuckDB
-over a pyarrow dataset) and aggregates in SQL, so no function ever brings one
+over the verified rows the store's manifests list) and aggregates in SQL, so no function ever brings one
 row per trial into Python.  The tables returned are Arrow tables of a few
 hundred rows at most; the chart code (Streamlit/Altair or matplotlib) only
 draws them.  Nothing here imports Streamlit.
@@ -17,11 +17,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.fs as pafs
 
 from . import query, theory
-from .errors import McHullError, StoreError
-from .store import ResultStore, resolve
+from .thresholds import fit_n_half
 
 #: Series names used in every chart (legends, SVG ids, tests).
 MC_SERIES = "Monte Carlo p̂ (99% interval)"
@@ -36,49 +34,25 @@ DIMENSIONS = {"ambient": "d", "intrinsic": "d_intrinsic", "affine": "d_affine"}
 
 # -- the store ------------------------------------------------------------------
 def dataset_key(out: str) -> tuple:
-    """A cheap fingerprint that changes whenever a shard file or run spec lands.
+    """A cheap fingerprint that changes whenever a shard is committed or a run record or statistics land.
 
     Returns
     -------
     tuple
-        ``(shard files, newest shard mtime in ns, total bytes, run specs, newest spec mtime)``;
+        :func:`mc_hull.query.fingerprint` (a listing of the manifest and run records);
         ``(0, 0, 0, 0, 0)`` when ``out`` does not exist.
     """
-    try:
-        store = ResultStore(out)
-        files = store.shard_files()
-        sel = pafs.FileSelector(f"{store.root}/_runs", allow_not_found=True)
-        runs = [i for i in store.fs.get_file_info(sel) if i.is_file and i.base_name.endswith(".json")]
-    except (OSError, StoreError):
-        return (0, 0, 0, 0, 0)
-
-    def newest(infos):
-        return max((i.mtime_ns or 0 for i in infos), default=0)
-
-    return (len(files), newest(files), sum(i.size or 0 for i in files), len(runs), newest(runs))
+    return query.fingerprint(out) or (0, 0, 0, 0, 0)
 
 
 def location_problem(out: str) -> str | None:
     """A friendly sentence when ``out`` holds nothing to show, else None."""
-    try:
-        fs, root, _ = resolve(out)
-        info = fs.get_file_info(root)
-    except (OSError, StoreError) as exc:
-        return f"Cannot open the results location {out}: {exc}"
-    if info.type == pafs.FileType.NotFound:
-        return (f"No results directory at {out} yet. Start a run with "
-                f"`mc-hull run --out {out}`; this page picks it up when the first shard lands.")
-    if info.type != pafs.FileType.Directory:
-        return f"{out} is not a directory."
-    if not ResultStore(out).shard_files():
-        return (f"{out} holds no shard files yet. Start a run with `mc-hull run --out {out}`; "
-                "this page picks results up as shards land.")
-    return None
+    return query.location_problem(out)
 
 
 def runs(out: str) -> dict[str, dict]:
     """run_id -> stored run record (``{"spec": ..., "hash": ...}``)."""
-    return ResultStore(out).runs()
+    return query.runs(out)
 
 
 # -- filters --------------------------------------------------------------------
@@ -113,8 +87,8 @@ class Filters:
         return " AND ".join(parts), params
 
 
-def _connect(out: str, *, check: bool = False):
-    return query.connect(out, check=check)
+def _connect(out: str):
+    return query.connect(out)
 
 
 def _sql(con, text: str, params: list | None = None) -> pa.Table:
@@ -300,45 +274,23 @@ def _n_half_schema(keys: list[str]) -> pa.Schema:
         ("source", pa.string())])
 
 
-def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = None) -> pa.Table | None:
-    """The fitted N½ with its interval when the package provides one, normalised; else None.
-
-    Uses ``mc_hull.thresholds.fit_n_half`` on the cell table when that module
-    exists (no second scan of the store), else ``mc_hull.query.thresholds(out)``.
-    """
-    try:
-        from .thresholds import fit_n_half
-    except ImportError:
-        fit_n_half = None
-    if fit_n_half is not None:
-        cells = cell_table(out, run_id) if cells is None else cells
-        keys = _group_cols(cells)
-        groups = _on(cells, f"SELECT {', '.join(keys)}, list(n) AS n, list(inside) AS y, "
-                            "list(trials - undecided) AS m, list(design_effect) AS deff, "
-                            "list(replicates) AS reps FROM t GROUP BY ALL ORDER BY ALL").to_pylist()
-        rows = []
-        for g in groups:
-            try:
-                fit = fit_n_half(g["n"], g["y"], g["m"], g["deff"], g["reps"])
-            except (ValueError, ArithmeticError, np.linalg.LinAlgError):
-                continue
-            rows.append({**{k: g[k] for k in keys}, "n_half": _positive(fit.get("n_half")),
-                         "n_half_low": _positive(fit.get("n_half_low")),
-                         "n_half_high": _positive(fit.get("n_half_high")), "source": "fitted"})
-        return pa.Table.from_pylist(rows, schema=_n_half_schema(keys))
-    fn = getattr(query, "thresholds", None)
-    if fn is None:
-        return None
-    try:
-        table = fn(out, run_id=run_id)
-    except (McHullError, TypeError):
-        return None
-    if not isinstance(table, pa.Table) or table.num_rows == 0 or "n_half" not in table.column_names:
-        return None
-    rows = [{"distribution": r.get("distribution", "gaussian"), "d": int(r["d"]), "params": r.get("params", ""),
-             "n_half": _positive(r.get("n_half")), "n_half_low": _positive(r.get("n_half_low")),
-             "n_half_high": _positive(r.get("n_half_high")), "source": "fitted"} for r in table.to_pylist()]
-    return pa.Table.from_pylist(rows, schema=_n_half_schema(["distribution", "d", "params"]))
+def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = None) -> pa.Table:
+    """The fitted N½ with its interval per curve (:func:`mc_hull.thresholds.fit_n_half` on the cell table)."""
+    cells = cell_table(out, run_id) if cells is None else cells
+    keys = _group_cols(cells)
+    groups = _on(cells, f"SELECT {', '.join(keys)}, list(n) AS n, list(inside) AS y, "
+                        "list(trials - undecided) AS m, list(design_effect) AS deff, "
+                        "list(replicates) AS reps FROM t GROUP BY ALL ORDER BY ALL").to_pylist()
+    rows = []
+    for g in groups:
+        try:
+            fit = fit_n_half(g["n"], g["y"], g["m"], g["deff"], g["reps"])
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+            continue
+        rows.append({**{k: g[k] for k in keys}, "n_half": _positive(fit.get("n_half")),
+                     "n_half_low": _positive(fit.get("n_half_low")),
+                     "n_half_high": _positive(fit.get("n_half_high")), "source": "fitted"})
+    return pa.Table.from_pylist(rows, schema=_n_half_schema(keys))
 
 
 def _positive(value) -> float | None:
@@ -428,62 +380,44 @@ def run_status(out: str, now: float | None = None, summary: pa.Table | None = No
     """One row per run: shards done/planned, trials, undecided, trials/s, ETA.
 
     Trial and undecided counts come from ``summary`` (:func:`audit_summary`)
-    when given, else from one SQL scan.  Planned shards come from the run's spec (``_runs/<run_id>.json`` through
-    :func:`mc_hull.plan.plan`); done shards are the shard files present.  The
-    rate is measured from the files' modification times (trials committed
-    after the first file, divided by the time since it), so it reflects the
-    run's wall-clock throughput; ``active`` is whether a file landed in the
-    last two minutes.
+    when given, else from one SQL scan of the verified rows.  Planned shards
+    come from the run's spec (:func:`mc_hull.query.run_progress`); done shards
+    are the manifest's entries.  ``trials_per_s`` is the rate the runner
+    measured and recorded with the run (trials computed over its wall-clock
+    time); ``last_write_age_s`` the time since that record; ``active`` is
+    whether the run is incomplete and its runner reported within two minutes
+    (or has not reported yet).
     """
-    from .plan import plan
-    from .spec import Spec
-
     now = time.time() if now is None else now
-    store = ResultStore(out)
-    files: dict[str, list[tuple[float, int]]] = {}
-    for info in store.shard_files():
-        name = info.base_name
-        run_id = name.split("-r", 1)[0]
-        files.setdefault(run_id, []).append(((info.mtime_ns or 0) / 1e9, info.path))
-    counts = {}
+    progress = query.run_progress(out)
     if summary is not None:
         per_run = _on(summary, "SELECT run_id, sum(trials)::BIGINT AS trials, sum(undecided)::BIGINT AS undecided "
                                "FROM t GROUP BY run_id")
     else:
-        con = _connect(out) if files else None
+        con = _connect(out) if any(p["shards_done"] for p in progress) else None
         per_run = None if con is None else _sql(
             con, "SELECT run_id, count(*) AS trials, count(*) FILTER (WHERE inside IS NULL) AS undecided "
-                 "FROM trials GROUP BY run_id")
-    for r in (per_run.to_pylist() if per_run is not None else []):
-        counts[r["run_id"]] = r
-    records = store.runs()
+                 "FROM trials_all GROUP BY run_id")
+    counts = {r["run_id"]: r for r in (per_run.to_pylist() if per_run is not None else [])}
     rows = []
-    for run_id in sorted(set(records) | set(files)):
-        spec = None
-        try:
-            spec = Spec.from_dict(records[run_id]["spec"]) if run_id in records else None
-        except (McHullError, KeyError, TypeError):
-            spec = None
-        planned_shards = len(plan(spec)) if spec else None
-        planned_trials = spec.planned_trials if spec else None
-        stamps = sorted(t for t, _ in files.get(run_id, []))
-        done_shards = len(stamps)
-        done = counts.get(run_id, {}).get("trials", 0)
-        rate = eta = None
-        if done_shards >= 2 and stamps[-1] > stamps[0]:
-            rate = done * (done_shards - 1) / done_shards / (stamps[-1] - stamps[0])
-        if planned_trials is not None and rate:
-            eta = max(0.0, planned_trials - done) / rate
+    for p in progress:
+        spec, stats = p["spec"], p["stats"]
+        done = counts.get(p["run_id"], {}).get("trials", 0) or 0
+        planned_trials, planned_shards = p["trials_planned"], p["shards_planned"]
+        rate = stats.get("trials_per_s")
+        rate = float(rate) if isinstance(rate, (int, float)) and rate > 0 else None
+        finished = stats.get("finished")
+        age = now - float(finished) if isinstance(finished, (int, float)) else None
+        complete = planned_trials is not None and done >= planned_trials
+        eta = 0.0 if complete else (max(0.0, planned_trials - done) / rate
+                                    if planned_trials is not None and rate else None)
         rows.append({
-            "run_id": run_id,
-            "distribution": spec.distribution if spec else None,
-            "shards_done": done_shards, "shards_planned": planned_shards,
+            "run_id": p["run_id"], "distribution": spec.distribution if spec else None,
+            "shards_done": p["shards_done"], "shards_planned": planned_shards,
             "trials_done": int(done), "trials_planned": planned_trials,
-            "undecided": int(counts.get(run_id, {}).get("undecided", 0)),
-            "trials_per_s": rate,
-            "eta_s": 0.0 if planned_trials is not None and done >= planned_trials else eta,
-            "last_write_age_s": (now - stamps[-1]) if stamps else None,
-            "active": bool(stamps) and now - stamps[-1] < 120 and (planned_shards or 0) > done_shards,
+            "undecided": int(counts.get(p["run_id"], {}).get("undecided", 0) or 0),
+            "trials_per_s": rate, "eta_s": eta, "last_write_age_s": age,
+            "active": bool((planned_shards or 0) > p["shards_done"] and (age is None or age < 120)),
         })
     return pa.Table.from_pylist(rows, schema=pa.schema([
         ("run_id", pa.string()), ("distribution", pa.string()), ("shards_done", pa.int64()),
@@ -523,7 +457,7 @@ def audit_summary(out: str, filters: Filters | None = None, *, bins_per_decade: 
                {binned('certificate_value')} AS cbin, {binned('solve_seconds')} AS tbin,
                count(*) AS trials, count(*) FILTER (WHERE inside IS NULL) AS undecided,
                sum(solve_seconds) AS seconds, sum(rounds)::DOUBLE AS rounds
-        FROM trials WHERE {cond} GROUP BY ALL""", params)
+        FROM trials_all WHERE {cond} GROUP BY ALL""", params)
     return table.cast(pa.schema(list(zip(names, types)))).replace_schema_metadata(meta)
 
 
@@ -564,9 +498,9 @@ def audit_tables(out: str, filters: Filters, summary: pa.Table | None = None
 
 
 def filter_options(out: str, cells: pa.Table | None = None) -> dict[str, list]:
-    """Distinct distributions, dimensions, sizes (from the cell table) and runs (from file names)."""
+    """Distinct distributions, dimensions, sizes (from the cell table) and runs (from the manifest)."""
     cells = cell_table(out) if cells is None else cells
-    run_ids = {info.base_name.split("-r", 1)[0] for info in ResultStore(out).shard_files()}
+    run_ids = query.run_ids(out)
     return {"distributions": sorted(set(cells["distribution"].to_pylist())),
             "dims": sorted(set(cells["d"].to_pylist())), "sizes": sorted(set(cells["n"].to_pylist())),
             "runs": sorted(run_ids)}

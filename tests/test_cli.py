@@ -69,8 +69,11 @@ def test_serial_run_then_query_formats(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "p_hat" in printed and "ci_low" in printed and "99%" in printed
     assert main(["query", str(out), "--format", "json"]) == 0
-    cells = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    cells = json.loads(capsys.readouterr().out)  # one document
     assert len(cells) == 4 and all(c["trials"] == 60 for c in cells)
+    assert main(["query", str(out), "--format", "jsonl"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line) for line in lines] == cells
     assert main(["query", str(out), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("distribution,d,n,") and len(lines) == 5
@@ -102,7 +105,7 @@ def test_flags_are_merged_into_the_spec_file_before_validation(tmp_path, capsys)
     # k = 3 is only valid once --dims replaces the default dims (2, 4, 8).
     assert main(["run", str(spec), "--dims", "4", "--serial", "--no-progress", "--out", str(out)]) == 0
     capsys.readouterr()
-    assert main(["query", str(out), "--format", "json"]) == 0
+    assert main(["query", str(out), "--format", "jsonl"]) == 0
     (cell,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert (cell["d"], cell["params"], cell["trials"]) == (4, "k=3", 20)
     assert main(["run", str(spec), "--serial", "--out", str(tmp_path / "other")]) == 2

@@ -197,7 +197,7 @@ def test_unreadable_shard_file_is_one_message(tmp_path, small_results, monkeypat
     shard.write_bytes(shard.read_bytes()[:100])  # truncated: footer gone
     at = run_app(out, monkeypatch)
     assert not at.exception
-    assert len(at.error) == 1 and "unreadable shard file" in at.error[0].value
+    assert len(at.error) == 1 and shard.name in at.error[0].value and "truncated" in at.error[0].value
 
 
 # -- mc_hull.views ----------------------------------------------------------------
@@ -261,14 +261,21 @@ def test_n_half_interpolates_in_log_n():
     assert table["bf_threshold"] == pytest.approx(2.0)
 
 
-def test_dataset_key_changes_when_a_shard_lands(tmp_path, small_results):
+def test_dataset_key_changes_when_a_shard_lands(tmp_path, small_results, small_spec):
+    from mc_hull.runner import execute
+
     out = tmp_path / "copy"
     shutil.copytree(small_results, out)
     before = views.dataset_key(str(out))
     assert before[0] > 0
-    shard = next(out.rglob("*.parquet"))
+    shard = next((out / "distribution=gaussian").rglob("*.parquet"))
     shutil.copy(shard, shard.with_name(shard.stem[:-7] + "9999999.parquet"))
-    assert views.dataset_key(str(out)) != before
+    assert views.dataset_key(str(out)) == before  # a stray copy is not part of the store: nothing to refresh
+    next((out / "_manifest").rglob("*.json")).unlink()  # the shard is no longer committed ...
+    gone = views.dataset_key(str(out))
+    assert gone != before
+    execute(small_spec, str(out), backend="serial", progress=False)  # ... and lands again
+    assert views.dataset_key(str(out)) not in (before, gone)
     assert views.dataset_key(str(tmp_path / "missing")) == (0, 0, 0, 0, 0)
 
 
@@ -280,6 +287,7 @@ def test_dashboard_command_line(tmp_path):
     joined = " ".join(argv)
     assert "--server.address 127.0.0.1" in joined and "--server.port 8765" in joined
     assert "--server.headless true" in joined and "--browser.gatherUsageStats false" in joined
+    assert "--client.toolbarMode viewer" in joined  # no Deploy button or developer menu
     assert argv[-2:] == ["--", str(tmp_path)] and argv[argv.index("run") + 1].endswith("dashboards/app.py")
 
 
@@ -359,3 +367,22 @@ def test_app_dimension_option(subspace_results, monkeypatch):
     rules = layer_data(spec, data, lambda l: l["mark"]["type"] == "rule" and "x" in l["encoding"])
     assert rules[0]["d"].to_pylist() == [1, 2]
     assert any(h.value.startswith("3 · N½ against the affine dimension") for h in at.header)
+
+
+def test_dashboard_notes_a_d_without_n_half_and_keeps_colours_distinct(tmp_path, monkeypatch):
+    """A sphere run (p = 0 everywhere) has no N½: the N½ view says why; 12 dimensions get 12 colours."""
+    from mc_hull.runner import execute
+    from mc_hull.spec import Spec
+
+    out = tmp_path / "sphere"
+    execute(Spec(distribution="sphere", dims="2..13", sizes=(5, 40), trials=20, queries_per_set=20, seed=1),
+            str(out), backend="serial", progress=False)
+    at = run_app(out, monkeypatch)
+    assert not at.exception, [e.message for e in at.exception]
+    captions = " ".join(c.value for c in at.caption)
+    assert "No N½ for sphere d = 2: p̂ stays below 1/2 at every N measured (up to N = 40)" in captions
+    assert "sphere d = 13" in captions
+    (p_spec, _), *_ = charts(at)
+    schemes = {json.dumps(layer.get("encoding", {}).get("color", {}).get("scale", {}))
+               for layer in p_spec.get("layer", [])}
+    assert any('"viridis"' in s for s in schemes) and not any('"category10"' in s for s in schemes)

@@ -51,7 +51,7 @@ def test_images_keep_their_shape_and_content_hash_tracks_values(tmp_path):
     (np.zeros((3, 0)), "empty"),
     (np.arange(3.0), "expected shape"),
     (np.array([["a", "b"]]), "not a numeric array"),
-    (np.ones((2, 2), dtype=complex), "not a numeric array"),
+    (np.ones((2, 2), dtype=complex), "complex values .* are refused, not truncated"),
 ])
 def test_as_samples_rejects_bad_arrays(arr, needle):
     with pytest.raises(InputError, match=needle):

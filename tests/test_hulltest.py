@@ -62,7 +62,7 @@ def test_every_answer_agrees_with_an_independent_lp(case, tmp_path, capsys):
     code, printed = run_cli(capsys, "--train", d / "train.npy", "--test", d / "test.npy", "--out", out,
                             "--serial", "--format", "json")
     assert code == 0, printed.err
-    summary = json.loads(printed.out)
+    (summary,) = json.loads(printed.out)  # --format json: one document, an array of rows
     (test_id,) = HullTestStore(str(out)).records()
     rows = HullTestStore(str(out)).points(test_id).to_pylist()
     assert [r["index"] for r in rows] == list(range(len(Q)))
@@ -163,7 +163,7 @@ def digits_sweep(tmp_path_factory):
 
 
 def test_digits_sweep_on_a_reduced_ladder(digits_sweep, capsys, monkeypatch):
-    from mc_hull.hulltest_query import latest_sweep
+    from mc_hull.query import latest_sweep
 
     out, code = digits_sweep
     assert code == 0
@@ -189,7 +189,7 @@ def test_digits_sweep_on_a_reduced_ladder(digits_sweep, capsys, monkeypatch):
     # the Monte Carlo shard listing does not see hull-test files in the same directory
     from mc_hull.store import ResultStore
 
-    assert ResultStore(str(out)).shard_files() == []
+    assert ResultStore(str(out)).units() == []
 
 
 def test_digits_dashboard_page(digits_sweep, tmp_path, monkeypatch):
@@ -210,7 +210,7 @@ def test_digits_dashboard_page(digits_sweep, tmp_path, monkeypatch):
 
 
 def latest_fraction(out, reduction, k) -> float:
-    from mc_hull.hulltest_query import latest_sweep
+    from mc_hull.query import latest_sweep
 
     table, _ = latest_sweep(str(out))
     return next(r["fraction"] for r in table.to_pylist() if (r["reduction"], r["K"]) == (reduction, k))

@@ -22,8 +22,10 @@ def test_plot_svg_contains_every_series(small_results, tmp_path):
     assert cli_main(["plot", str(small_results), "--out", str(fig), "--dims", "2,4"]) == 0
     svg = fig.read_text()
     for d in (2, 4):
-        for gid in (f"monte-carlo-d{d}", f"ci-d{d}", f"exact-gaussian-d{d}", f"bf-threshold-d{d}"):
+        for gid in (f"monte-carlo-d{d}", f"ci-d{d}", f"exact-gaussian-d{d}"):
             assert f'id="{gid}"' in svg, gid
+    # 2^(2/2)/2 = 2^(4/2)/4 = 1: one rule for both, labelled with its dimensions
+    assert 'id="bf-threshold-d2-d4"' in svg and "d = 2, 4" in svg
     for gid in ("p-half", "bf-threshold", "exact-n-half-gaussian", "exact-n-half-ball", "empirical-n-half"):
         assert f'id="{gid}"' in svg, gid
     # legend text is kept as text
@@ -80,3 +82,51 @@ def test_plot_input_errors(small_results, tmp_path, capsys):
         assert cli_main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_dim_colours_stay_distinct_past_ten():
+    from mc_hull.cli.plot import dim_colours
+
+    for count in (3, 10, 11, 16, 40):
+        colours = dim_colours(range(2, 2 + count))
+        assert len(set(colours.values())) == count
+
+
+def test_rules_near_one_are_grouped_and_far_ones_kept_apart():
+    from mc_hull.cli.plot import rule_groups
+
+    groups = rule_groups(range(2, 13))
+    assert sorted(d for g in groups for d in g) == list(range(2, 13))
+    assert [2, 3, 4] == sorted(groups[0])[:3]  # 0.94..1.0 share a rule
+    assert len(groups) < 11 and [20] in rule_groups([2, 20])  # 51 is far from 1
+    for g in groups:  # within a group the rules lie within a factor 1.3 of each other
+        xs = [2 ** (d / 2) / d for d in g]
+        assert max(xs) / min(xs) <= 1.3
+
+
+def test_plot_draws_one_panel_per_distribution_with_notes(tmp_path, capsys):
+    from mc_hull import runner
+    from mc_hull.spec import Spec
+
+    out = tmp_path / "multi"
+    common = dict(sizes=(5, 20, 80), trials=40, queries_per_set=20, seed=4)
+    for i, (dist, dims, params) in enumerate([("gaussian", (2, 3), ()), ("manifold", (5,), ()),
+                                               ("subspace", (5,), (("k", 2),))]):
+        runner.execute(Spec(distribution=dist, dims=dims, params=params, **common), str(out),
+                       backend="serial", new_run=i > 0, progress=False)
+    fig = tmp_path / "fig.svg"
+    assert cli_main(["plot", str(out), "--out", str(fig)]) == 0
+    svg = fig.read_text()
+    for gid in ("monte-carlo-gaussian-d2", "monte-carlo-manifold-d5", "monte-carlo-subspace-k=2-d5",
+                "exact-subspace-subspace-k=2-d5", "exact-n-half-gaussian"):
+        assert f'id="{gid}"' in svg, gid
+    assert "(a) gaussian" in svg and "(b) manifold" in svg and "(c) subspace (k=2)" in svg
+    # manifold in d = 5 stays far below 1/2 at N <= 80: the figure says why it has no N½
+    assert "no N½ for manifold d = 5" in svg and "add larger N" in svg
+    assert cli_main(["plot", str(out), "--out", str(tmp_path / "one.svg"), "--distribution", "manifold"]) == 0
+    one = (tmp_path / "one.svg").read_text()
+    assert 'id="monte-carlo-d5"' in one and "gaussian-d2" not in one
+    capsys.readouterr()
+    assert cli_main(["plot", str(out), "--out", str(tmp_path / "x.png"), "--run", "0123abcd"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown run id" in err and "known run ids" in err and len(err.strip().splitlines()) == 1

@@ -62,8 +62,8 @@ def test_serial_run_to_s3_reads_back_and_resumes(s3, tmp_path, capsys):
     first = execute(SPEC, out, backend="serial", progress=False)
     assert first.computed_shards == len(plan(SPEC)) == 8
     store = ResultStore(out)
-    assert not store.local and store.root == "mchull/serial"
-    table = store.dataset().to_table()
+    assert not store.backend.local and store.backend.root == "mchull/serial"
+    table = store.trials()
     assert table.num_rows == SPEC.planned_trials
     # The same rows as a local run, read back through pyarrow's S3 filesystem.
     local = tmp_path / "local"
@@ -77,7 +77,7 @@ def test_serial_run_to_s3_reads_back_and_resumes(s3, tmp_path, capsys):
     again = execute(SPEC, out, backend="serial", progress=False)
     assert again.skipped_shards == 8 and again.computed_shards == 0
     # No temporary or partial objects were left behind.
-    names = [i.base_name for i in store.fs.get_file_info(pafs.FileSelector("mchull/serial", recursive=True))]
+    names = [i.base_name for i in store.backend.fs.get_file_info(pafs.FileSelector("mchull/serial", recursive=True))]
     assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")]
     assert main(["query", out, "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 5
@@ -88,7 +88,7 @@ def test_ray_workers_write_shards_directly_to_s3(s3, ray_local, tmp_path):
     out = uri(s3, "ray")
     report = execute(SPEC, out, backend="ray", progress=False)
     assert report.computed_shards == 8 and report.trials == SPEC.planned_trials
-    got = ResultStore(out).dataset().to_table()
+    got = ResultStore(out).trials()
     local = tmp_path / "local"
     execute(SPEC, str(local), backend="serial", progress=False)
     assert table_rows(got) == table_rows(ds.dataset(str(local), format="parquet", partitioning="hive").to_table())
@@ -98,16 +98,20 @@ def test_truncated_object_is_named_by_query_and_recomputed(s3, capsys):
     out = uri(s3, "damaged")
     execute(SPEC, out, backend="serial", progress=False)
     store = ResultStore(out)
-    victim = store.shard_files()[2].path
-    with store.fs.open_input_stream(victim) as fh:
+    fs = store.backend.fs
+    victim = store.backend.where(store.units()[2].location)
+    with fs.open_input_stream(victim) as fh:
         body = fh.read()
-    with store.fs.open_output_stream(victim) as fh:
+    with fs.open_output_stream(victim) as fh:
         fh.write(body[: len(body) // 2])
     assert main(["query", out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and victim in err
     report = execute(SPEC, out, backend="serial", progress=False)
-    assert report.computed_shards == 1 and report.quarantined == [victim + ".corrupt"]
+    assert report.computed_shards == 1 and report.quarantined[0].startswith(f"{victim} (")
+    moved = [i.path for i in fs.get_file_info(pafs.FileSelector("mchull/damaged/_quarantine", recursive=True))
+             if i.is_file]
+    assert len(moved) == 1 and moved[0].endswith(".corrupt")
     assert sum(r["trials"] for r in cell_estimates(out).to_pylist()) == SPEC.planned_trials
 
 

@@ -164,7 +164,10 @@ def test_mixture_has_clusters():
     ("student-t", {"df": 0}, "params.df: student-t needs a finite number > 0, got 0"),
     ("student-t", {"df": float("inf")}, "params.df"),
     ("student-t", {"df": "x"}, "params.df"),
-    ("mixture", {"components": 0}, "params.components: mixture needs an integer >= 1"),
+    ("mixture", {"components": 0}, "params.components: mixture needs an integer in [1, 1250000] "
+                                   "(components x d <= 1e+07), got 0"),
+    ("mixture", {"components": 10**9}, "params.components: mixture needs an integer in [1, 1250000]"),
+    ("mixture", {"separation": 1e308}, "params.separation: mixture needs a finite number >= 0 and <= 1e+06"),
     ("mixture", {"separation": -1.0}, "params.separation: mixture needs a finite number >= 0"),
     ("mixture", {"separation": float("nan")}, "params.separation"),
     ("manifold", {"k": 2}, "params: manifold takes no parameter 'k'"),

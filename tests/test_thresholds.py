@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 from mc_hull import stats
-from mc_hull.thresholds import THRESHOLD_COLUMNS, fit_n_half, isotonic
+from mc_hull.query import THRESHOLD_COLUMNS
+from mc_hull.thresholds import fit_n_half, isotonic
 
 
 def simulate_fits(rng, curve, n_half, sizes, R=10, K=50, rho=0.05, sims=150):
@@ -107,7 +109,7 @@ def auto_run(tmp_path_factory):
 
 def test_thresholds_on_a_real_run(auto_run):
     from mc_hull.query import thresholds
-    from mc_hull.thresholds import empirical_n_half
+    from mc_hull.query import empirical_n_half
 
     table = thresholds(str(auto_run))
     assert table.column_names[:len(THRESHOLD_COLUMNS)] == THRESHOLD_COLUMNS
@@ -129,4 +131,4 @@ def test_query_cli_thresholds(auto_run):
     assert "n_half_low" in res.stdout and "exact_n_half" in res.stdout and "# n_half:" in res.stdout
     res = subprocess.run([sys.executable, "-m", "mc_hull", "query", str(auto_run), "--thresholds",
                           "--format", "json"], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0 and len(res.stdout.strip().splitlines()) == 2
+    assert res.returncode == 0 and len(json.loads(res.stdout)) == 2

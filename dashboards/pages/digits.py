@@ -3,7 +3,7 @@
 A page of the ``mc-hull dashboard DIR`` app (Streamlit picks up files in
 ``dashboards/pages``).  It shows sweeps written by
 ``mc-hull hull-test --preset paper-digits --out DIR``, read through
-:mod:`mc_hull.hulltest_query`.
+:mod:`mc_hull.query`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import altair as alt
 import streamlit as st
 
-from mc_hull import hulltest_query
+from mc_hull import query
 
 st.set_page_config(page_title="mc_hull: digits sweep", layout="wide")
 
@@ -27,13 +27,13 @@ def location() -> str:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def load(out: str, key: tuple, sweep_id: str):
-    return hulltest_query.sweep_table(out, sweep_id).to_pandas()
+    return query.sweep_table(out, sweep_id).to_pandas()
 
 
 def chart(rows) -> alt.LayerChart:
     """Fraction inside against K (log scale) per reduction, with 99% Wilson intervals as bars."""
     x = alt.X("K:Q", scale=alt.Scale(type="log", base=2), title="kept dimensions K (log scale)")
-    kinds = [k for k in hulltest_query.REDUCTION_ORDER if k in set(rows["reduction"])]
+    kinds = [k for k in query.REDUCTION_ORDER if k in set(rows["reduction"])]
     kinds += sorted(set(rows["reduction"]) - set(kinds))
     color = alt.Color("reduction:N", title="reduction", scale=alt.Scale(domain=kinds, scheme="category10"))
     y = alt.Y("fraction:Q", scale=alt.Scale(domain=[0, 1]), title="fraction of test images inside the training hull")
@@ -48,7 +48,7 @@ def chart(rows) -> alt.LayerChart:
 
 out = location()
 st.title("Test images inside the training hull: digits")
-found = hulltest_query.sweeps(out)
+found = query.sweeps(out)
 if not found:
     st.info(f"No sweep under {out} yet. Run `mc-hull hull-test --preset paper-digits --out {out}` "
             "(about ten seconds); this page shows it on the next refresh.")
@@ -56,12 +56,12 @@ if not found:
 labels = {r["sweep_id"]: f"{r.get('name', 'sweep')} · {r['sweep_id']} · {r.get('finished', '?')}" for r in found}
 sweep_id = st.sidebar.selectbox("Sweep", list(labels), format_func=labels.get)
 record = next(r for r in found if r["sweep_id"] == sweep_id)
-rows = load(out, hulltest_query.sweeps_key(out), sweep_id)
+rows = load(out, query.sweeps_key(out), sweep_id)
 train, test = record.get("train", {}), record.get("test", {})
 st.caption(f"{train.get('source', '?')} (n = {train.get('n', '?')}) against {test.get('source', '?')} "
            f"(n = {test.get('n', '?')}) · solver {record.get('solver', '?')} · "
            f"{record.get('seconds', float('nan')):.1f} s. Every answer is certified; bars are 99% Wilson "
            "intervals over test images, given this training set.")
-st.altair_chart(chart(rows), use_container_width=True)
-st.dataframe(rows.drop(columns=["test_id"]), hide_index=True, use_container_width=True)
+st.altair_chart(chart(rows), width="stretch")
+st.dataframe(rows.drop(columns=["test_id"]), hide_index=True, width="stretch")
 st.download_button("Download the sweep table (CSV)", rows.to_csv(index=False), file_name=f"sweep-{sweep_id}.csv")

@@ -38,11 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except McHullError as exc:
-        print(f"mc-hull: error: {exc}", file=sys.stderr)
+        print(f"mc-hull: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (`mc-hull query DIR | head`): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # a file system or object store that cannot be reached or written
+        print(f"mc-hull: error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mc-hull: interrupted; committed shards are kept and a re-run resumes", file=sys.stderr)
         return 130
+
+
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """An exception's message on one line (newlines and runs of spaces collapsed), cut at ``limit``."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def run_main() -> None:  # pragma: no cover - console script wrapper

@@ -7,14 +7,16 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, StoreError
-from ..store import resolve
+from ..store import probe, resolve
 
 
 def register(sub) -> None:
     p = sub.add_parser("dashboard", help="serve the interactive dashboard for a results directory",
-                       description="Serve dashboards/app.py with Streamlit. It refreshes as shards land.")
+                       description="Serve dashboards/app.py with Streamlit on loopback: p against N, the heatmap, "
+                                   "N½ against d, run status, a trial audit and the digits sweeps. It "
+                                   "refreshes as shards land; Ctrl-C stops it.")
     p.add_argument("out", metavar="DIR", help="results directory or URI")
-    p.add_argument("--port", type=_port, default=8501, help="TCP port (default 8501)")
+    p.add_argument("--port", type=_port, default=8501, help="TCP port in [1, 65535] (default 8501)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, loopback only; 0.0.0.0 exposes it)")
     p.set_defaults(func=main)
@@ -45,14 +47,13 @@ def command(out: str, port: int, host: str) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(app_path()),
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.runOnSave", "false",
+            "--client.toolbarMode", "viewer",  # no Deploy button or developer menu
             "--", out]
 
 
 def main(args) -> int:
-    fs, root, local = resolve(args.out)
-    import pyarrow.fs as pafs
-
-    if fs.get_file_info(root).type == pafs.FileType.File:
+    _, root, local = resolve(args.out)
+    if probe(args.out) == "file":
         raise StoreError(f"DIR: not a directory: {args.out}")
     out = root if local else args.out
     if not args.host.strip():

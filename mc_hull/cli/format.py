@@ -1,4 +1,4 @@
-"""Render Arrow tables for the terminal (aligned text), CSV or JSON."""
+"""Render Arrow tables for the terminal (aligned text), CSV, JSON or JSON Lines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 
 import pyarrow as pa
 
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "csv", "json", "jsonl")
 
 
 def _cell(value) -> str:
@@ -24,12 +24,19 @@ def _cell(value) -> str:
     return str(value)
 
 
+def _finite(row: dict) -> dict:
+    """NaN and infinities as null: the output stays strict JSON (RFC 8259)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
 def render(table: pa.Table, fmt: str = "table") -> str:
-    """The table as aligned text, CSV or JSON lines (one object per row)."""
+    """The table as aligned text, CSV, one JSON array of objects (``json``) or JSON Lines (``jsonl``)."""
     rows = table.to_pylist()
     cols = table.column_names
     if fmt == "json":
-        return "\n".join(json.dumps(r, allow_nan=True) for r in rows)
+        return json.dumps([_finite(r) for r in rows], allow_nan=False, indent=1)
+    if fmt == "jsonl":
+        return "\n".join(json.dumps(_finite(r), allow_nan=False) for r in rows)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")

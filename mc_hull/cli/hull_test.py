@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import InputError
+from ..errors import InputError, McHullError
+from ..spec import check_tol
+from . import texts
 from .format import FORMATS, render
 from .args import _float, _int
 
@@ -14,27 +16,35 @@ def register(sub) -> None:
         "hull-test", help="test every test point against the convex hull of a training set",
         description="Load TRAIN and TEST arrays (.npy, .npz[:NAME], Parquet/Arrow/Feather[:COL,COL]), "
                     "reduce them (fitted on TRAIN only), decide every test point with a certificate and "
-                    "print the fraction inside with a 99%% Wilson interval; per-point rows go to "
-                    "DIR/_hulltest as Parquet.")
-    p.add_argument("--train", metavar="FILE[:NAME]", help="training samples, one per row")
-    p.add_argument("--test", metavar="FILE[:NAME]", help="test samples, one per row")
-    p.add_argument("--dataset", help="a built-in data set instead of --train/--test (digits: "
-                   "scikit-learn's 8x8 digits, a fixed split by --seed)")
-    p.add_argument("--preset", help="a built-in sweep (paper-digits: fraction inside against kept "
-                   "dimensions for centre crops, subsampling and PCA of the digits)")
+                    "print the fraction inside with a 99% Wilson interval; per-point rows go to "
+                    "DIR/_hulltest as Parquet. Bad input is one line and exit status 2.")
+    p.add_argument("--train", metavar="FILE[:NAME]",
+                   help="training samples, one per row: .npy, .npz[:NAME], Parquet/Arrow/Feather[:COL,COL] "
+                        "(real numbers; complex, NaN or inf values are refused)")
+    p.add_argument("--test", metavar="FILE[:NAME]", help="test samples, one per row, same formats as --train")
+    p.add_argument("--dataset", metavar="NAME", help="a built-in data set instead of --train/--test; one of: "
+                   "digits (scikit-learn's 8x8 digits, a fixed split by --seed)")
+    p.add_argument("--preset", metavar="NAME", help="a built-in sweep; one of: paper-digits (fraction inside "
+                   "against kept dimensions for centre crops, subsampling and PCA of the digits)")
     p.add_argument("--reduce", default="none", metavar="SPEC",
-                   help="none | pca:K | crop:K | subsample:K | random-projection:K (default none)")
+                   help="dimension reduction fitted on TRAIN: none | pca:K | crop:K | subsample:K | "
+                        "random-projection:K (default none)")
     p.add_argument("--image-shape", metavar="H,W[,C]", help="image shape of flat rows for crop/subsample "
                    "(default: the array's own shape, else a square)")
-    p.add_argument("--out", default="results", help="output directory or URI (default ./results)")
-    p.add_argument("--solver", default="auto")
-    p.add_argument("--tol", type=_float("--tol"), default=1e-9)
-    p.add_argument("--seed", type=_int("--seed"), default=0,
-                   help="seed of random-projection and of the digits split (default 0)")
-    p.add_argument("--address", help="Ray address; default: embedded Ray for large test sets")
-    p.add_argument("--workers", type=_int("--workers"), help="Ray workers (implies Ray)")
+    p.add_argument("--out", default="results", metavar="DIR",
+                   help="output directory or URI (default ./results)")
+    p.add_argument("--solver", default="auto", metavar="NAME", help=texts.solver_help())
+    p.add_argument("--tol", type=_float("--tol"), default=1e-9, metavar="T", help=texts.tol_help())
+    p.add_argument("--seed", type=_int("--seed"), default=0, metavar="S",
+                   help="seed of random-projection and of the digits split (integer >= 0, default 0)")
+    p.add_argument("--address", help="Ray address; default: embedded Ray for large test sets, "
+                                     "in-process otherwise")
+    p.add_argument("--workers", type=_int("--workers"), metavar="W", help="Ray workers (implies Ray)")
     p.add_argument("--serial", action="store_true", help="run in this process, without Ray")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--measure", choices=("membership", "distance"), default="membership",
+                   help="distance: also record each test point's certified Euclidean distance to the hull "
+                   "and to the nearest training point, and print quantiles of distance/nn")
+    p.add_argument("--format", choices=FORMATS, default="table", help=texts.FORMAT)
     p.set_defaults(func=main)
 
 
@@ -65,8 +75,14 @@ def options(args) -> dict:
 
         check_reachable(args.address)
     # ``mc-hull run --preset paper-digits`` leaves unset flags as None
-    return dict(seed=args.seed or 0, solver=args.solver or "auto", tol=1e-9 if args.tol is None else args.tol,
-                backend=backend(args), address=args.address, workers=args.workers)
+    tol = 1e-9 if args.tol is None else args.tol
+    try:
+        check_tol(tol)  # the one tolerance rule of the API, specs and hull-test
+    except McHullError as exc:
+        raise InputError(f"--{exc}" if str(exc).startswith("tol") else f"--tol: {exc}") from None
+    return dict(seed=args.seed or 0, solver=args.solver or "auto", tol=tol,
+                backend=backend(args), address=args.address, workers=args.workers,
+                measure=getattr(args, "measure", None) or "membership")
 
 
 def run_preset(args) -> int:
@@ -105,7 +121,7 @@ def main(args) -> int:
     from ..datasets import parse_reduce
     from ..hulltest import check_options, run_hull_test
     from ..runner import bounded_out
-    from ..store import SWEEP_SCHEMA
+    from ..store import sweep_schema
 
     args.out = bounded_out(args.out)
     if args.preset is not None:
@@ -115,7 +131,7 @@ def main(args) -> int:
     reduction = parse_reduce(args.reduce)
     shape = parse_image_shape(args.image_shape)
     opts = options(args)
-    check_options(args.solver, args.tol)
+    check_options(args.solver, args.tol, opts["measure"])
     train, test = load_inputs(args)
     if shape is not None:
         train, test = replace(train, image_shape=shape), replace(test, image_shape=shape)
@@ -125,10 +141,17 @@ def main(args) -> int:
     print(f"mc-hull: hull-test {res.test_id}: {res.n_test} test points against {res.n_train} training "
           f"points in {res.dims} dims ({res.reduction}), {res.computed_shards} shards computed, "
           f"{res.skipped_shards} skipped as committed ({res.backend}), {res.seconds:.1f} s", file=sys.stderr)
-    table = pa.Table.from_pylist([res.row()], schema=SWEEP_SCHEMA).drop_columns(["seconds"])
+    schema = sweep_schema(opts["measure"])
+    table = pa.Table.from_pylist([res.row()], schema=schema).drop_columns(["seconds"])
     print(render(table, args.format))
     if args.format == "table":
         print(f"# inside: {res.inside} of {res.n_test - res.undecided} decided test points, fraction "
               f"{res.fraction:.4f}, 99% Wilson interval [{res.ci_low:.4f}, {res.ci_high:.4f}]; "
               f"{res.undecided} undecided")
+        if res.distance is not None:
+            q = res.distance
+            print(f"# distance/nn over {q['outside_measured']} outside points: 10% {q['dist_nn_q10']:.4g}, "
+                  f"25% {q['dist_nn_q25']:.4g}, median {q['dist_nn_q50']:.4g}, 75% {q['dist_nn_q75']:.4g}, "
+                  f"90% {q['dist_nn_q90']:.4g}; within 0.01 nn: {q['p_near_1pct']:.4f}, "
+                  f"within 0.1 nn: {q['p_near_10pct']:.4f} (inside points count as distance 0)")
     return 0

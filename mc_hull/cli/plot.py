@@ -5,28 +5,45 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import InputError, StoreError
+from ..errors import InputError, SpecError, StoreError
 from .. import views
-from .query import check_exists
+from . import texts
+from .notes import reason_from_cells
+from .query import check_exists, check_nonempty, check_run_id
 
 FORMATS = (".png", ".svg", ".pdf")
 
 
 def register(sub) -> None:
     p = sub.add_parser("plot", help="draw p(d, N) against N and N½ against d to a PNG, SVG or PDF file",
-                       description="Static figure: p̂ against N (log) per d with 99%% intervals, exact curves "
-                                   "and 2^(d/2)/d; N½ against d (log).")
+                       description="Static figure: p̂ against N (log) per d with 99% intervals, exact curves "
+                                   "and labelled 2^(d/2)/d rules; N½ against d (log). A directory holding "
+                                   "several distributions (e.g. the paper-fig1 preset) gives one p̂ panel "
+                                   "per distribution unless --distribution picks one.")
     p.add_argument("out", metavar="DIR", help="results directory or URI")
     p.add_argument("--out", dest="figure", required=True, metavar="FIG",
                    help="output file; its suffix picks the format: .png, .svg or .pdf")
-    p.add_argument("--distribution", help="distribution to draw (default: gaussian if present, else the first)")
-    p.add_argument("--dims", help="comma-separated dimensions to draw (default: all)")
-    p.add_argument("--run", dest="run_id", help="only this run id")
+    p.add_argument("--distribution", metavar="NAME",
+                   help="draw only this distribution (one of those in DIR; default: every distribution "
+                        "in DIR, one panel each)")
+    p.add_argument("--dims", metavar="DIMS",
+                   help="dimensions to draw: a list 2,4,8 or a range 2..12 (default: all)")
+    p.add_argument("--run", dest="run_id", metavar="RUN_ID", help=texts.RUN_ID)
     p.add_argument("--dimension", choices=list(views.DIMENSIONS), default="ambient",
                    help="dimension that colours the curves and is the x axis of N½: ambient d (default), "
                         "intrinsic (of the data's manifold) or affine (of the smallest affine subspace)")
-    p.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
+    p.add_argument("--dpi", type=_dpi, default=150, metavar="DPI",
+                   help="resolution of a PNG, in [10, 2400] (default 150)")
     p.set_defaults(func=main)
+
+
+def _dpi(text: str) -> int:
+    import argparse
+
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in [10, 2400], got {text!r}") from None
 
 
 def check_figure_path(path: str) -> Path:
@@ -46,10 +63,12 @@ def check_figure_path(path: str) -> Path:
 def _dims(text: str | None) -> list[int]:
     if not text:
         return []
+    from ..spec import parse_dims
+
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"--dims: must be comma-separated integers like 2,4,8, got {text!r}") from None
+        return list(parse_dims(text))
+    except SpecError as exc:
+        raise InputError(f"--{exc}") from None
 
 
 def main(args) -> int:
@@ -58,18 +77,25 @@ def main(args) -> int:
         raise InputError(f"--dpi: must be in [10, 2400], got {args.dpi}")
     dims = _dims(args.dims)
     check_exists(args.out)
+    check_run_id(args.out, args.run_id)
     cells = views.cell_table(args.out, args.run_id)
-    if cells.num_rows == 0:
-        raise StoreError(f"DIR: no results yet in {args.out} (no shard files)")
-    present = sorted(set(cells["distribution"].to_pylist()))
-    dist = args.distribution or ("gaussian" if "gaussian" in present else present[0])
-    if dist not in present:
-        raise InputError(f"--distribution: {dist!r} not in {args.out}; present: {', '.join(present)}")
-    cells = views.select_cells(cells, views.Filters(distributions=[dist], dims=dims))
-    if cells.num_rows == 0:
-        raise InputError(f"--dims: none of {dims} present for {dist} in {args.out}")
-    figure = draw(views.by_dimension(cells, args.dimension), dist,
-                  fitted=views.fitted_n_half(args.out, args.run_id, cells), which=args.dimension)
+    check_nonempty(cells, args.out, args.run_id)
+    present = sorted(set(cells["distribution"].to_pylist()), key=lambda n: (n != "gaussian", n))
+    if args.distribution is not None and args.distribution not in present:
+        raise InputError(f"--distribution: {args.distribution!r} not in {args.out}; present: {', '.join(present)}")
+    chosen = [args.distribution] if args.distribution else present
+    groups = []
+    for dist in chosen:
+        mine = views.select_cells(cells, views.Filters(distributions=[dist], dims=dims))
+        if mine.num_rows:
+            groups.append((dist, views.by_dimension(mine, args.dimension)))
+    if not groups:
+        raise InputError(f"--dims: none of {dims} present for {', '.join(chosen)} in {args.out}")
+    fitted = views.fitted_n_half(args.out, args.run_id, cells)
+    if len(groups) == 1:
+        figure = draw(groups[0][1], groups[0][0], fitted=fitted, which=args.dimension)
+    else:
+        figure = draw_panels(groups, fitted=fitted, which=args.dimension)
     figure.savefig(fig_path, dpi=args.dpi, bbox_inches="tight")
     print(f"mc-hull: wrote {fig_path}", file=sys.stderr)
     return 0
@@ -80,88 +106,210 @@ def _gid(row: dict) -> str:
     return f"{row['params'].replace(', ', '-')}-d{row['d']}" if row.get("params") else f"d{row['d']}"
 
 
+def dim_colours(dims) -> dict:
+    """A distinct colour per dimension: matplotlib's ten-colour cycle up to 10, a sampled
+    perceptual scale (viridis, dark to light) beyond, so no two dimensions share a colour."""
+    import matplotlib
+
+    dims = sorted(set(dims))
+    if len(dims) <= 10:
+        cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+        return {dim: cycle[i % len(cycle)] for i, dim in enumerate(dims)}
+    cmap = matplotlib.colormaps["viridis"]
+    return {dim: matplotlib.colors.to_hex(cmap(0.92 * i / (len(dims) - 1))) for i, dim in enumerate(dims)}
+
+
+def rule_groups(ds, spread: float = 1.3) -> list[list[int]]:
+    """Dimensions grouped so that their 2^(d/2)/d rules, within a factor ``spread`` of the group's
+    first, are drawn as one labelled rule (at d <= 16 they all fall between 0.94 and 16)."""
+    groups: list[list[int]] = []
+    for d in sorted(set(ds), key=lambda d: (2 ** (d / 2) / d, d)):
+        x = 2 ** (d / 2) / d
+        if groups and x <= spread * (2 ** (groups[-1][0] / 2) / groups[-1][0]):
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+    return groups
+
+
+def _dlist(ds) -> str:
+    ds = sorted(ds)
+    if len(ds) > 2 and ds == list(range(ds[0], ds[-1] + 1)):
+        return f"{ds[0]}–{ds[-1]}"
+    return ", ".join(map(str, ds))
+
+
+def _p_panel(ax, cells, distribution: str, which: str, colour: dict, *, prefix: str = "", title: str = ""):
+    """p̂ against N on ``ax``: one line per curve with its interval band, exact curves, labelled
+    2^(d/2)/d rules and the line at 1/2.  Returns whether an exact curve was drawn."""
+    import numpy as np
+
+    rows = cells.to_pylist()
+    exact = views.exact_curves(cells).to_pylist()
+    dim_of = {r["curve"]: r["dim"] for r in rows}
+    label = "d" if which == "ambient" else f"{which} dim"
+    several = len(dim_of) > len(set(dim_of.values()))  # curves sharing a dimension: name them
+    for curve in dim_of:
+        mine = [r for r in rows if r["curve"] == curve]
+        col, gid = colour[dim_of[curve]], prefix + _gid(mine[0])
+        n = np.array([r["n"] for r in mine], dtype=float)
+        p, lo, hi = (np.array([np.nan if r[k] is None else r[k] for r in mine]) for k in ("p_hat", "ci_low", "ci_high"))
+        ax.fill_between(n, lo, hi, color=col, alpha=0.18, linewidth=0, gid=f"ci-{gid}")
+        name = f"{label} = {dim_of[curve]}" + (f" ({curve})" if several or which != "ambient" else "")
+        ax.plot(n, p, "o-", color=col, ms=4, label=name, gid=f"monte-carlo-{gid}")
+        ex = [e for e in exact if e["curve"] == curve]
+        if ex:
+            ax.plot([e["n"] for e in ex], [e["p"] for e in ex], "--", color=col, lw=1.2,
+                    gid=f"exact-{distribution}-{gid}")
+    # the line is a function of the ambient d; rules closer than a factor 1.3 share one labelled rule
+    for group in rule_groups({r["d"] for r in rows}):
+        xs = [2 ** (d / 2) / d for d in group]
+        dims_here = {dim_of[r["curve"]] for r in rows if r["d"] in group}
+        col = colour[min(dims_here)] if len(dims_here) == 1 else "gray"
+        x = float(np.exp(np.mean(np.log(xs))))
+        ax.axvline(x, color=col, ls=":", lw=1.2, gid=f"bf-threshold-{prefix}{'-'.join(f'd{d}' for d in group)}")
+        ax.text(x, 0.02, f"d = {_dlist(group)} ", rotation=90, va="bottom", ha="right", fontsize=7,
+                color=col, transform=ax.get_xaxis_transform())
+    ax.axhline(0.5, color="gray", lw=0.8, gid=f"{prefix}p-half")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("N (training-set size)")
+    ax.set_ylabel("p = P(x ∈ conv(X₁…X_N))")
+    ax.set_title(title or f"p̂ against N ({distribution}), 99% intervals")
+    return bool(exact)
+
+
+def _style_handles(distribution: str | None, exact: bool):
+    from matplotlib.lines import Line2D
+
+    style = [Line2D([], [], color="k", marker="o", ms=4, label=views.MC_SERIES)]
+    if exact:
+        what = f" ({distribution})" if distribution else ""
+        style.append(Line2D([], [], color="k", ls="--", label=f"{views.EXACT_SERIES}{what}"))
+    return style + [Line2D([], [], color="k", ls=":", label=views.BF_SERIES),
+                    Line2D([], [], color="gray", lw=0.8, label=views.HALF_SERIES)]
+
+
+def _no_n_half_note(n_half: list[dict], cells: list[dict]) -> str:
+    """One line per reason, naming the dimensions without an empirical N½."""
+    by_reason: dict[str, list[str]] = {}
+    for r in n_half:
+        if r["n_half"] is None:
+            why = reason_from_cells([c for c in cells if c["curve"] == r["curve"]])
+            key = f"{r['distribution']}" + (f" ({r['params']})" if r.get("params") else "")
+            by_reason.setdefault(why, []).append((key, r["d"]))
+    lines = []
+    for why, items in by_reason.items():
+        names = sorted({k for k, _ in items})
+        lines.append(f"no N½ for {', '.join(names)} d = {_dlist([d for _, d in items])}: {why}")
+    return "\n".join(lines)
+
+
+def _n_half_panel(ax, groups, fitted, which: str, reference: str | None):
+    """N½ against the chosen dimension: empirical points (one colour per group when several),
+    exact curves, 2^(d/2)/d, and a note for each dimension without an empirical N½."""
+    import numpy as np
+
+    all_dims = [d for _, cells in groups for d in cells["dim"].to_pylist()]
+    lo_d, hi_d = min(all_dims), max(all_dims)
+    bf = views.bf_curve(lo_d, hi_d).to_pydict()
+    ax.plot(bf["d"], bf["n"], ":", color="gray", label=views.BF_SERIES, gid="bf-threshold")
+    for name in dict.fromkeys([reference or groups[0][0], "gaussian", "ball"]):
+        exact_half = views.exact_n_half_curve(name, lo_d, hi_d).to_pydict()
+        if exact_half["d"]:
+            ax.plot(exact_half["d"], exact_half["n"], "--", color="k" if name == (reference or groups[0][0]) else "#4c78a8",
+                    label=f"{views.EXACT_HALF_SERIES} ({name})", gid=f"exact-n-half-{name}")
+    markers = "osD^vP"
+    palette = ["#e4572e", "#2e86ab", "#7a9e3a", "#a23b72", "#f1a208", "#3b1f2b"]
+    any_point, notes = False, []
+    for i, (dist, cells) in enumerate(groups):
+        n_half = views.n_half_table(cells, fitted).to_pylist()
+        notes.append(_no_n_half_note(n_half, cells.to_pylist()))
+        dim_of = {r["curve"]: r["dim"] for r in cells.to_pylist()}
+        d_arr = np.array([dim_of.get(r.get("curve"), r["d"]) for r in n_half], dtype=float)
+        est = np.array([np.nan if r["n_half"] is None else r["n_half"] for r in n_half], dtype=float)
+        if not np.isfinite(est).any():
+            continue
+        any_point = True
+        low = np.array([np.nan if r["n_half_low"] is None else r["n_half_low"] for r in n_half], dtype=float)
+        high = np.array([np.nan if r["n_half_high"] is None else r["n_half_high"] for r in n_half], dtype=float)
+        err = np.vstack([np.where(np.isfinite(low), est - low, 0), np.where(np.isfinite(high), high - est, 0)])
+        ok = np.isfinite(est)
+        label = views.EMPIRICAL_HALF_SERIES + (f" ({dist})" if len(groups) > 1 else "")
+        gid = "empirical-n-half" + (f"-{dist}" if len(groups) > 1 else "")
+        ax.errorbar(d_arr[ok], est[ok], yerr=np.clip(err[:, ok], 0, None), fmt=markers[i % 6],
+                    color=palette[i % 6], capsize=3, label=label, gid=gid)
+    if not any_point:
+        ax.text(0.5, 0.5, "no measured curve crosses 1/2 yet", transform=ax.transAxes, ha="center")
+    note = "\n".join(n for n in notes if n)
+    if note:
+        import textwrap
+
+        wrapped = "\n".join(textwrap.fill(line, 90) for line in note.splitlines())
+        ax.text(0.0, -0.16, wrapped, transform=ax.transAxes, ha="left", va="top", fontsize=7,
+                color="#555555", gid="no-n-half-note")
+    ax.set_yscale("log")
+    ax.set_xlabel("d" if which == "ambient" else f"{which} dimension")
+    ax.set_ylabel("N½: p(d, N½) = 1/2")
+    ax.set_title("N½ against d" if which == "ambient" else f"N½ against the {which} dimension")
+    ax.legend(fontsize=8, loc="upper left").set_gid("legend-n-half")
+
+
+def _setup():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.fonttype"] = "none"  # keep text as text in SVG
+    return plt
+
+
 def draw(cells, distribution: str, fitted=None, which: str = "ambient"):
     """A matplotlib Figure (Agg) with the two panels; artists carry SVG ids naming their series.
 
     ``cells`` come from :func:`mc_hull.views.by_dimension`: one line per ``curve``
     (parameters and ambient d), coloured by ``dim``, the chosen dimension.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    plt.rcParams["svg.fonttype"] = "none"  # keep text as text in SVG
+    plt = _setup()
     if "dim" not in cells.column_names:
         cells = views.by_dimension(cells, which)
-    rows = cells.to_pylist()
-    exact = views.exact_curves(cells).to_pylist()
-    n_half = views.n_half_table(cells, fitted).to_pylist()
-    dim_of = {r["curve"]: r["dim"] for r in rows}
-    dims = sorted(set(dim_of.values()))
-    label = "d" if which == "ambient" else f"{which} dim"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.2), constrained_layout=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colour = {dim: colors[i % len(colors)] for i, dim in enumerate(dims)}
-    several = len(dim_of) > len(dims)  # curves sharing a dimension: name them in the legend
-    for curve in dim_of:
-        mine = [r for r in rows if r["curve"] == curve]
-        col, gid = colour[dim_of[curve]], _gid(mine[0])
-        n = np.array([r["n"] for r in mine], dtype=float)
-        p, lo, hi = (np.array([np.nan if r[k] is None else r[k] for r in mine]) for k in ("p_hat", "ci_low", "ci_high"))
-        ax1.fill_between(n, lo, hi, color=col, alpha=0.18, linewidth=0, gid=f"ci-{gid}")
-        name = f"{label} = {dim_of[curve]}" + (f" ({curve})" if several or which != "ambient" else "")
-        ax1.plot(n, p, "o-", color=col, ms=4, label=name, gid=f"monte-carlo-{gid}")
-        ex = [e for e in exact if e["curve"] == curve]
-        if ex:
-            ax1.plot([e["n"] for e in ex], [e["p"] for e in ex], "--", color=col, lw=1.2,
-                     gid=f"exact-{distribution}-{gid}")
-    for d in sorted({r["d"] for r in rows}):  # the line is a function of the ambient d
-        dims_here = {dim_of[r["curve"]] for r in rows if r["d"] == d}
-        col = colour[min(dims_here)] if len(dims_here) == 1 else "gray"
-        ax1.axvline(float(2 ** (d / 2) / d), color=col, ls=":", lw=1.2, gid=f"bf-threshold-d{d}")
-    ax1.axhline(0.5, color="gray", lw=0.8, gid="p-half")
-    ax1.set_xscale("log")
-    ax1.set_ylim(-0.02, 1.02)
-    ax1.set_xlabel("N (training-set size)")
-    ax1.set_ylabel("p = P(x ∈ conv(X₁…X_N))")
-    ax1.set_title(f"p̂ against N ({distribution}), 99% intervals")
-    from matplotlib.lines import Line2D
-
-    style = [Line2D([], [], color="k", marker="o", ms=4, label=views.MC_SERIES)]
-    if exact:
-        style.append(Line2D([], [], color="k", ls="--", label=f"{views.EXACT_SERIES} ({distribution})"))
-    style += [Line2D([], [], color="k", ls=":", label=views.BF_SERIES),
-              Line2D([], [], color="gray", lw=0.8, label=views.HALF_SERIES)]
-    leg = ax1.legend(handles=ax1.get_legend_handles_labels()[0] + style, fontsize=8, loc="upper left",
-                     bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    colour = dim_colours(cells["dim"].to_pylist())
+    exact = _p_panel(ax1, cells, distribution, which, colour)
+    leg = ax1.legend(handles=ax1.get_legend_handles_labels()[0] + _style_handles(distribution, exact),
+                     fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     leg.set_gid("legend-p")
+    _n_half_panel(ax2, [(distribution, cells)], fitted, which, views.exact_reference(cells) or distribution)
+    return fig
 
-    d_arr = np.array([dim_of.get(r.get("curve"), r["d"]) for r in n_half], dtype=float)
-    bf = views.bf_curve(min(dims), max(dims)).to_pydict()
-    ax2.plot(bf["d"], bf["n"], ":", color="gray", label=views.BF_SERIES, gid="bf-threshold")
-    # Both exact curves, the run's own in black (the Gaussian for a subspace against its affine
-    # dimension): where the transition really is, against the line.
-    ref = views.exact_reference(cells) or distribution
-    for name in dict.fromkeys([ref, "gaussian", "ball"]):
-        exact_half = views.exact_n_half_curve(name, min(dims), max(dims)).to_pydict()
-        if exact_half["d"]:
-            ax2.plot(exact_half["d"], exact_half["n"], "--", color="k" if name == ref else "#4c78a8",
-                     label=f"{views.EXACT_HALF_SERIES} ({name})", gid=f"exact-n-half-{name}")
-    est = np.array([np.nan if r["n_half"] is None else r["n_half"] for r in n_half], dtype=float)
-    if np.isfinite(est).any():
-        low = np.array([np.nan if r["n_half_low"] is None else r["n_half_low"] for r in n_half], dtype=float)
-        high = np.array([np.nan if r["n_half_high"] is None else r["n_half_high"] for r in n_half], dtype=float)
-        err = np.vstack([np.where(np.isfinite(low), est - low, 0), np.where(np.isfinite(high), high - est, 0)])
-        ok = np.isfinite(est)
-        ax2.errorbar(d_arr[ok], est[ok], yerr=np.clip(err[:, ok], 0, None), fmt="o", color="#e4572e",
-                     capsize=3, label=views.EMPIRICAL_HALF_SERIES, gid="empirical-n-half")
-    else:
-        ax2.text(0.5, 0.5, "no measured curve crosses 1/2 yet", transform=ax2.transAxes, ha="center")
-    ax2.set_yscale("log")
-    ax2.set_xlabel("d" if which == "ambient" else f"{which} dimension")
-    ax2.set_ylabel("N½: p(d, N½) = 1/2")
-    ax2.set_title("N½ against d" if which == "ambient" else f"N½ against the {which} dimension")
-    ax2.legend(fontsize=8, loc="upper left").set_gid("legend-n-half")
+
+def draw_panels(groups, fitted=None, which: str = "ambient"):
+    """One p̂ panel per (distribution, cells) in ``groups``, then N½ against d for all of them.
+
+    Colours follow the chosen dimension across every panel, so d = 5 has one colour throughout;
+    SVG ids are prefixed with the distribution (``monte-carlo-manifold-d3``).
+    """
+    plt = _setup()
+    n = len(groups) + 1
+    ncols = 2 if n == 4 else min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.6 * nrows), constrained_layout=True,
+                             squeeze=False)
+    flat = list(axes.ravel())
+    colour = dim_colours([d for _, cells in groups for d in cells["dim"].to_pylist()])
+    any_exact = False
+    for i, (dist, cells) in enumerate(groups):
+        params = sorted({p for p in cells["params"].to_pylist() if p})
+        what = dist + (f" ({'; '.join(params)})" if params else "")
+        any_exact |= _p_panel(flat[i], cells, dist, which, colour, prefix=f"{dist}-",
+                              title=f"({chr(ord('a') + i)}) {what}")
+        flat[i].legend(fontsize=7, loc="upper left").set_gid(f"legend-p-{dist}")
+    flat[len(groups) - 1].legend(
+        handles=flat[len(groups) - 1].get_legend_handles_labels()[0] + _style_handles(None, any_exact),
+        fontsize=7, loc="upper left").set_gid(f"legend-p-{groups[-1][0]}")
+    _n_half_panel(flat[len(groups)], groups, fitted, which, None)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    fig.suptitle("p̂ against N with 99% intervals, per distribution; N½ against d", fontsize=11)
     return fig

@@ -6,50 +6,85 @@ import sys
 
 from ..errors import StoreError
 from ..query import INTERVAL_NOTE, agreement, cell_estimates
-from ..store import ResultStore, resolve
+from ..store import probe
+from . import texts
 from .format import FORMATS, render
+from .notes import label, no_n_half_reason, reason_from_cells
 
 
 def register(sub) -> None:
     p = sub.add_parser("query", help="estimate p(d, N) per cell from a results directory",
-                       description="One row per (distribution, d, n, params) with a 99%% interval; "
-                                   "d_intrinsic and d_affine beside the ambient d.")
-    p.add_argument("out", metavar="DIR", help="results directory or URI")
-    p.add_argument("--format", choices=FORMATS, default="table")
-    p.add_argument("--run", dest="run_id", help="only this run id")
+                       description="One row per (distribution, d, n, params): trials, inside, undecided, "
+                                   "p_hat with a 99% cluster-robust interval, the plain Wilson interval, "
+                                   "2^(d/2)/d and the exact p where known; d_intrinsic and d_affine beside "
+                                   "the ambient d. Exit status 2 when DIR holds no results.")
+    p.add_argument("out", metavar="DIR", help="results directory or URI (s3://bucket/prefix)")
+    p.add_argument("--format", choices=FORMATS, default="table", help=texts.FORMAT)
+    p.add_argument("--run", dest="run_id", metavar="RUN_ID", help=texts.RUN_ID)
     p.add_argument("--thresholds", action="store_true",
                    help="instead of cells: the empirical 50%% point N_half per (distribution, d) with "
-                        "a 99%% interval, beside the exact N_half and 2^(d/2)/d")
+                        "a 99%% interval, beside the exact N_half and 2^(d/2)/d; a d without N_half "
+                        "gets a note saying why")
     p.set_defaults(func=main)
 
 
 def check_exists(out: str) -> None:
     """Raise StoreError unless ``out`` is an existing results location."""
-    import pyarrow.fs as pafs
+    try:
+        kind = probe(out)
+    except OSError as exc:  # an object store that cannot be reached, a path that cannot be read
+        from . import one_line
 
-    fs, root, _ = resolve(out)
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.NotFound:
+        raise StoreError(f"DIR: cannot read {out}: {one_line(exc)}") from None
+    if kind == "missing":
         raise StoreError(f"DIR: no such results directory: {out}")
-    if info.type != pafs.FileType.Directory:
+    if kind != "directory":
         raise StoreError(f"DIR: not a directory: {out}")
+
+
+def check_run_id(out: str, run_id: str | None) -> None:
+    """StoreError (exit 2) naming ``run_id`` and listing the known ones unless ``out`` records it."""
+    if run_id is None:
+        return
+    from .. import views
+
+    known = sorted(views.runs(out))
+    if run_id not in known:
+        listed = ", ".join(known) if known else "none"
+        raise StoreError(f"--run: unknown run id {run_id!r} in {out}; known run ids: {listed}")
+
+
+def check_nonempty(table, out: str, run_id: str | None) -> None:
+    """StoreError (exit 2) when ``table`` is empty: name an unknown run id, else say DIR is empty."""
+    if table.num_rows:
+        return
+    if run_id is not None:
+        check_run_id(out, run_id)
+        raise StoreError(f"--run: run {run_id} has no committed shards yet in {out}")
+    raise StoreError(f"DIR: no results yet in {out} (no committed shards); run `mc-hull run --out {out}` first")
 
 
 def main(args) -> int:
     check_exists(args.out)
+    check_run_id(args.out, args.run_id)
     if args.thresholds:
-        from ..thresholds import THRESHOLDS_NOTE
-        from ..query import thresholds
+        from ..query import THRESHOLDS_NOTE, thresholds
 
         table = thresholds(args.out, run_id=args.run_id)
-        if table.num_rows == 0:
-            print("no results yet: the directory holds no shard files", file=sys.stderr)
-            return 0
+        check_nonempty(table, args.out, args.run_id)
         print(render(table, args.format))
         if args.format == "table":
             print(f"# {THRESHOLDS_NOTE}")
+            missing = [r for r in table.to_pylist() if r["n_half"] is None]
+            cells = cell_estimates(args.out, run_id=args.run_id).to_pylist() if missing else []
+            for row in missing:
+                why = no_n_half_reason(row) or reason_from_cells(
+                    [c for c in cells if (c["distribution"], c["params"], c["d"]) ==
+                     (row["distribution"], row["params"], row["d"])])
+                print(f"# no N_half for {label(row)}: {why}")
         return 0
     table = cell_estimates(args.out, run_id=args.run_id)
+    check_nonempty(table, args.out, args.run_id)
     print_table(table, args.format)
     return 0
 
@@ -58,11 +93,15 @@ def print_table(table, fmt: str = "table", file=None) -> None:
     """Print cell estimates; with the text format add the interval note and agreement line."""
     file = file or sys.stdout
     if table.num_rows == 0:
-        print("no results yet: the directory holds no shard files", file=sys.stderr)
+        print("mc-hull: no results yet: no committed shards", file=sys.stderr)
         return
     print(render(table, fmt), file=file)
     if fmt == "table":
         print(f"# {INTERVAL_NOTE}", file=file)
+        if "dist_nn_median" in table.column_names:
+            from ..query.distances import DISTANCE_NOTE
+
+            print(f"# {DISTANCE_NOTE}", file=file)
         cells, outside = agreement(table)
         if cells:
             print(f"# exact agreement: {outside} of {cells} cells with an exact curve lie outside "

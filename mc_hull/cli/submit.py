@@ -20,8 +20,8 @@ def register(sub) -> None:
                        description="Submit SPEC.toml as a Ray job running `mc-hull run`; the job id "
                        "is derived from the spec hash and --out, so a spec is never submitted twice "
                        "by accident.")
-    p.add_argument("spec", nargs="?", metavar="SPEC.toml", help="experiment spec (TOML)")
-    p.add_argument("--preset", help=f"a built-in spec ({', '.join(preset_names())})")
+    p.add_argument("spec", nargs="?", metavar="SPEC.toml", help="experiment spec (TOML), as for mc-hull run")
+    p.add_argument("--preset", metavar="NAME", help=f"a built-in spec; one of: {', '.join(preset_names())}")
     p.add_argument("--address", help=ADDRESS_HELP)
     p.add_argument("--out", default="results",
                    help="results location seen from the cluster: an s3://... URI, or a path on a "

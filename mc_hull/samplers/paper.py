@@ -21,15 +21,23 @@ def _int_option(sampler: Sampler, name: str, low: int, high: int | None = None, 
     return int(value)
 
 
-def _float_option(sampler: Sampler, name: str, low: float, *, strict: bool) -> float:
-    """``sampler.options[name]`` as a finite float above ``low`` (``strict``) or at least it."""
+def _float_option(sampler: Sampler, name: str, low: float, *, strict: bool,
+                  high: float | None = None) -> float:
+    """``sampler.options[name]`` as a finite float above ``low`` (``strict``) or at least it, and at most ``high``."""
     value = sampler.options[name]
     ok = (isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-          and (value > low if strict else value >= low))
+          and (value > low if strict else value >= low) and (high is None or value <= high))
     if not ok:
-        raise SpecError(f"params.{name}: {sampler.name} needs a finite number {'>' if strict else '>='} {low:g}, "
-                        f"got {value!r}")
+        rng = f"{'>' if strict else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise SpecError(f"params.{name}: {sampler.name} needs a finite number {rng}, got {value!r}")
     return float(value)
+
+
+#: Largest mixture separation: beyond it the clusters' unit spread is below what the
+#: membership tolerance resolves against the centres' scale (and 1e308 overflows).
+MAX_SEPARATION = 1e6
+#: Largest components x d of a mixture: its centres are drawn for every training set.
+MAX_CENTRE_VALUES = 10**7
 
 
 class Manifold(Sampler):
@@ -153,8 +161,10 @@ class Mixture(Sampler):
     params = {"components": 3, "separation": 4.0}
 
     def _validate(self):
-        self.components = _int_option(self, "components", 1)
-        self.separation = _float_option(self, "separation", 0.0, strict=False)
+        # the centres, components x d floats, are drawn for every training set
+        self.components = _int_option(self, "components", 1, max(1, MAX_CENTRE_VALUES // self.d),
+                                      why=f" (components x d <= {MAX_CENTRE_VALUES:.0e})")
+        self.separation = _float_option(self, "separation", 0.0, strict=False, high=MAX_SEPARATION)
         self.centres = None  # (components, d); set by bind
 
     def bind(self, rng):

@@ -1,0 +1,17 @@
+"""The one query layer: cells and intervals, thresholds, adaptive bookkeeping, run progress and hull-test sweeps.
+
+Everything reads the store through :mod:`mc_hull.store` (only what its
+manifests list, verified) and aggregates in DuckDB.
+"""
+
+from .cells import (CELL_COLUMNS, IDENTITY, INTERVAL_NOTE, _empty, _schema, agreement, cell_estimates, cell_info,
+                    connect, exact_p, parse_params, replicate_counts, replicate_halfwidths, run_params)
+from .curves import THRESHOLD_COLUMNS, THRESHOLDS_NOTE, empirical_n_half, thresholds, thresholds_table
+from .status import fingerprint, location_problem, run_ids, run_progress, runs
+from .sweeps import REDUCTION_ORDER, latest_sweep, sweep_table, sweeps, sweeps_key
+
+__all__ = ["CELL_COLUMNS", "IDENTITY", "INTERVAL_NOTE", "agreement", "cell_estimates", "cell_info", "connect",
+           "exact_p", "parse_params", "replicate_counts", "replicate_halfwidths", "run_params",
+           "THRESHOLD_COLUMNS", "THRESHOLDS_NOTE", "empirical_n_half", "thresholds", "thresholds_table",
+           "fingerprint", "location_problem", "run_ids", "run_progress", "runs", "REDUCTION_ORDER",
+           "latest_sweep", "sweep_table", "sweeps", "sweeps_key", "_empty", "_schema"]

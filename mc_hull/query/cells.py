@@ -1,0 +1,282 @@
+"""Per-cell estimates from the verified rows of a store: each trial counted once, intervals, exact curves."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from .. import stats, theory
+from ..errors import McHullError
+from ..samplers import SAMPLERS, get_sampler
+from ..distance_stats import SUMMARY_COLUMNS
+from ..store import ResultStore
+from .distances import cell_distances, summary_fields
+
+#: Columns of :func:`cell_estimates`, in order.
+CELL_COLUMNS = ["distribution", "d", "n", "params", "d_intrinsic", "d_affine", "runs", "replicates", "trials", "inside", "undecided",
+                "p_hat", "ci_low", "ci_high", "wilson_low", "wilson_high", "design_effect",
+                "bf_threshold", "exact", "z"]
+INTERVAL_NOTE = ("ci_low/ci_high: 99% cluster-robust interval (Wilson at the effective sample size "
+                 "trials / design effect, with a Student-t critical value on replicates - 1 degrees of "
+                 "freedom), valid when queries share a training set; wilson_low/wilson_high: plain 99% "
+                 "Wilson interval treating trials as independent (too narrow when design_effect > 1)")
+#: The columns that identify a trial: the same identity written by two runs is one trial.
+IDENTITY = ("distribution", "params", "d", "n", "replicate", "query", "seed_key")
+
+
+def parse_params(text: str | None) -> dict | None:
+    """Invert :meth:`mc_hull.samplers.Sampler.describe`: ``"k=3,df=2.5"`` -> ``{"k": 3, "df": 2.5}``."""
+    if text is None or text == "?":
+        return None
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        for cast in (int, float, str):
+            try:
+                out[name] = cast(value)
+                break
+            except ValueError:
+                continue
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _cell_info(distribution: str, params: tuple | None, d: int) -> dict:
+    try:
+        if params is None:  # the run's spec is not recorded: only parameter-free families are known
+            if SAMPLERS[distribution].params:
+                raise KeyError(distribution)
+            params = ()
+        sampler = get_sampler(distribution, d, **dict(params))
+    except (KeyError, McHullError):
+        return {"params": "?", "d_intrinsic": None, "d_affine": None, "exact_as": None}
+    return {"params": sampler.describe(), "d_intrinsic": sampler.dims["intrinsic"],
+            "d_affine": sampler.dims["affine"], "exact_as": sampler.exact_as}
+
+
+def cell_info(distribution: str, params: dict | None, d: int) -> dict:
+    """What a cell's sampler says about itself, from the run's parameters (None: unknown).
+
+    Returns
+    -------
+    dict
+        ``params`` (defaults filled in, ``"k=3"``; ``"?"`` when unknown),
+        ``d_intrinsic``, ``d_affine`` and ``exact_as`` (the (distribution, dimension)
+        whose exact curve gives p, see :attr:`mc_hull.samplers.Sampler.exact_as`).
+    """
+    key = None if params is None else tuple(sorted(params.items()))
+    return _cell_info(distribution, key, int(d))
+
+
+def exact_p(distribution: str, params: dict | None, d: int, n):
+    """Exact p at ``n`` through the sampler's ``exact_as`` curve; None when none is known."""
+    ref = cell_info(distribution, params, d)["exact_as"]
+    if ref is None or not theory.has_exact(*ref):
+        return None
+    return theory.exact_inside_probability(ref[0], int(ref[1]), n)
+
+
+def run_params(out) -> dict[str, dict]:
+    """run_id -> the distribution parameters recorded with the run."""
+    found = {}
+    for run_id, record in ResultStore(out).runs().items():
+        try:
+            found[run_id] = dict(record["spec"].get("params") or {})
+        except (KeyError, TypeError, AttributeError):
+            continue
+    return found
+
+
+def _run_seeds(records: dict[str, dict]) -> dict[str, int]:
+    seeds = {}
+    for run_id, record in records.items():
+        try:
+            seeds[run_id] = int(record["spec"]["seed"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return seeds
+
+
+def connect(out, *, run_id: str | None = None, check: bool = True):
+    """A DuckDB connection over the store's verified rows (None when it holds none).
+
+    Views: ``trials_all`` (every listed and verified row, with ``params`` and
+    ``seed_key`` from its run's record) and ``trials`` (one row per trial
+    identity :data:`IDENTITY`: two runs with the same seed writing the same
+    cell count each trial once).  Only units named by a manifest entry are
+    read, each checked against its SHA-256, the schema and its planned row
+    count; a mismatch raises StoreError in one line.
+
+    Parameters
+    ----------
+    out : str or Store
+        Results location (directory, URI or backend).
+    run_id : str, optional
+        Keep only this run's rows.
+    check : bool
+        Kept for compatibility: rows are always verified.
+    """
+    store = ResultStore(out)
+    table = store.trials(run_id)
+    if table.num_rows == 0:
+        return None
+    records = store.runs()
+    seeds = _run_seeds(records)
+    params = run_params(store.backend)
+    con = duckdb.connect()
+    con.register("rows_raw", table)
+    cells = con.sql("SELECT DISTINCT run_id, distribution, d, n FROM rows_raw").fetchall()
+    info = {"run_id": [], "distribution": [], "d": [], "params": [], "seed_key": []}
+    holders: dict = {}  # (distribution, params, d, n, seed_key) -> runs holding that cell
+    for run, dist, d, n in cells:
+        p = cell_info(dist, params.get(run) if run in params else None, d)["params"]
+        seed_key = f"seed:{seeds[run]}" if run in seeds else f"run:{run}"
+        holders.setdefault((dist, p, d, n, seed_key), set()).add(run)
+        if (run, dist, d) not in info.setdefault("_seen", set()):
+            info["_seen"].add((run, dist, d))
+            for k, v in zip(("run_id", "distribution", "d", "params", "seed_key"), (run, dist, d, p, seed_key)):
+                info[k].append(v)
+    info.pop("_seen", None)
+    con.register("runinfo", pa.table(info, schema=pa.schema([
+        ("run_id", pa.string()), ("distribution", pa.string()), ("d", pa.int32()), ("params", pa.string()),
+        ("seed_key", pa.string())])))
+    con.execute("CREATE VIEW trials_all AS SELECT r.*, i.params, i.seed_key FROM rows_raw r "
+                "JOIN runinfo i USING (run_id, distribution, d)")
+    shared = [k for k, runs in holders.items() if len(runs) > 1]
+    if not shared:  # no two runs with one seed wrote the same cell: every row is a distinct trial
+        con.execute("CREATE VIEW trials AS SELECT * FROM trials_all")
+        return con
+    con.register("shared_cells", pa.table(list(zip(*shared)), schema=pa.schema([
+        ("distribution", pa.string()), ("params", pa.string()), ("d", pa.int32()), ("n", pa.int64()),
+        ("seed_key", pa.string())])))
+    ident, cell = ", ".join(IDENTITY), "distribution, params, d, n, seed_key"
+    con.execute(f"""CREATE VIEW trials AS
+        SELECT * FROM trials_all ANTI JOIN shared_cells USING ({cell})
+        UNION ALL BY NAME
+        SELECT * FROM (SELECT DISTINCT ON ({ident}) t.* FROM trials_all t SEMI JOIN shared_cells USING ({cell})
+                       ORDER BY {ident}, run_id)""")
+    return con
+
+
+def replicate_counts(con) -> pa.Table:
+    """Per (distribution, params, d, n, seed_key, replicate): trials, inside, undecided (each trial once)."""
+    return con.sql("""
+        SELECT distribution, params, d, n, seed_key, replicate,
+               count(*) AS trials,
+               count(*) FILTER (WHERE inside) AS inside,
+               count(*) FILTER (WHERE inside IS NULL) AS undecided
+        FROM trials GROUP BY ALL ORDER BY distribution, params, d, n, seed_key, replicate
+    """).to_arrow_table()
+
+
+def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL) -> pa.Table:
+    """One row per (distribution, d, n, params): counts, p_hat, intervals, 2^(d/2)/d, exact p and z.
+
+    ``params`` (from each run's recorded spec, defaults filled in) keeps runs
+    with different distribution parameters apart; ``d`` is the ambient
+    dimension, ``d_intrinsic`` and ``d_affine`` those of the distribution
+    (its manifold and the smallest affine subspace holding it).  A trial is
+    counted once however many runs wrote it; ``runs`` counts the runs that did.
+
+    ``p_hat = inside / (trials - undecided)``: undecided trials are reported,
+    never counted as outside.  ``z = (p_hat - exact) / se`` with the clustered
+    standard error (floored at the binomial one at the exact p).
+
+    When the store holds runs with ``measure = "distance"``, the columns of
+    :data:`mc_hull.distance_stats.SUMMARY_COLUMNS` follow (:mod:`.distances`;
+    null for cells without measured trials); otherwise the table is unchanged.
+
+    Returns
+    -------
+    pyarrow.Table
+        Columns :data:`CELL_COLUMNS` (and the distance summaries); empty when the store holds no rows.
+    """
+    con = connect(out, run_id=run_id)
+    if con is None:
+        return _empty()
+    reps = replicate_counts(con).to_pydict()
+    runs = {(r[0], r[1], r[2], r[3]): r[4] for r in con.sql(
+        "SELECT distribution, params, d, n, count(DISTINCT run_id) FROM trials_all GROUP BY ALL").fetchall()}
+    index: dict = {}
+    for i, k in enumerate(zip(reps["distribution"], reps["params"], reps["d"], reps["n"])):
+        index.setdefault(k, []).append(i)
+    rows = []
+    for key in sorted(index):
+        idx = index[key]
+        dist, params, d, n = key
+        cell = cell_info(dist, parse_params(params), int(d)) if params != "?" else cell_info(dist, None, int(d))
+        trials = np.array([reps["trials"][i] for i in idx], dtype=np.float64)
+        y = np.array([reps["inside"][i] for i in idx], dtype=np.float64)
+        und = np.array([reps["undecided"][i] for i in idx], dtype=np.float64)
+        m = trials - und
+        decided = m.sum()
+        p_hat = y.sum() / decided if decided else math.nan
+        low, high, deff = stats.clustered_interval(y, m, level)
+        wl, wh = stats.wilson(y.sum(), decided, level)
+        exact = exact_p(dist, parse_params(params), int(d), int(n))
+        exact = None if exact is None else float(exact)
+        z = None
+        if exact is not None and decided:
+            se = math.sqrt(max(exact * (1 - exact), p_hat * (1 - p_hat)) * deff / decided)
+            z = (p_hat - exact) / se if se > 0 else (0.0 if p_hat == exact else math.copysign(math.inf, p_hat - exact))
+        rows.append({
+            "distribution": dist, "d": int(d), "n": int(n), "params": params,
+            "d_intrinsic": cell["d_intrinsic"], "d_affine": cell["d_affine"],
+            "runs": int(runs.get(key, 1)), "replicates": len(idx),
+            "trials": int(trials.sum()), "inside": int(y.sum()), "undecided": int(und.sum()),
+            "p_hat": p_hat, "ci_low": low, "ci_high": high,
+            "wilson_low": float(wl), "wilson_high": float(wh), "design_effect": deff,
+            "bf_threshold": theory.bf_threshold(int(d)), "exact": exact, "z": z,
+        })
+    schema = _schema()
+    dist = cell_distances(con, IDENTITY, level)    # runs with measure = "distance" only
+    if dist:
+        schema = pa.schema(list(schema) + summary_fields())
+        blank = dict.fromkeys(SUMMARY_COLUMNS)
+        for row in rows:
+            row.update(dist.get((row["distribution"], row["params"], row["d"], row["n"]), blank))
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _schema() -> pa.Schema:
+    types = {"distribution": pa.string(), "d": pa.int32(), "n": pa.int64(), "params": pa.string(),
+             "d_intrinsic": pa.int32(), "d_affine": pa.int32(), "runs": pa.int32(),
+             "replicates": pa.int64(), "trials": pa.int64(), "inside": pa.int64(),
+             "undecided": pa.int64()}
+    return pa.schema([(c, types.get(c, pa.float64())) for c in CELL_COLUMNS])
+
+
+def _empty() -> pa.Table:
+    return _schema().empty_table()
+
+
+def agreement(table: pa.Table, level: float = stats.LEVEL) -> tuple[int, int]:
+    """(cells with an exact value, of which outside their interval)."""
+    rows = [r for r in table.to_pylist()
+            if r["exact"] is not None and r["exact"] == r["exact"] and r["p_hat"] == r["p_hat"]
+            and r["ci_low"] is not None and r["ci_high"] is not None]
+    outside = sum(1 for r in rows if not (r["ci_low"] <= r["exact"] <= r["ci_high"]))
+    return len(rows), outside
+
+
+def replicate_halfwidths(out, run_id: str, distribution: str, below: int,
+                         level: float = stats.LEVEL) -> dict[tuple[int, int], float]:
+    """(d, n) -> 99% half-width of a run's cells from its replicates < ``below`` (adaptive stopping)."""
+    con = connect(out, run_id=run_id)
+    if con is None:
+        return {}
+    rows = con.execute(f"""
+        SELECT d, n, replicate, count(*) - count(*) FILTER (WHERE inside IS NULL) AS m,
+               count(*) FILTER (WHERE inside) AS y
+        FROM trials WHERE distribution = ? AND replicate < {int(below)}
+        GROUP BY ALL ORDER BY d, n, replicate""", [distribution]).fetchall()
+    cells: dict = {}
+    for d, n, _, m, y in rows:
+        cells.setdefault((int(d), int(n)), ([], []))
+        cells[(int(d), int(n))][0].append(y)
+        cells[(int(d), int(n))][1].append(m)
+    return {k: stats.halfwidth(np.array(y), np.array(m), level) for k, (y, m) in cells.items()}

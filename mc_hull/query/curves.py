@@ -1,0 +1,68 @@
+"""Empirical 50% points per (distribution, params, d) from a store's cells, fitted by :mod:`mc_hull.thresholds`."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from .. import stats, theory
+from ..thresholds import fit_n_half
+from .cells import cell_estimates, cell_info, parse_params
+
+#: Columns of :func:`thresholds_table`, in order (then ``fit_cells`` and ``method``).
+THRESHOLD_COLUMNS = ["distribution", "d", "params", "n_half", "n_half_low", "n_half_high", "exact_n_half",
+                     "bf_threshold", "cells"]
+THRESHOLDS_NOTE = ("n_half: N at which p crosses 1/2, from a binomial logistic fit (quadratic in log N "
+                   "from 4 cells) to the cells around the crossing, with cluster-adjusted counts; "
+                   "n_half_low/n_half_high: 99% test-inversion interval (method 'monotone': bounds from cells whose 99% interval lies wholly below / "
+                   "above 1/2, when the data do not bracket 1/2); exact_n_half: exact curve; "
+                   "bf_threshold: 2^(d/2)/d")
+
+
+def empirical_n_half(out, *, run_id: str | None = None, level: float = stats.LEVEL,
+                     cells: pa.Table | None = None) -> list[dict]:
+    """Per (distribution, params, d) in a results store: the fitted N_half and its interval.
+
+    Parameters
+    ----------
+    out : str or Store
+    cells : pyarrow.Table, optional
+        The store's :func:`mc_hull.query.cell_estimates` when already computed (no second scan).
+
+    Returns
+    -------
+    list of dict
+        Keys :data:`THRESHOLD_COLUMNS` plus ``fit_cells`` and ``method``.
+    """
+    rows_in = (cell_estimates(out, run_id=run_id, level=level) if cells is None else cells).to_pylist()
+    groups: dict = {}
+    for row in rows_in:  # runs with different parameters are different curves
+        groups.setdefault((row["distribution"], row["params"], row["d"]), []).append(row)
+    rows = []
+    for (dist, params, d), group in sorted(groups.items()):
+        fit = fit_n_half([r["n"] for r in group], [r["inside"] for r in group],
+                         [r["trials"] - r["undecided"] for r in group],
+                         [r["design_effect"] for r in group], [r["replicates"] for r in group],
+                         level)
+        ref = cell_info(dist, parse_params(params), int(d))["exact_as"]
+        exact = theory.exact_n_half(*ref) if ref is not None else None
+        rows.append({"distribution": dist, "d": int(d), "params": params, "n_half": fit["n_half"],
+                     "n_half_low": fit["n_half_low"], "n_half_high": fit["n_half_high"],
+                     "exact_n_half": exact, "bf_threshold": float(theory.bf_threshold(int(d))),
+                     "cells": len(group), "fit_cells": fit["fit_cells"], "method": fit["method"]})
+    return rows
+
+
+def _schema() -> pa.Schema:
+    types = {"distribution": pa.string(), "d": pa.int32(), "params": pa.string(), "cells": pa.int32(),
+             "fit_cells": pa.int32(), "method": pa.string()}
+    cols = THRESHOLD_COLUMNS + ["fit_cells", "method"]
+    return pa.schema([(c, types.get(c, pa.float64())) for c in cols])
+
+
+def thresholds(out, *, run_id: str | None = None, level: float = stats.LEVEL) -> pa.Table:
+    """:func:`empirical_n_half` as a pyarrow Table (columns :data:`THRESHOLD_COLUMNS`,
+    then ``fit_cells`` and ``method``); empty when the store holds no rows."""
+    return pa.Table.from_pylist(empirical_n_half(out, run_id=run_id, level=level), schema=_schema())
+
+
+thresholds_table = thresholds

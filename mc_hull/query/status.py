@@ -1,0 +1,71 @@
+"""What a store holds, cheaply: its fingerprint, runs, per-run progress from the manifest and the runners' statistics."""
+
+from __future__ import annotations
+
+from ..errors import McHullError, StoreError
+from ..store import ResultStore, probe
+
+
+def fingerprint(out) -> tuple:
+    """A cheap value that changes when a unit, run record or run statistics land (``()`` if unreadable)."""
+    try:
+        return ResultStore(out).fingerprint()
+    except (OSError, StoreError):
+        return ()
+
+
+def location_problem(out) -> str | None:
+    """A friendly sentence when ``out`` holds nothing to show, else None."""
+    try:
+        kind = probe(out) if isinstance(out, str) else "directory"
+    except (StoreError, OSError) as exc:
+        return f"Cannot open the results location {out}: {exc}"
+    if kind == "missing":
+        return (f"No results directory at {out} yet. Start a run with "
+                f"`mc-hull run --out {out}`; this page picks it up when the first shard lands.")
+    if kind != "directory":
+        return f"{out} is not a directory."
+    if not ResultStore(out).units():
+        return (f"{out} holds no shard files yet. Start a run with `mc-hull run --out {out}`; "
+                "this page picks results up as shards land.")
+    return None
+
+
+def runs(out) -> dict[str, dict]:
+    """run_id -> stored run record (``{"spec": ..., "hash": ...}``)."""
+    return ResultStore(out).runs()
+
+
+def run_progress(out) -> list[dict]:
+    """Per run (recorded or with listed shards): shards done/planned, trials planned, the runner's statistics.
+
+    ``shards_done`` counts manifest entries (not verified: the counts of
+    trials come from the verified rows); ``stats`` is what the runner recorded
+    at the end of its last pass (``trials``, ``seconds``, ``trials_per_s``,
+    ``finished``), ``{}`` before that; ``last_commit`` is None (the manifest
+    is not timed).
+    """
+    from ..plan import plan
+    from ..spec import Spec
+
+    store = ResultStore(out)
+    done: dict[str, int] = {}
+    for entry in store.units():
+        done[entry.run_id] = done.get(entry.run_id, 0) + 1
+    records, stats = store.runs(), store.run_stats()
+    rows = []
+    for run_id in sorted(set(records) | set(done)):
+        try:
+            spec = Spec.from_dict(records[run_id]["spec"]) if run_id in records else None
+        except (McHullError, KeyError, TypeError):
+            spec = None
+        rows.append({"run_id": run_id, "spec": spec, "shards_done": done.get(run_id, 0),
+                     "shards_planned": len(plan(spec)) if spec else None,
+                     "trials_planned": spec.planned_trials if spec else None,
+                     "stats": stats.get(run_id, {})})
+    return rows
+
+
+def run_ids(out) -> list[str]:
+    """Ids of the runs with listed shards."""
+    return sorted({e.run_id for e in ResultStore(out).units()})

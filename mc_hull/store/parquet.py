@@ -1,0 +1,356 @@
+"""The Parquet backend: units as Parquet files on any pyarrow filesystem (local or object store), JSON manifests.
+
+Layout under the root (a local directory or a URI such as ``s3://bucket/prefix``)::
+
+    _runs/<run_id>.json                                         run records
+    _claims/<slot>.json                                         run claims, one per slot, created exclusively
+    _stats/<run_id>.json                                        run statistics (the runner's measured rate)
+    distribution=<name>/d=<d>/n=<N>/<run_id>-r<start>-<stop>.parquet   Monte Carlo shards (kind ``trials``)
+    _hulltest/tests/<test_id>.json                              hull-test records
+    _hulltest/tests/<test_id>/points-<start>-<stop>.parquet     hull-test points (kind ``points``)
+    _hulltest/sweeps/<sweep_id>.parquet                         sweep tables (kind ``sweeps``)
+    _manifest/<kind>/<run_id>/<unit key>.json                   one manifest entry per committed unit
+    _quarantine/<original path>.<tag>.corrupt                   damaged units moved aside (never read)
+
+Every file is written to a hidden temporary name in its directory and renamed
+(POSIX), or uploaded in one PUT (object stores), so nothing is seen half
+written; a unit's entry is written after its file.  Files are Parquet with
+page checksums; entries hold the SHA-256 of the whole file.  Everything under
+a name starting with ``_`` is skipped by pyarrow's dataset discovery, and only
+Monte Carlo rows lie under ``distribution=*/``.
+
+Claims: locally a slot is created with ``link(2)`` of a complete temporary
+file (fails if the slot exists).  pyarrow's S3 filesystem has no conditional
+PUT, so on object stores a slot is decided by candidates: each writer PUTs
+``<slot>.cand/<uuid>``, then LISTs the candidates; a writer that sees only its
+own wins and PUTs the slot, any other withdraws its candidate and retries.
+With S3's strong read-after-write consistency for PUT and LIST, two writers
+cannot both see only themselves, so at most one wins.  A lone candidate older
+than :data:`STALE_SECONDS` (a claimant that died mid-claim) holds its slot.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import time
+import uuid
+from importlib import metadata
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ..errors import StoreError
+from .base import Damaged, Entry, Store, check_id, sha256
+
+RUNS_DIR, CLAIMS_DIR, STATS_DIR = "_runs", "_claims", "_stats"
+MANIFEST_DIR, QUARANTINE_DIR, HULLTEST_DIR = "_manifest", "_quarantine", "_hulltest"
+DOC_DIRS = {"runs": RUNS_DIR, "stats": STATS_DIR, "hulltests": f"{HULLTEST_DIR}/tests"}
+#: Seconds after which a lone claim candidate without its slot is taken to hold the slot.
+STALE_SECONDS = 30.0
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape the rows (recorded with runs and files)."""
+    out = {}
+    for pkg in ("mc-hull", "numpy", "scipy", "highspy", "pyarrow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def resolve(out: str) -> tuple[pafs.FileSystem, str, bool]:
+    """Filesystem, root path and whether it is local, for a path or a URI."""
+    parsed = urlparse(str(out))
+    if parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme != "file":
+        uri = str(out)
+        if parsed.scheme == "s3" and "allow_delayed_open" not in parsed.query:
+            # Delay the upload's start so a file smaller than one part is sent as a single
+            # PutObject (atomic, and supported by every S3-compatible store), not a multipart upload.
+            uri += ("&" if parsed.query else "?") + "allow_delayed_open=true"
+        try:
+            fs, root = pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowInvalid, OSError, ValueError) as exc:
+            raise StoreError(f"--out: cannot open {out}: {exc}") from None
+        return fs, root.rstrip("/"), False
+    path = parsed.path if parsed.scheme == "file" else str(out)
+    return pafs.LocalFileSystem(), os.path.abspath(path), True
+
+
+def probe(out: str) -> str:
+    """``"directory"``, ``"file"`` or ``"missing"`` for a results location (StoreError if it cannot be opened)."""
+    fs, root, _ = resolve(out)
+    kind = fs.get_file_info(root).type  # OSError when it cannot be reached: the caller names it
+    return {pafs.FileType.Directory: "directory", pafs.FileType.NotFound: "missing"}.get(kind, "file")
+
+
+def read_table_file(path: str) -> pa.Table:
+    """A user's Parquet, Arrow IPC (file) or Feather table, read whole."""
+    with open(path, "rb") as fh:
+        parquet = fh.read(4) == b"PAR1"
+    if parquet:
+        return pq.read_table(path)
+    import pyarrow.feather as feather
+
+    return feather.read_table(path)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """The table as one Parquet file (zstd, page checksums), schema metadata included."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
+    return sink.getvalue().to_pybytes()
+
+
+class ParquetStore(Store):
+    """Units as Parquet files under one root (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    out : str
+        Local directory or a pyarrow filesystem URI (``s3://bucket/prefix?...``).
+    """
+
+    def __init__(self, out: str):
+        self.out = str(out)
+        self.fs, self.root, self.local = resolve(out)
+
+    # -- paths (the only place that knows them) ------------------------------------------
+    def _abs(self, rel: str) -> str:
+        return posixpath.join(self.root, rel)
+
+    def unit_location(self, kind: str, run_id: str, key: str, partition: dict) -> str:
+        """Path (relative to the root) of a unit's file."""
+        if kind == "trials":
+            hive = "/".join(f"{name}={partition[name]}" for name in ("distribution", "d", "n"))
+            return f"{hive}/{run_id}-{key.rsplit('/', 1)[-1]}.parquet"
+        if kind == "points":
+            return f"{HULLTEST_DIR}/tests/{run_id}/points-{key}.parquet"
+        return f"{HULLTEST_DIR}/sweeps/{run_id}.parquet"
+
+    def _entry_path(self, kind: str, run_id: str, key: str) -> str:
+        return self._abs(f"{MANIFEST_DIR}/{kind}/{run_id}/{key}.json")
+
+    def where(self, location: str) -> str:
+        return self._abs(location)
+
+    # -- low-level I/O -------------------------------------------------------------------
+    def _info(self, path: str) -> pafs.FileInfo:
+        return self.fs.get_file_info(path)
+
+    def _write(self, path: str, body: bytes) -> None:
+        """Publish ``body`` at ``path`` atomically (temporary name + rename, or one PUT)."""
+        directory = posixpath.dirname(path)
+        self.fs.create_dir(directory, recursive=True)
+        if self.local:
+            tmp = posixpath.join(directory, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
+            try:
+                with self.fs.open_output_stream(tmp) as fh:
+                    fh.write(body)
+                self.fs.move(tmp, path)  # rename(2): atomic within a directory
+            finally:
+                if self._info(tmp).type != pafs.FileType.NotFound:
+                    self.fs.delete_file(tmp)
+        else:
+            # One object, visible only once complete: a single PUT for small files (see
+            # resolve), and an atomic CompleteMultipartUpload for files larger than one part.
+            with self.fs.open_output_stream(path) as fh:
+                fh.write(body)
+
+    def _read(self, path: str) -> bytes:
+        with self.fs.open_input_stream(path) as fh:
+            return fh.read()
+
+    def _files(self, directory: str, recursive: bool = False) -> list[pafs.FileInfo]:
+        sel = pafs.FileSelector(directory, recursive=recursive, allow_not_found=True)
+        try:
+            return [i for i in self.fs.get_file_info(sel) if i.is_file]
+        except OSError:
+            return []
+
+    # -- contract ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the root if needed and check that it is a writable directory."""
+        try:
+            info = self._info(self.root)
+        except OSError as exc:
+            raise StoreError(f"--out: cannot open {self.out}: {exc}") from None
+        if info.type == pafs.FileType.File:
+            raise StoreError(f"--out: not a directory: {self.out}")
+        if self.local:
+            if info.type == pafs.FileType.NotFound:
+                parent = os.path.dirname(self.root.rstrip("/")) or "."
+                while not os.path.exists(parent):
+                    parent = os.path.dirname(parent)
+                if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+                    raise StoreError(f"--out: cannot create directory {self.out} (parent not writable)")
+            elif not os.access(self.root, os.W_OK | os.X_OK):
+                raise StoreError(f"--out: directory not writable: {self.out}")
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+        except OSError as exc:
+            raise StoreError(f"--out: cannot create {self.out}: {exc}") from None
+
+    def exists(self) -> bool:
+        try:
+            return self._info(self.root).type == pafs.FileType.Directory
+        except OSError:
+            return False
+
+    def _put_unit(self, kind, run_id, key, table, partition, meta):
+        body = parquet_bytes(table)
+        rel = self.unit_location(kind, run_id, key, partition)
+        self._write(self._abs(rel), body)
+        return rel, len(body), sha256(body)
+
+    def _get_unit(self, entry: Entry) -> pa.Table:
+        expected = self.unit_location(entry.kind, entry.run_id, entry.key, entry.partition)
+        if entry.location != expected:
+            raise Damaged(f"the manifest entry points at {entry.location}, not at {expected}")
+        try:
+            body = self._read(self._abs(entry.location))
+        except FileNotFoundError:
+            raise Damaged("file missing") from None
+        except OSError as exc:
+            raise Damaged(f"unreadable ({exc})") from None
+        if len(body) != entry.size:
+            raise Damaged(f"{len(body)} bytes, the manifest says {entry.size} (truncated or replaced)")
+        if sha256(body) != entry.sha256:
+            raise Damaged("SHA-256 differs from the manifest (the file was changed after it was committed)")
+        try:
+            return pq.ParquetFile(pa.BufferReader(body), page_checksum_verification=True).read()
+        except (OSError, pa.ArrowException) as exc:
+            raise Damaged(f"not readable as Parquet ({exc})") from None
+
+    def _drop_unit(self, entry: Entry) -> str | None:
+        src = self._abs(entry.location)
+        if self._info(src).type != pafs.FileType.File:
+            return None
+        target = self._abs(f"{QUARANTINE_DIR}/{entry.location}.{uuid.uuid4().hex[:8]}.corrupt")
+        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        self.fs.move(src, target)
+        return target
+
+    def _put_entry(self, entry: Entry) -> None:
+        self._write(self._entry_path(entry.kind, entry.run_id, entry.key), entry.to_json())
+
+    def _list_entries(self, kind, run_id):
+        base = self._abs(f"{MANIFEST_DIR}/{kind}" + (f"/{run_id}" if run_id else ""))
+        out = []
+        for info in self._files(base, recursive=True):
+            rel = posixpath.relpath(info.path, self._abs(f"{MANIFEST_DIR}/{kind}"))
+            if not rel.endswith(".json") or posixpath.basename(rel).startswith("."):
+                continue
+            manifest_run, _, key = rel[:-len(".json")].partition("/")
+            try:
+                body = self._read(info.path)
+            except OSError:
+                body = None
+            out.append((manifest_run, key, body))
+        return out
+
+    def _drop_entry(self, kind, run_id, key):
+        path = self._entry_path(kind, run_id, key)
+        if self._info(path).type == pafs.FileType.File:
+            self.fs.delete_file(path)
+
+    def _put_doc(self, collection, name, body):
+        self._write(self._abs(f"{DOC_DIRS[collection]}/{name}.json"), body)
+
+    def _docs(self, collection):
+        out = {}
+        for info in self._files(self._abs(DOC_DIRS[collection])):
+            if info.base_name.endswith(".json") and not info.base_name.startswith("."):
+                try:
+                    out[info.base_name[:-5]] = self._read(info.path)
+                except OSError:
+                    continue
+        return out
+
+    def _slot_path(self, slot: int) -> str:
+        return self._abs(f"{CLAIMS_DIR}/{slot:08d}.json")
+
+    def _create_exclusive(self, slot: int, body: bytes) -> bool:
+        final = self._slot_path(slot)
+        directory = posixpath.dirname(final)
+        self.fs.create_dir(directory, recursive=True)
+        if self.local:
+            tmp = posixpath.join(directory, f".{slot:08d}.{uuid.uuid4().hex}.tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(body)
+            try:
+                os.link(tmp, final)  # fails if the slot exists: first writer wins, with complete content
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        if self._info(final).type == pafs.FileType.File:
+            return False
+        cand_dir = final[:-len(".json")] + ".cand"
+        mine = f"{cand_dir}/{uuid.uuid4().hex}"
+        self._write(mine, body)
+        seen = [i.path for i in self._files(cand_dir)]
+        if seen == [mine]:
+            self._write(final, body)  # the candidate stays: any later contender sees two and withdraws
+            return True
+        self.fs.delete_file(mine)
+        return False
+
+    def _slots(self) -> dict[int, bytes | None]:
+        out: dict[int, bytes | None] = {}
+        pending: dict[int, list[pafs.FileInfo]] = {}
+        for info in self._files(self._abs(CLAIMS_DIR), recursive=True):
+            rel = posixpath.relpath(info.path, self._abs(CLAIMS_DIR))
+            head = rel.split("/", 1)[0]
+            if "/" not in rel and head.endswith(".json") and head[:-5].isdigit():
+                try:
+                    out[int(head[:-5])] = self._read(info.path)
+                except OSError:
+                    out[int(head[:-5])] = None
+            elif head.endswith(".cand") and head[:-5].isdigit():
+                pending.setdefault(int(head[:-5]), []).append(info)
+        now = time.time()
+        for slot, cands in pending.items():
+            if slot in out:
+                continue
+            stale = len(cands) == 1 and now - (cands[0].mtime_ns or 0) / 1e9 > STALE_SECONDS
+            out[slot] = self._read(cands[0].path) if stale else None
+        return out
+
+    def _unit_runs(self) -> set[str]:
+        runs = set()
+        for info in self._files(self._abs(f"{MANIFEST_DIR}/trials"), recursive=True):
+            runs.add(posixpath.relpath(info.path, self._abs(f"{MANIFEST_DIR}/trials")).split("/", 1)[0])
+        for info in self._files(self.root, recursive=True):
+            rel = posixpath.relpath(info.path, self.root)
+            if rel.startswith("distribution=") and info.base_name.endswith(".parquet"):
+                runs.add(info.base_name.split("-", 1)[0])
+        return {r for r in runs if _is_id(r)}
+
+    def fingerprint(self) -> tuple:
+        entries = self._files(self._abs(MANIFEST_DIR), recursive=True)
+        docs = self._files(self._abs(RUNS_DIR)) + self._files(self._abs(STATS_DIR))
+        return (len(entries), max((i.mtime_ns or 0 for i in entries), default=0),
+                sum(i.size or 0 for i in entries), len(docs), max((i.mtime_ns or 0 for i in docs), default=0))
+
+    def stray_files(self) -> list[str]:
+        """Parquet files under the Monte Carlo partitions that no manifest entry names (never read)."""
+        named = {e.location for e in self.entries("trials")}
+        return sorted(posixpath.relpath(i.path, self.root) for i in self._files(self.root, recursive=True)
+                      if posixpath.relpath(i.path, self.root).startswith("distribution=")
+                      and posixpath.relpath(i.path, self.root) not in named)
+
+
+def _is_id(text: str) -> bool:
+    try:
+        check_id(text)
+        return True
+    except StoreError:
+        return False
+
+

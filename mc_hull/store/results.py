@@ -1,0 +1,269 @@
+"""Monte Carlo runs and hull tests on any store backend: specs, shards and test points in, verified rows out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import McHullError, StoreError
+from .base import (DISTANCE_FIELDS, POINT_SCHEMA, POINT_SCHEMA_DISTANCE, SCHEMA, SCHEMA_DISTANCE, SWEEP_SCHEMA,
+                   VARIANTS, RunConflict, Store, Verified, check_id)
+from .parquet import ParquetStore, versions
+
+
+def open_store(out) -> Store:
+    """The backend for ``out``: a :class:`Store` as is, else a :class:`ParquetStore` on the path or URI."""
+    return out if isinstance(out, Store) else ParquetStore(str(out))
+
+
+def _has_distance(columns) -> bool:
+    return all(f.name in columns for f in DISTANCE_FIELDS)
+
+
+def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
+    """Arrow table in :data:`SCHEMA` from the columns of ``trial.run_shard`` (:data:`SCHEMA_DISTANCE`
+    when they hold the distance measure's columns)."""
+    schema = SCHEMA_DISTANCE if _has_distance(columns) else SCHEMA
+    arrays = []
+    for f in schema:
+        values = columns[f.name]
+        if f.name == "inside":
+            values = np.asarray(values, dtype=np.float64)
+            arrays.append(pa.array(values == 1.0, type=pa.bool_(), mask=np.isnan(values)))
+        else:
+            arrays.append(pa.array(values, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _difference(old: dict, new: dict) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+class ResultStore:
+    """Monte Carlo runs in a store: run records, one unit per shard, verified reads.
+
+    Parameters
+    ----------
+    out : str or Store
+        Local directory, pyarrow filesystem URI, or a store backend.
+    """
+
+    def __init__(self, out):
+        self.backend = open_store(out)
+        self.out = self.backend.out
+
+    # -- runs ----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the store if needed (StoreError, one line, when it cannot be used)."""
+        self.backend.prepare()
+
+    def exists(self) -> bool:
+        return self.backend.exists()
+
+    def runs(self) -> dict[str, dict]:
+        """run_id -> run record (``{"spec": ..., "hash": ..., "versions": ...}``)."""
+        return self.backend.runs()
+
+    def _record(self, spec) -> dict:
+        return {"spec": spec.to_dict(), "hash": spec.hash, "versions": versions()}
+
+    def _conflict(self, spec, exc: RunConflict) -> StoreError:
+        if exc.orphan or exc.other not in self.runs():
+            return StoreError(
+                f"--out: {self.out} holds rows of run {exc.other} but no record of that run (was "
+                f"_runs/{exc.other}.json deleted?); pass --new-run to add this run, or choose another --out")
+        other = self.runs().get(exc.other, {})
+        diff = _difference(other.get("spec", {}) if isinstance(other, dict) else {}, spec.to_dict())
+        return StoreError(
+            f"--out: {self.out} holds run {exc.other} with a different spec (differs in: "
+            f"{', '.join(diff) or 'unknown'}); pass --new-run to add this run, or choose another --out")
+
+    def check_claim(self, spec, *, new_run: bool = False) -> None:
+        """Raise the one-line refusal :meth:`claim_run` would give now; writes nothing but the root."""
+        self.prepare()
+        if new_run:
+            return
+        slots = {r for r in self.backend.claimed().values() if r}
+        known = slots | set(self.runs())
+        if spec.run_id in known:
+            return
+        if known:
+            raise self._conflict(spec, RunConflict(sorted(known)[-1], orphan=False))
+        orphans = [r for r in self.backend.orphans() if r != spec.run_id]
+        if orphans:
+            raise self._conflict(spec, RunConflict(orphans[0], orphan=True))
+
+    def claim_run(self, spec, *, new_run: bool = False) -> bool:
+        """Claim ``spec``'s run atomically and record it; True if the run is new.
+
+        Without ``new_run`` the store must hold no other run (nor rows of a run
+        whose record was deleted): of two different specs started together into
+        one empty store exactly one is accepted, the other gets StoreError.
+        """
+        self.prepare()
+        try:
+            return self.backend.claim_run(spec.run_id, self._record(spec), exclusive=not new_run)
+        except RunConflict as exc:
+            raise self._conflict(spec, exc) from None
+
+    def record_run(self, spec) -> None:
+        """Record ``spec`` as a run of this store (a claim that allows other runs)."""
+        self.claim_run(spec, new_run=True)
+
+    def record_stats(self, run_id: str, stats: dict) -> None:
+        """Replace the run's statistics document (trials, seconds, trials_per_s, finished, ...)."""
+        self.backend.put_doc("stats", run_id, stats)
+
+    def run_stats(self) -> dict[str, dict]:
+        """run_id -> the statistics its runner recorded."""
+        return self.backend.docs("stats")
+
+    # -- shards --------------------------------------------------------------------------
+    @staticmethod
+    def _unit(shard) -> tuple[str, dict]:
+        return shard.key, {"distribution": shard.distribution, "d": int(shard.d), "n": int(shard.n)}
+
+    def write_shard(self, spec, shard, columns: dict[str, np.ndarray]) -> str:
+        """Publish one shard's rows and its manifest entry; returns the unit's location."""
+        table = to_table(columns).replace_schema_metadata({
+            "mc_hull.spec": spec.to_json(), "mc_hull.spec_hash": spec.hash, "mc_hull.shard": shard.key,
+            "mc_hull.versions": json.dumps(versions(), sort_keys=True)})
+        key, partition = self._unit(shard)
+        entry = self.backend.publish("trials", spec.run_id, key, table, partition=partition,
+                                     meta={"start": int(shard.start), "stop": int(shard.stop)})
+        return entry.location
+
+    def committed(self, spec, shards) -> tuple[set, list[str]]:
+        """Shards of ``spec`` committed intact (manifest entry verified, planned row count), and
+        one line per damaged unit found (its entry removed, its file moved aside)."""
+        by_key = {s.key: s for s in shards}
+        done, damaged = self.backend.committed("trials", spec.run_id, {k: s.trials(spec) for k, s in by_key.items()})
+        return {by_key[k] for k in done}, damaged
+
+    def units(self, run_id: str | None = None):
+        """Manifest entries of the Monte Carlo shards (unverified)."""
+        return self.backend.entries("trials", run_id)
+
+    def _expected(self) -> dict[tuple[str, str], int]:
+        """(run_id, key) -> planned rows, for every entry of a recorded run."""
+        from ..spec import Spec
+
+        specs = {}
+        for run_id, record in self.runs().items():
+            try:
+                specs[run_id] = Spec.from_dict(record["spec"])
+            except (McHullError, KeyError, TypeError, ValueError):
+                continue
+        out = {}
+        for e in self.units():
+            spec = specs.get(e.run_id)
+            start, stop = e.meta.get("start"), e.meta.get("stop")
+            if spec is not None and isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop:
+                out[(e.run_id, e.key)] = sum(spec.queries_in(r) for r in range(start, stop))
+        return out
+
+    def verify(self, run_id: str | None = None) -> Verified:
+        """Check every listed shard (bytes, schema, rows as planned); the report."""
+        return self.backend.verify("trials", run_id, self._expected())[0]
+
+    def trials(self, run_id: str | None = None) -> pa.Table:
+        """Every verified trial row (columns of :data:`SCHEMA` plus distribution, d, n).
+
+        Raises StoreError naming the first unit that does not match its
+        manifest entry, the schema or its planned row count.
+        """
+        if run_id is not None:
+            check_id(run_id)
+        return self.backend.read("trials", run_id, expected_rows=self._expected())
+
+    def fingerprint(self) -> tuple:
+        return self.backend.fingerprint()
+
+
+class HullTestStore:
+    """Hull tests in a store: per-point rows (one unit per shard of test points), records and sweeps.
+
+    Ids are hashes of the inputs, so a re-run overwrites or skips, never duplicates.
+
+    Parameters
+    ----------
+    out : str or Store
+        Local directory, URI or backend (the same root as a results store).
+    """
+
+    def __init__(self, out):
+        self.backend = open_store(out)
+        self.out = self.backend.out
+
+    def prepare(self) -> None:
+        """Create the output root if needed (StoreError if it is unusable)."""
+        self.backend.prepare()
+
+    # -- per-point rows ------------------------------------------------------------------
+    @staticmethod
+    def _key(start: int, stop: int) -> str:
+        return f"{int(start):09d}-{int(stop):09d}"
+
+    def write_points(self, test_id: str, start: int, stop: int, columns: dict[str, np.ndarray]) -> str:
+        """Publish the rows of test points ``start..stop``; returns the unit's location.
+
+        ``columns`` holds arrays of shape (stop - start,): ``status`` (1 inside,
+        0 outside, -1 undecided), ``certificate_value`` and ``method``.
+        """
+        status = np.asarray(columns["status"])
+        arrays = [
+            pa.array(np.arange(start, stop, dtype=np.int64)),
+            pa.array(status == 1, type=pa.bool_(), mask=status < 0),
+            pa.array(status < 0, type=pa.bool_()),
+            pa.array(np.where(status == 1, "inside", np.where(status == 0, "outside", "undecided"))),
+            pa.array(np.asarray(columns["certificate_value"], dtype=np.float64)),
+            pa.array(np.asarray(columns["method"], dtype=str)),
+        ]
+        schema = POINT_SCHEMA
+        if _has_distance(columns):     # hull-test --measure distance
+            schema = POINT_SCHEMA_DISTANCE
+            arrays += [pa.array(np.asarray(columns[f.name], dtype=np.float64)) for f in DISTANCE_FIELDS]
+        table = pa.Table.from_arrays(arrays, schema=schema).replace_schema_metadata({
+            "mc_hull.test_id": test_id, "mc_hull.points": f"{start}-{stop}"})
+        return self.backend.publish("points", test_id, self._key(start, stop), table).location
+
+    def committed_points(self, test_id: str, ranges: list[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Ranges whose unit is listed, verifies and holds ``stop - start`` rows (damaged ones moved aside)."""
+        want = {self._key(a, b): (a, b) for a, b in ranges}
+        done, _ = self.backend.committed("points", test_id, {k: b - a for k, (a, b) in want.items()})
+        return {want[k] for k in done}
+
+    def points(self, test_id: str) -> pa.Table:
+        """Every per-point row of ``test_id``, verified, sorted by index."""
+        table = self.backend.read("points", test_id)
+        return table.sort_by("index").replace_schema_metadata(None)
+
+    # -- records -------------------------------------------------------------------------
+    def write_record(self, test_id: str, record: dict) -> None:
+        self.backend.put_doc("hulltests", test_id, {**record, "versions": versions()})
+
+    def records(self) -> dict[str, dict]:
+        """test_id -> record of every finished hull test."""
+        return self.backend.docs("hulltests")
+
+    # -- sweeps --------------------------------------------------------------------------
+    def write_sweep(self, sweep_id: str, table: pa.Table, record: dict) -> str:
+        """Publish a sweep table (SWEEP_SCHEMA) with ``record`` in its manifest entry and file metadata."""
+        meta = {"mc_hull.sweep_id": sweep_id, "mc_hull.sweep": json.dumps(record, sort_keys=True),
+                "mc_hull.versions": json.dumps(versions(), sort_keys=True)}
+        wide = VARIANTS["sweeps"][1]
+        table = table.cast(wide if table.schema.names == wide.names else SWEEP_SCHEMA).replace_schema_metadata(meta)
+        return self.backend.publish("sweeps", sweep_id, "table", table, meta={"record": record}).location
+
+    def sweeps(self) -> list[tuple[str, dict]]:
+        """``(sweep_id, record)`` of every listed sweep (unverified listing)."""
+        return [(e.run_id, dict(e.meta.get("record") or {})) for e in self.backend.entries("sweeps")]
+
+    def sweep(self, sweep_id: str) -> pa.Table:
+        """One sweep's rows, verified (StoreError naming a mismatch)."""
+        return self.backend.read("sweeps", check_id(sweep_id, "sweep id")).replace_schema_metadata(None)
+
+    def fingerprint(self) -> tuple:
+        return self.backend.fingerprint()
