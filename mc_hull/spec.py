@@ -34,7 +34,7 @@ class _SpecFields:
     dims: tuple[int, ...] = (2, 4, 8)
     sizes: tuple[int, ...] = (10, 100, 1000)
     trials: int = 1000
-    queries_per_set: int = 100
+    queries_per_set: int | None = None
     seed: int = 0
     solver: str = "auto"
     tol: float = 1e-9
@@ -68,7 +68,11 @@ class Spec(_SpecFields):
         Query points tested per cell.
     queries_per_set : int
         K: query points tested against each training set; a cell uses
-        ``ceil(trials / K)`` training sets (replicates).
+        ``ceil(trials / K)`` training sets (replicates).  Default
+        :func:`mc_hull.nested.default_queries_per_set`: ``min(50, trials // 30)``,
+        the rule of :func:`mc_hull.nested.efficient_queries_per_set` (drawing X against
+        a query, and the queries' correlation through X) at the most clustered cells,
+        with at least 30 training sets per cell.
     seed : int
         Root seed; every stream is ``SeedSequence(seed, spawn_key=(dist, d, N, replicate, ...))``.
     solver : str
@@ -234,6 +238,10 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
     if len(set(out["sizes"])) != len(out["sizes"]):
         raise SpecError(f"sizes: contains duplicates: {list(out['sizes'])}")
     _check_int("trials", out["trials"], 1, MAX_TRIALS)
+    if out["queries_per_set"] is None:   # the K rule's default (mc_hull.nested)
+        from .nested import default_queries_per_set
+
+        out["queries_per_set"] = default_queries_per_set(out["trials"])
     _check_int("queries_per_set", out["queries_per_set"], 1, MAX_TRIALS)
     _check_int("seed", out["seed"], 0, 2**63 - 1)
     _check_int("shard_trials", out["shard_trials"], 1, MAX_TRIALS)
