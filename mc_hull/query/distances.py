@@ -65,7 +65,8 @@ def ratio_histogram(out, *, run_id: str | None = None, distribution: str | None 
     Each trial identity counts once (the lowest run id that measured it), as in
     :func:`cell_distances`; distance is the certified upper bound ``distance_high``.
     Bins are ``(lo, hi]`` so that distance/nn = 1 (the nearest training point is the
-    nearest hull point) falls in the top bin below 1.
+    nearest hull point) falls in the top bin below 1; the ratio is capped at 1 (the
+    distance to the hull never exceeds nn, but the upper bound can by a few ulps).
 
     Parameters
     ----------
@@ -103,7 +104,7 @@ def ratio_histogram(out, *, run_id: str | None = None, distribution: str | None 
     ident, b = ", ".join(IDENTITY), float(bins_per_decade)
     table = con.sql(f"""
         WITH t AS (SELECT DISTINCT ON ({ident}) distribution, params, d, status,
-                          distance_high / nn_distance AS ratio
+                          least(distance_high / nn_distance, 1.0) AS ratio
                    FROM trials_all WHERE {' AND '.join(conds)} ORDER BY {ident}, run_id),
              o AS (SELECT distribution, params, d, ceil(log10(ratio) * {b}) - 1 AS k FROM t
                    WHERE status = 'outside' AND ratio > 0),
