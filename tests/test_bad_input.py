@@ -97,7 +97,7 @@ CASES = {
     "range in a spec file, bad": (["run", "dims_range_bad.toml", "--out", "OUT"], "dims"),
     "range for sizes": (["run", "sizes_range.toml", "--out", "OUT"], "are for dims"),
     "sizes range on the command line": (["run", "--sizes", "10..100", "--out", "OUT"], "are for dims"),
-    "absurd trials": (["run", "--trials", "1e30", "--out", "OUT"], "trials"),
+    "absurd trials": (["run", "--trials", "1e30", "--out", "OUT"], "beyond the limit"),
     "seed beyond 63 bits": (["run", "--seed", "18446744073709551616", "--out", "OUT"], "seed"),
     "separation inf": (["run", "--distribution", "mixture", "--param", "separation=inf", "--out", "OUT"],
                        "params.separation"),
