@@ -116,6 +116,9 @@ class MonteCarloJob:
 
         if planning.needs_streaming(shard.n, shard.d):
             from . import bigcell  # X above the memory budget: streamed from its block keys
+            from .trial import check_measure
+
+            check_measure(self.spec)  # a streamed X has no distance measure: refused, never dropped
 
             return bigcell.run_shard(self.spec, shard)
         return trial.run_shard(self.spec, shard)

@@ -251,7 +251,7 @@ class EntrySizes:
 
 # -- the search ----------------------------------------------------------------
 def entry_sizes(X: np.ndarray, Q: np.ndarray, sizes, *, solver="auto", tol: float = 1e-9,
-                rounds: int = 6, method: str = "warm") -> EntrySizes:
+                rounds: int = 12, method: str = "warm") -> EntrySizes:
     """Locate every query's entry size on the grid of prefixes ``X[:sizes[j]]``.
 
     Parameters
@@ -300,21 +300,23 @@ class _Search:
             raise ValueError(f"X (N, d) and Q (K, d) must agree in d, got {np.shape(X)} and {Q.shape}")
         if g[-1] > np.shape(X)[0]:
             raise ValueError(f"sizes: largest size {g[-1]} exceeds the {np.shape(X)[0]} rows of X")
-        # Column-major rows: every prefix X[:n] is then d contiguous columns, so the engine's
-        # per-call reductions over rows (mean, min, max, centring) run 10-20x faster at small d
-        # than on row-major data, and a call on a large prefix costs little beyond its products.
-        self.X = np.asfortranarray(np.asarray(X, dtype=np.float64)[:int(g[-1])])
-        self.Q, self.g, self.tol, self.rounds = Q, g, float(tol), int(rounds)
+        # One translated, column-major copy of X is all the search holds.  Translated: margins and
+        # residuals are translation invariant, and centred coordinates keep their rounding relative
+        # to the spread, not to an offset (the engine's frame does the same; the rounding of this
+        # shift is of the order its bound covers).  Column-major: every prefix is then d contiguous
+        # columns, so per-prefix reductions (means, extremes, centring in the engine's frame) run
+        # 10-20x faster at small d than on row-major data.
+        X = np.asarray(X, dtype=np.float64)[:int(g[-1])]
+        self.c0 = X.mean(axis=0) if X.flags.f_contiguous else np.ones(X.shape[0]) @ X / X.shape[0]
+        self.Xc = np.empty(X.shape, order="F")
+        np.subtract(X, self.c0, out=self.Xc)
+        self.Qc = Q - self.c0
+        self.X, self.Q = self.Xc, self.Qc     # everything below works in the translated coordinates
+        self.g, self.tol, self.rounds = g, float(tol), int(rounds)
         self.engine = get_solver(solver) if isinstance(solver, str) else solver
         L, (K, d) = len(g), Q.shape
         self.L, self.K, self.d = L, K, d
-        self.tolerance = PrefixScales(self.X, g, tol, Q)
-        # Translated copy (column-major): margins and residuals are translation invariant, and
-        # centred coordinates keep their rounding relative to the spread, not to an offset, so the
-        # checks here round like the engine's in its frame.
-        self.c0 = self.X.mean(axis=0)
-        self.Xc = np.asfortranarray(self.X - self.c0)
-        self.Qc = Q - self.c0
+        self.tolerance = PrefixScales(self.Xc, g, tol, self.Qc)
         self.low = np.full(K, -1, dtype=np.int64)
         self.high = np.full(K, L, dtype=np.int64)
         self.low_value, self.high_value = np.full(K, np.nan), np.full(K, np.nan)
@@ -392,7 +394,7 @@ class _Search:
         sizes_all = np.array([S[b].size for b in batch.tolist()], dtype=np.intp)
         thin = batch[sizes_all <= d]
         if thin.size:   # seed thin sets like the engine's round 0: the best rows along x - centre
-            V = Qc[thin] - self.tolerance.centre[k] + self.c0
+            V = Qc[thin] - self.tolerance.centre[k]
             l1 = np.abs(V).sum(axis=1, keepdims=True)
             V = np.where(l1 > 0, V / np.where(l1 > 0, l1, 1.0), 0.0)
             _, top, _ = _chunk_scores(V, self.Xc[:n], 2 * d + 2)
@@ -568,8 +570,9 @@ def _chunk_scores(W: np.ndarray, rows: np.ndarray, p: int):
     for q0 in range(0, B, qb):
         S = W[q0:q0 + qb] @ rows.T                  # (qb, r)
         nb = S.shape[0]
-        if full:
-            C = S[:, :full].reshape(nb, full // L, L)
+        if full:   # a strided view of the first full // L chunks of each row (no copy)
+            C = np.lib.stride_tricks.as_strided(S, (nb, full // L, L), (S.strides[0], L * S.strides[1], S.strides[1]),
+                                                writeable=False)
             j = C.argmax(axis=2)
             top[q0:q0 + nb, :full // L] = j + np.arange(full // L) * L
             top_val[q0:q0 + nb, :full // L] = np.take_along_axis(C, j[:, :, None], axis=2)[:, :, 0]
@@ -650,16 +653,17 @@ def replicate_data(spec, d: int, sizes, replicate: int, queries: int | None = No
 
     Returns
     -------
-    X : ndarray, shape (N_max, d)
+    X : ndarray, shape (N_max, d), column-major
     Q : ndarray, shape (K, d)
     """
     from . import seeding
-    from .trial import training_set
 
     n_max = int(check_sizes(sizes)[-1])
     key = seeding.replicate_key(spec.distribution, d, n_max, replicate)
     sampler = spec.sampler(d).bind(seeding.rng(spec.seed, key, seeding.STRUCTURE))
-    X = training_set(sampler, spec.seed, key, n_max)
+    X = np.empty((n_max, d), order="F")     # column-major: see entry_sizes; same values as training_set
+    for b, start, stop in seeding.train_blocks(n_max):
+        X[start:stop] = sampler.random(stop - start, seeding.rng(spec.seed, key, seeding.TRAIN, b))
     k = spec.queries_in(replicate) if queries is None else int(queries)
     Q = sampler.random(k, seeding.rng(spec.seed, key, seeding.QUERY))
     return X, Q

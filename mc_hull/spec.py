@@ -20,6 +20,8 @@ from .solvers.certificates import TOL_MAX, TOL_MIN, check_tol  # the one toleran
 MAX_N = 10**12
 #: Largest dimension accepted in a spec.
 MAX_D = 4096
+#: What a run measures per trial: membership only, or membership plus the distance to the hull.
+MEASURES = ("membership", "distance")
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class _SpecFields:
     dims: tuple[int, ...] = (2, 4, 8)
     sizes: tuple[int, ...] = (10, 100, 1000)
     trials: int = 1000
-    queries_per_set: int = 100
+    queries_per_set: int | None = None
     seed: int = 0
     solver: str = "auto"
     tol: float = 1e-9
@@ -40,6 +42,7 @@ class _SpecFields:
     target_halfwidth: float | None = None
     max_trials: int | None = None
     nested: bool = False
+    measure: str = "membership"
 
 
 class Spec(_SpecFields):
@@ -63,7 +66,11 @@ class Spec(_SpecFields):
         Query points tested per cell.
     queries_per_set : int
         K: query points tested against each training set; a cell uses
-        ``ceil(trials / K)`` training sets (replicates).
+        ``ceil(trials / K)`` training sets (replicates).  Default
+        :func:`mc_hull.nested.default_queries_per_set`: ``min(50, trials // 30)``,
+        the rule of :func:`mc_hull.nested.efficient_queries_per_set` (drawing X against
+        a query, and the queries' correlation through X) at the most clustered cells,
+        with at least 30 training sets per cell.
     seed : int
         Root seed; every stream is ``SeedSequence(seed, spawn_key=(dist, d, N, replicate, ...))``.
     solver : str
@@ -87,8 +94,13 @@ class Spec(_SpecFields):
         Nested runs (:mod:`mc_hull.nested_job`): per replicate one training set of
         each d's largest size, whose prefixes are the smaller ones; every query's
         entry size is located on the grid, which gives all sizes at once.
+    measure : {"membership", "distance"}
+        ``"distance"`` adds each trial's certified Euclidean distance to the hull
+        (``distance_low``, ``distance_high``) and to the nearest training point
+        (``nn_distance``), from :func:`mc_hull.hull_distance`.
 
-    The optional fields (and ``nested`` when false) are left out of the canonical JSON when unset,
+    The optional fields (``nested`` when false, ``measure`` when "membership") are left out of the
+    canonical JSON when unset,
     so specs without them keep their hash and run id.
     """
 
@@ -146,6 +158,8 @@ class Spec(_SpecFields):
                 del out[key]
         if not out["nested"]:
             del out["nested"]
+        if out["measure"] == "membership":
+            del out["measure"]
         return out
 
     def to_json(self) -> str:
@@ -223,6 +237,10 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
         raise SpecError(f"sizes: contains duplicates: {list(out['sizes'])}")
     # no upper bound on trial counts: the planner refuses what cannot run (with --force-plan for clusters)
     _check_int("trials", out["trials"], 1)
+    if out["queries_per_set"] is None:   # the K rule's default (mc_hull.nested)
+        from .nested import default_queries_per_set
+
+        out["queries_per_set"] = default_queries_per_set(out["trials"])
     _check_int("queries_per_set", out["queries_per_set"], 1)
     _check_int("seed", out["seed"], 0, 2**63 - 1)
     _check_int("shard_trials", out["shard_trials"], 1)
@@ -255,6 +273,10 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
         raise SpecError(f"nested: must be true or false, got {_short(out['nested'])}")
     if out["nested"] and out["target_halfwidth"] is not None:
         raise SpecError("nested: adaptive runs (target_halfwidth) are not supported with nested = true")
+    if not isinstance(out["measure"], str) or out["measure"] not in MEASURES:
+        raise SpecError(f"measure: must be one of {', '.join(MEASURES)}, got {_short(out['measure'])}")
+    if out["measure"] == "distance" and out["nested"]:
+        raise SpecError("measure: distance is not supported with nested = true")
     for d in out["dims"]:  # unknown distribution or bad parameters name themselves
         get_sampler(out["distribution"], d, **dict(out["params"]))
     return out

@@ -13,6 +13,33 @@ from .spec import Spec
 #: Column order of the per-trial rows (the store adds the hive partition columns).
 COLUMNS = ("run_id", "replicate", "query", "inside", "status", "method",
            "certificate_value", "solve_seconds", "rounds")
+#: Columns added by ``measure = "distance"`` (:func:`mc_hull.hull_distance`, data units).
+DISTANCE_COLUMNS = ("distance_low", "distance_high", "nn_distance")
+
+
+def columns(spec: Spec) -> tuple[str, ...]:
+    """The per-trial columns of a run with this spec."""
+    return COLUMNS + DISTANCE_COLUMNS if spec.measure == "distance" else COLUMNS
+
+
+def check_measure(spec: Spec) -> None:
+    """Refuse (PlanError, one line) a distance run with a cell whose X must be streamed."""
+    from .errors import PlanError
+    from .plan import needs_streaming
+
+    if spec.measure == "distance":
+        big = [(d, n) for d, n in spec.cells if needs_streaming(n, d)]
+        if big:
+            raise PlanError(f"measure: distance needs X in memory; cell d = {big[0][0]}, N = {big[0][1]:,} "
+                            f"is above the memory budget (streamed cells decide membership only)")
+
+
+def distance_columns(X: np.ndarray, Q: np.ndarray, tol: float) -> dict[str, np.ndarray]:
+    """``distance_low``, ``distance_high``, ``nn_distance`` (K,) of queries Q against X."""
+    from .distance import distances
+
+    res = distances(X, Q, tol=tol)
+    return {"distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
 
 
 def training_set(sampler: Sampler, root: int, key: tuple[int, ...], n: int) -> np.ndarray:
@@ -43,7 +70,8 @@ def run_shard(spec: Spec, shard: Shard) -> dict[str, np.ndarray]:
     Returns
     -------
     dict of str -> ndarray
-        Columns :data:`COLUMNS`, one entry per trial, ordered by (replicate, query).
+        Columns :func:`columns` (:data:`COLUMNS`, plus :data:`DISTANCE_COLUMNS` with
+        ``measure = "distance"``), one entry per trial, ordered by (replicate, query).
         ``inside`` is a float array with NaN where undecided (stored as a nullable bool).
     """
     solver = get_solver(spec.solver)
@@ -63,6 +91,8 @@ def run_shard(spec: Spec, shard: Shard) -> dict[str, np.ndarray]:
             "solve_seconds": dec.seconds.astype(np.float64),
             "rounds": dec.rounds.astype(np.int32),
         })
+        if spec.measure == "distance":
+            parts[-1].update(distance_columns(X, Q, spec.tol))
     cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     cols["run_id"] = np.full(len(cols["query"]), spec.run_id, dtype=object)
-    return {name: cols[name] for name in COLUMNS}
+    return {name: cols[name] for name in columns(spec)}

@@ -336,3 +336,151 @@ def test_cell_summary_counts_inside_as_near_and_uses_outside_for_the_median():
     assert q["outside"] == 5 and q[0.5] == 0.09
     empty = cell_summary(rep[:1], status[:1], high[:1], nn[:1])
     assert empty["outside_measured"] == 0 and math.isnan(empty["dist_nn_median"]) and empty["p_near_1pct"] == 1.0
+
+
+def test_spec_measure_field_and_trial_columns():
+    from mc_hull.errors import PlanError, SpecError
+    from mc_hull.plan import Shard
+    from mc_hull.spec import Spec
+    from mc_hull.trial import COLUMNS, DISTANCE_COLUMNS, check_measure, replicate_data, run_shard
+
+    base = dict(distribution="gaussian", dims=(3,), sizes=(30,), trials=40, queries_per_set=20, seed=3)
+    plain = Spec(**base)
+    dist = Spec(**base, measure="distance")
+    assert "measure" not in plain.to_dict() and plain.run_id == Spec.from_dict(plain.to_dict()).run_id
+    assert dist.to_dict()["measure"] == "distance" and dist.run_id != plain.run_id
+    with pytest.raises(SpecError, match="measure"):
+        Spec(**base, measure="volume")
+    with pytest.raises(SpecError, match="nested"):
+        Spec(**base, measure="distance", nested=True)
+    shard = Shard("gaussian", 3, 30, 0, 2)
+    a, b = run_shard(plain, shard), run_shard(dist, shard)
+    assert tuple(a) == COLUMNS and tuple(b) == COLUMNS + DISTANCE_COLUMNS
+    for name in COLUMNS[1:]:           # membership rows unchanged by the extra measure (but the run id)
+        if name != "solve_seconds":
+            np.testing.assert_array_equal(a[name], b[name])
+    X, Q = replicate_data(dist, 3, 30, 1)
+    ref = distances(X, Q)
+    np.testing.assert_array_equal(b["distance_high"][20:], ref.high)
+    np.testing.assert_array_equal(b["nn_distance"][20:], ref.nn)
+    assert np.all((b["distance_high"] == 0) == (b["inside"] == 1))
+    check_measure(dist)
+    with pytest.raises(PlanError, match="memory"):
+        check_measure(Spec(**{**base, "sizes": (10**9,)}, measure="distance"))
+
+
+# -- integration: runs, queries, hull-tests, the store -------------------------------------------
+def _cli(capsys, *argv):
+    from mc_hull.cli import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr()
+
+
+def test_run_measure_distance_rows_and_query(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from mc_hull.query import cell_estimates
+    from mc_hull.store import SCHEMA, SCHEMA_DISTANCE, ResultStore
+
+    out = tmp_path / "res"
+    common = ["--distribution", "gaussian", "--dims", "3", "--sizes", "27", "--trials", "120",
+              "--queries-per-set", "30", "--out", out, "--serial", "--no-progress"]
+    code, printed = _cli(capsys, "run", *common)
+    assert code == 0, printed.err
+    plain = cell_estimates(out)
+    assert "dist_nn_median" not in plain.column_names          # a membership run: today's table
+    files = sorted(out.rglob("*.parquet"))
+    assert files and all(pq.read_schema(f).equals(SCHEMA, check_metadata=False) for f in files)
+    code, printed = _cli(capsys, "run", *common, "--measure", "distance", "--new-run")
+    assert code == 0, printed.err
+    assert "dist_nn_median" in printed.out and "p_near_10pct" in printed.out
+    rows = ResultStore(str(out)).trials()
+    assert set(SCHEMA_DISTANCE.names) <= set(rows.column_names)
+    measured = rows.filter(pa_is_valid(rows, "distance_high"))
+    assert measured.num_rows == 120 and rows.num_rows == 240        # the membership run's rows: nulls
+    t = measured.to_pydict()
+    for st, lo, hi, nn in zip(t["status"], t["distance_low"], t["distance_high"], t["nn_distance"]):
+        assert 0 <= lo <= hi <= nn * (1 + 1e-12)
+        assert (hi == 0.0) == (st == "inside")
+    est = cell_estimates(out)
+    (row,) = est.to_pylist()
+    assert row["trials"] == 120 and row["outside_measured"] == row["trials"] - row["inside"]
+    assert row["dist_nn_low"] <= row["dist_nn_median"] <= row["dist_nn_high"] <= 1.0
+    assert row["p_hat"] <= row["p_near_1pct"] <= row["p_near_10pct"]
+    assert row["p_near_10pct_low"] <= row["p_near_10pct"] <= row["p_near_10pct_high"]
+    # the membership columns of the two runs agree trial by trial
+    by_run = {}
+    for r in rows.to_pylist():
+        by_run.setdefault(r["run_id"], {})[(r["replicate"], r["query"])] = r["status"]
+    a, b = by_run.values()
+    assert a == b
+    with pytest.raises(SystemExit) as exc:
+        _cli(capsys, "run", *common, "--measure", "volume")
+    assert exc.value.code == 2 and "--measure" in capsys.readouterr().err
+
+
+def pa_is_valid(table, name):
+    import pyarrow.compute as pc
+
+    return pc.is_valid(table.column(name))
+
+
+def test_store_accepts_exactly_the_two_row_schemas(tmp_path):
+    import pyarrow as pa
+
+    from mc_hull.errors import StoreError
+    from mc_hull.store import SCHEMA, SCHEMA_DISTANCE, MemoryStore
+
+    store = MemoryStore()
+    row = {f.name: [None] for f in SCHEMA_DISTANCE}
+    good = pa.table({"run_id": ["a"], "replicate": [0], "query": [0], "inside": [True], "status": ["inside"],
+                     "method": ["m"], "certificate_value": [0.0], "solve_seconds": [0.0], "rounds": [1]},
+                    schema=SCHEMA)
+    store.publish("trials", "a", "u0", good, partition={"distribution": "g", "d": 2, "n": 3})
+    wide = good.append_column("distance_low", pa.array([0.0])).append_column(
+        "distance_high", pa.array([0.0])).append_column("nn_distance", pa.array([0.5]))
+    assert wide.schema.equals(SCHEMA_DISTANCE)
+    store.publish("trials", "b", "u0", wide, partition={"distribution": "g", "d": 2, "n": 3})
+    half = good.append_column("distance_low", pa.array([0.0]))
+    with pytest.raises(StoreError, match="schema"):
+        store.publish("trials", "c", "u0", half, partition={"distribution": "g", "d": 2, "n": 3})
+    both = store.read("trials")
+    assert both.num_rows == 2 and both.column("nn_distance").to_pylist() in ([None, 0.5], [0.5, None])
+    only = store.read("trials", "a")
+    assert only.schema.names == list(SCHEMA.names) + ["distribution", "d", "n"]
+    del row
+
+
+def test_hull_test_measure_distance(tmp_path, capsys):
+    from mc_hull.store import HullTestStore
+
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((200, 4))
+    Q = np.vstack([rng.standard_normal((30, 4)) * 1.5, X[:5]])
+    np.save(tmp_path / "train.npy", X)
+    np.save(tmp_path / "test.npy", Q)
+    out = tmp_path / "out"
+    args = ["hull-test", "--train", tmp_path / "train.npy", "--test", tmp_path / "test.npy", "--out", out, "--serial"]
+    code, printed = _cli(capsys, *args, "--measure", "distance")
+    assert code == 0, printed.err
+    assert "distance/nn over" in printed.out and "median" in printed.out
+    code, printed = _cli(capsys, *args)                    # membership: its own test id, today's rows
+    assert code == 0, printed.err and "distance/nn" not in printed.out
+    store = HullTestStore(str(out))
+    records = store.records()
+    assert len(records) == 2
+    (dist_id,) = [k for k, r in records.items() if r.get("measure") == "distance"]
+    (plain_id,) = [k for k in records if k != dist_id]
+    assert "nn_distance" not in store.points(plain_id).column_names
+    rows = store.points(dist_id).to_pydict()
+    ref = distances(X, Q)
+    np.testing.assert_array_equal(rows["distance_high"], ref.high)
+    np.testing.assert_array_equal(rows["nn_distance"], ref.nn)
+    assert rows["distance_high"][-5:] == [0.0] * 5 and rows["status"][-5:] == ["inside"] * 5
+    summary = records[dist_id]["distance"]
+    assert summary["outside_measured"] == sum(s == "outside" for s in rows["status"])
+    assert summary["dist_nn_q10"] <= summary["dist_nn_q50"] <= summary["dist_nn_q90"] <= 1.0
+    with pytest.raises(SystemExit) as exc:
+        _cli(capsys, *args, "--measure", "area")
+    assert exc.value.code == 2 and "--measure" in capsys.readouterr().err

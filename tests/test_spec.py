@@ -9,7 +9,7 @@ from mc_hull.spec import Spec, load_preset, load_toml, preset_names
 def test_defaults_validate_and_resolve_auto_solver():
     spec = Spec()
     assert spec.solver != "auto"
-    assert spec.replicates == 10
+    assert spec.queries_per_set == 33 and spec.replicates == 31   # min(50, trials // 30) queries per set
     assert spec.planned_trials == 9 * 1000
 
 

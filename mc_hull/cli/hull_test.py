@@ -41,6 +41,9 @@ def register(sub) -> None:
                                      "in-process otherwise")
     p.add_argument("--workers", type=_int("--workers"), metavar="W", help="Ray workers (implies Ray)")
     p.add_argument("--serial", action="store_true", help="run in this process, without Ray")
+    p.add_argument("--measure", choices=("membership", "distance"), default="membership",
+                   help="distance: also record each test point's certified Euclidean distance to the hull "
+                   "and to the nearest training point, and print quantiles of distance/nn")
     p.add_argument("--format", choices=FORMATS, default="table", help=texts.FORMAT)
     p.set_defaults(func=main)
 
@@ -78,7 +81,8 @@ def options(args) -> dict:
     except McHullError as exc:
         raise InputError(f"--{exc}" if str(exc).startswith("tol") else f"--tol: {exc}") from None
     return dict(seed=args.seed or 0, solver=args.solver or "auto", tol=tol,
-                backend=backend(args), address=args.address, workers=args.workers)
+                backend=backend(args), address=args.address, workers=args.workers,
+                measure=getattr(args, "measure", None) or "membership")
 
 
 def run_preset(args) -> int:
@@ -117,7 +121,7 @@ def main(args) -> int:
     from ..datasets import parse_reduce
     from ..hulltest import check_options, run_hull_test
     from ..runner import bounded_out
-    from ..store import SWEEP_SCHEMA
+    from ..store import sweep_schema
 
     args.out = bounded_out(args.out)
     if args.preset is not None:
@@ -127,7 +131,7 @@ def main(args) -> int:
     reduction = parse_reduce(args.reduce)
     shape = parse_image_shape(args.image_shape)
     opts = options(args)
-    check_options(args.solver, args.tol)
+    check_options(args.solver, args.tol, opts["measure"])
     train, test = load_inputs(args)
     if shape is not None:
         train, test = replace(train, image_shape=shape), replace(test, image_shape=shape)
@@ -137,10 +141,17 @@ def main(args) -> int:
     print(f"mc-hull: hull-test {res.test_id}: {res.n_test} test points against {res.n_train} training "
           f"points in {res.dims} dims ({res.reduction}), {res.computed_shards} shards computed, "
           f"{res.skipped_shards} skipped as committed ({res.backend}), {res.seconds:.1f} s", file=sys.stderr)
-    table = pa.Table.from_pylist([res.row()], schema=SWEEP_SCHEMA).drop_columns(["seconds"])
+    schema = sweep_schema(opts["measure"])
+    table = pa.Table.from_pylist([res.row()], schema=schema).drop_columns(["seconds"])
     print(render(table, args.format))
     if args.format == "table":
         print(f"# inside: {res.inside} of {res.n_test - res.undecided} decided test points, fraction "
               f"{res.fraction:.4f}, 99% Wilson interval [{res.ci_low:.4f}, {res.ci_high:.4f}]; "
               f"{res.undecided} undecided")
+        if res.distance is not None:
+            q = res.distance
+            print(f"# distance/nn over {q['outside_measured']} outside points: 10% {q['dist_nn_q10']:.4g}, "
+                  f"25% {q['dist_nn_q25']:.4g}, median {q['dist_nn_q50']:.4g}, 75% {q['dist_nn_q75']:.4g}, "
+                  f"90% {q['dist_nn_q90']:.4g}; within 0.01 nn: {q['p_near_1pct']:.4f}, "
+                  f"within 0.1 nn: {q['p_near_10pct']:.4f} (inside points count as distance 0)")
     return 0

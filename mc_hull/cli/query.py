@@ -98,6 +98,10 @@ def print_table(table, fmt: str = "table", file=None) -> None:
     print(render(table, fmt), file=file)
     if fmt == "table":
         print(f"# {INTERVAL_NOTE}", file=file)
+        if "dist_nn_median" in table.column_names:
+            from ..query.distances import DISTANCE_NOTE
+
+            print(f"# {DISTANCE_NOTE}", file=file)
         cells, outside = agreement(table)
         if cells:
             print(f"# exact agreement: {outside} of {cells} cells with an exact curve lie outside "

@@ -53,6 +53,9 @@ def register(sub) -> None:
                    help="one training set of each d's largest size per replicate, its prefixes the smaller "
                    "sizes: every query's entry size located on the grid gives all sizes at once "
                    "(spec field nested = true); with --sizes auto, 40 sizes per d and no cap at 1e6")
+    p.add_argument("--measure", choices=("membership", "distance"), default=None,
+                   help="distance: also record each trial's certified Euclidean distance to the hull and to "
+                   "the nearest training point (spec field measure; default membership)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="distribution parameter, repeatable (k for subspace, df for student-t, "
                         "components and separation for mixture)")
@@ -126,7 +129,8 @@ def _flags(args) -> dict:
         trials=args.trials, queries_per_set=args.queries_per_set, seed=args.seed, solver=args.solver,
         tol=args.tol, shard_trials=args.shard_trials,
         target_halfwidth=getattr(args, "target_halfwidth", None),
-        max_trials=getattr(args, "max_trials", None), nested=getattr(args, "nested", None))
+        max_trials=getattr(args, "max_trials", None), nested=getattr(args, "nested", None),
+        measure=getattr(args, "measure", None))
 
 
 def merge(base: dict, args, *, panels: bool = False) -> dict:
@@ -232,6 +236,10 @@ def plan_and_backend(spec: Spec, args, job=None):
 
         check_nested(spec)
         job = NestedJob(spec)
+    if spec.measure == "distance":
+        from ..trial import check_measure
+
+        check_measure(spec)
     est = (job or MonteCarloJob(spec)).estimate()
     planning.check(est, force=args.force_plan)
     backend, why = planning.choose_backend(est.cpu_seconds, serial=args.serial, address=args.address,

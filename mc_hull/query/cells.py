@@ -12,7 +12,9 @@ import pyarrow as pa
 from .. import stats, theory
 from ..errors import McHullError
 from ..samplers import SAMPLERS, get_sampler
+from ..distance_stats import SUMMARY_COLUMNS
 from ..store import ResultStore
+from .distances import cell_distances, summary_fields
 
 #: Columns of :func:`cell_estimates`, in order.
 CELL_COLUMNS = ["distribution", "d", "n", "params", "d_intrinsic", "d_affine", "runs", "replicates", "trials", "inside", "undecided",
@@ -184,10 +186,14 @@ def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL
     never counted as outside.  ``z = (p_hat - exact) / se`` with the clustered
     standard error (floored at the binomial one at the exact p).
 
+    When the store holds runs with ``measure = "distance"``, the columns of
+    :data:`mc_hull.distance_stats.SUMMARY_COLUMNS` follow (:mod:`.distances`;
+    null for cells without measured trials); otherwise the table is unchanged.
+
     Returns
     -------
     pyarrow.Table
-        Columns :data:`CELL_COLUMNS`; empty when the store holds no rows.
+        Columns :data:`CELL_COLUMNS` (and the distance summaries); empty when the store holds no rows.
     """
     con = connect(out, run_id=run_id)
     if con is None:
@@ -226,7 +232,14 @@ def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL
             "wilson_low": float(wl), "wilson_high": float(wh), "design_effect": deff,
             "bf_threshold": theory.bf_threshold(int(d)), "exact": exact, "z": z,
         })
-    return pa.Table.from_pylist(rows, schema=_schema())
+    schema = _schema()
+    dist = cell_distances(con, IDENTITY, level)    # runs with measure = "distance" only
+    if dist:
+        schema = pa.schema(list(schema) + summary_fields())
+        blank = dict.fromkeys(SUMMARY_COLUMNS)
+        for row in rows:
+            row.update(dist.get((row["distribution"], row["params"], row["d"], row["n"]), blank))
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def _schema() -> pa.Schema:

@@ -55,8 +55,35 @@ SWEEP_SCHEMA = pa.schema([
     ("n_test", pa.int64()), ("inside", pa.int64()), ("undecided", pa.int64()), ("fraction", pa.float64()),
     ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("seconds", pa.float64()), ("test_id", pa.string()),
 ])
+#: Columns a trial or test point gains with ``measure = "distance"`` (:func:`mc_hull.hull_distance`).
+DISTANCE_FIELDS = [pa.field("distance_low", pa.float64()), pa.field("distance_high", pa.float64()),
+                   pa.field("nn_distance", pa.float64())]
+#: Columns a sweep row gains with the distance measure (:func:`mc_hull.hulltest.distance_summary`).
+SWEEP_DISTANCE_FIELDS = [pa.field("outside_measured", pa.int64())] + [
+    pa.field(name, pa.float64()) for name in ("dist_nn_q10", "dist_nn_q25", "dist_nn_q50", "dist_nn_q75",
+                                              "dist_nn_q90", "p_near_1pct", "p_near_10pct")]
+SCHEMA_DISTANCE = pa.schema(list(SCHEMA) + DISTANCE_FIELDS)
+POINT_SCHEMA_DISTANCE = pa.schema(list(POINT_SCHEMA) + DISTANCE_FIELDS)
+SWEEP_SCHEMA_DISTANCE = pa.schema(list(SWEEP_SCHEMA) + SWEEP_DISTANCE_FIELDS)
 #: kind -> (row schema, partition schema or None).
 KINDS = {"trials": (SCHEMA, PARTITION_SCHEMA), "points": (POINT_SCHEMA, None), "sweeps": (SWEEP_SCHEMA, None)}
+#: kind -> the row schemas a unit may have: the kind's own, or it with the distance columns (never
+#: anything else: a unit of membership rows stays exactly in the kind's schema).
+VARIANTS = {"trials": (SCHEMA, SCHEMA_DISTANCE), "points": (POINT_SCHEMA, POINT_SCHEMA_DISTANCE),
+            "sweeps": (SWEEP_SCHEMA, SWEEP_SCHEMA_DISTANCE)}
+
+
+def sweep_schema(measure: str = "membership") -> pa.Schema:
+    """The sweep row schema of a measure."""
+    return SWEEP_SCHEMA_DISTANCE if measure == "distance" else SWEEP_SCHEMA
+
+
+def _variant(kind: str, schema: pa.Schema) -> pa.Schema | None:
+    """The allowed row schema ``schema`` equals (metadata aside), else None."""
+    for allowed in VARIANTS[kind]:
+        if schema.equals(allowed, check_metadata=False):
+            return allowed
+    return None
 #: Document collections (small JSON bodies, replaced atomically): run records, run statistics, hull-test records.
 DOCS = ("runs", "stats", "hulltests")
 
@@ -305,7 +332,7 @@ class Store:
         schema, part_schema = _kind(kind)
         check_id(run_id)
         check_key(key)
-        if not table.schema.equals(schema, check_metadata=False):
+        if _variant(kind, table.schema) is None:
             raise StoreError(f"unit {kind}/{run_id}/{key}: rows do not have the {kind} schema")
         partition = dict(partition or {})
         if part_schema is not None and sorted(partition) != sorted(part_schema.names):
@@ -347,7 +374,11 @@ class Store:
         """The rows of one entry, verified (size, SHA-256, schema, row count); raises Damaged."""
         table = self._get_unit(entry)
         schema, _ = KINDS[entry.kind]
-        if not table.schema.equals(schema, check_metadata=False):
+        if _variant(entry.kind, table.schema) is None:
+            names = set(table.schema.names)
+            for allowed in VARIANTS[entry.kind][1:]:    # compare with the variant it claims to be
+                if names >= {f.name for f in allowed} - {f.name for f in schema}:
+                    schema = allowed
             got = {f.name: str(f.type) for f in table.schema}
             diff = [f"{f.name} is {got.get(f.name, 'missing')}, not {f.type}" for f in schema
                     if got.get(f.name) != str(f.type)]
@@ -398,10 +429,19 @@ class Store:
     def assemble(kind: str, entries: list[Entry], tables: list[pa.Table]) -> pa.Table:
         """One table from verified units, with the partition columns taken from the entries."""
         schema, part = KINDS[kind]
-        full = schema if part is None else pa.schema(list(schema) + list(part))
+        # The widest variant present: units without the distance columns get nulls there, and a
+        # store holding none keeps exactly the kind's schema.
+        wide = schema
+        for allowed in VARIANTS[kind][1:]:
+            if any(t.schema.equals(allowed, check_metadata=False) for t in tables):
+                wide = allowed
+        full = wide if part is None else pa.schema(list(wide) + list(part))
         out = []
         for entry, table in zip(entries, tables):
             table = table.replace_schema_metadata(None)
+            for i, f in enumerate(wide):
+                if f.name not in table.schema.names:
+                    table = table.add_column(i, f, pa.nulls(table.num_rows, f.type))
             if part is not None:
                 for f in part:
                     table = table.append_column(f, pa.repeat(pa.scalar(entry.partition[f.name], f.type),

@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import McHullError, StoreError
-from .base import POINT_SCHEMA, SCHEMA, SWEEP_SCHEMA, RunConflict, Store, Verified, check_id
+from .base import (DISTANCE_FIELDS, POINT_SCHEMA, POINT_SCHEMA_DISTANCE, SCHEMA, SCHEMA_DISTANCE, SWEEP_SCHEMA,
+                   VARIANTS, RunConflict, Store, Verified, check_id)
 from .parquet import ParquetStore, versions
 
 
@@ -17,17 +18,23 @@ def open_store(out) -> Store:
     return out if isinstance(out, Store) else ParquetStore(str(out))
 
 
+def _has_distance(columns) -> bool:
+    return all(f.name in columns for f in DISTANCE_FIELDS)
+
+
 def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
-    """Arrow table in :data:`SCHEMA` from the columns of ``trial.run_shard``."""
+    """Arrow table in :data:`SCHEMA` from the columns of ``trial.run_shard`` (:data:`SCHEMA_DISTANCE`
+    when they hold the distance measure's columns)."""
+    schema = SCHEMA_DISTANCE if _has_distance(columns) else SCHEMA
     arrays = []
-    for f in SCHEMA:
+    for f in schema:
         values = columns[f.name]
         if f.name == "inside":
             values = np.asarray(values, dtype=np.float64)
             arrays.append(pa.array(values == 1.0, type=pa.bool_(), mask=np.isnan(values)))
         else:
             arrays.append(pa.array(values, type=f.type))
-    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _difference(old: dict, new: dict) -> list[str]:
@@ -206,15 +213,20 @@ class HullTestStore:
         0 outside, -1 undecided), ``certificate_value`` and ``method``.
         """
         status = np.asarray(columns["status"])
-        table = pa.Table.from_arrays([
+        arrays = [
             pa.array(np.arange(start, stop, dtype=np.int64)),
             pa.array(status == 1, type=pa.bool_(), mask=status < 0),
             pa.array(status < 0, type=pa.bool_()),
             pa.array(np.where(status == 1, "inside", np.where(status == 0, "outside", "undecided"))),
             pa.array(np.asarray(columns["certificate_value"], dtype=np.float64)),
             pa.array(np.asarray(columns["method"], dtype=str)),
-        ], schema=POINT_SCHEMA).replace_schema_metadata({"mc_hull.test_id": test_id,
-                                                         "mc_hull.points": f"{start}-{stop}"})
+        ]
+        schema = POINT_SCHEMA
+        if _has_distance(columns):     # hull-test --measure distance
+            schema = POINT_SCHEMA_DISTANCE
+            arrays += [pa.array(np.asarray(columns[f.name], dtype=np.float64)) for f in DISTANCE_FIELDS]
+        table = pa.Table.from_arrays(arrays, schema=schema).replace_schema_metadata({
+            "mc_hull.test_id": test_id, "mc_hull.points": f"{start}-{stop}"})
         return self.backend.publish("points", test_id, self._key(start, stop), table).location
 
     def committed_points(self, test_id: str, ranges: list[tuple[int, int]]) -> set[tuple[int, int]]:
@@ -241,7 +253,8 @@ class HullTestStore:
         """Publish a sweep table (SWEEP_SCHEMA) with ``record`` in its manifest entry and file metadata."""
         meta = {"mc_hull.sweep_id": sweep_id, "mc_hull.sweep": json.dumps(record, sort_keys=True),
                 "mc_hull.versions": json.dumps(versions(), sort_keys=True)}
-        table = table.cast(SWEEP_SCHEMA).replace_schema_metadata(meta)
+        wide = VARIANTS["sweeps"][1]
+        table = table.cast(wide if table.schema.names == wide.names else SWEEP_SCHEMA).replace_schema_metadata(meta)
         return self.backend.publish("sweeps", sweep_id, "table", table, meta={"record": record}).location
 
     def sweeps(self) -> list[tuple[str, dict]]:
