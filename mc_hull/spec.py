@@ -20,6 +20,8 @@ from .solvers.certificates import TOL_MAX, TOL_MIN, check_tol  # the one toleran
 MAX_N = 10**12
 #: Largest dimension accepted in a spec.
 MAX_D = 4096
+#: Largest trial count of a cell, shard or cap (the planner refuses far smaller plans unless forced).
+MAX_TRIALS = 10**12
 #: What a run measures per trial: membership only, or membership plus the distance to the hull.
 MEASURES = ("membership", "distance")
 
@@ -235,15 +237,14 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
         _check_int("sizes", n, 1, MAX_N)
     if len(set(out["sizes"])) != len(out["sizes"]):
         raise SpecError(f"sizes: contains duplicates: {list(out['sizes'])}")
-    # no upper bound on trial counts: the planner refuses what cannot run (with --force-plan for clusters)
-    _check_int("trials", out["trials"], 1)
+    _check_int("trials", out["trials"], 1, MAX_TRIALS)
     if out["queries_per_set"] is None:   # the K rule's default (mc_hull.nested)
         from .nested import default_queries_per_set
 
         out["queries_per_set"] = default_queries_per_set(out["trials"])
-    _check_int("queries_per_set", out["queries_per_set"], 1)
+    _check_int("queries_per_set", out["queries_per_set"], 1, MAX_TRIALS)
     _check_int("seed", out["seed"], 0, 2**63 - 1)
-    _check_int("shard_trials", out["shard_trials"], 1)
+    _check_int("shard_trials", out["shard_trials"], 1, MAX_TRIALS)
     out["tol"] = _tol(out["tol"])
     if not isinstance(out["solver"], str):
         raise SpecError(f"solver: must be a name, got {_short(out['solver'])}")
@@ -266,7 +267,7 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
         out["target_halfwidth"] = float(h)
         if out["max_trials"] is None:
             out["max_trials"] = 16 * out["trials"]
-        _check_int("max_trials", out["max_trials"], out["trials"])
+        _check_int("max_trials", out["max_trials"], out["trials"], MAX_TRIALS)
     elif out["max_trials"] is not None:
         raise SpecError("max_trials: only used with target_halfwidth (an adaptive run)")
     if not isinstance(out["nested"], bool):
