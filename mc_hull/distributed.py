@@ -107,8 +107,8 @@ def _quiet_auth_notice() -> None:
         def filter(self, record):
             return "RAY_AUTH_MODE" not in record.getMessage()
 
-    for name in ("ray", "ray._private.authentication", "ray._private.worker", ""):
-        logging.getLogger(name).addFilter(_Drop())
+    # A filter acts on records of the logger it is attached to: attach it where the notice is logged.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_Drop())
 
 
 @contextlib.contextmanager
@@ -274,11 +274,6 @@ class Pool:
         out = dict(self.map_unordered(_indexed, range(len(units)), (fn, context, units), hint=len(units)))
         return [out[i] for i in range(len(units))]
 
-    def map_blocks(self, source, ranges, W, m) -> list[dict]:
-        """``map_blocks`` for :func:`mc_hull.bigcell.decide`: price block ranges on the actors."""
-        from .bigcell import price_range
-
-        return self.map(price_range, [tuple(map(int, r)) for r in ranges], (source, W, m))
 
 
 def _indexed(context, i: int):

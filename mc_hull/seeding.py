@@ -11,6 +11,9 @@ TRAIN, QUERY, STRUCTURE = 0, 1, 2
 # Rows of X drawn per block: block b of replicate r always comes from the same key,
 # so X can be generated whole or streamed block by block with identical values.
 BLOCK_ROWS = 1 << 16
+# Most coordinates in one block (512 MiB of float64): above d = 1024 a block holds fewer rows,
+# so one block of a streamed training set fits any reasonable memory budget at every d <= 4096.
+BLOCK_ELEMS = 1 << 26
 
 
 def name_key(name: str) -> int:
@@ -28,7 +31,13 @@ def rng(root: int, key: tuple[int, ...], *tags: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(int(root), spawn_key=(*key, *tags)))
 
 
-def train_blocks(n: int, block_rows: int = BLOCK_ROWS):
-    """Yield ``(block_index, start, stop)`` covering rows ``0..n`` of a training set."""
+def block_rows(d: int) -> int:
+    """Rows per block of a d-dimensional training set: 65,536, fewer above d = 1024 (at most 2^26 coordinates)."""
+    return max(1, min(BLOCK_ROWS, BLOCK_ELEMS // max(1, int(d))))
+
+
+def train_blocks(n: int, rows: int | None = None):
+    """Yield ``(block_index, start, stop)`` covering rows ``0..n`` of a training set, ``rows`` per block."""
+    block_rows = BLOCK_ROWS if rows is None else rows
     for b, start in enumerate(range(0, n, block_rows)):
         yield b, start, min(start + block_rows, n)

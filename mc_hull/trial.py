@@ -50,7 +50,7 @@ def training_set(sampler: Sampler, root: int, key: tuple[int, ...], n: int) -> n
     ndarray, shape (n, d)
     """
     X = np.empty((n, sampler.d))
-    for b, start, stop in seeding.train_blocks(n):
+    for b, start, stop in seeding.train_blocks(n, seeding.block_rows(sampler.d)):
         X[start:stop] = sampler.random(stop - start, seeding.rng(root, key, seeding.TRAIN, b))
     return X
 

@@ -239,14 +239,15 @@ def test_bigcell_streams_x_and_prices_blocks_on_the_cluster(cluster, tmp_path, m
                       seed=9, solver="lp")
     Xs, Qs = replicate_data(small_spec, 5, 2000, 0)
     ref = get_solver("lp").decide(Xs, Qs, tol=spec.tol)
-    small = bigcell.decide(bigcell.Source(small_spec.to_json(), 5, 2000, 0), tol=spec.tol)
+    small_src = bigcell.Source(small_spec.to_json(), 5, 2000, 0)
+    small = bigcell.solver().decide(small_src, small_src.queries(), tol=spec.tol)
     np.testing.assert_array_equal(small.status, ref.status)
-    serial = bigcell.decide(src, tol=spec.tol, ranges=3)
+    serial = bigcell.solver(ranges=3).decide(src, src.queries(), tol=spec.tol)
     assert (serial.status >= 0).all() and 0 < (serial.status == 1).sum() < 40
     assert (serial.certificate[serial.status == 0] > spec.tol).all()  # margins above atol / s
     assert (serial.certificate[serial.status == 1] <= spec.tol).all()  # residuals within atol / s
-    with Pool(address=cluster.address) as pool:  # block ranges priced on the cluster's actors
-        on_ray = bigcell.decide(src, tol=spec.tol, ranges=3, map_blocks=pool.map_blocks)
+    with Pool(address=cluster.address) as pool:  # every pass's block ranges on the cluster's actors
+        on_ray = bigcell.solver(map=pool.map, ranges=3).decide(src, src.queries(), tol=spec.tol)
     assert not ray.is_initialized()
     np.testing.assert_array_equal(on_ray.status, serial.status)
     np.testing.assert_allclose(on_ray.certificate, serial.certificate)
@@ -260,4 +261,4 @@ def test_bigcell_streams_x_and_prices_blocks_on_the_cluster(cluster, tmp_path, m
     a = rows(tmp_path / "mem")
     b = rows(tmp_path / "stream")
     assert [r[:7] for r in a] == [r[:7] for r in b]  # same trials and decisions
-    assert {r[8] for r in b} <= {"bigcell:prefilter", "bigcell:colgen"}
+    assert {r[8] for r in b} <= {"stream:prefilter", "stream:inside", "stream:outside", "stream:point"}

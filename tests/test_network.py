@@ -61,6 +61,7 @@ def test_embedded_ray_listens_on_loopback_only(tmp_path):
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()[-3000:]
     assert "backend ray" in err.decode()
+    assert "RAY_AUTH_MODE" not in err.decode()  # Ray's opt-out notice is not shown (token auth stays on)
     # The run did start Ray (its GCS and raylet were in the tree) and we saw their sockets.
     assert {"gcs_server", "raylet"} <= names_seen, names_seen
     assert len(seen) >= 3, seen

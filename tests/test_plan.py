@@ -34,10 +34,10 @@ def test_counts_and_trials_are_arithmetic_and_match_the_listing(trials, k, shard
 
 
 def test_a_huge_plan_is_counted_without_being_listed():
-    spec = Spec(dims=(2,), sizes=(10,), trials=10**18, queries_per_set=100, shard_trials=2000)
+    spec = Spec(dims=(2,), sizes=(10,), trials=10**12, queries_per_set=100, shard_trials=2000)
     t0 = time.perf_counter()
     job = MonteCarloJob(spec)
-    assert job.count() == 10**16 // 20 and job.total() == 10**18
+    assert job.count() == 10**10 // 20 and job.total() == 10**12
     first = list(itertools.islice(job.units(), 3))
     assert [(s.start, s.stop) for s in first] == [(0, 20), (20, 40), (40, 60)]
     est = job.estimate()
@@ -49,7 +49,8 @@ def test_a_huge_plan_is_counted_without_being_listed():
 
 def test_refusals_are_one_line_exit_2_and_write_nothing(tmp_path, capsys):
     cases = {
-        "trials": (["--trials", "1000000000000000000"], "shards is beyond the limit"),
+        "trials": (["--trials", "1000000000000"], "shards is beyond the limit"),
+        "trials-1e18": (["--trials", "1000000000000000000"], "trials: must be in"),
         "sizes": (["--sizes", "1e12", "--trials", "100"], "of CPU, beyond the limit"),
         "workers0": (["--workers", "0"], "--workers: must be at least 1"),
         "workers-1": (["--workers", "-1"], "--workers: must be at least 1"),

@@ -315,3 +315,22 @@ def test_other_kinds_share_the_manifest(make):
     assert store.read("points", "cccccccc").num_rows == 2 and store.read("trials").num_rows == 0
     assert store.orphans() == []  # hull tests are not Monte Carlo runs
     assert entry.sha256 == sha256(Raw(store).get(entry.location))
+
+
+def test_a_claimant_that_died_mid_claim_on_s3_holds_its_slot(moto, monkeypatch):
+    """On object stores a lone candidate without its slot (a writer killed between PUT and LIST) keeps the slot."""
+    from mc_hull.store import parquet
+
+    store = ParquetStore(f"s3://contract/{uuid.uuid4().hex[:8]}?endpoint_override={moto}&scheme=http&region=us-east-1")
+    store.prepare()
+    store._write(store.where("_claims/00000000.cand/dead"), b'{"run_id": "dddddddddddd"}')
+    monkeypatch.setattr(parquet, "STALE_SECONDS", 0.0)
+    assert store.claimed() == {0: "dddddddddddd"}
+    with pytest.raises(RunConflict) as info:
+        store.claim_run(RUN_A, {"spec": {}}, exclusive=True)
+    assert info.value.other == "dddddddddddd"
+    assert store.claim_run(RUN_A, {"spec": {}}, exclusive=False)  # --new-run takes the next slot
+    assert store.claimed() == {0: "dddddddddddd", 1: RUN_A}
+    monkeypatch.setattr(parquet, "STALE_SECONDS", 3600.0)  # while fresh, the slot is undecided
+    store._write(store.where("_claims/00000002.cand/alive"), b'{"run_id": "eeeeeeeeeeee"}')
+    assert store.claimed()[2] is None

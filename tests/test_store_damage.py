@@ -283,3 +283,27 @@ def test_only_the_store_knows_files():
     text = (REPO / "mc_hull" / "thresholds.py").read_text()
     assert "query" not in re.findall(r"^\s*from\s+\.(\w*)", text, re.M)
     assert "run_id = name.split" not in (REPO / "mc_hull" / "views.py").read_text()
+
+
+def test_the_same_spec_started_twice_at_once_is_one_run(tmp_path):
+    import threading
+
+    out = str(tmp_path / "out")
+    barrier, reports, errors = threading.Barrier(2), [], []
+
+    def go():
+        barrier.wait()
+        try:
+            reports.append(execute(SPEC, out, backend="serial", progress=False))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors and len(reports) == 2
+    store = ResultStore(out)
+    assert list(store.runs()) == [SPEC.run_id] and len(store.units()) == len(plan(SPEC))
+    assert total(out) == SPEC.planned_trials and store.trials().num_rows == SPEC.planned_trials

@@ -14,6 +14,7 @@ _REGISTRY: dict[str, str] = {
     "lp-ipm": "mc_hull.solvers.lp:IPMSolver",
     "cvxpy": "mc_hull.solvers.cvx:CvxpySolver",
     "colgen": "mc_hull.solvers.colgen:ColGenSolver",
+    "stream": "mc_hull.solvers.stream:StreamSolver",
 }
 # What ``solver="auto"`` means: the fastest certified engine available.
 DEFAULT_SOLVER = "colgen"

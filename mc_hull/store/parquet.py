@@ -232,7 +232,10 @@ class ParquetStore(Store):
             return None
         target = self._abs(f"{QUARANTINE_DIR}/{entry.location}.{uuid.uuid4().hex[:8]}.corrupt")
         self.fs.create_dir(posixpath.dirname(target), recursive=True)
-        self.fs.move(src, target)
+        try:
+            self.fs.move(src, target)
+        except FileNotFoundError:  # another process resuming the same run moved it first
+            return None
         return target
 
     def _put_entry(self, entry: Entry) -> None:
@@ -255,8 +258,10 @@ class ParquetStore(Store):
 
     def _drop_entry(self, kind, run_id, key):
         path = self._entry_path(kind, run_id, key)
-        if self._info(path).type == pafs.FileType.File:
+        try:
             self.fs.delete_file(path)
+        except FileNotFoundError:  # already gone (another process resuming the same run)
+            pass
 
     def _put_doc(self, collection, name, body):
         self._write(self._abs(f"{DOC_DIRS[collection]}/{name}.json"), body)
