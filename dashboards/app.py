@@ -15,7 +15,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from mc_hull import views
+from mc_hull import query, views
 from mc_hull.cli import notes
 from mc_hull.errors import McHullError
 
@@ -48,6 +48,11 @@ def load_fitted(out: str, key: tuple, run_id: str | None):
 def load_exact_curves(out: str, key: tuple, run_id: str | None, dist: str, dims: tuple, which: str = "ambient"):
     cells = views.select_cells(load_cells(out, key, run_id), views.Filters(distributions=[dist], dims=list(dims)))
     return views.exact_curves(views.by_dimension(cells, which))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_ratio_histogram(out: str, key: tuple, run_id: str | None, dist: str, dims: tuple):
+    return query.ratio_histogram(out, run_id=run_id, distribution=dist, dims=list(dims))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -141,6 +146,81 @@ def chart_p_vs_n(cells, exact, rules, which: str = "ambient") -> alt.LayerChart:
     half = pd.DataFrame({"p": [0.5], "series": [views.HALF_SERIES]})
     layers.append(alt.Chart(half).mark_rule(color="gray").encode(y="p:Q", strokeDash=dash))
     return alt.layer(*layers).resolve_scale(color="shared").properties(height=420)
+
+
+# -- view 1, distance runs -----------------------------------------------------------
+#: (series, column prefix) of the distance panel: p̂ and P(distance <= eps nn), each with its 99% interval.
+NEAR_SERIES = (("p̂ = P(inside)", "p_hat", "ci"), ("P(distance ≤ 0.01·nn)", "p_near_1pct", "p_near_1pct"),
+               ("P(distance ≤ 0.1·nn)", "p_near_10pct", "p_near_10pct"))
+
+
+def measured_distance(cells) -> bool:
+    """Whether any of these cells has distance summaries (a run with ``measure = "distance"``)."""
+    if "outside_measured" not in cells.column_names:
+        return False
+    return any(v is not None and v == v for v in cells["p_near_10pct"].to_pylist())
+
+
+def near_table(cells) -> pd.DataFrame:
+    """Long table: one row per (cell, series) with ``value, low, high`` for the distance panel."""
+    c = df(cells)
+    c = c[c["p_near_10pct"].notna()]
+    parts = []
+    for series, col, ci in NEAR_SERIES:
+        part = c[["curve", "d", "dim", "n", "trials", "outside_measured"]].copy()
+        part["series"] = series
+        part["value"], part["low"], part["high"] = c[col], c[f"{ci}_low"], c[f"{ci}_high"]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def curve_order(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(frame.sort_values(["d", "curve"])["curve"]))
+
+
+def chart_near(near: pd.DataFrame) -> alt.FacetChart:
+    """Per d: p̂ and P(distance <= eps nn) against N on one axis, each with its shaded 99% interval."""
+    series = [s for s, _, _ in NEAR_SERIES]
+    x = alt.X("n:Q", scale=log_n(), title="N (log scale)")
+    color = alt.Color("series:N", title="series", sort=series,
+                      scale=alt.Scale(domain=series, range=["#4c78a8", "#e45756", "#f58518"]))
+    y = alt.Y("value:Q", title="probability", scale=alt.Scale(domain=[0, 1]))
+    base = alt.Chart(near)
+    band = base.mark_area(opacity=0.15).encode(x=x, y=alt.Y("low:Q"), y2="high:Q", color=color)
+    line = base.mark_line(point=True).encode(
+        x=x, y=y, color=color, tooltip=["curve", "n", "series", "trials", "outside_measured",
+                                        alt.Tooltip("value:Q", format=".4f"), alt.Tooltip("low:Q", format=".4f"),
+                                        alt.Tooltip("high:Q", format=".4f")])
+    return alt.layer(line, band).properties(height=260, width=260).facet(
+        column=alt.Column("curve:N", sort=curve_order(near), title=None))
+
+
+def chart_ratio_histogram(hist: pd.DataFrame) -> alt.FacetChart:
+    """Per d: the share of outside trials in each log bin of distance/nn."""
+    x = alt.X("lo:Q", scale=alt.Scale(type="log"), title="distance / nn (log bins, outside trials)")
+    bars = alt.Chart(hist).mark_bar(opacity=0.8).encode(
+        x=x, x2="hi:Q", y=alt.Y("share:Q", title="share of outside trials", stack=None), y2=alt.datum(0),
+        tooltip=["curve", alt.Tooltip("lo:Q", format=".3g"), alt.Tooltip("hi:Q", format=".3g"), "trials",
+                 alt.Tooltip("share:Q", format=".3f")])
+    return bars.properties(height=220, width=260).facet(
+        column=alt.Column("curve:N", sort=curve_order(hist), title=None))
+
+
+def section_distance(out: str, key: tuple, run_id: str | None, dist: str, dims: list, cells) -> None:
+    """How far outside the outside points are, when the selected run(s) measured distance."""
+    if not measured_distance(cells):
+        st.caption("No selected run measured the distance to the hull (`--measure distance`).")
+        return
+    st.subheader("How far outside? P(distance ≤ ε·nn) beside p̂")
+    st.caption("distance: certified upper bound on the distance of the new point to the hull; nn: its distance "
+               "to the nearest training point. Inside points count as distance 0. Shaded: 99% intervals "
+               "clustered by training set, like p̂.")
+    st.altair_chart(chart_near(near_table(cells)), width="stretch")
+    hist = df(load_ratio_histogram(out, key, run_id, dist, tuple(dims)))
+    if len(hist):
+        hist["curve"] = [f"{p}, d={d}" if p else f"d={d}" for p, d in zip(hist["params"].fillna(""), hist["d"])]
+        st.caption("distance/nn of the outside trials, per d (log bins of a quarter decade, counted in SQL).")
+        st.altair_chart(chart_ratio_histogram(hist), width="stretch")
 
 
 # -- view 2 ------------------------------------------------------------------------
@@ -360,6 +440,7 @@ def render(out: str, key: tuple) -> None:
                "where known; dotted vertical rules: 2^(d/2)/d for each d; grey: p = 1/2.")
     exact = load_exact_curves(out, key, run_id, dist, tuple(dims), which)
     st.altair_chart(chart_p_vs_n(cells, exact, views.threshold_rules(cells), which), width="stretch")
+    section_distance(out, key, run_id, dist, dims, cells)
 
     n_half = views.n_half_table(cells, load_fitted(out, key, run_id))
     d_min, d_max = int(min(cells["d"].to_pylist())), int(max(cells["d"].to_pylist()))

@@ -362,8 +362,14 @@ def _drive(fn, holder, first, todo, actors):
 
 
 # -- the Ray job client (mc-hull submit / status / logs / stop) ---------------------------------
-def job_client(address: str):
-    """A ``ray.job_submission.JobSubmissionClient`` for the job API at ``address`` (may raise)."""
+def job_client(address: str, token: str | None = None):
+    """A ``ray.job_submission.JobSubmissionClient`` for the job API at ``address`` (may raise).
+
+    With ``token`` every request carries it as a bearer header, so the client authenticates
+    even when this process's Ray has already settled on another auth mode (e.g. after joining
+    a cluster without token auth).
+    """
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return JobSubmissionClient(address, headers=headers)

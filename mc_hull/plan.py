@@ -103,6 +103,9 @@ MAX_SHARDS = 1_000_000
 #: drawn coordinate of a training set (8x8 ... 20x10^6 cells of benchmarks/membership.py on
 #: this 2-core machine: 37 us at (5, 150), 83 us at (10, 4000), 15 ms at (20, 10^6)).
 QUERY_SECONDS, ELEMENT_SECONDS, DRAW_SECONDS = 30e-6, 1.5e-9, 10e-9
+#: A distance run decides membership, then projects every query (benchmarks/distance.py: the
+#: projection costs 1.2-2x the membership decision at p ~ 1/2), so about 3x per query in all.
+DISTANCE_FACTOR = 3.0
 #: Seconds of overhead per shard (its Parquet file, its bookkeeping).
 SHARD_SECONDS = 0.01
 #: Resident memory of a worker before any training set (Python, numpy, scipy, HiGHS, pyarrow).
@@ -136,6 +139,8 @@ def cell_seconds(spec: Spec, d: int, n: int, trials: int) -> float:
     per_query = QUERY_SECONDS + ELEMENT_SECONDS * n * d
     if needs_streaming(n, d):
         per_query *= 3  # a few streamed passes, each regenerating X
+    if getattr(spec, "measure", "membership") == "distance":
+        per_query *= DISTANCE_FACTOR
     sets = -(-trials // spec.queries_per_set)
     return trials * per_query + sets * DRAW_SECONDS * n * d
 

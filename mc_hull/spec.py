@@ -20,7 +20,7 @@ from .solvers.certificates import TOL_MAX, TOL_MIN, check_tol  # the one toleran
 MAX_N = 10**12
 #: Largest dimension accepted in a spec.
 MAX_D = 4096
-#: Largest trial count of a cell, shard or cap (planning refuses what cannot run long before).
+#: Largest trial count of a cell, shard or cap (the planner refuses far smaller plans unless forced).
 MAX_TRIALS = 10**12
 #: What a run measures per trial: membership only, or membership plus the distance to the hull.
 MEASURES = ("membership", "distance")

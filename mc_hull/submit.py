@@ -81,6 +81,17 @@ def _enable_token() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
+def _token() -> str | None:
+    """The auth token as Ray resolves it (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token), if any."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -98,7 +109,7 @@ def client(address: str | None):
     from .distributed import job_client
 
     try:
-        return job_client(address)
+        return job_client(address, token=_token())
     except Exception as exc:  # ConnectionError, auth failures, version mismatch
         raise SubmitError(f"cannot reach the Ray job API at {address}: {_one_line(exc)}") from None
 

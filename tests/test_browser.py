@@ -153,3 +153,41 @@ def check_digits_page(page, url: str, out) -> None:
     assert "Test images inside the training hull" in text and "kept dimensions K" in text
     assert "Traceback" not in text and page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(ARTIFACTS / "dashboard-digits.png"))
+
+
+@pytest.mark.browser
+def test_distance_panels_in_chromium(tmp_path):
+    """A run with ``measure = "distance"``: the faceted distance panels draw beside the six views."""
+    from playwright.sync_api import sync_playwright
+
+    from mc_hull.runner import execute
+    from mc_hull.spec import Spec
+
+    assert os.path.exists(CHROMIUM), "Debian chromium is required (apt-get install -y chromium)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    out = tmp_path / "results"
+    execute(Spec(distribution="gaussian", dims=(2, 3), sizes=(10, 30), trials=100, queries_per_set=20, seed=5,
+                 shard_trials=100, measure="distance"), str(out), backend="serial", progress=False)
+    port = free_port()
+    proc = serve(str(out), port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/_stcore/health", proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 4000})
+                open_dashboard(page, url, charts=8)   # the six views' charts and the two distance panels
+                text = page.inner_text("body")
+                assert "How far outside?" in text and "distance / nn" in text
+                assert "Traceback" not in text and page.locator('[data-testid="stException"]').count() == 0
+                page.screenshot(path=str(ARTIFACTS / "dashboard-distance.png"))
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

@@ -386,3 +386,144 @@ def test_dashboard_notes_a_d_without_n_half_and_keeps_colours_distinct(tmp_path,
     schemes = {json.dumps(layer.get("encoding", {}).get("color", {}).get("scale", {}))
                for layer in p_spec.get("layer", [])}
     assert any('"viridis"' in s for s in schemes) and not any('"category10"' in s for s in schemes)
+
+
+# -- distance runs (measure = "distance") ----------------------------------------------
+DIGITS_PAGE = str(Path(__file__).resolve().parents[1] / "dashboards" / "pages" / "digits.py")
+
+
+@pytest.fixture(scope="module")
+def distance_results(tmp_path_factory):
+    """A serial Gaussian run with ``measure = "distance"``: d = 2, 3 at N = 10, 30, 200 trials per cell."""
+    from mc_hull.runner import execute
+    from mc_hull.spec import Spec
+
+    out = tmp_path_factory.mktemp("distance") / "out"
+    execute(Spec(distribution="gaussian", dims=(2, 3), sizes=(10, 30), trials=200, queries_per_set=20, seed=5,
+                 shard_trials=100, measure="distance"), str(out), backend="serial", progress=False)
+    return out
+
+
+def facet_charts(at, column: str) -> list[pa.Table]:
+    """Datasets of the faceted charts whose data carries ``column``."""
+    return [t for spec, data in charts(at) if "facet" in spec for t in data.values() if column in t.column_names]
+
+
+def test_distance_panels_match_the_query_layer(distance_results, monkeypatch):
+    from mc_hull import query
+
+    at = run_app(distance_results, monkeypatch)
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(h.value.startswith("How far outside?") for h in at.subheader)
+    assert not any("measured the distance" in c.value for c in at.caption)
+    cells = {(r["d"], r["n"]): r for r in query.cell_estimates(str(distance_results)).to_pylist()}
+    near = facet_charts(at, "series")
+    assert len(near) == 1
+    rows = near[0].to_pylist()
+    # three series per cell: p-hat and P(distance <= eps nn) for eps = 0.01, 0.1, each with its interval
+    assert len(rows) == 3 * len(cells) == 12
+    cols = {"p̂ = P(inside)": ("p_hat", "ci_low", "ci_high"),
+            "P(distance ≤ 0.01·nn)": ("p_near_1pct", "p_near_1pct_low", "p_near_1pct_high"),
+            "P(distance ≤ 0.1·nn)": ("p_near_10pct", "p_near_10pct_low", "p_near_10pct_high")}
+    for r in rows:
+        c = cells[(r["d"], r["n"])]
+        value, low, high = cols[r["series"]]
+        assert (r["value"], r["low"], r["high"]) == pytest.approx((c[value], c[low], c[high]))
+        assert r["low"] <= r["value"] <= r["high"]
+    for c in cells.values():   # near includes inside: P(near) >= p-hat, and 0.1 nn is the wider net
+        assert c["p_hat"] <= c["p_near_1pct"] <= c["p_near_10pct"] <= 1
+        assert c["p_near_10pct"] > c["p_hat"] or c["outside_measured"] == 0
+    # the histogram: bins (lo, hi] of distance/nn counted over outside trials, recomputed from the rows here
+    hist = facet_charts(at, "share")
+    assert len(hist) == 1
+    h = hist[0].to_pandas()
+    con = query.connect(str(distance_results))
+    raw = con.sql("SELECT d, least(distance_high / nn_distance, 1) AS r FROM trials WHERE status = 'outside'").fetchnumpy()
+    for d in (2, 3):
+        mine = h[h["d"] == d]
+        ratios = raw["r"][raw["d"] == d]
+        assert mine["trials"].sum() == sum(cells[(d, n)]["outside_measured"] for n in (10, 30)) == ratios.size
+        assert mine["share"].sum() == pytest.approx(1.0)
+        for lo, hi, k in zip(mine["lo"], mine["hi"], mine["trials"]):
+            assert hi == pytest.approx(lo * 10 ** 0.25)
+            assert k == np.count_nonzero((ratios > lo * (1 + 1e-12)) & (ratios <= hi * (1 + 1e-12)))
+        assert mine["hi"].max() == pytest.approx(1.0)   # distance <= nn (capped: the bound may pass nn by ulps)
+    assert h.equals(query.ratio_histogram(str(distance_results), distribution="gaussian").to_pandas()
+                    [["distribution", "params", "d", "lo", "hi", "trials", "share"]].assign(curve=h["curve"]))
+
+
+def test_distance_panel_follows_the_d_filter(distance_results, monkeypatch):
+    at = run_app(distance_results, monkeypatch)
+    at.sidebar.multiselect(key="dims").set_value([3]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert set(facet_charts(at, "series")[0]["d"].to_pylist()) == {3}
+    assert set(facet_charts(at, "share")[0]["d"].to_pylist()) == {3}
+
+
+def test_no_distance_measured_is_one_caption_and_no_chart(small_results, monkeypatch):
+    at = run_app(small_results, monkeypatch)
+    assert not at.exception
+    assert sum("No selected run measured the distance" in c.value for c in at.caption) == 1
+    assert not any(h.value.startswith("How far outside?") for h in at.subheader)
+    assert not facet_charts(at, "series") and not facet_charts(at, "share")
+
+
+@pytest.fixture(scope="module")
+def distance_sweep(tmp_path_factory):
+    """The digits sweep on a reduced ladder, measured with ``--measure distance``."""
+    from mc_hull import hulltest
+
+    out = tmp_path_factory.mktemp("digits-distance") / "results"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hulltest, "PAPER_DIGITS_LADDER", {"crop": (4, 64), "subsample": (16,), "pca": (2, 64)})
+        assert cli_main(["hull-test", "--preset", "paper-digits", "--serial", "--measure", "distance",
+                         "--out", str(out)]) == 0
+    return out
+
+
+def run_digits(out, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MC_HULL_RESULTS", str(out))
+    return AppTest.from_file(DIGITS_PAGE, default_timeout=90).run()
+
+
+def test_digits_page_distance_against_k(distance_sweep, monkeypatch):
+    from mc_hull import query
+
+    at = run_digits(distance_sweep, monkeypatch)
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(h.value.startswith("How far outside?") for h in at.subheader)
+    sweep, _ = query.latest_sweep(str(distance_sweep))
+    stored = {(r["reduction"], r["K"]): r for r in sweep.to_pylist()}
+    tables = [t for _, data in charts(at) for t in data.values() if "dist_nn_median" in t.column_names]
+    assert tables
+    rows = tables[0].to_pylist()
+    assert {(r["reduction"], r["K"]) for r in rows} == set(stored)
+    for r in rows:
+        s = stored[(r["reduction"], r["K"])]
+        assert r["outside_measured"] == s["outside_measured"] == s["n_test"] - s["inside"]
+        assert r["dist_nn_median"] == pytest.approx(s["dist_nn_q50"])        # the sweep's own median
+        assert r["p_near_10pct"] == pytest.approx(s["p_near_10pct"])
+        assert r["p_near_10pct_low"] <= r["p_near_10pct"] <= r["p_near_10pct_high"]
+        assert r["p_near_10pct"] >= s["fraction"]                           # inside images count as near
+        assert r["dist_nn_low"] <= r["dist_nn_median"] <= r["dist_nn_high"]
+        if r["outside_measured"] >= 100:   # a 99% interval for the median of >= 100 points lies within the quartiles
+            assert s["dist_nn_q25"] <= r["dist_nn_low"] and r["dist_nn_high"] <= s["dist_nn_q75"]
+        elif r["outside_measured"] <= 8:   # too few points: the interval is the whole range
+            assert r["dist_nn_low"] <= s["dist_nn_q10"] and r["dist_nn_high"] >= s["dist_nn_q90"]
+    # 64 kept pixels or components: nothing inside, and the median image is far (> 0.1 nn) from the hull
+    assert all(r["dist_nn_median"] > 0.1 for r in rows if r["K"] == 64)
+
+
+def test_digits_page_without_distance_says_so(tmp_path, monkeypatch):
+    from mc_hull import hulltest
+
+    out = tmp_path / "results"
+    monkeypatch.setattr(hulltest, "PAPER_DIGITS_LADDER", {"pca": (2,)})
+    assert cli_main(["hull-test", "--preset", "paper-digits", "--serial", "--out", str(out)]) == 0
+    at = run_digits(out, monkeypatch)
+    assert not at.exception
+    assert any("did not measure the distance" in c.value for c in at.caption)
+    assert not any(h.value.startswith("How far outside?") for h in at.subheader)
+    assert len(at.get("vega_lite_chart")) == 1

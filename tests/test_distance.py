@@ -415,6 +415,10 @@ def test_run_measure_distance_rows_and_query(tmp_path, capsys):
         by_run.setdefault(r["run_id"], {})[(r["replicate"], r["query"])] = r["status"]
     a, b = by_run.values()
     assert a == b
+    code, printed = _cli(capsys, "plot", out, "--out", tmp_path / "fig.svg")
+    assert code == 0, printed.err
+    svg = (tmp_path / "fig.svg").read_text()
+    assert "near-10pct-" in svg and "0.1 nn" in svg          # P(distance <= 0.1 nn) beside p
     with pytest.raises(SystemExit) as exc:
         _cli(capsys, "run", *common, "--measure", "volume")
     assert exc.value.code == 2 and "--measure" in capsys.readouterr().err

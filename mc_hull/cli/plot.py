@@ -157,6 +157,9 @@ def _p_panel(ax, cells, distribution: str, which: str, colour: dict, *, prefix: 
         ax.fill_between(n, lo, hi, color=col, alpha=0.18, linewidth=0, gid=f"ci-{gid}")
         name = f"{label} = {dim_of[curve]}" + (f" ({curve})" if several or which != "ambient" else "")
         ax.plot(n, p, "o-", color=col, ms=4, label=name, gid=f"monte-carlo-{gid}")
+        near = [np.nan if r.get("p_near_10pct") is None else r["p_near_10pct"] for r in mine]
+        if not np.all(np.isnan(near)):   # a --measure distance run: P(distance <= 0.1 nn) beside p
+            ax.plot(n, near, "^-.", color=col, ms=3, lw=1.0, gid=f"near-10pct-{gid}")
         ex = [e for e in exact if e["curve"] == curve]
         if ex:
             ax.plot([e["n"] for e in ex], [e["p"] for e in ex], "--", color=col, lw=1.2,
@@ -179,10 +182,18 @@ def _p_panel(ax, cells, distribution: str, which: str, colour: dict, *, prefix: 
     return bool(exact)
 
 
-def _style_handles(distribution: str | None, exact: bool):
+def _has_near(cells) -> bool:
+    """Whether a cell table carries a distance run's P(distance <= 0.1 nn)."""
+    return "p_near_10pct" in cells.column_names and any(v is not None for v in cells["p_near_10pct"].to_pylist())
+
+
+def _style_handles(distribution: str | None, exact: bool, near: bool = False):
     from matplotlib.lines import Line2D
 
     style = [Line2D([], [], color="k", marker="o", ms=4, label=views.MC_SERIES)]
+    if near:
+        style.append(Line2D([], [], color="k", marker="^", ms=3, ls="-.", lw=1.0,
+                            label="P(distance to the hull <= 0.1 nn)"))
     if exact:
         what = f" ({distribution})" if distribution else ""
         style.append(Line2D([], [], color="k", ls="--", label=f"{views.EXACT_SERIES}{what}"))
@@ -277,7 +288,8 @@ def draw(cells, distribution: str, fitted=None, which: str = "ambient"):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.2), constrained_layout=True)
     colour = dim_colours(cells["dim"].to_pylist())
     exact = _p_panel(ax1, cells, distribution, which, colour)
-    leg = ax1.legend(handles=ax1.get_legend_handles_labels()[0] + _style_handles(distribution, exact),
+    leg = ax1.legend(handles=ax1.get_legend_handles_labels()[0] + _style_handles(distribution, exact,
+                                                                                 _has_near(cells)),
                      fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     leg.set_gid("legend-p")
     _n_half_panel(ax2, [(distribution, cells)], fitted, which, views.exact_reference(cells) or distribution)
@@ -306,7 +318,8 @@ def draw_panels(groups, fitted=None, which: str = "ambient"):
                               title=f"({chr(ord('a') + i)}) {what}")
         flat[i].legend(fontsize=7, loc="upper left").set_gid(f"legend-p-{dist}")
     flat[len(groups) - 1].legend(
-        handles=flat[len(groups) - 1].get_legend_handles_labels()[0] + _style_handles(None, any_exact),
+        handles=flat[len(groups) - 1].get_legend_handles_labels()[0] + _style_handles(
+            None, any_exact, any(_has_near(cells) for _, cells in groups)),
         fontsize=7, loc="upper left").set_gid(f"legend-p-{groups[-1][0]}")
     _n_half_panel(flat[len(groups)], groups, fitted, which, None)
     for ax in flat[n:]:

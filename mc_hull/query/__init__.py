@@ -7,6 +7,7 @@ manifests list, verified) and aggregates in DuckDB.
 from .cells import (CELL_COLUMNS, IDENTITY, INTERVAL_NOTE, _empty, _schema, agreement, cell_estimates, cell_info,
                     connect, exact_p, parse_params, replicate_counts, replicate_halfwidths, run_params)
 from .curves import THRESHOLD_COLUMNS, THRESHOLDS_NOTE, empirical_n_half, thresholds, thresholds_table
+from .distances import ratio_histogram, sweep_distances
 from .status import fingerprint, location_problem, run_ids, run_progress, runs
 from .sweeps import REDUCTION_ORDER, latest_sweep, sweep_table, sweeps, sweeps_key
 
