@@ -701,25 +701,29 @@ def curve(results: list[EntrySizes], level: float = stats.LEVEL) -> dict:
 
 
 def median_interval(est: dict, q: float = 0.5) -> tuple[float, float, float]:
-    """The grid-level q-quantile of T (N½ for q = 1/2) with the interval from the per-size intervals.
+    """The q-quantile of T (N½ for q = 1/2) on the grid, and a bracket on the true one.
 
-    The quantile estimate is the smallest grid size with ``p_hat >= q``; its
-    interval runs from the smallest size whose interval's upper end reaches q to
-    the smallest size whose lower end does (inverting the per-size intervals, as
-    for a quantile of a binomial sample).  ``inf`` when the grid does not reach q.
+    The estimate is the smallest grid size with ``p_hat >= q`` (the median of the
+    located entry sizes).  The bracket ``(low, high]`` inverts the per-size 99%
+    intervals, as for a quantile of a binomial sample: the true N½ exceeds every
+    size whose interval lies below q (``low`` is the largest such size, 0 if
+    none) and is at most every size whose interval lies at or above q (``high``
+    is the smallest such, ``inf`` if none).
 
     Returns
     -------
     estimate, low, high : float
+        ``estimate`` is ``inf`` when the grid does not reach q.
     """
     n = np.asarray(est["n"], dtype=np.float64)
-
-    def first(mask):
-        hit = np.flatnonzero(np.nan_to_num(mask, nan=False))
-        return float(n[hit[0]]) if hit.size else math.inf
-
     with np.errstate(invalid="ignore"):
-        return (first(est["p_hat"] >= q), first(est["high"] >= q), first(est["low"] >= q))
+        reached = np.flatnonzero(np.nan_to_num(est["p_hat"] >= q, nan=False))
+        below = np.flatnonzero(np.nan_to_num(np.asarray(est["high"]) < q, nan=False))
+        above = np.flatnonzero(np.nan_to_num(np.asarray(est["low"]) >= q, nan=False))
+    estimate = float(n[reached[0]]) if reached.size else math.inf
+    low = float(n[below[-1]]) if below.size else 0.0
+    high = float(n[above[0]]) if above.size else math.inf
+    return estimate, low, high
 
 
 # -- queries per training set ---------------------------------------------------

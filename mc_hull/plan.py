@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from itertools import islice
 from typing import Iterator
@@ -164,6 +165,10 @@ class Estimate:
     cpu_seconds: float
     peak_bytes: int
 
+    def scaled(self, factor: float) -> "Estimate":
+        """The same plan with its CPU estimate multiplied by ``factor`` (see :func:`calibration`)."""
+        return Estimate(self.cells, self.trials, self.shards, self.cpu_seconds * factor, self.peak_bytes)
+
     def line(self) -> str:
         return (f"{self.cells} cells, {self.trials:,} trials in {self.shards:,} shards; estimated "
                 f"{_duration(self.cpu_seconds)} of CPU, peak memory {_size(self.peak_bytes)} per worker")
@@ -179,6 +184,44 @@ def estimate(spec: Spec, cells=None, replicate_start: int = 0, replicate_stop: i
     peak = max((cell_bytes(spec, d, n) for d, n in cells), default=BASE_BYTES)
     return Estimate(cells=len(cells), trials=trials * len(cells), shards=shards,
                     cpu_seconds=seconds, peak_bytes=peak)
+
+
+#: Largest training set (N x d coordinates) a calibration draws, and most queries it decides.
+CALIBRATION_ELEMENTS, CALIBRATION_QUERIES = 4_000_000, 50
+#: Range of the calibration factor (a model wrong by more than this is capped, not trusted).
+CALIBRATION_RANGE = (0.25, 1000.0)
+
+
+def calibration(spec: Spec, cells=None) -> float:
+    """Measured over modelled CPU seconds of one short decision, the factor to scale an estimate by.
+
+    The cost model's constants fit Gaussian data far from the boundary; hard distributions (a
+    curve in R^d, whose queries sit close to its hull) and large N cost many times more per query.
+    This draws one replicate of the largest in-memory cell (at most :data:`CALIBRATION_ELEMENTS`
+    coordinates) of the plan's smallest and of its largest d, from the spec's own keys (nothing is written, no
+    randomness is consumed elsewhere), and decides its queries (at most
+    :data:`CALIBRATION_QUERIES`, so a decision's fixed cost is shared as in a run): a fraction of
+    a second. 1.0 when no cell is small enough.
+    """
+    from .trial import replicate_data  # local: trial imports this module
+    from .solvers import get_solver
+
+    cells = list(spec.cells) if cells is None else list(cells)
+    small = [(d, n) for d, n in cells if n * d <= CALIBRATION_ELEMENTS and not needs_streaming(n, d)]
+    if not small:
+        return 1.0
+    solver = get_solver(spec.solver)
+    measured = modelled = 0.0
+    for dim in sorted({min(d for d, _ in small), max(d for d, _ in small)}):
+        n = max(n for d, n in small if d == dim)     # the largest N of the smallest and largest d
+        t0 = time.process_time()
+        X, Q = replicate_data(spec, dim, n, 0)
+        Q = Q[:CALIBRATION_QUERIES]
+        solver.decide(X, Q, tol=spec.tol)
+        measured += time.process_time() - t0
+        modelled += Q.shape[0] * (QUERY_SECONDS + ELEMENT_SECONDS * n * dim) + DRAW_SECONDS * n * dim
+    lo, hi = CALIBRATION_RANGE
+    return float(min(max(measured / modelled, lo), hi))
 
 
 def check(est: Estimate, *, force: bool = False, worker_bytes: int | None = None) -> None:

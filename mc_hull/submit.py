@@ -15,6 +15,7 @@ Token authentication (on by default in Ray >= 2.60) is used as Ray resolves it:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import sys
@@ -37,10 +38,28 @@ class SubmitError(McHullError):
     """The job API cannot be reached, refuses the request, or the job does not exist."""
 
 
-def submission_id(spec: Spec, out: str) -> str:
-    """``mc-hull-<run_id>-<8 hex of the output location>``: one job per (spec, out)."""
+def submission_id(spec, out: str) -> str:
+    """``mc-hull-<run_id>-<8 hex of the output location>``: one job per (spec, out).
+
+    ``spec`` is a Spec, or a list of :class:`~mc_hull.spec.Panel` (a multi-panel file), whose id
+    is a hash of its panels' run ids.
+    """
     digest = hashlib.sha256(canonical_out(out).encode()).hexdigest()[:8]
-    return f"mc-hull-{spec.run_id}-{digest}"
+    return f"mc-hull-{_run_id(spec)}-{digest}"
+
+
+def _run_id(spec) -> str:
+    if isinstance(spec, Spec):
+        return spec.run_id
+    return hashlib.sha256(" ".join(p.spec.run_id for p in spec).encode()).hexdigest()[:12]
+
+
+def spec_document(spec) -> str:
+    """The JSON document ``mc-hull run --spec-json`` runs: a spec, or ``{"panels": [...]}``."""
+    if isinstance(spec, Spec):
+        return spec.to_json()
+    panels = [{"name": p.name, "title": p.title, **p.spec.to_dict()} for p in spec]
+    return json.dumps({"panels": panels}, sort_keys=True, separators=(",", ":"))
 
 
 def canonical_out(out: str) -> str:
@@ -51,12 +70,12 @@ def canonical_out(out: str) -> str:
     return os.path.abspath(parsed.path if parsed.scheme == "file" else str(out))
 
 
-def run_arguments(spec: Spec, out: str) -> list[str]:
-    """``mc-hull run`` arguments that run exactly ``spec`` (as JSON) and write to ``out``."""
-    return ["mc-hull", "run", "--spec-json", spec.to_json(), "--out", canonical_out(out)]
+def run_arguments(spec, out: str) -> list[str]:
+    """``mc-hull run`` arguments that run exactly ``spec`` (or panels, as JSON) and write to ``out``."""
+    return ["mc-hull", "run", "--spec-json", spec_document(spec), "--out", canonical_out(out)]
 
 
-def entrypoint(spec: Spec, out: str) -> str:
+def entrypoint(spec, out: str) -> str:
     return shlex.join(run_arguments(spec, out))
 
 
@@ -141,9 +160,11 @@ def _exists(cl, job: str):
         raise SubmitError(_one_line(exc)) from None
 
 
-def submit(spec: Spec, out: str, *, address: str | None = None, working_dir: str | None = ".",
+def submit(spec, out: str, *, address: str | None = None, working_dir: str | None = ".",
            wait: bool = True, retry: bool = False, log=None) -> tuple[str, str]:
-    """Submit ``spec`` as a Ray job writing to ``out``; returns (submission id, final or current status).
+    """Submit ``spec`` (a Spec, or a list of Panels) as a Ray job writing to ``out``.
+
+    Returns (submission id, final or current status).
 
     If a job with the same id exists it is not submitted again: its status is
     shown (and followed when ``wait``).  ``retry`` submits a new attempt
@@ -173,7 +194,8 @@ def submit(spec: Spec, out: str, *, address: str | None = None, working_dir: str
         runtime_env.update(working_dir=working_dir, excludes=EXCLUDES)
     command = entrypoint(spec, out)
     _call(cl.submit_job, entrypoint=command, submission_id=job, runtime_env=runtime_env,
-          metadata={"mc_hull_run_id": spec.run_id, "mc_hull_spec_hash": spec.hash})
+          metadata={"mc_hull_run_id": _run_id(spec),
+                    "mc_hull_spec_hash": hashlib.sha256(spec_document(spec).encode()).hexdigest()})
     print(f"mc-hull: submitted job {job}: {command}", file=log)
     if not wait:
         at = f" --address {shlex.quote(address)}" if address else ""

@@ -130,3 +130,19 @@ def test_progress_lines_in_a_non_terminal_log(tmp_path):
         subprocess.run([*args[:-4], "--out", str(tmp_path / "out2"), "--no-progress", "--format", "csv"],
                        stdout=subprocess.DEVNULL, stderr=fh, env=env, timeout=300, check=True)
     assert " of 600 trials" not in log.read_text()
+
+
+def test_calibration_corrects_the_model_for_hard_distributions():
+    """A curve in R^3 near N = 10^4 costs ~100x the Gaussian model per query: the plan must know it.
+
+    (paper-fig1's manifold panel was planned as a few seconds and ran for minutes.) The factor is a
+    ratio of CPU seconds, so the margin (3x against ~100x measured) leaves room for a loaded machine.
+    """
+    from mc_hull.plan import CALIBRATION_RANGE, calibration
+
+    hard = Spec(distribution="manifold", dims=(3,), sizes=(10, 10_000), trials=100, queries_per_set=50, seed=2)
+    assert calibration(hard) > 3.0
+    huge = Spec(distribution="gaussian", dims=(20,), sizes=(10**7,), trials=10, seed=2)
+    assert calibration(huge) == 1.0            # nothing small enough to time: the model alone
+    lo, hi = CALIBRATION_RANGE
+    assert lo <= calibration(Spec(distribution="gaussian", dims=(2,), sizes=(10,), trials=10, seed=2)) <= hi

@@ -238,3 +238,34 @@ def test_submit_ships_the_spec_itself_grid_and_adaptive_fields(head, tmp_path, c
     assert re.search(r"mc-hull: run \w+: [\d,]+ of [\d,]+ trials \(\d+%\), [\d,]+ trials/s, ETA", text), text
     assert main(["run", str(spec_file), "--serial", "--no-progress", "--out", str(local), "--format", "csv"]) == 0
     assert rows(out) == rows(local) and len(rows(out)) > 3 * 60
+
+
+PANELS_TOML = """trials = 60
+queries_per_set = 20
+seed = 11
+shard_trials = 60
+[[panels]]
+name = "a"
+distribution = "gaussian"
+dims = "2..3"
+sizes = [5, 20]
+[[panels]]
+name = "b"
+title = "ball"
+distribution = "ball"
+dims = [2]
+sizes = [8]
+"""
+
+
+def test_a_multi_panel_file_submits_like_it_runs(head, tmp_path, capsys, monkeypatch):
+    """Everything `mc-hull run SPEC` accepts can be submitted: a [[panels]] file (like paper-fig1) too."""
+    spec_file = tmp_path / "panels.toml"
+    spec_file.write_text(PANELS_TOML)
+    out, local = tmp_path / "job-out", tmp_path / "local"
+    monkeypatch.chdir(tmp_path)
+    assert main(["submit", str(spec_file), "--address", head, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "SUCCEEDED" in captured.err and "2 panels" in captured.out + captured.err
+    assert main(["run", str(spec_file), "--serial", "--no-progress", "--out", str(local), "--format", "csv"]) == 0
+    assert rows(out) == rows(local) and len(rows(out)) == 2 * 2 * 60 + 60

@@ -216,8 +216,8 @@ def _describe(spec: Spec) -> str:
             f"{spec.trials} trials per cell ({spec.planned_trials} planned), solver {spec.solver}")
 
 
-def plan_and_backend(spec: Spec, args, job=None):
-    """Refuse a plan that cannot run (PlanError); return the backend name and the plan line to print."""
+def plan_estimate(spec: Spec, args, job=None):
+    """Refuse a plan that cannot run (PlanError); return its estimate, calibrated by a short timing."""
     from .. import plan as planning
     from ..jobs import MonteCarloJob
 
@@ -242,15 +242,20 @@ def plan_and_backend(spec: Spec, args, job=None):
         check_measure(spec)
     est = (job or MonteCarloJob(spec)).estimate()
     planning.check(est, force=args.force_plan)
-    backend, why = planning.choose_backend(est.cpu_seconds, serial=args.serial, address=args.address,
-                                           workers=args.workers)
+    est = est.scaled(planning.calibration(spec))    # the model's constants, corrected by a short timing
+    planning.check(est, force=args.force_plan)
+    return est
+
+
+def describe_plan(spec: Spec, est, backend: str, why: str) -> str:
+    """The line printed before a run: its cells, trials, shards, estimates and backend."""
     extra = ""
     if spec.target_halfwidth is not None:
         extra = f" (first round; adaptive up to {spec.max_trials:,} trials per cell)"
-    return backend, f"mc-hull: plan: {est.line()}{extra}; backend {backend} ({why})"
+    return f"mc-hull: plan: {est.line()}{extra}; backend {backend} ({why})"
 
 
-def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool) -> None:
+def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool, pool=None) -> None:
     """Run (or resume) one spec into ``args.out`` on ``backend`` and print its summary line."""
     from ..runner import execute
 
@@ -274,7 +279,7 @@ def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool) ->
 
             job = NestedJob(spec)
         report = execute(spec, args.out, backend=backend, job=job, address=args.address, workers=args.workers,
-                         new_run=new_run, progress=not args.no_progress)
+                         new_run=new_run, progress=not args.no_progress, pool=pool)
     print(f"mc-hull: run {report.run_id} done in {report.seconds:.1f} s: "
           f"{report.computed_shards} shards computed, {report.skipped_shards} skipped as committed, "
           f"{report.undecided} undecided", file=sys.stderr)
@@ -293,7 +298,14 @@ def main(args) -> int:
     args.out = bounded_out(args.out)
     panels = build_panels(args)  # all validation happens before anything is written
     # refuses, writing nothing, a plan that cannot run
-    plans = [plan_and_backend(panel.spec, args) for panel in panels]
+    estimates = [plan_estimate(panel.spec, args) for panel in panels]
+    from .. import plan as planning
+
+    backend, why = planning.choose_backend(sum(e.cpu_seconds for e in estimates), serial=args.serial,
+                                           address=args.address, workers=args.workers)
+    if len(panels) > 1 and backend == "ray" and why.startswith("estimated"):
+        why += " for all panels"
+    plans = [(backend, describe_plan(p.spec, e, backend, why)) for p, e in zip(panels, estimates)]
     # An unusable --out or a changed spec is refused in one line, before the header: each run is
     # claimed here (atomically), so of two writers started together the loser prints only its
     # refusal. The panels of one file run in order, so a directory holding the first panel's run is that file's.
@@ -311,8 +323,17 @@ def main(args) -> int:
         names = "; ".join(f"({p.name}) {p.title or p.spec.distribution}" for p in panels)
         print(f"mc-hull: {source(args)[1]}: {len(panels)} panels, one run each -> {args.out}: {names}",
               file=sys.stderr)
-    for i, (panel, (backend, plan_line)) in enumerate(zip(panels, plans)):
-        run_one(panel.spec, args, backend, plan_line, new_run=args.new_run or i > 0)
+    pool = None
+    if len(panels) > 1 and backend == "ray":  # one Ray and one set of actors for every panel
+        from ..distributed import Pool
+
+        pool = Pool(args.address, args.workers)
+    try:
+        for i, (panel, (backend, plan_line)) in enumerate(zip(panels, plans)):
+            run_one(panel.spec, args, backend, plan_line, new_run=args.new_run or i > 0, pool=pool)
+    finally:
+        if pool is not None:
+            pool.close()
     if len(panels) > 1:
         print(f"mc-hull: {len(panels)} panels done in {time.perf_counter() - t0:.1f} s; "
               f"`mc-hull plot {args.out} --out fig.png` draws them", file=sys.stderr)

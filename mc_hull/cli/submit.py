@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import SpecError
-from ..spec import Spec, load_preset, load_toml, preset_names
+from ..spec import Panel, is_auto, load_panels, load_preset, load_toml, panel_mappings, preset_names
 
 ADDRESS_HELP = ("Ray job API URL (the dashboard port), default $RAY_API_SERVER_ADDRESS or "
                 "http://127.0.0.1:8265; the token comes from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
@@ -43,22 +43,39 @@ def register(sub) -> None:
         q.set_defaults(func=func)
 
 
-def load_spec(args) -> Spec:
-    """The validated spec of SPEC.toml or --preset, as ``mc-hull run`` would build it (``sizes = "auto"`` resolved)."""
+def load_spec(args):
+    """What ``mc-hull run`` would run for SPEC.toml or --preset, validated: a Spec, or a list of Panels.
+
+    ``sizes = "auto"`` is resolved here (exact curve, or a small local pilot pass) and shipped as a grid.
+    """
     if args.spec and args.preset:
         raise SpecError("give either SPEC.toml or --preset, not both")
     if not args.spec and not args.preset:
         raise SpecError("give SPEC.toml or --preset")
     data = dict(load_toml(args.spec) if args.spec else load_preset(args.preset))
-    auto = isinstance(data.get("sizes"), str) and data["sizes"].strip().lower() == "auto"
-    if auto:
-        data.pop("sizes")
-    spec = Spec.from_dict(data)
-    if auto:  # resolved here (exact curve, or a small local pilot pass), shipped as a grid
-        from ..adaptive import resolve_auto_sizes
+    if args.preset == "paper-digits" and not args.spec:
+        raise SpecError("preset: paper-digits is a hull-test sweep: run it with mc-hull hull-test --preset paper-digits")
+    panels = load_panels(_without_auto(data))
+    resolved = []
+    for panel, mapping in zip(panels, panel_mappings(data)):
+        spec = panel.spec
+        if is_auto(mapping[2].get("sizes")):
+            from ..adaptive import resolve_auto_sizes
 
-        spec = resolve_auto_sizes(spec, backend="serial")
-    return spec
+            spec = resolve_auto_sizes(spec, backend="serial")
+        resolved.append(Panel(panel.name, panel.title, spec))
+    return resolved[0].spec if "panels" not in data else resolved
+
+
+def _without_auto(data: dict) -> dict:
+    """The mapping with ``sizes = "auto"`` left out (resolved after validation), in every panel too."""
+    def strip(m):
+        return {k: v for k, v in m.items() if not (k == "sizes" and is_auto(v))}
+
+    out = strip(data)
+    if isinstance(data.get("panels"), list):
+        out["panels"] = [strip(p) if isinstance(p, dict) else p for p in data["panels"]]
+    return out
 
 
 def main_submit(args) -> int:

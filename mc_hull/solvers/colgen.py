@@ -170,6 +170,39 @@ def master(points: np.ndarray, queries: np.ndarray, idx: np.ndarray, sizes: np.n
     return lam, offs, R
 
 
+def record_inside(cand: Candidates, active: np.ndarray, idx: np.ndarray, lam: np.ndarray,
+                  offs: np.ndarray, W: np.ndarray, atol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Propose inside for the active queries whose master residual is within ``atol``.
+
+    Parameters
+    ----------
+    cand : Candidates
+        Updated in place: kind, support, weights and method of the settled queries.
+    active : int ndarray, shape (A,)
+        Query rows of ``cand`` the master solved.
+    idx, lam, offs, W
+        The working sets and :func:`master`'s weights, offsets and residuals (A, d).
+
+    Returns
+    -------
+    pending : bool ndarray, shape (A,)
+        Queries still open with a finite residual (a failed NNLS is left to the fallbacks).
+    positive : bool ndarray, shape (len(idx),)
+        Working-set rows with positive weight (the master's support).
+    """
+    pending = ~(np.abs(W).max(axis=1) <= atol)     # NaN (NNLS failure) stays pending
+    positive = lam > 0
+    bounds = offs.tolist()
+    for j in np.flatnonzero(~pending).tolist():
+        a, e = bounds[j], bounds[j + 1]
+        pos = positive[a:e]
+        cand.support[active[j]], cand.weights[active[j]] = idx[a:e][pos], lam[a:e][pos]
+    cand.kind[active[~pending]] = INSIDE
+    cand.method[active[~pending]] = "inside"
+    pending &= np.isfinite(W).all(axis=1)             # failed NNLS: left to the LP
+    return pending, positive
+
+
 class ColGenSolver(Solver):
     """Prefilter with ``w = x - mean(X)``, then column generation on the rest.
 
@@ -245,16 +278,7 @@ class ColGenSolver(Solver):
                 break
             lam, offs, W = master(X, Q[active], idx, sizes, s)
             cand.rounds[active] = rnd
-            pending = ~(np.abs(W).max(axis=1) <= atol)     # NaN (NNLS failure) stays pending
-            positive = lam > 0
-            bounds = offs.tolist()
-            for j in np.flatnonzero(~pending).tolist():
-                a, e = bounds[j], bounds[j + 1]
-                pos = positive[a:e]
-                cand.support[active[j]], cand.weights[active[j]] = idx[a:e][pos], lam[a:e][pos]
-            cand.kind[active[~pending]] = INSIDE
-            cand.method[active[~pending]] = "inside"
-            pending &= np.isfinite(W).all(axis=1)             # failed NNLS: left to the LP
+            pending, positive = record_inside(cand, active, idx, lam, offs, W, atol)
             # Column dropping: a set keeps only its support.  The next master still holds the last
             # optimum, so the distance cannot grow, and later masters stay small (NNLS cost ~ |S|).
             row = np.repeat(np.arange(active.size), sizes)

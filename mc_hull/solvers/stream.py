@@ -35,7 +35,7 @@ import numpy as np
 
 from . import certificates as cert
 from .base import INSIDE, OUTSIDE, UNDECIDED, Candidates, Decisions, Solver, verify
-from .colgen import master, price
+from .colgen import master, price, record_inside
 
 #: Rows per block of an :class:`ArraySource`.
 ARRAY_BLOCK_ROWS = 1 << 16
@@ -351,16 +351,7 @@ class StreamSolver(Solver):
             R = np.array([cache[int(i)] for i in uniq]).reshape(len(uniq), d)
             lam, offs, W = master(R, Q[active], local.astype(np.intp), sizes, s)
             cand.rounds[active] = rnd
-            pending = ~(np.abs(W).max(axis=1) <= atol)
-            positive = lam > 0
-            bounds = offs.tolist()
-            for j in np.flatnonzero(~pending).tolist():
-                a, e = bounds[j], bounds[j + 1]
-                pos = positive[a:e]
-                cand.support[active[j]], cand.weights[active[j]] = idx[a:e][pos], lam[a:e][pos]
-            cand.kind[active[~pending]] = INSIDE
-            cand.method[active[~pending]] = "inside"
-            pending &= np.isfinite(W).all(axis=1)
+            pending, positive = record_inside(cand, active, idx, lam, offs, W, atol)
             row = np.repeat(np.arange(active.size), sizes)
             keep = positive & pending[row]
             sup_idx, sup_row = idx[keep], (np.cumsum(pending) - 1)[row[keep]]
