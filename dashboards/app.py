@@ -1,4 +1,4 @@
-"""mc_hull dashboard: p(d, N) against N (and how far outside, for distance runs), the (d, log N) heatmap, N½ against d, run status and a trial audit.
+"""mc_hull dashboard: p(d, N) against N (distance panels for distance runs), heatmap, N½ against d, status, audit.
 
 Start it with ``mc-hull dashboard DIR`` (or ``streamlit run dashboards/app.py -- DIR``;
 the ``MC_HULL_RESULTS`` environment variable also names DIR).  Every table is

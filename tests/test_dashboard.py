@@ -438,7 +438,8 @@ def test_distance_panels_match_the_query_layer(distance_results, monkeypatch):
     assert len(hist) == 1
     h = hist[0].to_pandas()
     con = query.connect(str(distance_results))
-    raw = con.sql("SELECT d, least(distance_high / nn_distance, 1) AS r FROM trials WHERE status = 'outside'").fetchnumpy()
+    raw = con.sql("SELECT d, least(distance_high / nn_distance, 1) AS r FROM trials "
+                  "WHERE status = 'outside'").fetchnumpy()
     for d in (2, 3):
         mine = h[h["d"] == d]
         ratios = raw["r"][raw["d"] == d]
