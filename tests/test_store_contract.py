@@ -305,6 +305,30 @@ def test_concurrent_publishers_each_land_once(make):
     assert store.committed("trials", RUN_A, {k: 5 for k in keys})[0] == set(keys)
 
 
+def test_two_publishers_of_one_unit_interleaved_leave_a_consistent_pair(make):
+    """The same spec started twice: A's bytes, then B's bytes and entry, then A's entry (stale).
+
+    Equal rows, different bytes (timings differ). A's publish re-checks what is stored after
+    writing its entry and rewrites the entry to name the bytes actually there, so readers see
+    one verified unit, never "SHA-256 differs from the manifest".
+    """
+    store = make()
+    store.prepare()
+    rows_a, rows_b = trials(6), trials(6, offset=100)
+    location, size, digest = store._put_unit("trials", RUN_A, KEY, rows_a, PART, {})       # A: bytes
+    store.publish("trials", RUN_A, KEY, rows_b, partition=PART)                             # B: bytes + entry
+    from mc_hull.store.base import Entry
+
+    stale = Entry(kind="trials", run_id=RUN_A, key=KEY, location=location, rows=6, size=size, sha256=digest,
+                  partition=PART, meta={})
+    store._put_entry(stale)                                                                 # A: its entry
+    settled = store._settle(stale)                                                          # A: the re-check
+    report, tables = store.verify("trials")
+    assert not report.problems and len(tables) == 1
+    assert settled.sha256 != digest and store.read("trials").column("query").to_pylist() == list(range(100, 106))
+    assert store.committed("trials", RUN_A, {KEY: 6}) == ({KEY}, [])
+
+
 def test_other_kinds_share_the_manifest(make):
     store = make()
     store.prepare()

@@ -20,7 +20,7 @@ import random
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
@@ -66,6 +66,8 @@ SCHEMA_DISTANCE = pa.schema(list(SCHEMA) + DISTANCE_FIELDS)
 POINT_SCHEMA_DISTANCE = pa.schema(list(POINT_SCHEMA) + DISTANCE_FIELDS)
 SWEEP_SCHEMA_DISTANCE = pa.schema(list(SWEEP_SCHEMA) + SWEEP_DISTANCE_FIELDS)
 #: kind -> (row schema, partition schema or None).
+#: Re-checks a publisher makes of its unit's stored bytes and entry (see ``Store._settle``).
+SETTLE_ROUNDS = 8
 KINDS = {"trials": (SCHEMA, PARTITION_SCHEMA), "points": (POINT_SCHEMA, None), "sweeps": (SWEEP_SCHEMA, None)}
 #: kind -> the row schemas a unit may have: the kind's own, or it with the distance columns (never
 #: anything else: a unit of membership rows stays exactly in the kind's schema).
@@ -209,6 +211,14 @@ class Store:
     def _put_entry(self, entry: Entry) -> None:
         raise NotImplementedError
 
+    def _get_entry(self, kind: str, run_id: str, key: str) -> Entry | None:
+        """The stored entry of one unit (None if absent or malformed)."""
+        raise NotImplementedError
+
+    def _unit_bytes(self, location: str) -> bytes | None:
+        """The bytes stored at a unit's location (None if absent)."""
+        raise NotImplementedError
+
     def _list_entries(self, kind: str, run_id: str | None) -> list[tuple[str, str, bytes | None]]:
         """``(run_id of the manifest, key of the entry name, body or None if unreadable)`` per entry."""
         raise NotImplementedError
@@ -342,6 +352,35 @@ class Store:
         entry = Entry(kind=kind, run_id=run_id, key=key, location=location, rows=table.num_rows, size=size,
                       sha256=digest, partition=partition, meta=meta)
         self._put_entry(entry)  # after the data: an entry always names bytes already stored
+        return self._settle(entry)
+
+    def _settle(self, entry: Entry) -> Entry:
+        """Leave the unit's entry naming the bytes now stored, when another publisher raced this one.
+
+        Two processes publishing the same unit (the same spec started twice) write equal rows
+        but different bytes (timings differ), and their data and entry writes can interleave
+        (A's file, B's file, B's entry, A's entry).  Each publisher therefore re-reads what is
+        stored after writing its entry; if the two disagree and the stored bytes are a whole,
+        well-formed unit of this kind with the entry's row count, the entry is rewritten to name
+        them.  Each publisher's last action is a check that found them agreeing, so when the
+        last one returns the pair is consistent.  Anything else (bytes gone, not this unit) is
+        left for a reader to report.
+        """
+        for _ in range(SETTLE_ROUNDS):
+            body = self._unit_bytes(entry.location)
+            stored = self._get_entry(entry.kind, entry.run_id, entry.key)
+            if body is None or stored is None:
+                return entry
+            now = replace(entry, size=len(body), sha256=sha256(body))
+            if (stored.location, stored.size, stored.sha256) == (now.location, now.size, now.sha256):
+                return stored
+            try:
+                table = self._get_unit(now)
+            except Damaged:
+                return entry
+            if _variant(entry.kind, table.schema) is None or table.num_rows != entry.rows:
+                return entry
+            self._put_entry(now)
         return entry
 
     def entries(self, kind: str, run_id: str | None = None) -> list[Entry]:

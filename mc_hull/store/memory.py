@@ -79,6 +79,18 @@ class MemoryStore(Store):
             self.entries_raw[(entry.kind, entry.run_id, entry.key)] = entry.to_json()
             self._touch()
 
+    def _get_entry(self, kind, run_id, key):
+        with self._lock:
+            body = self.entries_raw.get((kind, run_id, key))
+        try:
+            return None if body is None else Entry.from_json(body)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return None
+
+    def _unit_bytes(self, location):
+        with self._lock:
+            return self.blobs.get(location)
+
     def _list_entries(self, kind, run_id):
         with self._lock:
             items = list(self.entries_raw.items())

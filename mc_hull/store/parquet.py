@@ -241,6 +241,18 @@ class ParquetStore(Store):
     def _put_entry(self, entry: Entry) -> None:
         self._write(self._entry_path(entry.kind, entry.run_id, entry.key), entry.to_json())
 
+    def _get_entry(self, kind, run_id, key):
+        try:
+            return Entry.from_json(self._read(self._entry_path(kind, run_id, key)))
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return None
+
+    def _unit_bytes(self, location):
+        try:
+            return self._read(self._abs(location))
+        except OSError:
+            return None
+
     def _list_entries(self, kind, run_id):
         base = self._abs(f"{MANIFEST_DIR}/{kind}" + (f"/{run_id}" if run_id else ""))
         out = []
