@@ -29,7 +29,7 @@ def _rows(out: Path) -> dict[str, list]:
     import pyarrow.parquet as pq
 
     mc, ht = [], []
-    for path in sorted(out.rglob("*.parquet")):
+    for path in sorted([*out.rglob("*.parquet"), *out.rglob("*.pq")]):
         rel = path.relative_to(out).parts
         if any(p.startswith(".") for p in rel) or "sweeps" in rel:
             continue

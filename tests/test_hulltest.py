@@ -97,11 +97,11 @@ def test_ray_and_serial_give_identical_rows_and_reruns_do_not_duplicate(case, tm
     assert 0 < res.inside < 200
     # a re-run skips every committed shard; a damaged file is recomputed, never duplicated
     out = str(tmp_path / "serial")
-    files = sorted((tmp_path / "serial").rglob("points-*.parquet"))
+    files = sorted((tmp_path / "serial").rglob("points-*.pq"))
     files[2].write_bytes(b"PAR1 truncated")
     again = hulltest.run_hull_test(train, test, red, out, seed=5, backend="serial")
     assert (again.computed_shards, again.skipped_shards, again.inside) == (1, 4, res.inside)
-    assert sorted((tmp_path / "serial").rglob("points-*.parquet")) == files
+    assert sorted((tmp_path / "serial").rglob("points-*.pq")) == files
     assert HullTestStore(out).points(res.test_id).equals(tables["serial"])
     assert len(HullTestStore(out).records()) == 1
 
@@ -185,7 +185,7 @@ def test_digits_sweep_on_a_reduced_ladder(digits_sweep, capsys, monkeypatch):
     assert printed.out.splitlines()[0].split() == ["reduction", "K", "dims", "n_train", "n_test", "inside",
                                                    "undecided", "fraction", "ci_low", "ci_high"]
     assert len(printed.out.splitlines()) == 6 and printed.err.count("0 to run") == 5
-    assert len(list((out / "_hulltest" / "sweeps").glob("*.parquet"))) == 1
+    assert len(list((out / "_hulltest" / "sweeps").glob("*.pq"))) == 1
     # the Monte Carlo shard listing does not see hull-test files in the same directory
     from mc_hull.store import ResultStore
 

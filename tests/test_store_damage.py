@@ -248,7 +248,7 @@ def test_readme_snippets_work_verbatim_after_run_repair_and_hull_test(tmp_path, 
     __import__("numpy").save("train.npy", rng.standard_normal((60, 3)))
     __import__("numpy").save("test.npy", rng.standard_normal((20, 3)))
     assert main(["hull-test", "--train", "train.npy", "--test", "test.npy", "--serial", "--out", "results"]) == 0
-    assert list(Path("results/_hulltest").rglob("*.parquet"))
+    assert list(Path("results/_hulltest").rglob("*.pq"))
     capsys.readouterr()
     namespace: dict = {}
     exec(compile(snippet, "README.md", "exec"), namespace)  # verbatim

@@ -7,8 +7,8 @@ Layout under the root (a local directory or a URI such as ``s3://bucket/prefix``
     _stats/<run_id>.json                                        run statistics (the runner's measured rate)
     distribution=<name>/d=<d>/n=<N>/<run_id>-r<start>-<stop>.parquet   Monte Carlo shards (kind ``trials``)
     _hulltest/tests/<test_id>.json                              hull-test records
-    _hulltest/tests/<test_id>/points-<start>-<stop>.parquet     hull-test points (kind ``points``)
-    _hulltest/sweeps/<sweep_id>.parquet                         sweep tables (kind ``sweeps``)
+    _hulltest/tests/<test_id>/points-<start>-<stop>.pq          hull-test points (kind ``points``)
+    _hulltest/sweeps/<sweep_id>.pq                              sweep tables (kind ``sweeps``)
     _manifest/<kind>/<run_id>/<unit key>.json                   one manifest entry per committed unit
     _quarantine/<original path>.<tag>.corrupt                   damaged units moved aside (never read)
 
@@ -129,8 +129,10 @@ class ParquetStore(Store):
             hive = "/".join(f"{name}={partition[name]}" for name in ("distribution", "d", "n"))
             return f"{hive}/{run_id}-{key.rsplit('/', 1)[-1]}.parquet"
         if kind == "points":
-            return f"{HULLTEST_DIR}/tests/{run_id}/points-{key}.parquet"
-        return f"{HULLTEST_DIR}/sweeps/{run_id}.parquet"
+            # Parquet too, named .pq so that a reader's `DIR/**/*.parquet` glob with hive
+            # partitioning (the README's DuckDB snippet) meets only the Monte Carlo shards.
+            return f"{HULLTEST_DIR}/tests/{run_id}/points-{key}.pq"
+        return f"{HULLTEST_DIR}/sweeps/{run_id}.pq"
 
     def _entry_path(self, kind: str, run_id: str, key: str) -> str:
         return self._abs(f"{MANIFEST_DIR}/{kind}/{run_id}/{key}.json")
