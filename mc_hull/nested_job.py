@@ -125,7 +125,7 @@ class NestedJob:
         parts = []
         for r in range(unit.start, unit.stop):
             X, Q = nested.replicate_data(spec, unit.d, sizes, r)
-            res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol)
+            res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol, overwrite=True)
             parts.append(_rows(spec, res, r))
         cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         order = np.lexsort((cols["query"], cols["replicate"], cols["n"]))
