@@ -80,19 +80,39 @@ class PrefixScales:
     """
 
     def __init__(self, X: np.ndarray, sizes: np.ndarray, tol: float, Q: np.ndarray):
-        self.tol = float(tol)
-        self.frame = hasattr(cert, "Frame")
         L, d = len(sizes), X.shape[1]
-        self.centre = np.empty((L, d))
-        self.scale = np.empty(L)
-        csum, cmax, cmin, start = np.zeros(d), np.full(d, -np.inf), np.full(d, np.inf), 0
-        for j, n in enumerate(sizes.tolist()):
+        sums, maxs, mins = np.zeros((L, d)), np.full((L, d), -np.inf), np.full((L, d), np.inf)
+        start = 0
+        for j, n in enumerate(np.asarray(sizes).tolist()):
             block = X[start:n]
             if block.shape[0]:
-                csum += block.sum(axis=0)
-                np.maximum(cmax, block.max(axis=0), out=cmax)
-                np.minimum(cmin, block.min(axis=0), out=cmin)
+                sums[j], maxs[j], mins[j] = block.sum(axis=0), block.max(axis=0), block.min(axis=0)
             start = n
+        self._build(sums, maxs, mins, sizes, tol, Q)
+
+    @classmethod
+    def from_stats(cls, sums: np.ndarray, maxs: np.ndarray, mins: np.ndarray, sizes: np.ndarray, tol: float,
+                   Q: np.ndarray) -> "PrefixScales":
+        """The same thresholds from per-interval statistics (a streamed X never held whole).
+
+        ``sums``, ``maxs``, ``mins`` : ndarray, shape (L, d): column sums, maxima and minima of
+        the rows ``sizes[j-1] .. sizes[j]`` (from 0 for j = 0).
+        """
+        self = cls.__new__(cls)
+        self._build(np.asarray(sums), np.asarray(maxs), np.asarray(mins), sizes, tol, Q)
+        return self
+
+    def _build(self, sums, maxs, mins, sizes, tol, Q):
+        self.tol = float(tol)
+        self.frame = hasattr(cert, "Frame")
+        L, d = sums.shape
+        self.centre = np.empty((L, d))
+        self.scale = np.empty(L)
+        csum, cmax, cmin = np.zeros(d), np.full(d, -np.inf), np.full(d, np.inf)
+        for j, n in enumerate(np.asarray(sizes).tolist()):
+            csum += sums[j]
+            np.maximum(cmax, maxs[j], out=cmax)
+            np.minimum(cmin, mins[j], out=cmin)
             c = csum / n
             self.centre[j] = c
             if self.frame:
