@@ -50,6 +50,8 @@ from .nested import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
+#: Chunk winners per pricing round, in units of d + 1 (a pass costs more than a larger master).
+WINNERS = 1
 
 
 def engine_bytes() -> int:
@@ -276,7 +278,7 @@ class _StreamSearch:
         if kk < k:
             self.shortcuts[b] += k - kk
         self.set_inside(b, kk, sup, lam, float(value))
-        self.S[b] = np.asarray(sup, dtype=np.int64)
+        self.S[b] = np.union1d(self.S[b], sup)     # earlier rows stay: they serve the lower probes next
         return True
 
     # -- the loop ----------------------------------------------------------------------
@@ -351,7 +353,7 @@ class _StreamSearch:
         limit = g[np.clip(self.high[pb] - 1, 0, L - 1)]
         limit = np.maximum(limit, g[J])
         nj = g[J]
-        p = np.where(thin, 2 * d + 2, d + 1)
+        p = np.where(thin, 2 * d + 2, WINNERS * (d + 1))
         p = np.minimum(p, nj)
         clen = -(-nj // p)                                   # chunk length per direction
         pmax = int(p.max())
@@ -362,8 +364,9 @@ class _StreamSearch:
         tidx = np.full((P, pmax), -1, dtype=np.int64)
         trow = np.zeros((P, pmax, d))
         edges = np.concatenate([[0], g])
+        a_q = np.einsum("bj,bj->b", W, self.Qc[pb])
         stop = int(limit.max())
-        for start, Y in self.rows.blocks(stop):
+        for start, Y in self.rows.blocks(stop):   # stops early (no more regeneration) once no direction is alive
             m = len(Y)
             act = np.flatnonzero(limit > start)
             if act.size == 0:
@@ -412,13 +415,21 @@ class _StreamSearch:
                             tval[rb_, c] = v[better]
                             tidx[rb_, c] = lo + a + jj[better]
                             trow[rb_, c] = Y[a0 + a + jj[better]]
+                # A direction whose probe prefix is priced and that no longer separates stops here, as
+                # the in-memory extension stops at its first failure: no larger size can be certified.
+                past = sub[nj[sub] <= hi]
+                if past.size:
+                    khi = int(np.searchsorted(edges, hi - 1, side="right")) - 1
+                    run = imax[past, :khi + 1].max(axis=1)
+                    thr_k, _ = self.tolerance.threshold(np.full(past.size, khi), pb[past], d)
+                    limit[past[a_q[past] - run <= thr_k]] = hi
         spent[pb] += 1
         cum = np.maximum.accumulate(imax, axis=1)
-        a = np.einsum("bj,bj->b", W, self.Qc[pb])
+        a = a_q
         margin = a[:, None] - cum                           # (P, L)
         ks = np.broadcast_to(np.arange(L), (P, L))
         thr, s = self.tolerance.threshold(ks, np.broadcast_to(pb[:, None], (P, L)), d)
-        usable = np.arange(L)[None, :] < self.high[pb][:, None]
+        usable = (np.arange(L)[None, :] < self.high[pb][:, None]) & (g[None, :] <= limit[:, None])
         ok = (margin > thr) & usable & np.isfinite(cum)
         for i, b in enumerate(pb.tolist()):
             j = int(J[i])
@@ -436,8 +447,11 @@ class _StreamSearch:
                 if not thin[i]:
                     sel &= tval[i] > bound[i]
                 new.append(tidx[i][sel])
-            over = np.flatnonzero((np.arange(L) > max(kstar, j)) & usable[i] & (iarg[i] >= 0)
-                                  & ~ok[i])[:d + 1]
+            if thin[i] or kstar < j:    # best rows of every interval priced: rows for later, lower probes
+                over = np.flatnonzero(usable[i] & (iarg[i] >= 0) & ((np.arange(L) <= j) | ~ok[i]))
+            else:
+                over = np.flatnonzero((np.arange(L) > max(kstar, j)) & usable[i] & (iarg[i] >= 0)
+                                      & ~ok[i])[:d + 1]
             new.append(iarg[i][over])
             for c in np.flatnonzero(tidx[i] >= 0).tolist():
                 self.cache.setdefault(int(tidx[i, c]), trow[i, c])
