@@ -50,8 +50,12 @@ from .nested import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
-#: Chunk winners per pricing round, in units of d + 1 (a pass costs more than a larger master).
+#: Chunk winners per pricing round, in units of d + 1.
 WINNERS = 1
+#: Probes up the right spine priced speculatively with each query's probe (0: measured at d = 16, N = 8e5,
+#: K = 100: 18 passes, 17 with 1 or 2, and more time; each could save a pass when
+#: the answer is outside, at the cost of one more product over the prefix).
+SPECULATE = 0
 
 
 def engine_bytes() -> int:
@@ -282,6 +286,25 @@ class _StreamSearch:
         return True
 
     # -- the loop ----------------------------------------------------------------------
+    def _direction(self, b: int, j: int, S: np.ndarray):
+        """The master on rows ``S`` (cached, all below g_j) for query b at probe j.
+
+        Returns ``"inside"`` (certified and recorded), ``None`` (no usable residual) or
+        ``(w, bound)``: the ℓ1-normalised residual direction and the master's bound on its scores.
+        """
+        lam, _, R = colgen.master(self._points(S), self.Qc[b:b + 1], np.arange(S.size), np.array([S.size]),
+                                  float(self.tolerance.scale[j]))
+        pos = lam > 0
+        if np.all(np.isfinite(R)) and pos.any():
+            thr_in, s_in = self.tolerance.threshold(j, b, int(pos.sum()), inside=True)
+            if np.max(np.abs(R)) <= 2 * thr_in + 1e-12 * s_in and self._inside_from(b, S[pos], lam[pos], j):
+                return "inside"
+        l1 = float(np.abs(R).sum())
+        if not (np.isfinite(l1) and l1 > 0):
+            return None
+        w = R[0] / l1
+        return w, float(w @ self.Qc[b]) - float(w @ R[0]) + 1e-13 * self.d * float(self.tolerance.scale[j])
+
     def run(self) -> None:
         K, d = self.K, self.d
         target = np.array([self._target(b) for b in range(K)], dtype=np.int64)
@@ -289,7 +312,7 @@ class _StreamSearch:
         seeded: list[set] = [set() for _ in range(K)]     # probes where the seed x - c_j was priced
         while True:
             # 1. cached rows only: masters, inside checks, new probes; collect directions to price.
-            price_b, price_w, bounds, thin = [], [], [], []
+            price_b, price_j, price_w, bounds, thin, spec = [], [], [], [], [], []
             stuck: dict[int, list[int]] = {}
             for b in np.flatnonzero(target >= 0).tolist():
                 while target[b] >= 0:
@@ -304,37 +327,47 @@ class _StreamSearch:
                         v = self.Qc[b] - self.tolerance.centre[j]
                         l1 = float(np.abs(v).sum())
                         if l1 > 0:
-                            price_b.append(b), price_w.append(v / l1), bounds.append(-np.inf), thin.append(True)
+                            price_b.append(b), price_j.append(j), price_w.append(v / l1), bounds.append(-np.inf)
+                            thin.append(True), spec.append(False)
                             break
                     if S.size == 0:
                         stuck.setdefault(j, []).append(b)
                         break
-                    lam, _, R = colgen.master(self._points(S), self.Qc[b:b + 1], np.arange(S.size),
-                                              np.array([S.size]), float(self.tolerance.scale[j]))
-                    pos = lam > 0
-                    if np.all(np.isfinite(R)) and pos.any():
-                        thr_in, s_in = self.tolerance.threshold(j, b, int(pos.sum()), inside=True)
-                        if np.max(np.abs(R)) <= 2 * thr_in + 1e-12 * s_in and self._inside_from(b, S[pos], lam[pos], j):
-                            spent[b] = 0
-                            target[b] = self._target(b)
-                            continue
-                    l1 = float(np.abs(R).sum())
-                    if not (np.isfinite(l1) and l1 > 0):
+                    got = self._direction(b, j, S)
+                    if got == "inside":
+                        spent[b] = 0
+                        target[b] = self._target(b)
+                        continue
+                    if got is None:
                         stuck.setdefault(j, []).append(b)
                         break
-                    w = R[0] / l1
-                    a = float(w @ self.Qc[b])
-                    price_b.append(b), price_w.append(w), thin.append(False)
-                    bounds.append(a - float(w @ R[0]) + 1e-13 * d * float(self.tolerance.scale[j]))
+                    price_b.append(b), price_j.append(j), price_w.append(got[0]), bounds.append(got[1])
+                    thin.append(False), spec.append(False)
+                    # Speculation up the right spine: the probes that follow if the answer is outside get
+                    # their own directions in this pass (an outside certificate there settles j too).
+                    lo = j
+                    for _ in range(SPECULATE):
+                        jr = nested._probe(lo, int(self.high[b]), self.failed[b], self.depth)
+                        if jr < 0:
+                            break
+                        Sr = self.S[b][self.S[b] < int(self.g[jr])]
+                        if Sr.size <= max(S.size, d):
+                            break
+                        got = self._direction(b, jr, Sr)
+                        if got == "inside" or got is None:
+                            break
+                        price_b.append(b), price_j.append(jr), price_w.append(got[0]), bounds.append(got[1])
+                        thin.append(False), spec.append(True)
+                        lo = jr
                     break
             if not price_b and not stuck:
                 break
             # 2. one pass prices every pending direction.
             if price_b:
                 pb = np.array(price_b, dtype=np.int64)
-                self._price(pb, np.array(price_w).reshape(-1, d), target[pb], np.array(bounds), np.array(thin),
-                            spent)
-                for b in pb.tolist():
+                self._price(pb, np.array(price_w).reshape(-1, d), np.array(price_j, dtype=np.int64),
+                            np.array(bounds), np.array(thin), spent, np.array(spec))
+                for b in np.unique(pb).tolist():
                     t = self._target(b)
                     if t != target[b]:
                         spent[b] = 0
@@ -346,7 +379,7 @@ class _StreamSearch:
                     spent[b] = 0
                     target[b] = self._target(b)
 
-    def _price(self, pb, W, J, bound, thin, spent) -> None:
+    def _price(self, pb, W, J, bound, thin, spent, spec=None) -> None:
         """One pass: interval maxima up to ``g[high - 1]`` and chunk winners below ``g_j`` for each direction."""
         g, d, L = self.g, self.d, self.L
         P = pb.size
@@ -459,7 +492,7 @@ class _StreamSearch:
                 self.cache.setdefault(int(iarg[i, k]), irow[i, k])
             add = np.concatenate(new)
             merged = np.union1d(self.S[b], add)
-            if kstar < j and merged.size == self.S[b].size and not thin[i]:
+            if kstar < j and merged.size == self.S[b].size and not thin[i] and not (spec is not None and spec[i]):
                 spent[b] = self.rounds                      # no progress: the engine decides this probe
             self.S[b] = merged
 
