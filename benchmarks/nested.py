@@ -16,6 +16,11 @@ bursts on this shared machine hit both; compare the ratio, not the seconds.
 Reports the wall-time ratio, whether p-hat is monotone, how many sizes' 99%
 clustered intervals hold the exact curve (``mc_hull.theory``), the design
 effects, and the queries per set the cost rule would choose from the measured costs.
+
+``--streamed`` instead compares, replicate by replicate (interleaved, order alternating), the
+in-memory search with the streamed one (:mod:`mc_hull.nested_stream`, X regenerated from the
+replicate's keys) holding all, half and none of X in memory, on the ``--sizes auto`` grid of d
+cut at ``--n-max``: CPU seconds, passes, rows regenerated, and whether the brackets agree.
 """
 
 from __future__ import annotations
@@ -108,6 +113,50 @@ def design_effects(cells, trials, seed=0):
                   f"{deff:.2f} | {width:.4f} | {rate:.0f} | {eff:.2e} |", flush=True)
 
 
+def streamed(d, n_max, k, replicates, seed=0):
+    """In-memory against streamed nested searches on one grid (see the module docstring)."""
+    from mc_hull import nested_stream
+    from mc_hull.adaptive import auto_grid
+    from mc_hull.bigcell import KeyedSource
+
+    grid = np.array([n for n in auto_grid("gaussian", [d], points=40, max_n=10**12, p_range=(0.02, 0.95))[d]
+                     if n <= n_max])
+    spec = Spec(distribution="gaussian", dims=(d,), sizes=(int(grid[-1]),), trials=k * replicates,
+                queries_per_set=k, seed=seed, solver="colgen")
+    full = 8 * int(grid[-1]) * d
+    ways = {"in memory": None, "streamed, all held": 2 * full, "streamed, half held": full // 2,
+            "streamed, none held": 0}
+    cpu = dict.fromkeys(ways, 0.0)
+    print(f"d = {d}, {len(grid)} sizes to N = {grid[-1]:,}, K = {k}, {replicates} replicates; one BLAS thread; "
+          f"load average {os.getloadavg()[0]:.1f}; CPU seconds (draw included)")
+    for r in range(replicates):
+        names = list(ways) if r % 2 == 0 else list(ways)[::-1]
+        res = {}
+        for name in names:
+            t0 = time.process_time()
+            if ways[name] is None:
+                X, Q = nested.replicate_data(spec, d, grid, r)
+                res[name] = nested.entry_sizes(X, Q, grid, overwrite=True)
+                del X
+            else:
+                src = KeyedSource(spec.to_json(), d, int(grid[-1]), r)
+                res[name] = nested_stream.streamed_entry_sizes(src, src.queries(), grid, budget=ways[name])
+            cpu[name] += time.process_time() - t0
+        ref = res["in memory"]
+        parts = []
+        for name in ways:
+            part = f"{name} {cpu[name]:.1f} s"
+            if ways[name] is not None:
+                same = np.array_equal(res[name].low, ref.low) and np.array_equal(res[name].high, ref.high)
+                part += (f" ({res[name].passes} passes, {res[name].regenerated / grid[-1]:.1f} N rows drawn, "
+                         f"brackets {'equal' if same else 'DIFFER'})")
+            parts.append(part)
+        line = "; ".join(parts)
+        print(f"  replicate {r + 1}/{replicates}: {line}", flush=True)
+    base = cpu["in memory"]
+    print("ratios to in memory: " + ", ".join(f"{name} {cpu[name] / base:.2f}x" for name in ways))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--d", type=int, default=8)
@@ -118,9 +167,15 @@ def main(argv=None):
     ap.add_argument("--queries-per-set", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="d = 6, N to 1e4, 400 trials")
+    ap.add_argument("--streamed", action="store_true",
+                    help="instead: in-memory against streamed searches (--d, --n-max, --queries-per-set, "
+                         "--trials / K replicates)")
     ap.add_argument("--design-effects", action="store_true",
                     help="instead: design effects at K = 100, the new default and the rule's K for a few cells")
     a = ap.parse_args(argv)
+    if a.streamed:
+        streamed(a.d, a.n_max, a.queries_per_set, max(1, a.trials // a.queries_per_set), a.seed)
+        return
     if a.design_effects:
         design_effects([(3, 27), (4, 62), (8, 1100), (8, 80)], 6000 if not a.quick else 1200, a.seed)
         return

@@ -144,7 +144,8 @@ class PrefixRows:
     def _blocks(self, stop: int, first: int = 0):
         stop = min(int(stop), self.n)
         br = self.block_rows
-        b0, b1, held = int(first) // br, -(-stop // br), self.n_mem // br
+        b0, b1 = int(first) // br, -(-stop // br)
+        held = -(-self.n_mem // br) if self.n_mem == self.n else self.n_mem // br   # the short last block too
         for b in range(b0, min(b1, held)):
             yield b * br, self.mem[b * br:min((b + 1) * br, stop)]
         if b1 > max(b0, held):
