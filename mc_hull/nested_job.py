@@ -31,12 +31,15 @@ from .solvers import STATUS_NAMES
 from .spec import Spec
 from .trial import COLUMNS
 
-#: Seconds per located query, fixed part and per element of X (N_max x d), for the plan's estimate
-#: (benchmarks/nested.py, d = 8, N to 1e5: ~5 ms per query on this loaded 2-core machine).
-LOCATE_SECONDS, LOCATE_ELEMENT_SECONDS = 1e-3, 5e-9
-#: Streamed replicates: passes over X per replicate (each regenerates the rows beyond the held
-#: prefix) and the pricing cost relative to the in-memory search (tests/bench: d = 12..16, 40 sizes).
-STREAM_PASSES, STREAM_FACTOR = 16, 2.5
+#: Seconds per located query, fixed part and per element of X (N_max x d), for the plan's estimate:
+#: one replicate of the d = 16 target (40 sizes to N = 4.6e7, K = 50) took 35.6 CPU s in memory,
+#: about 6 s of it drawing X, so 0.6 s per query, 8e-10 s per element (benchmarks/nested.py --streamed;
+#: ~5 ms per query at d = 8, N to 1e5, where the fixed part dominates).
+LOCATE_SECONDS, LOCATE_ELEMENT_SECONDS = 1e-3, 8e-10
+#: Streamed replicates: passes per replicate that regenerate the rows beyond the held prefix (the same
+#: replicate with 25e6 of its 45.7e6 rows held took 84 CPU s against 27 s held whole: 17 passes of the
+#: 20.7e6-row tail); the pricing itself cost 0.8-2.3x the in-memory search in interleaved pairs (noisy).
+STREAM_PASSES = 16
 
 
 @dataclass(frozen=True, order=True)
@@ -106,6 +109,10 @@ def plan_note(spec: Spec) -> str:
         st = streamed_sizes(spec, d)
         if st:
             n_mem, n_max = st
+            if n_mem >= n_max:
+                parts.append(f"d = {d}: X of N = {n_max:,} ({planning._size(8 * n_max * d)}, no working copy) "
+                             "held whole by the streamed search")
+                continue
             big = sorted(n for n in spec.sizes_for(d) if n > n_mem)
             which = "all sizes" if len(big) == len(spec.sizes_for(d)) else f"sizes N > {n_mem:,} ({len(big)} of them)"
             held = f"its first {n_mem:,} rows held, the rest" if n_mem else "X"
@@ -153,10 +160,9 @@ class NestedJob:
             seconds += spec.replicates * planning.DRAW_SECONDS * n_max * d
             seconds += spec.trials * (LOCATE_SECONDS + LOCATE_ELEMENT_SECONDS * n_max * d)
             streamed = streamed_sizes(spec, d)
-            if streamed:   # every pass regenerates the rows beyond the held prefix; pricing costs more passes
+            if streamed:   # every pass regenerates the rows beyond the held prefix
                 n_mem = streamed[0]
                 seconds += spec.replicates * STREAM_PASSES * planning.DRAW_SECONDS * (n_max - n_mem) * d
-                seconds += spec.trials * (STREAM_FACTOR - 1) * LOCATE_ELEMENT_SECONDS * n_max * d
                 held = 8 * n_mem * d + nested_stream.engine_bytes()
                 peak = max(peak, planning.BASE_BYTES + held
                            + nested_stream.state_bytes(d, spec.queries_per_set, len(spec.sizes_for(d))))
