@@ -231,3 +231,31 @@ def test_trials_of_nested_runs_are_told_apart_by_the_size_of_their_training_set(
     # the nested rows at N_max equal the ordinary run's (same keys, same answers)
     rows = query.entry_sizes(out, run_id=a.run_id).to_pylist()
     assert sum(r["t_high"] is not None for r in rows) == cells[40]["inside"]
+
+
+def test_a_nested_curve_below_one_half_has_a_one_sided_bracket_and_a_note(tmp_path, capsys):
+    out = str(tmp_path / "low")
+    spec = Spec(distribution="gaussian", dims=(4,), sizes=(5, 8, 12, 20), trials=120, seed=2, nested=True)
+    execute(spec, out, backend="serial", progress=False, job=NestedJob(spec))
+    (row,) = query.thresholds(out).to_pylist()
+    cells = _cells(out)
+    assert row["method"] == query.MEDIAN_T and row["n_half"] is None and row["n_half_high"] == math.inf
+    assert row["n_half_low"] == max(c["n"] for c in cells if c["ci_high"] < 0.5) == 20
+    code, text, err = _cli(capsys, out, "--thresholds")
+    assert code == 0, err
+    assert "# no N_half for gaussian d = 4: p is below 1/2 up to N = 20" in text
+
+
+def test_entry_sizes_of_a_damaged_store_is_one_line(nested_results, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "damaged"
+    shutil.copytree(nested_results, out)
+    victim = sorted(out.glob("distribution=*/d=3/n=27/*.parquet"))[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    for flag in ("--entry-sizes", "--thresholds"):
+        code, stdout, err = _cli(capsys, out, flag)
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and stdout == "", err
+        assert "n=27" in err or victim.name in err, err
