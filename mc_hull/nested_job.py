@@ -89,21 +89,27 @@ class NestedJob:
     def name(self) -> str:
         return f"run {self.spec.run_id}"
 
+    def _replicates(self, d: int) -> tuple[int, int]:
+        """(replicates, replicates per unit) of dimension d: one K per d, the largest size's cell."""
+        n_max = max(self.spec.sizes_for(d))
+        return self.spec.replicates_for(d, n_max), planning.replicates_per_shard(self.spec, d, n_max)
+
     def units(self):
-        step = planning.replicates_per_shard(self.spec)
         for d in self.spec.dims:
-            for start in range(0, self.spec.replicates, step):
-                yield NestedShard(self.spec.distribution, d, start, min(start + step, self.spec.replicates))
+            total, step = self._replicates(d)
+            for start in range(0, total, step):
+                yield NestedShard(self.spec.distribution, d, start, min(start + step, total))
 
     def count(self) -> int:
-        step = planning.replicates_per_shard(self.spec)
-        return len(self.spec.dims) * -(-self.spec.replicates // step)
+        return sum(-(-total // step) for total, step in map(self._replicates, self.spec.dims))
 
     def total(self) -> int:
         return sum(len(self.spec.sizes_for(d)) for d in self.spec.dims) * self.spec.trials
 
     def size(self, unit: NestedShard) -> int:
-        return len(self.spec.sizes_for(unit.d)) * planning.replicate_trials(self.spec, unit.start, unit.stop)
+        n_max = max(self.spec.sizes_for(unit.d))
+        return len(self.spec.sizes_for(unit.d)) * planning.replicate_trials(self.spec, unit.start, unit.stop,
+                                                                             unit.d, n_max)
 
     def estimate(self) -> planning.Estimate:
         spec = self.spec
@@ -111,7 +117,7 @@ class NestedJob:
         peak = planning.BASE_BYTES
         for d in spec.dims:
             n_max = max(spec.sizes_for(d))
-            seconds += spec.replicates * planning.DRAW_SECONDS * n_max * d
+            seconds += spec.replicates_for(d, n_max) * planning.DRAW_SECONDS * n_max * d
             seconds += spec.trials * (LOCATE_SECONDS + LOCATE_ELEMENT_SECONDS * n_max * d)
             peak = max(peak, planning.BASE_BYTES + 4 * 8 * n_max * d)   # X, its two copies, scratch
         return planning.Estimate(cells=len(spec.cells), trials=self.total(), shards=self.count(),
