@@ -98,7 +98,7 @@ def design_effects(cells, trials, seed=0):
                 k = nested.efficient_queries_per_set(a, b, rho, trials=trials)
             sp = Spec(distribution="gaussian", dims=(d,), sizes=(n,), trials=trials, queries_per_set=k,
                       seed=seed, solver="colgen")
-            secs, ym = _replicates_time(sp, engine, d, n, sp.replicates)
+            secs, ym = _replicates_time(sp, engine, d, n, sp.replicates_for(d, n))
             lo, hi, deff = stats.clustered_interval(ym[:, 0], ym[:, 1])
             if k == 100:
                 rho = nested.rho_from_design_effect(deff, k)
@@ -130,7 +130,7 @@ def main(argv=None):
     spec = Spec(distribution="gaussian", dims=(a.d,), sizes=tuple(int(n) for n in grid), trials=a.trials,
                 queries_per_set=a.queries_per_set, seed=a.seed, solver="colgen")
     engine = get_solver("colgen")
-    R = spec.replicates
+    R = spec.replicates_for(a.d, int(grid[-1]))
     print(f"d = {a.d}, {len(grid)} sizes from {grid[0]} to {grid[-1]}, {a.trials} trials per size, "
           f"K = {a.queries_per_set} queries per training set ({R} replicates); one BLAS thread; "
           f"shared machine (load average {os.getloadavg()[0]:.1f}): compare the ratio")
