@@ -1,4 +1,5 @@
-"""mc_hull dashboard: p(d, N) against N (distance panels for distance runs), heatmap, N½ against d, status, audit.
+"""mc_hull dashboard: p(d, N) against N (distance panels for distance runs), heatmap, N½ against d (the
+distribution of the entry size T for nested runs), status, audit.
 
 Start it with ``mc-hull dashboard DIR`` (or ``streamlit run dashboards/app.py -- DIR``;
 the ``MC_HULL_RESULTS`` environment variable also names DIR).  Every table is
@@ -42,6 +43,16 @@ def load_cells(out: str, key: tuple, run_id: str | None):
 @st.cache_data(show_spinner=False, max_entries=32)
 def load_fitted(out: str, key: tuple, run_id: str | None):
     return views.fitted_n_half(out, run_id, load_cells(out, key, run_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_thresholds(out: str, key: tuple, run_id: str | None):
+    return views.thresholds(out, run_id, load_cells(out, key, run_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_entry_ecdf(out: str, key: tuple, run_id: str | None, dist: str, dims: tuple):
+    return views.entry_ecdf(out, run_id, dist, list(dims))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -262,13 +273,17 @@ def chart_heatmap(heat, n_half, exact_half, bf) -> alt.LayerChart:
 # -- view 3 ------------------------------------------------------------------------
 def chart_n_half(n_half, exact_half, bf, other_half=None, which: str = "ambient") -> alt.LayerChart:
     emp = df(n_half)
-    emp = emp[emp["n_half"].notna()].assign(series=views.EMPIRICAL_HALF_SERIES)
+    emp = emp[emp["n_half"].notna()]
+    emp = emp.assign(series=[views.MEDIAN_T_SERIES if src == views.MEDIAN_T_SOURCE else views.EMPIRICAL_HALF_SERIES
+                             for src in emp["source"]])
     if "dim" in emp:  # the points stand at the chosen dimension; the curves are functions of it
         emp = emp.rename(columns={"d": "d_ambient", "dim": "d"})
     curves = [df(bf)] + [df(t) for t in (exact_half, other_half) if t is not None and t.num_rows]
     lines = pd.concat(curves, ignore_index=True)
-    series = list(dict.fromkeys(list(lines["series"]) + [views.EMPIRICAL_HALF_SERIES]))
-    palette = {views.BF_SERIES: "#888888", views.EXACT_HALF_SERIES: "black", views.EMPIRICAL_HALF_SERIES: "#e4572e"}
+    series = list(dict.fromkeys(list(lines["series"]) + (sorted(set(emp["series"]), reverse=True) if len(emp)
+                                                         else [views.EMPIRICAL_HALF_SERIES])))
+    palette = {views.BF_SERIES: "#888888", views.EXACT_HALF_SERIES: "black", views.EMPIRICAL_HALF_SERIES: "#e4572e",
+               views.MEDIAN_T_SERIES: "#9c27b0"}
     palette.update({s: "#4c78a8" for s in series if s not in palette})  # the other exact curve
     color = alt.Color("series:N", title="N½", scale=alt.Scale(domain=series, range=[palette[s] for s in series]))
     y = alt.Y("n:Q", scale=alt.Scale(type="log"), title="N½ (log scale): p(d, N½) = 1/2")
@@ -291,6 +306,75 @@ def chart_n_half(n_half, exact_half, bf, other_half=None, which: str = "ambient"
                      alt.Tooltip("n_half_high:Q", format=".4g"), "source",
                      alt.Tooltip("exact_n_half:Q", format=".4g")]))
     return alt.layer(*layers).properties(height=420)
+
+
+# -- view 3, nested runs: the distribution of the entry size T -------------------------
+#: Series of the entry-size view: the two step functions between which P(T <= N) lies.
+ECDF_SERIES = ("certainly entered: t_high ≤ N", "possibly entered: t_low < N")
+
+
+def ecdf_table(ecdf) -> pd.DataFrame:
+    """Long table for :func:`chart_entry_ecdf`: one row per (curve, grid size, series)."""
+    e = df(ecdf)
+    parts = []
+    for series, col in zip(ECDF_SERIES, ("certain", "possible")):
+        part = e[["curve", "d", "n", "trials"]].copy()
+        part["series"], part["value"] = series, e[col]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def chart_entry_ecdf(frame: pd.DataFrame, medians: pd.DataFrame) -> alt.FacetChart:
+    """Per d: the empirical CDF of T's bounds (steps), the line at 1/2 and N½ = median of T with its bracket."""
+    x = alt.X("n:Q", scale=log_n(), title="N (log scale)")
+    color = alt.Color("series:N", title="P(T ≤ N)", sort=list(ECDF_SERIES),
+                      scale=alt.Scale(domain=list(ECDF_SERIES), range=["#4c78a8", "#f58518"]))
+    y = alt.Y("value:Q", title="share of trials", scale=alt.Scale(domain=[0, 1]))
+    tooltip = ["curve", "n", "series", "trials", alt.Tooltip("value:Q", format=".4f")]
+    lower = alt.Chart().transform_filter(alt.datum.series == ECDF_SERIES[0]).mark_line(
+        interpolate="step-after").encode(x=x, y=y, color=color, tooltip=tooltip)
+    upper = alt.Chart().transform_filter(alt.datum.series == ECDF_SERIES[1]).mark_line(
+        interpolate="step-before", strokeDash=[4, 2]).encode(x=x, y=y, color=color, tooltip=tooltip)
+    half = alt.Chart().mark_rule(color="gray", strokeWidth=0.8).encode(y=alt.datum(0.5))
+    layers = [lower, upper, half]
+    data = frame
+    if len(medians):   # the bracket along p = 1/2 and the median, in the same facets
+        m = medians.assign(series="N½ = median of T", value=0.5)
+        data = pd.concat([frame, m], ignore_index=True)
+        tip = ["curve", alt.Tooltip("n_half:Q", format=".4g", title="N½ (median of T)"),
+               alt.Tooltip("n_half_low:Q", format=".4g"), alt.Tooltip("n_half_high:Q", format=".4g"),
+               alt.Tooltip("exact_n_half:Q", format=".4g")]
+        sel = alt.datum.series == "N½ = median of T"
+        layers.append(alt.Chart().transform_filter(sel).mark_rule(strokeWidth=5, opacity=0.45, color="#e4572e")
+                      .encode(x=alt.X("lo:Q", scale=log_n()), x2="hi:Q", y="value:Q", tooltip=tip))
+        layers.append(alt.Chart().transform_filter(sel).mark_point(shape="diamond", filled=True, size=90,
+                                                                   color="#e4572e")
+                      .encode(x=alt.X("n_half:Q", scale=log_n()), y="value:Q", tooltip=tip))
+        layers.append(alt.Chart().transform_filter(sel & (alt.datum.exact_n_half > 0)).mark_point(
+            shape="cross", size=90, color="black").encode(x=alt.X("exact_n_half:Q", scale=log_n()), y="value:Q",
+                                                           tooltip=tip))
+    return alt.layer(*layers, data=data).properties(height=240, width=260).facet(
+        column=alt.Column("curve:N", sort=curve_order(frame), title=None))
+
+
+def section_nested(out: str, key: tuple, run_id: str | None, dist: str, dims: list, cells, n_half) -> None:
+    """For nested runs: N½ read as the median of T (the query layer's table) and the distribution of T."""
+    ecdf = load_entry_ecdf(out, key, run_id, dist, tuple(dims))
+    if ecdf.num_rows == 0:
+        return
+    st.subheader("Nested runs: N½ as the median of the entry size T")
+    st.caption("Each query's entry size T = min{N : x ∈ conv(X₁…X_N)} is located on the grid, so p̂(N) = "
+               "P(T ≤ N) and N½ is the median of T, read off without a fit. Steps: the share of trials "
+               "certainly inside by N (t_high ≤ N) and possibly inside (t_low < N); P(T ≤ N) lies between. "
+               "Red: N½ = median of T with its 99% bracket, from the per-size intervals clustered by "
+               "training set; black cross: exact N½ where known.")
+    frame = ecdf_table(ecdf)
+    nh = df(n_half)
+    nh = nh[(nh["source"] == views.MEDIAN_T_SOURCE) & nh["curve"].isin(set(frame["curve"]))]
+    lo_n, hi_n = float(frame["n"].min()), float(frame["n"].max())
+    nh = nh.assign(lo=nh["n_half_low"].fillna(lo_n).clip(lower=lo_n), hi=nh["n_half_high"].fillna(hi_n))
+    st.altair_chart(chart_entry_ecdf(frame, nh[["curve", "d", "n_half", "n_half_low", "n_half_high",
+                                                "exact_n_half", "lo", "hi"]]), width="stretch")
 
 
 # -- view 5 ------------------------------------------------------------------------
@@ -455,7 +539,8 @@ def render(out: str, key: tuple) -> None:
         st.altair_chart(chart_heatmap(views.heatmap_cells(cells), n_half, exact_half, bf), width="stretch")
     with right:
         st.header(f"3 · N½ against {'d' if which == 'ambient' else f'the {which} dimension'}")
-        st.caption("N½: where p crosses 1/2. Empirical points with the bracket where the 99% band crosses; "
+        st.caption("N½: where p crosses 1/2. Empirical points with the bracket where the 99% band crosses "
+                   "(the fit's interval; for a nested run N½ = the median of T with its 99% bracket); "
                    "exact where known (black: this distribution; blue: the other exact curve); "
                    "the line 2^(d/2)/d for comparison.")
         ref = views.exact_reference(cells) or dist  # e.g. the Gaussian for a subspace against its affine dimension
@@ -473,6 +558,15 @@ def render(out: str, key: tuple) -> None:
             st.caption("No measured curve crosses 1/2 in this N range yet.")
         for note in no_n_half_notes(n_half, cells):
             st.caption(note)
+    table = df(load_thresholds(out, key, run_id))
+    table = table[(table["distribution"] == dist) & table["d"].isin(dims or options["dims"])]
+    if len(table):
+        st.caption("N½ per d from the query layer (`mc-hull query --thresholds`): method 'median of T' for a "
+                   "nested run (the median of the entry size T, 99% bracket (n_half_low, n_half_high] "
+                   "inverting the per-size clustered intervals), otherwise a logistic fit with a 99% "
+                   "test-inversion interval.")
+        st.dataframe(table, hide_index=True, width="stretch")
+    section_nested(out, key, run_id, dist, dims, cells, n_half)
 
     section_status(out, key)
     section_audit(out, key, options)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from . import query, theory
+from .errors import StoreError
 from .thresholds import fit_n_half
 
 #: Series names used in every chart (legends, SVG ids, tests).
@@ -28,6 +29,9 @@ BF_SERIES = "2^(d/2)/d"
 HALF_SERIES = "p = 1/2"
 EMPIRICAL_HALF_SERIES = "empirical N½"
 EXACT_HALF_SERIES = "exact N½"
+MEDIAN_T_SERIES = "N½ = median of T (nested, 99% bracket)"
+#: ``source`` of an N½ read as the median of the entry size T (nested runs), as in the query layer's ``method``.
+MEDIAN_T_SOURCE = query.MEDIAN_T
 #: The dimension p can be plotted against -> its cell-table column.
 DIMENSIONS = {"ambient": "d", "intrinsic": "d_intrinsic", "affine": "d_affine"}
 
@@ -275,21 +279,30 @@ def _n_half_schema(keys: list[str]) -> pa.Schema:
 
 
 def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = None) -> pa.Table:
-    """The fitted N½ with its interval per curve (:func:`mc_hull.thresholds.fit_n_half` on the cell table)."""
+    """The query layer's N½ with its interval per curve: for a nested curve the median of T
+    (:func:`mc_hull.query.median_of_t`, ``source`` :data:`MEDIAN_T_SOURCE`), otherwise the fit
+    (:func:`mc_hull.thresholds.fit_n_half` on the cell table, ``source`` "fitted")."""
     cells = cell_table(out, run_id) if cells is None else cells
     keys = _group_cols(cells)
+    nested = query.nested_curves(out, run_id=run_id) if cells.num_rows else set()
+    nested_dd = {(dist, d) for dist, _, d in nested}
     groups = _on(cells, f"SELECT {', '.join(keys)}, list(n) AS n, list(inside) AS y, "
                         "list(trials - undecided) AS m, list(design_effect) AS deff, "
-                        "list(replicates) AS reps FROM t GROUP BY ALL ORDER BY ALL").to_pylist()
+                        "list(replicates) AS reps, list(p_hat) AS p, list(ci_low) AS lo, list(ci_high) AS hi "
+                        "FROM t GROUP BY ALL ORDER BY ALL").to_pylist()
     rows = []
     for g in groups:
+        is_nested = ((g["distribution"], g["params"], g["d"]) in nested if "params" in g
+                     else (g["distribution"], g["d"]) in nested_dd)
         try:
-            fit = fit_n_half(g["n"], g["y"], g["m"], g["deff"], g["reps"])
+            fit = (query.median_of_t(g["n"], g["p"], g["lo"], g["hi"]) if is_nested
+                   else fit_n_half(g["n"], g["y"], g["m"], g["deff"], g["reps"]))
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             continue
         rows.append({**{k: g[k] for k in keys}, "n_half": _positive(fit.get("n_half")),
                      "n_half_low": _positive(fit.get("n_half_low")),
-                     "n_half_high": _positive(fit.get("n_half_high")), "source": "fitted"})
+                     "n_half_high": _positive(fit.get("n_half_high")),
+                     "source": MEDIAN_T_SOURCE if is_nested else "fitted"})
     return pa.Table.from_pylist(rows, schema=_n_half_schema(keys))
 
 
@@ -303,8 +316,9 @@ def _positive(value) -> float | None:
 
 
 def n_half_table(cells: pa.Table, fitted: pa.Table | None = None) -> pa.Table:
-    """Per curve in ``cells`` (see :func:`empirical_n_half`): empirical N½ (fitted when given,
-    else interpolated), its bracket, the exact N½ where known and 2^(d/2)/d (ambient d)."""
+    """Per curve in ``cells`` (see :func:`empirical_n_half`): empirical N½ (from ``fitted``, the
+    :func:`fitted_n_half` table, when given: the median of T for a nested curve, else the fit; else
+    interpolated), its bracket, the exact N½ where known and 2^(d/2)/d (ambient d)."""
     emp = empirical_n_half(cells)
     if fitted is not None and fitted.num_rows:
         con = duckdb.connect()
@@ -312,10 +326,13 @@ def n_half_table(cells: pa.Table, fitted: pa.Table | None = None) -> pa.Table:
         con.register("f", fitted)
         keys = _group_cols(emp)
         using = [k for k in keys if k in fitted.column_names]
-        emp = con.sql(f"SELECT {', '.join(f'e.{k}' for k in keys)}, coalesce(f.n_half, e.n_half) AS n_half, "
-                      "CASE WHEN f.n_half IS NULL THEN e.n_half_low ELSE f.n_half_low END AS n_half_low, "
-                      "CASE WHEN f.n_half IS NULL THEN e.n_half_high ELSE f.n_half_high END AS n_half_high, "
-                      "CASE WHEN f.n_half IS NULL THEN e.source ELSE f.source END AS source "
+        # the median of T stands for a nested curve even when censored (its bracket is then one-sided)
+        own = f"(f.n_half IS NOT NULL OR f.source = '{MEDIAN_T_SOURCE}')"
+        emp = con.sql(f"SELECT {', '.join(f'e.{k}' for k in keys)}, "
+                      f"CASE WHEN {own} THEN f.n_half ELSE e.n_half END AS n_half, "
+                      f"CASE WHEN {own} THEN f.n_half_low ELSE e.n_half_low END AS n_half_low, "
+                      f"CASE WHEN {own} THEN f.n_half_high ELSE e.n_half_high END AS n_half_high, "
+                      f"CASE WHEN {own} THEN f.source ELSE e.source END AS source "
                       f"FROM e LEFT JOIN f USING ({', '.join(using)}) "
                       f"ORDER BY {', '.join(f'e.{k}' for k in keys)}").to_arrow_table()
     data = emp.to_pydict()
@@ -323,6 +340,26 @@ def n_half_table(cells: pa.Table, fitted: pa.Table | None = None) -> pa.Table:
     data["bf_threshold"] = [float(theory.bf_threshold(int(d))) for d in data["d"]]
     return pa.table(data, schema=_n_half_schema(_group_cols(emp)).append(pa.field("exact_n_half", pa.float64()))
                     .append(pa.field("bf_threshold", pa.float64())))
+
+
+def thresholds(out: str, run_id: str | None = None, cells: pa.Table | None = None) -> pa.Table:
+    """The query layer's thresholds table (:func:`mc_hull.query.empirical_n_half`: ``method`` "median of T"
+    for a nested curve, else the fit) from an already computed cell table (no second scan)."""
+    return query.thresholds(out, run_id=run_id, cells=cell_table(out, run_id) if cells is None else cells)
+
+
+def entry_ecdf(out: str, run_id: str | None, distribution: str, dims: list[int]) -> pa.Table:
+    """Per nested curve and grid size: the empirical distribution of T's bounds
+    (:func:`mc_hull.query.entry_ecdf`) with ``curve`` naming the line; empty when no nested run matches."""
+    nested = query.nested_runs(out)
+    if not nested or (run_id is not None and run_id not in nested):
+        return pa.table({})
+    try:
+        table = query.entry_ecdf(out, run_id=run_id, distribution=distribution, dims=dims or None)
+    except StoreError:   # no nested run with committed shards under this selection
+        return pa.table({})
+    return _on(table, "SELECT *, CASE WHEN coalesce(params, '') = '' THEN 'd=' || d "
+                      "ELSE params || ', d=' || d END AS curve FROM t ORDER BY distribution, params, d, n")
 
 
 def exact_n_half_curve(distribution: str, d_min: int, d_max: int) -> pa.Table:

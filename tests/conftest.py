@@ -42,3 +42,22 @@ def small_results(tmp_path_factory, small_spec):
     out = tmp_path_factory.mktemp("results") / "out"
     execute(small_spec, str(out), backend="serial", progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def nested_spec():
+    """A tiny nested Gaussian spec: d = 2, 3 on every N from 3 to 40 (N½ = 10.4 and 27.0)."""
+    from mc_hull.spec import Spec
+
+    return Spec(distribution="gaussian", dims=(2, 3), sizes=tuple(range(3, 41)), trials=300, seed=11, nested=True)
+
+
+@pytest.fixture(scope="session")
+def nested_results(tmp_path_factory, nested_spec):
+    """A real results directory of one nested run (``mc-hull run --nested``), written serially."""
+    from mc_hull.nested_job import NestedJob
+    from mc_hull.runner import execute
+
+    out = tmp_path_factory.mktemp("nested") / "out"
+    execute(nested_spec, str(out), backend="serial", progress=False, job=NestedJob(nested_spec))
+    return out

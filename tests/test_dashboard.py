@@ -528,3 +528,54 @@ def test_digits_page_without_distance_says_so(tmp_path, monkeypatch):
     assert any("did not measure the distance" in c.value for c in at.caption)
     assert not any(h.value.startswith("How far outside?") for h in at.subheader)
     assert len(at.get("vega_lite_chart")) == 1
+
+
+# -- nested runs ---------------------------------------------------------------------------
+def test_nested_run_shows_the_median_of_t_and_the_distribution_of_t(nested_results, monkeypatch):
+    """The N½ view, the thresholds table and the entry-size panel of a nested run all carry the query
+    layer's median of T; the panel's steps are the per-trial bounds on T, counted again here from the rows."""
+    from mc_hull import query
+
+    at = run_app(nested_results, monkeypatch)
+    assert not at.exception, [e.message for e in at.exception]
+    assert "Nested runs: N½ as the median of the entry size T" in [h.value for h in at.subheader]
+    thresholds = {r["d"]: r for r in query.thresholds(str(nested_results)).to_pylist()}
+    table = thresholds_frame(at)
+    assert list(table["method"]) == [query.MEDIAN_T] * 2 and list(table["d"]) == [2, 3]
+    assert list(table["n_half"]) == [thresholds[2]["n_half"], thresholds[3]["n_half"]]
+    drawn = charts(at)
+    # view 3: N½ points are the median of T, labelled so
+    half_spec, half_data = drawn[2]
+    points = [t for t in half_data.values() if "source" in t.column_names]
+    assert points and set(points[0]["series"].to_pylist()) == {views.MEDIAN_T_SERIES}
+    assert sorted(points[0]["n"].to_pylist()) == sorted(r["n_half"] for r in thresholds.values())
+    # the entry-size panel: one facet per d, steps from the bounds on T, the median and its bracket
+    spec, data = next((s, d) for s, d in drawn if "facet" in s and "n_half" in json.dumps(s))
+    (frame,) = data.values()
+    rows = frame.to_pylist()
+    bounds = query.entry_sizes(str(nested_results)).to_pylist()
+    for r in (r for r in rows if r["series"].startswith("certainly")):
+        mine = [b for b in bounds if b["d"] == r["d"]]
+        assert r["value"] == pytest.approx(sum(b["t_high"] is not None and b["t_high"] <= r["n"] for b in mine)
+                                           / len(mine))
+    for r in (r for r in rows if r["series"] == "N½ = median of T"):
+        t = thresholds[r["d"]]
+        assert (r["n_half"], r["lo"], r["hi"]) == (t["n_half"], t["n_half_low"], t["n_half_high"])
+        assert r["exact_n_half"] == pytest.approx(theory.exact_n_half("gaussian", r["d"]))
+    assert {r["curve"] for r in rows} == {"d=2", "d=3"}
+    # the d filter reaches the panel
+    at.multiselect(key="dims").set_value([3]).run()
+    spec, data = next((s, d) for s, d in charts(at) if "facet" in s and "n_half" in json.dumps(s))
+    assert {r["curve"] for r in next(iter(data.values())).to_pylist()} == {"d=3"}
+
+
+def test_an_ordinary_run_has_no_entry_size_panel(app_run):
+    assert not any("Nested runs" in h.value for h in app_run.subheader)
+    table = thresholds_frame(app_run)
+    assert len(table) == 2 and set(table["method"]) <= {"logistic", "logistic-quadratic", "monotone"}
+
+
+def thresholds_frame(at):
+    """The N½ table the app shows under view 3 (the query layer's thresholds)."""
+    (table,) = [el.value for el in at.dataframe if {"n_half", "method", "fit_cells"} <= set(el.value.columns)]
+    return table

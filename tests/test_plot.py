@@ -130,3 +130,30 @@ def test_plot_draws_one_panel_per_distribution_with_notes(tmp_path, capsys):
     assert cli_main(["plot", str(out), "--out", str(tmp_path / "x.png"), "--run", "0123abcd"]) == 2
     err = capsys.readouterr().err
     assert "unknown run id" in err and "known run ids" in err and len(err.strip().splitlines()) == 1
+
+
+def test_plot_marks_n_half_from_the_median_of_t_for_a_nested_run(nested_results, small_results, tmp_path):
+    """A nested run: N½ = the median of T on the p̂ panel (marker on p = 1/2, its bracket along it) and on the
+    N½ panel, at the query layer's values; an ordinary run draws neither."""
+    from mc_hull import query, views
+    from mc_hull.cli.plot import draw
+
+    fig = tmp_path / "nested.svg"
+    assert cli_main(["plot", str(nested_results), "--out", str(fig)]) == 0
+    svg = fig.read_text()
+    for gid in ("median-t-d2", "median-t-bracket-d2", "median-t-d3", "median-t-bracket-d3", "median-t-n-half"):
+        assert f'id="{gid}"' in svg, gid
+    assert 'id="empirical-n-half"' not in svg and views.MEDIAN_T_SERIES in svg
+    thresholds = {r["d"]: r for r in query.thresholds(str(nested_results)).to_pylist()}
+    cells = views.cell_table(str(nested_results))
+    figure = draw(views.by_dimension(cells), "gaussian", fitted=views.fitted_n_half(str(nested_results), None, cells))
+    lines = {line.get_gid(): line for ax in figure.axes for line in ax.get_lines()}
+    for d, row in thresholds.items():
+        assert list(lines[f"median-t-d{d}"].get_xdata()) == [row["n_half"]]
+        assert list(lines[f"median-t-d{d}"].get_ydata()) == [0.5]
+        assert list(lines[f"median-t-bracket-d{d}"].get_xdata()) == [row["n_half_low"], row["n_half_high"]]
+    points = next(c for ax in figure.axes for c in ax.containers if c.get_label() == views.MEDIAN_T_SERIES)
+    assert sorted(points.lines[0].get_ydata()) == sorted(r["n_half"] for r in thresholds.values())
+    plain = tmp_path / "plain.svg"
+    assert cli_main(["plot", str(small_results), "--out", str(plain)]) == 0
+    assert "median-t" not in plain.read_text()

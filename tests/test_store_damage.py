@@ -234,6 +234,32 @@ def test_two_writers_started_together_exactly_one_is_accepted(tmp_path):
         assert len(list((out / "_claims").glob("*.json"))) == 1
 
 
+def test_a_writer_refused_between_the_others_claim_and_record_names_the_other_spec(tmp_path):
+    """The interleaving the two-writers test met once under load: slot claimed, record not yet written."""
+    import threading
+
+    from mc_hull.errors import StoreError
+
+    out = tmp_path / "out"
+    first, second = Spec(sizes=(8,), trials=20, seed=1), Spec(sizes=(8,), trials=20, seed=2)
+    store = ResultStore(str(out))
+    store.prepare()
+    assert store.backend._create_exclusive(0, json.dumps({"run_id": first.run_id}).encode())
+    late = threading.Timer(0.3, lambda: store.backend.put_doc("runs", first.run_id, store._record(first)))
+    late.start()
+    with pytest.raises(StoreError) as err:
+        ResultStore(str(out)).claim_run(second)
+    late.join()
+    text = str(err.value)
+    assert "different spec (differs in: seed)" in text and "--new-run" in text and "deleted" not in text
+    # A claim whose record never comes is still refused in one line, not called a deleted record.
+    store.backend._create_exclusive(1, json.dumps({"run_id": "0123456789ab"}).encode())
+    third = Spec(sizes=(8,), trials=20, seed=3)
+    with pytest.raises(StoreError) as err:
+        ResultStore(str(out)).check_claim(third)
+    assert "different spec" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_readme_snippets_work_verbatim_after_run_repair_and_hull_test(tmp_path, monkeypatch, capsys):
     readme = (REPO / "README.md").read_text()
     (snippet,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "read_parquet" in b]

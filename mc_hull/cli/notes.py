@@ -1,4 +1,4 @@
-"""Plain-language notes for the faces: why a curve has no empirical N½."""
+"""Plain-language notes for the faces: how N½ was read (fit or median of T) and why a curve has none."""
 
 from __future__ import annotations
 
@@ -53,3 +53,15 @@ def reason_from_cells(rows: list[dict]) -> str:
     if min(r["p_hat"] for r in rows) > 0.5:
         return f"p̂ is above 1/2 already at the smallest N ({_fmt(n_min)}): N½ is below it; add smaller N"
     return "p̂ crosses 1/2 but the intervals there do not pin the crossing down; add trials near it"
+
+
+def thresholds_notes(rows: list[dict]) -> list[str]:
+    """The notes printed under a thresholds table: how each method reads N½ (the fit always,
+    the median of T when a nested curve is in ``rows``), one line each."""
+    from ..query import MEDIAN_T, MEDIAN_T_NOTE, THRESHOLDS_NOTE
+
+    methods = {r.get("method") for r in rows}
+    lines = [THRESHOLDS_NOTE] if methods - {MEDIAN_T} or not methods else []
+    if MEDIAN_T in methods:
+        lines.append(MEDIAN_T_NOTE)
+    return lines

@@ -139,12 +139,24 @@ def _dlist(ds) -> str:
     return ", ".join(map(str, ds))
 
 
-def _p_panel(ax, cells, distribution: str, which: str, colour: dict, *, prefix: str = "", title: str = ""):
+def _medians(cells, fitted) -> dict:
+    """curve -> its N½ row read as the median of T (nested curves only)."""
+    if fitted is None or not fitted.num_rows:
+        return {}
+    return {r["curve"]: r for r in views.n_half_table(cells, fitted).to_pylist()
+            if r["source"] == views.MEDIAN_T_SOURCE}
+
+
+def _p_panel(ax, cells, distribution: str, which: str, colour: dict, *, prefix: str = "", title: str = "",
+             medians: dict | None = None):
     """p̂ against N on ``ax``: one line per curve with its interval band, exact curves, labelled
-    2^(d/2)/d rules and the line at 1/2.  Returns whether an exact curve was drawn."""
+    2^(d/2)/d rules and the line at 1/2; for a nested curve (``medians``: curve -> its
+    :func:`_medians` row) N½ = the median of T marked on the line at 1/2 with its bracket.
+    Returns whether an exact curve was drawn."""
     import numpy as np
 
     rows = cells.to_pylist()
+    n_lo, n_hi = min(r["n"] for r in rows), max(r["n"] for r in rows)
     exact = views.exact_curves(cells).to_pylist()
     dim_of = {r["curve"]: r["dim"] for r in rows}
     label = "d" if which == "ambient" else f"{which} dim"
@@ -160,6 +172,15 @@ def _p_panel(ax, cells, distribution: str, which: str, colour: dict, *, prefix: 
         near = [np.nan if r.get("p_near_10pct") is None else r["p_near_10pct"] for r in mine]
         if not np.all(np.isnan(near)):   # a --measure distance run: P(distance <= 0.1 nn) beside p
             ax.plot(n, near, "^-.", color=col, ms=3, lw=1.0, gid=f"near-10pct-{gid}")
+        med = (medians or {}).get(curve)
+        if med is not None:   # nested: N½ read off the median of T, its bracket along p = 1/2
+            lo_b = med["n_half_low"] or n_lo
+            hi_b = med["n_half_high"] or n_hi
+            at = med["n_half"]
+            ax.plot([lo_b, hi_b], [0.5, 0.5], "-", color=col, lw=3.5, alpha=0.55, solid_capstyle="butt",
+                    gid=f"median-t-bracket-{gid}")
+            if at is not None:
+                ax.plot([at], [0.5], "D", color=col, mec="k", mew=0.6, ms=6, gid=f"median-t-{gid}")
         ex = [e for e in exact if e["curve"] == curve]
         if ex:
             ax.plot([e["n"] for e in ex], [e["p"] for e in ex], "--", color=col, lw=1.2,
@@ -187,10 +208,12 @@ def _has_near(cells) -> bool:
     return "p_near_10pct" in cells.column_names and any(v is not None for v in cells["p_near_10pct"].to_pylist())
 
 
-def _style_handles(distribution: str | None, exact: bool, near: bool = False):
+def _style_handles(distribution: str | None, exact: bool, near: bool = False, median: bool = False):
     from matplotlib.lines import Line2D
 
     style = [Line2D([], [], color="k", marker="o", ms=4, label=views.MC_SERIES)]
+    if median:
+        style.append(Line2D([], [], color="k", marker="D", ms=5, lw=3.5, alpha=0.6, label=views.MEDIAN_T_SERIES))
     if near:
         style.append(Line2D([], [], color="k", marker="^", ms=3, ls="-.", lw=1.0,
                             label="P(distance to the hull <= 0.1 nn)"))
@@ -245,11 +268,16 @@ def _n_half_panel(ax, groups, fitted, which: str, reference: str | None):
         low = np.array([np.nan if r["n_half_low"] is None else r["n_half_low"] for r in n_half], dtype=float)
         high = np.array([np.nan if r["n_half_high"] is None else r["n_half_high"] for r in n_half], dtype=float)
         err = np.vstack([np.where(np.isfinite(low), est - low, 0), np.where(np.isfinite(high), high - est, 0)])
-        ok = np.isfinite(est)
-        label = views.EMPIRICAL_HALF_SERIES + (f" ({dist})" if len(groups) > 1 else "")
-        gid = "empirical-n-half" + (f"-{dist}" if len(groups) > 1 else "")
-        ax.errorbar(d_arr[ok], est[ok], yerr=np.clip(err[:, ok], 0, None), fmt=markers[i % 6],
-                    color=palette[i % 6], capsize=3, label=label, gid=gid)
+        median = np.array([r["source"] == views.MEDIAN_T_SOURCE for r in n_half])
+        tail = f" ({dist})" if len(groups) > 1 else ""
+        for which_rows, series, name, fmt in ((~median, views.EMPIRICAL_HALF_SERIES, "empirical-n-half",
+                                               markers[i % 6]),
+                                              (median, views.MEDIAN_T_SERIES, "median-t-n-half", "D")):
+            ok = np.isfinite(est) & which_rows
+            if ok.any():
+                ax.errorbar(d_arr[ok], est[ok], yerr=np.clip(err[:, ok], 0, None), fmt=fmt,
+                            color=palette[i % 6], capsize=3, label=series + tail,
+                            gid=name + (f"-{dist}" if len(groups) > 1 else ""))
     if not any_point:
         ax.text(0.5, 0.5, "no measured curve crosses 1/2 yet", transform=ax.transAxes, ha="center")
     note = "\n".join(n for n in notes if n)
@@ -287,9 +315,10 @@ def draw(cells, distribution: str, fitted=None, which: str = "ambient"):
         cells = views.by_dimension(cells, which)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.2), constrained_layout=True)
     colour = dim_colours(cells["dim"].to_pylist())
-    exact = _p_panel(ax1, cells, distribution, which, colour)
+    medians = _medians(cells, fitted)
+    exact = _p_panel(ax1, cells, distribution, which, colour, medians=medians)
     leg = ax1.legend(handles=ax1.get_legend_handles_labels()[0] + _style_handles(distribution, exact,
-                                                                                 _has_near(cells)),
+                                                                                 _has_near(cells), bool(medians)),
                      fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     leg.set_gid("legend-p")
     _n_half_panel(ax2, [(distribution, cells)], fitted, which, views.exact_reference(cells) or distribution)
@@ -310,16 +339,18 @@ def draw_panels(groups, fitted=None, which: str = "ambient"):
                              squeeze=False)
     flat = list(axes.ravel())
     colour = dim_colours([d for _, cells in groups for d in cells["dim"].to_pylist()])
-    any_exact = False
+    any_exact = any_median = False
     for i, (dist, cells) in enumerate(groups):
         params = sorted({p for p in cells["params"].to_pylist() if p})
         what = dist + (f" ({'; '.join(params)})" if params else "")
+        medians = _medians(cells, fitted)
+        any_median |= bool(medians)
         any_exact |= _p_panel(flat[i], cells, dist, which, colour, prefix=f"{dist}-",
-                              title=f"({chr(ord('a') + i)}) {what}")
+                              title=f"({chr(ord('a') + i)}) {what}", medians=medians)
         flat[i].legend(fontsize=7, loc="upper left").set_gid(f"legend-p-{dist}")
     flat[len(groups) - 1].legend(
         handles=flat[len(groups) - 1].get_legend_handles_labels()[0] + _style_handles(
-            None, any_exact, any(_has_near(cells) for _, cells in groups)),
+            None, any_exact, any(_has_near(cells) for _, cells in groups), any_median),
         fontsize=7, loc="upper left").set_gid(f"legend-p-{groups[-1][0]}")
     _n_half_panel(flat[len(groups)], groups, fitted, which, None)
     for ax in flat[n:]:

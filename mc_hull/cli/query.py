@@ -9,7 +9,7 @@ from ..query import INTERVAL_NOTE, agreement, cell_estimates
 from ..store import probe
 from . import texts
 from .format import FORMATS, render
-from .notes import label, no_n_half_reason, reason_from_cells
+from .notes import label, no_n_half_reason, reason_from_cells, thresholds_notes
 
 
 def register(sub) -> None:
@@ -24,7 +24,12 @@ def register(sub) -> None:
     p.add_argument("--thresholds", action="store_true",
                    help="instead of cells: the empirical 50%% point N_half per (distribution, d) with "
                         "a 99%% interval, beside the exact N_half and 2^(d/2)/d; a d without N_half "
-                        "gets a note saying why")
+                        "gets a note saying why; for a nested run (--nested) N_half is the median of the "
+                        "entry size T with a 99%% bracket, method 'median of T'")
+    p.add_argument("--entry-sizes", action="store_true",
+                   help="instead of cells: one row per trial of a nested run (mc-hull run --nested), the "
+                        "bounds (t_low, t_high] on its entry size T = min{N : x in conv(X_1..X_N)}; "
+                        "exit status 2 when DIR (or --run) holds no nested run")
     p.set_defaults(func=main)
 
 
@@ -67,14 +72,27 @@ def check_nonempty(table, out: str, run_id: str | None) -> None:
 def main(args) -> int:
     check_exists(args.out)
     check_run_id(args.out, args.run_id)
+    if args.thresholds and args.entry_sizes:
+        from ..errors import InputError
+
+        raise InputError("--thresholds and --entry-sizes: choose one")
+    if args.entry_sizes:
+        from ..query import ENTRY_NOTE, entry_sizes
+
+        table = entry_sizes(args.out, run_id=args.run_id)
+        print(render(table, args.format))
+        if args.format == "table":
+            print(f"# {ENTRY_NOTE}")
+        return 0
     if args.thresholds:
-        from ..query import THRESHOLDS_NOTE, thresholds
+        from ..query import thresholds
 
         table = thresholds(args.out, run_id=args.run_id)
         check_nonempty(table, args.out, args.run_id)
         print(render(table, args.format))
         if args.format == "table":
-            print(f"# {THRESHOLDS_NOTE}")
+            for note in thresholds_notes(table.to_pylist()):
+                print(f"# {note}")
             missing = [r for r in table.to_pylist() if r["n_half"] is None]
             cells = cell_estimates(args.out, run_id=args.run_id).to_pylist() if missing else []
             for row in missing:

@@ -1,4 +1,4 @@
-"""The one query layer: cells and intervals, thresholds, adaptive bookkeeping, run progress and hull-test sweeps.
+"""The one query layer: cells and intervals, thresholds, nested entry sizes, run progress and hull-test sweeps.
 
 Everything reads the store through :mod:`mc_hull.store` (only what its
 manifests list, verified) and aggregates in DuckDB.
@@ -7,6 +7,8 @@ manifests list, verified) and aggregates in DuckDB.
 from .cells import (CELL_COLUMNS, IDENTITY, INTERVAL_NOTE, _empty, _schema, agreement, cell_estimates, cell_info,
                     connect, exact_p, parse_params, replicate_counts, replicate_halfwidths, run_params)
 from .curves import THRESHOLD_COLUMNS, THRESHOLDS_NOTE, empirical_n_half, thresholds, thresholds_table
+from .entry import (ENTRY_COLUMNS, ENTRY_NOTE, MEDIAN_T, MEDIAN_T_NOTE, entry_ecdf, entry_sizes, median_of_t,
+                    nested_curves, nested_runs)
 from .distances import ratio_histogram, sweep_distances
 from .status import fingerprint, location_problem, run_ids, run_progress, runs
 from .sweeps import REDUCTION_ORDER, latest_sweep, sweep_table, sweeps, sweeps_key
@@ -15,4 +17,5 @@ __all__ = ["CELL_COLUMNS", "IDENTITY", "INTERVAL_NOTE", "agreement", "cell_estim
            "exact_p", "parse_params", "replicate_counts", "replicate_halfwidths", "run_params",
            "THRESHOLD_COLUMNS", "THRESHOLDS_NOTE", "empirical_n_half", "thresholds", "thresholds_table",
            "fingerprint", "location_problem", "run_ids", "run_progress", "runs", "REDUCTION_ORDER",
-           "latest_sweep", "sweep_table", "sweeps", "sweeps_key", "_empty", "_schema"]
+           "latest_sweep", "sweep_table", "sweeps", "sweeps_key", "_empty", "_schema", "ENTRY_COLUMNS", "ENTRY_NOTE",
+           "MEDIAN_T", "MEDIAN_T_NOTE", "entry_ecdf", "entry_sizes", "median_of_t", "nested_curves", "nested_runs"]

@@ -1,4 +1,9 @@
-"""Empirical 50% points per (distribution, params, d) from a store's cells, fitted by :mod:`mc_hull.thresholds`."""
+"""Empirical 50% points per (distribution, params, d) from a store's cells.
+
+Fitted by :mod:`mc_hull.thresholds` for ordinary runs; read as the median of the
+entry size T for nested curves (:mod:`.entry`), whose cells are one set of trials
+read at every N and so cannot be fitted as independent binomials.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import pyarrow as pa
 from .. import stats, theory
 from ..thresholds import fit_n_half
 from .cells import cell_estimates, cell_info, parse_params
+from .entry import MEDIAN_T, median_t_rows, nested_curves
 
 #: Columns of :func:`thresholds_table`, in order (then ``fit_cells`` and ``method``).
 THRESHOLD_COLUMNS = ["distribution", "d", "params", "n_half", "n_half_low", "n_half_high", "exact_n_half",
@@ -19,30 +25,43 @@ THRESHOLDS_NOTE = ("n_half: N at which p crosses 1/2, from a binomial logistic f
 
 
 def empirical_n_half(out, *, run_id: str | None = None, level: float = stats.LEVEL,
-                     cells: pa.Table | None = None) -> list[dict]:
-    """Per (distribution, params, d) in a results store: the fitted N_half and its interval.
+                     cells: pa.Table | None = None, nested: set | None = None) -> list[dict]:
+    """Per (distribution, params, d) in a results store: the empirical N_half and its interval.
+
+    A nested curve (every unit from a ``nested = true`` run,
+    :func:`mc_hull.query.entry.nested_curves`) gets N_half as the median of T with
+    the bracket of :func:`mc_hull.query.entry.median_of_t` (``method`` "median of T",
+    ``fit_cells`` 0); any other curve the fit of :func:`mc_hull.thresholds.fit_n_half`.
 
     Parameters
     ----------
     out : str or Store
     cells : pyarrow.Table, optional
         The store's :func:`mc_hull.query.cell_estimates` when already computed (no second scan).
+    nested : set, optional
+        The nested curves when already known (else read from the manifest and run records).
 
     Returns
     -------
     list of dict
         Keys :data:`THRESHOLD_COLUMNS` plus ``fit_cells`` and ``method``.
     """
-    rows_in = (cell_estimates(out, run_id=run_id, level=level) if cells is None else cells).to_pylist()
+    cells = cell_estimates(out, run_id=run_id, level=level) if cells is None else cells
+    nested = nested_curves(out, run_id=run_id) if nested is None else nested
+    medians = median_t_rows(cells, nested)
+    rows_in = cells.to_pylist()
     groups: dict = {}
     for row in rows_in:  # runs with different parameters are different curves
         groups.setdefault((row["distribution"], row["params"], row["d"]), []).append(row)
     rows = []
     for (dist, params, d), group in sorted(groups.items()):
-        fit = fit_n_half([r["n"] for r in group], [r["inside"] for r in group],
-                         [r["trials"] - r["undecided"] for r in group],
-                         [r["design_effect"] for r in group], [r["replicates"] for r in group],
-                         level)
+        if (dist, params, d) in medians:
+            fit = {**medians[(dist, params, d)], "fit_cells": 0, "method": MEDIAN_T}
+        else:
+            fit = fit_n_half([r["n"] for r in group], [r["inside"] for r in group],
+                             [r["trials"] - r["undecided"] for r in group],
+                             [r["design_effect"] for r in group], [r["replicates"] for r in group],
+                             level)
         ref = cell_info(dist, parse_params(params), int(d))["exact_as"]
         exact = theory.exact_n_half(*ref) if ref is not None else None
         rows.append({"distribution": dist, "d": int(d), "params": params, "n_half": fit["n_half"],
@@ -59,10 +78,14 @@ def _schema() -> pa.Schema:
     return pa.schema([(c, types.get(c, pa.float64())) for c in cols])
 
 
-def thresholds(out, *, run_id: str | None = None, level: float = stats.LEVEL) -> pa.Table:
+def thresholds(out, *, run_id: str | None = None, level: float = stats.LEVEL,
+               cells: pa.Table | None = None) -> pa.Table:
     """:func:`empirical_n_half` as a pyarrow Table (columns :data:`THRESHOLD_COLUMNS`,
-    then ``fit_cells`` and ``method``); empty when the store holds no rows."""
-    return pa.Table.from_pylist(empirical_n_half(out, run_id=run_id, level=level), schema=_schema())
+    then ``fit_cells`` and ``method``); empty when the store holds no rows.  ``cells``: the
+    store's cell estimates when already computed (at ``level``)."""
+    if cells is not None and cells.num_rows == 0:
+        return _schema().empty_table()
+    return pa.Table.from_pylist(empirical_n_half(out, run_id=run_id, level=level, cells=cells), schema=_schema())
 
 
 thresholds_table = thresholds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +42,10 @@ def _difference(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
+#: Seconds a refused writer waits for the record of a run claimed a moment ago (to name how it differs).
+RECORD_WAIT_SECONDS = 2.0
+
+
 class ResultStore:
     """Monte Carlo runs in a store: run records, one unit per shard, verified reads.
 
@@ -70,11 +75,21 @@ class ResultStore:
         return {"spec": spec.to_dict(), "hash": spec.hash, "versions": versions()}
 
     def _conflict(self, spec, exc: RunConflict) -> StoreError:
-        if exc.orphan or exc.other not in self.runs():
+        if exc.orphan:
             return StoreError(
                 f"--out: {self.out} holds rows of run {exc.other} but no record of that run (was "
                 f"_runs/{exc.other}.json deleted?); pass --new-run to add this run, or choose another --out")
-        other = self.runs().get(exc.other, {})
+        runs = self.runs()
+        deadline = time.monotonic() + RECORD_WAIT_SECONDS
+        while exc.other not in runs and time.monotonic() < deadline:
+            # claimed, its record not yet written: the other writer is between its claim and its record
+            time.sleep(0.05)
+            runs = self.runs()
+        if exc.other not in runs:
+            return StoreError(
+                f"--out: {self.out} holds run {exc.other}, claimed by another writer that has not recorded "
+                "its spec (a different spec); pass --new-run to add this run, or choose another --out")
+        other = runs.get(exc.other, {})
         diff = _difference(other.get("spec", {}) if isinstance(other, dict) else {}, spec.to_dict())
         return StoreError(
             f"--out: {self.out} holds run {exc.other} with a different spec (differs in: "

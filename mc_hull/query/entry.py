@@ -1,0 +1,208 @@
+"""Nested runs read back: which curves are nested, every trial's bounds on its entry size T, N½ as the median of T.
+
+A nested run (spec ``nested = true``, rows with ``method`` ``"nested:<solver>"``,
+:mod:`mc_hull.nested_job`) locates each query's entry size
+T = min{n : x ∈ conv(X₁…X_n)} on the grid of sizes of its d, so P(T ≤ N) = p(d, N)
+and p̂ is the empirical distribution function of T at the grid sizes.  N½ is then
+read directly as the median of T, with no curve fit (:func:`median_of_t`).
+
+Why not the fit of :mod:`mc_hull.thresholds`: the cells of a nested curve are the
+same trials read at different N, so a likelihood that multiplies their binomial
+terms counts every trial once per cell in the window and its interval is far too
+narrow (on a 38-size grid at d = 3 a 300-trial run gave a fitted interval of
+±5% around N½ that nearly missed the exact value).
+
+The interval inverts the per-size tests: N½ > N wherever the cell's 99% clustered
+interval lies below 1/2, N½ ≤ N wherever it lies at or above 1/2
+(:func:`mc_hull.nested.median_interval`).  It is the clustered analogue of the
+distribution-free binomial interval of a median: a miss needs a cell near N½ whose
+interval excludes p(N) on the wrong side, which happens with probability at most
+0.5% on each side, and the per-cell intervals are clustered by training set, so the
+queries sharing X are accounted for.  ``benchmarks/median_t_coverage.py`` compares it
+with a cluster bootstrap over training sets and with the unclustered Wilson
+inversion against the exact Gaussian N½.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+
+from .. import stats
+from ..errors import StoreError
+from ..store import ResultStore
+from .cells import cell_info, connect, run_params
+
+#: ``method`` of a thresholds row read as the median of T (a nested curve).
+MEDIAN_T = "median of T"
+#: What :func:`median_of_t` reports, for the notes under a table.
+MEDIAN_T_NOTE = ("method 'median of T' (nested runs): every query's entry size T = min{N : x in conv(X_1..X_N)} "
+                 "is located on the grid, p_hat(N) = P(T <= N), and n_half is the median of T (the smallest "
+                 "grid N with p_hat >= 1/2), no fit; (n_half_low, n_half_high] brackets the true N_half by "
+                 "inverting the per-size 99% cluster-robust intervals (N_half exceeds every N whose interval "
+                 "lies below 1/2 and is at most every N whose interval lies at or above 1/2), so queries "
+                 "sharing a training set are accounted for; the grid's spacing limits its width (no fit: the "
+                 "cells of a nested curve are the same trials read at every N, and a fit treating them as "
+                 "independent would give far too narrow an interval)")
+#: Columns of :func:`entry_sizes`.
+ENTRY_COLUMNS = ["distribution", "params", "d", "run_id", "replicate", "query", "t_low", "t_high"]
+ENTRY_NOTE = ("one row per trial of a nested run: the entry size T lies in (t_low, t_high]; t_low is the "
+              "largest grid N at which the query is certified outside (0: inside already at the smallest N), "
+              "t_high the smallest at which it is certified inside (-: outside at the largest N)")
+
+
+def _is_nested(record: dict) -> bool:
+    try:
+        return bool(record["spec"].get("nested", False))
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
+def nested_runs(out) -> set[str]:
+    """Ids of the recorded runs whose spec says ``nested = true``."""
+    return {run_id for run_id, record in ResultStore(out).runs().items() if _is_nested(record)}
+
+
+def nested_curves(out, *, run_id: str | None = None) -> set[tuple[str, str, int]]:
+    """The curves (distribution, params, d) whose every committed unit belongs to a nested run.
+
+    From the manifest and the run records only (no trial rows read).  A curve that
+    also holds units of an ordinary run is not nested (its cells mix trials that
+    are not read off one T each).
+    """
+    store = ResultStore(out)
+    runs = nested_runs(store.backend)
+    params = run_params(store.backend)
+    found: dict = {}
+    for entry in store.units(run_id):
+        dist, d = str(entry.partition.get("distribution")), int(entry.partition.get("d", -1))
+        p = cell_info(dist, params.get(entry.run_id) if entry.run_id in params else None, d)["params"]
+        found[(dist, p, d)] = found.get((dist, p, d), True) and entry.run_id in runs
+    return {key for key, every in found.items() if every}
+
+
+def median_of_t(n, p_hat, ci_low, ci_high) -> dict:
+    """N½ of one nested curve as the median of T, with its bracket.
+
+    Parameters
+    ----------
+    n, p_hat, ci_low, ci_high : array_like, shape (L,)
+        The curve's cells (any order): size, estimate and 99% clustered interval
+        (None or NaN where a cell has no decided trial).
+
+    Returns
+    -------
+    dict
+        ``n_half`` (None when the median is censored: p̂ < 1/2 at every size, or
+        p̂ >= 1/2 already at the smallest), ``n_half_low`` (0 when no interval lies
+        below 1/2) and ``n_half_high`` (inf when none lies at or above 1/2): the
+        true N½ is in ``(n_half_low, n_half_high]``.
+    """
+    from ..nested import median_interval
+
+    def arr(v):
+        return np.array([np.nan if x is None else float(x) for x in v], dtype=np.float64)
+
+    n = np.asarray(n, dtype=np.float64)
+    order = np.argsort(n)
+    est = {"n": n[order], "p_hat": arr(p_hat)[order], "low": arr(ci_low)[order], "high": arr(ci_high)[order]}
+    med, low, high = median_interval(est)
+    decided = est["p_hat"][np.isfinite(est["p_hat"])]
+    censored = not math.isfinite(med) or (decided.size and decided[0] >= 0.5)
+    return {"n_half": None if censored else med, "n_half_low": low, "n_half_high": high}
+
+
+def _bounds(out, run_id, d):
+    """A connection with view ``bounds`` (one row per nested trial) and table ``grid`` (its sizes)."""
+    runs = nested_runs(out)
+    if run_id is not None and run_id not in runs:
+        raise StoreError(f"--entry-sizes: run {run_id} is not a nested run (entry sizes are located only by "
+                         "`mc-hull run --nested`)")
+    present = {e.run_id for e in ResultStore(out).units(run_id)} & runs
+    if not present:
+        raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
+                         "(entry sizes are located only by `mc-hull run --nested`)")
+    con = connect(out, run_id=run_id)
+    dims = None if d is None else [int(d)] if np.ndim(d) == 0 else [int(v) for v in d]
+    con.register("nested_runs", pa.table({"run_id": sorted(present)}))
+    where = "" if dims is None else f"AND d IN ({', '.join(map(str, dims))})"
+    con.execute(f"""CREATE VIEW nested_trials AS SELECT * FROM trials_all SEMI JOIN nested_runs USING (run_id)
+                    WHERE TRUE {where}""")
+    con.execute("""CREATE VIEW bounds AS
+        SELECT distribution, params, d, run_id, replicate, query,
+               coalesce(max(n) FILTER (WHERE inside = false), 0)::BIGINT AS t_low,
+               min(n) FILTER (WHERE inside = true)::BIGINT AS t_high
+        FROM nested_trials GROUP BY ALL""")
+    return con
+
+
+def entry_sizes(out, run_id: str | None = None, d=None) -> pa.Table:
+    """Per trial of the nested runs in ``out``: the bounds on its entry size T.
+
+    Parameters
+    ----------
+    out : str or Store
+    run_id : str, optional
+        Only this run (StoreError, one line, when it is not a nested run).
+    d : int or iterable of int, optional
+        Only these dimensions.
+
+    Returns
+    -------
+    pyarrow.Table
+        Columns :data:`ENTRY_COLUMNS`, one row per (run, d, replicate, query), in that order.
+        T lies in ``(t_low, t_high]``; ``t_low`` is 0 when the query is inside
+        already at the smallest size, ``t_high`` null when it is outside at the
+        largest.  Sizes where a trial is undecided widen its bracket.
+
+    Raises
+    ------
+    StoreError
+        When ``out`` (or ``run_id``) holds no nested run.
+    """
+    con = _bounds(out, run_id, d)
+    table = con.sql("SELECT * FROM bounds ORDER BY distribution, params, d, run_id, replicate, query")
+    return table.to_arrow_table().cast(_entry_schema())
+
+
+def _entry_schema() -> pa.Schema:
+    types = {"distribution": pa.string(), "params": pa.string(), "d": pa.int32(), "run_id": pa.string(),
+             "replicate": pa.int32(), "query": pa.int32(), "t_low": pa.int64(), "t_high": pa.int64()}
+    return pa.schema([(c, types[c]) for c in ENTRY_COLUMNS])
+
+
+def entry_ecdf(out, *, run_id: str | None = None, distribution: str | None = None, dims=None) -> pa.Table:
+    """The empirical distribution of T's bounds per curve at its grid sizes, aggregated in SQL (a small table).
+
+    Returns
+    -------
+    pyarrow.Table
+        ``distribution, params, d, n, trials, certain, possible``: at each grid size n,
+        the fraction of trials with ``t_high <= n`` (certainly entered by n: p̂ at n)
+        and with ``t_low < n`` (possibly entered by n).  Between two grid sizes the
+        distribution function of T lies between ``certain`` at the lower one and
+        ``possible`` at the upper one; at a grid size both equal p̂ when no trial is undecided.
+    """
+    con = _bounds(out, run_id, dims)
+    cond, params = ("TRUE", None) if distribution is None else ("g.distribution = ?", [distribution])
+    return con.sql(f"""
+        WITH g AS (SELECT DISTINCT distribution, params, d, n FROM nested_trials)
+        SELECT g.distribution, g.params, g.d, g.n, count(*) AS trials,
+               avg((b.t_high IS NOT NULL AND b.t_high <= g.n)::INT) AS certain,
+               avg((b.t_low < g.n)::INT) AS possible
+        FROM g JOIN bounds b USING (distribution, params, d)
+        WHERE {cond}
+        GROUP BY ALL ORDER BY g.distribution, g.params, g.d, g.n""", params=params).to_arrow_table()
+
+
+def median_t_rows(cells: pa.Table, nested: set, level: float = stats.LEVEL) -> dict:
+    """(distribution, params, d) -> :func:`median_of_t` of every nested curve in a cell table."""
+    groups: dict = {}
+    for r in cells.to_pylist():
+        key = (r["distribution"], r["params"], r["d"])
+        if key in nested:
+            groups.setdefault(key, []).append(r)
+    return {key: median_of_t([r["n"] for r in g], [r["p_hat"] for r in g], [r["ci_low"] for r in g],
+                             [r["ci_high"] for r in g]) for key, g in groups.items()}
