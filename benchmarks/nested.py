@@ -77,7 +77,8 @@ def _replicates_time(spec, engine, d, n, replicates):
 
 
 def design_effects(cells, trials, seed=0):
-    """Per cell: costs, rho from K = 100, and deff, 99% width and efficiency at K = 100, the new default, the rule's K."""
+    """Per cell: costs, rho from K = 100, and deff, 99% width and efficiency at K = 100, min(50, trials // 30),
+    the spec's default (mc_hull.design's cost model) and the rule at this run's measured costs."""
     engine = get_solver("colgen")
     print(f"| cell (d, N) | set cost | per query | rho | K | deff | 99% width | trials/s | width^2 x time |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -92,8 +93,10 @@ def design_effects(cells, trials, seed=0):
         b = max((np.median(t201) - np.median(t1)) / 200, 1e-9)
         a = max(np.median(t1) - b, 0.0)
         rows = []
-        for label, k in (("K = 100 (old default)", 100), ("new default", nested.default_queries_per_set(trials)),
-                         ("the cell's rule", None)):
+        model_k = Spec(distribution="gaussian", dims=(d,), sizes=(n,), trials=trials).k_for(d, n)
+        for label, k in (("K = 100 (first default)", 100),
+                         ("K = min(50, trials // 30)", nested.default_queries_per_set(trials)),
+                         ("K by the cost model (default now)", model_k), ("the rule at measured costs", None)):
             if k is None:
                 k = nested.efficient_queries_per_set(a, b, rho, trials=trials)
             sp = Spec(distribution="gaussian", dims=(d,), sizes=(n,), trials=trials, queries_per_set=k,
