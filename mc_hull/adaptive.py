@@ -193,7 +193,8 @@ def pilot_runner(spec: Spec, *, backend: str = "ray", address=None, workers=None
 
 
 def resolve_auto_sizes(spec: Spec, *, backend: str = "ray", address=None, workers=None,
-                       max_n: int = AUTO_MAX_N, points: int = AUTO_POINTS, log=None) -> Spec:
+                       max_n: int = AUTO_MAX_N, points: int = AUTO_POINTS, p_range=AUTO_P_RANGE,
+                       log=None) -> Spec:
     """``spec`` with ``grid`` set by :func:`auto_grid` (runs a pilot pass if there is no exact curve)."""
     log = sys.stderr if log is None else log
     pilot = None
@@ -201,7 +202,8 @@ def resolve_auto_sizes(spec: Spec, *, backend: str = "ray", address=None, worker
         print(f"mc-hull: --sizes auto: pilot pass for {spec.distribution} "
               f"({PILOT_TRIALS} trials per N)", file=log)
         pilot = pilot_runner(spec, backend=backend, address=address, workers=workers)
-    grid = auto_grid(spec.distribution, spec.dims, points=points, pilot=pilot, max_n=max_n, log=log)
+    grid = auto_grid(spec.distribution, spec.dims, points=points, p_range=p_range, pilot=pilot, max_n=max_n,
+                     log=log)
     return spec.with_overrides(grid={str(d): ns for d, ns in grid.items()})
 
 

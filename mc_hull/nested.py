@@ -80,19 +80,39 @@ class PrefixScales:
     """
 
     def __init__(self, X: np.ndarray, sizes: np.ndarray, tol: float, Q: np.ndarray):
-        self.tol = float(tol)
-        self.frame = hasattr(cert, "Frame")
         L, d = len(sizes), X.shape[1]
-        self.centre = np.empty((L, d))
-        self.scale = np.empty(L)
-        csum, cmax, cmin, start = np.zeros(d), np.full(d, -np.inf), np.full(d, np.inf), 0
-        for j, n in enumerate(sizes.tolist()):
+        sums, maxs, mins = np.zeros((L, d)), np.full((L, d), -np.inf), np.full((L, d), np.inf)
+        start = 0
+        for j, n in enumerate(np.asarray(sizes).tolist()):
             block = X[start:n]
             if block.shape[0]:
-                csum += block.sum(axis=0)
-                np.maximum(cmax, block.max(axis=0), out=cmax)
-                np.minimum(cmin, block.min(axis=0), out=cmin)
+                sums[j], maxs[j], mins[j] = block.sum(axis=0), block.max(axis=0), block.min(axis=0)
             start = n
+        self._build(sums, maxs, mins, sizes, tol, Q)
+
+    @classmethod
+    def from_stats(cls, sums: np.ndarray, maxs: np.ndarray, mins: np.ndarray, sizes: np.ndarray, tol: float,
+                   Q: np.ndarray) -> "PrefixScales":
+        """The same thresholds from per-interval statistics (a streamed X never held whole).
+
+        ``sums``, ``maxs``, ``mins`` : ndarray, shape (L, d): column sums, maxima and minima of
+        the rows ``sizes[j-1] .. sizes[j]`` (from 0 for j = 0).
+        """
+        self = cls.__new__(cls)
+        self._build(np.asarray(sums), np.asarray(maxs), np.asarray(mins), sizes, tol, Q)
+        return self
+
+    def _build(self, sums, maxs, mins, sizes, tol, Q):
+        self.tol = float(tol)
+        self.frame = hasattr(cert, "Frame")
+        L, d = sums.shape
+        self.centre = np.empty((L, d))
+        self.scale = np.empty(L)
+        csum, cmax, cmin = np.zeros(d), np.full(d, -np.inf), np.full(d, np.inf)
+        for j, n in enumerate(np.asarray(sizes).tolist()):
+            csum += sums[j]
+            np.maximum(cmax, maxs[j], out=cmax)
+            np.minimum(cmin, mins[j], out=cmin)
             c = csum / n
             self.centre[j] = c
             if self.frame:
@@ -251,7 +271,7 @@ class EntrySizes:
 
 # -- the search ----------------------------------------------------------------
 def entry_sizes(X: np.ndarray, Q: np.ndarray, sizes, *, solver="auto", tol: float = 1e-9,
-                rounds: int = 12, method: str = "warm") -> EntrySizes:
+                rounds: int = 12, method: str = "warm", overwrite: bool = False) -> EntrySizes:
     """Locate every query's entry size on the grid of prefixes ``X[:sizes[j]]``.
 
     Parameters
@@ -277,6 +297,11 @@ def entry_sizes(X: np.ndarray, Q: np.ndarray, sizes, *, solver="auto", tol: floa
         outside certificate if its margin clears the threshold, else its best rows
         join the set), at most ``rounds`` times; whatever stays open goes to the
         engine.  ``"engine"``: every probe is one engine call (the reference).
+    overwrite : bool
+        Translate X in place instead of copying it, when X is a column-major float64
+        array holding exactly ``sizes[-1]`` rows (as :func:`replicate_data` returns):
+        the search then holds no copy of X.  X's contents are then the translated
+        rows (``X - X.mean(axis=0)``) afterwards.  Same results either way.
 
     Returns
     -------
@@ -284,7 +309,7 @@ def entry_sizes(X: np.ndarray, Q: np.ndarray, sizes, *, solver="auto", tol: floa
     """
     if method not in ("warm", "engine"):
         raise ValueError(f"method: must be 'warm' or 'engine', got {method!r}")
-    search = _Search(X, Q, sizes, solver, tol, rounds if method == "warm" else 0)
+    search = _Search(X, Q, sizes, solver, tol, rounds if method == "warm" else 0, overwrite)
     search.bisect()
     return search.result()
 
@@ -292,7 +317,7 @@ def entry_sizes(X: np.ndarray, Q: np.ndarray, sizes, *, solver="auto", tol: floa
 class _Search:
     """State of one entry-size search: brackets, certificates, working sets."""
 
-    def __init__(self, X, Q, sizes, solver, tol, rounds):
+    def __init__(self, X, Q, sizes, solver, tol, rounds, overwrite=False):
         self.t0 = time.perf_counter()
         g = check_sizes(sizes)
         Q = np.asarray(Q, dtype=np.float64)
@@ -306,9 +331,11 @@ class _Search:
         # shift is of the order its bound covers).  Column-major: every prefix is then d contiguous
         # columns, so per-prefix reductions (means, extremes, centring in the engine's frame) run
         # 10-20x faster at small d than on row-major data.
+        own = (overwrite and isinstance(X, np.ndarray) and X.dtype == np.float64 and X.flags.f_contiguous
+               and X.flags.writeable and X.shape[0] == int(g[-1]))
         X = np.asarray(X, dtype=np.float64)[:int(g[-1])]
         self.c0 = X.mean(axis=0) if X.flags.f_contiguous else np.ones(X.shape[0]) @ X / X.shape[0]
-        self.Xc = np.empty(X.shape, order="F")
+        self.Xc = X if own else np.empty(X.shape, order="F")
         np.subtract(X, self.c0, out=self.Xc)
         self.Qc = Q - self.c0
         self.X, self.Q = self.Xc, self.Qc     # everything below works in the translated coordinates
@@ -548,9 +575,13 @@ def _merge(first: list, second: list) -> list:
 def _chunk_scores(W: np.ndarray, rows: np.ndarray, p: int):
     """Per direction the largest score ``W[b] @ rows[i]`` and the best row of each of ``p`` chunks.
 
-    The rows are split into ``p`` contiguous chunks (so the candidates are spread
-    over the data rather than clustered at one extreme); each chunk's best row is
-    one ``argmax`` of a reshaped block of scores.
+    The rows are split into ``p`` contiguous chunks of ``ceil(r / p)`` rows (so the
+    candidates are spread over the data rather than clustered at one extreme); each
+    chunk's best row is the first ``argmax`` of its scores.  Products run on blocks of
+    at most ``_BLOCK_ELEMS`` scores over both directions and rows, so each block of
+    rows is read once for a whole block of directions, however many rows there are
+    (blocking over directions alone fell to one direction per product, and one read
+    of the rows per direction, beyond 2^21 rows).
 
     Returns
     -------
@@ -565,22 +596,57 @@ def _chunk_scores(W: np.ndarray, rows: np.ndarray, p: int):
     L = -(-r // p)                                  # chunk length; the last chunk may be shorter
     top = np.zeros((B, p), dtype=np.intp)
     top_val = np.full((B, p), -np.inf)
-    qb = max(1, min(B, _BLOCK_ELEMS // max(r, 1)))
-    full = (r // L) * L
+    if B * r <= _BLOCK_ELEMS:                       # one product holds every score
+        _chunk_block(W @ rows.T, 0, L, top, top_val)
+        return top_val.max(axis=1), top, top_val
+    # Row blocks of about _BLOCK_ELEMS / qb rows: whole chunks when chunks are short, else
+    # pieces of one chunk whose winners are merged in row order (first maximum kept, as argmax).
+    qb = min(B, max(1, _BLOCK_ELEMS // _MIN_BLOCK_ROWS))
+    rb = max(_MIN_BLOCK_ROWS, _BLOCK_ELEMS // qb)
+    if L <= rb:
+        step = (rb // L) * L
+        spans = [(a, min(a + step, r)) for a in range(0, r, step)]
+    else:
+        spans = [(a, min(a + rb, (c + 1) * L, r)) for c in range(p) for a in range(c * L, min((c + 1) * L, r), rb)]
     for q0 in range(0, B, qb):
-        S = W[q0:q0 + qb] @ rows.T                  # (qb, r)
-        nb = S.shape[0]
-        if full:   # a strided view of the first full // L chunks of each row (no copy)
-            C = np.lib.stride_tricks.as_strided(S, (nb, full // L, L), (S.strides[0], L * S.strides[1], S.strides[1]),
-                                                writeable=False)
-            j = C.argmax(axis=2)
-            top[q0:q0 + nb, :full // L] = j + np.arange(full // L) * L
-            top_val[q0:q0 + nb, :full // L] = np.take_along_axis(C, j[:, :, None], axis=2)[:, :, 0]
-        if full < r:
-            j = S[:, full:].argmax(axis=1)
-            top[q0:q0 + nb, -1] = full + j
-            top_val[q0:q0 + nb, -1] = S[np.arange(nb), full + j]
+        Wq = W[q0:q0 + qb]
+        tq, vq = top[q0:q0 + qb], top_val[q0:q0 + qb]
+        for a, e in spans:
+            S = Wq @ rows[a:e].T                    # (qb, e - a)
+            if L <= rb:
+                _chunk_block(S, a, L, tq, vq)
+            else:
+                c = a // L if a // L < r // L else p - 1   # the short last chunk: last column
+                j = S.argmax(axis=1)
+                v = S[np.arange(S.shape[0]), j]
+                better = v > vq[:, c]
+                vq[better, c] = v[better]
+                tq[better, c] = a + j[better]
     return top_val.max(axis=1), top, top_val
+
+
+#: Fewest rows in one block of scores of :func:`_chunk_scores` (so products stay matrix products).
+_MIN_BLOCK_ROWS = 4096
+
+
+def _chunk_block(S: np.ndarray, a: int, L: int, top: np.ndarray, top_val: np.ndarray) -> None:
+    """Winners of the chunks in scores ``S`` (nb, m) of rows ``a .. a + m``.
+
+    ``a`` is a multiple of ``L``; only the block ending at the last row may end in a short chunk,
+    which goes to the last column of ``top`` (columns beyond ``ceil(r / L)`` chunks stay unset).
+    """
+    nb, m = S.shape
+    c0, full = a // L, (m // L) * L
+    if full:   # a strided view of the full chunks of each row (no copy)
+        C = np.lib.stride_tricks.as_strided(S, (nb, full // L, L), (S.strides[0], L * S.strides[1], S.strides[1]),
+                                            writeable=False)
+        j = C.argmax(axis=2)
+        top[:, c0:c0 + full // L] = j + np.arange(full // L) * L + a
+        top_val[:, c0:c0 + full // L] = np.take_along_axis(C, j[:, :, None], axis=2)[:, :, 0]
+    if full < m:
+        j = S[:, full:].argmax(axis=1)
+        top[:, -1] = a + full + j                  # the short last chunk: last column, as before
+        top_val[:, -1] = S[np.arange(nb), full + j]
 
 
 def search_tree_depths(L: int) -> np.ndarray:
@@ -662,7 +728,7 @@ def replicate_data(spec, d: int, sizes, replicate: int, queries: int | None = No
     key = seeding.replicate_key(spec.distribution, d, n_max, replicate)
     sampler = spec.sampler(d).bind(seeding.rng(spec.seed, key, seeding.STRUCTURE))
     X = np.empty((n_max, d), order="F")     # column-major: see entry_sizes; same values as training_set
-    for b, start, stop in seeding.train_blocks(n_max):
+    for b, start, stop in seeding.train_blocks(n_max, seeding.block_rows(d)):   # the split of training_set
         X[start:stop] = sampler.random(stop - start, seeding.rng(spec.seed, key, seeding.TRAIN, b))
     k = spec.queries_in(replicate, d, n_max) if queries is None else int(queries)
     Q = sampler.random(k, seeding.rng(spec.seed, key, seeding.QUERY))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import nested
+from . import nested, nested_stream
 from . import plan as planning
 from .errors import PlanError
 from .plan import Shard
@@ -34,6 +34,9 @@ from .trial import COLUMNS
 #: Seconds per located query, fixed part and per element of X (N_max x d), for the plan's estimate
 #: (benchmarks/nested.py, d = 8, N to 1e5: ~5 ms per query on this loaded 2-core machine).
 LOCATE_SECONDS, LOCATE_ELEMENT_SECONDS = 1e-3, 5e-9
+#: Streamed replicates: passes over X per replicate (each regenerates the rows beyond the held
+#: prefix) and the pricing cost relative to the in-memory search (tests/bench: d = 12..16, 40 sizes).
+STREAM_PASSES, STREAM_FACTOR = 16, 2.5
 
 
 @dataclass(frozen=True, order=True)
@@ -55,26 +58,62 @@ class NestedShard:
                 for n in sorted(spec.sizes_for(self.d))]
 
 
+def streamed_sizes(spec: Spec, d: int) -> tuple[int, int] | None:
+    """``(n_mem, n_max)`` when d's replicates take the streamed path (rows >= n_mem regenerated), else None."""
+    n_max = max(spec.sizes_for(d))
+    if not planning.needs_streaming(n_max, d):
+        return None
+    return nested_stream.memory_rows(d, n_max, nested_stream.held_bytes(d)), n_max
+
+
 def check_nested(spec: Spec) -> None:
-    """Raise PlanError (one line) for a nested spec this machine cannot hold in memory."""
+    """Raise PlanError (one line) for a nested spec that cannot run even streamed.
+
+    X beyond the memory budget is served by the streamed path (:mod:`mc_hull.nested_stream`):
+    its prefix that fits stays in memory, the rest is regenerated from its keys on every pass.
+    What cannot shrink is one replicate's state: a block of X, its tables of K queries x L sizes
+    and their working sets; beyond this machine's memory the plan is refused.
+    """
+    machine = planning._machine_bytes()
     for d in spec.dims:
-        n_max = max(spec.sizes_for(d))
-        if planning.needs_streaming(n_max, d):
-            raise PlanError(
-                f"nested: d = {d}: the largest size N = {n_max:,} needs X of {16 * n_max * d / 2**30:.1f} GiB "
-                "(with its copy), beyond the memory budget (MC_HULL_MEMORY_BUDGET); the streamed nested "
-                "path is not implemented: lower the largest size or run without --nested")
+        sizes = spec.sizes_for(d)
+        need = nested_stream.state_bytes(d, spec.queries_per_set, len(sizes))
+        if machine and need > machine:
+            raise PlanError(f"nested: d = {d}: one replicate's search state ({planning._size(need)}: a block of X, "
+                            f"{spec.queries_per_set} queries x {len(sizes)} sizes) exceeds this machine's "
+                            f"{planning._size(machine)}; fewer queries per set or sizes")
 
 
 #: Sizes per d that ``--sizes auto`` picks for a nested run (each extra size costs a few products).
 AUTO_POINTS = 40
+#: p at the smallest and largest size of a nested ``--sizes auto`` grid: the upper tail beyond 0.95
+#: grows fast with d (N at p = 0.98 is 5x that at 0.95 at d = 16) and every size costs the whole X.
+AUTO_P_RANGE = (0.02, 0.95)
 
 
 def auto_options(spec: Spec) -> dict:
-    """``resolve_auto_sizes`` options for a nested spec: 40 sizes, capped where X still fits in memory."""
-    budget = planning.memory_budget()
-    cap = min(10**12, budget // (16 * max(spec.dims)))
-    return {"points": AUTO_POINTS, "max_n": int(cap)}
+    """``resolve_auto_sizes`` options for a nested spec: 40 sizes up to p = 0.95, N not capped at memory.
+
+    Sizes whose X exceeds the memory budget are served by the streamed path; the plan line says which.
+    """
+    return {"points": AUTO_POINTS, "max_n": 10**12, "p_range": AUTO_P_RANGE}
+
+
+def plan_note(spec: Spec) -> str:
+    """What the plan line says about streamed sizes ('' when every X fits the memory budget)."""
+    parts = []
+    for d in spec.dims:
+        st = streamed_sizes(spec, d)
+        if st:
+            n_mem, n_max = st
+            big = sorted(n for n in spec.sizes_for(d) if n > n_mem)
+            which = "all sizes" if len(big) == len(spec.sizes_for(d)) else f"sizes N > {n_mem:,} ({len(big)} of them)"
+            held = f"its first {n_mem:,} rows held, the rest" if n_mem else "X"
+            parts.append(f"d = {d}: {which} streamed (X of N = {n_max:,} is {planning._size(8 * n_max * d)}; "
+                         f"{held} regenerated from keys on each pass)")
+    if not parts:
+        return ""
+    return f"streamed (memory budget {planning._size(planning.memory_budget())}): " + "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -119,19 +158,36 @@ class NestedJob:
             n_max = max(spec.sizes_for(d))
             seconds += spec.replicates_for(d, n_max) * planning.DRAW_SECONDS * n_max * d
             seconds += spec.trials * (LOCATE_SECONDS + LOCATE_ELEMENT_SECONDS * n_max * d)
-            peak = max(peak, planning.BASE_BYTES + 4 * 8 * n_max * d)   # X, its two copies, scratch
+            streamed = streamed_sizes(spec, d)
+            if streamed:   # every pass regenerates the rows beyond the held prefix; pricing costs more passes
+                n_mem = streamed[0]
+                seconds += spec.replicates * STREAM_PASSES * planning.DRAW_SECONDS * (n_max - n_mem) * d
+                seconds += spec.trials * (STREAM_FACTOR - 1) * LOCATE_ELEMENT_SECONDS * n_max * d
+                held = 8 * n_mem * d + nested_stream.engine_bytes()
+                peak = max(peak, planning.BASE_BYTES + held
+                           + nested_stream.state_bytes(d, spec.queries_per_set, len(spec.sizes_for(d))))
+            else:          # X (translated in place) and the engine's frame copy of a prefix
+                peak = max(peak, planning.BASE_BYTES + 2 * 8 * n_max * d)
         return planning.Estimate(cells=len(spec.cells), trials=self.total(), shards=self.count(),
                                  cpu_seconds=seconds + self.count() * planning.SHARD_SECONDS,
-                                 peak_bytes=peak)
+                                 peak_bytes=peak, note=plan_note(spec))
 
     def compute(self, unit: NestedShard) -> dict[str, np.ndarray]:
         """Rows of every cell (d, N) of the unit, with an extra ``n`` column saying which."""
         spec = self.spec
         sizes = np.array(sorted(spec.sizes_for(unit.d)), dtype=np.int64)
         parts = []
+        streamed = streamed_sizes(spec, unit.d)
         for r in range(unit.start, unit.stop):
-            X, Q = nested.replicate_data(spec, unit.d, sizes, r)
-            res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol)
+            if streamed:   # X beyond the budget: its first rows held, the rest regenerated on each pass
+                from .bigcell import KeyedSource
+
+                src = KeyedSource(spec.to_json(), unit.d, int(sizes[-1]), r)
+                res = nested_stream.streamed_entry_sizes(src, src.queries(), sizes, solver=spec.solver,
+                                                         tol=spec.tol, budget=nested_stream.held_bytes(unit.d))
+            else:
+                X, Q = nested.replicate_data(spec, unit.d, sizes, r)
+                res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol, overwrite=True)
             parts.append(_rows(spec, res, r))
         cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         order = np.lexsort((cols["query"], cols["replicate"], cols["n"]))

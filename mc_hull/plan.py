@@ -167,14 +167,17 @@ class Estimate:
     shards: int
     cpu_seconds: float
     peak_bytes: int
+    #: Appended to the plan line (a nested run names its streamed sizes here).
+    note: str = ""
 
     def scaled(self, factor: float) -> "Estimate":
         """The same plan with its CPU estimate multiplied by ``factor`` (see :func:`calibration`)."""
-        return Estimate(self.cells, self.trials, self.shards, self.cpu_seconds * factor, self.peak_bytes)
+        return Estimate(self.cells, self.trials, self.shards, self.cpu_seconds * factor, self.peak_bytes, self.note)
 
     def line(self) -> str:
         return (f"{self.cells} cells, {self.trials:,} trials in {self.shards:,} shards; estimated "
-                f"{_duration(self.cpu_seconds)} of CPU, peak memory {_size(self.peak_bytes)} per worker")
+                f"{_duration(self.cpu_seconds)} of CPU, peak memory {_size(self.peak_bytes)} per worker"
+                + (f"; {self.note}" if self.note else ""))
 
 
 def estimate(spec: Spec, cells=None, replicate_start: int = 0, replicate_stop: int | None = None) -> Estimate:

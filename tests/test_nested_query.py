@@ -207,3 +207,27 @@ def test_cli_entry_sizes_refuses_what_is_not_nested(small_results, mixed, capsys
         code, stdout, err = _cli(capsys, *args, "--entry-sizes")
         assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err, (args, err)
         assert stdout == ""
+
+
+def test_trials_of_nested_runs_are_told_apart_by_the_size_of_their_training_set(tmp_path):
+    """Same seed, one directory: a nested run's rows at N < N_max are prefixes of a training set of N_max points,
+    other trials than an ordinary run's at N or a nested run's with another N_max; at N_max they are the same."""
+    out = str(tmp_path / "same-seed")
+    plain = Spec(distribution="gaussian", dims=(2,), sizes=(10, 20, 40), trials=90, queries_per_set=30, seed=0)
+    a = Spec(distribution="gaussian", dims=(2,), sizes=(10, 20, 40), trials=90, queries_per_set=30, seed=0,
+             nested=True)
+    b = Spec(distribution="gaussian", dims=(2,), sizes=(10, 20, 80), trials=90, queries_per_set=30, seed=0,
+             nested=True)
+    again = Spec(distribution="gaussian", dims=(2,), sizes=(10, 20, 80), trials=90, queries_per_set=30, seed=0,
+                 nested=True, shard_trials=30)    # another run id, the same trials as b
+    execute(plain, out, backend="serial", progress=False)
+    for spec in (a, b, again):
+        execute(spec, out, backend="serial", progress=False, job=NestedJob(spec), new_run=True)
+    cells = {c["n"]: c for c in query.cell_estimates(out).to_pylist()}
+    assert {n: (c["runs"], c["trials"], c["replicates"]) for n, c in cells.items()} == {
+        10: (4, 270, 9), 20: (4, 270, 9),   # plain, a and b: three training sets per replicate; again = b
+        40: (2, 90, 3),                     # a's largest size: the very trials of the plain run
+        80: (2, 90, 3)}
+    # the nested rows at N_max equal the ordinary run's (same keys, same answers)
+    rows = query.entry_sizes(out, run_id=a.run_id).to_pylist()
+    assert sum(r["t_high"] is not None for r in rows) == cells[40]["inside"]

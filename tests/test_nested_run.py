@@ -118,20 +118,19 @@ def _cli(*args, env=None):
                           timeout=300, env={**os.environ, **(env or {})})
 
 
-def test_cli_nested_run_and_memory_refusal(tmp_path):
+def test_cli_nested_run_and_a_streamed_one(tmp_path):
     out = tmp_path / "cli"
     r = _cli("run", "--dims", "2", "--sizes", "4,8,16,32", "--trials", "60", "--queries-per-set", "10",
              "--nested", "--serial", "--out", str(out), "--format", "json")
     assert r.returncode == 0, r.stderr
     rows = _rows(out)
     assert len(rows["query"]) == 4 * 60
-    # An X beyond the memory budget is refused in one line, exit 2, nothing written.
-    bad = tmp_path / "bad"
+    # An X beyond the memory budget is streamed (tests/test_nested_stream.py), the plan line says so.
+    big = tmp_path / "big"
     r = _cli("run", "--dims", "4", "--sizes", "10,100000", "--trials", "10", "--nested", "--serial",
-             "--out", str(bad), env={"MC_HULL_MEMORY_BUDGET": "1M"})
-    assert r.returncode == 2
-    assert r.stderr.strip().count("\n") == 0 and "streamed nested path is not implemented" in r.stderr
-    assert "Traceback" not in r.stderr and not bad.exists()
+             "--out", str(big), env={"MC_HULL_MEMORY_BUDGET": "1M"})
+    assert r.returncode == 0, r.stderr
+    assert "all sizes streamed" in r.stderr and len(_rows(big)["query"]) == 2 * 10
 
 
 def test_auto_sizes_for_nested_have_forty_sizes_and_no_million_cap():

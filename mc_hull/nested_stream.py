@@ -1,0 +1,479 @@
+"""Entry sizes on nested prefixes when X of the largest size exceeds the memory budget.
+
+The in-memory search (:func:`mc_hull.nested.entry_sizes`) holds X whole.  Here X is
+served by :class:`PrefixRows`: the rows that fit the budget stay in memory, the rest
+are regenerated block by block from their keys on every pass (a
+:class:`mc_hull.bigcell.KeyedSource`, the same blocks :func:`mc_hull.nested.replicate_data`
+draws, so the prefixes are the very training sets of the in-memory path).  A pass
+over rows is the expensive step, so the search is organised around passes shared by
+every query of the replicate:
+
+1. a *frame pass* gives per grid interval the column sums, maxima and minima (the
+   certificate threshold of every prefix, :class:`mc_hull.nested.PrefixScales`) and
+   the translation ``c0`` (the mean of X), and fills the in-memory part;
+2. each *round* first works on cached rows only: for every open query, the NNLS
+   master on its working set below its probe ``g_j`` (the bisection probe of
+   :mod:`mc_hull.nested`) is an inside candidate, checked exactly on the cached
+   rows (the same values as X's); an inside answer moves the bracket and the next
+   probe is tried at once, still without a pass;
+3. then *one pass* prices every query's residual direction (its seed ``x - c_j`` when
+   its set is thin) against the rows up to the largest size it may still need
+   (``g[high - 1]``): per grid interval the largest score and its row, and the best row
+   of each of ``p`` chunks below ``g_j``.  The running maximum over intervals gives an
+   outside certificate at the *largest* size the direction separates (the margin
+   ``w.x - max`` against that size's threshold, as in the in-memory search), so a
+   direction certified at g_j extends over every larger size it still separates;
+   where it fails at g_j, the chunk winners above the master's bound join the set;
+4. a query stuck at a probe (no new rows, or ``rounds`` spent) is handed, with the
+   other stuck queries of the same probe, to the streaming engine
+   (:class:`mc_hull.solvers.stream.StreamSolver`) on that prefix, whose certificates
+   it checks itself; what it leaves undecided stays an open bracket, never a guess.
+
+Certificates are the in-memory search's, checked the same way: margins over every row
+of the prefix (all priced in the pass), inside residuals on the exact rows of the
+support, both against :class:`~mc_hull.nested.PrefixScales` thresholds with their
+rounding bound.  Memory: the in-memory part (at most the budget, less one block and its
+scratch), one regenerated block and its translated copy, 16 MiB of scores, and per
+query a (L,) table and a few dozen cached rows.
+
+Pure: imports neither ray nor pyarrow.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import nested, seeding
+from .nested import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert, colgen
+
+#: Scores held at once in a pass (16 MiB of doubles).
+_BLOCK_ELEMS = 1 << 21
+#: Chunk winners per pricing round, in units of d + 1 (a pass costs more than a larger master).
+WINNERS = 1
+
+
+def engine_bytes() -> int:
+    """Working-set bytes of the streaming engine on a stuck probe: a quarter of the memory budget."""
+    from .plan import memory_budget
+
+    return max(1 << 20, memory_budget() // 4)
+
+
+def held_bytes(d: int) -> int:
+    """Bytes of X a streamed replicate keeps in memory: the budget less the engine's quarter and two blocks."""
+    from .plan import memory_budget
+
+    block = seeding.block_rows(d) * d * 8
+    return max(0, memory_budget() - engine_bytes() - 2 * block)
+
+
+def memory_rows(d: int, n: int, held: int) -> int:
+    """Rows of an n-row X held in memory within ``held`` bytes (whole blocks of ``seeding.block_rows(d)``)."""
+    rows = seeding.block_rows(d)
+    return int(min(int(n), (max(0, int(held)) // (8 * int(d))) // rows * rows))
+
+
+def state_bytes(d: int, queries: int, sizes: int) -> int:
+    """Bytes of a streamed replicate beyond the rows it holds: a block and its copy, scores, per-query tables."""
+    block = seeding.block_rows(d) * d * 8
+    per_query = 8 * sizes * (2 * d + 3) + 8 * d * 8 * (d + 1)     # interval tables, cached rows
+    return 3 * block + (16 << 20) + int(queries) * per_query
+
+
+class PrefixRows:
+    """The first ``n`` rows of a point source, translated by their mean, served block by block.
+
+    Rows below ``n_mem`` (a whole number of blocks) are held in memory after the frame
+    pass; the others are regenerated from the source on every pass.
+
+    Parameters
+    ----------
+    source : point source
+        ``d``, ``n`` (>= ``n``), ``block_rows`` and ``generate(block_ids)`` yielding
+        ``(start, rows)`` (:class:`mc_hull.bigcell.KeyedSource`, :class:`~.solvers.stream.ArraySource`).
+    n : int
+        Rows served (the largest grid size).
+    sizes : ndarray of int, shape (L,)
+        Grid sizes (interval statistics are kept per grid interval).
+    budget : int
+        Bytes the in-memory part may take.
+    """
+
+    def __init__(self, source, n: int, sizes: np.ndarray, budget: int):
+        self.source, self.n, self.d = source, int(n), int(source.d)
+        self.block_rows = int(source.block_rows)
+        self.n_blocks = -(-self.n // self.block_rows)
+        keep = max(0, int(budget) // (8 * self.d)) // self.block_rows   # whole blocks (of the source)
+        self.n_mem = min(self.n, keep * self.block_rows)
+        self.mem = np.empty((self.n_mem, self.d), order="F")
+        self.passes = 1                # the frame pass below
+        self.regenerated = self.n      # rows drawn from the source, over all passes
+        L, d = len(sizes), self.d
+        sums, maxs, mins = np.zeros((L, d)), np.full((L, d), -np.inf), np.full((L, d), np.inf)
+        edges = np.concatenate([[0], np.asarray(sizes, dtype=np.int64)])
+        for start, X in self._raw(self.n):
+            if start < self.n_mem:
+                self.mem[start:start + len(X)] = X
+            for k in _intervals(edges, start, start + len(X)):
+                a, e = max(edges[k], start) - start, min(edges[k + 1], start + len(X)) - start
+                sums[k] += X[a:e].sum(axis=0)
+                np.maximum(maxs[k], X[a:e].max(axis=0), out=maxs[k])
+                np.minimum(mins[k], X[a:e].min(axis=0), out=mins[k])
+        self.c0 = sums.sum(axis=0) / self.n
+        np.subtract(self.mem, self.c0, out=self.mem)
+        counts = np.diff(edges).astype(np.float64)[:, None]
+        # Translated interval statistics: rounding is monotone, so max(x - c0) = max(x) - c0 exactly.
+        self.stats = (sums - counts * self.c0, maxs - self.c0, mins - self.c0)
+
+    def _raw(self, stop: int):
+        nb = -(-int(stop) // self.block_rows)
+        for start, X in self.source.generate(range(nb)):
+            yield int(start), np.asarray(X, dtype=np.float64)[:max(0, min(len(X), self.n - int(start)))]
+
+    def blocks(self, stop: int, first: int = 0):
+        """One pass: ``(start, Y)``, translated rows ``start .. start + len(Y)`` covering rows ``first .. stop``."""
+        self.passes += 1
+        return self._blocks(stop, first)
+
+    def _blocks(self, stop: int, first: int = 0):
+        stop = min(int(stop), self.n)
+        br = self.block_rows
+        b0, b1, held = int(first) // br, -(-stop // br), self.n_mem // br
+        for b in range(b0, min(b1, held)):
+            yield b * br, self.mem[b * br:min((b + 1) * br, stop)]
+        if b1 > max(b0, held):
+            for s, X in self.source.generate(range(max(b0, held), b1)):
+                X = np.asarray(X, dtype=np.float64)[:max(0, min(len(X), stop - int(s)))]
+                self.regenerated += len(X)
+                yield int(s), X - self.c0
+
+    def prefix(self, n: int) -> "_PrefixSource":
+        """The first ``n`` translated rows as a point source (for the streaming engine)."""
+        return _PrefixSource(self, int(n))
+
+
+class _PrefixSource:
+    """Point-source view of ``PrefixRows`` rows ``0 .. n`` (translated coordinates)."""
+
+    def __init__(self, rows: PrefixRows, n: int):
+        self.rows, self.n, self.d, self.block_rows = rows, n, rows.d, rows.block_rows
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n // self.block_rows)
+
+    def generate(self, block_ids):
+        for b in block_ids:
+            start = int(b) * self.block_rows
+            yield from self.rows._blocks(min(start + self.block_rows, self.n), first=start)
+
+
+def _intervals(edges: np.ndarray, a: int, e: int) -> range:
+    """Grid intervals ``k`` (rows ``edges[k] .. edges[k+1]``) meeting rows ``a .. e``."""
+    k0 = int(np.searchsorted(edges, a, side="right")) - 1
+    k1 = int(np.searchsorted(edges, e, side="left"))
+    return range(max(k0, 0), min(k1, len(edges) - 1))
+
+
+def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="auto", tol: float = 1e-9,
+                         rounds: int = 12, engine_budget: int | None = None) -> EntrySizes:
+    """Locate every query's entry size on the grid with X served by passes (see the module docstring).
+
+    Parameters
+    ----------
+    source : point source
+        The replicate's training set (at least ``sizes[-1]`` rows); a
+        :class:`mc_hull.bigcell.KeyedSource` regenerates it from its keys.
+    Q : ndarray, shape (K, d)
+    sizes : sequence of int, length L
+    budget : int
+        Bytes of X that may stay in memory (the rest is regenerated every pass).
+    solver : str
+        Unused beyond the record (the streaming engine decides stuck probes); kept for
+        the signature of :func:`mc_hull.nested.entry_sizes`.
+    tol : float
+    rounds : int
+        Master/pricing rounds per probe before a query goes to the streaming engine.
+    engine_budget : int, optional
+        Working-set bytes of the streaming engine (default :func:`engine_bytes`).
+
+    Returns
+    -------
+    EntrySizes
+        As :func:`mc_hull.nested.entry_sizes` (``solves`` counts engine calls, as there), with
+        ``passes`` and ``regenerated`` (rows regenerated over all passes) set as attributes.
+    """
+    search = _StreamSearch(source, Q, sizes, budget, tol, rounds, engine_budget)
+    search.run()
+    res = search.result()
+    res.passes, res.regenerated = search.rows.passes, search.rows.regenerated
+    return res
+
+
+class _StreamSearch:
+    """State of one streamed search: brackets, certificates, working sets and their cached rows."""
+
+    set_inside = nested._Search.set_inside
+    set_outside = nested._Search.set_outside
+    result = nested._Search.result
+
+    def __init__(self, source, Q, sizes, budget, tol, rounds, engine_budget):
+        self.t0 = time.perf_counter()
+        g = check_sizes(sizes)
+        Q = np.asarray(Q, dtype=np.float64)
+        if Q.ndim != 2 or Q.shape[1] != source.d:
+            raise ValueError(f"Q (K, d) must have the source's d = {source.d}, got {Q.shape}")
+        if g[-1] > source.n:
+            raise ValueError(f"sizes: largest size {g[-1]} exceeds the {source.n} rows of the source")
+        self.rows = PrefixRows(source, int(g[-1]), g, budget)
+        self.Qc = Q - self.rows.c0
+        self.g, self.tol, self.rounds = g, cert.check_tol(tol), int(rounds)
+        L, (K, d) = len(g), Q.shape
+        self.L, self.K, self.d = L, K, d
+        self.tolerance = PrefixScales.from_stats(*self.rows.stats, g, tol, self.Qc)
+        self.low = np.full(K, -1, dtype=np.int64)
+        self.high = np.full(K, L, dtype=np.int64)
+        self.low_value, self.high_value = np.full(K, np.nan), np.full(K, np.nan)
+        self.directions = np.full((K, d), np.nan)
+        self.support, self.weights = [None] * K, [None] * K
+        self.solves = np.zeros(K, dtype=np.int64)
+        self.shortcuts = np.zeros(K, dtype=np.int64)
+        self.failed: list[set] = [set() for _ in range(K)]
+        self.S: list = [np.zeros(0, dtype=np.int64)] * K        # working sets (global rows)
+        self.cache: dict[int, np.ndarray] = {}                    # row -> translated coordinates
+        self.engine_budget = int(engine_budget or engine_bytes())
+        self.depth = nested.search_tree_depths(L)
+
+    # -- cached rows -------------------------------------------------------------------
+    def _points(self, idx: np.ndarray) -> np.ndarray:
+        return np.array([self.cache[int(i)] for i in idx]).reshape(len(idx), self.d)
+
+    def _target(self, b: int) -> int:
+        lo, hi = int(self.low[b]), int(self.high[b])
+        return nested._probe(lo, hi, self.failed[b], self.depth) if hi - lo > 1 else -1
+
+    def _inside_from(self, b: int, sup: np.ndarray, lam: np.ndarray, k: int) -> bool:
+        """Check inside weights on rows ``sup`` (cached) at g_k; record the lowest grid size they hold from."""
+        P = self._points(sup)
+        x = self.Qc[b]
+        loc = np.arange(sup.size)
+        thr = self.tolerance.threshold(k, b, sup.size, inside=True)[0]
+        r = cert.inside_residual(P, x, loc, lam)
+        if not r <= thr:
+            keep = loc[lam > 0] if np.any(lam > 0) else loc
+            loc2, lam2 = cert.polish_inside(P, x, keep)
+            r2 = cert.inside_residual(P, x, loc2, lam2)
+            if not r2 <= self.tolerance.threshold(k, b, loc2.size, inside=True)[0]:
+                return False
+            sup, lam, r, loc = sup[loc2], lam2, r2, loc2
+        k0 = int(np.searchsorted(self.g, int(np.max(sup)) + 1))
+        kk = k
+        if k0 < k:
+            ks = np.arange(k0, k)
+            ok = r <= self.tolerance.threshold(ks, b, sup.size, inside=True)[0]
+            kk = k0 if ok.all() else int(ks[np.flatnonzero(~ok)[-1]]) + 1
+        value = r / self.tolerance.threshold(kk, b, sup.size)[1]
+        if kk < k:
+            self.shortcuts[b] += k - kk
+        self.set_inside(b, kk, sup, lam, float(value))
+        self.S[b] = np.union1d(self.S[b], sup)     # earlier rows stay: they serve the lower probes next
+        return True
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> None:
+        K, d = self.K, self.d
+        target = np.array([self._target(b) for b in range(K)], dtype=np.int64)
+        spent = np.zeros(K, dtype=np.int64)          # pricing rounds at the current target
+        seeded: list[set] = [set() for _ in range(K)]     # probes where the seed x - c_j was priced
+        while True:
+            # 1. cached rows only: masters, inside checks, new probes; collect directions to price.
+            price_b, price_w, bounds, thin = [], [], [], []
+            stuck: dict[int, list[int]] = {}
+            for b in np.flatnonzero(target >= 0).tolist():
+                while target[b] >= 0:
+                    j = int(target[b])
+                    n = int(self.g[j])
+                    if spent[b] >= self.rounds:
+                        stuck.setdefault(j, []).append(b)
+                        break
+                    S = self.S[b][self.S[b] < n]
+                    if S.size <= d and j not in seeded[b]:
+                        seeded[b].add(j)
+                        v = self.Qc[b] - self.tolerance.centre[j]
+                        l1 = float(np.abs(v).sum())
+                        if l1 > 0:
+                            price_b.append(b), price_w.append(v / l1), bounds.append(-np.inf), thin.append(True)
+                            break
+                    if S.size == 0:
+                        stuck.setdefault(j, []).append(b)
+                        break
+                    lam, _, R = colgen.master(self._points(S), self.Qc[b:b + 1], np.arange(S.size),
+                                              np.array([S.size]), float(self.tolerance.scale[j]))
+                    pos = lam > 0
+                    if np.all(np.isfinite(R)) and pos.any():
+                        thr_in, s_in = self.tolerance.threshold(j, b, int(pos.sum()), inside=True)
+                        if np.max(np.abs(R)) <= 2 * thr_in + 1e-12 * s_in and self._inside_from(b, S[pos], lam[pos], j):
+                            spent[b] = 0
+                            target[b] = self._target(b)
+                            continue
+                    l1 = float(np.abs(R).sum())
+                    if not (np.isfinite(l1) and l1 > 0):
+                        stuck.setdefault(j, []).append(b)
+                        break
+                    w = R[0] / l1
+                    a = float(w @ self.Qc[b])
+                    price_b.append(b), price_w.append(w), thin.append(False)
+                    bounds.append(a - float(w @ R[0]) + 1e-13 * d * float(self.tolerance.scale[j]))
+                    break
+            if not price_b and not stuck:
+                break
+            # 2. one pass prices every pending direction.
+            if price_b:
+                pb = np.array(price_b, dtype=np.int64)
+                self._price(pb, np.array(price_w).reshape(-1, d), target[pb], np.array(bounds), np.array(thin),
+                            spent)
+                for b in pb.tolist():
+                    t = self._target(b)
+                    if t != target[b]:
+                        spent[b] = 0
+                    target[b] = t
+            # 3. stuck probes: the streaming engine on that prefix, one call per probe.
+            for j, bs in sorted(stuck.items()):
+                self._engine(j, np.array(bs, dtype=np.int64))
+                for b in bs:
+                    spent[b] = 0
+                    target[b] = self._target(b)
+
+    def _price(self, pb, W, J, bound, thin, spent) -> None:
+        """One pass: interval maxima up to ``g[high - 1]`` and chunk winners below ``g_j`` for each direction."""
+        g, d, L = self.g, self.d, self.L
+        P = pb.size
+        limit = g[np.clip(self.high[pb] - 1, 0, L - 1)]
+        limit = np.maximum(limit, g[J])
+        nj = g[J]
+        p = np.where(thin, 2 * d + 2, WINNERS * (d + 1))
+        p = np.minimum(p, nj)
+        clen = -(-nj // p)                                   # chunk length per direction
+        pmax = int(p.max())
+        imax = np.full((P, L), -np.inf)
+        iarg = np.full((P, L), -1, dtype=np.int64)
+        irow = np.zeros((P, L, d))
+        tval = np.full((P, pmax), -np.inf)
+        tidx = np.full((P, pmax), -1, dtype=np.int64)
+        trow = np.zeros((P, pmax, d))
+        edges = np.concatenate([[0], g])
+        a_q = np.einsum("bj,bj->b", W, self.Qc[pb])
+        stop = int(limit.max())
+        for start, Y in self.rows.blocks(stop):   # stops early (no more regeneration) once no direction is alive
+            m = len(Y)
+            act = np.flatnonzero(limit > start)
+            if act.size == 0:
+                break
+            rb = max(1024, _BLOCK_ELEMS // act.size)
+            for a0 in range(0, m, rb):
+                e0 = min(m, a0 + rb)
+                lo, hi = start + a0, start + e0
+                sub = act[limit[act] > lo]
+                if sub.size == 0:
+                    break
+                S = W[sub] @ Y[a0:e0].T                       # (|sub|, e0 - a0)
+                ar = np.arange(sub.size)
+                for k in _intervals(edges, lo, hi):
+                    a, e = max(int(edges[k]), lo) - lo, min(int(edges[k + 1]), hi) - lo
+                    jj = S[:, a:e].argmax(axis=1)
+                    v = S[ar, a + jj]
+                    better = v > imax[sub, k]
+                    if better.any():
+                        rows = sub[better]
+                        imax[rows, k] = v[better]
+                        iarg[rows, k] = lo + a + jj[better]
+                        irow[rows, k] = Y[a0 + a + jj[better]]
+                # chunk winners below g_j: directions of one chunk length share their chunks
+                for cl in np.unique(clen[sub[nj[sub] > lo]]).tolist():
+                    grp = np.flatnonzero((clen[sub] == cl) & (nj[sub] > lo))
+                    top = min(hi, int(nj[sub[grp]].max()))
+                    for c in range(lo // cl, -(-top // cl)):
+                        a, e = max(c * cl, lo) - lo, min((c + 1) * cl, top) - lo
+                        if e <= a:
+                            continue
+                        gi = grp[nj[sub[grp]] > c * cl]     # directions whose prefix holds chunk c
+                        if gi.size == 0:
+                            continue
+                        # a direction's last chunk ends at its own g_j: mask the rows beyond it
+                        e_i = np.minimum(e, nj[sub[gi]] - lo)
+                        Sg = S[gi, a:e]
+                        if (e_i < e).any():
+                            Sg = np.where(np.arange(a, e)[None, :] < e_i[:, None], Sg, -np.inf)
+                        jj = Sg.argmax(axis=1)
+                        v = Sg[np.arange(gi.size), jj]
+                        rows = sub[gi]
+                        better = v > tval[rows, c]
+                        if better.any():
+                            rb_ = rows[better]
+                            tval[rb_, c] = v[better]
+                            tidx[rb_, c] = lo + a + jj[better]
+                            trow[rb_, c] = Y[a0 + a + jj[better]]
+                # A direction whose probe prefix is priced and that no longer separates stops here, as
+                # the in-memory extension stops at its first failure: no larger size can be certified.
+                past = sub[nj[sub] <= hi]
+                if past.size:
+                    khi = int(np.searchsorted(edges, hi - 1, side="right")) - 1
+                    run = imax[past, :khi + 1].max(axis=1)
+                    thr_k, _ = self.tolerance.threshold(np.full(past.size, khi), pb[past], d)
+                    limit[past[a_q[past] - run <= thr_k]] = hi
+        spent[pb] += 1
+        cum = np.maximum.accumulate(imax, axis=1)
+        a = a_q
+        margin = a[:, None] - cum                           # (P, L)
+        ks = np.broadcast_to(np.arange(L), (P, L))
+        thr, s = self.tolerance.threshold(ks, np.broadcast_to(pb[:, None], (P, L)), d)
+        usable = (np.arange(L)[None, :] < self.high[pb][:, None]) & (g[None, :] <= limit[:, None])
+        ok = (margin > thr) & usable & np.isfinite(cum)
+        for i, b in enumerate(pb.tolist()):
+            j = int(J[i])
+            hits = np.flatnonzero(ok[i])
+            kstar = int(hits[-1]) if hits.size else -1
+            if kstar > self.low[b]:
+                self.set_outside(b, kstar, W[i].copy(), float(margin[i, kstar] / s[i, kstar]))
+                if kstar > j:
+                    self.shortcuts[b] += kstar - j
+            # rows to learn from: chunk winners above the master's bound (all of them for a seed), and
+            # the best rows of the intervals beyond the certified size that the direction fails on
+            new = []
+            if kstar < j:
+                sel = tidx[i] >= 0
+                if not thin[i]:
+                    sel &= tval[i] > bound[i]
+                new.append(tidx[i][sel])
+            if thin[i] or kstar < j:    # best rows of every interval priced: rows for later, lower probes
+                over = np.flatnonzero(usable[i] & (iarg[i] >= 0) & ((np.arange(L) <= j) | ~ok[i]))
+            else:
+                over = np.flatnonzero((np.arange(L) > max(kstar, j)) & usable[i] & (iarg[i] >= 0)
+                                      & ~ok[i])[:d + 1]
+            new.append(iarg[i][over])
+            for c in np.flatnonzero(tidx[i] >= 0).tolist():
+                self.cache.setdefault(int(tidx[i, c]), trow[i, c])
+            for k in over.tolist():
+                self.cache.setdefault(int(iarg[i, k]), irow[i, k])
+            add = np.concatenate(new)
+            merged = np.union1d(self.S[b], add)
+            if kstar < j and merged.size == self.S[b].size and not thin[i]:
+                spent[b] = self.rounds                      # no progress: the engine decides this probe
+            self.S[b] = merged
+
+    def _engine(self, j: int, bs: np.ndarray) -> None:
+        """The streaming engine on prefix g_j for queries ``bs``; checked answers, no reusable certificate."""
+        from .solvers.stream import StreamSolver
+
+        engine = StreamSolver(budget=self.engine_budget, fallbacks=())
+        dec = engine.decide(self.rows.prefix(int(self.g[j])), self.Qc[bs], tol=self.tol)
+        self.solves[bs] += 1
+        for i, b in enumerate(bs.tolist()):
+            if dec.status[i] == INSIDE:
+                self.set_inside(b, j, None, None, float(dec.certificate[i]))
+            elif dec.status[i] == OUTSIDE:
+                self.set_outside(b, j, None, float(dec.certificate[i]))
+            else:
+                self.failed[b].add(j)
