@@ -77,10 +77,11 @@ def check_nested(spec: Spec) -> None:
     machine = planning._machine_bytes()
     for d in spec.dims:
         sizes = spec.sizes_for(d)
-        need = nested_stream.state_bytes(d, spec.queries_per_set, len(sizes))
+        k = spec.k_for(d, max(sizes))
+        need = nested_stream.state_bytes(d, k, len(sizes))
         if machine and need > machine:
             raise PlanError(f"nested: d = {d}: one replicate's search state ({planning._size(need)}: a block of X, "
-                            f"{spec.queries_per_set} queries x {len(sizes)} sizes) exceeds this machine's "
+                            f"{k} queries x {len(sizes)} sizes) exceeds this machine's "
                             f"{planning._size(machine)}; fewer queries per set or sizes")
 
 
@@ -161,11 +162,11 @@ class NestedJob:
             streamed = streamed_sizes(spec, d)
             if streamed:   # every pass regenerates the rows beyond the held prefix; pricing costs more passes
                 n_mem = streamed[0]
-                seconds += spec.replicates * STREAM_PASSES * planning.DRAW_SECONDS * (n_max - n_mem) * d
+                seconds += spec.replicates_for(d, n_max) * STREAM_PASSES * planning.DRAW_SECONDS * (n_max - n_mem) * d
                 seconds += spec.trials * (STREAM_FACTOR - 1) * LOCATE_ELEMENT_SECONDS * n_max * d
                 held = 8 * n_mem * d + nested_stream.engine_bytes()
                 peak = max(peak, planning.BASE_BYTES + held
-                           + nested_stream.state_bytes(d, spec.queries_per_set, len(spec.sizes_for(d))))
+                           + nested_stream.state_bytes(d, spec.k_for(d, n_max), len(spec.sizes_for(d))))
             else:          # X (translated in place) and the engine's frame copy of a prefix
                 peak = max(peak, planning.BASE_BYTES + 2 * 8 * n_max * d)
         return planning.Estimate(cells=len(spec.cells), trials=self.total(), shards=self.count(),
