@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import nested, nested_stream
+from . import design, nested, nested_stream
 from . import plan as planning
 from .errors import PlanError
 from .plan import Shard
@@ -31,9 +31,6 @@ from .solvers import STATUS_NAMES
 from .spec import Spec
 from .trial import COLUMNS
 
-#: Seconds per located query, fixed part and per element of X (N_max x d), for the plan's estimate
-#: (benchmarks/nested.py, d = 8, N to 1e5: ~5 ms per query on this loaded 2-core machine).
-LOCATE_SECONDS, LOCATE_ELEMENT_SECONDS = 1e-3, 5e-9
 #: Streamed replicates: passes over X per replicate (each regenerates the rows beyond the held
 #: prefix) and the pricing cost relative to the in-memory search (tests/bench: d = 12..16, 40 sizes).
 STREAM_PASSES, STREAM_FACTOR = 16, 2.5
@@ -157,13 +154,15 @@ class NestedJob:
         peak = planning.BASE_BYTES
         for d in spec.dims:
             n_max = max(spec.sizes_for(d))
-            seconds += spec.replicates_for(d, n_max) * planning.DRAW_SECONDS * n_max * d
-            seconds += spec.trials * (LOCATE_SECONDS + LOCATE_ELEMENT_SECONDS * n_max * d)
+            # the cost model of mc_hull.design (measured per nested replicate and per located query)
+            seconds += spec.replicates_for(d, n_max) * (design.NESTED_SET_SECONDS
+                                                        + design.NESTED_SET_ELEMENT_SECONDS * n_max * d)
+            seconds += spec.trials * (design.NESTED_QUERY_SECONDS + design.NESTED_QUERY_ELEMENT_SECONDS * n_max * d)
             streamed = streamed_sizes(spec, d)
             if streamed:   # every pass regenerates the rows beyond the held prefix; pricing costs more passes
                 n_mem = streamed[0]
                 seconds += spec.replicates_for(d, n_max) * STREAM_PASSES * planning.DRAW_SECONDS * (n_max - n_mem) * d
-                seconds += spec.trials * (STREAM_FACTOR - 1) * LOCATE_ELEMENT_SECONDS * n_max * d
+                seconds += spec.trials * (STREAM_FACTOR - 1) * design.NESTED_QUERY_ELEMENT_SECONDS * n_max * d
                 held = 8 * n_mem * d + nested_stream.engine_bytes()
                 peak = max(peak, planning.BASE_BYTES + held
                            + nested_stream.state_bytes(d, spec.k_for(d, n_max), len(spec.sizes_for(d))))
