@@ -53,7 +53,7 @@ def one(d: int, seed: int, trials: int, k: int, boot: int) -> dict:
     spec = Spec(distribution="gaussian", dims=(d,), sizes=sizes, trials=trials, queries_per_set=k,
                 seed=seed, nested=True)
     results = []
-    for r in range(spec.replicates):
+    for r in range(spec.replicates_for(d, max(sizes))):
         X, Q = nested.replicate_data(spec, d, np.array(sizes), r)
         results.append(nested.entry_sizes(X, Q, np.array(sizes)))
     est = nested.curve(results)

@@ -82,7 +82,8 @@ def _replicates_time(spec, engine, d, n, replicates):
 
 
 def design_effects(cells, trials, seed=0):
-    """Per cell: costs, rho from K = 100, and deff, 99% width and efficiency at K = 100, the new default, the rule's K."""
+    """Per cell: costs, rho from K = 100, and deff, 99% width and efficiency at K = 100, min(50, trials // 30),
+    the spec's default (mc_hull.design's cost model) and the rule at this run's measured costs."""
     engine = get_solver("colgen")
     print(f"| cell (d, N) | set cost | per query | rho | K | deff | 99% width | trials/s | width^2 x time |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -97,13 +98,15 @@ def design_effects(cells, trials, seed=0):
         b = max((np.median(t201) - np.median(t1)) / 200, 1e-9)
         a = max(np.median(t1) - b, 0.0)
         rows = []
-        for label, k in (("K = 100 (old default)", 100), ("new default", nested.default_queries_per_set(trials)),
-                         ("the cell's rule", None)):
+        model_k = Spec(distribution="gaussian", dims=(d,), sizes=(n,), trials=trials).k_for(d, n)
+        for label, k in (("K = 100 (first default)", 100),
+                         ("K = min(50, trials // 30)", nested.default_queries_per_set(trials)),
+                         ("K by the cost model (default now)", model_k), ("the rule at measured costs", None)):
             if k is None:
                 k = nested.efficient_queries_per_set(a, b, rho, trials=trials)
             sp = Spec(distribution="gaussian", dims=(d,), sizes=(n,), trials=trials, queries_per_set=k,
                       seed=seed, solver="colgen")
-            secs, ym = _replicates_time(sp, engine, d, n, sp.replicates)
+            secs, ym = _replicates_time(sp, engine, d, n, sp.replicates_for(d, n))
             lo, hi, deff = stats.clustered_interval(ym[:, 0], ym[:, 1])
             if k == 100:
                 rho = nested.rho_from_design_effect(deff, k)
@@ -185,7 +188,7 @@ def main(argv=None):
     spec = Spec(distribution="gaussian", dims=(a.d,), sizes=tuple(int(n) for n in grid), trials=a.trials,
                 queries_per_set=a.queries_per_set, seed=a.seed, solver="colgen")
     engine = get_solver("colgen")
-    R = spec.replicates
+    R = spec.replicates_for(a.d, int(grid[-1]))
     print(f"d = {a.d}, {len(grid)} sizes from {grid[0]} to {grid[-1]}, {a.trials} trials per size, "
           f"K = {a.queries_per_set} queries per training set ({R} replicates); one BLAS thread; "
           f"shared machine (load average {os.getloadavg()[0]:.1f}): compare the ratio")

@@ -15,7 +15,7 @@
     whose 99% cluster-robust interval (:func:`mc_hull.stats.clustered_interval`)
     has half-width >= h.  Stopping rule: a cell is checked only at the
     geometric checkpoints R0, 2 R0, 4 R0, ... replicates (R0 =
-    ``spec.replicates``; the last checkpoint is the cap ``max_trials``), using
+    ``ceil(trials / queries_per_set)``; the last checkpoint is the cap ``max_trials``), using
     only the replicates below the checkpoint; it stops at the first checkpoint
     where its half-width < h, or at the cap.  Few looks keep the optional-
     stopping effect on coverage small (``tests/test_adaptive.py`` measures it
@@ -208,26 +208,39 @@ def resolve_auto_sizes(spec: Spec, *, backend: str = "ray", address=None, worker
 
 
 # -- adaptive stopping ---------------------------------------------------------
+def _k(spec: Spec) -> int:
+    """The one K of an adaptive spec (its checkpoints are shared by every cell)."""
+    k = spec.uniform_k
+    if k is None:
+        raise ValueError("adaptive runs need one queries_per_set for every cell")
+    return k
+
+
+def initial_replicates(spec: Spec) -> int:
+    """R0: the replicates every cell of an adaptive spec starts with."""
+    return math.ceil(spec.trials / _k(spec))
+
+
 def max_replicates(spec: Spec) -> int:
-    """Replicates per cell allowed by ``spec.max_trials`` (at least ``spec.replicates``)."""
+    """Replicates per cell allowed by ``spec.max_trials`` (at least R0)."""
     cap = spec.max_trials if spec.max_trials is not None else spec.trials
-    return spec.replicates + max(0, cap - spec.trials) // spec.queries_per_set
+    return initial_replicates(spec) + max(0, cap - spec.trials) // _k(spec)
 
 
 def checkpoints(spec: Spec) -> list[int]:
     """Replicate counts at which cells are checked: R0, 2 R0, 4 R0, ..., capped at the maximum."""
-    r0, r_max = spec.replicates, max_replicates(spec)
+    r0, r_max = initial_replicates(spec), max_replicates(spec)
     out = [r0]
     while out[-1] < r_max:
         out.append(min(2 * out[-1], r_max))
     return out
 
 
-def cell_trials(spec: Spec, replicates: int) -> int:
-    """Trials of a cell holding replicates 0 .. replicates-1."""
+def cell_trials(spec: Spec, replicates: int, d: int, n: int) -> int:
+    """Trials of cell (d, N) holding replicates 0 .. replicates-1."""
     from .plan import replicate_trials
 
-    return replicate_trials(spec, 0, replicates)
+    return replicate_trials(spec, 0, replicates, d, n)
 
 
 @dataclass
@@ -297,7 +310,7 @@ def run_adaptive(spec: Spec, out: str, *, backend: str = "ray", address=None, wo
             for cell in active:
                 h = hw.get(cell, math.inf)
                 reached = h < spec.target_halfwidth
-                report.cells[cell] = {"replicates": mark, "trials": cell_trials(spec, mark),
+                report.cells[cell] = {"replicates": mark, "trials": cell_trials(spec, mark, *cell),
                                       "halfwidth": h, "reached": reached}
                 if not reached:
                     still.append(cell)

@@ -80,7 +80,8 @@ class KeyedSource:
     def queries(self) -> np.ndarray:
         """The replicate's queries (K_r, d), the same as the in-memory path's."""
         spec, key, sampler = self._sampler()
-        return sampler.random(spec.queries_in(self.replicate), seeding.rng(spec.seed, key, seeding.QUERY))
+        k = spec.queries_in(self.replicate, self.d, self.n)
+        return sampler.random(k, seeding.rng(spec.seed, key, seeding.QUERY))
 
 
 #: The name older code and tests use.

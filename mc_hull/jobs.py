@@ -63,7 +63,7 @@ class MonteCarloJob:
     ----------
     spec : Spec
     replicate_start, replicate_stop : int
-        Replicates per cell (default all ``spec.replicates``).
+        Replicates per cell (default all of each cell's planned replicates).
     cells : tuple of (d, n), optional
         Only these cells (default all, in spec order).
     shards : tuple of Shard, optional
@@ -90,15 +90,16 @@ class MonteCarloJob:
     def count(self) -> int:
         if self.shards is not None:
             return len(self.shards)
-        return planning.count_shards(self.spec, self.replicate_start, self.replicate_stop,
-                                     None if self.cells is None else len(self.cells))
+        return planning.count_shards(self.spec, self.replicate_start, self.replicate_stop, self.cells)
 
     def total(self) -> int:
         if self.shards is not None:
             return sum(s.trials(self.spec) for s in self.shards)
-        stop = self.spec.replicates if self.replicate_stop is None else self.replicate_stop
-        cells = len(self.spec.cells) if self.cells is None else len(self.cells)
-        return planning.replicate_trials(self.spec, self.replicate_start, stop) * cells
+        total = 0
+        for d, n in (self.spec.cells if self.cells is None else self.cells):
+            stop = self.spec.replicates_for(d, n) if self.replicate_stop is None else self.replicate_stop
+            total += planning.replicate_trials(self.spec, self.replicate_start, stop, d, n)
+        return total
 
     def estimate(self) -> planning.Estimate:
         if self.shards is not None:

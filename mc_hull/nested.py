@@ -730,7 +730,7 @@ def replicate_data(spec, d: int, sizes, replicate: int, queries: int | None = No
     X = np.empty((n_max, d), order="F")     # column-major: see entry_sizes; same values as training_set
     for b, start, stop in seeding.train_blocks(n_max, seeding.block_rows(d)):   # the split of training_set
         X[start:stop] = sampler.random(stop - start, seeding.rng(spec.seed, key, seeding.TRAIN, b))
-    k = spec.queries_in(replicate) if queries is None else int(queries)
+    k = spec.queries_in(replicate, d, n_max) if queries is None else int(queries)
     Q = sampler.random(k, seeding.rng(spec.seed, key, seeding.QUERY))
     return X, Q
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import nested, nested_stream
+from . import design, nested, nested_stream
 from . import plan as planning
 from .errors import PlanError
 from .plan import Shard
@@ -31,14 +31,10 @@ from .solvers import STATUS_NAMES
 from .spec import Spec
 from .trial import COLUMNS
 
-#: Seconds per located query, fixed part and per element of X (N_max x d), for the plan's estimate:
-#: one replicate of the d = 16 target (40 sizes to N = 4.6e7, K = 50) took 35.6 CPU s in memory,
-#: about 6 s of it drawing X, so 0.6 s per query, 8e-10 s per element (benchmarks/nested.py --streamed;
-#: ~5 ms per query at d = 8, N to 1e5, where the fixed part dominates).
-LOCATE_SECONDS, LOCATE_ELEMENT_SECONDS = 1e-3, 8e-10
-#: Streamed replicates: passes per replicate that regenerate the rows beyond the held prefix (the same
-#: replicate with 25e6 of its 45.7e6 rows held took 84 CPU s against 27 s held whole: 17 passes of the
-#: 20.7e6-row tail); the pricing itself cost 0.8-2.3x the in-memory search in interleaved pairs (noisy).
+#: Streamed replicates: passes per replicate that regenerate the rows beyond the held prefix (one
+#: replicate of the d = 16 target, 40 sizes to N = 4.57e7, K = 50: 84 CPU s with 25e6 of its rows
+#: held against 27 s held whole, i.e. about 17 passes of the 20.7e6-row tail); the pricing itself
+#: cost 0.8-2.3x the in-memory search in interleaved pairs (noisy), so no factor is added for it.
 STREAM_PASSES = 16
 
 
@@ -80,10 +76,11 @@ def check_nested(spec: Spec) -> None:
     machine = planning._machine_bytes()
     for d in spec.dims:
         sizes = spec.sizes_for(d)
-        need = nested_stream.state_bytes(d, spec.queries_per_set, len(sizes))
+        k = spec.k_for(d, max(sizes))
+        need = nested_stream.state_bytes(d, k, len(sizes))
         if machine and need > machine:
             raise PlanError(f"nested: d = {d}: one replicate's search state ({planning._size(need)}: a block of X, "
-                            f"{spec.queries_per_set} queries x {len(sizes)} sizes) exceeds this machine's "
+                            f"{k} queries x {len(sizes)} sizes) exceeds this machine's "
                             f"{planning._size(machine)}; fewer queries per set or sizes")
 
 
@@ -135,21 +132,27 @@ class NestedJob:
     def name(self) -> str:
         return f"run {self.spec.run_id}"
 
+    def _replicates(self, d: int) -> tuple[int, int]:
+        """(replicates, replicates per unit) of dimension d: one K per d, the largest size's cell."""
+        n_max = max(self.spec.sizes_for(d))
+        return self.spec.replicates_for(d, n_max), planning.replicates_per_shard(self.spec, d, n_max)
+
     def units(self):
-        step = planning.replicates_per_shard(self.spec)
         for d in self.spec.dims:
-            for start in range(0, self.spec.replicates, step):
-                yield NestedShard(self.spec.distribution, d, start, min(start + step, self.spec.replicates))
+            total, step = self._replicates(d)
+            for start in range(0, total, step):
+                yield NestedShard(self.spec.distribution, d, start, min(start + step, total))
 
     def count(self) -> int:
-        step = planning.replicates_per_shard(self.spec)
-        return len(self.spec.dims) * -(-self.spec.replicates // step)
+        return sum(-(-total // step) for total, step in map(self._replicates, self.spec.dims))
 
     def total(self) -> int:
         return sum(len(self.spec.sizes_for(d)) for d in self.spec.dims) * self.spec.trials
 
     def size(self, unit: NestedShard) -> int:
-        return len(self.spec.sizes_for(unit.d)) * planning.replicate_trials(self.spec, unit.start, unit.stop)
+        n_max = max(self.spec.sizes_for(unit.d))
+        return len(self.spec.sizes_for(unit.d)) * planning.replicate_trials(self.spec, unit.start, unit.stop,
+                                                                             unit.d, n_max)
 
     def estimate(self) -> planning.Estimate:
         spec = self.spec
@@ -157,15 +160,18 @@ class NestedJob:
         peak = planning.BASE_BYTES
         for d in spec.dims:
             n_max = max(spec.sizes_for(d))
-            seconds += spec.replicates * planning.DRAW_SECONDS * n_max * d
-            seconds += spec.trials * (LOCATE_SECONDS + LOCATE_ELEMENT_SECONDS * n_max * d)
+            # the cost model of mc_hull.design (measured per nested replicate and per located query)
+            seconds += spec.replicates_for(d, n_max) * (design.NESTED_SET_SECONDS
+                                                        + design.NESTED_SET_ELEMENT_SECONDS * n_max * d)
+            seconds += spec.trials * (design.NESTED_QUERY_SECONDS + design.NESTED_QUERY_ELEMENT_SECONDS * n_max * d)
             streamed = streamed_sizes(spec, d)
             if streamed:   # every pass regenerates the rows beyond the held prefix
                 n_mem = streamed[0]
-                seconds += spec.replicates * STREAM_PASSES * planning.DRAW_SECONDS * (n_max - n_mem) * d
+                seconds += (spec.replicates_for(d, n_max) * STREAM_PASSES * planning.DRAW_SECONDS
+                            * (n_max - n_mem) * d)
                 held = 8 * n_mem * d + nested_stream.engine_bytes()
                 peak = max(peak, planning.BASE_BYTES + held
-                           + nested_stream.state_bytes(d, spec.queries_per_set, len(spec.sizes_for(d))))
+                           + nested_stream.state_bytes(d, spec.k_for(d, n_max), len(spec.sizes_for(d))))
             else:          # X (translated in place) and the engine's frame copy of a prefix
                 peak = max(peak, planning.BASE_BYTES + 2 * 8 * n_max * d)
         return planning.Estimate(cells=len(spec.cells), trials=self.total(), shards=self.count(),

@@ -38,24 +38,25 @@ class Shard:
         return f"distribution={self.distribution}/d={self.d}/n={self.n}"
 
     def trials(self, spec: Spec) -> int:
-        return replicate_trials(spec, self.start, self.stop)
+        return replicate_trials(spec, self.start, self.stop, self.d, self.n)
 
 
-def replicate_trials(spec: Spec, start: int, stop: int) -> int:
-    """Trials held by replicates ``start .. stop-1`` of one cell (arithmetic, O(1))."""
+def replicate_trials(spec: Spec, start: int, stop: int, d: int, n: int) -> int:
+    """Trials held by replicates ``start .. stop-1`` of cell (d, N) (arithmetic, O(1))."""
     if stop <= start:
         return 0
-    full, k = spec.replicates, spec.queries_per_set
+    full, k = spec.replicates_for(d, n), spec.k_for(d, n)
     planned = max(0, min(stop, full) - start) if start < full else 0
     inside = 0
     if planned:
         last = full - 1  # the only replicate that may hold fewer than K queries
-        inside = planned * k - (k - spec.queries_in(last) if start <= last < stop else 0)
+        inside = planned * k - (k - spec.queries_in(last, d, n) if start <= last < stop else 0)
     return inside + max(0, stop - max(start, full)) * k
 
 
-def replicates_per_shard(spec: Spec) -> int:
-    return max(1, spec.shard_trials // spec.queries_per_set)
+def replicates_per_shard(spec: Spec, d: int, n: int) -> int:
+    """Replicates of cell (d, N) in one shard: about ``shard_trials`` trials."""
+    return max(1, spec.shard_trials // spec.k_for(d, n))
 
 
 def iter_shards(spec: Spec, replicate_start: int = 0, replicate_stop: int | None = None,
@@ -66,27 +67,29 @@ def iter_shards(spec: Spec, replicate_start: int = 0, replicate_stop: int | None
     ----------
     spec : Spec
     replicate_start, replicate_stop : int
-        Replicate range per cell (default: all ``spec.replicates``); adaptive
-        runs use later ranges to add shards to a cell.
+        Replicate range per cell (default: all of each cell's planned
+        replicates); adaptive runs use later ranges to add shards to a cell.
     cells : iterable of (d, n), optional
         Only these cells (default all of ``spec.cells``, in order).
     """
-    stop_all = spec.replicates if replicate_stop is None else replicate_stop
-    step = replicates_per_shard(spec)
     wanted = None if cells is None else set(cells)
     for d, n in spec.cells:
         if wanted is not None and (d, n) not in wanted:
             continue
+        stop_all = spec.replicates_for(d, n) if replicate_stop is None else replicate_stop
+        step = replicates_per_shard(spec, d, n)
         for start in range(replicate_start, stop_all, step):
             yield Shard(spec.distribution, d, n, start, min(start + step, stop_all))
 
 
 def count_shards(spec: Spec, replicate_start: int = 0, replicate_stop: int | None = None,
-                 cells: int | None = None) -> int:
-    """Number of shards :func:`iter_shards` yields, computed without iterating."""
-    stop_all = spec.replicates if replicate_stop is None else replicate_stop
-    per_cell = max(0, -(-(stop_all - replicate_start) // replicates_per_shard(spec)))
-    return per_cell * (len(spec.cells) if cells is None else cells)
+                 cells=None) -> int:
+    """Number of shards :func:`iter_shards` yields (same arguments), computed per cell without iterating."""
+    total = 0
+    for d, n in (spec.cells if cells is None else cells):
+        stop_all = spec.replicates_for(d, n) if replicate_stop is None else replicate_stop
+        total += max(0, -(-(stop_all - replicate_start) // replicates_per_shard(spec, d, n)))
+    return total
 
 
 def plan(spec: Spec, replicate_start: int = 0, replicate_stop: int | None = None) -> list[Shard]:
@@ -142,7 +145,7 @@ def cell_seconds(spec: Spec, d: int, n: int, trials: int) -> float:
         per_query *= 3  # a few streamed passes, each regenerating X
     if getattr(spec, "measure", "membership") == "distance":
         per_query *= DISTANCE_FACTOR
-    sets = -(-trials // spec.queries_per_set)
+    sets = -(-trials // spec.k_for(d, n))
     return trials * per_query + sets * DRAW_SECONDS * n * d
 
 
@@ -151,7 +154,7 @@ def cell_bytes(spec: Spec, d: int, n: int) -> int:
     if needs_streaming(n, d):
         from .bigcell import stream_bytes
 
-        return BASE_BYTES + stream_bytes(d, spec.queries_per_set)
+        return BASE_BYTES + stream_bytes(d, spec.k_for(d, n))
     return BASE_BYTES + 3 * 8 * n * d  # X, its frame copy and pricing scratch
 
 
@@ -180,13 +183,16 @@ class Estimate:
 def estimate(spec: Spec, cells=None, replicate_start: int = 0, replicate_stop: int | None = None) -> Estimate:
     """Cost of the shards of ``spec`` for ``cells`` (default all) and a replicate range, without listing them."""
     cells = list(spec.cells) if cells is None else list(cells)
-    stop = spec.replicates if replicate_stop is None else replicate_stop
-    trials = replicate_trials(spec, replicate_start, stop)
-    shards = count_shards(spec, replicate_start, stop, cells=len(cells))
-    seconds = sum(cell_seconds(spec, d, n, trials) for d, n in cells) + shards * SHARD_SECONDS
+    trials, seconds = 0, 0.0
+    for d, n in cells:
+        stop = spec.replicates_for(d, n) if replicate_stop is None else replicate_stop
+        t = replicate_trials(spec, replicate_start, stop, d, n)
+        trials += t
+        seconds += cell_seconds(spec, d, n, t)
+    shards = count_shards(spec, replicate_start, replicate_stop, cells=cells)
     peak = max((cell_bytes(spec, d, n) for d, n in cells), default=BASE_BYTES)
-    return Estimate(cells=len(cells), trials=trials * len(cells), shards=shards,
-                    cpu_seconds=seconds, peak_bytes=peak)
+    return Estimate(cells=len(cells), trials=trials, shards=shards,
+                    cpu_seconds=seconds + shards * SHARD_SECONDS, peak_bytes=peak)
 
 
 #: Largest training set (N x d coordinates) a calibration draws, and most queries it decides.

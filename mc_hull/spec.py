@@ -7,6 +7,7 @@ import json
 import math
 import tomllib
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class _SpecFields:
     dims: tuple[int, ...] = (2, 4, 8)
     sizes: tuple[int, ...] = (10, 100, 1000)
     trials: int = 1000
-    queries_per_set: int | None = None
+    queries_per_set: int | tuple | None = None
     seed: int = 0
     solver: str = "auto"
     tol: float = 1e-9
@@ -66,13 +67,15 @@ class Spec(_SpecFields):
         Training-set sizes N, each in [1, 10^12] (N <= d is valid: p is then 0).
     trials : int
         Query points tested per cell.
-    queries_per_set : int
-        K: query points tested against each training set; a cell uses
-        ``ceil(trials / K)`` training sets (replicates).  Default
-        :func:`mc_hull.nested.default_queries_per_set`: ``min(50, trials // 30)``,
-        the rule of :func:`mc_hull.nested.efficient_queries_per_set` (drawing X against
-        a query, and the queries' correlation through X) at the most clustered cells,
-        with at least 30 training sets per cell.
+    queries_per_set : int or tuple of ((d, n), K) pairs
+        K: query points tested against each training set; cell (d, N) uses
+        ``ceil(trials / K)`` training sets (replicates), see :meth:`k_for`.  An int
+        is one K for every cell.  Left unset, it is resolved per cell by the cost
+        rule of :mod:`mc_hull.design` (drawing X against a query, and the queries'
+        correlation through X; one K per d for nested runs), and the resolved
+        table is part of the canonical JSON (``{"d": {"N": K}}``).  Adaptive runs
+        need one K: they get :func:`mc_hull.nested.default_queries_per_set`,
+        ``min(50, trials // 30)``.
     seed : int
         Root seed; every stream is ``SeedSequence(seed, spawn_key=(dist, d, N, replicate, ...))``.
     solver : str
@@ -112,19 +115,33 @@ class Spec(_SpecFields):
         super().__init__(**normalise(fields_))
 
     # -- derived -----------------------------------------------------------
+    def k_for(self, d: int, n: int) -> int:
+        """K, the queries per training set of cell (d, N)."""
+        q = self.queries_per_set
+        return q if isinstance(q, int) else _table(q)[(int(d), int(n))]
+
     @property
-    def replicates(self) -> int:
-        """Training sets per cell."""
-        return math.ceil(self.trials / self.queries_per_set)
+    def uniform_k(self) -> int | None:
+        """The one K of every cell, or None when it varies by cell (the cost rule)."""
+        q = self.queries_per_set
+        if isinstance(q, int):
+            return q
+        ks = set(_table(q).values())
+        return ks.pop() if len(ks) == 1 else None
 
-    def queries_in(self, replicate: int) -> int:
-        """Queries tested against training set ``replicate`` (the last one may hold fewer).
+    def replicates_for(self, d: int, n: int) -> int:
+        """Training sets of cell (d, N)."""
+        return math.ceil(self.trials / self.k_for(d, n))
 
-        Replicates beyond ``replicates`` (added by adaptive runs) hold K queries.
+    def queries_in(self, replicate: int, d: int, n: int) -> int:
+        """Queries tested against training set ``replicate`` of cell (d, N) (the last one may hold fewer).
+
+        Replicates beyond the cell's planned ones (added by adaptive runs) hold K queries.
         """
-        if replicate >= self.replicates:
-            return self.queries_per_set
-        return min(self.queries_per_set, self.trials - replicate * self.queries_per_set)
+        k = self.k_for(d, n)
+        if replicate >= math.ceil(self.trials / k):
+            return k
+        return min(k, self.trials - replicate * k)
 
     @property
     def cells(self) -> list[tuple[int, int]]:
@@ -158,6 +175,11 @@ class Spec(_SpecFields):
         for key in ("target_halfwidth", "max_trials"):
             if out[key] is None:
                 del out[key]
+        if not isinstance(self.queries_per_set, int):
+            table: dict = {}
+            for (d, n), k in self.queries_per_set:
+                table.setdefault(str(d), {})[str(n)] = k
+            out["queries_per_set"] = table
         if not out["nested"]:
             del out["nested"]
         if out["measure"] == "membership":
@@ -201,10 +223,20 @@ class Spec(_SpecFields):
         changes = {k: v for k, v in changes.items() if v is not None}
         if "sizes" in changes and "grid" not in changes:
             changes["grid"] = ()
+        if (not isinstance(self.queries_per_set, int) and "queries_per_set" not in changes
+                and set(changes) & _K_INPUTS):
+            changes["queries_per_set"] = None   # a rule-derived table follows the new cells
         return replace(self, **changes)
 
 
 FIELDS = tuple(f.name for f in fields(_SpecFields))
+#: Fields the per-cell K of the cost rule depends on.
+_K_INPUTS = {"distribution", "dims", "sizes", "grid", "trials", "nested", "target_halfwidth"}
+
+
+@lru_cache(maxsize=256)
+def _table(pairs: tuple) -> dict:
+    return dict(pairs)
 
 
 def normalise(data: dict[str, Any]) -> dict[str, Any]:
@@ -238,11 +270,6 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
     if len(set(out["sizes"])) != len(out["sizes"]):
         raise SpecError(f"sizes: contains duplicates: {list(out['sizes'])}")
     _check_int("trials", out["trials"], 1, MAX_TRIALS)
-    if out["queries_per_set"] is None:   # the K rule's default (mc_hull.nested)
-        from .nested import default_queries_per_set
-
-        out["queries_per_set"] = default_queries_per_set(out["trials"])
-    _check_int("queries_per_set", out["queries_per_set"], 1, MAX_TRIALS)
     _check_int("seed", out["seed"], 0, 2**63 - 1)
     _check_int("shard_trials", out["shard_trials"], 1, MAX_TRIALS)
     out["tol"] = _tol(out["tol"])
@@ -270,6 +297,7 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
         _check_int("max_trials", out["max_trials"], out["trials"], MAX_TRIALS)
     elif out["max_trials"] is not None:
         raise SpecError("max_trials: only used with target_halfwidth (an adaptive run)")
+    out["queries_per_set"] = _queries(out)
     if not isinstance(out["nested"], bool):
         raise SpecError(f"nested: must be true or false, got {_short(out['nested'])}")
     if out["nested"] and out["target_halfwidth"] is not None:
@@ -281,6 +309,51 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
     for d in out["dims"]:  # unknown distribution or bad parameters name themselves
         get_sampler(out["distribution"], d, **dict(out["params"]))
     return out
+
+
+def _queries(out: dict):
+    """``queries_per_set`` in canonical form: an int, or the per-cell table ``(((d, n), K), ...)``.
+
+    Unset: the cost rule of :mod:`mc_hull.design` per cell (one K per d when
+    nested), or the fixed default for adaptive runs.  A table (from a stored spec)
+    must name exactly the spec's cells, with one K per d when nested.
+    """
+    from . import design
+    from .nested import default_queries_per_set
+
+    q = out["queries_per_set"]
+    per_d = dict(out["grid"]) if out["grid"] else None
+    cells = [(d, n) for d in out["dims"] for n in (per_d[d] if per_d else out["sizes"])]
+    if q is None:
+        if out["target_halfwidth"] is not None:
+            return default_queries_per_set(out["trials"])
+        return design.queries_table(out["distribution"], cells, out["trials"], bool(out["nested"]),
+                                    lambda d: per_d[d] if per_d else out["sizes"])
+    if isinstance(q, dict) or (isinstance(q, (list, tuple)) and not isinstance(q, str)):
+        if out["target_halfwidth"] is not None:
+            raise SpecError("queries_per_set: adaptive runs (target_halfwidth) need one K for every cell")
+        table = {}
+        try:
+            if isinstance(q, dict):      # the JSON/TOML form {d: {N: K}}
+                for d, ks in q.items():
+                    for n, k in ks.items():
+                        table[(_to_int(str(d)), _to_int(str(n)))] = k
+            else:                        # the canonical form (((d, n), K), ...)
+                for (d, n), k in q:
+                    table[(_to_int(d), _to_int(n))] = k
+        except (TypeError, ValueError, AttributeError, SpecError):
+            raise SpecError(f"queries_per_set: must be an integer or a table {{d: {{N: K}}}}, got {_short(q)}") \
+                from None
+        if sorted(table) != sorted(cells):
+            raise SpecError("queries_per_set: a per-cell table must name exactly the spec's cells (d, N)")
+        for (d, n), k in table.items():
+            _check_int(f"queries_per_set (d = {d}, N = {n})", k, 1, MAX_TRIALS)
+        if out["nested"] and any(len({table[(d, n)] for n in (per_d[d] if per_d else out["sizes"])}) > 1
+                                 for d in out["dims"]):
+            raise SpecError("queries_per_set: a nested run has one K per d")
+        return tuple(sorted(table.items()))
+    _check_int("queries_per_set", q, 1, MAX_TRIALS)
+    return q
 
 
 def _short(value, limit: int = 60) -> str:

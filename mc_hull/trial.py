@@ -60,7 +60,7 @@ def replicate_data(spec: Spec, d: int, n: int, replicate: int):
     key = seeding.replicate_key(spec.distribution, d, n, replicate)
     sampler = spec.sampler(d).bind(seeding.rng(spec.seed, key, seeding.STRUCTURE))
     X = training_set(sampler, spec.seed, key, n)
-    Q = sampler.random(spec.queries_in(replicate), seeding.rng(spec.seed, key, seeding.QUERY))
+    Q = sampler.random(spec.queries_in(replicate, d, n), seeding.rng(spec.seed, key, seeding.QUERY))
     return X, Q
 
 

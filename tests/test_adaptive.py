@@ -15,7 +15,7 @@ from mc_hull.spec import Spec
 def test_checkpoints_are_geometric_and_capped():
     spec = Spec(dims=(2,), sizes=(10,), trials=100, queries_per_set=20, target_halfwidth=0.05,
                 max_trials=1000)
-    assert spec.replicates == 5 and max_replicates(spec) == 50  # 5 + (1000 - 100) // 20
+    assert spec.replicates_for(2, 10) == 5 and max_replicates(spec) == 50  # 5 + (1000 - 100) // 20
     assert checkpoints(spec) == [5, 10, 20, 40, 50]
     assert Spec(target_halfwidth=0.1).max_trials == 16 * 1000  # default cap
 
@@ -23,7 +23,7 @@ def test_checkpoints_are_geometric_and_capped():
 def test_extra_replicates_hold_k_queries_and_plan_as_shards():
     spec = Spec(dims=(2,), sizes=(10,), trials=250, queries_per_set=100, shard_trials=200,
                 target_halfwidth=0.05)
-    assert [spec.queries_in(r) for r in range(5)] == [100, 100, 50, 100, 100]  # r < 3 unchanged
+    assert [spec.queries_in(r, 2, 10) for r in range(5)] == [100, 100, 50, 100, 100]  # r < 3 unchanged
     shards = plan(spec, 3, 7)
     assert [(s.start, s.stop) for s in shards] == [(3, 5), (5, 7)]
     assert sum(s.trials(spec) for s in shards) == 400

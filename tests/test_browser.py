@@ -191,3 +191,43 @@ def test_distance_panels_in_chromium(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+@pytest.mark.browser
+def test_nested_run_in_chromium(tmp_path):
+    """A nested run: the entry-size panel (faceted per d) draws beside the six views, N½ read as the median of T."""
+    from playwright.sync_api import sync_playwright
+
+    from mc_hull.nested_job import NestedJob
+    from mc_hull.runner import execute
+    from mc_hull.spec import Spec
+
+    assert os.path.exists(CHROMIUM), "Debian chromium is required (apt-get install -y chromium)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    out = tmp_path / "results"
+    spec = Spec(distribution="gaussian", dims=(2, 3), sizes=(4, 6, 8, 10, 12, 16, 20, 27, 35, 50, 80), trials=200,
+                seed=5, nested=True)
+    execute(spec, str(out), backend="serial", progress=False, job=NestedJob(spec))
+    port = free_port()
+    proc = serve(str(out), port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/_stcore/health", proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 4000})
+                open_dashboard(page, url, charts=7)   # the six views' charts and the entry-size panel
+                text = page.inner_text("body")
+                assert "Nested runs: N½ as the median of the entry size T" in text and "median of T" in text
+                assert "Traceback" not in text and page.locator('[data-testid="stException"]').count() == 0
+                page.screenshot(path=str(ARTIFACTS / "dashboard-nested.png"))
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

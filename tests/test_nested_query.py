@@ -207,3 +207,55 @@ def test_cli_entry_sizes_refuses_what_is_not_nested(small_results, mixed, capsys
         code, stdout, err = _cli(capsys, *args, "--entry-sizes")
         assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err, (args, err)
         assert stdout == ""
+
+
+def test_trials_of_nested_runs_are_told_apart_by_the_size_of_their_training_set(tmp_path):
+    """Same seed, one directory: a nested run's rows at N < N_max are prefixes of a training set of N_max points,
+    other trials than an ordinary run's at N or a nested run's with another N_max; at N_max they are the same."""
+    out = str(tmp_path / "same-seed")
+    plain = Spec(distribution="gaussian", dims=(2,), sizes=(10, 20, 40), trials=90, queries_per_set=30, seed=0)
+    a = Spec(distribution="gaussian", dims=(2,), sizes=(10, 20, 40), trials=90, queries_per_set=30, seed=0,
+             nested=True)
+    b = Spec(distribution="gaussian", dims=(2,), sizes=(10, 20, 80), trials=90, queries_per_set=30, seed=0,
+             nested=True)
+    again = Spec(distribution="gaussian", dims=(2,), sizes=(10, 20, 80), trials=90, queries_per_set=30, seed=0,
+                 nested=True, shard_trials=30)    # another run id, the same trials as b
+    execute(plain, out, backend="serial", progress=False)
+    for spec in (a, b, again):
+        execute(spec, out, backend="serial", progress=False, job=NestedJob(spec), new_run=True)
+    cells = {c["n"]: c for c in query.cell_estimates(out).to_pylist()}
+    assert {n: (c["runs"], c["trials"], c["replicates"]) for n, c in cells.items()} == {
+        10: (4, 270, 9), 20: (4, 270, 9),   # plain, a and b: three training sets per replicate; again = b
+        40: (2, 90, 3),                     # a's largest size: the very trials of the plain run
+        80: (2, 90, 3)}
+    # the nested rows at N_max equal the ordinary run's (same keys, same answers)
+    rows = query.entry_sizes(out, run_id=a.run_id).to_pylist()
+    assert sum(r["t_high"] is not None for r in rows) == cells[40]["inside"]
+
+
+def test_a_nested_curve_below_one_half_has_a_one_sided_bracket_and_a_note(tmp_path, capsys):
+    out = str(tmp_path / "low")
+    spec = Spec(distribution="gaussian", dims=(4,), sizes=(5, 8, 12, 20), trials=120, seed=2, nested=True)
+    execute(spec, out, backend="serial", progress=False, job=NestedJob(spec))
+    (row,) = query.thresholds(out).to_pylist()
+    cells = _cells(out)
+    assert row["method"] == query.MEDIAN_T and row["n_half"] is None and row["n_half_high"] == math.inf
+    assert row["n_half_low"] == max(c["n"] for c in cells if c["ci_high"] < 0.5) == 20
+    code, text, err = _cli(capsys, out, "--thresholds")
+    assert code == 0, err
+    assert "# no N_half for gaussian d = 4: p is below 1/2 up to N = 20" in text
+
+
+def test_entry_sizes_of_a_damaged_store_is_one_line(nested_results, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "damaged"
+    shutil.copytree(nested_results, out)
+    victim = sorted(out.glob("distribution=*/d=3/n=27/*.parquet"))[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    for flag in ("--entry-sizes", "--thresholds"):
+        code, stdout, err = _cli(capsys, out, flag)
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and stdout == "", err
+        assert "n=27" in err or victim.name in err, err

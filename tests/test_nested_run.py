@@ -54,7 +54,7 @@ def test_nested_run_rows_match_the_core_and_resume(tmp_path):
         assert len(bounds["query"]) == 120
         # Identical to the core on the replicate's keyed data.
         sizes = np.array(spec.sizes_for(d))
-        for r in range(spec.replicates):
+        for r in range(spec.replicates_for(d, sizes[-1])):
             X, Q = nested.replicate_data(spec, d, sizes, r)
             res = nested.entry_sizes(X, Q, sizes)
             mine = bounds["replicate"] == r

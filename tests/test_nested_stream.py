@@ -95,7 +95,7 @@ def _spec(seed, **kw):
 def test_streamed_job_rows_equal_the_in_memory_rows(seed, dist, monkeypatch):
     """A tiny memory budget takes the streamed path: X regenerated from the replicate's keys, equal rows."""
     spec = _spec(seed, distribution=dist)
-    unit = NestedShard(spec.distribution, 3, 0, spec.replicates)
+    unit = NestedShard(spec.distribution, 3, 0, spec.replicates_for(3, max(spec.sizes_for(3))))
     monkeypatch.delenv("MC_HULL_MEMORY_BUDGET", raising=False)
     assert nested_job.streamed_sizes(spec, 3) is None
     mem = NestedJob(spec).compute(unit)

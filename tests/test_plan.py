@@ -27,8 +27,10 @@ def test_counts_and_trials_are_arithmetic_and_match_the_listing(trials, k, shard
     shards = list(planning.iter_shards(spec))
     assert planning.count_shards(spec) == len(shards) == len(planning.plan(spec))
     assert sum(s.trials(spec) for s in shards) == spec.planned_trials == MonteCarloJob(spec).total()
-    for start, stop in [(0, 1), (0, spec.replicates), (1, spec.replicates + 5), (spec.replicates, spec.replicates + 3)]:
-        assert planning.replicate_trials(spec, start, stop) == sum(spec.queries_in(r) for r in range(start, stop))
+    R = spec.replicates_for(5, 40)
+    for start, stop in [(0, 1), (0, R), (1, R + 5), (R, R + 3)]:
+        assert planning.replicate_trials(spec, start, stop, 5, 40) == sum(spec.queries_in(r, 5, 40)
+                                                                          for r in range(start, stop))
         job = MonteCarloJob(spec, start, stop, cells=((5, 40),))
         assert job.count() == len(list(job.units())) and job.total() == sum(job.size(u) for u in job.units())
 

@@ -9,7 +9,10 @@ from mc_hull.spec import Spec, load_preset, load_toml, preset_names
 def test_defaults_validate_and_resolve_auto_solver():
     spec = Spec()
     assert spec.solver != "auto"
-    assert spec.queries_per_set == 33 and spec.replicates == 31   # min(50, trials // 30) queries per set
+    # K per cell from the cost rule (mc_hull.design), at most trials // 30 = 33 (30 training sets)
+    assert spec.k_for(8, 1000) == 33 and spec.replicates_for(8, 1000) == 31
+    assert spec.k_for(2, 10) < 33                     # cheap X, correlated queries: fewer per set
+    assert spec.uniform_k is None
     assert spec.planned_trials == 9 * 1000
 
 
@@ -62,8 +65,8 @@ def test_hash_is_canonical_and_sensitive():
 
 def test_last_replicate_takes_the_remainder():
     spec = Spec(trials=250, queries_per_set=100)
-    assert spec.replicates == 3
-    assert [spec.queries_in(r) for r in range(3)] == [100, 100, 50]
+    assert spec.replicates_for(2, 10) == 3 and spec.uniform_k == 100
+    assert [spec.queries_in(r, 2, 10) for r in range(3)] == [100, 100, 50]
 
 
 def test_toml_errors(tmp_path):

@@ -255,6 +255,20 @@ def describe_plan(spec: Spec, est, backend: str, why: str) -> str:
     return f"mc-hull: plan: {est.line()}{extra}; backend {backend} ({why})"
 
 
+def describe_queries(spec: Spec) -> str:
+    """The line saying how many queries each training set gets (K), and why."""
+    k = spec.uniform_k
+    if isinstance(spec.queries_per_set, int):
+        return f"mc-hull: queries per training set: K = {k} for every cell (given)"
+    per_d = {}
+    for (d, _), kk in spec.queries_per_set:
+        per_d.setdefault(d, set()).add(kk)
+    parts = [f"d = {d}: {min(ks)}" if len(ks) == 1 else f"d = {d}: {min(ks)}-{max(ks)}"
+             for d, ks in sorted(per_d.items())]
+    return ("mc-hull: queries per training set K (cost rule, mc_hull.design: drawing X against a query and "
+            f"the queries' correlation; --queries-per-set sets one K): {', '.join(parts)}")
+
+
 def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool, pool=None) -> None:
     """Run (or resume) one spec into ``args.out`` on ``backend`` and print its summary line."""
     from ..runner import execute
@@ -264,6 +278,7 @@ def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool, po
     if spec.grid:
         print(f"mc-hull: sizes per d: {', '.join(f'd = {d}: {list(ns)}' for d, ns in spec.grid)}",
               file=sys.stderr)
+    print(describe_queries(spec), file=sys.stderr)
     if spec.target_halfwidth is not None:
         from ..adaptive import run_adaptive
 

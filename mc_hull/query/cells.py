@@ -101,13 +101,43 @@ def _run_seeds(records: dict[str, dict]) -> dict[str, int]:
     return seeds
 
 
+def _nested_sizes(records: dict[str, dict]) -> dict[str, dict[int, int]]:
+    """run_id -> {d: largest grid size} of every recorded nested run (its training sets' size)."""
+    found = {}
+    for run_id, record in records.items():
+        spec = record.get("spec") if isinstance(record, dict) else None
+        if not isinstance(spec, dict) or not spec.get("nested"):
+            continue
+        grid = spec.get("grid") or {}
+        try:
+            sizes = {int(d): max(int(n) for n in ns) for d, ns in dict(grid).items()} if grid else {}
+            default = max(int(n) for n in spec.get("sizes") or [0])
+        except (TypeError, ValueError, AttributeError):
+            continue
+        found[run_id] = {int(d): sizes.get(int(d), default) for d in spec.get("dims") or []}
+    return found
+
+
+def _seed_key(run: str, d: int, n: int, seeds: dict[str, int], nested: dict[str, dict[int, int]]) -> str:
+    """The part of a trial's identity beyond (distribution, params, d, n, replicate, query): its run's seed and,
+    for a nested run's rows below its largest size N_max, that size (they are prefixes of a training set
+    of N_max points, not the training set an ordinary run draws at n)."""
+    base = f"seed:{seeds[run]}" if run in seeds else f"run:{run}"
+    n_max = nested.get(run, {}).get(int(d))
+    return base if n_max is None or int(n) >= n_max else f"{base}/prefix-of:{n_max}"
+
+
 def connect(out, *, run_id: str | None = None, check: bool = True):
     """A DuckDB connection over the store's verified rows (None when it holds none).
 
     Views: ``trials_all`` (every listed and verified row, with ``params`` and
     ``seed_key`` from its run's record) and ``trials`` (one row per trial
     identity :data:`IDENTITY`: two runs with the same seed writing the same
-    cell count each trial once).  Only units named by a manifest entry are
+    cell count each trial once).  A nested run's rows at N below its largest
+    size N_max come from prefixes of a training set of N_max points: their
+    ``seed_key`` names N_max, so they are never merged with an ordinary run's
+    trials at N or with a nested run of another N_max (at N_max itself the
+    training set and queries are those of an ordinary run with the same seed).  Only units named by a manifest entry are
     read, each checked against its SHA-256, the schema and its planned row
     count; a mismatch raises StoreError in one line.
 
@@ -126,26 +156,24 @@ def connect(out, *, run_id: str | None = None, check: bool = True):
         return None
     records = store.runs()
     seeds = _run_seeds(records)
+    nested = _nested_sizes(records)
     params = run_params(store.backend)
     con = duckdb.connect()
     con.register("rows_raw", table)
     cells = con.sql("SELECT DISTINCT run_id, distribution, d, n FROM rows_raw").fetchall()
-    info = {"run_id": [], "distribution": [], "d": [], "params": [], "seed_key": []}
+    info = {"run_id": [], "distribution": [], "d": [], "n": [], "params": [], "seed_key": []}
     holders: dict = {}  # (distribution, params, d, n, seed_key) -> runs holding that cell
     for run, dist, d, n in cells:
         p = cell_info(dist, params.get(run) if run in params else None, d)["params"]
-        seed_key = f"seed:{seeds[run]}" if run in seeds else f"run:{run}"
+        seed_key = _seed_key(run, d, n, seeds, nested)
         holders.setdefault((dist, p, d, n, seed_key), set()).add(run)
-        if (run, dist, d) not in info.setdefault("_seen", set()):
-            info["_seen"].add((run, dist, d))
-            for k, v in zip(("run_id", "distribution", "d", "params", "seed_key"), (run, dist, d, p, seed_key)):
-                info[k].append(v)
-    info.pop("_seen", None)
+        for k, v in zip(info, (run, dist, d, n, p, seed_key)):
+            info[k].append(v)
     con.register("runinfo", pa.table(info, schema=pa.schema([
-        ("run_id", pa.string()), ("distribution", pa.string()), ("d", pa.int32()), ("params", pa.string()),
-        ("seed_key", pa.string())])))
+        ("run_id", pa.string()), ("distribution", pa.string()), ("d", pa.int32()), ("n", pa.int64()),
+        ("params", pa.string()), ("seed_key", pa.string())])))
     con.execute("CREATE VIEW trials_all AS SELECT r.*, i.params, i.seed_key FROM rows_raw r "
-                "JOIN runinfo i USING (run_id, distribution, d)")
+                "JOIN runinfo i USING (run_id, distribution, d, n)")
     shared = [k for k, runs in holders.items() if len(runs) > 1]
     if not shared:  # no two runs with one seed wrote the same cell: every row is a distinct trial
         con.execute("CREATE VIEW trials AS SELECT * FROM trials_all")

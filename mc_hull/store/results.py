@@ -168,15 +168,19 @@ class ResultStore:
         specs = {}
         for run_id, record in self.runs().items():
             try:
-                specs[run_id] = Spec.from_dict(record["spec"])
+                spec = Spec.from_dict(record["spec"])
+                specs[run_id] = (spec, frozenset(spec.cells))
             except (McHullError, KeyError, TypeError, ValueError):
                 continue
         out = {}
         for e in self.units():
-            spec = specs.get(e.run_id)
+            spec, cells = specs.get(e.run_id, (None, frozenset()))
             start, stop = e.meta.get("start"), e.meta.get("stop")
+            d, n = e.partition.get("d"), e.partition.get("n")
             if spec is not None and isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop:
-                out[(e.run_id, e.key)] = sum(spec.queries_in(r) for r in range(start, stop))
+                # a unit of a cell the spec does not have was never planned: 0 rows
+                planned = isinstance(spec.queries_per_set, int) or (d, n) in cells
+                out[(e.run_id, e.key)] = sum(spec.queries_in(r, d, n) for r in range(start, stop)) if planned else 0
         return out
 
     def verify(self, run_id: str | None = None) -> Verified:
@@ -282,3 +286,4 @@ class HullTestStore:
 
     def fingerprint(self) -> tuple:
         return self.backend.fingerprint()
+

@@ -1,0 +1,121 @@
+"""Queries per training set for every cell: the cost rule of :mod:`mc_hull.nested` with a cost and correlation model.
+
+A replicate of cell (d, N) costs ``a + K b``: ``a`` to draw X (and start the
+replicate), ``b`` per query.  Its K trials share X, with intra-replicate
+correlation ``rho``, so a cell's variance per second is smallest at
+``K* = sqrt((1 - rho) a / (rho b))`` (:func:`mc_hull.nested.efficient_queries_per_set`),
+capped so that a cell rests on at least 30 training sets.  A spec that does not
+set ``queries_per_set`` gets this K per cell, resolved once when the spec is built
+(so it is part of the spec's canonical JSON and run id, and a later change of the
+constants below cannot change the meaning of a stored run).
+
+The model (2026-12-02, this 2-core machine, ``benchmarks/nested.py`` and
+``benchmarks/membership.py`` cells):
+
+* ``a`` and ``b`` are linear in the N x d coordinates of X (the constants below):
+  drawing X costs 10-19 ns per coordinate, a decision 0.3-0.45 ns per coordinate
+  at large N plus 50 us; a nested replicate's search adds a few passes over X
+  per replicate and about 0.25 ms per located query.
+* ``rho(N) = min(1, 1 / N)``.  Measured on Gaussian data, the pooled correlation
+  of a nested curve (weights p (1 - p) over its sizes) is 0.051, 0.020, 0.012,
+  0.0031, 0.0008 and 0.0002 at d = 2, 3, 4, 6, 8, 10, and the model gives 0.076,
+  0.038, 0.019, 0.0055, 0.0018 and 0.0006: 1.5-3x larger everywhere, so the rule
+  errs towards fewer queries per set.  Single cells: (3, 27) 0.032 (model 0.037),
+  (4, 62) 0.0065 (model 0.016), (8, 80) and (8, 1100) indistinguishable from 0.
+
+The correlation model is used only for the distributions in :data:`MODELLED`
+(where it was measured); other distributions get the fixed default
+``min(50, trials // 30)`` (:func:`mc_hull.nested.default_queries_per_set`), as do
+adaptive runs, whose checkpoints need one K for every cell.
+
+Pure: imports neither ray nor pyarrow.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+from . import theory
+from .nested import default_queries_per_set, efficient_queries_per_set, pooled_rho
+
+#: Distributions whose intra-replicate correlation model was measured (see the module docstring).
+MODELLED = ("gaussian",)
+#: Seconds per replicate of an ordinary cell: fixed, and per coordinate of X (drawing it).
+CELL_SET_SECONDS, CELL_SET_ELEMENT_SECONDS = 2e-3, 1.5e-8
+#: Seconds per query of an ordinary cell: fixed, and per coordinate of X (pricing passes).
+CELL_QUERY_SECONDS, CELL_QUERY_ELEMENT_SECONDS = 5e-5, 4e-10
+#: Seconds per nested replicate (X of the largest size, its prefix scales and shared passes).
+NESTED_SET_SECONDS, NESTED_SET_ELEMENT_SECONDS = 4.5e-3, 2.5e-8
+#: Seconds per located query of a nested replicate.
+NESTED_QUERY_SECONDS, NESTED_QUERY_ELEMENT_SECONDS = 2.5e-4, 2e-10
+#: rho(N) = min(1, RHO_CONSTANT / N).
+RHO_CONSTANT = 1.0
+
+
+def rho_model(n: int) -> float:
+    """The modelled intra-replicate correlation of a cell with training sets of size ``n``."""
+    return min(1.0, RHO_CONSTANT / max(int(n), 1))
+
+
+@lru_cache(maxsize=4096)
+def cell_queries(distribution: str, d: int, n: int, trials: int) -> int:
+    """K of an ordinary cell (d, N) with ``trials`` trials (see the module docstring).
+
+    A cell with N <= d has p = 0 exactly (no query is ever inside), so there is
+    no variance to spread: it gets the largest K the 30-set floor allows.
+    """
+    if distribution not in MODELLED:
+        return default_queries_per_set(trials)
+    a = CELL_SET_SECONDS + CELL_SET_ELEMENT_SECONDS * n * d
+    b = CELL_QUERY_SECONDS + CELL_QUERY_ELEMENT_SECONDS * n * d
+    rho = 0.0 if n <= d else rho_model(n)
+    return efficient_queries_per_set(a, b, rho, trials=trials)
+
+
+@lru_cache(maxsize=1024)
+def nested_queries(distribution: str, d: int, sizes: tuple, trials: int) -> int:
+    """K of a nested curve of dimension d over ``sizes`` (one training set serves every size).
+
+    The correlation is :func:`mc_hull.nested.pooled_rho` of the per-size model,
+    weighted by p (1 - p) from the exact curve where one is known (uniform
+    weights otherwise); sizes N <= d (p = 0) carry no weight.
+    """
+    if distribution not in MODELLED:
+        return default_queries_per_set(trials)
+    n_max = max(sizes)
+    a = NESTED_SET_SECONDS + NESTED_SET_ELEMENT_SECONDS * n_max * d
+    b = NESTED_QUERY_SECONDS + NESTED_QUERY_ELEMENT_SECONDS * n_max * d
+    live = [n for n in sizes if n > d]
+    if not live:
+        return efficient_queries_per_set(a, b, 0.0, trials=trials)
+    if theory.has_exact(distribution, d):
+        p = [float(theory.exact_inside_probability(distribution, d, n)) for n in live]
+    else:
+        p = [0.5] * len(live)
+    rho = pooled_rho([rho_model(n) for n in live], p)
+    if not math.isfinite(rho):
+        rho = max(rho_model(n) for n in live)
+    return efficient_queries_per_set(a, b, rho, trials=trials)
+
+
+def queries_table(distribution: str, cells, trials: int, nested: bool, sizes_for=None) -> tuple:
+    """``(((d, n), K), ...)`` for every cell, sorted: the per-cell K of a spec without ``queries_per_set``.
+
+    Parameters
+    ----------
+    distribution : str
+    cells : iterable of (d, n)
+    trials : int
+    nested : bool
+        One K per d (the nested rule over ``sizes_for(d)``) instead of one per cell.
+    sizes_for : callable, optional
+        d -> the sizes of d (needed when ``nested``).
+    """
+    out = {}
+    for d, n in cells:
+        if nested:
+            out[(d, n)] = nested_queries(distribution, d, tuple(sorted(sizes_for(d))), trials)
+        else:
+            out[(d, n)] = cell_queries(distribution, d, n, trials)
+    return tuple(sorted(out.items()))
