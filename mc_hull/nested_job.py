@@ -264,33 +264,3 @@ def entry_bounds(rows) -> dict:
     t_high[t_high == np.iinfo(np.int64).max] = -1
     return {"replicate": keys[:, 0], "query": keys[:, 1], "t_low": t_low, "t_high": t_high}
 
-
-def median_entry_sizes(out: str, *, run_id: str | None = None) -> list[dict]:
-    """N½ of each (distribution, d) of a nested run read directly as the median of T, with its interval.
-
-    The median of T on the grid is the smallest N with ``p_hat >= 1/2``; the true N½
-    lies in ``(n_half_low, n_half_high]``, from the per-cell 99% clustered intervals
-    (:func:`mc_hull.nested.median_interval`).  Needs no curve fit; a grid that does
-    not reach 1/2 gives ``inf``.
-
-    Returns
-    -------
-    list of dict
-        ``distribution``, ``d``, ``n_half``, ``n_half_low``, ``n_half_high``.
-    """
-    from .query import cell_estimates
-
-    rows = cell_estimates(out, run_id=run_id).to_pylist()
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault((r["distribution"], r["d"]), []).append(r)
-    result = []
-    for (dist, d), cells in sorted(groups.items()):
-        cells.sort(key=lambda r: r["n"])
-        est = {"n": np.array([r["n"] for r in cells], dtype=np.float64),
-               "p_hat": np.array([np.nan if r["p_hat"] is None else r["p_hat"] for r in cells]),
-               "low": np.array([np.nan if r["ci_low"] is None else r["ci_low"] for r in cells]),
-               "high": np.array([np.nan if r["ci_high"] is None else r["ci_high"] for r in cells])}
-        med, lo, hi = nested.median_interval(est)
-        result.append({"distribution": dist, "d": int(d), "n_half": med, "n_half_low": lo, "n_half_high": hi})
-    return result

@@ -70,13 +70,16 @@ def test_nested_run_rows_match_the_core_and_resume(tmp_path):
     for d in spec.dims:
         p = [row["p_hat"] for row in sorted((r for r in est if r["d"] == d), key=lambda r: r["n"])]
         assert np.all(np.diff(p) >= 0)
-    from mc_hull.nested_job import median_entry_sizes
+    from mc_hull.query import thresholds
 
-    halves = median_entry_sizes(str(out))
-    assert [h["d"] for h in halves] == [3, 5]
-    for h in halves:
-        assert h["n_half_low"] < h["n_half"] <= h["n_half_high"]
-        assert h["n_half"] == math.inf or h["n_half"] in spec.sizes_for(h["d"])
+    halves = thresholds(str(out)).to_pylist()
+    assert [h["d"] for h in halves] == [3, 5] and {h["method"] for h in halves} == {"median of T"}
+    for h in halves:   # None: no size below (low), or none reaching 1/2 (estimate, high)
+        low = h["n_half_low"] or 0.0
+        est = math.inf if h["n_half"] is None else h["n_half"]
+        high = math.inf if h["n_half_high"] is None else h["n_half_high"]
+        assert low < est <= high
+        assert est == math.inf or est in spec.sizes_for(h["d"])
     again = execute(spec, str(out), backend="serial", progress=False, job=NestedJob(spec))
     assert again.computed_shards == 0 and again.skipped_shards == first.computed_shards
     assert len(_rows(out)["query"]) == 2 * 7 * 120
