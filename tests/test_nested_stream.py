@@ -99,7 +99,7 @@ def test_streamed_job_rows_equal_the_in_memory_rows(seed, dist, monkeypatch):
     monkeypatch.delenv("MC_HULL_MEMORY_BUDGET", raising=False)
     assert nested_job.streamed_sizes(spec, 3) is None
     mem = NestedJob(spec).compute(unit)
-    for budget, held in (("1M", 0), ("9M", 2 * seeding.BLOCK_ROWS)):   # nothing held, then two blocks
+    for budget, held in (("1M", 0), ("9M", 3 * seeding.BLOCK_ROWS)):   # nothing held, then three blocks
         monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
         assert nested_job.streamed_sizes(spec, 3) == (held, 3 * seeding.BLOCK_ROWS + 5)
         got = NestedJob(spec).compute(unit)
