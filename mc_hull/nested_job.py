@@ -184,6 +184,7 @@ class NestedJob:
         sizes = np.array(sorted(spec.sizes_for(unit.d)), dtype=np.int64)
         parts = []
         streamed = streamed_sizes(spec, unit.d)
+        buffer = None if streamed else np.empty((int(sizes[-1]), unit.d), order="F")   # reused by each replicate
         for r in range(unit.start, unit.stop):
             if streamed:   # X beyond the budget: its first rows held, the rest regenerated on each pass
                 from .bigcell import KeyedSource
@@ -192,7 +193,7 @@ class NestedJob:
                 res = nested_stream.streamed_entry_sizes(src, src.queries(), sizes, solver=spec.solver,
                                                          tol=spec.tol, budget=nested_stream.held_bytes(unit.d))
             else:
-                X, Q = nested.replicate_data(spec, unit.d, sizes, r)
+                X, Q = nested.replicate_data(spec, unit.d, sizes, r, out=buffer)
                 res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol, overwrite=True)
             parts.append(_rows(spec, res, r))
         cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
