@@ -138,7 +138,8 @@ class NestedJob:
         return self.spec.replicates_for(d, n_max), planning.replicates_per_shard(self.spec, d, n_max)
 
     def units(self):
-        for d in self.spec.dims:
+        # the costliest d first (largest X per replicate), so that workers end together
+        for d in sorted(self.spec.dims, key=lambda d: -max(self.spec.sizes_for(d)) * d):
             total, step = self._replicates(d)
             for start in range(0, total, step):
                 yield NestedShard(self.spec.distribution, d, start, min(start + step, total))
