@@ -85,7 +85,8 @@ class MonteCarloJob:
     def units(self):
         if self.shards is not None:
             return iter(self.shards)
-        return planning.iter_shards(self.spec, self.replicate_start, self.replicate_stop, self.cells)
+        cells = planning.costliest_first(self.spec, self.cells)   # the largest units first: workers end together
+        return planning.iter_shards(self.spec, self.replicate_start, self.replicate_stop, cells)
 
     def count(self) -> int:
         if self.shards is not None:

@@ -138,7 +138,8 @@ class NestedJob:
         return self.spec.replicates_for(d, n_max), planning.replicates_per_shard(self.spec, d, n_max)
 
     def units(self):
-        for d in self.spec.dims:
+        # the costliest d first (largest X per replicate), so that workers end together
+        for d in sorted(self.spec.dims, key=lambda d: -max(self.spec.sizes_for(d)) * d):
             total, step = self._replicates(d)
             for start in range(0, total, step):
                 yield NestedShard(self.spec.distribution, d, start, min(start + step, total))
@@ -184,6 +185,7 @@ class NestedJob:
         sizes = np.array(sorted(spec.sizes_for(unit.d)), dtype=np.int64)
         parts = []
         streamed = streamed_sizes(spec, unit.d)
+        buffer = None if streamed else np.empty((int(sizes[-1]), unit.d), order="F")   # reused by each replicate
         for r in range(unit.start, unit.stop):
             if streamed:   # X beyond the budget: its first rows held, the rest regenerated on each pass
                 from .bigcell import KeyedSource
@@ -192,7 +194,7 @@ class NestedJob:
                 res = nested_stream.streamed_entry_sizes(src, src.queries(), sizes, solver=spec.solver,
                                                          tol=spec.tol, budget=nested_stream.held_bytes(unit.d))
             else:
-                X, Q = nested.replicate_data(spec, unit.d, sizes, r)
+                X, Q = nested.replicate_data(spec, unit.d, sizes, r, out=buffer)
                 res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol, overwrite=True)
             parts.append(_rows(spec, res, r))
         cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

@@ -70,11 +70,11 @@ def iter_shards(spec: Spec, replicate_start: int = 0, replicate_stop: int | None
         Replicate range per cell (default: all of each cell's planned
         replicates); adaptive runs use later ranges to add shards to a cell.
     cells : iterable of (d, n), optional
-        Only these cells (default all of ``spec.cells``, in order).
+        Only these cells of ``spec``, in the order given (default all of ``spec.cells``, in order).
     """
-    wanted = None if cells is None else set(cells)
-    for d, n in spec.cells:
-        if wanted is not None and (d, n) not in wanted:
+    known = set(spec.cells)
+    for d, n in dict.fromkeys(spec.cells if cells is None else cells):
+        if (d, n) not in known:
             continue
         stop_all = spec.replicates_for(d, n) if replicate_stop is None else replicate_stop
         step = replicates_per_shard(spec, d, n)
@@ -82,11 +82,25 @@ def iter_shards(spec: Spec, replicate_start: int = 0, replicate_stop: int | None
             yield Shard(spec.distribution, d, n, start, min(start + step, stop_all))
 
 
+def costliest_first(spec: Spec, cells=None) -> list:
+    """The cells (default all) ordered by estimated cost, largest first (stable for ties).
+
+    Workers that take the largest units first finish together (longest-processing-time
+    order): in spec order the costliest cells (largest d and N) come last and a run ends
+    with one worker busy and the other idle.
+    """
+    cells = list(spec.cells if cells is None else cells)
+    return sorted(cells, key=lambda c: -cell_seconds(spec, c[0], c[1], spec.trials))
+
+
 def count_shards(spec: Spec, replicate_start: int = 0, replicate_stop: int | None = None,
                  cells=None) -> int:
     """Number of shards :func:`iter_shards` yields (same arguments), computed per cell without iterating."""
     total = 0
-    for d, n in (spec.cells if cells is None else cells):
+    known = set(spec.cells)
+    for d, n in dict.fromkeys(spec.cells if cells is None else cells):
+        if (d, n) not in known:
+            continue
         stop_all = spec.replicates_for(d, n) if replicate_stop is None else replicate_stop
         total += max(0, -(-(stop_all - replicate_start) // replicates_per_shard(spec, d, n)))
     return total

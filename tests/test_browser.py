@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -76,22 +77,14 @@ def serve(out: str, port: int, log=subprocess.DEVNULL) -> subprocess.Popen:
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
-@pytest.mark.browser
-def test_dashboard_in_chromium(tmp_path, small_spec):
-    """Serve a half-finished run, check status, finish the run, Refresh, then check every view."""
+@contextlib.contextmanager
+def dashboard_page(out, log=subprocess.DEVNULL):
+    """``(page, url)`` of ``mc-hull dashboard out`` served on loopback, in headless Chromium; closed after."""
     from playwright.sync_api import sync_playwright
-
-    from mc_hull.plan import plan
-    from mc_hull.runner import execute
 
     assert os.path.exists(CHROMIUM), "Debian chromium is required (apt-get install -y chromium)"
     ARTIFACTS.mkdir(exist_ok=True)
-    out = tmp_path / "results"
-    shards = plan(small_spec)
-    half = len(shards) // 2
-    execute(small_spec, str(out), backend="serial", progress=False, shards=shards[:half])
     port = free_port()
-    log = open(tmp_path / "dashboard.log", "wb")
     proc = serve(str(out), port, log)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -99,27 +92,7 @@ def test_dashboard_in_chromium(tmp_path, small_spec):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page(viewport={"width": 1400, "height": 4000})
-                seconds = open_dashboard(page, url, charts=6)
-                assert f"{half} / {len(shards)}" in page.inner_text("body")
-                # the rest of the run lands; Refresh picks it up (the cache key changes)
-                execute(small_spec, str(out), backend="serial", progress=False)
-                page.get_by_role("button", name="Refresh").click()
-                page.wait_for_function(
-                    "(t) => document.body.innerText.includes(t)", arg=f"{len(shards)} / {len(shards)}",
-                    timeout=60_000)
-                wait_ready(page, charts=6)
-                text = page.inner_text("body")
-                assert f"{len(shards)} / {len(shards)}" in text
-                for view in VIEWS:
-                    assert view in text, f"view {view!r} missing"
-                assert "5 · Trial audit" in text and "Download the cell table (CSV)" in text
-                assert "Traceback" not in text
-                assert page.locator('[data-testid="stException"]').count() == 0
-                assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 6
-                page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
-                print(f"first paint of all charts: {seconds:.2f} s")
-                check_digits_page(page, url, out)
+                yield browser.new_page(viewport={"width": 1400, "height": 4000}), url
             finally:
                 browser.close()
     finally:
@@ -129,7 +102,44 @@ def test_dashboard_in_chromium(tmp_path, small_spec):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-        log.close()
+
+
+def assert_no_error(page) -> str:
+    """The page's text, after checking it shows no traceback and no Streamlit exception."""
+    text = page.inner_text("body")
+    assert "Traceback" not in text and page.locator('[data-testid="stException"]').count() == 0
+    return text
+
+
+@pytest.mark.browser
+def test_dashboard_in_chromium(tmp_path, small_spec):
+    """Serve a half-finished run, check status, finish the run, Refresh, then check every view."""
+    from mc_hull.plan import plan
+    from mc_hull.runner import execute
+
+    out = tmp_path / "results"
+    shards = plan(small_spec)
+    half = len(shards) // 2
+    execute(small_spec, str(out), backend="serial", progress=False, shards=shards[:half])
+    with open(tmp_path / "dashboard.log", "wb") as log, dashboard_page(out, log) as (page, url):
+        seconds = open_dashboard(page, url, charts=6)
+        assert f"{half} / {len(shards)}" in page.inner_text("body")
+        # the rest of the run lands; Refresh picks it up (the cache key changes)
+        execute(small_spec, str(out), backend="serial", progress=False)
+        page.get_by_role("button", name="Refresh").click()
+        page.wait_for_function(
+            "(t) => document.body.innerText.includes(t)", arg=f"{len(shards)} / {len(shards)}",
+            timeout=60_000)
+        wait_ready(page, charts=6)
+        text = assert_no_error(page)
+        assert f"{len(shards)} / {len(shards)}" in text
+        for view in VIEWS:
+            assert view in text, f"view {view!r} missing"
+        assert "5 · Trial audit" in text and "Download the cell table (CSV)" in text
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 6
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+        print(f"first paint of all charts: {seconds:.2f} s")
+        check_digits_page(page, url, out)
 
 
 def check_digits_page(page, url: str, out) -> None:
@@ -149,85 +159,40 @@ def check_digits_page(page, url: str, out) -> None:
                  + '[data-testid="stVegaLiteChart"] svg.marks').length >= 1
                  && document.querySelectorAll('[data-testid="stDownloadButton"]').length >= 1""",
         timeout=60_000)
-    text = page.inner_text("body")
+    text = assert_no_error(page)
     assert "Test images inside the training hull" in text and "kept dimensions K" in text
-    assert "Traceback" not in text and page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(ARTIFACTS / "dashboard-digits.png"))
 
 
 @pytest.mark.browser
 def test_distance_panels_in_chromium(tmp_path):
     """A run with ``measure = "distance"``: the faceted distance panels draw beside the six views."""
-    from playwright.sync_api import sync_playwright
-
     from mc_hull.runner import execute
     from mc_hull.spec import Spec
 
-    assert os.path.exists(CHROMIUM), "Debian chromium is required (apt-get install -y chromium)"
-    ARTIFACTS.mkdir(exist_ok=True)
     out = tmp_path / "results"
     execute(Spec(distribution="gaussian", dims=(2, 3), sizes=(10, 30), trials=100, queries_per_set=20, seed=5,
                  shard_trials=100, measure="distance"), str(out), backend="serial", progress=False)
-    port = free_port()
-    proc = serve(str(out), port)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/_stcore/health", proc)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 4000})
-                open_dashboard(page, url, charts=8)   # the six views' charts and the two distance panels
-                text = page.inner_text("body")
-                assert "How far outside?" in text and "distance / nn" in text
-                assert "Traceback" not in text and page.locator('[data-testid="stException"]').count() == 0
-                page.screenshot(path=str(ARTIFACTS / "dashboard-distance.png"))
-            finally:
-                browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    with dashboard_page(out) as (page, url):
+        open_dashboard(page, url, charts=8)   # the six views' charts and the two distance panels
+        text = assert_no_error(page)
+        assert "How far outside?" in text and "distance / nn" in text
+        page.screenshot(path=str(ARTIFACTS / "dashboard-distance.png"))
 
 
 @pytest.mark.browser
 def test_nested_run_in_chromium(tmp_path):
     """A nested run: the entry-size panel (faceted per d) draws beside the six views, N½ read as the median of T."""
-    from playwright.sync_api import sync_playwright
-
     from mc_hull.nested_job import NestedJob
     from mc_hull.runner import execute
     from mc_hull.spec import Spec
 
-    assert os.path.exists(CHROMIUM), "Debian chromium is required (apt-get install -y chromium)"
-    ARTIFACTS.mkdir(exist_ok=True)
     out = tmp_path / "results"
     spec = Spec(distribution="gaussian", dims=(2, 3), sizes=(4, 6, 8, 10, 12, 16, 20, 27, 35, 50, 80), trials=200,
                 seed=5, nested=True)
     execute(spec, str(out), backend="serial", progress=False, job=NestedJob(spec))
-    port = free_port()
-    proc = serve(str(out), port)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/_stcore/health", proc)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 4000})
-                open_dashboard(page, url, charts=7)   # the six views' charts and the entry-size panel
-                text = page.inner_text("body")
-                assert "Nested runs: N½ as the median of the entry size T" in text and "median of T" in text
-                assert "Traceback" not in text and page.locator('[data-testid="stException"]').count() == 0
-                page.screenshot(path=str(ARTIFACTS / "dashboard-nested.png"))
-            finally:
-                browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    with dashboard_page(out) as (page, url):
+        open_dashboard(page, url, charts=7)   # the six views' charts and the entry-size panel
+        text = assert_no_error(page)
+        assert "Nested runs: N½ as the median of the entry size T" in text and "median of T" in text
+        page.screenshot(path=str(ARTIFACTS / "dashboard-nested.png"))

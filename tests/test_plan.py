@@ -148,3 +148,20 @@ def test_calibration_corrects_the_model_for_hard_distributions():
     assert calibration(huge) == 1.0            # nothing small enough to time: the model alone
     lo, hi = CALIBRATION_RANGE
     assert lo <= calibration(Spec(distribution="gaussian", dims=(2,), sizes=(10,), trials=10, seed=2)) <= hi
+
+
+def test_jobs_hand_out_the_costliest_units_first():
+    """Longest-processing-time order: the largest cells (and a nested run's largest d) come first."""
+    from mc_hull.nested_job import NestedJob
+
+    spec = Spec(dims=(2, 8, 5), sizes=(10, 100000, 1000), trials=600, shard_trials=100)
+    cells = [(s.d, s.n) for s in MonteCarloJob(spec).units()]
+    order = list(dict.fromkeys(cells))
+    costs = [planning.cell_seconds(spec, d, n, spec.trials) for d, n in order]
+    assert order[0] == (8, 100000) and costs == sorted(costs, reverse=True)
+    assert sorted(order) == sorted(spec.cells) and len(cells) == planning.count_shards(spec)
+    # a subset keeps its own cells, costliest first, and the count agrees
+    sub = MonteCarloJob(spec, 0, 3, cells=((2, 10), (5, 1000)))
+    assert [(s.d, s.n) for s in sub.units()][0] == (5, 1000) and sub.count() == len(list(sub.units()))
+    nested = Spec(dims=(2, 8, 5), sizes=(10, 100, 1000), trials=60, nested=True)
+    assert [u.d for u in NestedJob(nested).units()][0] == 8
