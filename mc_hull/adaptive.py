@@ -76,15 +76,26 @@ def _n_at_exact(distribution: str, d: int, p: float, max_n: int) -> float:
 
 def log_grid(n_lo: float, n_hi: float, points: int = AUTO_POINTS, max_n: int = AUTO_MAX_N,
              d: int = 0) -> list[int]:
-    """About ``points`` integers log-spaced from n_lo to min(n_hi, max_n), deduplicated.
+    """``points`` distinct integers log-spaced from n_lo to min(n_hi, max_n) (all of them if fewer exist).
 
-    Sizes start at d + 1 (for N <= d the hull has no interior and p = 0).
+    Sizes start at d + 1 (for N <= d the hull has no interior and p = 0).  Where
+    rounding merges neighbours (small N), the log spacing is refined until
+    ``points`` distinct sizes remain, so a d with a short range still gets its
+    ``points`` sizes.
     """
     n_lo = max(1.0, float(d + 1), float(n_lo))
     n_hi = min(float(n_hi), float(max_n))
     if n_hi <= n_lo:
         return [int(round(n_lo))]
-    return sorted({int(round(v)) for v in np.geomspace(n_lo, n_hi, points)})
+    lo, hi = int(round(n_lo)), int(round(n_hi))
+    if hi - lo + 1 <= points:
+        return list(range(lo, hi + 1))
+    k = points
+    while True:
+        sizes = sorted({int(round(v)) for v in np.geomspace(n_lo, n_hi, k)})
+        if len(sizes) >= points:
+            return sizes
+        k += 1
 
 
 def auto_grid(distribution: str, dims, *, points: int = AUTO_POINTS, p_range=AUTO_P_RANGE,

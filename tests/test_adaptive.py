@@ -61,6 +61,18 @@ def test_auto_grid_from_exact_curve():
     assert log_grid(5, 1e9, 10, max_n=1000)[-1] == 1000
 
 
+def test_log_grid_keeps_its_points_where_rounding_merges_small_sizes():
+    """d = 2 spans N = 3..193 from p = 0.02 to 0.95: 40 log points round to 36 distinct sizes, now 40."""
+    for lo, hi, points in [(3, 193, 40), (3.2, 60, 40), (11, 5829, 40), (5, 40, 10), (2.6, 9.4, 10)]:
+        sizes = log_grid(lo, hi, points)
+        assert sizes == sorted(set(sizes)) and sizes[0] == round(max(lo, 1)) and sizes[-1] == round(hi)
+        assert len(sizes) >= min(points, round(hi) - round(lo) + 1)
+    assert log_grid(3, 9, 40) == list(range(3, 10))            # fewer integers than points: all of them
+    assert log_grid(3, 193, 40, d=5)[0] == 6                   # N <= d is never in a grid
+    grid = auto_grid("gaussian", [2, 3], points=40, p_range=(0.02, 0.95), max_n=10**12)
+    assert [len(grid[2]), len(grid[3])] == [40, 40]
+
+
 def test_pilot_grid_interpolates_a_monotone_pilot():
     truth = lambda d, n: 1 - np.exp(-max(0, n - d) / (20.0 * d))  # noqa: E731
     calls = []
