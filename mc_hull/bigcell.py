@@ -25,7 +25,7 @@ import numpy as np
 from . import seeding
 from .plan import memory_budget, needs_streaming  # noqa: F401 - re-exported for callers
 from .solvers import STATUS_NAMES
-from .solvers.stream import ADD_ROWS, StreamSolver
+from .solvers.stream import ADD_ROWS, PointSource, StreamSolver
 from .spec import Spec
 
 
@@ -36,7 +36,7 @@ def stream_bytes(d: int, queries: int) -> int:
 
 
 @dataclass(frozen=True)
-class KeyedSource:
+class KeyedSource(PointSource):
     """A replicate's training set as a point source: any block regenerated from its key.
 
     Attributes
@@ -54,10 +54,6 @@ class KeyedSource:
     @property
     def block_rows(self) -> int:
         return seeding.block_rows(self.d)
-
-    @property
-    def n_blocks(self) -> int:
-        return -(-self.n // self.block_rows)
 
     def blocks(self):
         """``(block, start, stop)`` for every block, lazily (the split of ``trial.training_set``)."""

@@ -344,6 +344,10 @@ class _Search:
         L, (K, d) = len(g), Q.shape
         self.L, self.K, self.d = L, K, d
         self.tolerance = PrefixScales(self.Xc, g, tol, self.Qc)
+        self._init_brackets(K, L, d)
+
+    def _init_brackets(self, K: int, L: int, d: int) -> None:
+        """Open brackets (nothing certified) for K queries on L sizes in dimension d."""
         self.low = np.full(K, -1, dtype=np.int64)
         self.high = np.full(K, L, dtype=np.int64)
         self.low_value, self.high_value = np.full(K, np.nan), np.full(K, np.nan)

@@ -47,6 +47,7 @@ import numpy as np
 
 from . import nested, seeding
 from .nested import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert, colgen
+from .solvers.stream import PointSource
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
@@ -163,15 +164,11 @@ class PrefixRows:
         return _PrefixSource(self, int(n))
 
 
-class _PrefixSource:
+class _PrefixSource(PointSource):
     """Point-source view of ``PrefixRows`` rows ``0 .. n`` (translated coordinates)."""
 
     def __init__(self, rows: PrefixRows, n: int):
         self.rows, self.n, self.d, self.block_rows = rows, n, rows.d, rows.block_rows
-
-    @property
-    def n_blocks(self) -> int:
-        return -(-self.n // self.block_rows)
 
     def generate(self, block_ids):
         for b in block_ids:
@@ -224,6 +221,7 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
 class _StreamSearch:
     """State of one streamed search: brackets, certificates, working sets and their cached rows."""
 
+    _init_brackets = nested._Search._init_brackets
     set_inside = nested._Search.set_inside
     set_outside = nested._Search.set_outside
     result = nested._Search.result
@@ -242,14 +240,7 @@ class _StreamSearch:
         L, (K, d) = len(g), Q.shape
         self.L, self.K, self.d = L, K, d
         self.tolerance = PrefixScales.from_stats(*self.rows.stats, g, tol, self.Qc)
-        self.low = np.full(K, -1, dtype=np.int64)
-        self.high = np.full(K, L, dtype=np.int64)
-        self.low_value, self.high_value = np.full(K, np.nan), np.full(K, np.nan)
-        self.directions = np.full((K, d), np.nan)
-        self.support, self.weights = [None] * K, [None] * K
-        self.solves = np.zeros(K, dtype=np.int64)
-        self.shortcuts = np.zeros(K, dtype=np.int64)
-        self.failed: list[set] = [set() for _ in range(K)]
+        self._init_brackets(K, L, d)
         self.S: list = [np.zeros(0, dtype=np.int64)] * K        # working sets (global rows)
         self.cache: dict[int, np.ndarray] = {}                    # row -> translated coordinates
         self.engine_budget = int(engine_budget or engine_bytes())

@@ -45,17 +45,32 @@ DEFAULT_BUDGET = 1 << 30
 ADD_ROWS = 6
 
 
-class ArraySource:
+class PointSource:
+    """The point-source contract: ``n`` rows of dimension ``d`` in blocks of ``block_rows``.
+
+    Subclasses set ``n``, ``d`` and ``block_rows`` and yield ``(start, rows)`` from
+    ``generate(block_ids)``; every block but the last holds ``block_rows`` rows.
+    """
+
+    n: int
+    d: int
+    block_rows: int
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n // self.block_rows)
+
+    def generate(self, block_ids):
+        raise NotImplementedError
+
+
+class ArraySource(PointSource):
     """A point source over an in-memory array ``X`` (N, d)."""
 
     def __init__(self, X: np.ndarray, block_rows: int = ARRAY_BLOCK_ROWS):
         self.X = np.asarray(X, dtype=np.float64)
         self.n, self.d = self.X.shape
         self.block_rows = int(block_rows)
-
-    @property
-    def n_blocks(self) -> int:
-        return -(-self.n // self.block_rows)
 
     def generate(self, block_ids):
         """Yield ``(start, rows)`` for the given block ids."""
