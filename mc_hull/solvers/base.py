@@ -90,6 +90,17 @@ class Decisions:
         """Boolean (B,) array, True where certified inside."""
         return self.status == INSIDE
 
+    def settle(self, todo: np.ndarray, sub: "Decisions",
+               attrs=("status", "certificate", "method", "rounds")) -> np.ndarray:
+        """Take ``sub``'s decided answers for queries ``todo`` (indices into self); the still undecided.
+
+        ``sub`` holds the answers of ``todo``, in its order (a later stage run on them).
+        """
+        done = sub.status != UNDECIDED
+        for attr in attrs:
+            getattr(self, attr)[todo[done]] = getattr(sub, attr)[done]
+        return todo[~done]
+
 
 class Solver:
     """Base class of membership solvers; subclasses implement :meth:`_propose`.
@@ -203,10 +214,7 @@ class Solver:
             cand.weights = [np.ones(1)] * todo.size
             sub = verify(points, queries[todo], cand, atol, scale, prefix=self.name)
             dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
-            done = sub.status != UNDECIDED
-            for attr in ("status", "certificate", "method"):
-                getattr(dec, attr)[todo[done]] = getattr(sub, attr)[done]
-            todo = todo[~done]
+            todo = dec.settle(todo, sub, ("status", "certificate", "method"))
         for solver in self.fallback_chain():
             if todo.size == 0:
                 break
@@ -214,10 +222,7 @@ class Solver:
             sub = verify(points, queries[todo], solver._propose(points, queries[todo], atol),
                          atol, scale, prefix=solver.name)
             dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
-            done = sub.status != UNDECIDED
-            for attr in ("status", "certificate", "method", "rounds"):
-                getattr(dec, attr)[todo[done]] = getattr(sub, attr)[done]
-            todo = todo[~done]
+            todo = dec.settle(todo, sub)
         return dec
 
 

@@ -311,10 +311,7 @@ class StreamSolver(Solver):
             cand.support = [np.array([i]) for i in range(todo.size)]
             cand.weights = [np.ones(1)] * todo.size
             sub = verify(rows, Qf[todo], cand, atol, scale, prefix=self.name)
-            done = sub.status != UNDECIDED
-            for attr in ("status", "certificate", "method"):
-                getattr(dec, attr)[todo[done]] = getattr(sub, attr)[done]
-            todo = todo[~done]
+            todo = dec.settle(todo, sub, ("status", "certificate", "method"))
         dec.seconds[:] = (time.perf_counter() - t0) / max(B, 1)
         if todo.size and isinstance(source, ArraySource):
             for solver in self.fallback_chain():
@@ -323,10 +320,7 @@ class StreamSolver(Solver):
                 t1 = time.perf_counter()
                 sub = solver.decide(source.X, Q[todo], tol=tol)
                 dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
-                done = sub.status != UNDECIDED
-                for attr in ("status", "certificate", "method", "rounds"):
-                    getattr(dec, attr)[todo[done]] = getattr(sub, attr)[done]
-                todo = todo[~done]
+                todo = dec.settle(todo, sub)
         return dec
 
     def _sizes(self, d: int, B: int) -> tuple[int, int, int]:
