@@ -84,21 +84,6 @@ def check_nested(spec: Spec) -> None:
                             f"{planning._size(machine)}; fewer queries per set or sizes")
 
 
-#: Sizes per d that ``--sizes auto`` picks for a nested run (each extra size costs a few products).
-AUTO_POINTS = 40
-#: p at the smallest and largest size of a nested ``--sizes auto`` grid: the upper tail beyond 0.95
-#: grows fast with d (N at p = 0.98 is 5x that at 0.95 at d = 16) and every size costs the whole X.
-AUTO_P_RANGE = (0.02, 0.95)
-
-
-def auto_options(spec: Spec) -> dict:
-    """``resolve_auto_sizes`` options for a nested spec: 40 sizes up to p = 0.95, N not capped at memory.
-
-    Sizes whose X exceeds the memory budget are served by the streamed path; the plan line says which.
-    """
-    return {"points": AUTO_POINTS, "max_n": 10**12, "p_range": AUTO_P_RANGE}
-
-
 def plan_note(spec: Spec) -> str:
     """What the plan line says about streamed sizes ('' when every X fits the memory budget)."""
     parts = []

@@ -137,15 +137,14 @@ def test_cli_nested_run_and_a_streamed_one(tmp_path):
 
 
 def test_auto_sizes_for_nested_have_forty_sizes_and_no_million_cap():
-    from mc_hull.adaptive import resolve_auto_sizes
-    from mc_hull.nested_job import auto_options
+    from mc_hull.adaptive import auto_options, resolve_auto_sizes
 
     spec = Spec.from_dict({"dims": [4, 14], "sizes": [10], "nested": True})
-    opts = auto_options(spec)
+    opts = auto_options(spec.nested)
     assert opts["points"] == 40 and opts["max_n"] > 10**6
     import io
 
-    resolved = resolve_auto_sizes(spec, backend="serial", log=io.StringIO(), **opts)
+    resolved = resolve_auto_sizes(spec, backend="serial", log=io.StringIO())   # the nested options by itself
     grid = dict(resolved.grid)
     assert len(grid[14]) >= 38 and max(grid[14]) > 10**6
     assert len(grid[4]) >= 30

@@ -6,14 +6,12 @@ import sys
 
 from ..errors import SpecError, StoreError
 from ..query import cell_estimates
-from ..spec import MAX_D, Panel, Spec, is_auto, load_panels, load_preset, load_toml, preset_names
+from ..spec import Panel, Spec
 from . import texts
-from .args import _float, _int
+from .args import _int
 from .format import FORMATS
 from .query import print_table
-
-#: Flags naming what a panel is; a multi-panel file or preset keeps its own.
-PANEL_FLAGS = {"distribution": "--distribution", "dims": "--dims", "params": "--param"}
+from .specs import add_spec_arguments, assemble, label, one_spec
 
 
 def register(sub) -> None:
@@ -23,42 +21,7 @@ def register(sub) -> None:
                     "certified, results appended to a Parquet dataset in --out; then print the table of "
                     "estimates. The spec comes from SPEC.toml, a --preset or flags; flags override the "
                     "file or preset. Re-running the same command resumes, never duplicates.")
-    p.add_argument("spec", nargs="?", metavar="SPEC.toml",
-                   help="experiment spec (TOML; see the README's 'Running experiments'), or a "
-                        "multi-panel file with [[panels]] tables")
-    p.add_argument("--preset", metavar="NAME",
-                   help=f"a built-in spec: {', '.join(preset_names())} (mc_hull/presets/NAME.toml; "
-                        "paper-fig1 runs the paper's Fig. 1, three panels into one --out), or "
-                        "paper-digits (the sweep of mc-hull hull-test --preset paper-digits)")
-    p.add_argument("--distribution", metavar="NAME", help=texts.distribution_help())
-    p.add_argument("--dims", metavar="DIMS",
-                   help=f"dimensions d in [1, {MAX_D}]: a list 2,4,8, a range 2..12 (both ends "
-                        "included), a stepped range 2..12..2, or a mix like 2..5,8")
-    p.add_argument("--sizes", metavar="SIZES",
-                   help="comma-separated training-set sizes N in [1, 1e12], e.g. 10,100,1e3, or 'auto': "
-                        "~10 sizes per d around the transition (exact curve, else a pilot pass)")
-    p.add_argument("--trials", type=_int("--trials"), metavar="N", help="trials (queries) per cell")
-    p.add_argument("--queries-per-set", type=_int("--queries-per-set"), metavar="K",
-                   help="queries tested against each training set (a cell draws ceil(trials / K) sets)")
-    p.add_argument("--seed", type=_int("--seed"), metavar="S", help=texts.SEED)
-    p.add_argument("--solver", metavar="NAME", help=texts.solver_help())
-    p.add_argument("--tol", type=_float("--tol"), metavar="T", help=texts.tol_help())
-    p.add_argument("--shard-trials", type=_int("--shard-trials"), metavar="N",
-                   help="target trials per shard, the unit of work and of output files (default 2000)")
-    p.add_argument("--target-halfwidth", type=_float("--target-halfwidth"), metavar="H",
-                   help="add replicates to each cell until its 99%% interval half-width < H, H in (0, 0.5]")
-    p.add_argument("--max-trials", type=_int("--max-trials"), metavar="N",
-                   help="cap on trials per cell with --target-halfwidth (default 16 x --trials)")
-    p.add_argument("--nested", action="store_true", default=None,
-                   help="one training set of each d's largest size per replicate, its prefixes the smaller "
-                   "sizes: every query's entry size located on the grid gives all sizes at once "
-                   "(spec field nested = true); with --sizes auto, 40 sizes per d and no cap at 1e6")
-    p.add_argument("--measure", choices=("membership", "distance"), default=None,
-                   help="distance: also record each trial's certified Euclidean distance to the hull and to "
-                   "the nearest training point (spec field measure; default membership)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="distribution parameter, repeatable (k for subspace, df for student-t, "
-                        "components and separation for mixture)")
+    add_spec_arguments(p)
     p.add_argument("--out", default="results", metavar="DIR",
                    help="results directory or URI, e.g. s3://bucket/prefix (default ./results)")
     p.add_argument("--address", help="Ray address (ray://HOST:10001 or HOST:6379); default: an "
@@ -70,8 +33,6 @@ def register(sub) -> None:
                         "estimated work is under a few seconds and neither --address nor --workers is given)")
     p.add_argument("--force-plan", action="store_true",
                    help="run a plan beyond this machine's limits (shard count, a worker's memory): for clusters")
-    p.add_argument("--spec-json", metavar="JSON", help="the spec as one JSON document (what mc-hull submit "
-                   "ships to a Ray job)")
     p.add_argument("--new-run", action="store_true",
                    help="allow a spec different from the one already in --out (both stay, as separate runs)")
     p.add_argument("--no-progress", action="store_true", help=texts.NO_PROGRESS)
@@ -79,135 +40,16 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-def _params(items: list[str]) -> dict | None:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise SpecError(f"--param: expected NAME=VALUE, got {item!r}")
-        try:
-            out[name] = int(value)
-        except ValueError:
-            try:
-                out[name] = float(value)
-            except ValueError:
-                out[name] = value
-    return out
-
-
-def source(args) -> tuple[dict, str]:
-    """The mapping of SPEC.toml, --preset or --spec-json (empty without any) and a label for messages."""
-    spec_json = getattr(args, "spec_json", None)
-    if sum(bool(v) for v in (args.spec, args.preset, spec_json)) > 1:
-        raise SpecError("give one of SPEC.toml, --preset or --spec-json")
-    if spec_json:
-        return _json_spec(spec_json), "--spec-json"
-    if args.spec:
-        return load_toml(args.spec), args.spec
-    if args.preset:
-        return load_preset(args.preset), f"preset {args.preset}"
-    return {}, "flags"
-
-
-def _json_spec(text: str) -> dict:
-    import json
-
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise SpecError(f"--spec-json: not JSON: {' '.join(str(exc).split())[:200]}") from None
-    if not isinstance(data, dict):
-        raise SpecError("--spec-json: must be a JSON object of spec fields")
-    return data
-
-
-def _flags(args) -> dict:
-    return dict(
-        distribution=args.distribution, dims=args.dims, sizes=args.sizes,
-        trials=args.trials, queries_per_set=args.queries_per_set, seed=args.seed, solver=args.solver,
-        tol=args.tol, shard_trials=args.shard_trials,
-        target_halfwidth=getattr(args, "target_halfwidth", None),
-        max_trials=getattr(args, "max_trials", None), nested=getattr(args, "nested", None),
-        measure=getattr(args, "measure", None))
-
-
-def merge(base: dict, args, *, panels: bool = False) -> dict:
-    """``base`` (a file's fields, or a multi-panel file's top level) with the flags applied."""
-    flags = {k: v for k, v in _flags(args).items() if v is not None}
-    params = _params(args.param)
-    if panels:
-        given = [flag for key, flag in PANEL_FLAGS.items() if key in flags or (key == "params" and params)]
-        if given:
-            raise SpecError(f"{given[0]}: each panel of a multi-panel spec sets its own; copy the file "
-                            "and edit its [[panels]] instead")
-    # Flags are merged into the file's fields before anything is validated, so a file that is
-    # only valid with the flags applied (e.g. subspace k=3 with --dims 4,8) is accepted.
-    merged = {**base, **flags}
-    if "sizes" in flags:
-        merged.pop("grid", None)  # explicit sizes replace a per-d grid
-    if params is not None:
-        file_params = base.get("params", {})
-        merged["params"] = {**file_params, **params} if isinstance(file_params, dict) else file_params
-    return merged
-
-
 def build_panels(args) -> list[Panel]:
-    """Every panel (one for a plain spec) from the file or preset with the flags applied; validated.
-
-    ``sizes = "auto"`` (in the file or as ``--sizes auto``) is resolved into a per-d grid
-    before the spec is hashed.
-    """
-    base, _ = source(args)
-    many = isinstance(base, dict) and "panels" in base
-    if many:
-        top = merge({k: v for k, v in base.items() if k != "panels"}, args, panels=True)
-        data = {**top, "panels": base["panels"]}
-    else:
-        data = merge(base, args)
-    from ..spec import panel_mappings
-
-    auto_names = {name for name, _, m in panel_mappings(data) if is_auto(m.get("sizes"))}
-    if not auto_names:
-        return load_panels(data)
-    # validate everything but the sizes first, then resolve the sizes panel by panel
-    stripped = _without_auto(data)
-    out = []
-    from ..adaptive import resolve_auto_sizes
-
+    """Every panel (one for a plain spec) of ``args``: :func:`mc_hull.cli.specs.assemble`, whose pilot
+    pass (``--sizes auto`` without an exact curve) runs on Ray when ``--address`` or ``--workers`` asks."""
     ray_asked = not args.serial and (args.address or args.workers)
-    for panel in load_panels(stripped):
-        spec = panel.spec
-        if panel.name in auto_names or (not many and auto_names):
-            extra = {}
-            if spec.nested:  # more sizes cost almost nothing; the cap is what X may take in memory
-                from ..nested_job import auto_options
-
-                extra = auto_options(spec)
-            spec = resolve_auto_sizes(spec, backend="ray" if ray_asked else "serial",
-                                      address=args.address, workers=args.workers, **extra)
-        out.append(Panel(panel.name, panel.title, spec))
-    return out
-
-
-def _without_auto(data: dict) -> dict:
-    """``data`` with every ``sizes = "auto"`` (and the grid it replaces) dropped."""
-    def strip(m: dict) -> dict:
-        return {k: v for k, v in m.items() if k not in ("sizes", "grid")} if is_auto(m.get("sizes")) else m
-    if "panels" not in data:
-        return strip(data)
-    top = data if not is_auto(data.get("sizes")) else {k: v for k, v in data.items() if k not in ("sizes", "grid")}
-    panels = [strip(p) if isinstance(p, dict) else p for p in data["panels"]]
-    return {**top, "panels": panels}
+    return assemble(args, backend="ray" if ray_asked else "serial", address=args.address, workers=args.workers)
 
 
 def build_spec(args) -> Spec:
     """The single spec of a plain spec file, preset or flags (SpecError for a multi-panel one)."""
-    panels = build_panels(args)
-    if len(panels) != 1:
-        raise SpecError(f"spec: {source(args)[1]} has {len(panels)} panels; run it with mc-hull run")
-    return panels[0].spec
+    return one_spec(build_panels(args), args)
 
 
 def _describe(spec: Spec) -> str:
@@ -336,7 +178,7 @@ def main(args) -> int:
 
         t0 = time.perf_counter()
         names = "; ".join(f"({p.name}) {p.title or p.spec.distribution}" for p in panels)
-        print(f"mc-hull: {source(args)[1]}: {len(panels)} panels, one run each -> {args.out}: {names}",
+        print(f"mc-hull: {label(args)}: {len(panels)} panels, one run each -> {args.out}: {names}",
               file=sys.stderr)
     pool = None
     if len(panels) > 1 and backend == "ray":  # one Ray and one set of actors for every panel
