@@ -42,7 +42,7 @@ from mc_hull import nested, stats  # noqa: E402
 from mc_hull.solvers import get_solver  # noqa: E402
 from mc_hull.spec import Spec  # noqa: E402
 from mc_hull.theory.gaussian import gaussian_inside_probability  # noqa: E402
-from mc_hull.trial import replicate_data  # noqa: E402
+from mc_hull.samplers import keyed_source, replicate_data  # noqa: E402
 
 
 def independent_replicate(spec, engine, d, grid, r):
@@ -120,7 +120,6 @@ def streamed(d, n_max, k, replicates, seed=0):
     """In-memory against streamed nested searches on one grid (see the module docstring)."""
     from mc_hull import nested_stream
     from mc_hull.adaptive import auto_grid
-    from mc_hull.bigcell import KeyedSource
 
     grid = np.array([n for n in auto_grid("gaussian", [d], points=40, max_n=10**12, p_range=(0.02, 0.95))[d]
                      if n <= n_max])
@@ -142,7 +141,7 @@ def streamed(d, n_max, k, replicates, seed=0):
                 res[name] = nested.entry_sizes(X, Q, grid, overwrite=True)
                 del X
             else:
-                src = KeyedSource(spec.to_json(), d, int(grid[-1]), r)
+                src = keyed_source(spec, d, int(grid[-1]), r)
                 res[name] = nested_stream.streamed_entry_sizes(src, src.queries(), grid, budget=ways[name])
             cpu[name] += time.process_time() - t0
         ref = res["in memory"]

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import stats
+from . import plan as planning
+from . import stats, trial
 from .datasets import ArrayData, Reduction, check_pair, digits_split, fit
 from .errors import InputError
 from .membership import decide
@@ -21,10 +22,10 @@ from .spec import MEASURES
 
 #: Test points per shard (one Parquet file, one Ray task).
 SHARD_POINTS = 512
-#: With ``backend="auto"``, a test runs on Ray when n_test * n_train * dims reaches this (about ten
-#: seconds of serial work on one core, measured on the digits: ~3e8 per second) and it has two or
-#: more shards; smaller tests run serially, since starting Ray costs several seconds.
-RAY_MIN_WORK = 3e9
+#: Serial work per second of a hull test, in units of n_test * n_train * dims (measured on the
+#: digits on one core: ~3e8 per second); with ``backend="auto"`` it gives the estimated seconds
+#: that :func:`mc_hull.plan.choose_backend` weighs (a test of one shard stays serial).
+WORK_PER_SECOND = 3e9 / planning.RAY_MIN_SECONDS
 #: The paper-digits protocol: kept dimensions K per reduction of the 8x8 digits (crop and
 #: subsample keep a k x k window or grid, so K is a square).
 PAPER_DIGITS_LADDER = {
@@ -67,7 +68,7 @@ class HullTestResult:
 
 def decide_points(X: np.ndarray, Q: np.ndarray, *, tol: float, solver: str,
                   measure: str = "membership") -> dict[str, np.ndarray]:
-    """Certified decisions for one shard of test points (and their distances with ``measure="distance"``).
+    """Certified rows (:func:`mc_hull.trial.decision_rows`) for one shard of test points.
 
     Parameters
     ----------
@@ -78,18 +79,13 @@ def decide_points(X: np.ndarray, Q: np.ndarray, *, tol: float, solver: str,
     -------
     dict
         ``status`` int8 (B,) 1/0/-1, ``certificate_value`` float (B,) (residual or
-        margin over the data scale, NaN if undecided), ``method`` str (B,); with
-        ``measure="distance"`` also ``distance_low``, ``distance_high``, ``nn_distance``
-        (B,) from :func:`mc_hull.distance.distances`.
+        margin over the data scale, NaN if undecided), ``method`` (B,), ``solve_seconds``,
+        ``rounds``; with ``measure="distance"`` also ``distance_low``, ``distance_high``,
+        ``nn_distance`` (B,) from :func:`mc_hull.distance.distances`.
     """
-    dec = decide(X, Q, tol=tol, solver=solver)
-    out = {"status": np.asarray(dec.status, dtype=np.int8),
-           "certificate_value": np.asarray(dec.certificate, dtype=np.float64),
-           "method": np.asarray(dec.method, dtype=str)}
+    out = trial.decision_rows(decide(X, Q, tol=tol, solver=solver))
     if measure == "distance":
-        from .trial import distance_columns
-
-        out.update(distance_columns(X, Q, tol))
+        out.update(trial.distance_columns(X, Q, tol))
     return out
 
 
@@ -214,16 +210,14 @@ def distance_summary(status: np.ndarray, high: np.ndarray, nn: np.ndarray) -> di
     return out
 
 
-def choose_backend(backend: str, shape: tuple[int, int, int], address: str | None, workers: int | None) -> str:
-    """``"serial"`` or ``"ray"``; ``"auto"`` picks Ray for an address, workers or a large test.
+def auto_backend(shape: tuple[int, int, int], address: str | None, workers: int | None) -> str:
+    """``"serial"`` or ``"ray"`` by :func:`mc_hull.plan.choose_backend` for a test of ``shape``.
 
     ``shape`` is (n_test, n_train, dims) after the reduction.
     """
-    if backend != "auto":
-        return backend
     n_test, n_train, dims = shape
-    large = n_test > SHARD_POINTS and float(n_test) * n_train * dims >= RAY_MIN_WORK
-    return "ray" if address or workers or large else "serial"
+    return planning.choose_backend(float(n_test) * n_train * dims / WORK_PER_SECOND, address=address,
+                                   workers=workers, units=len(shard_ranges(n_test)))[0]
 
 
 def summarize(status: np.ndarray, level: float = stats.LEVEL) -> tuple[int, int, float, float, float]:
@@ -281,7 +275,8 @@ def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: 
     test_id = test_key(train, test, reduction, seed=seed, solver=solver, tol=tol, measure=measure)
     store = HullTestStore(out)
     store.prepare()  # the first write: everything above only read and checked
-    backend = choose_backend(backend, (len(Q), len(X), X.shape[1]), address, workers)
+    if backend == "auto":
+        backend = auto_backend((len(Q), len(X), X.shape[1]), address, workers)
     job = HullTestJob(test_id, X, Q, tol=tol, solver=solver, measure=measure)
     mapper, own = pool_map(backend, address, workers, pool)
     try:
@@ -358,7 +353,8 @@ def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ..
     reductions = check_ladder(ladder, train)
     ids = [test_key(train, test, red, seed=seed, solver=solver, tol=tol, measure=measure) for red in reductions]
     sweep_id = hashlib.sha256(json.dumps([name, ids]).encode()).hexdigest()[:16]
-    backend = choose_backend(backend, (*test.values.shape[:1], *train.values.shape), address, workers)
+    if backend == "auto":
+        backend = auto_backend((*test.values.shape[:1], *train.values.shape), address, workers)
     pool = None
     if backend == "ray":
         from .distributed import Pool  # one Ray connection and one set of actors for the whole sweep

@@ -1,19 +1,9 @@
-"""Jobs: keyed units of work, a pure compute(unit) -> columns, and how a unit's rows reach the store.
+"""Jobs: keyed units of work, a pure compute(unit) -> rows, and how a unit's rows reach the store.
 
-A job is any object with these members (Monte Carlo cells and adaptive additions are a
-:class:`MonteCarloJob`; hull-test ranges are :class:`mc_hull.hulltest.HullTestJob`):
-
-``name``, ``unit_name``
-    For messages: ``"run 1a2b..."``, ``"trial"``.
-``units()``
-    The units in plan order, lazily (an iterator; units are hashable and have a ``key``).
-``count()``, ``total()``, ``size(unit)``
-    Number of units, trials or points of all units, and of one unit, computed without listing.
-``compute(unit)``
-    The unit's columns: a pure function of (job, unit), so any worker, order or retry gives the same rows.
-``open_store(out)``, ``committed(store, units)``, ``publish(store, unit, columns)``
-    The store the job writes to, the units already committed there (and files moved aside as
-    damaged), and the atomic publication of one unit's rows.
+A job satisfies :class:`Job` (Monte Carlo cells and adaptive additions are a :class:`MonteCarloJob`,
+nested runs a :class:`mc_hull.nested_job.NestedJob`, hull-test ranges a
+:class:`mc_hull.hulltest.HullTestJob`; ``tests/test_job_contract.py`` holds every one to it).
+Rows are built by the one row builder, :func:`mc_hull.trial.rows`, whose ``status`` is int8.
 
 :func:`execute_unit` is what a runner maps over units: compute, publish, return a small summary.
 """
@@ -22,12 +12,53 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Iterator, Protocol
 
 import numpy as np
 
 from . import plan as planning
+from . import trial
 from .plan import Shard
 from .spec import Spec
+
+
+class Job(Protocol):
+    """What the runner needs of a job.
+
+    ``name``, ``unit_name``
+        For messages: ``"run 1a2b..."``, ``"trial"``.
+    ``units()``
+        The units in plan order, lazily (an iterator; units are hashable and have a ``key``).
+    ``count()``, ``total()``, ``size(unit)``
+        Number of units, trials or points of all units, and of one unit, computed without listing.
+    ``compute(unit)``
+        The unit's rows (:func:`mc_hull.trial.rows`): a pure function of (job, unit), so any worker,
+        order or retry gives the same rows.
+    ``open_store(out)``, ``committed(store, units)``, ``publish(store, unit, columns)``
+        The store the job writes to, the units already committed there (and files moved aside as
+        damaged), and the atomic publication of one unit's rows.
+    """
+
+    unit_name: str
+
+    @property
+    def name(self) -> str: ...
+
+    def units(self) -> Iterator: ...
+
+    def count(self) -> int: ...
+
+    def total(self) -> int: ...
+
+    def size(self, unit) -> int: ...
+
+    def compute(self, unit) -> dict[str, np.ndarray]: ...
+
+    def open_store(self, out: str): ...
+
+    def committed(self, store, units) -> tuple[set, list[str]]: ...
+
+    def publish(self, store, unit, columns: dict[str, np.ndarray]) -> None: ...
 
 #: Stores opened by :func:`execute_unit` in this process, one per (store kind, location).
 _STORES: dict = {}
@@ -49,10 +80,8 @@ def execute_unit(context, unit) -> dict:
     if store is None:
         store = _STORES[(kind, out)] = job.open_store(out)
     job.publish(store, unit, cols)
-    status = cols["status"]
-    undecided = int(np.sum(status == "undecided")) if status.dtype == object else int(np.sum(status < 0))
-    return {"key": unit.key if hasattr(unit, "key") else str(unit), "size": len(status),
-            "undecided": undecided, "seconds": time.perf_counter() - t0}
+    return {"key": unit.key, "size": len(cols["status"]), "undecided": trial.undecided(cols),
+            "seconds": time.perf_counter() - t0}
 
 
 @dataclass(frozen=True)
@@ -114,15 +143,6 @@ class MonteCarloJob:
         return shard.trials(self.spec)
 
     def compute(self, shard: Shard) -> dict[str, np.ndarray]:
-        from . import trial
-
-        if planning.needs_streaming(shard.n, shard.d):
-            from . import bigcell  # X above the memory budget: streamed from its block keys
-            from .trial import check_measure
-
-            check_measure(self.spec)  # a streamed X has no distance measure: refused, never dropped
-
-            return bigcell.run_shard(self.spec, shard)
         return trial.run_shard(self.spec, shard)
 
     def open_store(self, out: str):

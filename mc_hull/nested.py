@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import stats
+from . import samplers, stats
 from .design import (DEFAULT_MAX_QUERIES, MIN_REPLICATES, default_queries_per_set,  # noqa: F401
                      design_effect, efficient_queries_per_set, pooled_rho, rho_from_design_effect)
 from .solvers import INSIDE, OUTSIDE, get_solver
@@ -717,35 +717,20 @@ def _lowest_inside(X, x, b, sup, wts, g, tolerance, j) -> int:
 def replicate_data(spec, d: int, sizes, replicate: int, queries: int | None = None, out: np.ndarray | None = None):
     """Training set of the largest grid size and the queries of one nested replicate.
 
-    X is drawn exactly like :func:`mc_hull.trial.training_set`: block b from
-    ``SeedSequence(seed, spawn_key=(dist, d, N_max, replicate, TRAIN, b))``, so
-    any prefix can also be regenerated block by block (the streamed path) and the
-    prefixes are the smaller training sets.  The key holds ``N_max``, the size
-    of the replicate's training set.
-
-    ``out``, an F-ordered float64 array of shape (N_max, d), receives X (a unit's
-    replicates reuse one buffer: first touching the pages of a fresh array of
-    2.8e7 doubles cost 0.4 s of page faults here, more than drawing them).
+    The keyed draw of :func:`mc_hull.samplers.replicate_data` with N = ``N_max`` (the key holds the
+    size of the replicate's training set), so its prefixes are the smaller training sets and any of
+    them can be regenerated block by block (the streamed path).  ``out``, an F-ordered float64 array
+    of shape (N_max, d), receives X (a unit's replicates reuse one buffer).
 
     Returns
     -------
     X : ndarray, shape (N_max, d), column-major
     Q : ndarray, shape (K, d)
     """
-    from . import seeding
-
     n_max = int(check_sizes(sizes)[-1])
-    key = seeding.replicate_key(spec.distribution, d, n_max, replicate)
-    sampler = spec.sampler(d).bind(seeding.rng(spec.seed, key, seeding.STRUCTURE))
-    if out is not None and out.shape == (n_max, d) and out.dtype == np.float64 and out.flags.f_contiguous:
-        X = out
-    else:
-        X = np.empty((n_max, d), order="F")     # column-major: see entry_sizes; same values as training_set
-    for b, start, stop in seeding.train_blocks(n_max, seeding.block_rows(d)):   # the split of training_set
-        X[start:stop] = sampler.random(stop - start, seeding.rng(spec.seed, key, seeding.TRAIN, b))
-    k = spec.queries_in(replicate, d, n_max) if queries is None else int(queries)
-    Q = sampler.random(k, seeding.rng(spec.seed, key, seeding.QUERY))
-    return X, Q
+    if out is None or out.shape != (n_max, d) or out.dtype != np.float64 or not out.flags.f_contiguous:
+        out = np.empty((n_max, d), order="F")     # column-major: see entry_sizes
+    return samplers.replicate_data(spec, d, n_max, replicate, queries, out=out)
 
 
 # -- estimates -----------------------------------------------------------------

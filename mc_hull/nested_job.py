@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import design, nested, nested_stream
+from . import design, nested, nested_stream, trial
 from . import plan as planning
 from .errors import PlanError
 from .plan import Shard
-from .solvers import STATUS_NAMES
+from .samplers import keyed_source
 from .spec import Spec
 from .trial import COLUMNS
 
@@ -173,9 +173,7 @@ class NestedJob:
         buffer = None if streamed else np.empty((int(sizes[-1]), unit.d), order="F")   # reused by each replicate
         for r in range(unit.start, unit.stop):
             if streamed:   # X beyond the budget: its first rows held, the rest regenerated on each pass
-                from .bigcell import KeyedSource
-
-                src = KeyedSource(spec.to_json(), unit.d, int(sizes[-1]), r)
+                src = keyed_source(spec, unit.d, int(sizes[-1]), r)
                 res = nested_stream.streamed_entry_sizes(src, src.queries(), sizes, solver=spec.solver,
                                                          tol=spec.tol, budget=nested_stream.held_bytes(unit.d))
             else:
@@ -208,20 +206,11 @@ def _rows(spec: Spec, res: nested.EntrySizes, replicate: int) -> dict[str, np.nd
     table = res.inside_table()                        # (K, L): 1, 0 or NaN
     value = np.where(table == 1, res.high_value[:, None], np.where(table == 0, res.low_value[:, None], np.nan))
     flat = table.T.ravel()
-    status = np.where(flat == 1, STATUS_NAMES[1], np.where(flat == 0, STATUS_NAMES[0], STATUS_NAMES[-1]))
-    cols = {
-        "n": np.repeat(res.sizes, K),
-        "replicate": np.full(K * L, replicate, dtype=np.int32),
-        "query": np.tile(np.arange(K, dtype=np.int32), L),
-        "inside": flat,
-        "status": status.astype(object),
-        "method": np.full(K * L, f"nested:{spec.solver}", dtype=object),
-        "certificate_value": value.T.ravel().astype(np.float64),
-        "solve_seconds": np.full(K * L, res.seconds / max(K * L, 1)),
-        "rounds": np.tile(res.solves.astype(np.int32), L),
-        "run_id": np.full(K * L, spec.run_id, dtype=object),
-    }
-    return cols
+    return trial.rows(np.where(np.isnan(flat), -1, flat), value.T.ravel(), f"nested:{spec.solver}",
+                      res.seconds / max(K * L, 1), np.tile(res.solves, L),
+                      n=np.repeat(res.sizes, K), replicate=np.full(K * L, replicate, dtype=np.int32),
+                      query=np.tile(np.arange(K, dtype=np.int32), L),
+                      run_id=np.full(K * L, spec.run_id, dtype=object))
 
 
 def entry_bounds(rows) -> dict:

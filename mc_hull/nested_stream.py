@@ -3,7 +3,7 @@
 The in-memory search (:func:`mc_hull.nested.entry_sizes`) holds X whole.  Here X is
 served by :class:`PrefixRows`: the rows that fit the budget stay in memory, the rest
 are regenerated block by block from their keys on every pass (a
-:class:`mc_hull.bigcell.KeyedSource`, the same blocks :func:`mc_hull.nested.replicate_data`
+:class:`mc_hull.samplers.KeyedSource`, the same blocks :func:`mc_hull.nested.replicate_data`
 draws, so the prefixes are the very training sets of the in-memory path).  A pass
 over rows is the expensive step, so the search is organised around passes shared by
 every query of the replicate:
@@ -101,7 +101,7 @@ class PrefixRows:
     ----------
     source : point source
         ``d``, ``n`` (>= ``n``), ``block_rows`` and ``generate(block_ids)`` yielding
-        ``(start, rows)`` (:class:`mc_hull.bigcell.KeyedSource`, :class:`~.solvers.stream.ArraySource`).
+        ``(start, rows)`` (:class:`mc_hull.samplers.KeyedSource`, :class:`~.solvers.stream.ArraySource`).
     n : int
         Rows served (the largest grid size).
     sizes : ndarray of int, shape (L,)
@@ -191,7 +191,7 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
     ----------
     source : point source
         The replicate's training set (at least ``sizes[-1]`` rows); a
-        :class:`mc_hull.bigcell.KeyedSource` regenerates it from its keys.
+        :class:`mc_hull.samplers.KeyedSource` regenerates it from its keys.
     Q : ndarray, shape (K, d)
     sizes : sequence of int, length L
     budget : int

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Iterator
 
+from . import seeding
 from .errors import PlanError
+from .samplers import replicate_data
+from .solvers import get_solver
+from .solvers.stream import ADD_ROWS
 from .spec import Spec
 
 
@@ -152,6 +156,12 @@ def needs_streaming(n: int, d: int, budget: int | None = None) -> bool:
     return 2 * 8 * int(n) * int(d) > (memory_budget() if budget is None else budget)
 
 
+def stream_bytes(d: int, queries: int) -> int:
+    """Peak bytes of a streamed decision beyond the interpreter: a block, its frame copy, scores, working sets."""
+    block = seeding.block_rows(d) * d * 8
+    return 3 * block + (16 << 20) + min(memory_budget() // 4, 8 * queries * d * ADD_ROWS * (d + 1))
+
+
 def cell_seconds(spec: Spec, d: int, n: int, trials: int) -> float:
     """Estimated single-core seconds for ``trials`` trials of cell (d, N)."""
     per_query = QUERY_SECONDS + ELEMENT_SECONDS * n * d
@@ -166,8 +176,6 @@ def cell_seconds(spec: Spec, d: int, n: int, trials: int) -> float:
 def cell_bytes(spec: Spec, d: int, n: int) -> int:
     """Estimated peak resident bytes of a worker deciding one replicate of cell (d, N)."""
     if needs_streaming(n, d):
-        from .bigcell import stream_bytes
-
         return BASE_BYTES + stream_bytes(d, spec.k_for(d, n))
     return BASE_BYTES + 3 * 8 * n * d  # X, its frame copy and pricing scratch
 
@@ -226,9 +234,6 @@ def calibration(spec: Spec, cells=None) -> float:
     :data:`CALIBRATION_QUERIES`, so a decision's fixed cost is shared as in a run): a fraction of
     a second. 1.0 when no cell is small enough.
     """
-    from .trial import replicate_data  # local: trial imports this module
-    from .solvers import get_solver
-
     cells = list(spec.cells) if cells is None else list(cells)
     small = [(d, n) for d, n in cells if n * d <= CALIBRATION_ELEMENTS and not needs_streaming(n, d)]
     if not small:
@@ -265,14 +270,21 @@ def check(est: Estimate, *, force: bool = False, worker_bytes: int | None = None
                         "--force-plan on a cluster with larger workers")
 
 
-def choose_backend(seconds: float, *, serial: bool, address: str | None, workers: int | None) -> tuple[str, str]:
-    """``("serial" | "ray", why)`` for a plan of ``seconds`` estimated work."""
+def choose_backend(seconds: float, *, serial: bool = False, address: str | None = None,
+                   workers: int | None = None, units: int | None = None) -> tuple[str, str]:
+    """``("serial" | "ray", why)`` for a job of ``seconds`` estimated work in ``units`` units (if known).
+
+    The one serial-or-Ray rule of every run: ``--serial``, ``--address`` and ``--workers`` decide;
+    otherwise a job of one unit, or under :data:`RAY_MIN_SECONDS` of work, stays in this process.
+    """
     if serial:
         return "serial", "--serial"
     if address:
         return "ray", "--address"
     if workers:
         return "ray", "--workers"
+    if units is not None and units < 2:
+        return "serial", "one unit of work; Ray cannot divide it"
     if seconds < RAY_MIN_SECONDS:
         return "serial", f"estimated work under {RAY_MIN_SECONDS:.0f} s; Ray's start-up would cost more"
     return "ray", f"estimated work above {RAY_MIN_SECONDS:.0f} s"

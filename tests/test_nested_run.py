@@ -16,7 +16,7 @@ from mc_hull.nested_job import NestedJob, entry_bounds
 from mc_hull.query import cell_estimates
 from mc_hull.runner import execute
 from mc_hull.spec import Spec
-from mc_hull.trial import training_set
+from mc_hull.samplers import KeyedSource
 
 
 def _spec(**kw):
@@ -91,7 +91,7 @@ def test_prefixes_are_the_smaller_training_sets():
     X, Q = nested.replicate_data(spec, 2, spec.sizes, 0)
     key = seeding.replicate_key("gaussian", 2, seeding.BLOCK_ROWS + 500, 0)
     sampler = spec.sampler(2).bind(seeding.rng(spec.seed, key, seeding.STRUCTURE))
-    assert np.array_equal(training_set(sampler, spec.seed, key, X.shape[0]), X)
+    assert np.array_equal(KeyedSource(sampler, spec.seed, key, X.shape[0], 0).training_set(), X)
     head = X[:seeding.BLOCK_ROWS + 7]
     part = np.vstack([s for _, s in zip(range(2), _blocks(spec, key, X.shape[0]))])[:head.shape[0]]
     assert np.array_equal(part, head)

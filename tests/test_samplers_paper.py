@@ -272,7 +272,7 @@ def test_query_next_to_a_densely_sampled_curve_is_decided():
     """A manifold query 2e-4 from its nearest of 10^4 training points, outside by a margin of 4e-8:
     colgen runs out of rounds and the dual simplex misses the margin by its feasibility tolerance
     (-1e-8); the interior-point fallback certifies it (found in a README measurement run)."""
-    from mc_hull.trial import replicate_data
+    from mc_hull.samplers import replicate_data
 
     spec = Spec(distribution="manifold", dims=(2,), sizes=(10000,), trials=1000, queries_per_set=50, seed=2)
     X, Q = replicate_data(spec, 2, 10000, 18)
