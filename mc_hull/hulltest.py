@@ -153,7 +153,9 @@ class HullTestJob:
     def open_store(self, out: str):
         from .store import HullTestStore
 
-        return HullTestStore(out)
+        store = HullTestStore(out)
+        store.prepare()
+        return store
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         units = list(units)

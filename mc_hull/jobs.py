@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .plan import Shard
 from .spec import Spec
 
 
+@runtime_checkable
 class Job(Protocol):
     """What the runner needs of a job.
 
