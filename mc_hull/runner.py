@@ -142,11 +142,6 @@ class RunReport:
     backend: str = "serial"
 
 
-def spec_difference(old: dict, new: dict) -> list[str]:
-    """Names of the spec fields that differ between two spec mappings."""
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-
-
 def check_run(spec: Spec, out: str, *, new_run: bool = False):
     """Raise StoreError (one line) if ``out`` holds a different spec and not ``new_run``; writes nothing.
 
@@ -160,18 +155,6 @@ def check_run(spec: Spec, out: str, *, new_run: bool = False):
     except OSError as exc:  # e.g. an object store that refuses or cannot be reached
         raise StoreError(f"--out: cannot use {out}: {str(exc).splitlines()[0][:300]}") from None
     return store
-
-
-#: Seconds an object store (gs://) may retry a request before it fails: its default is 15 minutes.
-RETRY_SECONDS = 10
-
-
-def bounded_out(out: str) -> str:
-    """``out`` with a bounded retry time for Google Cloud Storage URIs, so an unreachable one fails, not hangs."""
-    text = str(out)
-    if text.startswith(("gs://", "gcs://")) and "retry_limit_seconds" not in text:
-        text += ("&" if "?" in text else "?") + f"retry_limit_seconds={RETRY_SECONDS}"
-    return text
 
 
 def open_run(spec: Spec, out: str, *, new_run: bool = False):

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 from .errors import McHullError
 from .spec import Spec
+from .store import is_uri, local_path
 
 #: Default job API address: the dashboard on this machine (never a public interface).
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -64,10 +65,7 @@ def spec_document(spec) -> str:
 
 def canonical_out(out: str) -> str:
     """A URI as given; a local path made absolute (the job runs in another directory)."""
-    parsed = urlparse(str(out))
-    if parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme != "file":
-        return str(out)
-    return os.path.abspath(parsed.path if parsed.scheme == "file" else str(out))
+    return str(out) if is_uri(out) else local_path(out)
 
 
 def run_arguments(spec, out: str) -> list[str]:

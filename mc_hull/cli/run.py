@@ -150,9 +150,6 @@ def main(args) -> int:
 
         return run_preset(args)
 
-    from ..runner import bounded_out
-
-    args.out = bounded_out(args.out)
     panels = build_panels(args)  # all validation happens before anything is written
     # refuses, writing nothing, a plan that cannot run
     estimates = [plan_estimate(panel.spec, args) for panel in panels]

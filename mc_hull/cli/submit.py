@@ -53,11 +53,12 @@ def load_spec(args):
 
 
 def main_submit(args) -> int:
+    from ..store import is_uri
     from ..submit import canonical_out, submit
 
     spec = load_spec(args)
     out = canonical_out(args.out)
-    if "://" not in out:
+    if not is_uri(out):
         print(f"mc-hull: note: --out {out} is a path on the cluster's machines: fine on one node or a "
               "shared filesystem; use s3://... otherwise", file=sys.stderr)
     job, status = submit(spec, out, address=args.address,

@@ -198,14 +198,3 @@ def entry_ecdf(out, *, run_id: str | None = None, distribution: str | None = Non
         FROM g JOIN bounds b USING (distribution, params, d)
         WHERE {cond}
         GROUP BY ALL ORDER BY g.distribution, g.params, g.d, g.n""", params=params).to_arrow_table()
-
-
-def median_t_rows(cells: pa.Table, nested: set) -> dict:
-    """(distribution, params, d) -> :func:`median_of_t` of every nested curve in a cell table."""
-    groups: dict = {}
-    for r in cells.to_pylist():
-        key = (r["distribution"], r["params"], r["d"])
-        if key in nested:
-            groups.setdefault(key, []).append(r)
-    return {key: median_of_t([r["n"] for r in g], [r["p_hat"] for r in g], [r["ci_low"] for r in g],
-                             [r["ci_high"] for r in g]) for key, g in groups.items()}
