@@ -37,7 +37,11 @@ import numpy as np
 
 from . import stats, theory
 from .jobs import MonteCarloJob
+from .plan import replicate_trials
+from .query import cell_estimates, replicate_halfwidths
+from .runner import execute
 from .spec import FIELDS, Spec
+
 
 #: Largest N chosen by ``--sizes auto`` unless told otherwise (an X of 10^6 x d doubles per replicate).
 AUTO_MAX_N = 10**6
@@ -195,9 +199,6 @@ def pilot_runner(fields, *, backend: str = "ray", address=None, workers=None, di
     The pilot results go to a temporary directory (removed afterwards) and use the spec's
     seed, so the resolved grid is reproducible.
     """
-    from .query import cell_estimates
-    from .runner import execute
-
     f = _fields(fields)
 
     def pilot(ladder: dict[int, int]) -> dict[tuple[int, int], float]:
@@ -280,8 +281,6 @@ def checkpoints(spec: Spec) -> list[int]:
 
 def cell_trials(spec: Spec, replicates: int, d: int, n: int) -> int:
     """Trials of cell (d, N) holding replicates 0 .. replicates-1."""
-    from .plan import replicate_trials
-
     return replicate_trials(spec, 0, replicates, d, n)
 
 
@@ -305,8 +304,6 @@ class AdaptiveReport:
 
 def _halfwidths(out: str, spec: Spec, below: int, level: float) -> dict:
     """Half-width per cell from replicates < ``below`` of this run ({} when no rows yet)."""
-    from .query import replicate_halfwidths
-
     return replicate_halfwidths(out, spec.run_id, spec.distribution, below, level)
 
 
@@ -322,7 +319,6 @@ def run_adaptive(spec: Spec, out: str, *, backend: str = "ray", address=None, wo
     """
     import time
 
-    from .runner import execute
 
     log = sys.stderr if log is None else log
     if spec.target_halfwidth is None:

@@ -37,6 +37,7 @@ Pure: imports neither ray nor pyarrow.
 from __future__ import annotations
 
 import math
+import os
 from functools import lru_cache
 
 import numpy as np
@@ -226,3 +227,17 @@ def rho_from_design_effect(deff: float, k: float) -> float:
 def design_effect(rho: float, k: float) -> float:
     """``1 + (k - 1) rho``: the variance inflation of k correlated trials per training set."""
     return 1.0 + (k - 1.0) * rho
+
+
+# -- memory ------------------------------------------------------------------------
+def memory_budget() -> int:
+    """Bytes one training set may take in memory: ``MC_HULL_MEMORY_BUDGET`` (e.g. ``8G``) or 4 GiB."""
+    text = os.environ.get("MC_HULL_MEMORY_BUDGET", "").strip().upper()
+    default = 4 << 30
+    if not text:
+        return default
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
+    try:
+        return int(float(text.rstrip("KMGTB") if mult > 1 else text) * mult)
+    except ValueError:
+        return default

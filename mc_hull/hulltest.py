@@ -9,16 +9,20 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from . import plan as planning
 from . import stats, trial
 from .datasets import ArrayData, Reduction, check_pair, digits_split, fit
+from .distance_stats import EPSILONS, QUANTILES, ratio_quantiles
 from .errors import InputError
 from .membership import decide
 from .runner import pool_map, run
 from .solvers import check_solver_name
 from .solvers.certificates import check_tol
 from .spec import MEASURES
+from .store import HullTestStore, sweep_schema
+
 
 #: Test points per shard (one Parquet file, one Ray task).
 SHARD_POINTS = 512
@@ -124,6 +128,7 @@ class HullTestJob:
     """
 
     unit_name = "point"
+    store_kind = "hulltest"
 
     def __init__(self, test_id: str, X: np.ndarray, Q: np.ndarray, *, tol: float, solver: str,
                  measure: str = "membership"):
@@ -149,13 +154,6 @@ class HullTestJob:
     def compute(self, unit: PointRange) -> dict[str, np.ndarray]:
         return decide_points(self.X, self.Q[unit.start:unit.stop], tol=self.tol, solver=self.solver,
                              measure=self.measure)
-
-    def open_store(self, out: str):
-        from .store import HullTestStore
-
-        store = HullTestStore(out)
-        store.prepare()
-        return store
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         units = list(units)
@@ -199,8 +197,6 @@ def distance_summary(status: np.ndarray, high: np.ndarray, nn: np.ndarray) -> di
         ``outside_measured``, ``dist_nn_q10`` .. ``dist_nn_q90`` (:data:`distance_stats.QUANTILES`),
         ``p_near_1pct``, ``p_near_10pct`` (inside points count as near: distance 0).
     """
-    from .distance_stats import EPSILONS, QUANTILES, ratio_quantiles
-
     q = ratio_quantiles(status, high, nn)
     out = {"outside_measured": q.pop("outside")}
     out.update({f"dist_nn_q{round(100 * k):02d}": v for k, v in q.items()})
@@ -264,8 +260,6 @@ def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: 
     -------
     HullTestResult
     """
-    from .store import HullTestStore
-
     log = log or sys.stderr
     t0 = time.perf_counter()
     check_options(solver, tol, measure)
@@ -345,10 +339,6 @@ def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ..
     sweep_id : str
     seconds : float
     """
-    from .store import HullTestStore, sweep_schema
-
-    import pyarrow as pa
-
     t0 = time.perf_counter()
     check_options(solver, tol, measure)
     check_pair(train, test)

@@ -5,12 +5,12 @@ nested runs a :class:`mc_hull.nested_job.NestedJob`, hull-test ranges a
 :class:`mc_hull.hulltest.HullTestJob`; ``tests/test_job_contract.py`` holds every one to it).
 Rows are built by the one row builder, :func:`mc_hull.trial.rows`, whose ``status`` is int8.
 
-:func:`execute_unit` is what a runner maps over units: compute, publish, return a small summary.
+A job imports no store: it names the kind it writes (``store_kind``) and the runner opens it
+(:func:`mc_hull.runner.open_store`); :func:`mc_hull.runner.execute_unit` is what a runner maps over units.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Iterator, Protocol, runtime_checkable
 
@@ -35,12 +35,14 @@ class Job(Protocol):
     ``compute(unit)``
         The unit's rows (:func:`mc_hull.trial.rows`): a pure function of (job, unit), so any worker,
         order or retry gives the same rows.
-    ``open_store(out)``, ``committed(store, units)``, ``publish(store, unit, columns)``
-        The store the job writes to, the units already committed there (and files moved aside as
-        damaged), and the atomic publication of one unit's rows.
+    ``store_kind``, ``committed(store, units)``, ``publish(store, unit, columns)``
+        The store the job writes to (``"results"`` or ``"hulltest"``, opened by the runner), the units
+        already committed there (and files moved aside as damaged), and the atomic publication of one
+        unit's rows.
     """
 
     unit_name: str
+    store_kind: str
 
     @property
     def name(self) -> str: ...
@@ -55,35 +57,9 @@ class Job(Protocol):
 
     def compute(self, unit) -> dict[str, np.ndarray]: ...
 
-    def open_store(self, out: str): ...
-
     def committed(self, store, units) -> tuple[set, list[str]]: ...
 
     def publish(self, store, unit, columns: dict[str, np.ndarray]) -> None: ...
-
-#: Stores opened by :func:`execute_unit` in this process, one per (store kind, location).
-_STORES: dict = {}
-
-
-def execute_unit(context, unit) -> dict:
-    """Compute ``unit`` of ``job`` and publish its rows to ``out``; ``context`` is ``(job, out)``.
-
-    Returns
-    -------
-    dict
-        ``key``, ``size`` (trials or points), ``undecided`` and ``seconds``.
-    """
-    job, out = context
-    t0 = time.perf_counter()
-    cols = job.compute(unit)
-    kind = type(job).__name__
-    store = _STORES.get((kind, out))
-    if store is None:
-        store = _STORES[(kind, out)] = job.open_store(out)
-    job.publish(store, unit, cols)
-    return {"key": unit.key, "size": len(cols["status"]), "undecided": trial.undecided(cols),
-            "seconds": time.perf_counter() - t0}
-
 
 @dataclass(frozen=True)
 class MonteCarloJob:
@@ -107,6 +83,7 @@ class MonteCarloJob:
     shards: tuple | None = None
 
     unit_name = "trial"
+    store_kind = "results"
 
     @property
     def name(self) -> str:
@@ -145,11 +122,6 @@ class MonteCarloJob:
 
     def compute(self, shard: Shard) -> dict[str, np.ndarray]:
         return trial.run_shard(self.spec, shard)
-
-    def open_store(self, out: str):
-        from .store import ResultStore
-
-        return ResultStore(out)
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         return store.committed(self.spec, units)

@@ -112,6 +112,7 @@ class NestedJob:
     spec: Spec
 
     unit_name = "trial"
+    store_kind = "results"
 
     @property
     def name(self) -> str:
@@ -183,11 +184,6 @@ class NestedJob:
         cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         order = np.lexsort((cols["query"], cols["replicate"], cols["n"]))
         return {name: col[order] for name, col in cols.items()}
-
-    def open_store(self, out: str):
-        from .store import ResultStore
-
-        return ResultStore(out)
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         units = list(units)

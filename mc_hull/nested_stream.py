@@ -47,7 +47,8 @@ import numpy as np
 
 from . import nested, seeding
 from .nested import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert, colgen
-from .solvers.stream import PointSource
+from .design import memory_budget
+from .solvers.stream import PointSource, StreamSolver
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
@@ -65,15 +66,11 @@ def engine_bytes() -> int:
     Stuck probes are rare (none in the d = 12..16 runs measured) and hold few queries, so the
     rest of the budget goes to the rows of X held in memory.
     """
-    from .plan import memory_budget
-
     return max(1 << 20, memory_budget() // 16)
 
 
 def held_bytes(d: int) -> int:
     """Bytes of X a streamed replicate keeps in memory: the budget less the engine's share and two blocks."""
-    from .plan import memory_budget
-
     block = seeding.block_rows(d) * d * 8
     return max(0, memory_budget() - engine_bytes() - 2 * block)
 
@@ -494,8 +491,6 @@ class _StreamSearch:
 
     def _engine(self, j: int, bs: np.ndarray) -> None:
         """The streaming engine on prefix g_j for queries ``bs``; checked answers, no reusable certificate."""
-        from .solvers.stream import StreamSolver
-
         engine = StreamSolver(budget=self.engine_budget, fallbacks=())
         dec = engine.decide(self.rows.prefix(int(self.g[j])), self.Qc[bs], tol=self.tol)
         self.solves[bs] += 1

@@ -10,6 +10,7 @@ from itertools import islice
 from typing import Iterator
 
 from . import seeding
+from .design import memory_budget
 from .errors import PlanError
 from .samplers import replicate_data
 from .solvers import get_solver
@@ -136,19 +137,6 @@ BASE_BYTES = 250 << 20
 MAX_CPU_SECONDS = 30 * 86400
 #: Below this much estimated work a run stays in this process: starting Ray here costs 10-25 s.
 RAY_MIN_SECONDS = 20.0
-
-
-def memory_budget() -> int:
-    """Bytes one training set may take in memory: ``MC_HULL_MEMORY_BUDGET`` (e.g. ``8G``) or 4 GiB."""
-    text = os.environ.get("MC_HULL_MEMORY_BUDGET", "").strip().upper()
-    default = 4 << 30
-    if not text:
-        return default
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
-    try:
-        return int(float(text.rstrip("KMGTB") if mult > 1 else text) * mult)
-    except ValueError:
-        return default
 
 
 def needs_streaming(n: int, d: int, budget: int | None = None) -> bool:

@@ -8,12 +8,48 @@ import time
 from dataclasses import dataclass, field
 
 from . import plan as planning
+from . import trial
 from .errors import StoreError
-from .jobs import MonteCarloJob, execute_unit
+from .jobs import MonteCarloJob
 from .spec import Spec
+from .store import HullTestStore, ResultStore
 
 #: Seconds between progress lines when stderr is not a terminal (a log file, a Ray job's log).
 PROGRESS_SECONDS = float(os.environ.get("MC_HULL_PROGRESS_SECONDS", 10))
+
+
+#: The store of each job's ``store_kind``.
+STORES = {"results": ResultStore, "hulltest": HullTestStore}
+#: Stores opened by :func:`execute_unit` in this process, one per (store kind, location).
+_OPEN: dict = {}
+
+
+def open_store(job, out: str):
+    """The store ``job`` writes to under ``out``, created if needed."""
+    store = STORES[job.store_kind](out)
+    store.prepare()
+    return store
+
+
+def execute_unit(context, unit) -> dict:
+    """Compute ``unit`` of ``job`` and publish its rows to ``out``; ``context`` is ``(job, out)``.
+
+    What a runner maps over units, on any worker.
+
+    Returns
+    -------
+    dict
+        ``key``, ``size`` (trials or points), ``undecided`` and ``seconds``.
+    """
+    job, out = context
+    t0 = time.perf_counter()
+    cols = job.compute(unit)
+    store = _OPEN.get((job.store_kind, out))
+    if store is None:
+        store = _OPEN[(job.store_kind, out)] = open_store(job, out)
+    job.publish(store, unit, cols)
+    return {"key": unit.key, "size": len(cols["status"]), "undecided": trial.undecided(cols),
+            "seconds": time.perf_counter() - t0}
 
 
 def serial_map(fn, units, context=None, hint=None):
@@ -98,7 +134,7 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None) -> JobRepor
     """
     log = log or sys.stderr
     t0 = time.perf_counter()
-    store = job.open_store(out)
+    store = open_store(job, out)
     done, moved = job.committed(store, job.units())
     for path in moved:
         print(f"mc-hull: moved aside damaged shard file {path}; it will be recomputed", file=log)
@@ -147,8 +183,6 @@ def check_run(spec: Spec, out: str, *, new_run: bool = False):
 
     Call it before announcing a run, so a refusal is the only line printed.
     """
-    from .store import ResultStore
-
     store = ResultStore(out)
     try:
         store.check_claim(spec, new_run=new_run)  # another run, or rows of one whose record was deleted

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .distance import distances
 from .errors import PlanError
 from .plan import Shard, memory_budget, needs_streaming
 from .samplers import keyed_source
@@ -89,8 +90,6 @@ def check_measure(spec: Spec) -> None:
 
 def distance_columns(X: np.ndarray, Q: np.ndarray, tol: float) -> dict[str, np.ndarray]:
     """``distance_low``, ``distance_high``, ``nn_distance`` (K,) of queries Q against X."""
-    from .distance import distances    # the distance engine: only a distance run loads it
-
     res = distances(X, Q, tol=tol)
     return {"distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
 

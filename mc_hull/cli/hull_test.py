@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 
+from ..datasets import DATASETS, digits_split, load_array, parse_reduce
 from ..errors import InputError, McHullError
+from ..hulltest import PRESETS, check_options, paper_digits, run_hull_test
 from ..spec import check_tol
+from ..store import sweep_schema
 from . import texts
-from .format import FORMATS, render
 from .args import _float, _int
+from .format import FORMATS, render
 
 
 def register(sub) -> None:
@@ -87,8 +90,6 @@ def options(args) -> dict:
 
 def run_preset(args) -> int:
     """``--preset paper-digits`` (also reached from ``mc-hull run --preset paper-digits``)."""
-    from ..hulltest import PRESETS, paper_digits
-
     if args.preset not in PRESETS:
         raise InputError(f"--preset: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}")
     print(f"mc-hull: preset {args.preset}: digits, centre crops, subsampling and PCA -> {args.out}",
@@ -100,8 +101,6 @@ def run_preset(args) -> int:
 
 
 def load_inputs(args):
-    from ..datasets import DATASETS, digits_split, load_array
-
     if args.dataset is not None:
         if args.train or args.test:
             raise InputError("give either --dataset or --train/--test, not both")
@@ -116,9 +115,6 @@ def load_inputs(args):
 def main(args) -> int:
     from dataclasses import replace
 
-    from ..datasets import parse_reduce
-    from ..hulltest import check_options, run_hull_test
-    from ..store import sweep_schema
 
     if args.preset is not None:
         if args.train or args.test or args.dataset or args.reduce != "none":

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import sys
+import time
 
-from ..errors import SpecError, StoreError
+import pyarrow as pa
+
+from .. import plan as planning
+from ..adaptive import run_adaptive
+from ..errors import PlanError, SpecError, StoreError
+from ..jobs import MonteCarloJob
+from ..nested_job import NestedJob, check_nested
 from ..query import cell_estimates
+from ..runner import execute, open_run
 from ..spec import Panel, Spec
-from . import texts
+from ..trial import check_measure
+from . import one_line, texts
 from .args import _int
 from .format import FORMATS
+from .hull_test import run_preset
 from .query import print_table
 from .specs import add_spec_arguments, assemble, label, one_spec
 
@@ -60,12 +70,7 @@ def _describe(spec: Spec) -> str:
 
 def plan_estimate(spec: Spec, args, job=None):
     """Refuse a plan that cannot run (PlanError); return its estimate, calibrated by a short timing."""
-    from .. import plan as planning
-    from ..jobs import MonteCarloJob
-
     if args.workers is not None and args.workers < 1:
-        from ..errors import PlanError
-
         raise PlanError(f"--workers: must be at least 1, got {args.workers}")
     if args.serial and (args.address or args.workers):
         raise SpecError("--serial runs without Ray; drop --address/--workers")
@@ -74,13 +79,9 @@ def plan_estimate(spec: Spec, args, job=None):
 
         check_reachable(args.address)  # one line now, not a minute of retries inside ray.init
     if job is None and spec.nested:
-        from ..nested_job import NestedJob, check_nested
-
         check_nested(spec)
         job = NestedJob(spec)
     if spec.measure == "distance":
-        from ..trial import check_measure
-
         check_measure(spec)
     est = (job or MonteCarloJob(spec)).estimate()
     planning.check(est, force=args.force_plan)
@@ -113,8 +114,6 @@ def describe_queries(spec: Spec) -> str:
 
 def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool, pool=None) -> None:
     """Run (or resume) one spec into ``args.out`` on ``backend`` and print its summary line."""
-    from ..runner import execute
-
     print(f"mc-hull: run {spec.run_id}: {_describe(spec)} -> {args.out}", file=sys.stderr)
     print(plan_line, file=sys.stderr)
     if spec.grid:
@@ -122,8 +121,6 @@ def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool, po
               file=sys.stderr)
     print(describe_queries(spec), file=sys.stderr)
     if spec.target_halfwidth is not None:
-        from ..adaptive import run_adaptive
-
         report = run_adaptive(spec, args.out, backend=backend, address=args.address, workers=args.workers,
                               new_run=new_run, progress=not args.no_progress)
         if report.capped:
@@ -132,8 +129,6 @@ def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool, po
     else:
         job = None
         if spec.nested:
-            from ..nested_job import NestedJob
-
             job = NestedJob(spec)
         report = execute(spec, args.out, backend=backend, job=job, address=args.address, workers=args.workers,
                          new_run=new_run, progress=not args.no_progress, pool=pool)
@@ -143,18 +138,12 @@ def run_one(spec: Spec, args, backend: str, plan_line: str, *, new_run: bool, po
 
 
 def main(args) -> int:
-    from ..runner import open_run
-
     if args.preset == "paper-digits" and not args.spec:  # a hull-test sweep, not a Monte Carlo spec
-        from .hull_test import run_preset
-
         return run_preset(args)
 
     panels = build_panels(args)  # all validation happens before anything is written
     # refuses, writing nothing, a plan that cannot run
     estimates = [plan_estimate(panel.spec, args) for panel in panels]
-    from .. import plan as planning
-
     backend, why = planning.choose_backend(sum(e.cpu_seconds for e in estimates), serial=args.serial,
                                            address=args.address, workers=args.workers)
     if len(panels) > 1 and backend == "ray" and why.startswith("estimated"):
@@ -167,12 +156,8 @@ def main(args) -> int:
         try:
             open_run(panel.spec, args.out, new_run=args.new_run or i > 0)
         except OSError as exc:  # an object store or file system that cannot be reached
-            from . import one_line
-
             raise StoreError(f"--out: cannot use {args.out}: {one_line(exc)}") from None
     if len(panels) > 1:
-        import time
-
         t0 = time.perf_counter()
         names = "; ".join(f"({p.name}) {p.title or p.spec.distribution}" for p in panels)
         print(f"mc-hull: {label(args)}: {len(panels)} panels, one run each -> {args.out}: {names}",
@@ -195,7 +180,5 @@ def main(args) -> int:
     if len(tables) == 1:
         print_table(tables[0], args.format)
     else:
-        import pyarrow as pa
-
         print_table(pa.concat_tables(tables), args.format)
     return 0

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import sys
 
+from .. import submit as jobs
 from ..errors import SpecError
+from ..store import is_uri
 from .specs import add_spec_arguments, assemble, is_multi_panel
+
 
 ADDRESS_HELP = ("Ray job API URL (the dashboard port), default $RAY_API_SERVER_ADDRESS or "
                 "http://127.0.0.1:8265; the token comes from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
@@ -53,15 +56,12 @@ def load_spec(args):
 
 
 def main_submit(args) -> int:
-    from ..store import is_uri
-    from ..submit import canonical_out, submit
-
     spec = load_spec(args)
-    out = canonical_out(args.out)
+    out = jobs.canonical_out(args.out)
     if not is_uri(out):
         print(f"mc-hull: note: --out {out} is a path on the cluster's machines: fine on one node or a "
               "shared filesystem; use s3://... otherwise", file=sys.stderr)
-    job, status = submit(spec, out, address=args.address,
+    job, status = jobs.submit(spec, out, address=args.address,
                          working_dir=None if args.no_working_dir else args.working_dir,
                          wait=not args.no_wait, retry=args.retry)
     print(job)
@@ -69,23 +69,17 @@ def main_submit(args) -> int:
 
 
 def main_status(args) -> int:
-    from ..submit import status
-
-    print(status(args.job, args.address))
+    print(jobs.status(args.job, args.address))
     return 0
 
 
 def main_logs(args) -> int:
-    from ..submit import logs
-
-    sys.stdout.write(logs(args.job, args.address))
+    sys.stdout.write(jobs.logs(args.job, args.address))
     return 0
 
 
 def main_stop(args) -> int:
-    from ..submit import stop
-
-    if stop(args.job, args.address):
+    if jobs.stop(args.job, args.address):
         print(f"mc-hull: stop requested for {args.job}; committed shards are kept, `mc-hull submit "
               "--retry` resumes", file=sys.stderr)
     else:

@@ -14,7 +14,7 @@ d = 2..5, ``benchmarks/median_t_coverage.py``).
 
 The interval inverts the per-size tests: N½ > N wherever the cell's 99% clustered
 interval lies below 1/2, N½ ≤ N wherever it lies at or above 1/2
-(:func:`mc_hull.nested.median_interval`).  It is the clustered analogue of the
+(:func:`mc_hull.thresholds.median_interval`).  It is the clustered analogue of the
 distribution-free binomial interval of a median: a miss needs a cell near N½ whose
 interval excludes p(N) on the wrong side, which happens with probability at most
 0.5% on each side, and the per-cell intervals are clustered by training set, so the
@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from ..errors import StoreError
 from ..store import ResultStore
+from ..thresholds import median_interval
 from .cells import cell_info, connect, run_params
 
 #: ``method`` of a thresholds row read as the median of T (a nested curve).
@@ -103,8 +104,6 @@ def median_of_t(n, p_hat, ci_low, ci_high) -> dict:
         below 1/2) and ``n_half_high`` (inf when none lies at or above 1/2): the
         true N½ is in ``(n_half_low, n_half_high]``.
     """
-    from ..nested import median_interval
-
     def arr(v):
         return np.array([np.nan if x is None else float(x) for x in v], dtype=np.float64)
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from ..errors import McHullError, StoreError
+from ..errors import StoreError
 from .base import (DISTANCE_FIELDS, POINT_SCHEMA, POINT_SCHEMA_DISTANCE, SCHEMA, SCHEMA_DISTANCE, SWEEP_SCHEMA,
                    VARIANTS, RunConflict, Store, Verified, check_id)
 from .parquet import ParquetStore, versions
@@ -47,6 +47,27 @@ def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
     status = status_columns(columns["status"])
     arrays = [status[f.name] if f.name in status else pa.array(columns[f.name], type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _planned_rows(spec: dict):
+    """``rows(d, n, start, stop)``: the trials replicates ``start .. stop-1`` of cell (d, N) hold, read from a
+    run record's canonical spec (``trials`` and ``queries_per_set``, one K or a ``{d: {N: K}}`` table).
+
+    The store reads no Spec: the canonical JSON states K for every planned cell.  A cell the table
+    does not name was never planned (0 rows); replicates beyond the planned ones (adaptive) hold K.
+    """
+    trials, q = int(spec["trials"]), spec["queries_per_set"]
+    if not isinstance(q, (int, dict)) or isinstance(q, bool) or trials < 1:
+        raise ValueError("queries_per_set")
+
+    def rows(d, n, start: int, stop: int) -> int:
+        k = q if isinstance(q, int) else q.get(str(d), {}).get(str(n))
+        if not isinstance(k, int) or k < 1:
+            return 0
+        planned = -(-trials // k)
+        return sum(k if r >= planned else min(k, trials - r * k) for r in range(start, stop))
+
+    return rows
 
 
 def _difference(old: dict, new: dict) -> list[str]:
@@ -173,25 +194,20 @@ class ResultStore:
         return self.backend.entries("trials", run_id)
 
     def _expected(self) -> dict[tuple[str, str], int]:
-        """(run_id, key) -> planned rows, for every entry of a recorded run."""
-        from ..spec import Spec
-
-        specs = {}
+        """(run_id, key) -> planned rows, for every entry of a recorded run (from the record's canonical spec)."""
+        plans = {}
         for run_id, record in self.runs().items():
             try:
-                spec = Spec.from_dict(record["spec"])
-                specs[run_id] = (spec, frozenset(spec.cells))
-            except (McHullError, KeyError, TypeError, ValueError):
+                plans[run_id] = _planned_rows(record["spec"])
+            except (KeyError, TypeError, ValueError):
                 continue
         out = {}
         for e in self.units():
-            spec, cells = specs.get(e.run_id, (None, frozenset()))
+            rows = plans.get(e.run_id)
             start, stop = e.meta.get("start"), e.meta.get("stop")
             d, n = e.partition.get("d"), e.partition.get("n")
-            if spec is not None and isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop:
-                # a unit of a cell the spec does not have was never planned: 0 rows
-                planned = isinstance(spec.queries_per_set, int) or (d, n) in cells
-                out[(e.run_id, e.key)] = sum(spec.queries_in(r, d, n) for r in range(start, stop)) if planned else 0
+            if rows is not None and isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop:
+                out[(e.run_id, e.key)] = rows(d, n, start, stop)
         return out
 
     def verify(self, run_id: str | None = None) -> Verified:
