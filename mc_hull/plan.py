@@ -37,11 +37,6 @@ class Shard:
         """Stable text key, also the stem of the shard's file name."""
         return f"{self.distribution}/d={self.d}/n={self.n}/r{self.start:07d}-{self.stop:07d}"
 
-    @property
-    def partition(self) -> str:
-        """Hive partition directory of the cell."""
-        return f"distribution={self.distribution}/d={self.d}/n={self.n}"
-
     def trials(self, spec: Spec) -> int:
         return replicate_trials(spec, self.start, self.stop, self.d, self.n)
 

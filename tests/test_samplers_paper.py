@@ -180,7 +180,10 @@ def test_bad_parameters_name_the_field_and_range(name, params, needle):
 
 def test_parameters_from_toml_and_cli_strings(tmp_path):
     from mc_hull.cli import build_parser
-    from mc_hull.cli.run import build_spec
+    from mc_hull.cli.run import build_panels
+
+    def build_spec(args):
+        return build_panels(args)[0].spec
 
     toml = tmp_path / "spec.toml"
     toml.write_text('distribution = "mixture"\ndims = [3]\n[params]\ncomponents = 2\nseparation = 5.0\n')

@@ -21,7 +21,7 @@ from .args import _int
 from .format import FORMATS
 from .hull_test import run_preset
 from .query import print_table
-from .specs import add_spec_arguments, assemble, label, one_spec
+from .specs import add_spec_arguments, assemble, label
 
 
 def register(sub) -> None:
@@ -55,11 +55,6 @@ def build_panels(args) -> list[Panel]:
     pass (``--sizes auto`` without an exact curve) runs on Ray when ``--address`` or ``--workers`` asks."""
     ray_asked = not args.serial and (args.address or args.workers)
     return assemble(args, backend="ray" if ray_asked else "serial", address=args.address, workers=args.workers)
-
-
-def build_spec(args) -> Spec:
-    """The single spec of a plain spec file, preset or flags (SpecError for a multi-panel one)."""
-    return one_spec(build_panels(args), args)
 
 
 def _describe(spec: Spec) -> str:

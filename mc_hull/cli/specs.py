@@ -13,7 +13,7 @@ import json
 
 from ..adaptive import auto_sizes
 from ..errors import SpecError
-from ..spec import MAX_D, Panel, Spec, load_panels, load_preset, load_toml, preset_names
+from ..spec import MAX_D, Panel, load_panels, load_preset, load_toml, preset_names
 from . import texts
 from .args import _float, _int
 
@@ -154,13 +154,6 @@ def assemble(args, *, backend: str = "serial", address: str | None = None,
     else:
         data = merge(base, args)
     return load_panels(data, auto=auto_sizes(backend=backend, address=address, workers=workers))
-
-
-def one_spec(panels: list[Panel], args) -> Spec:
-    """The single spec of ``panels`` (SpecError for a multi-panel file)."""
-    if len(panels) != 1:
-        raise SpecError(f"spec: {label(args)} has {len(panels)} panels; run it with mc-hull run")
-    return panels[0].spec
 
 
 def is_multi_panel(panels: list[Panel]) -> bool:

@@ -83,18 +83,6 @@ class ArraySource(PointSource):
         return self.X[np.asarray(idx, dtype=np.intp)]
 
 
-def take_rows(source, idx: np.ndarray) -> np.ndarray:
-    """Rows ``idx`` of any source that can generate blocks: each needed block regenerated once."""
-    idx = np.asarray(idx, dtype=np.intp)
-    out = np.empty((idx.size, source.d))
-    rows = source.block_rows
-    blocks = idx // rows
-    for b, (start, X) in zip(np.unique(blocks), source.generate(np.unique(blocks))):
-        sel = np.flatnonzero(blocks == b)
-        out[sel] = X[idx[sel] - start]
-    return out
-
-
 class StreamFrame:
     """The frame of :class:`~.certificates.Frame`, computed from a source in one pass (no copy of X)."""
 

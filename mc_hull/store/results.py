@@ -155,10 +155,6 @@ class ResultStore:
         except RunConflict as exc:
             raise self._conflict(spec, exc) from None
 
-    def record_run(self, spec) -> None:
-        """Record ``spec`` as a run of this store (a claim that allows other runs)."""
-        self.claim_run(spec, new_run=True)
-
     def record_stats(self, run_id: str, stats: dict) -> None:
         """Replace the run's statistics document (trials, seconds, trials_per_s, finished, ...)."""
         self.backend.put_doc("stats", run_id, stats)
