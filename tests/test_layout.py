@@ -46,29 +46,7 @@ def test_only_the_distributed_layer_imports_ray():
 
 
 def test_no_import_cycles_at_module_level():
-    modules = {_module(p): p for p in FILES}
-    graph = {m: {n for n in _imports(p, top_level_only=True) if n in modules and n != m}
-             for m, p in modules.items()}
-    # a package's __init__ importing its own submodules is not a cycle of the layout
-    for m in graph:
-        graph[m] = {n for n in graph[m] if not n.startswith(m + ".")}
-    seen, stack, cycles = set(), [], []
-
-    def visit(m):
-        if m in stack:
-            cycles.append(stack[stack.index(m):] + [m])
-            return
-        if m in seen:
-            return
-        seen.add(m)
-        stack.append(m)
-        for n in sorted(graph[m]):
-            visit(n)
-        stack.pop()
-
-    for m in sorted(graph):
-        visit(m)
-    assert not cycles, cycles
+    assert not _cycles(_graph(top_level_only=True))
 
 
 def test_the_engine_modules_do_not_import_each_other_in_a_loop_even_lazily():
