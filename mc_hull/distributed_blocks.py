@@ -98,7 +98,8 @@ class ActorSource(PointSource):
         k = max(1, min(int(holders or total), self.n_blocks))
         self.runs = block_runs(self.n_blocks, k)
         itemsize = np.dtype(getattr(loader, "dtype", np.float64)).itemsize
-        largest = max(b - a for a, b in self.runs) * self.block_rows * self.d * itemsize
+        largest = max(min(b * self.block_rows, self.n) - a * self.block_rows for a, b in self.runs) \
+            * self.d * itemsize
         self.hold = fits(largest, self.n * self.d * itemsize, budget) if hold is None else bool(hold)
         self.replaced = 0
         self.events: list[tuple[float, str, str]] = []
