@@ -35,6 +35,10 @@ class Job(Protocol):
     ``compute(unit)``
         The unit's rows (:func:`mc_hull.trial.rows`): a pure function of (job, unit), so any worker,
         order or retry gives the same rows.
+    ``spread(unit)`` (optional)
+        True for a unit whose one training set is better spread over the cluster's nodes than held by
+        one worker; a runner with a ``place`` (``mc_hull.distributed_blocks.placer``) computes such
+        units on the driver as ``compute(unit, place=place)``, their rows identical.
     ``store_kind``, ``committed(store, units)``, ``publish(store, unit, columns)``
         The store the job writes to (``"results"`` or ``"hulltest"``, opened by the runner), the units
         already committed there (and files moved aside as damaged), and the atomic publication of one
@@ -120,8 +124,12 @@ class MonteCarloJob:
     def size(self, shard: Shard) -> int:
         return shard.trials(self.spec)
 
-    def compute(self, shard: Shard) -> dict[str, np.ndarray]:
-        return trial.run_shard(self.spec, shard)
+    def spread(self, shard: Shard) -> bool:
+        """True for a cell whose X exceeds the memory budget (streamed: its blocks go to the cluster)."""
+        return planning.needs_streaming(shard.n, shard.d)
+
+    def compute(self, shard: Shard, place=None) -> dict[str, np.ndarray]:
+        return trial.run_shard(self.spec, shard, place=place)
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         return store.committed(self.spec, units)

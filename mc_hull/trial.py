@@ -99,11 +99,14 @@ def stream_solver(map=None, ranges: int = 1) -> StreamSolver:
     return StreamSolver(budget=memory_budget() // 4, map=map, ranges=ranges, fallbacks=())
 
 
-def run_shard(spec: Spec, shard: Shard, *, map=None, ranges: int = 1) -> dict[str, np.ndarray]:
+def run_shard(spec: Spec, shard: Shard, *, map=None, ranges: int = 1, place=None) -> dict[str, np.ndarray]:
     """Decide every trial of ``shard``: a pure function of (spec, shard).
 
     X in memory, or streamed from its keys when it exceeds the memory budget (``map`` and
-    ``ranges`` then spread each pass; a streamed X has no distance measure).
+    ``ranges`` then spread each pass; a streamed X has no distance measure).  ``place``, when given,
+    turns a streamed replicate's keyed source into a context manager over a placed source
+    (``mc_hull.distributed_blocks.placer``: its blocks held by actors over the cluster); the answers
+    are the same.
 
     Returns
     -------
@@ -118,7 +121,11 @@ def run_shard(spec: Spec, shard: Shard, *, map=None, ranges: int = 1) -> dict[st
     for r in range(shard.start, shard.stop):
         src = keyed_source(spec, shard.d, shard.n, r)
         X, Q = (src if streamed else src.training_set()), src.queries()
-        dec = solver.decide(X, Q, tol=spec.tol)
+        if streamed and place is not None:
+            with place(src) as placed:
+                dec = stream_solver().decide(placed, Q, tol=spec.tol)
+        else:
+            dec = solver.decide(X, Q, tol=spec.tol)
         k = Q.shape[0]
         parts.append(decision_rows(dec, replicate=np.full(k, r, dtype=np.int32), query=np.arange(k, dtype=np.int32)))
         if spec.measure == "distance":

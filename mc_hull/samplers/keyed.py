@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import seeding
-from ..solvers.stream import PointSource
+from ..solvers.sources import PointSource
 from .base import Sampler
 
 
