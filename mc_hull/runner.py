@@ -118,6 +118,24 @@ def _isatty(stream) -> bool:
         return False
 
 
+def _split(job, done: set, place) -> tuple:
+    """The units to map (lazily) and, filled as those are listed, the units to compute here over the
+    cluster (``job.spread(unit)``, when there is a ``place``)."""
+    spread = getattr(job, "spread", None) if place is not None else None
+    wide: list = []
+
+    def mapped():
+        for u in job.units():
+            if u in done:
+                continue
+            if spread is not None and spread(u):
+                wide.append(u)
+            else:
+                yield u
+
+    return mapped(), wide
+
+
 def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None) -> JobReport:
     """Execute every unit of ``job`` not yet committed in ``out``.
 
@@ -144,33 +162,21 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
     for path in moved:
         print(f"mc-hull: moved aside damaged shard file {path}; it will be recomputed", file=log)
     planned = job.count()
-    wide: list = []          # units spread over the cluster: computed here after the mapped ones
-    spread = getattr(job, "spread", None) if place is not None else None
-
-    def mapped():
-        for u in job.units():
-            if u in done:
-                continue
-            if spread is not None and spread(u):
-                wide.append(u)
-                continue
-            yield u
-
-    todo = mapped()
+    todo, wide = _split(job, done, place)
     if done:
         print(f"mc-hull: resuming {job.name}: {len(done)} of {planned} shards already committed, "
               f"{planned - len(done)} to run", file=log)
     remaining = job.total() - sum(job.size(u) for u in done)
     meter = Progress(remaining, job.name, job.unit_name, enabled=progress and planned > len(done), log=log)
+
+    def summaries():
+        yield from (s for _, s in (map or serial_map)(execute_unit, todo, (job, str(out)), planned - len(done)))
+        for unit in wide:    # one training set over the whole cluster, unit by unit
+            yield execute_unit((job, str(out), place), unit)
+
     computed = size = undecided = 0
     try:
-        for _, summary in (map or serial_map)(execute_unit, todo, (job, str(out)), planned - len(done)):
-            computed += 1
-            size += summary["size"]
-            undecided += summary["undecided"]
-            meter.update(summary["size"])
-        for unit in wide:        # one training set over the whole cluster, unit by unit
-            summary = execute_unit((job, str(out), place), unit)
+        for summary in summaries():
             computed += 1
             size += summary["size"]
             undecided += summary["undecided"]
