@@ -30,11 +30,10 @@ def register(sub) -> None:
                    "filesystem every node shares (default ./results, made absolute)")
     p.add_argument("--working-dir", default=".",
                    help="directory uploaded as the job's working directory (default .)")
-    p.add_argument("--no-working-dir", action="store_true",
-                   help="upload nothing: the cluster image provides mc-hull")
-    p.add_argument("--no-wait", action="store_true", help="return after submitting")
-    p.add_argument("--retry", action="store_true",
-                   help="if this spec's job failed or was stopped, submit a new attempt (it resumes)")
+    for flag, text in (("--no-working-dir", "upload nothing: the cluster image provides mc-hull"),
+                       ("--no-wait", "return after submitting"),
+                       ("--retry", "if this spec's job failed or was stopped, submit a new attempt (it resumes)")):
+        p.add_argument(flag, action="store_true", help=text)
     p.set_defaults(func=main_submit)
     for name, helptext, func in (("status", "show a submitted job's status", main_status),
                                  ("logs", "print a submitted job's log", main_logs),
