@@ -17,6 +17,8 @@ actors (``mc_hull.distributed.Pool.map``) divides a pass by the CPUs it has.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .distance import distances
@@ -121,11 +123,8 @@ def run_shard(spec: Spec, shard: Shard, *, map=None, ranges: int = 1, place=None
     for r in range(shard.start, shard.stop):
         src = keyed_source(spec, shard.d, shard.n, r)
         X, Q = (src if streamed else src.training_set()), src.queries()
-        if streamed and place is not None:
-            with place(src) as placed:
-                dec = stream_solver().decide(placed, Q, tol=spec.tol)
-        else:
-            dec = solver.decide(X, Q, tol=spec.tol)
+        with place(src) if streamed and place is not None else contextlib.nullcontext(X) as points:
+            dec = solver.decide(points, Q, tol=spec.tol)
         k = Q.shape[0]
         parts.append(decision_rows(dec, replicate=np.full(k, r, dtype=np.int32), query=np.arange(k, dtype=np.int32)))
         if spec.measure == "distance":

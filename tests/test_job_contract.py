@@ -122,6 +122,27 @@ class TestMonteCarloJob(_StoredTrials):
         return MonteCarloJob(self.spec)
 
 
+class TestMonteCarloJobStreamed(TestMonteCarloJob):
+    """Cells whose X exceeds the memory budget: regenerated from the keyed source on every pass."""
+
+    spec = Spec(distribution="gaussian", dims=(3,), sizes=(20, 3000), trials=60, queries_per_set=20,
+                shard_trials=20, seed=8, solver="colgen")
+
+    @pytest.fixture(autouse=True)
+    def _small_budget(self, monkeypatch):
+        monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", "100K")     # X of (3, 3000) is 72 KB, twice 144 KB
+
+    def test_the_large_cell_is_streamed(self, tmp_path):
+        job = self.make(tmp_path / "o")
+        big = next(u for u in job.units() if u.n == 3000)
+        assert job.spread(big) and not job.spread(next(u for u in job.units() if u.n == 20))
+        assert all(m.startswith("stream") for m in job.compute(big)["method"])
+
+    # the Ray workers of ray_local do not see this test's budget; placement over actors is
+    # tests/test_actor_source.py's
+    test_rows_on_ray_actors_equal_serial_rows = None
+
+
 class TestNestedJob(_StoredTrials):
     spec = Spec(distribution="cube", dims=(2, 3), sizes=(3, 8, 20, 50), trials=60, queries_per_set=15,
                 shard_trials=30, seed=2, nested=True)
