@@ -91,7 +91,7 @@ def solver(map=None, ranges: int = 1) -> StreamSolver:
 
 def run_shard(spec: Spec, shard, *, map=None, ranges: int = 1) -> dict[str, np.ndarray]:
     """Like :func:`mc_hull.trial.run_shard`, streaming each training set (same columns, same queries)."""
-    from .trial import COLUMNS
+    from .trial import COLUMNS, guard_rows
 
     parts = []
     for r in range(shard.start, shard.stop):
@@ -110,4 +110,4 @@ def run_shard(spec: Spec, shard, *, map=None, ranges: int = 1) -> dict[str, np.n
         })
     cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     cols["run_id"] = np.full(len(cols["query"]), spec.run_id, dtype=object)
-    return {name: cols[name] for name in COLUMNS}
+    return guard_rows({name: cols[name] for name in COLUMNS})

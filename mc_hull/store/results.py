@@ -27,6 +27,7 @@ def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
     """Arrow table in :data:`SCHEMA` from the columns of ``trial.run_shard`` (:data:`SCHEMA_DISTANCE`
     when they hold the distance measure's columns)."""
     schema = SCHEMA_DISTANCE if _has_distance(columns) else SCHEMA
+    _refuse_uncertified(np.asarray(columns["status"], dtype=object) != "undecided", columns["certificate_value"])
     arrays = []
     for f in schema:
         values = columns[f.name]
@@ -36,6 +37,14 @@ def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
         else:
             arrays.append(pa.array(values, type=f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _refuse_uncertified(decided: np.ndarray, certificate) -> None:
+    """StoreError when a decided row has a NaN or infinite certificate: such a row is never published."""
+    bad = np.asarray(decided, dtype=bool) & ~np.isfinite(np.asarray(certificate, dtype=np.float64))
+    if bad.any():
+        raise StoreError(f"refusing to publish {int(bad.sum())} decided rows without a finite certificate "
+                         f"(first at row {int(np.flatnonzero(bad)[0])}); nothing of this unit is stored")
 
 
 def _difference(old: dict, new: dict) -> list[str]:
@@ -232,6 +241,7 @@ class HullTestStore:
         0 outside, -1 undecided), ``certificate_value`` and ``method``.
         """
         status = np.asarray(columns["status"])
+        _refuse_uncertified(status >= 0, columns["certificate_value"])
         arrays = [
             pa.array(np.arange(start, stop, dtype=np.int64)),
             pa.array(status == 1, type=pa.bool_(), mask=status < 0),
