@@ -8,6 +8,7 @@ from ..errors import StoreError
 from ..query import INTERVAL_NOTE, agreement, cell_estimates
 from ..store import probe
 from . import texts
+from .args import _location
 from .format import FORMATS, render
 from .notes import label, no_n_half_reason, reason_from_cells, thresholds_notes
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
                                    "the ambient d. Exit status 2 when DIR holds no results; exit status 3 "
                                    "when a cell holds fewer trials than its run planned (a run still going "
                                    "or interrupted): the table is printed, with a note per such cell.")
-    p.add_argument("out", metavar="DIR", help="results directory or URI (s3://bucket/prefix)")
+    p.add_argument("out", metavar="DIR", type=_location("DIR"), help="results directory or URI (s3://bucket/prefix)")
     p.add_argument("--format", choices=FORMATS, default="table", help=texts.FORMAT)
     p.add_argument("--run", dest="run_id", metavar="RUN_ID", help=texts.RUN_ID)
     p.add_argument("--thresholds", action="store_true",

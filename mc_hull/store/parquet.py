@@ -72,6 +72,8 @@ def _versions() -> tuple:
 
 def resolve(out: str) -> tuple[pafs.FileSystem, str, bool]:
     """Filesystem, root path and whether it is local, for a path or a URI."""
+    if not str(out).strip() or str(out).strip() == "-" or "\0" in str(out):
+        raise StoreError(f"--out: {str(out)!r} is not a results location (give a directory or URI)")
     parsed = urlparse(str(out))
     if parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme != "file":
         uri = str(out)
