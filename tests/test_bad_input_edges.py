@@ -44,6 +44,11 @@ CASES = {
                                   "--spec-json: field 'trials' is given twice"),
     "spec-json duplicate param": (["run", "--spec-json", '{"distribution": "subspace", "params": {"k": 1, "k": 2}}',
                                    "--out", "OUT"], "field 'k' is given twice"),
+    "run --preset ''": (["run", "--preset", "", "--out", "OUT"], "--preset: empty"),
+    "run SPEC ''": (["run", "", "--out", "OUT"], "SPEC.toml: empty"),
+    "run --spec-json ''": (["run", "--spec-json", "", "--out", "OUT"], "--spec-json: empty"),
+    "submit --preset ''": (["submit", "--preset", "", "--address", "http://127.0.0.1:9", "--out", "OUT"],
+                           "--preset: empty"),
 }
 
 

@@ -101,6 +101,9 @@ def _params(items: list[str]) -> dict | None:
 def source(args) -> tuple[dict, str]:
     """The mapping of SPEC.toml, --preset or --spec-json (empty without any) and a label for messages."""
     spec_json = getattr(args, "spec_json", None)
+    for flag, value in (("SPEC.toml", args.spec), ("--preset", args.preset), ("--spec-json", spec_json)):
+        if value is not None and not value.strip():   # '' is not "no spec": it names nothing
+            raise SpecError(f"{flag}: empty")
     if sum(bool(v) for v in (args.spec, args.preset, spec_json)) > 1:
         raise SpecError("give one of SPEC.toml, --preset or --spec-json")
     if spec_json:

@@ -49,6 +49,9 @@ def load_spec(args):
 
     ``sizes = "auto"`` is resolved here (exact curve, or a small local pilot pass) and shipped as a grid.
     """
+    for flag, value in (("SPEC.toml", args.spec), ("--preset", args.preset)):
+        if value is not None and not value.strip():   # '' is not "no spec": it names nothing
+            raise SpecError(f"{flag}: empty")
     if args.spec and args.preset:
         raise SpecError("give either SPEC.toml or --preset, not both")
     if not args.spec and not args.preset:
