@@ -113,3 +113,38 @@ def test_fuzzed_options_never_traceback(tmp_path):
             wrong.append((name, v, err.strip().splitlines()[-1:]))
     assert not wrong, (tally, wrong)
     assert tally.get("refused", 0) >= 30
+
+
+def test_a_unit_that_fails_while_computing_ends_in_one_line_not_a_traceback(tmp_path, monkeypatch, capfd):
+    """After the run's record is written, an unexpected exception in a unit is one line (exit 1), nothing
+    of the unit is stored, and a re-run resumes."""
+    from mc_hull.cli import main
+    from mc_hull.samplers import SAMPLERS, Sampler
+    from mc_hull.store import ResultStore
+
+    class Broken(Sampler):
+        name = "broken-test"
+
+        def _random(self, n, rng):
+            if n > 3 and os.environ.get("BROKEN_TEST_FAIL") == "1":
+                raise ZeroDivisionError("simulated failure in a draw")
+            return rng.standard_normal((n, self.d))
+
+    monkeypatch.setitem(SAMPLERS, "broken-test", Broken)
+    monkeypatch.setenv("BROKEN_TEST_FAIL", "1")
+    code = main(["run", "--distribution", "broken-test", "--dims", "2", "--sizes", "5", "--trials", "20",
+                 "--serial", "--no-progress", "--out", str(tmp_path / "early")])
+    err = capfd.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "nothing was written" in err and not (tmp_path / "early").exists()   # caught by the plan's calibration
+    monkeypatch.setattr("mc_hull.plan.calibration", lambda spec, cells=None: 1.0)
+    out = tmp_path / "out"
+    argv = ["run", "--distribution", "broken-test", "--dims", "2", "--sizes", "5", "--trials", "20",
+            "--serial", "--no-progress", "--out", str(out)]
+    code = main(argv)
+    err = capfd.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.startswith("mc-hull: error")]
+    assert code == 1 and "Traceback" not in err and len(lines) == 1, err
+    assert "ZeroDivisionError: simulated failure in a draw" in lines[0] and "re-run resumes" in lines[0]
+    store = ResultStore(str(out))
+    assert len(store.runs()) == 1 and store.units() == []
