@@ -215,6 +215,8 @@ class Solver:
             sub = verify(points, queries[todo], cand, atol, scale, prefix=self.name)
             dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
             todo = dec.settle(todo, sub, ("status", "certificate", "method"))
+        if todo.size:   # near faces and flats: coordinate directions, projection and face normals
+            todo = self._edge_stage(dec, todo, points, queries, atol, scale)
         for solver in self.fallback_chain():
             if todo.size == 0:
                 break
@@ -224,6 +226,18 @@ class Solver:
             dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
             todo = dec.settle(todo, sub)
         return dec
+
+    def _edge_stage(self, dec: "Decisions", todo: np.ndarray, points: np.ndarray, queries: np.ndarray,
+                    atol: float, scale: float) -> np.ndarray:
+        """Settle what it can of ``todo`` with :func:`~.certificates.edge_candidates`; the still undecided."""
+        t1 = time.perf_counter()
+        cand = Candidates.empty(todo.size, points.shape[1], "edge")
+        cand.kind, cand.directions, cand.support, cand.weights, kinds = cert.edge_candidates(
+            points, queries[todo], scale, atol)
+        cand.method = np.array([f"edge-{k}" for k in kinds], dtype=object)
+        sub = verify(points, queries[todo], cand, atol, scale, prefix=self.name)
+        dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
+        return dec.settle(todo, sub, ("status", "certificate", "method"))
 
 
 def verify(points: np.ndarray, queries: np.ndarray, cand: Candidates, atol: float,

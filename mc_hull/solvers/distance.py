@@ -204,7 +204,7 @@ def face_normals(points, idx, lam, offs, R, rows):
 
 def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int = 60,
             k0: int | None = None, k: int | None = None, n_low: int = 2, n_near: bool = True,
-            nn_idx: np.ndarray | None = None):
+            nn_idx: np.ndarray | None = None, certificates: bool = False):
     """Certified bounds on the Euclidean distance from each query to ``conv(points)``.
 
     Works best in frame coordinates (centred, scaled to about unit size).  Round 0
@@ -243,13 +243,18 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         Whether the nearest row seeds S too.
     nn_idx : int ndarray, shape (B,), optional
         Nearest rows from :func:`nearest`, if already known.
+    certificates : bool
+        Also return the membership certificates behind ``margin1`` and ``inside`` (for
+        :func:`~.certificates.edge_candidates`).
 
     Returns
     -------
     dict of ndarray, each shape (B,)
         ``low``, ``high`` (0 and 0 for inside), ``margin1`` (best ℓ1 margin seen,
         -inf if none), ``inside`` (bool), ``state`` (CONVERGED, INSIDE, CAPPED or
-        FAILED), ``rounds``.
+        FAILED), ``rounds``; with ``certificates``, also ``direction`` (B, d), the
+        direction of ``margin1`` (zero where none), and ``support``, ``weights``: lists
+        of B arrays, the master's convex weights where ``inside`` (None elsewhere).
     """
     N, d = points.shape
     B = queries.shape[0]
@@ -264,13 +269,16 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     gap = np.broadcast_to(np.asarray(gap, dtype=np.float64), (B,))
     # Below this gap rounding dominates: nothing more to learn (a few d u of the sizes involved).
     floor = 16.0 * _gamma(d + 4) * (np.linalg.norm(queries, axis=1) + math.sqrt(d) * ax)
+    direction = np.zeros((B, d)) if certificates else None
+    support, weights = [None] * B, [None] * B
     if B == 0:
-        return dict(low=low, high=high, margin1=margin1, inside=state == INSIDE, state=state, rounds=rounds)
+        return _result(low, high, margin1, state, rounds, direction, support, weights)
 
     # Round 0: price along x itself (good for far queries), seed the working sets.
     best, top_idx, _, low_idx = price(points, queries, k0, lowest=n_low)
     l0, m0 = checked_low(queries, queries, best, ax)
-    low, margin1 = np.maximum(low, l0), np.maximum(margin1, m0)
+    low = np.maximum(low, l0)
+    _better(margin1, direction, np.arange(B), m0, queries)
     parts = [top_idx, low_idx]
     if n_near:
         if nn_idx is None:
@@ -294,11 +302,16 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         n_pos = np.add.reduceat((lam > 0).astype(np.intp), offs[:-1])
         inside = (res_inf + rounding_bound(Qa, scale, n_pos) <= atol) & ~failed
         state[active[inside]] = INSIDE
+        if certificates:
+            for j in np.flatnonzero(inside).tolist():
+                a, e = offs[j], offs[j + 1]
+                pos = lam[a:e] > 0
+                support[active[j]], weights[active[j]] = idx[a:e][pos], lam[a:e][pos]
         best, top_idx, top_val = price(points, np.where(failed[:, None], 0.0, R), k)
         lo, m1 = checked_low(Qa, R, best, ax)
         lo[failed], m1[failed] = -np.inf, -np.inf
         low[active] = np.maximum(low[active], lo)
-        margin1[active] = np.maximum(margin1[active], m1)
+        _better(margin1, direction, active, m1, R)
         closed = high[active] - np.maximum(low[active], 0.0) <= gap[active]
         # A small distance closes the gap with low = 0 at once; go on until the membership rule
         # is settled too (outside certified), so that near-boundary queries get a real low.
@@ -309,7 +322,8 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
             Rr = face_normals(points, idx, lam, offs, R, near_face)
             lo, m1 = checked_low(Qa[near_face], Rr, price(points, Rr, 1)[0], ax)
             sel = active[near_face]
-            low[sel], margin1[sel] = np.maximum(low[sel], lo), np.maximum(margin1[sel], m1)
+            low[sel] = np.maximum(low[sel], lo)
+            _better(margin1, direction, sel, m1, Rr)
             settled[near_face] = margin1[sel] - rho_out[near_face] > atol
         done = closed & (settled | (high[active] - np.maximum(low[active], 0.0) <= floor[active]))
         state[active[done & ~inside]] = CONVERGED
@@ -335,10 +349,25 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         idx = cat[uniq]
         active = active[grow]
         sizes = np.bincount(rows_[uniq], minlength=active.size)
+    return _result(low, high, margin1, state, rounds, direction, support, weights)
+
+
+def _better(margin1, direction, rows, m1, W):
+    """``margin1[rows] = max(margin1[rows], m1)``, keeping the direction (a row of W) where it grew."""
+    if direction is not None:
+        up = m1 > margin1[rows]
+        direction[rows[up]] = W[up]
+    margin1[rows] = np.maximum(margin1[rows], m1)
+
+
+def _result(low, high, margin1, state, rounds, direction, support, weights):
     inside = state == INSIDE
     low[inside], high[inside] = 0.0, 0.0
-    return dict(low=np.maximum(low, 0.0), high=high, margin1=margin1, inside=inside, state=state,
-                rounds=rounds)
+    out = dict(low=np.maximum(low, 0.0), high=high, margin1=margin1, inside=inside, state=state,
+               rounds=rounds)
+    if direction is not None:
+        out.update(direction=direction, support=support, weights=weights)
+    return out
 
 
 def qp_weights(points: np.ndarray, x: np.ndarray):
