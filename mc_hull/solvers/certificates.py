@@ -35,6 +35,36 @@ with each answer is the residual (inside) or the margin (outside) divided by
 A query more than ``2^40 s`` from the centre (or beyond the float range in frame
 units) is decided outside directly by the coordinate direction of its largest
 frame coordinate (method ``far``), so no solver sees magnitudes it cannot square.
+
+The undecided band
+------------------
+Let ``delta`` be a query's ℓ∞ distance to conv(X) (the rule's own) and ``delta_2``
+its Euclidean distance (``delta <= delta_2 <= sqrt(d) delta``).  Whatever the solver,
+a query is left undecided only inside the band
+
+    ``BAND_IN atol < delta_2 + rho``  and  ``delta <= BAND_OUT atol + rho``,
+    with ``BAND_IN = 1/2`` and ``BAND_OUT = 2``:
+
+every query with ``delta_2 + rho <= atol / 2`` (every point of the hull among them,
+and every query with ``delta <= atol / (2 sqrt(d))``) is decided inside, and every
+query with ``delta > 2 atol + rho`` is decided outside.  After a solver's own
+certificates and the nearest training point, the base class's last stage before the
+fallbacks (:func:`edge_candidates`) proposes, for what is still open, the best
+coordinate direction (constant columns, axis-aligned faces: one exact subtraction),
+then the Euclidean projection of the distance engine (:func:`~.distance.project`, with
+its face-normal correction), whose weights leave an ℓ∞ residual of at most
+``delta_2``, and, where that direction's margin falls short, the ℓ∞ optimum itself
+from small separation LPs made exact on their face (:func:`linf_direction`,
+:func:`face_directions`): its margin is ``delta`` up to rounding.  The same tools
+give ``hull_distance`` its bounds.  Decided answers never disagree (at most one
+certificate can verify), so beyond the band the answer is the same for any row or
+column order of X; inside the band, whether a query is decided can depend on the
+rounding of its sums, hence on that order.  Tested on exact constructions (flats,
+constant columns, duplicated rows, lattice cube edges, facets, magnitudes near the
+float limits; ``tests/test_undecided_band.py``, ``benchmarks/undecided_band.py``) and
+against Clarabel's Euclidean distance.  (A training set streamed from a point source
+that is not in memory, :class:`~.stream.StreamSolver` over a keyed source, does not
+run this stage yet: its undecided answers are not bound by the band.)
 """
 
 from __future__ import annotations
@@ -466,7 +496,57 @@ def edge_candidates(points: np.ndarray, queries: np.ndarray, scale: float, atol:
             w, mw = linf_direction(points, queries[b], C[k], res["support"][n])
             if mw > m[k]:
                 W[b], method[b] = w, "linf"
+            if not mw - rho[b] > atol:    # within the tolerance in ℓ∞ but not in ℓ2: the ℓ∞ projection
+                sup, lam = linf_weights(points, queries[b], W[b])
+                if sup.size and inside_residual(points, queries[b], sup, lam) + \
+                        rounding_bound(queries[b:b + 1], scale, sup.size)[0] <= atol:
+                    kind[b], support[b], weights[b], method[b] = 1, sup, lam, "linf"
     return kind, W, support, weights, method
+
+
+def linf_weights(points: np.ndarray, x: np.ndarray, w: np.ndarray):
+    """Convex weights of the ℓ∞ projection of x, from an optimal ℓ∞ direction ``w``.
+
+    At the optimum the projection lies in the face ``F = argmax_i w.X_i`` and differs
+    from x by ``t sign(w_j)`` on the coordinates J where ``w_j != 0`` (complementary
+    slackness), so ``X_F[:, J].T lam + t sign(w_J) = x_J``, ``sum(lam) = 1``, ``lam, t >= 0``,
+    solved by NNLS (exact up to rounding when the system is consistent).  Settles the
+    queries whose ℓ∞ distance is within the tolerance while their Euclidean one is not.
+
+    Returns
+    -------
+    support : int ndarray, shape (k,)
+    weights : ndarray, shape (k,)
+        Empty when nothing usable was found.
+    """
+    d = points.shape[1]
+    none = (np.zeros(0, dtype=np.intp), np.zeros(0))
+    if not np.all(np.isfinite(w)) or not np.any(w):
+        return none
+    scores = points @ w
+    order = np.argsort(-scores, kind="stable")
+    span = float(np.abs(w).sum() * (np.max(np.abs(points)) + np.max(np.abs(x))))
+    J = np.flatnonzero(w)
+    best, best_r = none, np.inf
+    for eta in (1e-13, 1e-10):
+        F = order[:int(np.searchsorted(-scores[order], -(scores[order[0]] - eta * span), side="right"))]
+        F = F[:_FACE_ROWS * d]
+        A = np.zeros((J.size + 1, F.size + 1))
+        A[:J.size, :F.size] = points[F][:, J].T
+        A[:J.size, F.size] = np.sign(w[J])
+        A[J.size, :F.size] = 1.0
+        try:
+            z, _ = nnls(A, np.append(x[J], 1.0), maxiter=50 * (F.size + 1))
+        except RuntimeError:
+            continue
+        lam = z[:F.size]
+        keep = lam > 0
+        if not keep.any():
+            continue
+        r = inside_residual(points, x, F[keep], lam[keep])
+        if r < best_r:
+            best, best_r = (F[keep], lam[keep] / lam[keep].sum()), r
+    return best
 
 
 def linf_direction(points: np.ndarray, x: np.ndarray, w: np.ndarray, seed=None, rounds: int = 6):

@@ -72,7 +72,7 @@ def nearest(points: np.ndarray, queries: np.ndarray):
             S *= -2.0
             S += sq[start:stop]                                     # (qb, rows)
             np.minimum(lo, S.min(axis=1), out=lo)
-            qi, ri = np.nonzero(S <= (lo + e2)[:, None])            # row-major: grouped by query
+            qi, ri = np.divmod(np.flatnonzero(S <= (lo + e2)[:, None]), stop - start)   # grouped by query
             for a in range(0, qi.size, pair_rows):                  # re-measure the candidates directly
                 qa, ra = qi[a:a + pair_rows], ri[a:a + pair_rows]
                 D = W[qa] - points[start + ra]
