@@ -56,8 +56,20 @@ def wait_http(url: str, proc, timeout: float = 120) -> None:
     raise SystemExit(f"no answer at {url}")
 
 
-def load(page, url: str | None, timeout_ms: int = 300_000) -> tuple[float, float, int]:
-    """(seconds to the first drawn chart, seconds to the complete page, charts drawn)."""
+def cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) of process ``pid`` and its children so far."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum(int(v) for v in fields[11:15]) / tick
+
+
+def load(page, url: str | None, timeout_ms: int = 300_000, pid: int | None = None) -> tuple:
+    """(seconds to the first drawn chart, seconds to the complete page, charts drawn, and the server's
+    CPU seconds spent by then: on a loaded machine these compare runs better than wall time)."""
+    c0 = cpu(pid) if pid else float("nan")
     t0 = time.perf_counter()
     if url is None:
         page.reload(wait_until="domcontentloaded", timeout=timeout_ms)
@@ -65,6 +77,7 @@ def load(page, url: str | None, timeout_ms: int = 300_000) -> tuple[float, float
         page.goto(url, wait_until="domcontentloaded", timeout=timeout_ms)
     page.wait_for_function(f"() => document.querySelectorAll('{DRAWN}').length >= 1", timeout=timeout_ms)
     first = time.perf_counter() - t0
+    c_first = cpu(pid) - c0 if pid else float("nan")
     page.wait_for_function("""() => document.querySelectorAll('[data-testid="stDownloadButton"]').length >= 2""",
                            timeout=timeout_ms)
     page.wait_for_function(
@@ -74,7 +87,7 @@ def load(page, url: str | None, timeout_ms: int = 300_000) -> tuple[float, float
                    return [...charts].every(c => c.querySelector('canvas, svg.marks')); }""",
         timeout=timeout_ms)
     complete = time.perf_counter() - t0
-    return first, complete, page.locator(CHART).count()
+    return first, complete, page.locator(CHART).count(), c_first, (cpu(pid) - c0 if pid else float("nan"))
 
 
 def layout(page) -> list[dict]:
@@ -124,13 +137,14 @@ def main() -> None:
                 wait_http(url + "/_stcore/health", proc)
                 started = time.perf_counter() - t_start
                 page = browser.new_page(viewport={"width": args.width, "height": 6000})
-                first, complete, charts = load(page, url)
+                first, complete, charts, c1, c2 = load(page, url, pid=proc.pid)
                 print(f"cold {i + 1}: server up {started:.1f} s; first chart {first:.2f} s, complete {complete:.2f} s "
-                      f"({charts} charts)", flush=True)
-            for i in range(args.warm):
-                first, complete, charts = load(page, None)
-                print(f"warm {i + 1}: first chart {first:.2f} s, complete {complete:.2f} s ({charts} charts)",
+                      f"({charts} charts); server CPU {c1:.2f} s / {c2:.2f} s; load {os.getloadavg()[0]:.1f}",
                       flush=True)
+            for i in range(args.warm):
+                first, complete, charts, c1, c2 = load(page, None, pid=proc.pid)
+                print(f"warm {i + 1}: first chart {first:.2f} s, complete {complete:.2f} s ({charts} charts); "
+                      f"server CPU {c1:.2f} s / {c2:.2f} s; load {os.getloadavg()[0]:.1f}", flush=True)
             for j, c in enumerate(layout(page)):
                 legends = "; ".join(f"{len(g)} entries ({', '.join(g[:2])} ... {g[-1] if g else ''})"
                                     for g in c["legends"] if g)

@@ -58,3 +58,17 @@ def test_the_readers_work_verbatim(kind, tmp_path, capsys, monkeypatch):
         assert table.num_rows == 160 and len(scope["files"]) >= 4
         assert "trials" in printed.getvalue() and "gaussian" in printed.getvalue()
         assert not any(os.sep + "_" in f for f in scope["files"])
+
+
+def test_reproduce_the_paper_needs_only_the_quickstart_install():
+    """`pip install -e .` (the Quickstart's first command) brings what `hull-test --preset paper-digits` imports."""
+    import tomllib
+
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]
+    base = {re.split(r"[<>=\[ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    assert "scikit-learn" in base
+    text = README.read_text()
+    quick = text[text.index("## Quickstart"):text.index("## Reproduce the paper")]
+    paper = text[text.index("## Reproduce the paper"):text.index("## Outside, but how far?")]
+    assert "pip install -e ." in quick and "hull-test --preset paper-digits" in paper
+    assert "mc-hull[data]" not in text

@@ -38,6 +38,15 @@ def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _queries_between(trials: int, k: int, start: int, stop: int) -> int:
+    """Queries in replicates ``start .. stop - 1`` of a cell of ``trials`` trials, K = ``k``:
+    ``sum(Spec.queries_in(r, d, n) for r in range(start, stop))`` without a call per replicate
+    (the last planned replicate may hold fewer; replicates beyond the planned ones hold K)."""
+    planned = -(-trials // k)
+    full = sum(min(k, trials - r * k) for r in range(start, min(stop, planned)))
+    return full + k * max(0, stop - max(start, planned))
+
+
 def _difference(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
@@ -173,6 +182,7 @@ class ResultStore:
             except (McHullError, KeyError, TypeError, ValueError):
                 continue
         out = {}
+        ks: dict = {}   # (run_id, d, n) -> K: Spec.k_for hashes the spec's whole K table on every call
         for e in self.units():
             spec, cells = specs.get(e.run_id, (None, frozenset()))
             start, stop = e.meta.get("start"), e.meta.get("stop")
@@ -180,22 +190,29 @@ class ResultStore:
             if spec is not None and isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop:
                 # a unit of a cell the spec does not have was never planned: 0 rows
                 planned = isinstance(spec.queries_per_set, int) or (d, n) in cells
-                out[(e.run_id, e.key)] = sum(spec.queries_in(r, d, n) for r in range(start, stop)) if planned else 0
+                if not planned:
+                    out[(e.run_id, e.key)] = 0
+                    continue
+                if (e.run_id, d, n) not in ks:
+                    ks[(e.run_id, d, n)] = spec.k_for(d, n)
+                out[(e.run_id, e.key)] = _queries_between(spec.trials, ks[(e.run_id, d, n)], start, stop)
         return out
 
     def verify(self, run_id: str | None = None) -> Verified:
         """Check every listed shard (bytes, schema, rows as planned); the report."""
         return self.backend.verify("trials", run_id, self._expected())[0]
 
-    def trials(self, run_id: str | None = None) -> pa.Table:
+    def trials(self, run_id: str | None = None, columns: list[str] | None = None) -> pa.Table:
         """Every verified trial row (columns of :data:`SCHEMA` plus distribution, d, n).
 
-        Raises StoreError naming the first unit that does not match its
-        manifest entry, the schema or its planned row count.
+        ``columns``: decode only these of :data:`SCHEMA` (and the distance columns) where a unit
+        has them; every unit is still checked whole against its manifest entry.  Raises
+        StoreError naming the first unit that does not match its manifest entry, the schema or
+        its planned row count.
         """
         if run_id is not None:
             check_id(run_id)
-        return self.backend.read("trials", run_id, expected_rows=self._expected())
+        return self.backend.read("trials", run_id, expected_rows=self._expected(), columns=columns)
 
     def fingerprint(self) -> tuple:
         return self.backend.fingerprint()
