@@ -76,6 +76,8 @@ class ActorSource(PointSource):
     ----------
     loader : PointSource
         Picklable; serves any block anywhere (keys, shards, an array shipped once).
+    cpus : float, optional
+        CPUs each holder reserves (default: one, shared out when there are more holders than CPUs).
     holders : int, optional
         Actors (default: the cluster's CPUs, at most one per block).
     budget : int, optional
@@ -88,21 +90,21 @@ class ActorSource(PointSource):
     """
 
     def __init__(self, loader: PointSource, *, holders: int | None = None, budget: int | None = None,
-                 hold: bool | None = None, address: str | None = None):
+                 hold: bool | None = None, address: str | None = None, cpus: float | None = None):
         self.loader = loader
         self.n, self.d, self.block_rows = int(loader.n), int(loader.d), int(loader.block_rows)
         self._started = connect(address, None) if not ray.is_initialized() else False
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        k = max(1, min(int(holders or cpus), self.n_blocks))
+        total = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        k = max(1, min(int(holders or total), self.n_blocks))
         self.runs = block_runs(self.n_blocks, k)
-        if budget is None:
-            budget = int(float(os.environ.get("MC_HULL_MEMORY_BUDGET", 4 << 30)))
         itemsize = np.dtype(getattr(loader, "dtype", np.float64)).itemsize
-        largest = max(b - a for a, b in self.runs) * self.block_rows * self.d * itemsize
-        self.hold = bool(largest <= budget) if hold is None else bool(hold)
+        largest = max(min(b * self.block_rows, self.n) - a * self.block_rows for a, b in self.runs) \
+            * self.d * itemsize
+        self.hold = fits(largest, self.n * self.d * itemsize, budget) if hold is None else bool(hold)
         self.replaced = 0
         self.events: list[tuple[float, str, str]] = []
-        self.cpus = min(1.0, cpus / len(self.runs))   # more holders than CPUs share them
+        # more holders than CPUs share them; cpus=0 beside a pool whose idle actors hold the CPUs
+        self.cpus = min(1.0, total / len(self.runs)) if cpus is None else float(cpus)
         self.holders = [self._holder(run, self.cpus) for run in self.runs]
         self.placement = self._where(timeout=PLACE_SECONDS)
 
@@ -178,3 +180,51 @@ class ActorSource(PointSource):
 
     def __reduce__(self):
         raise TypeError("an ActorSource lives on the driver; ship its loader instead")
+
+
+def fits(share: int, total: int, budget: int | None = None) -> bool:
+    """Whether holders can keep X: each holder's ``share`` within ``budget`` (default
+    ``MC_HULL_MEMORY_BUDGET``), and each node's part of the ``total`` bytes (spread evenly over the
+    alive nodes) within half the memory Ray reports for the smallest node."""
+    from .plan import memory_budget
+
+    budget = memory_budget() if budget is None else int(budget)
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("memory")]
+    if nodes:
+        smallest = min(n["Resources"]["memory"] for n in nodes)
+        if total / len(nodes) > smallest / 2:
+            return False
+    return share <= budget
+
+
+def placer(holders: int | None = None, budget: int | None = None, log=None):
+    """``place(loader)``: a context manager over an :class:`ActorSource` of ``loader`` (for the runner).
+
+    Holders reserve no CPUs (``cpus=0``): they run beside a pool whose actors are idle while a
+    spread unit is computed on the driver.  The first placement of each (d, N) is described on
+    ``log`` (where X lives) and every placement is recorded in :data:`PLACED`.
+    """
+    import contextlib
+    import sys
+
+    said: set = set()
+
+    @contextlib.contextmanager
+    def place(loader):
+        t0 = time.perf_counter()
+        src = ActorSource(loader, holders=holders, budget=budget, cpus=0)
+        PLACED.append(src.describe())
+        if (loader.d, loader.n) not in said:
+            said.add((loader.d, loader.n))
+            print(f"mc-hull: d = {loader.d}, N = {loader.n:,}: {src.describe()}, placed in "
+                  f"{time.perf_counter() - t0:.1f} s", file=log or sys.stderr)
+        try:
+            yield src
+        finally:
+            src.close()
+
+    return place
+
+
+#: What each placement of this process said (:meth:`ActorSource.describe`), for tests and reports.
+PLACED: list[str] = []

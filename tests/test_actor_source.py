@@ -183,3 +183,29 @@ def test_a_training_set_beyond_one_worker_survives_losing_a_node(cluster):
     finally:
         ray.shutdown()
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_a_monte_carlo_cell_beyond_the_budget_spreads_its_x_over_actors(tmp_path, monkeypatch):
+    """A run on Ray gives the rows of the serial run; its huge cell's X went to block holders."""
+    import duckdb
+
+    from mc_hull import distributed_blocks
+    from mc_hull.runner import execute
+    from mc_hull.spec import Spec
+
+    monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", "200K")           # X of (5, 4000) is 160 KB: streamed
+    spec = Spec(distribution="gaussian", dims=(5,), sizes=(300, 4000), trials=100, queries_per_set=50,
+                seed=3, shard_trials=50)
+    cols = "d, n, replicate, query, status, method, certificate_value"
+
+    def rows(out):
+        return duckdb.sql(f"SELECT {cols} FROM read_parquet('{out}/**/*.parquet', hive_partitioning = true) "
+                          "ORDER BY ALL").fetchall()
+
+    execute(spec, str(tmp_path / "serial"), backend="serial", progress=False)
+    distributed_blocks.PLACED.clear()
+    execute(spec, str(tmp_path / "ray"), backend="ray", workers=2, progress=False)
+    assert len(distributed_blocks.PLACED) == 2                     # the two replicates of (5, 4000)
+    assert all(p.startswith("X held by 1 actors on 1 node") for p in distributed_blocks.PLACED), distributed_blocks.PLACED
+    assert rows(tmp_path / "ray") == rows(tmp_path / "serial")
+    assert len(rows(tmp_path / "ray")) == 200
