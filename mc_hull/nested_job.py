@@ -181,7 +181,7 @@ class NestedJob:
                 X, Q = nested.replicate_data(spec, unit.d, sizes, r, out=buffer)
                 res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol, overwrite=True)
             parts.append(_rows(spec, res, r))
-        cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        cols = trial.concat(parts)            # each part guarded by the row builder
         order = np.lexsort((cols["query"], cols["replicate"], cols["n"]))
         return {name: col[order] for name, col in cols.items()}
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from . import plan as planning
 from . import trial
-from .errors import StoreError
+from .errors import ComputeError, McHullError, StoreError
 from .jobs import MonteCarloJob
 from .spec import Spec
 from .store import HullTestStore, ResultStore
@@ -44,7 +44,16 @@ def execute_unit(context, unit) -> dict:
     job, out, *rest = context
     place = rest[0] if rest else None
     t0 = time.perf_counter()
-    cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
+    try:
+        cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
+    except McHullError:
+        raise
+    except Exception as exc:   # noqa: BLE001 - one line, never a traceback after the run's record
+        if os.environ.get("MC_HULL_DEBUG"):
+            raise
+        raise ComputeError(f"{job.name}: unit {unit.key} failed ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:300]}); nothing of it was stored, committed units "
+                           "are kept and a re-run resumes (MC_HULL_DEBUG=1 shows the traceback)") from exc
     store = _OPEN.get((job.store_kind, out))
     if store is None:
         store = _OPEN[(job.store_kind, out)] = open_store(job, out)

@@ -35,8 +35,46 @@ COLUMNS = ("run_id", "replicate", "query", "status", "method", "certificate_valu
 DISTANCE_COLUMNS = ("distance_low", "distance_high", "nn_distance")
 
 
+#: The certificate stored for an outside margin that overflowed (a lower bound on the true margin).
+MARGIN_CAP = float(np.finfo(np.float64).max)
+
+
+def guard_rows(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The row builder's last check: no decided row without a finite certificate.
+
+    An outside margin of +inf (a far query whose frame coordinate overflowed) is stored as
+    :data:`MARGIN_CAP`, still a lower bound on the margin; any other decided row whose
+    certificate is NaN or infinite becomes undecided (method suffixed ``:nonfinite``), so it is
+    reported as undecided, never counted.  The store refuses such rows too
+    (:func:`mc_hull.store.results.to_table`).
+
+    Parameters
+    ----------
+    cols : dict of str -> ndarray
+        Rows with ``status`` (int8: 1 inside, 0 outside, -1 undecided), ``certificate_value`` and
+        ``method``, all of length B.  Changed in place and returned.
+    """
+    status = np.asarray(cols["status"])
+    value = np.asarray(cols["certificate_value"], dtype=np.float64)
+    cap = (status == 0) & (value == np.inf)
+    if cap.any():
+        value = value.copy()
+        value[cap] = MARGIN_CAP
+        cols["certificate_value"] = value
+    bad = (status >= 0) & ~np.isfinite(value)
+    if bad.any():
+        status = status.copy()
+        status[bad] = -1
+        cols["status"] = status
+        method = np.asarray(cols["method"], dtype=object).copy()
+        method[bad] = [f"{m}:nonfinite" for m in method[bad]]
+        cols["method"] = method
+    return cols
+
+
 def rows(status, certificate, method, seconds, rounds, **keys) -> dict[str, np.ndarray]:
-    """The one row builder: ``keys`` (replicate, query, n, ...) beside one decision per row.
+    """The one row builder: ``keys`` (replicate, query, n, ...) beside one decision per row, guarded
+    (:func:`guard_rows`: no decided row without a finite certificate).
 
     Parameters
     ----------
@@ -54,11 +92,11 @@ def rows(status, certificate, method, seconds, rounds, **keys) -> dict[str, np.n
     """
     status = np.asarray(status, dtype=np.int8)
     m = status.shape[0]
-    return {**keys, "status": status,
+    return guard_rows({**keys, "status": status,
             "method": np.broadcast_to(np.asarray(method, dtype=object), (m,)).copy(),
             "certificate_value": np.asarray(certificate, dtype=np.float64),
             "solve_seconds": np.broadcast_to(np.asarray(seconds, dtype=np.float64), (m,)).copy(),
-            "rounds": np.asarray(rounds, dtype=np.int32)}
+            "rounds": np.asarray(rounds, dtype=np.int32)})
 
 
 def decision_rows(dec, **keys) -> dict[str, np.ndarray]:
@@ -131,4 +169,4 @@ def run_shard(spec: Spec, shard: Shard, *, map=None, ranges: int = 1, place=None
             parts[-1].update(distance_columns(X, Q, spec.tol))
     cols = concat(parts)
     cols["run_id"] = np.full(len(cols["query"]), spec.run_id, dtype=object)
-    return {name: cols[name] for name in columns(spec)}
+    return guard_rows({name: cols[name] for name in columns(spec)})

@@ -17,7 +17,7 @@ from ..runner import execute, open_run
 from ..spec import Panel, Spec
 from ..trial import check_measure
 from . import one_line, texts
-from .args import _int
+from .args import _int, _location
 from .format import FORMATS
 from .hull_test import run_preset
 from .query import print_table
@@ -32,7 +32,7 @@ def register(sub) -> None:
                     "estimates. The spec comes from SPEC.toml, a --preset or flags; flags override the "
                     "file or preset. Re-running the same command resumes, never duplicates.")
     add_spec_arguments(p)
-    p.add_argument("--out", default="results", metavar="DIR",
+    p.add_argument("--out", default="results", metavar="DIR", type=_location("--out"),
                    help="results directory or URI, e.g. s3://bucket/prefix (default ./results)")
     p.add_argument("--address", help="Ray address (ray://HOST:10001 or HOST:6379); default: an "
                                      "embedded Ray for this process only")
@@ -54,6 +54,10 @@ def build_panels(args) -> list[Panel]:
     """Every panel (one for a plain spec) of ``args``: :func:`mc_hull.cli.specs.assemble`, whose pilot
     pass (``--sizes auto`` without an exact curve) runs on Ray when ``--address`` or ``--workers`` asks."""
     ray_asked = not args.serial and (args.address or args.workers)
+    if ray_asked and args.address:  # the pilot pass joins the cluster: refuse it in one line first
+        from ..distributed import check_reachable
+
+        check_reachable(args.address)
     return assemble(args, backend="ray" if ray_asked else "serial", address=args.address, workers=args.workers)
 
 

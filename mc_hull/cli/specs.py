@@ -13,7 +13,7 @@ import json
 
 from ..adaptive import auto_sizes
 from ..errors import SpecError
-from ..spec import MAX_D, Panel, load_panels, load_preset, load_toml, preset_names
+from ..spec import MAX_D, Panel, load_panels, load_preset, load_toml, preset_names, unique_json_keys
 from . import texts
 from .args import _float, _int
 
@@ -90,6 +90,9 @@ def label(args) -> str:
 
 def source(args) -> dict:
     """The mapping of SPEC.toml, --preset or --spec-json (empty without any)."""
+    for flag, value in (("SPEC.toml", args.spec), ("--preset", args.preset), ("--spec-json", args.spec_json)):
+        if value is not None and not value.strip():   # '' is not "no spec": it names nothing
+            raise SpecError(f"{flag}: empty")
     if sum(bool(v) for v in (args.spec, args.preset, args.spec_json)) > 1:
         raise SpecError("give one of SPEC.toml, --preset or --spec-json")
     if args.spec_json:
@@ -103,7 +106,9 @@ def source(args) -> dict:
 
 def _json_spec(text: str) -> dict:
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=unique_json_keys("--spec-json"))
+    except SpecError:
+        raise
     except (ValueError, RecursionError) as exc:
         raise SpecError(f"--spec-json: not JSON: {' '.join(str(exc).split())[:200]}") from None
     if not isinstance(data, dict):

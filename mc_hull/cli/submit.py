@@ -10,6 +10,7 @@ import sys
 from .. import submit as jobs
 from ..errors import SpecError
 from ..store import is_uri
+from .args import _location
 from .specs import add_spec_arguments, assemble, is_multi_panel
 
 
@@ -25,7 +26,7 @@ def register(sub) -> None:
                        "the spec hash and --out, so a spec is never submitted twice by accident.")
     add_spec_arguments(p)
     p.add_argument("--address", help=ADDRESS_HELP)
-    p.add_argument("--out", default="results",
+    p.add_argument("--out", default="results", type=_location("--out"),
                    help="results location seen from the cluster: an s3://... URI, or a path on a "
                    "filesystem every node shares (default ./results, made absolute)")
     p.add_argument("--working-dir", default=".",

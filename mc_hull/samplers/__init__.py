@@ -6,10 +6,11 @@ from ..errors import SpecError
 from .base import Sampler
 from .keyed import KeyedSource, keyed_source, replicate_data
 from .paper import Manifold, Mixture, StudentT, Subspace
-from .simple import Ball, Cube, Gaussian, Sphere
+from .simple import Ball, BetaBall, Cube, Gaussian, Sphere
 
 SAMPLERS: dict[str, type[Sampler]] = {
-    cls.name: cls for cls in (Gaussian, Ball, Cube, Sphere, Manifold, Subspace, StudentT, Mixture)}
+    cls.name: cls for cls in (Gaussian, Ball, Cube, Sphere, Manifold, Subspace, StudentT, Mixture,
+                              BetaBall)}
 
 
 def register(cls: type[Sampler]) -> type[Sampler]:
