@@ -8,6 +8,7 @@ from .. import views
 from ..errors import InputError, StoreError
 from ..query import ENTRY_NOTE, INTERVAL_NOTE, agreement, cell_estimates, entry_sizes, thresholds
 from ..query.distances import DISTANCE_NOTE
+from ..query.status import shortfalls
 from ..store import probe
 from . import one_line, texts
 from .args import _location
@@ -113,8 +114,6 @@ def report_shortfalls(out: str, table, run_id: str | None, fmt: str) -> int:
     With the text format one ``# incomplete:`` line per cell follows the table; whatever the
     format, one line on stderr says how many cells are short and how to complete them.
     """
-    from ..query.status import shortfalls
-
     short = shortfalls(out, table, run_id)
     if not short:
         return 0

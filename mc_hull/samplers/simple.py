@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 
+from ..errors import SpecError
 from .base import Sampler, side_stream
 
 
@@ -81,10 +84,6 @@ class BetaBall(Sampler):
     params = {"beta": 0.0}
 
     def _validate(self):
-        from numbers import Real
-
-        from ..errors import SpecError
-
         value = self.options["beta"]
         lo, hi = BETA_RANGE
         if (not isinstance(value, Real) or isinstance(value, bool) or not np.isfinite(value)
