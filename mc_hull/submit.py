@@ -159,7 +159,7 @@ def _exists(cl, job: str):
 
 
 def submit(spec, out: str, *, address: str | None = None, working_dir: str | None = ".",
-           wait: bool = True, retry: bool = False, log=None) -> tuple[str, str]:
+           wait: bool = True, retry: bool = False, log=None, cl=None) -> tuple[str, str]:
     """Submit ``spec`` (a Spec, or a list of Panels) as a Ray job writing to ``out``.
 
     Returns (submission id, final or current status).
@@ -170,7 +170,7 @@ def submit(spec, out: str, *, address: str | None = None, working_dir: str | Non
     new attempt resumes from the shards already committed in ``out``.
     """
     log = log or sys.stderr
-    cl = client(address)
+    cl = cl or client(address)      # ``cl``: a client the caller already made (one connection, one warning)
     base = submission_id(spec, out)
     job, attempt = base, 1
     while True:

@@ -58,12 +58,13 @@ def load_spec(args):
 def main_submit(args) -> int:
     spec = load_spec(args)
     out = jobs.canonical_out(args.out)
+    cl = jobs.client(args.address)    # an unreachable job API is the one line said, before any note
     if not is_uri(out):
         print(f"mc-hull: note: --out {out} is a path on the cluster's machines: fine on one node or a "
               "shared filesystem; use s3://... otherwise", file=sys.stderr)
     job, status = jobs.submit(spec, out, address=args.address,
-                         working_dir=None if args.no_working_dir else args.working_dir,
-                         wait=not args.no_wait, retry=args.retry)
+                              working_dir=None if args.no_working_dir else args.working_dir,
+                              wait=not args.no_wait, retry=args.retry, cl=cl)
     print(job)
     return 0 if status in ("SUCCEEDED", "PENDING", "RUNNING") else 1
 
