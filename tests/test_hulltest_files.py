@@ -1,0 +1,175 @@
+"""mc-hull hull-test on sharded datasets: the same rows as the array, streamed beyond the budget, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mc_hull import hulltest
+from mc_hull.cli import main
+from mc_hull.store import HullTestStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def embedding_like(n, d, seed, centres=6):
+    """float32 clusters on a decaying spectrum, offset from the origin (as embeddings are)."""
+    rng = np.random.default_rng(seed)
+    spec = np.arange(1, d + 1) ** -0.5
+    C = 2.0 * rng.standard_normal((centres, d)) * spec
+    return (C[rng.integers(0, centres, n)] + rng.standard_normal((n, d)) * spec + 5.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """One training set (float32) as an .npy array, a shard directory and a Parquet dataset; a test set
+    with inside points, outside points, training points and a duplicate."""
+    d = tmp_path_factory.mktemp("files")
+    X = embedding_like(400, 6, 1)
+    rng = np.random.default_rng(2)
+    lam = rng.dirichlet(np.ones(400), size=40)
+    Q = np.vstack([lam @ X, embedding_like(60, 6, 3) * 1.05, X[:10], X[5:6]]).astype(np.float32)
+    np.save(d / "train.npy", X)
+    np.save(d / "test.npy", Q)
+    os.makedirs(d / "shards")
+    for i, (a, b) in enumerate([(0, 7), (7, 7), (7, 250), (250, 400)]):      # an empty shard too
+        np.save(d / "shards" / f"x-{i:02d}.npy", X[a:b])
+    os.makedirs(d / "pq")
+    for i, (a, b) in enumerate([(0, 123), (123, 400)]):
+        col = pa.FixedSizeListArray.from_arrays(pa.array(X[a:b].ravel()), 6)
+        pq.write_table(pa.table({"emb": col}), d / "pq" / f"p{i}.parquet", row_group_size=50)
+    os.makedirs(d / "testshards")
+    np.save(d / "testshards" / "a.npy", Q[:55])
+    np.save(d / "testshards" / "b.npy", Q[55:])
+    return X, Q, d
+
+
+def run(capsys, *argv):
+    code = main(["hull-test", *map(str, argv)])
+    return code, capsys.readouterr()
+
+
+def rows(out):
+    store = HullTestStore(str(out))
+    (test_id,) = store.records()
+    return test_id, store.points(test_id), store.records()[test_id]
+
+
+@pytest.mark.parametrize("measure", ["membership", "distance"])
+def test_array_shards_and_parquet_give_identical_rows(files, tmp_path, capsys, measure):
+    X, Q, d = files
+    tables = {}
+    for name, train, test in [("array", d / "train.npy", d / "test.npy"), ("shards", d / "shards", d / "test.npy"),
+                              ("parquet", d / "pq", d / "testshards")]:
+        out = tmp_path / name
+        code, printed = run(capsys, "--train", train, "--test", test, "--out", out, "--serial",
+                            "--measure", measure, "--format", "json")
+        assert code == 0, printed.err
+        test_id, table, record = rows(out)
+        tables[name] = (test_id, table)
+        assert record["n_train"] == 400 and record["n_test"] == len(Q) and "streamed" not in record
+    ref_id, ref = tables["array"]
+    for name, (test_id, table) in tables.items():
+        assert table.equals(ref), name
+        assert test_id == ref_id, name       # loaded: the same float64 values, the same identity
+    status = ref.column("status").to_pylist()
+    assert status[:40] == ["inside"] * 40 and status[100:] == ["inside"] * 11 and "outside" in status[40:100]
+
+
+def test_streamed_beyond_the_budget_decides_the_same_and_says_so(files, tmp_path, capsys, monkeypatch):
+    X, Q, d = files
+    code, _ = run(capsys, "--train", d / "shards", "--test", d / "test.npy", "--out", tmp_path / "mem", "--serial")
+    assert code == 0
+    _, held, _ = rows(tmp_path / "mem")
+    monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", "8K")            # X is 400 x 6 x 8 x 2 = 38 KB
+    for name, train in [("npy", d / "shards"), ("pq", d / "pq")]:
+        code, printed = run(capsys, "--train", train, "--test", d / "test.npy", "--out", tmp_path / name,
+                            "--serial")
+        assert code == 0, printed.err
+        assert "exceeds MC_HULL_MEMORY_BUDGET: streamed from its" in printed.err
+        test_id, streamed, record = rows(tmp_path / name)
+        assert record["streamed"] is True and record["train"]["dtype"] == "float32"
+        assert streamed.column("status").equals(held.column("status")), name
+        assert not any(streamed.column("undecided").to_pylist())
+        assert all(m.startswith("stream") for m in streamed.column("method").to_pylist())
+    # the two layouts hold the same values: the same decisions and certificates, other digests
+    _, a, _ = rows(tmp_path / "npy")
+    _, b, _ = rows(tmp_path / "pq")
+    assert a.equals(b)
+
+
+def test_streamed_refusals_are_one_line(files, tmp_path, capsys, monkeypatch):
+    X, Q, d = files
+    monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", "8K")
+    code, printed = run(capsys, "--train", d / "shards", "--test", d / "test.npy", "--out", tmp_path / "o",
+                        "--reduce", "pca:3")
+    assert code == 2 and printed.err.count("\n") == 1
+    assert "--reduce pca:3: the training set (400 x 6) exceeds MC_HULL_MEMORY_BUDGET" in printed.err
+    np.save(tmp_path / "q5.npy", np.zeros((3, 5)))
+    code, printed = run(capsys, "--train", d / "shards", "--test", tmp_path / "q5.npy", "--out", tmp_path / "o")
+    assert code == 2 and "dimension mismatch: train has d = 6, test has d = 5" in printed.err
+    assert not (tmp_path / "o").exists()                           # nothing written
+
+
+def test_bad_shards_exit_2_before_anything_is_written(files, tmp_path, capsys):
+    X, Q, d = files
+    bad = tmp_path / "bad"
+    os.makedirs(bad)
+    Y = X.copy()
+    Y[333, 4] = np.nan
+    np.save(bad / "a.npy", Y[:300])
+    np.save(bad / "b.npy", Y[300:])
+    code, printed = run(capsys, "--train", bad, "--test", d / "test.npy", "--out", tmp_path / "o")
+    assert code == 2 and "--train: b.npy row 33 (row 333 of the set) contains NaN or inf" in printed.err
+    assert printed.err.count("\n") == 1 and "Traceback" not in printed.err
+    code, printed = run(capsys, "--train", d / "shards", "--test", tmp_path / "missing", "--out", tmp_path / "o")
+    assert code == 2 and "--test: no such file" in printed.err
+    code, printed = run(capsys, "--train", d / "shards", "--test", d / "test.npy", "--out", tmp_path / "o",
+                        "--image-shape", "2,3")
+    assert code == 2 and "--image-shape applies to array files" in printed.err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_killed_streamed_run_resumes_without_duplicates(tmp_path, capsys, monkeypatch):
+    """A real SIGKILL mid-run (a subprocess), then a re-run: committed ranges skipped, rows equal a clean run."""
+    X = embedding_like(3000, 12, 7)
+    Q = embedding_like(4 * hulltest.SHARD_POINTS, 12, 8) * np.float32(1.02)
+    shards = tmp_path / "x"
+    os.makedirs(shards)
+    for i in range(3):
+        np.save(shards / f"{i}.npy", X[i * 1000:(i + 1) * 1000])
+    np.save(tmp_path / "q.npy", Q)
+    env = {**os.environ, "MC_HULL_MEMORY_BUDGET": "64K", "PYTHONPATH": str(ROOT)}
+    argv = ["hull-test", "--train", str(shards), "--test", str(tmp_path / "q.npy"), "--serial"]
+    proc = subprocess.Popen([sys.executable, "-m", "mc_hull", *argv, "--out", str(tmp_path / "killed")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "killed").rglob("points-*.pq")):
+        assert proc.poll() is None, "the run ended before a shard was committed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    committed = len(list((tmp_path / "killed").rglob("points-*.pq")))
+    assert 1 <= committed < 4
+    monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", "64K")
+    code, printed = run(capsys, *argv[1:], "--out", tmp_path / "killed", "--format", "json")
+    assert code == 0, printed.err
+    assert f"{committed} shards skipped as committed" in printed.err or f"{committed} skipped" in printed.err
+    code, _ = run(capsys, *argv[1:], "--out", tmp_path / "clean")
+    assert code == 0
+    _, resumed, record = rows(tmp_path / "killed")
+    _, clean, _ = rows(tmp_path / "clean")
+    assert record["streamed"] is True and resumed.num_rows == len(Q)
+    assert resumed.column("index").to_pylist() == list(range(len(Q)))
+    assert resumed.drop_columns([]).equals(clean)
+    assert len(list((tmp_path / "killed").rglob("points-*.pq"))) == 4
