@@ -33,6 +33,12 @@ PAPER_DIGITS_LADDER = {
     "pca": (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 25, 36, 49, 64),
 }
 PRESETS = ("paper-digits",)
+#: How a hull test decides its points (:attr:`HullTestSpec.engine`).
+ENGINES = ("memory", "source")
+#: Training sets of at most this many coordinates (128 MiB as float64) that fit the budget twice over in
+#: float64 run the registry's solver on X held whole; larger ones run the source engines' passes over
+#: X's blocks in its own dtype (float32 stays float32: half the memory, and no float64 frame copy of X).
+MEMORY_ENGINE_MAX_ELEMS = 1 << 24
 
 
 @dataclass
@@ -77,7 +83,8 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str,
         the shard's open queries priced in one product per block.
     Q : ndarray, shape (B, d)
     budget : int, optional
-        Bytes for a streamed batch's working sets (default a quarter of the memory budget).
+        Bytes for a streamed batch's working sets; by default the shard is one batch, so its rows
+        do not depend on ``MC_HULL_MEMORY_BUDGET`` (working sets: about ``B (2 d + 8) d`` doubles).
 
     Returns
     -------
@@ -88,10 +95,9 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str,
         (B,) from :func:`mc_hull.distance.distances`.
     """
     if hasattr(X, "generate"):
-        from .plan import memory_budget
-        from .solvers.stream import StreamSolver
+        from .distance import source_solver
 
-        dec = StreamSolver(budget=budget or memory_budget() // 4).decide(X, Q, tol=tol)
+        dec = source_solver(X.d, budget).decide(X, Q, tol=tol)
     else:
         dec = decide(X, Q, tol=tol, solver=solver)
     out = {"status": np.asarray(dec.status, dtype=np.int8),
@@ -201,8 +207,10 @@ class HullTestSpec:
     reduction : str
         The reduction's label (``none``, ``pca:8`` ...).
     image_shape : tuple of int or None
-    streamed : bool
-        The training set is read block by block (:mod:`mc_hull.filesource`), never held.
+    engine : {"memory", "source"}
+        ``memory``: the registry's solver on X held in float64 (small training sets);
+        ``source``: the streamed engines' passes over X's blocks, held in its own dtype or
+        read from its files (:func:`placement`); held and streamed give the same rows.
 
     Raises
     ------
@@ -218,7 +226,7 @@ class HullTestSpec:
     test: str | None = None
     reduction: str = "none"
     image_shape: tuple | None = None
-    streamed: bool = False
+    engine: str = "memory"
     solver_name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -228,24 +236,26 @@ class HullTestSpec:
         object.__setattr__(self, "tol", check_tol(self.tol, "--tol"))
         if self.measure not in MEASURES:
             raise InputError(f"--measure: must be one of {', '.join(MEASURES)}, got {self.measure!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: one of {', '.join(ENGINES)}, got {self.engine!r}")
         object.__setattr__(self, "solver_name", check_solver_name(self.solver))
 
-    def bind(self, train, test, reduction: Reduction, *, streamed: bool = False) -> "HullTestSpec":
+    def bind(self, train, test, reduction: Reduction, *, engine: str = "memory") -> "HullTestSpec":
         """This spec for one data pair and reduction (digests read from ``train`` and ``test``)."""
         shape = getattr(train, "image_shape", None)
         return replace(self, train=train.content_sha256, test=test.content_sha256, reduction=reduction.label,
-                       image_shape=tuple(shape) if shape else None, streamed=streamed)
+                       image_shape=tuple(shape) if shape else None, engine=engine)
 
     def key(self, reduction_kind: str | None = None) -> dict:
-        """The fields that name the rows (``measure`` only when not membership, ``streamed`` only when set)."""
+        """The fields that name the rows (``measure`` and ``engine`` only when not the defaults, so older ids hold)."""
         kind = reduction_kind or self.reduction.split(":")[0]
         key = {"train": self.train, "test": self.test, "reduce": self.reduction,
                "image_shape": self.image_shape, "solver": self.solver_name, "tol": float(self.tol),
                "shard_points": SHARD_POINTS, "seed": self.seed if kind == "random-projection" else None}
         if self.measure != "membership":
             key["measure"] = self.measure
-        if self.streamed:
-            key["streamed"] = True
+        if self.engine != "memory":
+            key["engine"] = self.engine
         return key
 
     @property
@@ -316,20 +326,47 @@ def as_array_data(data) -> ArrayData:
     return ArrayData(np.asarray(data.load(), dtype=np.float64), None, data.uri, None)
 
 
-def where_x_lives(train, reduction: Reduction, measure: str) -> bool:
-    """True when ``train`` (a file source) is streamed: X (float64 plus its frame copy) exceeds the budget.
+def placement(n: int, d: int, itemsize: int, budget: int | None = None) -> str:
+    """Where X lives for a hull test: ``"memory"``, ``"held"`` or ``"streamed"``.
 
-    Raises InputError when it must stream but the run needs X whole (a fitted reduction).
+    ``memory``: X and its float64 frame copy fit ``budget`` (``2 * 8 * n * d``, as
+    :func:`mc_hull.plan.needs_streaming`) and ``n * d <= MEMORY_ENGINE_MAX_ELEMS``;
+    ``held``: X in its own dtype (``itemsize`` bytes per value) fits the budget;
+    ``streamed``: otherwise (read from its files on every pass).
     """
     from .plan import memory_budget, needs_streaming
 
-    if isinstance(train, ArrayData) or not needs_streaming(train.n, train.d):
-        return False
-    if reduction.kind != "none":
-        raise InputError(f"--reduce {reduction.label}: the training set ({train.n} x {train.d}) exceeds "
-                         f"MC_HULL_MEMORY_BUDGET ({memory_budget() >> 20} MiB) and is streamed; a reduction "
-                         "is fitted on X held whole: raise the budget or give reduced data with --reduce none")
-    return True
+    budget = memory_budget() if budget is None else budget
+    if not needs_streaming(n, d, budget) and n * d <= MEMORY_ENGINE_MAX_ELEMS:
+        return "memory"
+    return "held" if n * d * itemsize <= budget else "streamed"
+
+
+def training_set(train, reduction: Reduction, seed: int):
+    """``(train, X, place, fitted)``: the training data (ArrayData, or a file source left on disk), X as the
+    job reads it (an array, a :class:`~mc_hull.solvers.sourced.HeldSource` or the file source), its
+    placement, and the fitted reduction (None when X was never loaded into an ArrayData: no reduction).
+
+    Raises InputError (nothing written) when X must be streamed but the run needs it whole (a reduction).
+    """
+    from .plan import memory_budget
+    from .solvers.sourced import HeldSource
+
+    if not isinstance(train, ArrayData):
+        place = placement(train.n, train.d, train.dtype.itemsize)
+        if place == "streamed" and reduction.kind != "none":
+            raise InputError(f"--reduce {reduction.label}: the training set ({train.n} x {train.d}) exceeds "
+                             f"MC_HULL_MEMORY_BUDGET ({memory_budget() >> 20} MiB) and is streamed; a reduction "
+                             "is fitted on X held whole: raise the budget or give reduced data with --reduce none")
+        if place == "streamed":
+            return train, train, place, None
+        if place == "held" and reduction.kind == "none":
+            return train, HeldSource(train.load()), place, None
+        train = as_array_data(train)
+    fitted = fit(reduction, train, seed)
+    X = fitted.apply(train.values)
+    place = placement(*X.shape, X.dtype.itemsize, budget=max(memory_budget(), X.nbytes))  # already held
+    return train, (X if place == "memory" else HeldSource(X)), place, fitted
 
 
 def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpec | None = None, *,
@@ -346,10 +383,11 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
     Parameters
     ----------
     train, test : ArrayData or mc_hull.filesource.FileSource
-        Samples of shape (n_train, d) and (n_test, d).  A file source that fits
-        ``MC_HULL_MEMORY_BUDGET`` (:func:`mc_hull.plan.needs_streaming`) is loaded and runs
-        exactly like the same array; a larger training set is streamed from its files
-        block by block (:func:`decide_points`).  Test sets are always loaded.
+        Samples of shape (n_train, d) and (n_test, d).  Where X lives depends on its size only
+        (:func:`placement`), so a file source runs exactly like the same array: small sets on
+        the registry's solver in float64; larger ones by passes over blocks of X held in its
+        own dtype, or streamed from its files when that exceeds ``MC_HULL_MEMORY_BUDGET``
+        (:func:`decide_points`; held and streamed give the same rows).  Test sets are loaded.
     reduction : Reduction
     out : str
         Output root (files under ``<out>/_hulltest``).
@@ -365,33 +403,33 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
         With ``spec.measure == "distance"`` each point also records ``distance_low``,
         ``distance_high`` and ``nn_distance``, summarised by :func:`distance_summary`.
     """
+    from .plan import memory_budget
     from .store import HullTestStore
 
     log = log or sys.stderr
     t0 = time.perf_counter()
     spec = spec or HullTestSpec()
     test = as_array_data(test)
-    streamed = where_x_lives(train, reduction, spec.measure)
-    if streamed:
+    if not isinstance(train, ArrayData):
         if train.d != test.values.shape[1]:
             raise InputError(f"dimension mismatch: train has d = {train.d}, test has d = {test.values.shape[1]}")
-        X, Q = train, test.values
-        print(f"mc-hull: training set {train.uri}: {train.n} x {train.d} {train.dtype.name} "
-              f"({train.nbytes() / 2**20:.0f} MiB) exceeds MC_HULL_MEMORY_BUDGET: streamed from its "
-              f"{len(train.files)} file(s) in blocks of {train.block_rows} rows, a few passes per batch "
-              f"of {SHARD_POINTS} test points", file=log)
     else:
-        train = as_array_data(train)
         check_pair(train, test)
         if train.image_shape is None and test.image_shape is not None:
             train = ArrayData(train.values, test.image_shape, train.source, train.file_sha256)
-        fitted = fit(reduction, train, spec.seed)
-        X, Q = fitted.apply(train.values), fitted.apply(test.values)
-    spec = spec.bind(train, test, reduction, streamed=streamed)
+    train, X, place, fitted = training_set(train, reduction, spec.seed)
+    Q = test.values if fitted is None else fitted.apply(test.values)
+    n_train, dims = (X.shape if isinstance(X, np.ndarray) else (X.n, X.d))
+    if place != "memory":
+        what = (f"streamed from {train.uri} ({len(train.files)} file(s)) on every pass" if place == "streamed"
+                else "held in memory")
+        print(f"mc-hull: training set {n_train} x {dims} {X.dtype.name} ({n_train * dims * X.dtype.itemsize / 2**20:.0f}"
+              f" MiB): {what}, blocks of {X.block_rows} rows, each pass serving a batch of up to "
+              f"{SHARD_POINTS} test points (MC_HULL_MEMORY_BUDGET {memory_budget() >> 20} MiB)", file=log)
+    spec = spec.bind(train, test, reduction, engine="memory" if place == "memory" else "source")
     test_id = spec.test_id
     store = HullTestStore(out)
     store.prepare()  # the first write: everything above only read and checked
-    n_train, dims = (X.n, X.d) if streamed else X.shape
     backend = choose_backend(backend, (len(Q), n_train, dims), address, workers)
     job = HullTestJob(spec, X, Q)
     mapper, own = pool_map(backend, address, workers, pool)
@@ -417,7 +455,7 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
         "n_train": n_train, "n_test": len(Q), "inside": inside, "undecided": undecided,
         "fraction": fraction, "ci_low": low, "ci_high": high, "level": stats.LEVEL,
         "shard_points": SHARD_POINTS, "seconds": result.seconds, "backend": backend,
-        **({"streamed": True} if streamed else {}),
+        **({"placement": place} if place != "memory" else {}),
         **({"measure": spec.measure, "distance": dist} if dist is not None else {})})
     return result
 

@@ -77,7 +77,7 @@ def test_array_shards_and_parquet_give_identical_rows(files, tmp_path, capsys, m
         assert code == 0, printed.err
         test_id, table, record = rows(out)
         tables[name] = (test_id, table)
-        assert record["n_train"] == 400 and record["n_test"] == len(Q) and "streamed" not in record
+        assert record["n_train"] == 400 and record["n_test"] == len(Q) and "placement" not in record
     ref_id, ref = tables["array"]
     for name, (test_id, table) in tables.items():
         assert table.equals(ref), name
@@ -86,26 +86,41 @@ def test_array_shards_and_parquet_give_identical_rows(files, tmp_path, capsys, m
     assert status[:40] == ["inside"] * 40 and status[100:] == ["inside"] * 11 and "outside" in status[40:100]
 
 
-def test_streamed_beyond_the_budget_decides_the_same_and_says_so(files, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("measure", ["membership", "distance"])
+def test_held_and_streamed_give_identical_rows_and_the_memory_engine_the_same_decisions(
+        files, tmp_path, capsys, monkeypatch, measure):
     X, Q, d = files
-    code, _ = run(capsys, "--train", d / "shards", "--test", d / "test.npy", "--out", tmp_path / "mem", "--serial")
+    code, _ = run(capsys, "--train", d / "shards", "--test", d / "test.npy", "--out", tmp_path / "mem", "--serial",
+                  "--measure", measure)
     assert code == 0
-    _, held, _ = rows(tmp_path / "mem")
-    monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", "8K")            # X is 400 x 6 x 8 x 2 = 38 KB
-    for name, train in [("npy", d / "shards"), ("pq", d / "pq")]:
+    _, held_f64, _ = rows(tmp_path / "mem")
+    tables = {}
+    # X: 400 x 6 float32 = 9.6 KB on disk, 19.2 KB as float64, 38.4 KB with its frame copy
+    for name, train, budget, place in [("npy", d / "shards", "8K", "streamed"), ("pq", d / "pq", "8K", "streamed"),
+                                       ("held", d / "shards", "12K", "held"),
+                                       ("array", d / "train.npy", "20K", "held")]:
+        monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
         code, printed = run(capsys, "--train", train, "--test", d / "test.npy", "--out", tmp_path / name,
-                            "--serial")
+                            "--serial", "--measure", measure)
         assert code == 0, printed.err
-        assert "exceeds MC_HULL_MEMORY_BUDGET: streamed from its" in printed.err
-        test_id, streamed, record = rows(tmp_path / name)
-        assert record["streamed"] is True and record["train"]["dtype"] == "float32"
-        assert streamed.column("status").equals(held.column("status")), name
-        assert not any(streamed.column("undecided").to_pylist())
-        assert all(m.startswith("stream") for m in streamed.column("method").to_pylist())
-    # the two layouts hold the same values: the same decisions and certificates, other digests
-    _, a, _ = rows(tmp_path / "npy")
-    _, b, _ = rows(tmp_path / "pq")
-    assert a.equals(b)
+        assert ("on every pass" in printed.err) == (place == "streamed")
+        assert ("held in memory" in printed.err) == (place == "held")
+        test_id, table, record = rows(tmp_path / name)
+        assert record["placement"] == place and record["n_train"] == 400
+        assert table.column("status").equals(held_f64.column("status")), name
+        assert not any(table.column("undecided").to_pylist())
+        assert all(m.startswith("stream") for m in table.column("method").to_pylist())
+        tables[name] = (test_id, table)
+    # one engine over the same blocks: identical rows, whatever the layout and wherever X lives
+    for name, (test_id, table) in tables.items():
+        assert table.equals(tables["npy"][1]), name
+    assert tables["held"][0] == tables["npy"][0]          # same files, same engine: the same test
+    if measure == "distance":
+        mem, src = held_f64.to_pydict(), tables["npy"][1].to_pydict()
+        for j in range(len(Q)):     # two certified intervals of one distance overlap; the same nearest point
+            assert src["distance_low"][j] <= mem["distance_high"][j] * (1 + 1e-12) + 1e-300
+            assert mem["distance_low"][j] <= src["distance_high"][j] * (1 + 1e-12) + 1e-300
+            assert src["nn_distance"][j] == pytest.approx(mem["nn_distance"][j], rel=1e-12, abs=1e-12)
 
 
 def test_streamed_refusals_are_one_line(files, tmp_path, capsys, monkeypatch):
@@ -169,7 +184,7 @@ def test_a_killed_streamed_run_resumes_without_duplicates(tmp_path, capsys, monk
     assert code == 0
     _, resumed, record = rows(tmp_path / "killed")
     _, clean, _ = rows(tmp_path / "clean")
-    assert record["streamed"] is True and resumed.num_rows == len(Q)
+    assert record["placement"] == "streamed" and resumed.num_rows == len(Q)
     assert resumed.column("index").to_pylist() == list(range(len(Q)))
     assert resumed.drop_columns([]).equals(clean)
     assert len(list((tmp_path / "killed").rglob("points-*.pq"))) == 4

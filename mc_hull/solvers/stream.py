@@ -132,7 +132,7 @@ def _frame_pass(context, block_range):
     for _, X in source.generate(range(*block_range)):
         if len(X):
             lo, hi = np.minimum(lo, X.min(axis=0)), np.maximum(hi, X.max(axis=0))
-            total += X.sum(axis=0)
+            total += X.sum(axis=0, dtype=np.float64)   # float32 blocks: accumulate in float64
     return lo, hi, total
 
 
