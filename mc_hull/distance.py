@@ -196,9 +196,9 @@ def source_solver(d: int, budget: int | None = None):
     Without ``budget`` every query of a call is one batch (a pass prices them all in one product per
     block), so answers do not depend on ``MC_HULL_MEMORY_BUDGET``; callers bound a call's queries
     (a hull-test shard holds at most ``SHARD_POINTS``)."""
-    from .solvers.stream import StreamSolver
+    from .solvers.sourced import FramedStreamSolver
 
-    return StreamSolver(k0=min(2 * d + 2, eng.K0_MAX), k=min(d + 1, eng.K_MAX), budget=budget or ONE_BATCH)
+    return FramedStreamSolver(k0=min(2 * d + 2, eng.K0_MAX), k=min(d + 1, eng.K_MAX), budget=budget or ONE_BATCH)
 
 
 def _far_bounds_source(ops, Q, fr):

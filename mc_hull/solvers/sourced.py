@@ -20,7 +20,7 @@ import numpy as np
 
 from .colgen import price
 from .distance import nearest
-from .stream import PointSource
+from .stream import PointSource, StreamSolver
 
 #: Coordinates per block of a :class:`HeldSource` (2^22: a 32 MiB float64 frame copy per block).
 HELD_BLOCK_ELEMS = 1 << 22
@@ -53,6 +53,24 @@ class HeldSource(PointSource):
 
     def nbytes(self) -> int:
         return int(self.X.nbytes)
+
+
+class FramedStreamSolver(StreamSolver):
+    """:class:`~.stream.StreamSolver` that computes a source's frame once and keeps it on the source.
+
+    A hull test decides its shards one call at a time (membership, then distances, then the
+    distance engine's undecided rest): the frame pass runs once per source object, not per call.
+    """
+
+    def frame(self, source):
+        cached = getattr(source, "__dict__", {}).get("stream_frame")
+        if cached is None:
+            cached = super().frame(source)
+            try:
+                source.__dict__["stream_frame"] = cached
+            except (AttributeError, TypeError):    # a frozen or slotted source: computed per call
+                pass
+        return cached
 
 
 class SourceRows:
@@ -121,8 +139,35 @@ class SourceRows:
 
 
 # -- passes over block ranges (module level: a map may run them in other processes) ---------------
+def block_price(Y, W, k, lowest=None):
+    """:func:`~.colgen.price` on one block ``Y`` (R, d): one product ``W @ Y.T`` (B, R), no copy of Y.
+
+    Chunks as :func:`~.colgen.price`'s small path (k chunks of L = ceil(R / k) rows, the last padded with
+    its last row); also returns the lowest scores (B, lowest) of the coarse chunks.
+    """
+    S = W @ Y.T
+    B, R = S.shape
+    k = max(1, min(k, R))
+    L = -(-R // k)
+    pad = np.minimum(np.arange(k * L), R - 1)
+    Sp = S if k * L == R else S[:, pad]
+    j = Sp.reshape(B, k, L).argmax(axis=2)
+    top_idx = pad[np.arange(k) * L + j]
+    top_val = np.take_along_axis(S, top_idx, axis=1)
+    best = top_val.max(axis=1)
+    if lowest is None:
+        return best, top_idx, top_val
+    n_low = min(lowest, k)
+    edges = [-(-lc * k // n_low) * L for lc in range(n_low + 1)] if n_low else []
+    low_idx = np.empty((B, n_low), dtype=np.intp)
+    for lc in range(n_low):
+        a, e = edges[lc], edges[lc + 1]
+        low_idx[:, lc] = pad[a + Sp[:, a:e].argmin(axis=1)]
+    return best, top_idx, top_val, low_idx, np.take_along_axis(S, low_idx, axis=1)
+
+
 def _price_pass(context, block_range):
-    """Best score per direction, and per block the ``k`` chunk winners and ``lowest`` coarse-chunk losers."""
+    """Best score per direction, and the ``k`` best chunk winners and ``lowest`` coarse-chunk losers so far."""
     source, frame, W, k, lowest = context
     B = W.shape[0]
     best = np.full(B, -np.inf)
@@ -130,17 +175,12 @@ def _price_pass(context, block_range):
     for start, X in source.generate(range(*block_range)):
         Y = frame.map(X)
         if lowest is not None:
-            b, t_idx, t_val, l_idx = price(Y, W, k, lowest=lowest)
-            lv.append(np.einsum("bkd,bd->bk", Y[l_idx], W))
-            li.append(l_idx + start)
+            b, t_idx, t_val, l_idx, l_val = block_price(Y, W, k, lowest)
+            lv, li = _best_k(np.hstack([lv[0], l_val]), np.hstack([li[0], l_idx + start]), lowest, 1)
         else:
-            b, t_idx, t_val = price(Y, W, k)
+            b, t_idx, t_val = block_price(Y, W, k)
         np.maximum(best, b, out=best)
-        tv.append(t_val)
-        ti.append(t_idx + start)
-        tv, ti = _best_k(np.hstack(tv), np.hstack(ti), k, -1)
-        if lowest is not None:
-            lv, li = _best_k(np.hstack(lv), np.hstack(li), lowest, 1)
+        tv, ti = _best_k(np.hstack([tv[0], t_val]), np.hstack([ti[0], t_idx + start]), k, -1)
     return best, tv[0], ti[0], lv[0], li[0]
 
 
