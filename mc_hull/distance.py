@@ -53,6 +53,9 @@ class DistanceResult:
         The training set's scale s.
     seconds : float
         Wall time of the whole call.
+    certificate : ndarray, shape (B,)
+        The membership certificate behind ``status``, as :class:`~mc_hull.solvers.Decisions`'
+        (residual or ℓ1 margin over s; NaN when undecided).
     """
 
     low: np.ndarray
@@ -64,6 +67,7 @@ class DistanceResult:
     method: np.ndarray
     scale: float
     seconds: float
+    certificate: np.ndarray | None = None
 
     @property
     def gap(self) -> np.ndarray:
@@ -166,9 +170,14 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     low[near], high[near], nn[near] = _unscale(lf, expo, -1), _unscale(hf, expo, +1), _unscale(nnf, expo, 0)
     margin1[near], state[near], rounds[near] = res["margin1"], res["state"], res["rounds"]
     margin1[near] -= eps
+    certificate = np.full(B, np.nan)
+    certificate[near] = np.where(res["inside"], res["residual"], margin1[near]) / rel
     if far.any():
         low[far], high[far], nn[far] = _far_bounds(X, Q[far], fr) if held else _far_bounds_source(ops, Q[far], fr)
         method[far] = "far"
+        bounds = np.vstack([fr.points.min(axis=0), fr.points.max(axis=0)]) if held else fr.bounds
+        with np.errstate(over="ignore"):
+            certificate[far] = cert.far_margins(bounds, Qf[far])[1] / rel
 
     status = np.full(B, -1, dtype=np.int8)
     status[state == eng.INSIDE] = 1
@@ -180,12 +189,14 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
         dec = (get_solver("auto").decide_frame(fr.points, Qf[gray], rel, tol=tol) if held
                else streamer.decide(X, Q[gray], tol=tol))
         status[gray] = dec.status
+        certificate[gray] = dec.certificate
         ins = gray[dec.status == 1]
         low[ins], high[ins] = 0.0, 0.0
         method[gray] = "membership"
     converged = (high - low <= gap * s_data) | (status == 1)
+    certificate[status < 0] = np.nan
     return DistanceResult(low=low, high=high, nn=nn, status=status, converged=converged, rounds=rounds,
-                          method=method, scale=s_data, seconds=time.perf_counter() - t0)
+                          method=method, scale=s_data, seconds=time.perf_counter() - t0, certificate=certificate)
 
 
 def source_solver(d: int, budget: int | None = None):
@@ -302,7 +313,7 @@ def _qp_bounds(Xf, Qf, rows, atol, scale, ax):
     low = np.where(inside, 0.0, np.maximum(low, 0.0))
     high = np.where(inside, 0.0, high)
     return dict(low=low, high=high, margin1=margin1, inside=inside, state=state,
-                rounds=np.ones(B, dtype=np.int32))
+                rounds=np.ones(B, dtype=np.int32), residual=np.where(inside, res_inf, np.inf))
 
 
 def _far_bounds(X, Q, fr):

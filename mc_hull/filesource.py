@@ -177,8 +177,11 @@ class FileSource(PointSource):
         return out
 
     def load(self) -> np.ndarray:
-        """All of X (n, d) in :attr:`dtype` (for a set that fits the memory budget)."""
-        return self.rows(0, self.n)
+        """All of X (n, d) in :attr:`dtype` (for a set that fits the memory budget); the files are unmapped after."""
+        try:
+            return self.rows(0, self.n)
+        finally:
+            self._cache.clear()
 
     def nbytes(self, dtype=None) -> int:
         """Bytes of X held whole in ``dtype`` (default the block dtype)."""

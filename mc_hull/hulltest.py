@@ -80,7 +80,10 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str,
     X : ndarray, shape (N, d), or a point source
         The training set held whole, or a point source (:class:`mc_hull.filesource.FileSource`)
         decided by passes over its blocks (:class:`~mc_hull.solvers.stream.StreamSolver`), all
-        the shard's open queries priced in one product per block.
+        the shard's open queries priced in one product per block.  With ``measure="distance"`` the
+        distance engine's certificates decide membership too (its ℓ1 margins and inside residuals
+        follow the membership rule; what they leave goes to the streamed membership solver), so X
+        is not priced twice; method ``distance:<how>``.
     Q : ndarray, shape (B, d)
     budget : int, optional
         Bytes for a streamed batch's working sets; by default the shard is one batch, so its rows
@@ -94,6 +97,13 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str,
         ``measure="distance"`` also ``distance_low``, ``distance_high``, ``nn_distance``
         (B,) from :func:`mc_hull.distance.distances`.
     """
+    if hasattr(X, "generate") and measure == "distance":   # the distance engine settles membership too
+        from .distance import distances
+
+        res = distances(X, Q, tol=tol)
+        return {"status": np.asarray(res.status, dtype=np.int8), "certificate_value": res.certificate,
+                "method": np.array([f"distance:{m}" for m in res.method], dtype=str),
+                "distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
     if hasattr(X, "generate"):
         from .distance import source_solver
 

@@ -109,7 +109,8 @@ def test_held_and_streamed_give_identical_rows_and_the_memory_engine_the_same_de
         assert record["placement"] == place and record["n_train"] == 400
         assert table.column("status").equals(held_f64.column("status")), name
         assert not any(table.column("undecided").to_pylist())
-        assert all(m.startswith("stream") for m in table.column("method").to_pylist())
+        assert all(m.startswith("distance:" if measure == "distance" else "stream")
+                   for m in table.column("method").to_pylist())
         tables[name] = (test_id, table)
     # one engine over the same blocks: identical rows, whatever the layout and wherever X lives
     for name, (test_id, table) in tables.items():

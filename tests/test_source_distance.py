@@ -41,6 +41,10 @@ def test_source_distances_agree_with_held_x(name, X, Q, block_rows):
     assert np.all(got.high[inside] == 0) and np.all(got.low[inside] == 0)
     assert got.converged[~np.isinf(got.high)].mean() >= 0.9
     assert got.scale == pytest.approx(ref.scale, rel=1e-15)
+    for res in (ref, got):   # the membership certificate behind each status, on the membership rule's scale
+        ins, out = res.status == 1, res.status == 0
+        assert np.all(res.certificate[ins] <= 1e-9) and np.all(res.certificate[ins] >= 0)
+        assert np.all(res.certificate[out] > 1e-9)
 
 
 def test_rows_depend_on_blocks_only_not_on_the_dtype_holding_them():

@@ -255,7 +255,7 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     dict of ndarray, each shape (B,)
         ``low``, ``high`` (0 and 0 for inside), ``margin1`` (best ℓ1 margin seen,
         -inf if none), ``inside`` (bool), ``state`` (CONVERGED, INSIDE, CAPPED or
-        FAILED), ``rounds``.
+        FAILED), ``rounds``, ``residual`` (the ℓ∞ residual that certified inside, inf otherwise).
     """
     ops = points if hasattr(points, "rows") else HeldRows(points)
     N, d = ops.shape
@@ -268,11 +268,13 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     margin1 = np.full(B, -np.inf)
     state = np.full(B, CAPPED, dtype=np.int8)
     rounds = np.zeros(B, dtype=np.int32)
+    residual = np.full(B, np.inf)
     gap = np.broadcast_to(np.asarray(gap, dtype=np.float64), (B,))
     # Below this gap rounding dominates: nothing more to learn (a few d u of the sizes involved).
     floor = 16.0 * _gamma(d + 4) * (np.linalg.norm(queries, axis=1) + math.sqrt(d) * ax)
     if B == 0:
-        return dict(low=low, high=high, margin1=margin1, inside=state == INSIDE, state=state, rounds=rounds)
+        return dict(low=low, high=high, margin1=margin1, inside=state == INSIDE, state=state, rounds=rounds,
+                    residual=residual)
 
     # Round 0: price along x itself (good for far queries), seed the working sets.
     best, top_idx, _, low_idx = ops.price(queries, k0, lowest=n_low)
@@ -302,6 +304,7 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         n_pos = np.add.reduceat((lam > 0).astype(np.intp), offs[:-1])
         inside = (res_inf + rounding_bound(Qa, scale, n_pos) <= atol) & ~failed
         state[active[inside]] = INSIDE
+        residual[active[inside]] = res_inf[inside]
         best, top_idx, top_val = ops.price(np.where(failed[:, None], 0.0, R), k)
         lo, m1 = checked_low(Qa, R, best, ax)
         lo[failed], m1[failed] = -np.inf, -np.inf
@@ -346,7 +349,7 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     inside = state == INSIDE
     low[inside], high[inside] = 0.0, 0.0
     return dict(low=np.maximum(low, 0.0), high=high, margin1=margin1, inside=inside, state=state,
-                rounds=rounds)
+                rounds=rounds, residual=residual)
 
 
 def qp_weights(points: np.ndarray, x: np.ndarray):
