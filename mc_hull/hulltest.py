@@ -360,7 +360,7 @@ def training_set(train, reduction: Reduction, seed: int):
     Raises InputError (nothing written) when X must be streamed but the run needs it whole (a reduction).
     """
     from .plan import memory_budget
-    from .solvers.sourced import HeldSource
+    from .solvers.sourced import HeldSource, held
 
     if not isinstance(train, ArrayData):
         place = placement(train.n, train.d, train.dtype.itemsize)
@@ -371,12 +371,12 @@ def training_set(train, reduction: Reduction, seed: int):
         if place == "streamed":
             return train, train, place, None
         if place == "held" and reduction.kind == "none":
-            return train, HeldSource(train.load()), place, None
+            return train, held(train, memory_budget()), place, None
         train = as_array_data(train)
     fitted = fit(reduction, train, seed)
     X = fitted.apply(train.values)
     place = placement(*X.shape, X.dtype.itemsize, budget=max(memory_budget(), X.nbytes))  # already held
-    return train, (X if place == "memory" else HeldSource(X)), place, fitted
+    return train, (X if place == "memory" else held(HeldSource(X), memory_budget())), place, fitted
 
 
 def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpec | None = None, *,
@@ -431,11 +431,14 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
     Q = test.values if fitted is None else fitted.apply(test.values)
     n_train, dims = (X.shape if isinstance(X, np.ndarray) else (X.n, X.d))
     if place != "memory":
-        what = (f"streamed from {train.uri} ({len(train.files)} file(s)) on every pass" if place == "streamed"
-                else "held in memory")
-        print(f"mc-hull: training set {n_train} x {dims} {X.dtype.name} ({n_train * dims * X.dtype.itemsize / 2**20:.0f}"
-              f" MiB): {what}, blocks of {X.block_rows} rows, each pass serving a batch of up to "
-              f"{SHARD_POINTS} test points (MC_HULL_MEMORY_BUDGET {memory_budget() >> 20} MiB)", file=log)
+        if place == "streamed":
+            what = f"streamed from {train.uri} ({len(train.files)} file(s)) on every pass"
+        else:
+            what = "held in memory " + ("in float64 frame coordinates, mapped once" if hasattr(X, "Y")
+                                        else f"as {X.dtype.name}, mapped per pass")
+        print(f"mc-hull: training set {n_train} x {dims} ({X.nbytes() / 2**20:.0f} MiB): {what}, "
+              f"blocks of {X.block_rows} rows, each pass serving a batch of up to {SHARD_POINTS} test points "
+              f"(MC_HULL_MEMORY_BUDGET {memory_budget() >> 20} MiB)", file=log)
     spec = spec.bind(train, test, reduction, engine="memory" if place == "memory" else "source")
     test_id = spec.test_id
     store = HullTestStore(out)

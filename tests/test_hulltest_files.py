@@ -97,7 +97,8 @@ def test_held_and_streamed_give_identical_rows_and_the_memory_engine_the_same_de
     tables = {}
     # X: 400 x 6 float32 = 9.6 KB on disk, 19.2 KB as float64, 38.4 KB with its frame copy
     for name, train, budget, place in [("npy", d / "shards", "8K", "streamed"), ("pq", d / "pq", "8K", "streamed"),
-                                       ("held", d / "shards", "12K", "held"),
+                                       ("held", d / "shards", "12K", "held"),            # float32, mapped per pass
+                                       ("held64", d / "shards", "20K", "held"),          # frame coordinates
                                        ("array", d / "train.npy", "20K", "held")]:
         monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
         code, printed = run(capsys, "--train", train, "--test", d / "test.npy", "--out", tmp_path / name,
@@ -105,6 +106,7 @@ def test_held_and_streamed_give_identical_rows_and_the_memory_engine_the_same_de
         assert code == 0, printed.err
         assert ("on every pass" in printed.err) == (place == "streamed")
         assert ("held in memory" in printed.err) == (place == "held")
+        assert ("mapped once" in printed.err) == (name in ("held64", "array"))
         test_id, table, record = rows(tmp_path / name)
         assert record["placement"] == place and record["n_train"] == 400
         assert table.column("status").equals(held_f64.column("status")), name

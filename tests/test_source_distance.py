@@ -89,3 +89,21 @@ def test_source_rows_price_and_nearest_match_the_whole_array():
     assert np.array_equal(ops.rows([5, 256, 5]), Y[[5, 256, 5]])
     assert ops.ax == np.max(np.abs(Y))
     assert ops.radius() == pytest.approx(np.max(np.linalg.norm(Y, axis=1)), rel=1e-15)
+
+
+def test_x_mapped_once_gives_the_passes_of_x_mapped_per_pass():
+    from mc_hull.hulltest import decide_points
+    from mc_hull.solvers.sourced import MappedSource
+
+    rng = np.random.default_rng(12)
+    X = (rng.standard_normal((700, 9)) * 2 + 30).astype(np.float32)
+    Q = np.vstack([X[:3].astype(np.float64), 30 + rng.standard_normal((40, 9)) * 2.2])
+    raw = HeldSource(X, block_rows=64)
+    mapped = MappedSource(raw)
+    assert mapped.Y.dtype == np.float64 and mapped.block_rows == 64
+    for measure in ("membership", "distance"):
+        a = decide_points(raw, Q, tol=1e-9, solver="auto", measure=measure)
+        b = decide_points(mapped, Q, tol=1e-9, solver="auto", measure=measure)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert np.array_equal(a[key], b[key], equal_nan=key != "method"), (measure, key)

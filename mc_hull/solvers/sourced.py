@@ -55,6 +55,71 @@ class HeldSource(PointSource):
         return int(self.X.nbytes)
 
 
+class FrameBlock(np.ndarray):
+    """Rows already in frame coordinates (a view): a :class:`PremappedFrame` passes them through."""
+
+
+class PremappedFrame:
+    """A :class:`~.stream.StreamFrame` whose ``map`` leaves :class:`FrameBlock` rows as they are."""
+
+    def __init__(self, frame):
+        self.__dict__.update(frame.__dict__)
+        self._frame = frame
+
+    def map_pre(self, A):
+        return self._frame.map_pre(A)
+
+    def map(self, A):
+        if isinstance(A, FrameBlock):
+            return A.view(np.ndarray)
+        return self._frame.map(A)
+
+
+class MappedSource(PointSource):
+    """X held once in float64 frame coordinates: the blocks of ``raw`` mapped as every pass would map them.
+
+    The frame is ``raw``'s (one pass over its blocks); the rows are bit for bit those that
+    ``frame.map`` gives block by block, so every pass returns what it returns over ``raw``,
+    without mapping X again.  Memory: ``8 n d`` bytes (the raw rows are read block by block).
+
+    Parameters
+    ----------
+    raw : PointSource
+        A held or file source (any dtype).
+    """
+
+    def __init__(self, raw):
+        frame = FramedStreamSolver().frame(raw)
+        self.n, self.d, self.block_rows = raw.n, raw.d, raw.block_rows
+        self.dtype = np.dtype(np.float64)
+        self.Y = np.empty((self.n, self.d))
+        for start, X in raw.generate(range(raw.n_blocks)):
+            self.Y[start:start + len(X)] = frame.map(X)
+        self.__dict__["stream_frame"] = PremappedFrame(frame)
+
+    def generate(self, block_ids):
+        for b in block_ids:
+            start = int(b) * self.block_rows
+            yield start, self.Y[start:start + self.block_rows].view(FrameBlock)
+
+    def take(self, idx) -> np.ndarray:
+        return self.Y[np.asarray(idx, dtype=np.intp)].view(FrameBlock)
+
+    def nbytes(self) -> int:
+        return int(self.Y.nbytes)
+
+
+def held(raw, budget: int):
+    """X held for passes within ``budget`` bytes: in float64 frame coordinates when ``8 n d`` fits
+    (:class:`MappedSource`: no mapping per pass), else in its own dtype (:class:`HeldSource`, mapped per pass).
+
+    ``raw`` is a :class:`HeldSource` or a file source (loaded whole only in the second case).
+    """
+    if raw.n * raw.d * 8 <= budget:
+        return MappedSource(raw)
+    return raw if isinstance(raw, HeldSource) else HeldSource(raw.load())
+
+
 class FramedStreamSolver(StreamSolver):
     """:class:`~.stream.StreamSolver` that computes a source's frame once and keeps it on the source.
 
