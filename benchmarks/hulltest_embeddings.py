@@ -10,9 +10,10 @@ reports its own peak RSS; the two paths alternate (old, new, old, new, ...) on t
 same sample of test points, since the machine is shared and only ratios from
 interleaved runs mean anything.  ``old`` is what ``mc-hull hull-test`` ran before
 (``decide_points`` on X as a float64 array: the registry's solver, then
-``distances``); ``new`` is :func:`mc_hull.hulltest.decide_points` on a
-:class:`~mc_hull.solvers.sourced.HeldSource` of the float32 file, one batch of test
-points per pass.  The decisions of the two are compared point by point.
+``distances``); ``new`` is :func:`mc_hull.hulltest.decide_points` on X held in
+float64 frame coordinates (:class:`~mc_hull.solvers.sourced.MappedSource`, what a hull-test
+holds when ``8 n d`` fits ``MC_HULL_MEMORY_BUDGET``) and ``new32`` on X held as float32
+(:func:`~mc_hull.solvers.sourced.held_array`, mapped per pass), one batch of test points per pass.  The decisions of the two are compared point by point.
 The load average is printed with each run.
 """
 
@@ -40,7 +41,7 @@ def one(data: str, path: str, points: int, measure: str, offset: int) -> dict:
     sys.path.insert(0, str(ROOT))
     from mc_hull.filesource import open_source
     from mc_hull.hulltest import decide_points
-    from mc_hull.solvers.sourced import HeldSource
+    from mc_hull.solvers.sourced import MappedSource, held_array
 
     src = open_source(os.path.join(data, "train"), validate=False)
     Q = np.load(os.path.join(data, "test.npy"), mmap_mode="r")[offset:offset + points].astype(np.float64)
@@ -48,8 +49,10 @@ def one(data: str, path: str, points: int, measure: str, offset: int) -> dict:
     x_bytes = X.nbytes
     if path == "old":
         X = X.astype(np.float64)          # what load_array gave the in-memory path
+    elif path == "new":
+        X = MappedSource(held_array(X))   # held in float64 frame coordinates (8 n d fits the budget)
     else:
-        X = HeldSource(X)
+        X = held_array(X)                 # "new32": held as float32, mapped per pass
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
     out = decide_points(X, Q, tol=1e-9, solver="auto", measure=measure)
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
     p.add_argument("--points", type=int, default=128)
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--measure", choices=("membership", "distance"), default="distance")
-    p.add_argument("--paths", default="old,new")
+    p.add_argument("--paths", default="old,new,new32")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--offset", type=int, default=0)
     a = p.parse_args(argv)
@@ -86,6 +89,8 @@ def main(argv=None) -> int:
                   f"peak RSS {r['peak_rss_mib']:6.0f} MiB (X float32 {r['x_float32_mib']:.0f} MiB), "
                   f"load {r['load']:.1f}", flush=True)
     if "old" in results and "new" in results:
+        for other in [p for p in results if p not in ("old", "new")]:
+            print(f"{other} decisions equal new's: {results[other][-1]['status'] == results['new'][-1]['status']}")
         import numpy as np
 
         o, n = results["old"][-1], results["new"][-1]
@@ -97,7 +102,7 @@ def main(argv=None) -> int:
             lo, hi = np.array(n["low"]), np.array(n["high"])
             olo, ohi = np.array(o["low"]), np.array(o["high"])
             print(f"distance intervals overlap: {bool(np.all((lo <= ohi * (1 + 1e-12)) & (olo <= hi * (1 + 1e-12))))}")
-        for path in ("old", "new"):
+        for path in results:
             ms = np.median([x["ms_per_point"] for x in results[path]])
             print(f"{path}: {ms:.1f} ms/point one core -> 10^4 points on 2 cores: {ms * 1e4 / 2 / 60e3:.1f} min")
     return 0

@@ -125,8 +125,9 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
         from .solvers.sourced import SourceRows
 
         streamer = source_solver(d)
-        fr = streamer.frame(X)
-        ops = SourceRows(X, fr, streamer._pass)
+        data = streamer._training(X)
+        fr = data.frame
+        ops = SourceRows(X, data)
         expo = fr.unit + fr.pre
         with np.errstate(over="ignore"):
             s_data = float(np.ldexp(fr.scale, expo))

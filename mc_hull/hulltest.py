@@ -354,13 +354,13 @@ def placement(n: int, d: int, itemsize: int, budget: int | None = None) -> str:
 
 def training_set(train, reduction: Reduction, seed: int):
     """``(train, X, place, fitted)``: the training data (ArrayData, or a file source left on disk), X as the
-    job reads it (an array, a :class:`~mc_hull.solvers.sourced.HeldSource` or the file source), its
+    job reads it (an array, a :func:`~mc_hull.solvers.sourced.held` or the file source), its
     placement, and the fitted reduction (None when X was never loaded into an ArrayData: no reduction).
 
     Raises InputError (nothing written) when X must be streamed but the run needs it whole (a reduction).
     """
     from .plan import memory_budget
-    from .solvers.sourced import HeldSource, held
+    from .solvers.sourced import held, held_array
 
     if not isinstance(train, ArrayData):
         place = placement(train.n, train.d, train.dtype.itemsize)
@@ -376,7 +376,7 @@ def training_set(train, reduction: Reduction, seed: int):
     fitted = fit(reduction, train, seed)
     X = fitted.apply(train.values)
     place = placement(*X.shape, X.dtype.itemsize, budget=max(memory_budget(), X.nbytes))  # already held
-    return train, (X if place == "memory" else held(HeldSource(X), memory_budget())), place, fitted
+    return train, (X if place == "memory" else held(held_array(X), memory_budget())), place, fitted
 
 
 def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpec | None = None, *,
@@ -432,11 +432,12 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
     n_train, dims = (X.shape if isinstance(X, np.ndarray) else (X.n, X.d))
     if place != "memory":
         if place == "streamed":
-            what = f"streamed from {train.uri} ({len(train.files)} file(s)) on every pass"
+            what, size = f"streamed from {train.uri} ({len(train.files)} file(s)) on every pass", X.nbytes()
+        elif hasattr(X, "Y"):
+            what, size = "held in memory in float64 frame coordinates, mapped once", X.Y.nbytes
         else:
-            what = "held in memory " + ("in float64 frame coordinates, mapped once" if hasattr(X, "Y")
-                                        else f"as {X.dtype.name}, mapped per pass")
-        print(f"mc-hull: training set {n_train} x {dims} ({X.nbytes() / 2**20:.0f} MiB): {what}, "
+            what, size = f"held in memory as {X.X.dtype.name}, mapped per pass", X.X.nbytes
+        print(f"mc-hull: training set {n_train} x {dims} ({size / 2**20:.0f} MiB): {what}, "
               f"blocks of {X.block_rows} rows, each pass serving a batch of up to {SHARD_POINTS} test points "
               f"(MC_HULL_MEMORY_BUDGET {memory_budget() >> 20} MiB)", file=log)
     spec = spec.bind(train, test, reduction, engine="memory" if place == "memory" else "source")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from mc_hull.distance import distances
-from mc_hull.solvers.sourced import HeldSource, SourceRows, block_price
+from mc_hull.solvers.sourced import SourceRows, block_price, held_array
+from mc_hull.solvers.sources import ArraySource, Streamed
 from mc_hull.solvers.colgen import price
-from mc_hull.solvers.stream import StreamSolver
 
 
 def cases():
@@ -30,7 +30,7 @@ def cases():
 @pytest.mark.parametrize("block_rows", [7, 64, None])
 def test_source_distances_agree_with_held_x(name, X, Q, block_rows):
     ref = distances(X.astype(np.float64), Q)
-    got = distances(HeldSource(X, block_rows=block_rows), Q)
+    got = distances(held_array(X) if block_rows is None else ArraySource(X, block_rows=block_rows), Q)
     assert np.array_equal(got.status, ref.status), name
     assert (got.status >= 0).all()
     tol = 1e-12 * np.maximum(ref.high, 1e-300)
@@ -51,8 +51,8 @@ def test_rows_depend_on_blocks_only_not_on_the_dtype_holding_them():
     rng = np.random.default_rng(9)
     X = (rng.standard_normal((333, 8)) + 2).astype(np.float32)
     Q = rng.standard_normal((40, 8)) * 1.5 + 2
-    a = distances(HeldSource(X, block_rows=50), Q)
-    b = distances(HeldSource(X.astype(np.float64), block_rows=50), Q)
+    a = distances(ArraySource(X, block_rows=50), Q)
+    b = distances(ArraySource(X.astype(np.float64), block_rows=50), Q)
     for f in ("low", "high", "nn", "status", "rounds"):
         assert np.array_equal(getattr(a, f), getattr(b, f)), f
 
@@ -70,9 +70,10 @@ def test_block_price_is_colgen_price_on_the_block():
 def test_source_rows_price_and_nearest_match_the_whole_array():
     rng = np.random.default_rng(4)
     X = rng.standard_normal((257, 5)) * 4 - 2
-    src = HeldSource(X, block_rows=16)
-    frame = StreamSolver().frame(src)
-    ops = SourceRows(src, frame)
+    src = ArraySource(X, block_rows=16)
+    data = Streamed(src)
+    frame = data.frame
+    ops = SourceRows(src, data)
     Y = frame.map(X)
     W = rng.standard_normal((9, 5))
     best, top_idx, top_val, low_idx = ops.price(W, 4, lowest=2)
@@ -98,7 +99,7 @@ def test_x_mapped_once_gives_the_passes_of_x_mapped_per_pass():
     rng = np.random.default_rng(12)
     X = (rng.standard_normal((700, 9)) * 2 + 30).astype(np.float32)
     Q = np.vstack([X[:3].astype(np.float64), 30 + rng.standard_normal((40, 9)) * 2.2])
-    raw = HeldSource(X, block_rows=64)
+    raw = ArraySource(X, block_rows=64)
     mapped = MappedSource(raw)
     assert mapped.Y.dtype == np.float64 and mapped.block_rows == 64
     for measure in ("membership", "distance"):

@@ -1,58 +1,35 @@
-"""The distance engine's operations as passes over a point source, and a source that holds X in its own dtype.
+"""The distance engine's operations as passes over a point source; X held once in frame coordinates.
 
 :func:`mc_hull.solvers.distance.project` reads the training set through four
 operations (:class:`~.distance.HeldRows` for an array): ``ax``, ``price``,
-``nearest`` and ``rows``.  :class:`SourceRows` gives the same over any point source
-(``n``, ``d``, ``block_rows``, ``generate``, ``take``): every operation that touches
-all N rows is one pass over the blocks serving all open queries of a batch in one
-product per block (:func:`~.colgen.price` and :func:`~.distance.nearest` on the
-block, mapped to the frame in float64 first), and ``rows`` fetches the few rows a
-working set needs.  So the certified distance runs over an X that is never held
-in float64, or never held at all.
+``nearest`` and ``rows``.  :class:`SourceRows` gives the same over a point source's
+:class:`~.sources.Streamed` view: every operation that touches all N rows is one pass
+(``map_blocks``: in process, or wherever the source places its blocks) serving all open
+queries of a batch in one product per block (:func:`block_price`, :func:`~.distance.nearest`
+on the block, mapped to the frame in float64 first), and ``rows`` fetches the few rows a
+working set needs.  So the certified distance runs over an X never held in float64, or
+never held at all.
 
-:class:`HeldSource` holds X as given (float32 stays float32: half the memory), and
-yields blocks as views.
+:func:`held` keeps X in memory for such passes: :class:`MappedSource` in float64 frame
+coordinates (mapped once) when that fits, else an :class:`~.sources.ArraySource` in X's own
+dtype (float32 stays float32; mapped per pass).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .colgen import price
 from .distance import nearest
-from .stream import PointSource, StreamSolver
+from .sources import ArraySource, PointSource, Streamed
+from .stream import StreamSolver
 
-#: Coordinates per block of a :class:`HeldSource` (2^22: a 32 MiB float64 frame copy per block).
+#: Coordinates per block of X held for passes (2^22: a 32 MiB float64 frame copy per block).
 HELD_BLOCK_ELEMS = 1 << 22
 
 
-class HeldSource(PointSource):
-    """A point source over an array held in memory in its own dtype (float32 or float64).
-
-    Parameters
-    ----------
-    X : ndarray, shape (N, d)
-        Finite values (validated by the caller); not copied.
-    block_rows : int, optional
-        Default ``HELD_BLOCK_ELEMS // d``.
-    """
-
-    def __init__(self, X: np.ndarray, block_rows: int | None = None):
-        self.X = X
-        self.n, self.d = X.shape
-        self.dtype = X.dtype
-        self.block_rows = int(block_rows or max(1, HELD_BLOCK_ELEMS // max(self.d, 1)))
-
-    def generate(self, block_ids):
-        for b in block_ids:
-            start = int(b) * self.block_rows
-            yield start, self.X[start:start + self.block_rows]
-
-    def take(self, idx) -> np.ndarray:
-        return self.X[np.asarray(idx, dtype=np.intp)]
-
-    def nbytes(self) -> int:
-        return int(self.X.nbytes)
+def held_array(X: np.ndarray) -> ArraySource:
+    """An :class:`~.sources.ArraySource` over ``X`` (N, d) in its own dtype, in blocks of ``HELD_BLOCK_ELEMS``."""
+    return ArraySource(X, block_rows=max(1, HELD_BLOCK_ELEMS // max(X.shape[1], 1)))
 
 
 class FrameBlock(np.ndarray):
@@ -89,7 +66,7 @@ class MappedSource(PointSource):
     """
 
     def __init__(self, raw):
-        frame = FramedStreamSolver().frame(raw)
+        frame = FramedStreamSolver()._training(raw).frame
         self.n, self.d, self.block_rows = raw.n, raw.d, raw.block_rows
         self.dtype = np.dtype(np.float64)
         self.Y = np.empty((self.n, self.d))
@@ -111,79 +88,63 @@ class MappedSource(PointSource):
 
 def held(raw, budget: int):
     """X held for passes within ``budget`` bytes: in float64 frame coordinates when ``8 n d`` fits
-    (:class:`MappedSource`: no mapping per pass), else in its own dtype (:class:`HeldSource`, mapped per pass).
+    (:class:`MappedSource`: no mapping per pass), else in its own dtype (:func:`held_array`, mapped per pass).
 
-    ``raw`` is a :class:`HeldSource` or a file source (loaded whole only in the second case).
+    ``raw`` is an :class:`~.sources.ArraySource` or a file source (loaded whole only in the second case).
     """
     if raw.n * raw.d * 8 <= budget:
         return MappedSource(raw)
-    return raw if isinstance(raw, HeldSource) else HeldSource(raw.load())
+    return raw if isinstance(raw, ArraySource) else held_array(raw.load())
 
 
 class FramedStreamSolver(StreamSolver):
     """:class:`~.stream.StreamSolver` that computes a source's frame once and keeps it on the source.
 
-    A hull test decides its shards one call at a time (membership, then distances, then the
-    distance engine's undecided rest): the frame pass runs once per source object, not per call.
+    A hull test decides a shard in several calls (membership or distances, then the distance
+    engine's undecided rest): the frame pass runs once per source object, not per call.
     """
 
-    def frame(self, source):
-        cached = getattr(source, "__dict__", {}).get("stream_frame")
-        if cached is None:
-            cached = super().frame(source)
+    def _training(self, source) -> Streamed:
+        frame = getattr(source, "__dict__", {}).get("stream_frame")
+        self.data = Streamed(source, map=self.map, parts=self.ranges, frame=frame)
+        if frame is None:
             try:
-                source.__dict__["stream_frame"] = cached
-            except (AttributeError, TypeError):    # a frozen or slotted source: computed per call
+                source.__dict__["stream_frame"] = self.data.frame
+            except (AttributeError, TypeError):    # a frozen or slotted source: one frame pass per call
                 pass
-        return cached
+        return self.data
 
 
 class SourceRows:
-    """:func:`~.distance.project`'s operations over a point source in a frame (passes over blocks).
+    """:func:`~.distance.project`'s operations over a point source's :class:`~.sources.Streamed` view.
 
     Parameters
     ----------
     source : PointSource
-        With ``take(idx)`` (rows by global index, any dtype).
-    frame : mc_hull.solvers.stream.StreamFrame
-        Maps raw rows to frame coordinates (float64).
-    passes : callable, optional
-        ``passes(fn, source, context) -> list`` of per-range results (``StreamSolver._pass``);
-        serial over all blocks by default.
+        Its ``take(idx)`` serves the rows of working sets (raw coordinates; the frame maps them).
+    data : Streamed
+        The source in its frame; its passes (``_pass``) count in ``data.passes``.
     """
 
-    def __init__(self, source, frame, passes=None):
-        self.source, self.frame = source, frame
-        self.shape = (source.n, source.d)
-        self.ax = float(np.max(np.abs(frame.bounds)))   # frame extremes per coordinate: max |X~|
-        self._passes = passes
-        self.count = 0
-
-    def _run(self, fn, context):
-        self.count += 1
-        if self._passes is not None:
-            return self._passes(fn, self.source, context)
-        return [fn(context, (0, self.source.n_blocks))]
+    def __init__(self, source, data: Streamed):
+        self.source, self.data, self.frame = source, data, data.frame
+        self.shape = (int(source.n), int(source.d))
+        self.ax = float(np.max(np.abs(data.bounds)))   # frame extremes per coordinate: max |X~|
 
     def price(self, directions, k, lowest=None):
         """As :func:`~.colgen.price` over all N rows (chunks are taken per block; indices are global)."""
-        parts = self._run(_price_pass, (self.source, self.frame, np.asarray(directions, dtype=np.float64),
-                                        k, lowest))
+        W = np.asarray(directions, dtype=np.float64)
+        parts = self.data._pass(_price_pass, (self.frame, W, k, lowest))
         best = np.max([p[0] for p in parts], axis=0)
-        top_val = np.concatenate([p[1] for p in parts], axis=1)
-        top_idx = np.concatenate([p[2] for p in parts], axis=1)
-        order = np.argsort(-top_val, axis=1, kind="stable")[:, :max(1, k)]
-        top_val, top_idx = np.take_along_axis(top_val, order, 1), np.take_along_axis(top_idx, order, 1)
+        top_val, top_idx = _best_k(np.hstack([p[1] for p in parts]), np.hstack([p[2] for p in parts]), k, -1)
         if lowest is None:
-            return best, top_idx, top_val
-        low_val = np.concatenate([p[3] for p in parts], axis=1)
-        low_idx = np.concatenate([p[4] for p in parts], axis=1)
-        order = np.argsort(low_val, axis=1, kind="stable")[:, :lowest]
-        return best, top_idx, top_val, np.take_along_axis(low_idx, order, 1)
+            return best, top_idx[0], top_val[0]
+        _, low_idx = _best_k(np.hstack([p[3] for p in parts]), np.hstack([p[4] for p in parts]), lowest, 1)
+        return best, top_idx[0], top_val[0], low_idx[0]
 
     def nearest(self, queries):
         """As :func:`~.distance.nearest`: (distance (B,), global row (B,)) of the nearest row per query."""
-        parts = self._run(_nearest_pass, (self.source, self.frame, np.asarray(queries, dtype=np.float64)))
+        parts = self.data._pass(_nearest_pass, (self.frame, np.asarray(queries, dtype=np.float64)))
         dist = np.array([p[0] for p in parts])
         idx = np.array([p[1] for p in parts])
         pick = np.argmin(dist, axis=0)
@@ -191,7 +152,7 @@ class SourceRows:
         return dist[pick, cols], idx[pick, cols]
 
     def rows(self, idx) -> np.ndarray:
-        """Rows ``idx`` (k,) in frame coordinates, (k, d) float64."""
+        """Rows ``idx`` (k,) in frame coordinates, (k, d) float64 (the blocks holding them read once)."""
         idx = np.asarray(idx, dtype=np.intp)
         if idx.size == 0:
             return np.zeros((0, self.shape[1]))
@@ -200,10 +161,10 @@ class SourceRows:
 
     def radius(self) -> float:
         """``max_i ||X~_i||_2`` in frame units (one pass)."""
-        return float(max(self._run(_radius_pass, (self.source, self.frame))))
+        return float(max(self.data._pass(_radius_pass, self.frame)))
 
 
-# -- passes over block ranges (module level: a map may run them in other processes) ---------------
+# -- passes over runs of blocks (module level: a map or a block holder may run them elsewhere) -----
 def block_price(Y, W, k, lowest=None):
     """:func:`~.colgen.price` on one block ``Y`` (R, d): one product ``W @ Y.T`` (B, R), no copy of Y.
 
@@ -231,13 +192,13 @@ def block_price(Y, W, k, lowest=None):
     return best, top_idx, top_val, low_idx, np.take_along_axis(S, low_idx, axis=1)
 
 
-def _price_pass(context, block_range):
+def _price_pass(context, blocks):
     """Best score per direction, and the ``k`` best chunk winners and ``lowest`` coarse-chunk losers so far."""
-    source, frame, W, k, lowest = context
+    frame, W, k, lowest = context
     B = W.shape[0]
     best = np.full(B, -np.inf)
     tv, ti, lv, li = [np.zeros((B, 0))], [np.zeros((B, 0), np.intp)], [np.zeros((B, 0))], [np.zeros((B, 0), np.intp)]
-    for start, X in source.generate(range(*block_range)):
+    for start, X in blocks:
         Y = frame.map(X)
         if lowest is not None:
             b, t_idx, t_val, l_idx, l_val = block_price(Y, W, k, lowest)
@@ -254,22 +215,21 @@ def _best_k(val, idx, k, sign):
     return [np.take_along_axis(val, order, 1)], [np.take_along_axis(idx, order, 1)]
 
 
-def _nearest_pass(context, block_range):
+def _nearest_pass(context, blocks):
     """Nearest row (ℓ2, re-measured) of some blocks to each frame query: (distance, global index)."""
-    source, frame, Q = context
+    frame, Q = context
     B = Q.shape[0]
     dist, index = np.full(B, np.inf), np.zeros(B, dtype=np.intp)
-    for start, X in source.generate(range(*block_range)):
+    for start, X in blocks:
         dd, i = nearest(frame.map(X), Q)
         better = dd < dist
         dist[better], index[better] = dd[better], i[better] + start
     return dist, index
 
 
-def _radius_pass(context, block_range):
-    source, frame = context
+def _radius_pass(frame, blocks):
     r = 0.0
-    for _, X in source.generate(range(*block_range)):
+    for _, X in blocks:
         if len(X):
             r = max(r, float(np.max(np.linalg.norm(frame.map(X), axis=1))))
     return r
