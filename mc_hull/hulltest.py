@@ -71,8 +71,8 @@ class HullTestResult:
                 **(self.distance or {})}
 
 
-def decide_points(X, Q: np.ndarray, *, tol: float, solver: str,
-                  measure: str = "membership", budget: int | None = None) -> dict[str, np.ndarray]:
+def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "membership",
+                  budget: int | None = None, report=None) -> dict[str, np.ndarray]:
     """Certified decisions for one shard of test points (and their distances with ``measure="distance"``).
 
     Parameters
@@ -85,6 +85,9 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str,
         follow the membership rule; what they leave goes to the streamed membership solver), so X
         is not priced twice; method ``distance:<how>``.
     Q : ndarray, shape (B, d)
+    report : callable, optional
+        ``report(points=B)`` once the shard's points are decided (progress from inside a unit;
+        nothing else reads it and the rows do not depend on it).
     budget : int, optional
         Bytes for a streamed batch's working sets; by default the shard is one batch, so its rows
         do not depend on ``MC_HULL_MEMORY_BUDGET`` (working sets: about ``B (2 d + 8) d`` doubles).
@@ -101,6 +104,8 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str,
         from .distance import distances
 
         res = distances(X, Q, tol=tol)
+        if report is not None:
+            report(points=len(Q))
         return {"status": np.asarray(res.status, dtype=np.int8), "certificate_value": res.certificate,
                 "method": np.array([f"distance:{m}" for m in res.method], dtype=str),
                 "distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
@@ -117,6 +122,8 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str,
         from .trial import distance_columns
 
         out.update(distance_columns(X, Q, tol))
+    if report is not None:
+        report(points=len(Q))
     return out
 
 
@@ -153,8 +160,9 @@ class HullTestJob:
 
     Attributes
     ----------
-    reporter : object or None
-        Progress from inside a unit (points decided, blocks read); None reports nothing.
+    reporter : callable or None
+        ``reporter(points=k)`` from inside a unit as its points are decided (see
+        :func:`decide_points`); None reports nothing.
     """
 
     unit_name = "point"
@@ -182,7 +190,7 @@ class HullTestJob:
 
     def compute(self, unit: PointRange) -> dict[str, np.ndarray]:
         return decide_points(self.X, self.Q[unit.start:unit.stop], tol=self.spec.tol, solver=self.spec.solver,
-                             measure=self.spec.measure)
+                             measure=self.spec.measure, report=self.reporter)
 
     def open_store(self, out: str):
         from .store import HullTestStore

@@ -191,3 +191,24 @@ def test_a_killed_streamed_run_resumes_without_duplicates(tmp_path, capsys, monk
     assert resumed.column("index").to_pylist() == list(range(len(Q)))
     assert resumed.drop_columns([]).equals(clean)
     assert len(list((tmp_path / "killed").rglob("points-*.pq"))) == 4
+
+
+@pytest.mark.parametrize("budget, place", [("8K", "streamed"), ("20K", "held")])
+def test_ray_workers_give_the_serial_rows_for_a_streamed_and_a_held_source(files, tmp_path, monkeypatch, ray_local,
+                                                                          budget, place):
+    """Each Ray task decides a range against its own copy of the source (streamed from the files, or held)."""
+    from mc_hull.datasets import Reduction, load_array
+    from mc_hull.filesource import open_source
+
+    X, Q, d = files
+    monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
+    monkeypatch.setattr(hulltest, "SHARD_POINTS", 30)                   # 4 ranges
+    train, test = open_source(str(d / "shards")), load_array(str(d / "test.npy"), "--test")
+    tables = {}
+    for backend in ("serial", "ray"):
+        res = hulltest.run_hull_test(train, test, Reduction("none"), str(tmp_path / backend),
+                                     hulltest.HullTestSpec(measure="distance"), backend=backend)
+        assert (res.backend, res.computed_shards, res.n_test) == (backend, 4, len(Q))
+        test_id, tables[backend], record = rows(tmp_path / backend)
+        assert record["placement"] == place
+    assert tables["ray"].equals(tables["serial"])
