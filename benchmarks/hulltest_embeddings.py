@@ -45,14 +45,14 @@ def one(data: str, path: str, points: int, measure: str, offset: int) -> dict:
 
     src = open_source(os.path.join(data, "train"), validate=False)
     Q = np.load(os.path.join(data, "test.npy"), mmap_mode="r")[offset:offset + points].astype(np.float64)
-    X = src.load()
-    x_bytes = X.nbytes
+    x_bytes = src.nbytes()
     if path == "old":
-        X = X.astype(np.float64)          # what load_array gave the in-memory path
+        X = src.load().astype(np.float64)     # what load_array gave the in-memory path
     elif path == "new":
-        X = MappedSource(held_array(X))   # held in float64 frame coordinates (8 n d fits the budget)
+        X = MappedSource(src)                 # what hull-test holds when 8 n d fits: mapped once, from the files
+        src._cache.clear()
     else:
-        X = held_array(X)                 # "new32": held as float32, mapped per pass
+        X = held_array(src.load())            # "new32": held as float32, mapped per pass
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
     out = decide_points(X, Q, tol=1e-9, solver="auto", measure=measure)
