@@ -360,11 +360,12 @@ def placement(n: int, d: int, itemsize: int, budget: int | None = None) -> str:
     return "held" if n * d * itemsize <= budget else "streamed"
 
 
-def training_set(train, reduction: Reduction, seed: int):
+def training_set(train, reduction: Reduction, seed: int, spread: bool = False):
     """``(train, X, place, fitted)``: the training data (ArrayData, or a file source left on disk), X as the
     job reads it (an array, a :func:`~mc_hull.solvers.sourced.held` or the file source), its
     placement, and the fitted reduction (None when X was never loaded into an ArrayData: no reduction).
 
+    With ``spread`` (Ray: the blocks will be held over the cluster) a file source is left on disk.
     Raises InputError (nothing written) when X must be streamed but the run needs it whole (a reduction).
     """
     from .plan import memory_budget
@@ -376,7 +377,7 @@ def training_set(train, reduction: Reduction, seed: int):
             raise InputError(f"--reduce {reduction.label}: the training set ({train.n} x {train.d}) exceeds "
                              f"MC_HULL_MEMORY_BUDGET ({memory_budget() >> 20} MiB) and is streamed; a reduction "
                              "is fitted on X held whole: raise the budget or give reduced data with --reduce none")
-        if place == "streamed":
+        if place == "streamed" or (spread and place == "held" and reduction.kind == "none"):
             return train, train, place, None
         if place == "held" and reduction.kind == "none":
             return train, held(train, memory_budget()), place, None
@@ -422,6 +423,8 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
         ``distance_high`` and ``nn_distance``, summarised by :func:`distance_summary`.
     """
     from .plan import memory_budget
+    from .solvers.sources import ArraySource
+    from .solvers.sourced import MappedSource
     from .store import HullTestStore
 
     log = log or sys.stderr
@@ -435,12 +438,16 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
         check_pair(train, test)
         if train.image_shape is None and test.image_shape is not None:
             train = ArrayData(train.values, test.image_shape, train.source, train.file_sha256)
-    train, X, place, fitted = training_set(train, reduction, spec.seed)
+    shape = (train.n, train.d) if not isinstance(train, ArrayData) else train.values.shape
+    backend = choose_backend(backend, (len(test.values), *shape), address, workers)
+    train, X, place, fitted = training_set(train, reduction, spec.seed, spread=backend == "ray")
     Q = test.values if fitted is None else fitted.apply(test.values)
     n_train, dims = (X.shape if isinstance(X, np.ndarray) else (X.n, X.d))
     if place != "memory":
-        if place == "streamed":
-            what, size = f"streamed from {train.uri} ({len(train.files)} file(s)) on every pass", X.nbytes()
+        if not isinstance(X, (np.ndarray, ArraySource, MappedSource)):
+            what, size = f"read from {train.uri} ({len(train.files)} file(s))", X.nbytes()
+            if place == "streamed":
+                what += " on every pass"
         elif hasattr(X, "Y"):
             what, size = "held in memory in float64 frame coordinates, mapped once", X.Y.nbytes
         else:
@@ -452,9 +459,19 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
     test_id = spec.test_id
     store = HullTestStore(out)
     store.prepare()  # the first write: everything above only read and checked
-    backend = choose_backend(backend, (len(Q), n_train, dims), address, workers)
+    if place != "memory" and backend == "ray":     # one training set over the cluster: blocks in holders
+        from .distributed_blocks import ActorSource
+
+        t1 = time.perf_counter()
+        loader = train if place == "streamed" or not isinstance(train, ArrayData) else X
+        spread = ActorSource(getattr(loader, "raw", loader), holders=workers, address=address)
+        print(f"mc-hull: training set: {spread.describe()}, placed in {time.perf_counter() - t1:.1f} s; "
+              f"each pass goes to every holder, the ranges are decided on the driver", file=log)
+        X, mapper, own, cluster = spread, None, spread, spread.describe()
+    else:
+        cluster = None
+        mapper, own = pool_map(backend, address, workers, pool)
     job = HullTestJob(spec, X, Q)
-    mapper, own = pool_map(backend, address, workers, pool)
     try:
         rep = run(job, out, map=mapper, progress=job.count() > 1, log=log)
     finally:
@@ -478,6 +495,7 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
         "fraction": fraction, "ci_low": low, "ci_high": high, "level": stats.LEVEL,
         "shard_points": SHARD_POINTS, "seconds": result.seconds, "backend": backend,
         **({"placement": place} if place != "memory" else {}),
+        **({"cluster": cluster} if cluster else {}),
         **({"measure": spec.measure, "distance": dist} if dist is not None else {})})
     return result
 

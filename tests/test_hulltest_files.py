@@ -193,22 +193,30 @@ def test_a_killed_streamed_run_resumes_without_duplicates(tmp_path, capsys, monk
     assert len(list((tmp_path / "killed").rglob("points-*.pq"))) == 4
 
 
-@pytest.mark.parametrize("budget, place", [("8K", "streamed"), ("20K", "held")])
+@pytest.mark.parametrize("budget, place, holders", [("4K", "streamed", "served"), ("8K", "streamed", "held"),
+                                                   ("20K", "held", "held")])
 def test_ray_workers_give_the_serial_rows_for_a_streamed_and_a_held_source(files, tmp_path, monkeypatch, ray_local,
-                                                                          budget, place):
-    """Each Ray task decides a range against its own copy of the source (streamed from the files, or held)."""
+                                                                          budget, place, holders):
+    """With Ray the blocks live in holder actors (read once and held, or read on every pass); the ranges
+    are decided on the driver with every pass sent to the holders: the serial rows."""
     from mc_hull.datasets import Reduction, load_array
     from mc_hull.filesource import open_source
 
     X, Q, d = files
     monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
     monkeypatch.setattr(hulltest, "SHARD_POINTS", 30)                   # 4 ranges
-    train, test = open_source(str(d / "shards")), load_array(str(d / "test.npy"), "--test")
+    train, test = open_source(str(d / "shards"), block_elems=6 * 50), load_array(str(d / "test.npy"), "--test")
+    import io
+
     tables = {}
     for backend in ("serial", "ray"):
+        log = io.StringIO()
         res = hulltest.run_hull_test(train, test, Reduction("none"), str(tmp_path / backend),
-                                     hulltest.HullTestSpec(measure="distance"), backend=backend)
+                                     hulltest.HullTestSpec(measure="distance"), backend=backend, workers=2, log=log)
         assert (res.backend, res.computed_shards, res.n_test) == (backend, 4, len(Q))
         test_id, tables[backend], record = rows(tmp_path / backend)
         assert record["placement"] == place
-    assert tables["ray"].equals(tables["serial"])
+        if backend == "ray":      # two holders: held when a holder's share (X / 2: 4.8 KB) fits the budget
+            said = "X held by 2 actors" if holders == "held" else "X served from its loader on every pass by 2 actors"
+            assert said in log.getvalue() and record["cluster"].startswith(said)
+    assert tables["ray"].equals(tables["serial"])      # partials folded in block order: the same rows

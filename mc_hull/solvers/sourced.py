@@ -66,6 +66,7 @@ class MappedSource(PointSource):
     """
 
     def __init__(self, raw):
+        self.raw = raw                      # what a cluster's block holders read (raw rows, any dtype)
         frame = FramedStreamSolver()._training(raw).frame
         self.n, self.d, self.block_rows = raw.n, raw.d, raw.block_rows
         self.dtype = np.dtype(np.float64)
