@@ -220,3 +220,25 @@ def test_ray_workers_give_the_serial_rows_for_a_streamed_and_a_held_source(files
             said = "X held by 2 actors" if holders == "held" else "X served from its loader on every pass by 2 actors"
             assert said in log.getvalue() and record["cluster"].startswith(said)
     assert tables["ray"].equals(tables["serial"])      # partials folded in block order: the same rows
+
+
+@pytest.mark.parametrize("X, Q", [
+    (np.array([[2.5]], np.float32), np.array([[2.5], [2.4999], [-1e30]])),                 # N = 1, d = 1
+    (np.array([[1.0, 2.0, 3.0]] * 3, np.float32), np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0001]])),   # duplicates
+    (np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]) * 1e-300, np.array([[2e-301, 2e-301], [1e-300, 1e-300]])),
+])
+def test_degenerate_sets_streamed_decide_like_the_memory_engine(tmp_path, capsys, monkeypatch, X, Q):
+    os.makedirs(tmp_path / "x")
+    np.save(tmp_path / "x" / "a.npy", X)
+    np.save(tmp_path / "q.npy", Q)
+    statuses = []
+    for budget in ("4G", "1"):
+        monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
+        out = tmp_path / budget
+        code, printed = run(capsys, "--train", tmp_path / "x", "--test", tmp_path / "q.npy", "--out", out,
+                            "--serial", "--measure", "distance")
+        assert code == 0, printed.err
+        _, table, record = rows(out)
+        assert record.get("placement") == (None if budget == "4G" else "streamed")
+        statuses.append(table.column("status").to_pylist())
+    assert statuses[0] == statuses[1] and "undecided" not in statuses[0]
