@@ -261,3 +261,27 @@ def test_s3_bad_shard_and_missing_prefix(s3, tmp_path):
         open_source(s3_uri(endpoint, "bad"))
     with pytest.raises(InputError, match="no such file or directory"):
         open_source(s3_uri(endpoint, "nothing-here"))
+
+
+@pytest.mark.parametrize("budget", ["4G", "1K"])
+def test_cli_hull_test_reads_training_shards_from_s3(s3, tmp_path, capsys, monkeypatch, budget):
+    """``--train s3://...``: the same rows as the local shards, held (loaded once) or streamed (ranged reads)."""
+    from mc_hull.cli import main
+    from mc_hull.store import HullTestStore
+
+    endpoint, fs = s3
+    X = data(120, 5, seed=8)
+    local = write_npy(tmp_path / "l", X, [50])
+    upload(fs, local, f"cli-{budget}")
+    np.save(tmp_path / "q.npy", np.vstack([X[:4], data(20, 5, seed=9) * 1.1]))
+    monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
+    tables = []
+    for train in (s3_uri(endpoint, f"cli-{budget}"), local):
+        out = tmp_path / ("s3" if "://" in train else "here")
+        assert main(["hull-test", "--train", train, "--test", str(tmp_path / "q.npy"), "--out", str(out),
+                     "--serial"]) == 0, capsys.readouterr().err
+        store = HullTestStore(str(out))
+        (test_id,) = store.records()
+        tables.append(store.points(test_id))
+        assert store.records()[test_id].get("placement") == (None if budget == "4G" else "streamed")
+    assert tables[0].equals(tables[1]) and tables[0].num_rows == 24
