@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import seeding
+from . import progress, seeding
 from .plan import memory_budget, needs_streaming  # noqa: F401 - re-exported for callers
 from .solvers import STATUS_NAMES
 from .solvers.stream import ADD_ROWS, PointSource, StreamSolver
@@ -95,6 +95,7 @@ def run_shard(spec: Spec, shard, *, map=None, ranges: int = 1) -> dict[str, np.n
 
     parts = []
     for r in range(shard.start, shard.stop):
+        progress.replicate(r - shard.start, shard.stop - shard.start)
         src = KeyedSource(spec.to_json(), shard.d, shard.n, r)
         dec = solver(map, ranges).decide(src, src.queries(), tol=spec.tol)
         k = dec.status.shape[0]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import plan as planning
+from . import progress
 from .plan import Shard
 from .spec import Spec
 
@@ -43,15 +44,18 @@ def execute_unit(context, unit) -> dict:
     """
     job, out = context
     t0 = time.perf_counter()
-    cols = job.compute(unit)
-    kind = type(job).__name__
-    store = _STORES.get((kind, out))
-    if store is None:
-        store = _STORES[(kind, out)] = job.open_store(out)
-    job.publish(store, unit, cols)
+    key = unit.key if hasattr(unit, "key") else str(unit)
+    what = "points" if getattr(job, "unit_name", "trial") == "point" else "queries"
+    with progress.unit(key, job.size(unit), what):   # what the unit finishes inside goes to the runner's meter
+        cols = job.compute(unit)
+        kind = type(job).__name__
+        store = _STORES.get((kind, out))
+        if store is None:
+            store = _STORES[(kind, out)] = job.open_store(out)
+        job.publish(store, unit, cols)
     status = cols["status"]
     undecided = int(np.sum(status == "undecided")) if status.dtype == object else int(np.sum(status < 0))
-    return {"key": unit.key if hasattr(unit, "key") else str(unit), "size": len(status),
+    return {"key": key, "size": len(status),
             "undecided": undecided, "seconds": time.perf_counter() - t0}
 
 

@@ -33,6 +33,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .. import progress
 from . import certificates as cert
 from .base import INSIDE, OUTSIDE, UNDECIDED, Candidates, Decisions, Solver, verify
 from .colgen import master, price, record_inside
@@ -240,6 +241,7 @@ class StreamSolver(Solver):
         edges = [nb * i // parts for i in range(parts + 1)]
         split = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
         self.passes += 1
+        progress.update("stream", passes=self.passes, blocks=self.passes * nb)   # one report per pass
         if self.map is not None:
             return self.map(fn, split, context)
         return [fn(context, r) for r in split]
