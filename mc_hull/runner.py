@@ -253,23 +253,13 @@ def _wall_estimate(job, mapper, units: int, trials: int) -> float | None:
     try:
         est = job.estimate()
         if hasattr(job, "spec"):   # as the plan line: the model's constants corrected by a short timing
-            est = est.scaled(_calibration(job.spec))
+            est = est.scaled(planning.calibration(job.spec))
         pool = getattr(mapper, "__self__", None)
         workers = pool.size() if pool is not None and hasattr(pool, "size") else 1
         share = trials / max(est.trials, 1)
         return est.cpu_seconds * share / max(1, min(workers, units))
     except Exception:  # noqa: BLE001 - no estimate: the measured rate alone
         return None
-
-
-_CALIBRATIONS: dict[str, float] = {}
-
-
-def _calibration(spec) -> float:
-    """:func:`mc_hull.plan.calibration` of ``spec``, measured once per spec in this process."""
-    if spec.hash not in _CALIBRATIONS:
-        _CALIBRATIONS[spec.hash] = planning.calibration(spec)
-    return _CALIBRATIONS[spec.hash]
 
 
 def _recorder(job, store):
