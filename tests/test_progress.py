@@ -257,3 +257,39 @@ def test_ray_workers_report_through_the_hub(tmp_path, monkeypatch, ray_local):
     monkeypatch.setenv("MC_HULL_PROGRESS", "0")
     runner.execute(spec, str(tmp_path / "s"), backend="serial", job=NestedJob(spec), log=io.StringIO())
     assert _rows(tmp_path / "r", spec.run_id) == _rows(tmp_path / "s", spec.run_id)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_on_a_terminal_the_bar_moves_with_the_share_inside_units():
+    log = _Terminal()
+    m = runner.Progress(1000, "run x", "trial", log=log, every=0.1)
+    try:
+        assert m.bar is not None and not m.lines
+        m.receive({"key": "a", "size": 400, "share": 0.5, "t": time.time()})
+        time.sleep(1.5)                  # the clock redraws the bar
+        assert m.bar.n == 200
+        m.update(400, "a")
+        assert m.bar.n == 400
+    finally:
+        m.close()
+    assert "mc-hull: run x:" not in log.getvalue()      # a bar, not lines
+
+
+def test_hull_test_units_report_points_open(tmp_path, monkeypatch):
+    from mc_hull.datasets import ArrayData, Reduction
+    from mc_hull.hulltest import run_hull_test
+
+    _fast(monkeypatch)
+    seen = []
+    real = runner.Progress.receive
+    monkeypatch.setattr(runner.Progress, "receive", lambda self, s: (seen.append(dict(s)), real(self, s)))
+    rng = np.random.default_rng(0)
+    train, test = rng.standard_normal((20000, 24)), rng.standard_normal((1100, 24))
+    run_hull_test(ArrayData(train, None, "train"), ArrayData(test, None, "test"), Reduction("none"), str(tmp_path / "h"), backend="serial",
+                  log=io.StringIO())
+    assert any("points open" in s.get("detail", "") for s in seen), seen
+    assert {s["key"].rsplit("/", 1)[1] for s in seen} == {"0-512", "512-1024", "1024-1100"}
