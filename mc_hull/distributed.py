@@ -298,8 +298,11 @@ class Pool:
         actors = self._actors(max(1, n))
         holder = [ray.put(context)]
         sink = progress.installed() if progress.enabled() else None
-        if sink is not None and self.hub is None:
-            self.hub = ProgressHub.options(max_restarts=-1).remote()
+        if sink is not None and self.hub is None:   # beside the driver (soft: anywhere if that fails)
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+            self.hub = ProgressHub.options(scheduling_strategy=here).remote()
         yield from _drive(fn, holder, first, todo, actors, self.hub if sink is not None else None, sink)
 
     def map(self, fn, units, context=None) -> list:
