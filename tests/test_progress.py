@@ -293,3 +293,25 @@ def test_hull_test_units_report_points_open(tmp_path, monkeypatch):
                   log=io.StringIO())
     assert any("points open" in s.get("detail", "") for s in seen), seen
     assert {s["key"].rsplit("/", 1)[1] for s in seen} == {"0-512", "512-1024", "1024-1100"}
+
+
+def test_dashboard_run_status_shows_the_share_inside_units(tmp_path, small_spec, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from mc_hull.plan import plan
+
+    out = tmp_path / "o"
+    runner.execute(small_spec, str(out), backend="serial", shards=plan(small_spec)[:2], log=io.StringIO())
+    ResultStore(str(out)).backend.put_doc("progress", small_spec.run_id, {
+        "committed": 120, "in_flight": 45.0, "rate": 3.0, "eta_s": 300.0, "updated": time.time(),
+        "finished": False, "units": []})
+    monkeypatch.setenv("MC_HULL_RESULTS", str(out))
+    app = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
+    at = AppTest.from_file(app, default_timeout=90).run()
+    assert not at.exception
+    texts = [p.proto.text for p in at.get("progress")]
+    assert any("45 trials inside units in flight" in t and "running" in t for t in texts), texts
+    at.toggle(key="auto").set_value(True).run()     # the status section then redraws on its own clock
+    assert not at.exception
