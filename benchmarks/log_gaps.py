@@ -1,6 +1,6 @@
 """Measure how a run speaks: the longest silence in its log after the plan line, and its ETA's accuracy.
 
-Usage: ``python benchmarks/log_gaps.py [--log FILE] -- COMMAND ...``
+Usage: ``python benchmarks/log_gaps.py [--log FILE] -- COMMAND ...`` or ``python benchmarks/log_gaps.py --read FILE``
 
 Runs COMMAND (e.g. ``python -m mc_hull run ...``) with stdout and stderr merged into a pipe (not a
 terminal, as in a log file or a Ray job's log), stamps every line with its arrival time, and reports
@@ -10,7 +10,8 @@ terminal, as in a log file or a Ray job's log), stamps every line with its arriv
 * the ETA printed by the first progress line at or beyond 25% of the run, against the real
   remaining time (from that line to the command's end), as a ratio.
 
-``--log FILE`` keeps the stamped lines (seconds since start, then the line).
+``--log FILE`` keeps the stamped lines (seconds since start, then the line); ``--read FILE``
+analyses such a file again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 
-ETA = re.compile(r"\((\d+(?:\.\d+)?)%\).*ETA ([\d.]+) (s|min|h|days)")
+ETA = re.compile(r"\((\d+(?:\.\d+)?)%[^)]*\).*ETA ([\d.]+) (s|min|h|days)")
 UNITS = {"s": 1, "min": 60, "h": 3600, "days": 86400}
 
 
@@ -56,6 +57,15 @@ def analyse(lines: list[tuple[float, str]], end: float) -> dict:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--read"]:
+        lines = []
+        for raw in open(argv[1]):
+            t, _, text = raw.strip("\n").lstrip().partition(" ")
+            lines.append((float(t), text))
+        end = lines.pop()[0]
+        for k, v in analyse(lines, end).items():
+            print(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}")
+        return 0
     if "--" not in argv:
         print(__doc__, file=sys.stderr)
         return 2
