@@ -177,8 +177,12 @@ class Progress:
                                f"{where}; last: {s.get('detail') or 'started'}")
         return out
 
-    def document(self, finished: bool = False) -> dict:
-        """The progress record: counts, rate, ETA and the units in flight (JSON-ready)."""
+    def document(self, finished: bool = False, stopped: bool = False) -> dict:
+        """The progress record: counts, rate, ETA and the units in flight (JSON-ready).
+
+        ``finished``: the runner ended with every unit done; ``stopped``: it ended otherwise (an error,
+        an interrupt); a later run resumes.
+        """
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
         done, inside, _ = self.counts()
         with self.lock:
@@ -189,7 +193,7 @@ class Progress:
         return {"name": self.name, "unit": self.unit, "total": int(self.total), "committed": int(committed),
                 "in_flight": float(inside), "done": float(done), "rate": done / elapsed,
                 "eta_s": None if finished else _finite(self.eta(done, elapsed)), "elapsed_s": elapsed,
-                "units": units, "updated": time.time(), "finished": bool(finished)}
+                "units": units, "updated": time.time(), "finished": bool(finished), "stopped": bool(stopped)}
 
     def _move_bar(self) -> None:
         done, _, _ = self.counts()
@@ -214,21 +218,22 @@ class Progress:
                 self.last_record = now
                 self._write_record(False)
 
-    def _write_record(self, finished: bool) -> None:
+    def _write_record(self, finished: bool, stopped: bool = False) -> None:
         try:
-            self.record(self.document(finished))
+            self.record(self.document(finished, stopped))
         except Exception as exc:  # noqa: BLE001 - the record is a courtesy: never fail the run
             if not getattr(self, "_record_failed", False):
                 self._record_failed = True
                 print(f"mc-hull: note: cannot write the progress record: {str(exc).splitlines()[0][:200]}",
                       file=self.log)
 
-    def close(self) -> None:
+    def close(self, completed: bool = True) -> None:
+        """Stop the clock; the record's last write says whether the run ``completed`` or stopped."""
         self._stop.set()
         if self._clock is not None:
             self._clock.join(timeout=10)
         if self.record is not None:
-            self._write_record(True)
+            self._write_record(completed, stopped=not completed)
         if self.bar is not None:
             self.bar.close()
 
@@ -322,6 +327,7 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
                      record=_recorder(job, store) if progress and todo_units > 0 else None)
     computed = size = undecided = 0
     previous = reporting.install(meter.receive if progress else None)
+    completed = False
     try:
         for unit, summary in mapper(execute_unit, todo, (job, str(out)), todo_units):
             computed += 1
@@ -334,9 +340,10 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
             size += summary["size"]
             undecided += summary["undecided"]
             meter.update(summary["size"], summary.get("key"))
+        completed = True
     finally:
         reporting.install(previous)
-        meter.close()
+        meter.close(completed)
     elapsed = time.perf_counter() - t0
     if computed and progress:
         print(f"mc-hull: {computed} shards, {size:,} {job.unit_name}s in {elapsed:.1f} s "

@@ -431,7 +431,7 @@ def run_status(out: str, now: float | None = None, summary: pa.Table | None = No
 
     While a runner works, its progress record (rewritten every few seconds beside the store,
     never data) adds ``trials_in_flight``: the trials finished inside the units still running
-    (0 when the record is missing, finished or older than :data:`PROGRESS_STALE_S`), and
+    (0 when the record is missing, finished, stopped or older than :data:`PROGRESS_STALE_S`), and
     ``progress_age_s``; then the rate and ETA are the runner's own (the share inside units
     counted), and ``active`` is true.
     """
@@ -462,7 +462,7 @@ def run_status(out: str, now: float | None = None, summary: pa.Table | None = No
         updated = record.get("updated")
         record_age = now - float(updated) if isinstance(updated, (int, float)) else None
         live = (record_age is not None and record_age < PROGRESS_STALE_S and not record.get("finished")
-                and not complete)
+                and not record.get("stopped") and not complete)
         in_flight = float(record.get("in_flight") or 0.0) if live else 0.0
         if live:
             if isinstance(record.get("rate"), (int, float)) and record["rate"] > 0:

@@ -168,7 +168,8 @@ def test_rows_are_identical_with_progress_on_and_off(tmp_path, monkeypatch, budg
     assert "in flight" not in logs["off"] and "unit gaussian" not in logs["off"]
     # The record lies beside the data, finished, and never counts as data.
     record = json.loads((tmp_path / "on" / "_progress" / f"{spec.run_id}.json").read_text())
-    assert record["finished"] and record["committed"] == record["total"] == spec.trials * 4
+    assert record["finished"] and not record["stopped"]
+    assert record["committed"] == record["total"] == spec.trials * 4
     assert not (tmp_path / "off" / "_progress").exists()
 
 
@@ -315,3 +316,16 @@ def test_dashboard_run_status_shows_the_share_inside_units(tmp_path, small_spec,
     assert any("45 trials inside units in flight" in t and "running" in t for t in texts), texts
     at.toggle(key="auto").set_value(True).run()     # the status section then redraws on its own clock
     assert not at.exception
+
+
+def test_a_run_that_fails_leaves_a_stopped_record(tmp_path, small_spec, monkeypatch):
+    from mc_hull import trial
+
+    def boom(spec, shard):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(trial, "run_shard", boom)
+    with pytest.raises(RuntimeError):
+        runner.execute(small_spec, str(tmp_path / "o"), backend="serial", log=io.StringIO())
+    record = json.loads((tmp_path / "o" / "_progress" / f"{small_spec.run_id}.json").read_text())
+    assert record["stopped"] and not record["finished"] and record["committed"] == 0
