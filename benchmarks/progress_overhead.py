@@ -9,6 +9,10 @@ thread printing lines to a non-terminal log, the progress record) and ``MC_HULL_
 (none of it), the order flipped in every pair so that load bursts on this shared machine hit
 both.  Reports per pair the wall and CPU seconds (CPU: this process, all threads) and the
 median ratio on/off, and checks that the rows are identical (all columns but ``solve_seconds``).
+On a loaded machine the ratios are noisy (a few %), so the machinery's cost is also accounted
+directly: the time spent inside every reporting call the units make (``progress.update``,
+``replicate``, ``due``, the state sent included) and the CPU time of the meter's clock thread
+(lines, record writes), against the wall time of the runs with progress on.
 ``--budget`` sets ``MC_HULL_MEMORY_BUDGET`` (the streamed search when X exceeds it); ``--budget 0``
 keeps X in memory.
 """
@@ -32,10 +36,38 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mc_hull import runner  # noqa: E402
+from mc_hull import progress, runner  # noqa: E402
 from mc_hull.nested_job import NestedJob  # noqa: E402
 from mc_hull.spec import Spec  # noqa: E402
 from mc_hull.store import ResultStore  # noqa: E402
+
+
+#: Seconds spent inside the reporting calls of the units, and the meter's clock thread CPU seconds.
+SPENT = {"calls": 0.0, "n": 0, "clock": 0.0}
+
+
+def _timed(fn):
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            SPENT["calls"] += time.perf_counter() - t0
+            SPENT["n"] += 1
+    return wrapper
+
+
+def account() -> None:
+    """Time every reporting call the units make, and keep the clock thread's CPU time."""
+    for name in ("update", "replicate", "due"):
+        setattr(progress, name, _timed(getattr(progress, name)))
+    close = runner.Progress.close
+
+    def closing(self, *args, **kwargs):
+        close(self, *args, **kwargs)
+        SPENT["clock"] += self.clock_cpu
+
+    runner.Progress.close = closing
 
 
 def one(spec: Spec, out: str, on: bool) -> tuple[float, float, str]:
@@ -72,6 +104,8 @@ def main() -> int:
                            "shard_trials": args.shard_trials})
     ratios_w, ratios_c = [], []
     reference = None
+    account()
+    wall_on = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.pairs):
             order = (True, False) if i % 2 == 0 else (False, True)
@@ -83,12 +117,16 @@ def main() -> int:
                 reference = reference or r
                 assert r == reference, "rows differ between runs"
             (w1, c1, log), (w0, c0, _) = got[True], got[False]
+            wall_on += w1
             ratios_w.append(w1 / w0)
             ratios_c.append(c1 / c0)
             print(f"pair {i}: on {w1:.2f} s wall {c1:.2f} s CPU | off {w0:.2f} s wall {c0:.2f} s CPU | "
                   f"{len(log.splitlines())} log lines", flush=True)
     print(f"median ratio on/off: wall {statistics.median(ratios_w):.4f}, CPU {statistics.median(ratios_c):.4f} "
           f"({args.pairs} pairs; rows identical)")
+    print(f"accounted: {SPENT['n']:,} reporting calls took {SPENT['calls']:.4f} s and the meter's clock "
+          f"{SPENT['clock']:.4f} s CPU, {100 * (SPENT['calls'] + SPENT['clock']) / wall_on:.3f}% of the "
+          f"{wall_on:.1f} s wall of the runs with progress on")
     return 0
 
 
