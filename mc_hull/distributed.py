@@ -363,13 +363,16 @@ def _drive(fn, holder, first, todo, actors, hub=None, sink=None):
         return None
 
     while True:
-        for i, actor in enumerate(actors):
-            while healthy[i] and load[i] < IN_FLIGHT_PER_ACTOR:
-                unit = next_unit()
-                if unit is None:
-                    break
-                pending[actor.run.remote(fn, holder, unit, hub, n_actors)] = (unit, i)
-                load[i] += 1
+        # Fill level by level (every actor's first slot, then the second), so that a map with as many
+        # units as actors runs them all at once instead of queueing two on the first actor.
+        for level in range(1, IN_FLIGHT_PER_ACTOR + 1):
+            for i, actor in enumerate(actors):
+                if healthy[i] and load[i] < level:
+                    unit = next_unit()
+                    if unit is None:
+                        break
+                    pending[actor.run.remote(fn, holder, unit, hub, n_actors)] = (unit, i)
+                    load[i] += 1
         collect()
         if not pending and (exhausted and not queue):
             break

@@ -70,7 +70,7 @@ class Progress:
                  estimate_seconds: float | None = None, record=None, every: float | None = None):
         self.total, self.name, self.unit, self.log = total, name, unit, log or sys.stderr
         self.done, self.t0, self.last = 0, time.perf_counter(), time.perf_counter()
-        self.estimate = estimate_seconds if estimate_seconds and estimate_seconds > 0 else None
+        self.estimate = estimate_seconds if estimate_seconds and estimate_seconds > 0 else None   # wall s
         self.every = PROGRESS_SECONDS if every is None else every
         self.record, self.last_record = record, 0.0
         self.inflight: dict[str, dict] = {}
@@ -131,7 +131,7 @@ class Progress:
         left = max(self.total - done, 0.0)
         frac = done / self.total if self.total else 1.0
         measured = left * elapsed / done if done > 0 else float("inf")
-        if self.estimate is None:
+        if not self.estimate or self.estimate <= 0:
             return measured
         planned = max(self.estimate - elapsed, 0.0)    # the plan's wall time, counting down
         if planned <= 0:                               # past the plan: only the measured rate says anything
@@ -329,8 +329,9 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
     todo_units = planned - len(done)
     mapper = map or serial_map
     meter = Progress(remaining, job.name, job.unit_name, enabled=progress and todo_units > 0, log=log,
-                     estimate_seconds=_wall_estimate(job, mapper, todo_units, remaining) if progress else None,
                      record=_recorder(job, store) if progress and todo_units > 0 else None)
+    if progress:   # after the meter's clock starts: asking a pool its size may start Ray (tens of seconds)
+        meter.estimate = _wall_estimate(job, mapper, todo_units, remaining)
     computed = size = undecided = 0
     previous = reporting.install(meter.receive if progress else None)
     completed = False

@@ -248,7 +248,7 @@ def test_ray_workers_report_through_the_hub(tmp_path, monkeypatch, ray_local):
     from mc_hull.distributed import Pool
 
     _fast(monkeypatch)
-    spec = Spec.from_dict({**_streamed_spec(seed=4, trials=48, top=600_000).to_dict(), "shard_trials": 24})
+    spec = Spec.from_dict({**_streamed_spec(seed=4, trials=48, top=3_000_000).to_dict(), "shard_trials": 24})
     log = io.StringIO()
     with Pool("local", 2) as pool:
         runner.execute(spec, str(tmp_path / "r"), backend="ray", pool=pool, job=NestedJob(spec), log=log)
