@@ -77,7 +77,7 @@ class ActorSource(PointSource):
     loader : PointSource
         Picklable; serves any block anywhere (keys, shards, an array shipped once).
     cpus : float, optional
-        CPUs each holder reserves (default: one, shared out when there are more holders than CPUs).
+        CPUs each holder reserves (default: one, shared out when there are more holders than free CPUs).
     holders : int, optional
         Actors (default: the cluster's CPUs, at most one per block).
     budget : int, optional
@@ -98,12 +98,17 @@ class ActorSource(PointSource):
         k = max(1, min(int(holders or total), self.n_blocks))
         self.runs = block_runs(self.n_blocks, k)
         itemsize = np.dtype(getattr(loader, "dtype", np.float64)).itemsize
-        largest = max(b - a for a, b in self.runs) * self.block_rows * self.d * itemsize
+        largest = max(min(b * self.block_rows, self.n) - a * self.block_rows for a, b in self.runs) \
+            * self.d * itemsize
         self.hold = fits(largest, self.n * self.d * itemsize, budget) if hold is None else bool(hold)
         self.replaced = 0
         self.events: list[tuple[float, str, str]] = []
-        # more holders than CPUs share them; cpus=0 beside a pool whose idle actors hold the CPUs
-        self.cpus = min(1.0, total / len(self.runs)) if cpus is None else float(cpus)
+        # more holders than free CPUs share them (none free: they reserve none, so placing never waits
+        # on CPUs that other actors hold); cpus=0 beside a pool whose idle actors hold the CPUs
+        if cpus is None:
+            free = float(ray.available_resources().get("CPU", 0.0))
+            cpus = min(1.0, free / len(self.runs)) if free >= 0.01 * len(self.runs) else 0.0
+        self.cpus = float(cpus)
         self.holders = [self._holder(run, self.cpus) for run in self.runs]
         self.placement = self._where(timeout=PLACE_SECONDS)
 

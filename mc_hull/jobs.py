@@ -31,6 +31,7 @@ import numpy as np
 
 from . import plan as planning
 from . import progress
+from .errors import ComputeError, McHullError
 from .plan import Shard
 from .spec import Spec
 
@@ -52,7 +53,18 @@ def execute_unit(context, unit) -> dict:
     key = unit.key if hasattr(unit, "key") else str(unit)
     what = "points" if getattr(job, "unit_name", "trial") == "point" else "queries"
     with progress.unit(key, job.size(unit), what):   # what the unit finishes inside goes to the runner's meter
-        cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
+        try:
+            cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
+        except McHullError:
+            raise
+        except Exception as exc:   # noqa: BLE001 - one line, never a traceback after the run's record
+            import os
+
+            if os.environ.get("MC_HULL_DEBUG"):
+                raise
+            raise ComputeError(f"{job.name}: unit {key} failed ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:300]}); nothing of it was stored, committed units "
+                               "are kept and a re-run resumes (MC_HULL_DEBUG=1 shows the traceback)") from exc
         kind = type(job).__name__
         store = _STORES.get((kind, out))
         if store is None:

@@ -206,6 +206,6 @@ def test_a_monte_carlo_cell_beyond_the_budget_spreads_its_x_over_actors(tmp_path
     distributed_blocks.PLACED.clear()
     execute(spec, str(tmp_path / "ray"), backend="ray", workers=2, progress=False)
     assert len(distributed_blocks.PLACED) == 2                     # the two replicates of (5, 4000)
-    assert all(p.startswith("X held by 1 actors on 1 node") for p in distributed_blocks.PLACED)  # one block
+    assert all(p.startswith("X held by 1 actors on 1 node") for p in distributed_blocks.PLACED), distributed_blocks.PLACED
     assert rows(tmp_path / "ray") == rows(tmp_path / "serial")
     assert len(rows(tmp_path / "ray")) == 200

@@ -11,6 +11,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from mc_hull import progress, runner
+from mc_hull.errors import McHullError
 from mc_hull.jobs import MonteCarloJob
 from mc_hull.nested_job import NestedJob
 from mc_hull.spec import Spec
@@ -325,7 +326,7 @@ def test_a_run_that_fails_leaves_a_stopped_record(tmp_path, small_spec, monkeypa
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(trial, "run_shard", boom)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(McHullError, match="disk on fire"):
         runner.execute(small_spec, str(tmp_path / "o"), backend="serial", log=io.StringIO())
     record = json.loads((tmp_path / "o" / "_progress" / f"{small_spec.run_id}.json").read_text())
     assert record["stopped"] and not record["finished"] and record["committed"] == 0
