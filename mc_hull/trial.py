@@ -21,6 +21,7 @@ import contextlib
 
 import numpy as np
 
+from . import progress
 from .distance import distances
 from .errors import PlanError
 from .plan import Shard, memory_budget, needs_streaming
@@ -159,6 +160,7 @@ def run_shard(spec: Spec, shard: Shard, *, map=None, ranges: int = 1, place=None
     solver = stream_solver(map, ranges) if streamed else get_solver(spec.solver)
     parts = []
     for r in range(shard.start, shard.stop):
+        progress.replicate(r - shard.start, shard.stop - shard.start)
         src = keyed_source(spec, shard.d, shard.n, r)
         X, Q = (src if streamed else src.training_set()), src.queries()
         with place(src) if streamed and place is not None else contextlib.nullcontext(X) as points:
