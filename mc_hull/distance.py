@@ -15,6 +15,7 @@ from .membership import as_points, as_queries
 from .solvers import certificates as cert
 from .solvers import distance as eng
 from .solvers import get_solver
+from .solvers.sourced import FramedStreamSolver, SourceRows
 
 DISTANCE_SOLVERS = ("auto", "colgen", "qp")
 GAP = 1e-6            # default target for high - low, relative to the training set's scale s
@@ -122,7 +123,6 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
         expo = fr.unit + fr.pre                   # frame unit = 2**expo data units
         s_data = fr.data_scale()
     else:                                         # passes over blocks; the membership rule's frame
-        from .solvers.sourced import SourceRows
 
         streamer = source_solver(d)
         data = streamer._training(X)
@@ -209,8 +209,6 @@ def source_solver(d: int, budget: int | None = None):
     Without ``budget`` every query of a call is one batch (a pass prices them all in one product per
     block), so answers do not depend on ``MC_HULL_MEMORY_BUDGET``; callers bound a call's queries
     (a hull-test shard holds at most ``SHARD_POINTS``)."""
-    from .solvers.sourced import FramedStreamSolver
-
     return FramedStreamSolver(k0=min(2 * d + 2, eng.K0_MAX), k=min(d + 1, eng.K_MAX), budget=budget or ONE_BATCH)
 
 

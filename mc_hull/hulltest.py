@@ -13,12 +13,18 @@ import numpy as np
 from . import plan as planning
 from . import stats, trial
 from .datasets import ArrayData, Reduction, check_pair, digits_split, fit
+from .distance import distances, source_solver
+from .distance_stats import EPSILONS, QUANTILES, ratio_quantiles
 from .errors import InputError
 from .membership import decide
+from .plan import memory_budget, needs_streaming
 from .runner import pool_map, run
 from .solvers import check_solver_name
 from .solvers.certificates import check_tol
+from .solvers.sourced import MappedSource, held, held_array
+from .solvers.sources import ArraySource
 from .spec import MEASURES
+from .store import HullTestStore, sweep_schema
 
 #: Test points per shard (one Parquet file, one Ray task).
 SHARD_POINTS = 512
@@ -102,7 +108,6 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "
         (B,) from :func:`mc_hull.distance.distances`.
     """
     if hasattr(X, "generate") and measure == "distance":   # the distance engine settles membership too
-        from .distance import distances
 
         res = distances(X, Q, tol=tol)
         if report is not None:
@@ -111,8 +116,6 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "
                          np.zeros(len(Q), dtype=np.int32))
         return {**out, "distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
     if hasattr(X, "generate"):
-        from .distance import source_solver
-
         dec = source_solver(X.d, budget).decide(X, Q, tol=tol)
     else:
         dec = decide(X, Q, tol=tol, solver=solver)
@@ -292,8 +295,6 @@ def distance_summary(status: np.ndarray, high: np.ndarray, nn: np.ndarray) -> di
         ``outside_measured``, ``dist_nn_q10`` .. ``dist_nn_q90`` (:data:`distance_stats.QUANTILES`),
         ``p_near_1pct``, ``p_near_10pct`` (inside points count as near: distance 0).
     """
-    from .distance_stats import EPSILONS, QUANTILES, ratio_quantiles
-
     q = ratio_quantiles(status, high, nn)
     out = {"outside_measured": q.pop("outside")}
     out.update({f"dist_nn_q{round(100 * k):02d}": v for k, v in q.items()})
@@ -343,8 +344,6 @@ def placement(n: int, d: int, itemsize: int, budget: int | None = None) -> str:
     ``held``: X in its own dtype (``itemsize`` bytes per value) fits the budget;
     ``streamed``: otherwise (read from its files on every pass).
     """
-    from .plan import memory_budget, needs_streaming
-
     budget = memory_budget() if budget is None else budget
     if not needs_streaming(n, d, budget) and n * d <= MEMORY_ENGINE_MAX_ELEMS:
         return "memory"
@@ -359,9 +358,6 @@ def training_set(train, reduction: Reduction, seed: int, spread: bool = False):
     With ``spread`` (Ray: the blocks will be held over the cluster) a file source is left on disk.
     Raises InputError (nothing written) when X must be streamed but the run needs it whole (a reduction).
     """
-    from .plan import memory_budget
-    from .solvers.sourced import held, held_array
-
     if not isinstance(train, ArrayData):
         place = placement(train.n, train.d, train.dtype.itemsize)
         if place == "streamed" and reduction.kind != "none":
@@ -413,11 +409,6 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
         With ``spec.measure == "distance"`` each point also records ``distance_low``,
         ``distance_high`` and ``nn_distance``, summarised by :func:`distance_summary`.
     """
-    from .plan import memory_budget
-    from .solvers.sources import ArraySource
-    from .solvers.sourced import MappedSource
-    from .store import HullTestStore
-
     log = log or sys.stderr
     t0 = time.perf_counter()
     spec = spec or HullTestSpec()
@@ -532,8 +523,6 @@ def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ..
     sweep_id : str
     seconds : float
     """
-    from .store import HullTestStore, sweep_schema
-
     import pyarrow as pa
 
     t0 = time.perf_counter()

@@ -129,7 +129,7 @@ class MonteCarloJob:
         return planning.needs_streaming(shard.n, shard.d)
 
     def compute(self, shard: Shard, place=None) -> dict[str, np.ndarray]:
-        return trial.run_shard(self.spec, shard, place=place)
+        return trial.run_shard(self.spec, shard) if place is None else trial.run_shard(self.spec, shard, place=place)
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         return store.committed(self.spec, units)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mc_hull.hulltest import HullTestJob
+from mc_hull.datasets import ArrayData, Reduction
+from mc_hull.hulltest import HullTestJob, HullTestSpec
 from mc_hull.jobs import Job, MonteCarloJob
 from mc_hull.nested_job import NestedJob
 from mc_hull.runner import open_run, run, serial_map
@@ -157,7 +158,9 @@ class TestHullTestJob(JobContract):
         rng = np.random.default_rng(4)
         X = rng.standard_normal((200, 4))
         Q = np.vstack([1.2 * rng.standard_normal((1100, 4)), X[:3]])      # vertices and points outside
-        return HullTestJob("c0ffee", X, Q, tol=1e-9, solver="auto")
+        spec = HullTestSpec(tol=1e-9, solver="auto").bind(ArrayData(X, None, "train"), ArrayData(Q, None, "test"),
+                                                          Reduction("none"))
+        return HullTestJob(spec, X, Q)
 
     def rows(self, job, out):
         return self._sorted(HullTestStore(str(out)).points(job.test_id))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 
+from ..datasets import DATASETS, ArrayData, digits_split, load_array, parse_reduce
 from ..errors import InputError
+from ..filesource import is_dataset, open_source
+from ..hulltest import PRESETS, HullTestSpec, paper_digits, run_hull_test
+from ..store import sweep_schema
 from . import texts
-from .format import FORMATS, render
 from .args import _float, _int, _location, _seed
-
+from .format import FORMATS, render
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -72,8 +75,6 @@ def hull_test_spec(args):
 
     ``mc-hull run --preset paper-digits`` leaves unset flags as None: they take the defaults.
     """
-    from ..hulltest import HullTestSpec
-
     return HullTestSpec(seed=args.seed or 0, solver=args.solver or "auto",
                         tol=1e-9 if args.tol is None else args.tol,
                         measure=getattr(args, "measure", None) or "membership")
@@ -94,8 +95,6 @@ def options(args) -> dict:
 
 def run_preset(args) -> int:
     """``--preset paper-digits`` (also reached from ``mc-hull run --preset paper-digits``)."""
-    from ..hulltest import PRESETS, paper_digits
-
     if args.preset not in PRESETS:
         raise InputError(f"--preset: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}")
     print(f"mc-hull: preset {args.preset}: digits, centre crops, subsampling and PCA -> {args.out}",
@@ -109,15 +108,10 @@ def run_preset(args) -> int:
 
 def load_data(text: str, name: str):
     """A sharded dataset (a directory or URI: :func:`mc_hull.filesource.open_source`) or one array file."""
-    from ..datasets import load_array
-    from ..filesource import is_dataset, open_source
-
     return open_source(text, name) if is_dataset(text) else load_array(text, name)
 
 
 def load_inputs(args):
-    from ..datasets import DATASETS, digits_split
-
     if args.dataset is not None:
         if args.train or args.test:
             raise InputError("give either --dataset or --train/--test, not both")
@@ -132,10 +126,6 @@ def load_inputs(args):
 def main(args) -> int:
     from dataclasses import replace
 
-    from ..datasets import parse_reduce
-    from ..datasets import ArrayData
-    from ..hulltest import run_hull_test
-    from ..store import sweep_schema
 
     if args.preset is not None:
         if args.train or args.test or args.dataset or args.reduce != "none":
