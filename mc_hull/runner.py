@@ -93,6 +93,13 @@ def _split(job, done: set, place) -> tuple:
     return mapped(), wide
 
 
+def _summaries(mapper, job, out: str, todo, hint: int, wide: list, place):
+    """Each unit's summary: the mapped units', then those computed here over the cluster, one by one."""
+    yield from (s for _, s in mapper(execute_unit, todo, (job, out), hint))
+    for unit in wide:
+        yield execute_unit((job, out, place), unit)
+
+
 def serial_map(fn, units, context=None, hint=None):
     """The default map: ``(unit, fn(context, unit))`` for each unit, in order, in this process."""
     for unit in units:
@@ -390,13 +397,8 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
     computed = size = undecided = 0
     previous = reporting.install(meter.receive if progress else None)
     completed = False
-    def summaries():
-        yield from (s for _, s in mapper(execute_unit, todo, (job, str(out)), todo_units))
-        for unit in wide:    # one training set over the whole cluster, unit by unit
-            yield execute_unit((job, str(out), place), unit)
-
     try:
-        for summary in summaries():
+        for summary in _summaries(mapper, job, str(out), todo, todo_units, wide, place):
             computed += 1
             size += summary["size"]
             undecided += summary["undecided"]
