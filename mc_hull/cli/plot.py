@@ -62,14 +62,20 @@ def check_figure_path(path: str) -> Path:
 
 
 def _dims(text: str | None) -> list[int]:
-    if not text:
+    if text is None:
         return []
-    from ..spec import parse_dims
+    from ..spec import MAX_D, parse_dims
 
+    if not text.strip():
+        raise InputError("--dims: empty (leave it out to plot every d)")
     try:
-        return list(parse_dims(text))
+        dims = list(parse_dims(text))
     except SpecError as exc:
         raise InputError(f"--{exc}") from None
+    bad = [d for d in dims if not 1 <= d <= MAX_D]
+    if bad:
+        raise InputError(f"--dims: must be in [1, {MAX_D}], got {bad[0]}")
+    return dims
 
 
 def main(args) -> int:
