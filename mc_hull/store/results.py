@@ -95,11 +95,16 @@ def unit_problem(entry: Entry, spec=None) -> str | None:
 
 
 def _cells(spec) -> frozenset:
-    """The spec's cells as a set (cached on the frozen spec's hash)."""
-    return _CELLS.setdefault(spec.hash, frozenset(spec.cells))
+    """The spec's cells as a set, cached per spec object (specs are frozen; the cache keeps them alive)."""
+    hit = _CELLS.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        if len(_CELLS) > 256:
+            _CELLS.clear()
+        hit = _CELLS[id(spec)] = (spec, frozenset(spec.cells))
+    return hit[1]
 
 
-_CELLS: dict[str, frozenset] = {}
+_CELLS: dict[int, tuple] = {}
 
 
 def identity_problem(table: pa.Table, start: int, stop: int, per_replicate) -> str | None:
