@@ -10,7 +10,7 @@ from ..store import probe
 from . import texts
 from .args import _location
 from .format import FORMATS, render
-from .notes import label, no_n_half_reason, reason_from_cells, thresholds_notes
+from .notes import label, no_n_half_reason, thresholds_notes
 
 
 def register(sub) -> None:
@@ -99,9 +99,8 @@ def main(args) -> int:
             missing = [r for r in table.to_pylist() if r["n_half"] is None]
             cells = cell_estimates(args.out, run_id=args.run_id).to_pylist() if missing else []
             for row in missing:
-                why = no_n_half_reason(row) or reason_from_cells(
-                    [c for c in cells if (c["distribution"], c["params"], c["d"]) ==
-                     (row["distribution"], row["params"], row["d"])])
+                why = no_n_half_reason(row, [c for c in cells if (c["distribution"], c["params"], c["d"]) ==
+                                             (row["distribution"], row["params"], row["d"])])
                 print(f"# no N_half for {label(row)}: {why}")
         return 0
     table = cell_estimates(args.out, run_id=args.run_id)

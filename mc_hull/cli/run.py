@@ -183,6 +183,10 @@ def build_panels(args) -> list[Panel]:
     from ..adaptive import resolve_auto_sizes
 
     ray_asked = not args.serial and (args.address or args.workers)
+    if ray_asked and args.address:  # the pilot pass joins the cluster: refuse it in one line first
+        from ..distributed import check_reachable
+
+        check_reachable(args.address)
     for panel in load_panels(stripped):
         spec = panel.spec
         if panel.name in auto_names or (not many and auto_names):

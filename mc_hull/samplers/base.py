@@ -143,6 +143,11 @@ class Sampler:
         """
         return (self.name, self.d)
 
+    @property
+    def exact_params(self) -> dict[str, Any]:
+        """The parameters of the :attr:`exact_as` law (this sampler's own by default)."""
+        return dict(self.options)
+
     def describe(self) -> str:
         """The parameters with defaults filled in, as a compact string like ``"k=3"`` ("" if none)."""
         return ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))

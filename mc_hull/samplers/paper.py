@@ -94,6 +94,10 @@ class Subspace(Sampler):
     def exact_as(self):
         return ("gaussian", self.k)
 
+    @property
+    def exact_params(self):
+        return {}
+
     def bind(self, rng):
         bound = Subspace(self.d, **self.options)
         bound.basis = rng.standard_normal((self.d, self.d))[:, :self.k]

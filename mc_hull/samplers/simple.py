@@ -53,3 +53,47 @@ class Sphere(Sampler):
     def _random(self, n, rng):
         g = rng.standard_normal((n, self.d))
         return g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+#: Range of the ``beta`` sampler's exponent: above -1 (integrable) and finite; at the ends
+#: the draws stay finite (beta + 1 >= 1e-3 keeps the gamma variates away from underflow).
+BETA_RANGE = (-0.999, 1e6)
+
+
+class BetaBall(Sampler):
+    """The beta law on the unit ball: density ∝ (1 - |x|²)^beta, beta > -1.
+
+    ``beta = 0`` is the uniform ball, ``beta → -1`` concentrates on the sphere and large
+    ``beta`` tends to a Gaussian of standard deviation 1/√(2 beta). Drawn as
+    ``x = g / sqrt(|g|² + 2 Y)`` with g ~ N(0, I_d) and Y ~ Gamma(beta + 1): then |x|² is
+    Beta(d/2, beta + 1) and x/|x| uniform, which is this law. Its exact p(d, N) is the beta
+    polytope curve (:func:`mc_hull.theory.exact_inside_probability` with ``beta``).
+
+    Dimensions: ambient d, intrinsic d, affine d.
+
+    Parameters
+    ----------
+    beta : float, default 0
+        Exponent, in [-0.999, 1e6].
+    """
+
+    name = "beta"
+    params = {"beta": 0.0}
+
+    def _validate(self):
+        from numbers import Real
+
+        from ..errors import SpecError
+
+        value = self.options["beta"]
+        lo, hi = BETA_RANGE
+        if (not isinstance(value, Real) or isinstance(value, bool) or not np.isfinite(value)
+                or not lo <= value <= hi):
+            raise SpecError(f"params.beta: beta needs a finite number in [{lo:g}, {hi:g}] "
+                            f"(density ∝ (1 - |x|²)^beta needs beta > -1), got {value!r}")
+        self.beta = float(value)
+
+    def _random(self, n, rng):
+        g = rng.standard_normal((n, self.d))
+        y = rng.standard_gamma(self.beta + 1.0, n)
+        return g / np.sqrt(np.einsum("ij,ij->i", g, g) + 2.0 * y)[:, None]

@@ -429,27 +429,32 @@ class Store:
         _kind(kind)
         self._drop_entry(kind, check_id(run_id), check_key(key))
 
-    def load(self, entry: Entry) -> pa.Table:
-        """The rows of one entry, verified (size, SHA-256, schema, row count); raises Damaged."""
-        table = self._get_unit(entry)
-        schema, _ = KINDS[entry.kind]
-        if _variant(entry.kind, table.schema) is None:
-            names = set(table.schema.names)
-            for allowed in VARIANTS[entry.kind][1:]:    # compare with the variant it claims to be
-                if names >= {f.name for f in allowed} - {f.name for f in schema}:
-                    schema = allowed
-            got = {f.name: str(f.type) for f in table.schema}
-            diff = [f"{f.name} is {got.get(f.name, 'missing')}, not {f.type}" for f in schema
-                    if got.get(f.name) != str(f.type)]
-            extra = [n for n in got if n not in schema.names]
-            raise Damaged("schema differs: " + "; ".join(diff + [f"extra column {n}" for n in extra]))
-        if table.num_rows != entry.rows:
-            raise Damaged(f"holds {table.num_rows} rows, the manifest says {entry.rows}")
+    def load(self, entry: Entry, columns: list[str] | None = None) -> pa.Table:
+        """The rows of one entry, verified (size, SHA-256, schema, row count); raises Damaged.
+
+        ``columns``: decode only these (those the unit has, in its order); the whole unit's
+        bytes are still checked against the manifest's size and SHA-256, and its schema and
+        row count read from the file's metadata.
+        """
+        if columns is None:
+            table = self._get_unit(entry)
+            schema, rows = table.schema, table.num_rows
+        else:
+            schema, rows, table = self._get_unit_columns(entry, columns)
+        _check_schema(entry.kind, schema)
+        if rows != entry.rows:
+            raise Damaged(f"holds {rows} rows, the manifest says {entry.rows}")
         return table
+
+    def _get_unit_columns(self, entry: Entry, columns: list[str]) -> tuple[pa.Schema, int, pa.Table]:
+        """(the unit's whole schema, its row count, the rows of ``columns`` it has); raises Damaged.
+        Backends that can decode a subset of columns override this."""
+        table = self._get_unit(entry)
+        return table.schema, table.num_rows, table.select([c for c in columns if c in table.schema.names])
 
     def verify(self, kind: str, run_id: str | None = None,
                expected_rows: dict[tuple[str, str], int] | None = None,
-               check=None) -> tuple[Verified, list[pa.Table]]:
+               check=None, columns: list[str] | None = None) -> tuple[Verified, list[pa.Table]]:
         """Check every manifest entry of ``kind`` against its stored unit; (report, tables of the intact ones).
 
         ``expected_rows`` maps (run_id, key) to the planned row count; an entry
@@ -465,7 +470,7 @@ class Store:
                 want = None if expected_rows is None else expected_rows.get((entry.run_id, entry.key))
                 if want is not None and entry.rows != want:
                     raise Damaged(f"holds {entry.rows} rows, {want} planned")
-                table = self.load(entry)
+                table = self.load(entry, columns)
                 if check is not None:
                     check(entry, table)
                 return table
@@ -486,23 +491,32 @@ class Store:
         return report, tables
 
     def read(self, kind: str, run_id: str | None = None, *,
-             expected_rows: dict[tuple[str, str], int] | None = None, check=None) -> pa.Table:
-        """Every verified row of ``kind`` (with partition columns); StoreError naming the first mismatch."""
-        report, tables = self.verify(kind, run_id, expected_rows, check)
+             expected_rows: dict[tuple[str, str], int] | None = None, check=None,
+             columns: list[str] | None = None) -> pa.Table:
+        """Every verified row of ``kind`` (with partition columns); StoreError naming the first mismatch.
+
+        ``columns``: only these of the kind's columns (the partition columns always), each unit
+        still verified whole (:meth:`load`); a column no unit has is left out.
+        """
+        report, tables = self.verify(kind, run_id, expected_rows, check, columns)
         if report.problems:
             raise StoreError(f"{report.line()}; re-run to recompute it")
-        return self.assemble(kind, report.ok, tables)
+        return self.assemble(kind, report.ok, tables, columns)
 
     @staticmethod
-    def assemble(kind: str, entries: list[Entry], tables: list[pa.Table]) -> pa.Table:
+    def assemble(kind: str, entries: list[Entry], tables: list[pa.Table],
+                 columns: list[str] | None = None) -> pa.Table:
         """One table from verified units, with the partition columns taken from the entries."""
         schema, part = KINDS[kind]
         # The widest variant present: units without the distance columns get nulls there, and a
         # store holding none keeps exactly the kind's schema.
         wide = schema
         for allowed in VARIANTS[kind][1:]:
-            if any(t.schema.equals(allowed, check_metadata=False) for t in tables):
+            extra = {f.name for f in allowed} - set(schema.names)
+            if any(extra & set(t.schema.names) for t in tables):
                 wide = allowed
+        if columns is not None:
+            wide = pa.schema([f for f in wide if f.name in columns])
         full = wide if part is None else pa.schema(list(wide) + list(part))
         out = []
         for entry, table in zip(entries, tables):
@@ -553,6 +567,22 @@ class Store:
                 where = self._drop_unit(entry)
                 found.append(f"{self.where(entry.location)} ({exc}" + (f"; moved to {where})" if where else ")"))
         return done, found
+
+
+def _check_schema(kind: str, got_schema: pa.Schema) -> None:
+    """Raise Damaged unless ``got_schema`` is one of ``kind``'s schemas, naming the differences."""
+    if _variant(kind, got_schema) is not None:
+        return
+    schema, _ = KINDS[kind]
+    names = set(got_schema.names)
+    for allowed in VARIANTS[kind][1:]:    # compare with the variant it claims to be
+        if names >= {f.name for f in allowed} - {f.name for f in schema}:
+            schema = allowed
+    got = {f.name: str(f.type) for f in got_schema}
+    diff = [f"{f.name} is {got.get(f.name, 'missing')}, not {f.type}" for f in schema
+            if got.get(f.name) != str(f.type)]
+    extra = [n for n in got if n not in schema.names]
+    raise Damaged("schema differs: " + "; ".join(diff + [f"extra column {n}" for n in extra]))
 
 
 def _kind(kind: str):

@@ -247,7 +247,8 @@ class ParquetStore(Store):
         self._write(self._abs(rel), body)
         return rel, len(body), sha256(body)
 
-    def _get_unit(self, entry: Entry) -> pa.Table:
+    def _body(self, entry: Entry) -> bytes:
+        """The unit's bytes, checked against the entry's location, size and SHA-256; raises Damaged."""
         expected = self.unit_location(entry.kind, entry.run_id, entry.key, entry.partition)
         if entry.location != expected:
             raise Forged(f"the manifest entry points at {entry.location}, not at {expected}")
@@ -261,8 +262,23 @@ class ParquetStore(Store):
             raise Damaged(f"{len(body)} bytes, the manifest says {entry.size} (truncated or replaced)")
         if sha256(body) != entry.sha256:
             raise Damaged("SHA-256 differs from the manifest (the file was changed after it was committed)")
+        return body
+
+    def _get_unit(self, entry: Entry) -> pa.Table:
+        body = self._body(entry)
         try:
-            return pq.ParquetFile(pa.BufferReader(body), page_checksum_verification=True).read()
+            # one thread per unit: the reader already decodes units in parallel (base.READ_THREADS)
+            return pq.ParquetFile(pa.BufferReader(body), page_checksum_verification=True).read(use_threads=False)
+        except (OSError, pa.ArrowException) as exc:
+            raise Damaged(f"not readable as Parquet ({exc})") from None
+
+    def _get_unit_columns(self, entry: Entry, columns: list[str]) -> tuple[pa.Schema, int, pa.Table]:
+        body = self._body(entry)
+        try:
+            pf = pq.ParquetFile(pa.BufferReader(body), page_checksum_verification=True)
+            schema = pf.schema_arrow
+            names = [c for c in schema.names if c in set(columns)]
+            return schema, pf.metadata.num_rows, pf.read(columns=names, use_threads=False)
         except (OSError, pa.ArrowException) as exc:
             raise Damaged(f"not readable as Parquet ({exc})") from None
 
@@ -388,6 +404,16 @@ class ParquetStore(Store):
             if rel.startswith("distribution=") and info.base_name.endswith(".parquet"):
                 runs.add(info.base_name.split("-", 1)[0])
         return {r for r in runs if _is_id(r)}
+
+    def state(self) -> str:
+        """A digest of every file's path, size and modification time under the root: it changes when
+        anything is written, replaced or damaged in place (one listing; for caches of verified reads)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for info in sorted(self._files(self.root, recursive=True), key=lambda i: i.path):
+            h.update(f"{info.path}\0{info.size}\0{info.mtime_ns}\n".encode())
+        return h.hexdigest()
 
     def fingerprint(self) -> tuple:
         entries = self._files(self._abs(MANIFEST_DIR), recursive=True)

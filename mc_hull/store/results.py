@@ -48,6 +48,20 @@ def _refuse_uncertified(decided: np.ndarray, certificate) -> None:
                          f"(first at row {int(np.flatnonzero(bad)[0])}); nothing of this unit is stored")
 
 
+def _queries_between(trials: int, k: int, start: int, stop: int) -> int:
+    """Queries in replicates ``start .. stop - 1`` of a cell of ``trials`` trials, K = ``k``:
+    ``sum(Spec.queries_in(r, d, n) for r in range(start, stop))`` without a call per replicate
+    (the last planned replicate may hold fewer; replicates beyond the planned ones hold K)."""
+    planned = -(-trials // k)
+    full = sum(min(k, trials - r * k) for r in range(start, min(stop, planned)))
+    return full + k * max(0, stop - max(start, planned))
+
+
+def _with_identity(columns: list[str] | None) -> list[str] | None:
+    """``columns`` plus the trial identity (replicate, query) that every unit's check reads."""
+    return None if columns is None else list(columns) + [c for c in ("replicate", "query") if c not in columns]
+
+
 def _difference(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
@@ -286,13 +300,17 @@ class ResultStore:
         """(run_id, key) -> planned rows, from the key, for every entry of a recorded run."""
         specs = self._specs() if specs is None else specs
         out = {}
+        ks: dict = {}   # (run_id, d, n) -> K: Spec.k_for hashes the spec's whole K table on every call
         for e in self.units():
             spec, parsed = specs.get(e.run_id), parse_shard_key(e.key)
             if spec is not None and parsed is not None:
                 _, d, n, start, stop = parsed
                 # a unit of a cell the spec does not have was never planned: 0 rows
-                planned = isinstance(spec.queries_per_set, int) or (d, n) in _cells(spec)
-                out[(e.run_id, e.key)] = sum(spec.queries_in(r, d, n) for r in range(start, stop)) if planned else 0
+                if (e.run_id, d, n) not in ks:
+                    planned = isinstance(spec.queries_per_set, int) or (d, n) in _cells(spec)
+                    ks[(e.run_id, d, n)] = spec.k_for(d, n) if planned else None
+                k = ks[(e.run_id, d, n)]
+                out[(e.run_id, e.key)] = 0 if k is None else _queries_between(spec.trials, k, start, stop)
         return out
 
     @staticmethod
@@ -311,9 +329,10 @@ class ResultStore:
                     raise Damaged(why)
         return check
 
-    def _verified(self, run_id: str | None):
+    def _verified(self, run_id: str | None, columns: list[str] | None = None):
         specs = self._specs()
-        report, tables = self.backend.verify("trials", run_id, self._expected(specs), self._checker(specs))
+        report, tables = self.backend.verify("trials", run_id, self._expected(specs), self._checker(specs),
+                                             _with_identity(columns))
         report.problems.extend(overlaps(report.ok))     # a trial is counted once within a run too
         return report, tables
 
@@ -321,18 +340,20 @@ class ResultStore:
         """Check every listed shard (bytes, schema, rows as planned, the trials its key names); the report."""
         return self._verified(run_id)[0]
 
-    def trials(self, run_id: str | None = None) -> pa.Table:
+    def trials(self, run_id: str | None = None, columns: list[str] | None = None) -> pa.Table:
         """Every verified trial row (columns of :data:`SCHEMA` plus distribution, d, n).
 
-        Raises StoreError naming the first unit that does not match its
-        manifest entry, the schema or its planned row count.
+        ``columns``: decode only these of :data:`SCHEMA` (and the distance columns) where a unit
+        has them; every unit is still checked whole against its manifest entry.  Raises
+        StoreError naming the first unit that does not match its manifest entry, the schema or
+        its planned row count.
         """
         if run_id is not None:
             check_id(run_id)
-        report, tables = self._verified(run_id)
+        report, tables = self._verified(run_id, columns)
         if report.problems:
             raise StoreError(f"{report.line()}; re-run to recompute it")
-        return self.backend.assemble("trials", report.ok, tables)
+        return self.backend.assemble("trials", report.ok, tables, _with_identity(columns))
 
     def fingerprint(self) -> tuple:
         return self.backend.fingerprint()
