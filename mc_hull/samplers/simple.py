@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Sampler, side_stream
+from .base import Range, Sampler, side_stream
 
 
 class Gaussian(Sampler):
@@ -79,21 +79,10 @@ class BetaBall(Sampler):
 
     name = "beta"
     params = {"beta": 0.0}
-
-    def _validate(self):
-        from numbers import Real
-
-        from ..errors import SpecError
-
-        value = self.options["beta"]
-        lo, hi = BETA_RANGE
-        if (not isinstance(value, Real) or isinstance(value, bool) or not np.isfinite(value)
-                or not lo <= value <= hi):
-            raise SpecError(f"params.beta: beta needs a finite number in [{lo:g}, {hi:g}] "
-                            f"(density ∝ (1 - |x|²)^beta needs beta > -1), got {value!r}")
-        self.beta = float(value)
+    ranges = {"beta": Range(*BETA_RANGE, why=" (density ∝ (1 - |x|²)^beta needs beta > -1)")}
 
     def _random(self, n, rng):
+        side = side_stream(rng)            # before the coordinates: prefix-stable in n
         g = rng.standard_normal((n, self.d))
-        y = rng.standard_gamma(self.beta + 1.0, n)
+        y = side.standard_gamma(self.beta + 1.0, n)
         return g / np.sqrt(np.einsum("ij,ij->i", g, g) + 2.0 * y)[:, None]

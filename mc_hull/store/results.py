@@ -353,7 +353,10 @@ class ResultStore:
         report, tables = self._verified(run_id, columns)
         if report.problems:
             raise StoreError(f"{report.line()}; re-run to recompute it")
-        return self.backend.assemble("trials", report.ok, tables, _with_identity(columns))
+        table = self.backend.assemble("trials", report.ok, tables, _with_identity(columns))
+        if columns is not None:     # the identity columns were read for the check only
+            table = table.drop_columns([c for c in ("replicate", "query") if c not in columns])
+        return table
 
     def fingerprint(self) -> tuple:
         return self.backend.fingerprint()
