@@ -104,12 +104,18 @@ def run_params(out) -> dict[str, dict]:
     return found
 
 
-def _run_seeds(records: dict[str, dict]) -> dict[str, int]:
+def _run_seeds(records: dict[str, dict]) -> dict[str, int | str]:
+    """run_id -> its seed, or ``"<seed>/draws:<scheme>"`` for a run recorded under an older draw scheme
+    than its sampler's (:attr:`mc_hull.samplers.Sampler.draws`): its rows name other points."""
     seeds = {}
     for run_id, record in records.items():
         try:
-            seeds[run_id] = int(record["spec"]["seed"])
-        except (KeyError, TypeError, ValueError):
+            seed = int(record["spec"]["seed"])
+            scheme = record.get("draws", 1)
+            cls = SAMPLERS.get(record["spec"].get("distribution", "gaussian"))
+            old = cls is not None and isinstance(scheme, int) and scheme < cls.draws
+            seeds[run_id] = f"{seed}/draws:{scheme}" if old else seed
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return seeds
 

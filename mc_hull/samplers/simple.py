@@ -24,6 +24,7 @@ class Ball(Sampler):
     """
 
     name = "ball"
+    draws = 2   # radii from the side stream (prefix-stable)
 
     def _random(self, n, rng):
         radius = side_stream(rng).random(n) ** (1.0 / self.d)
@@ -78,6 +79,7 @@ class BetaBall(Sampler):
     """
 
     name = "beta"
+    draws = 2   # gamma radii from the side stream (prefix-stable)
     params = {"beta": 0.0}
     ranges = {"beta": Range(*BETA_RANGE, why=" (density ∝ (1 - |x|²)^beta needs beta > -1)")}
 

@@ -189,7 +189,9 @@ class ResultStore:
         return self.backend.runs()
 
     def _record(self, spec) -> dict:
-        return {"spec": spec.to_dict(), "hash": spec.hash, "versions": versions()}
+        from ..seeding import DRAW_SCHEME
+
+        return {"spec": spec.to_dict(), "hash": spec.hash, "versions": versions(), "draws": DRAW_SCHEME}
 
     def _conflict(self, spec, exc: RunConflict) -> StoreError:
         if exc.orphan:
