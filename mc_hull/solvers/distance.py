@@ -295,7 +295,8 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         if active.size == 0:
             break
         Qa = queries[active]
-        S, pos = ops.rows(idx), np.arange(idx.size)     # the working sets' rows, in idx's order
+        uniq, pos = np.unique(idx, return_inverse=True)  # each working-set row fetched once
+        S, pos = ops.rows(uniq), pos.reshape(-1).astype(np.intp)
         lam, offs, W = master(S, Qa, pos, sizes, 1.0)
         rounds[active] = rnd
         failed = ~np.isfinite(W).all(axis=1)
