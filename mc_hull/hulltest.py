@@ -100,13 +100,16 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "
         ``measure="distance"`` also ``distance_low``, ``distance_high``, ``nn_distance``
         (B,) from :func:`mc_hull.distance.distances`.
     """
+    from .trial import guard_status
+
     if hasattr(X, "generate") and measure == "distance":   # the distance engine settles membership too
         from .distance import distances
 
         res = distances(X, Q, tol=tol)
         if report is not None:
             report(points=len(Q))
-        return {"status": np.asarray(res.status, dtype=np.int8), "certificate_value": res.certificate,
+        status, value = guard_status(np.asarray(res.status, dtype=np.int8), res.certificate)
+        return {"status": status, "certificate_value": value,
                 "method": np.array([f"distance:{m}" for m in res.method], dtype=str),
                 "distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
     if hasattr(X, "generate"):
@@ -115,8 +118,9 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "
         dec = source_solver(X.d, budget).decide(X, Q, tol=tol)
     else:
         dec = decide(X, Q, tol=tol, solver=solver)
-    out = {"status": np.asarray(dec.status, dtype=np.int8),
-           "certificate_value": np.asarray(dec.certificate, dtype=np.float64),
+    status, value = guard_status(np.asarray(dec.status, dtype=np.int8), dec.certificate)
+    out = {"status": status,
+           "certificate_value": value,
            "method": np.asarray(dec.method, dtype=str)}
     if measure == "distance":
         from .trial import distance_columns
