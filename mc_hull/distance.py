@@ -177,7 +177,8 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     lf = np.where(inside, 0.0, np.maximum(res["low"] - eps, 0.0))
     hf = np.where(inside, 0.0, hf + eps)
     low[near], high[near] = _unscale(lf, expo, -1), _unscale(hf, expo, +1)
-    nn[near] = _direct_norms(X[nn_idx], Q[near], fr.pre)
+    nn[near] = _direct_norms(X[nn_idx] if held else np.asarray(getattr(X, "raw", X).take(nn_idx), dtype=np.float64),
+                             Q[near], fr.pre)
     margin1[near], state[near], rounds[near] = res["margin1"], res["state"], res["rounds"]
     margin1[near] -= eps
     certificate = np.full(B, np.nan)
