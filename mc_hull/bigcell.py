@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import seeding
+from . import progress, seeding
 from .plan import memory_budget, needs_streaming  # noqa: F401 - re-exported for callers
 from .solvers import STATUS_NAMES
 from .solvers.stream import ADD_ROWS, PointSource, StreamSolver
@@ -100,6 +100,7 @@ def run_shard(spec: Spec, shard, *, map=None, ranges: int = 1, place=None) -> di
 
     parts = []
     for r in range(shard.start, shard.stop):
+        progress.replicate(r - shard.start, shard.stop - shard.start)
         src = KeyedSource(spec.to_json(), shard.d, shard.n, r)
         if place is None:
             dec = solver(map, ranges).decide(src, src.queries(), tol=spec.tol)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import stats
+from . import progress, stats
 from .solvers import INSIDE, OUTSIDE, get_solver
 from .solvers import certificates as cert
 from .solvers import colgen
@@ -538,12 +538,16 @@ class _Search:
                 target[b] = _probe(int(low[b]), int(high[b]), failed[b], depth) if high[b] - low[b] > 1 else -1
 
         retarget(np.arange(K))
+        progress.update("nested", inner=0.0, open=K, queries=K)   # this search owns the replicate's share
         # Smallest probe first: a query waiting at a large prefix waits until every cheaper probe is
         # done, so queries that climb there by different paths meet in one batched call.
         while True:
             waiting = np.flatnonzero(target >= 0)
             if waiting.size == 0:
                 break
+            if progress.due():
+                progress.update("nested", inner=progress.bracket_share(low, high, self.L), open=int(waiting.size),
+                                queries=K)
             j = int(target[waiting].min())
             batch = waiting[target[waiting] == j]
             rest = batch

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import design, nested, nested_stream
+from . import design, nested, nested_stream, progress
 from . import plan as planning
 from .errors import PlanError
 from .plan import Shard
@@ -187,6 +187,7 @@ class NestedJob:
         streamed = streamed_sizes(spec, unit.d)
         buffer = None if streamed else np.empty((int(sizes[-1]), unit.d), order="F")   # reused by each replicate
         for r in range(unit.start, unit.stop):
+            progress.replicate(r - unit.start, unit.stop - unit.start)
             if streamed:   # X beyond the budget: its first rows held, the rest regenerated on each pass
                 from .bigcell import KeyedSource
 

@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 
-from . import nested, seeding
+from . import nested, progress, seeding
 from .nested import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert, colgen
 from .solvers.stream import PointSource
 
@@ -119,10 +119,13 @@ class PrefixRows:
         self.mem = np.empty((self.n_mem, self.d), order="F")
         self.passes = 1                # the frame pass below
         self.regenerated = self.n      # rows drawn from the source, over all passes
+        self.blocks_served = 0         # blocks read from memory or drawn, over all passes
         L, d = len(sizes), self.d
         sums, maxs, mins = np.zeros((L, d)), np.full((L, d), -np.inf), np.full((L, d), np.inf)
         edges = np.concatenate([[0], np.asarray(sizes, dtype=np.int64)])
         for start, X in self._raw(self.n):
+            self.blocks_served += 1
+            progress.update("nested", passes=1, blocks=self.blocks_served)
             if start < self.n_mem:
                 self.mem[start:start + len(X)] = X
             for k in _intervals(edges, start, start + len(X)):
@@ -152,11 +155,13 @@ class PrefixRows:
         b0, b1 = int(first) // br, -(-stop // br)
         held = -(-self.n_mem // br) if self.n_mem == self.n else self.n_mem // br   # the short last block too
         for b in range(b0, min(b1, held)):
+            self.blocks_served += 1
             yield b * br, self.mem[b * br:min((b + 1) * br, stop)]
         if b1 > max(b0, held):
             for s, X in self.source.generate(range(max(b0, held), b1)):
                 X = np.asarray(X, dtype=np.float64)[:max(0, min(len(X), stop - int(s)))]
                 self.regenerated += len(X)
+                self.blocks_served += 1
                 yield int(s), X - self.c0
 
     def prefix(self, n: int) -> "_PrefixSource":
@@ -306,7 +311,13 @@ class _StreamSearch:
         target = np.array([self._target(b) for b in range(K)], dtype=np.int64)
         spent = np.zeros(K, dtype=np.int64)          # pricing rounds at the current target
         seeded: list[set] = [set() for _ in range(K)]     # probes where the seed x - c_j was priced
+        rows = self.rows
+        progress.update("nested", inner=0.0, open=K, queries=K, passes=rows.passes)   # owns the share
         while True:
+            if progress.due():
+                progress.update("nested", inner=progress.bracket_share(self.low, self.high, self.L),
+                                open=int(np.count_nonzero(target >= 0)), queries=K, passes=rows.passes,
+                                blocks=rows.blocks_served)
             # 1. cached rows only: masters, inside checks, new probes; collect directions to price.
             price_b, price_j, price_w, bounds, thin, spec = [], [], [], [], [], []
             stuck: dict[int, list[int]] = {}

@@ -224,12 +224,23 @@ def calibration(spec: Spec, cells=None) -> float:
     coordinates) of the plan's smallest and of its largest d, from the spec's own keys (nothing is written, no
     randomness is consumed elsewhere), and decides its queries (at most
     :data:`CALIBRATION_QUERIES`, so a decision's fixed cost is shared as in a run): a fraction of
-    a second. 1.0 when no cell is small enough.
+    a second. 1.0 when no cell is small enough.  Measured once per (spec, cells, memory budget)
+    in a process.
     """
+    cells = list(spec.cells) if cells is None else list(cells)
+    memo = (spec.hash, tuple(cells), memory_budget())
+    if memo not in _CALIBRATIONS:   # once per process: the plan line's factor is the runner's ETA's too
+        _CALIBRATIONS[memo] = _calibration(spec, cells)
+    return _CALIBRATIONS[memo]
+
+
+_CALIBRATIONS: dict = {}
+
+
+def _calibration(spec: Spec, cells: list) -> float:
     from .trial import replicate_data  # local: trial imports this module
     from .solvers import get_solver
 
-    cells = list(spec.cells) if cells is None else list(cells)
     small = [(d, n) for d, n in cells if n * d <= CALIBRATION_ELEMENTS and not needs_streaming(n, d)]
     if not small:
         return 1.0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -32,6 +33,8 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 EXCLUDES = [".git", ".venv", "venv", "__pycache__", "*.pyc", "results", "*.parquet",
             "node_modules", ".pytest_cache", ".mypy_cache", "*.egg-info"]
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+#: A runner's progress line (mc_hull.runner.Progress): ``mc-hull: run ID: 1,200 of 8,000 trials (15%...``.
+_PROGRESS_LINE = re.compile(r"mc-hull: .+: [\d,]+ of [\d,]+ \w+s \(\d+%")
 
 
 class SubmitError(McHullError):
@@ -234,7 +237,24 @@ def follow(cl, job: str, *, log=None, out=None, poll: float = 1.0, timeout: floa
 
 
 def status(job: str, address: str | None = None) -> str:
-    return describe(client(address), job)
+    """``<id>: <STATUS>``, then, while the job runs, its latest progress lines (from its log)."""
+    cl = client(address)
+    text = describe(cl, job)
+    if text.split(": ", 1)[-1].startswith("RUNNING"):
+        lines = last_progress(_call(cl.get_job_logs, job, job=job))
+        if lines:
+            text += "\n" + "\n".join(lines)
+    return text
+
+
+def last_progress(log: str) -> list[str]:
+    """The last progress line of a run's log and the in-flight unit and warning lines after it."""
+    lines = log.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if _PROGRESS_LINE.match(lines[i]):
+            tail = [ln for ln in lines[i + 1:] if ln.startswith(("mc-hull:   unit ", "mc-hull: warning: unit "))]
+            return [lines[i], *tail]
+    return []
 
 
 def logs(job: str, address: str | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import seeding
+from . import progress, seeding
 from .plan import Shard
 from .samplers import Sampler
 from .solvers import STATUS_NAMES, get_solver
@@ -127,6 +127,7 @@ def run_shard(spec: Spec, shard: Shard) -> dict[str, np.ndarray]:
     solver = get_solver(spec.solver)
     parts = []
     for r in range(shard.start, shard.stop):
+        progress.replicate(r - shard.start, shard.stop - shard.start)
         X, Q = replicate_data(spec, shard.d, shard.n, r)
         dec = solver.decide(X, Q, tol=spec.tol)
         k = Q.shape[0]

@@ -23,9 +23,6 @@ from mc_hull.spec import Spec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray]
 
-#: Fast failure detection (NOTES.md): a dead node is declared after ~1 s instead of ~16 s.
-FAST_HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
-               "health_check_timeout_ms": 500, "health_check_failure_threshold": 2}
 ROW_COLUMNS = "distribution, d, n, run_id, replicate, query, inside, status, method, certificate_value"
 
 #: 16 shards of ~0.3 s each (LP solver, d = 6, N = 300): long enough to disturb mid-run.
@@ -84,24 +81,6 @@ def shard_worker_pids(node, running: bool = False) -> list[int]:
         if (b"ShardWorker.run" if running else b"ShardWorker") in cmd:
             found.append(pid)
     return found
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    c = Cluster(initialize_head=True, connect=False,
-                head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": FAST_HEALTH})
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
-    c.wait_for_nodes(timeout=60)
-    c.workers = workers
-    yield c
-    if ray.is_initialized():
-        ray.shutdown()
-    c.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,9 @@ def run_progress(out) -> list[dict]:
     trials come from the verified rows); ``stats`` is what the runner recorded
     at the end of its last pass (``trials``, ``seconds``, ``trials_per_s``,
     ``finished``), ``{}`` before that; ``last_commit`` is None (the manifest
-    is not timed).
+    is not timed); ``progress`` is the runner's progress record (``_progress/<run>.json``:
+    ``committed``, ``in_flight`` trials counted inside the units running, ``rate``, ``eta_s``,
+    ``units``, ``updated``, ``finished``), ``{}`` if none.
     """
     from ..plan import plan
     from ..spec import Spec
@@ -53,6 +55,10 @@ def run_progress(out) -> list[dict]:
     for entry in store.units():
         done[entry.run_id] = done.get(entry.run_id, 0) + 1
     records, stats = store.runs(), store.run_stats()
+    try:
+        records_progress = store.backend.docs("progress")
+    except (OSError, StoreError):
+        records_progress = {}
     rows = []
     for run_id in sorted(set(records) | set(done)):
         try:
@@ -62,7 +68,7 @@ def run_progress(out) -> list[dict]:
         rows.append({"run_id": run_id, "spec": spec, "shards_done": done.get(run_id, 0),
                      "shards_planned": len(plan(spec)) if spec else None,
                      "trials_planned": spec.planned_trials if spec else None,
-                     "stats": stats.get(run_id, {})})
+                     "stats": stats.get(run_id, {}), "progress": records_progress.get(run_id, {})})
     return rows
 
 

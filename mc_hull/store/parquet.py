@@ -5,6 +5,7 @@ Layout under the root (a local directory or a URI such as ``s3://bucket/prefix``
     _runs/<run_id>.json                                         run records
     _claims/<slot>.json                                         run claims, one per slot, created exclusively
     _stats/<run_id>.json                                        run statistics (the runner's measured rate)
+    _progress/<run_id or test_id>.json                          progress record (rewritten every few s; not data)
     distribution=<name>/d=<d>/n=<N>/<run_id>-r<start>-<stop>.parquet   Monte Carlo shards (kind ``trials``)
     _hulltest/tests/<test_id>.json                              hull-test records
     _hulltest/tests/<test_id>/points-<start>-<stop>.pq          hull-test points (kind ``points``)
@@ -48,7 +49,8 @@ from .base import Damaged, Entry, Forged, Store, check_id, sha256
 
 RUNS_DIR, CLAIMS_DIR, STATS_DIR = "_runs", "_claims", "_stats"
 MANIFEST_DIR, QUARANTINE_DIR, HULLTEST_DIR = "_manifest", "_quarantine", "_hulltest"
-DOC_DIRS = {"runs": RUNS_DIR, "stats": STATS_DIR, "hulltests": f"{HULLTEST_DIR}/tests"}
+PROGRESS_DIR = "_progress"
+DOC_DIRS = {"runs": RUNS_DIR, "stats": STATS_DIR, "hulltests": f"{HULLTEST_DIR}/tests", "progress": PROGRESS_DIR}
 #: Seconds after which a lone claim candidate without its slot is taken to hold the slot.
 STALE_SECONDS = 30.0
 
