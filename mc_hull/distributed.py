@@ -75,9 +75,6 @@ class ShardWorker:
         """The node this actor runs on (used to tell when a restarted actor is back)."""
         return ray.get_runtime_context().get_node_id()
 
-    def pid(self) -> int:
-        return os.getpid()
-
     def run(self, fn, holder, unit, hub=None, workers: int = 1):
         ref = holder[0]  # wrapped in a list so Ray passes the reference, not the value
         if ref != self._ref:

@@ -3,7 +3,7 @@
 The in-memory search (:func:`mc_hull.nested.entry_sizes`) holds X whole.  Here X is
 served by :class:`PrefixRows`: the rows that fit the budget stay in memory, the rest
 are regenerated block by block from their keys on every pass (a
-:class:`mc_hull.bigcell.KeyedSource`, the same blocks :func:`mc_hull.nested.replicate_data`
+:class:`mc_hull.samplers.KeyedSource`, the same blocks :func:`mc_hull.nested.replicate_data`
 draws, so the prefixes are the very training sets of the in-memory path).  A pass
 over rows is the expensive step, so the search is organised around passes shared by
 every query of the replicate:
@@ -47,7 +47,8 @@ import numpy as np
 
 from . import nested, progress, seeding
 from .nested import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert, colgen
-from .solvers.stream import PointSource
+from .design import memory_budget
+from .solvers.stream import PointSource, StreamSolver
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
@@ -65,15 +66,11 @@ def engine_bytes() -> int:
     Stuck probes are rare (none in the d = 12..16 runs measured) and hold few queries, so the
     rest of the budget goes to the rows of X held in memory.
     """
-    from .plan import memory_budget
-
     return max(1 << 20, memory_budget() // 16)
 
 
 def held_bytes(d: int) -> int:
     """Bytes of X a streamed replicate keeps in memory: the budget less the engine's share and two blocks."""
-    from .plan import memory_budget
-
     block = seeding.block_rows(d) * d * 8
     return max(0, memory_budget() - engine_bytes() - 2 * block)
 
@@ -101,7 +98,7 @@ class PrefixRows:
     ----------
     source : point source
         ``d``, ``n`` (>= ``n``), ``block_rows`` and ``generate(block_ids)`` yielding
-        ``(start, rows)`` (:class:`mc_hull.bigcell.KeyedSource`, :class:`~.solvers.stream.ArraySource`).
+        ``(start, rows)`` (:class:`mc_hull.samplers.KeyedSource`, :class:`~.solvers.stream.ArraySource`).
     n : int
         Rows served (the largest grid size).
     sizes : ndarray of int, shape (L,)
@@ -196,7 +193,7 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
     ----------
     source : point source
         The replicate's training set (at least ``sizes[-1]`` rows); a
-        :class:`mc_hull.bigcell.KeyedSource` regenerates it from its keys.
+        :class:`mc_hull.samplers.KeyedSource` regenerates it from its keys.
     Q : ndarray, shape (K, d)
     sizes : sequence of int, length L
     budget : int
@@ -505,8 +502,6 @@ class _StreamSearch:
 
     def _engine(self, j: int, bs: np.ndarray) -> None:
         """The streaming engine on prefix g_j for queries ``bs``; checked answers, no reusable certificate."""
-        from .solvers.stream import StreamSolver
-
         engine = StreamSolver(budget=self.engine_budget, fallbacks=())
         dec = engine.decide(self.rows.prefix(int(self.g[j])), self.Qc[bs], tol=self.tol)
         self.solves[bs] += 1

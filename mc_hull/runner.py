@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 
 from . import plan as planning
 from . import progress as reporting
-from .errors import StoreError
-from .jobs import MonteCarloJob, execute_unit
+from . import trial
+from .errors import ComputeError, McHullError, StoreError
+from .jobs import MonteCarloJob
 from .spec import Spec
+from .store import HullTestStore, ResultStore
 
 #: Seconds between progress lines when stderr is not a terminal (a log file, a Ray job's log).
 PROGRESS_SECONDS = float(os.environ.get("MC_HULL_PROGRESS_SECONDS", 10))
@@ -24,6 +26,71 @@ SHOWN_UNITS = 4
 STUCK_SECONDS = float(os.environ.get("MC_HULL_STUCK_SECONDS", 300))
 #: Seconds between writes of the progress record (``_progress/<run>.json``) beside the store.
 RECORD_SECONDS = float(os.environ.get("MC_HULL_RECORD_SECONDS", 5))
+
+
+#: The store of each job's ``store_kind``.
+STORES = {"results": ResultStore, "hulltest": HullTestStore}
+#: Stores opened by :func:`execute_unit` in this process, one per (store kind, location).
+_OPEN: dict = {}
+
+
+def open_store(job, out: str):
+    """The store ``job`` writes to under ``out``, created if needed."""
+    store = STORES[job.store_kind](out)
+    store.prepare()
+    return store
+
+
+def execute_unit(context, unit) -> dict:
+    """Compute ``unit`` of ``job`` and publish its rows to ``out``; ``context`` is ``(job, out[, place])``.
+
+    What a runner maps over units, on any worker; what the unit finishes inside goes to the runner's
+    meter (:func:`mc_hull.progress.unit`).
+
+    Returns
+    -------
+    dict
+        ``key``, ``size`` (trials or points), ``undecided`` and ``seconds``.
+    """
+    job, out, *rest = context
+    place = rest[0] if rest else None
+    t0 = time.perf_counter()
+    what = "points" if job.unit_name == "point" else "queries"
+    with reporting.unit(unit.key, job.size(unit), what):
+        try:
+            cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
+        except McHullError:
+            raise
+        except Exception as exc:   # noqa: BLE001 - one line, never a traceback after the run's record
+            if os.environ.get("MC_HULL_DEBUG"):
+                raise
+            raise ComputeError(f"{job.name}: unit {unit.key} failed ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:300]}); nothing of it was stored, committed "
+                               "units are kept and a re-run resumes (MC_HULL_DEBUG=1 shows the traceback)") from exc
+        store = _OPEN.get((job.store_kind, out))
+        if store is None:
+            store = _OPEN[(job.store_kind, out)] = open_store(job, out)
+        job.publish(store, unit, cols)
+    return {"key": unit.key, "size": len(cols["status"]), "undecided": trial.undecided(cols),
+            "seconds": time.perf_counter() - t0}
+
+
+def _split(job, done: set, place) -> tuple:
+    """The units to map (lazily) and, filled as those are listed, the units to compute here over the
+    cluster (``job.spread(unit)``, when there is a ``place``)."""
+    spread = getattr(job, "spread", None) if place is not None else None
+    wide: list = []
+
+    def mapped():
+        for u in job.units():
+            if u in done:
+                continue
+            if spread is not None and spread(u):
+                wide.append(u)
+            else:
+                yield u
+
+    return mapped(), wide
 
 
 def serial_map(fn, units, context=None, hint=None):
@@ -303,24 +370,12 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
     """
     log = log or sys.stderr
     t0 = time.perf_counter()
-    store = job.open_store(out)
+    store = open_store(job, out)
     done, moved = job.committed(store, job.units())
     for path in moved:
         print(f"mc-hull: moved aside damaged shard file {path}; it will be recomputed", file=log)
     planned = job.count()
-    wide: list = []          # units spread over the cluster: computed here after the mapped ones
-    spread = getattr(job, "spread", None) if place is not None else None
-
-    def mapped():
-        for u in job.units():
-            if u in done:
-                continue
-            if spread is not None and spread(u):
-                wide.append(u)
-                continue
-            yield u
-
-    todo = mapped()
+    todo, wide = _split(job, done, place)
     if done:
         print(f"mc-hull: resuming {job.name}: {len(done)} of {planned} shards already committed, "
               f"{planned - len(done)} to run", file=log)
@@ -335,14 +390,13 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
     computed = size = undecided = 0
     previous = reporting.install(meter.receive if progress else None)
     completed = False
+    def summaries():
+        yield from (s for _, s in mapper(execute_unit, todo, (job, str(out)), todo_units))
+        for unit in wide:    # one training set over the whole cluster, unit by unit
+            yield execute_unit((job, str(out), place), unit)
+
     try:
-        for unit, summary in mapper(execute_unit, todo, (job, str(out)), todo_units):
-            computed += 1
-            size += summary["size"]
-            undecided += summary["undecided"]
-            meter.update(summary["size"], summary.get("key"))
-        for unit in wide:        # one training set over the whole cluster, unit by unit
-            summary = execute_unit((job, str(out), place), unit)
+        for summary in summaries():
             computed += 1
             size += summary["size"]
             undecided += summary["undecided"]
@@ -375,36 +429,17 @@ class RunReport:
     backend: str = "serial"
 
 
-def spec_difference(old: dict, new: dict) -> list[str]:
-    """Names of the spec fields that differ between two spec mappings."""
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-
-
 def check_run(spec: Spec, out: str, *, new_run: bool = False):
     """Raise StoreError (one line) if ``out`` holds a different spec and not ``new_run``; writes nothing.
 
     Call it before announcing a run, so a refusal is the only line printed.
     """
-    from .store import ResultStore
-
     store = ResultStore(out)
     try:
         store.check_claim(spec, new_run=new_run)  # another run, or rows of one whose record was deleted
     except OSError as exc:  # e.g. an object store that refuses or cannot be reached
         raise StoreError(f"--out: cannot use {out}: {str(exc).splitlines()[0][:300]}") from None
     return store
-
-
-#: Seconds an object store (gs://) may retry a request before it fails: its default is 15 minutes.
-RETRY_SECONDS = 10
-
-
-def bounded_out(out: str) -> str:
-    """``out`` with a bounded retry time for Google Cloud Storage URIs, so an unreachable one fails, not hangs."""
-    text = str(out)
-    if text.startswith(("gs://", "gcs://")) and "retry_limit_seconds" not in text:
-        text += ("&" if "?" in text else "?") + f"retry_limit_seconds={RETRY_SECONDS}"
-    return text
 
 
 def open_run(spec: Spec, out: str, *, new_run: bool = False):

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from .errors import McHullError
 from .spec import Spec
+from .store import is_uri, local_path
 
 #: Default job API address: the dashboard on this machine (never a public interface).
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -67,10 +68,7 @@ def spec_document(spec) -> str:
 
 def canonical_out(out: str) -> str:
     """A URI as given; a local path made absolute (the job runs in another directory)."""
-    parsed = urlparse(str(out))
-    if parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme != "file":
-        return str(out)
-    return os.path.abspath(parsed.path if parsed.scheme == "file" else str(out))
+    return str(out) if is_uri(out) else local_path(out)
 
 
 def run_arguments(spec, out: str) -> list[str]:
@@ -164,7 +162,7 @@ def _exists(cl, job: str):
 
 
 def submit(spec, out: str, *, address: str | None = None, working_dir: str | None = ".",
-           wait: bool = True, retry: bool = False, log=None) -> tuple[str, str]:
+           wait: bool = True, retry: bool = False, log=None, cl=None) -> tuple[str, str]:
     """Submit ``spec`` (a Spec, or a list of Panels) as a Ray job writing to ``out``.
 
     Returns (submission id, final or current status).
@@ -175,7 +173,7 @@ def submit(spec, out: str, *, address: str | None = None, working_dir: str | Non
     new attempt resumes from the shards already committed in ``out``.
     """
     log = log or sys.stderr
-    cl = client(address)
+    cl = cl or client(address)      # ``cl``: a client the caller already made (one connection, one warning)
     base = submission_id(spec, out)
     job, attempt = base, 1
     while True:

@@ -20,7 +20,6 @@ import pyarrow.csv as pacsv
 
 from . import query, theory
 from .errors import StoreError
-from .thresholds import fit_n_half
 
 #: Series names used in every chart (legends, SVG ids, tests).
 MC_SERIES = "Monte Carlo p̂ (99% interval)"
@@ -292,8 +291,8 @@ def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = 
         is_nested = ((g["distribution"], g["params"], g["d"]) in nested if "params" in g
                      else (g["distribution"], g["d"]) in nested_dd)
         try:
-            fit = (query.median_of_t(g["n"], g["p"], g["lo"], g["hi"]) if is_nested
-                   else fit_n_half(g["n"], g["y"], g["m"], g["deff"], g["reps"]))
+            fit = query.curve_n_half(g["n"], g["y"], g["m"], g["deff"], g["reps"], g["p"], g["lo"], g["hi"],
+                                     nested=is_nested)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             continue
         rows.append({**{k: g[k] for k in keys}, "n_half": _positive(fit.get("n_half")),

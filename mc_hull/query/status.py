@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import McHullError, StoreError
 from ..store import ResultStore, probe
+from .cells import cell_info
 
 
 def fingerprint(out) -> tuple:
@@ -98,7 +99,6 @@ def shortfalls(out, table, run_id: str | None = None) -> list[dict]:
         ``planned`` and ``runs`` (the ids of the runs that planned the cell), in cell order.
     """
     from ..spec import Spec
-    from .cells import cell_info
 
     planned: dict = {}
     for rid, record in ResultStore(out).runs().items():
