@@ -6,9 +6,9 @@ and computes (and caches in memory) any other (family, α) on first use, which t
 tens of seconds at d = 64; this table makes the laws of the README's N½ table instant.
 
 Rows: ``family,alpha,m,J`` with family ``beta`` (α = 2β + d, m = 1..d) or ``betap``
-(Student-t with ν = α degrees of freedom, m = 1..64), 25 significant digits. Every Student-t
-entry and every 16th d of the beta entries is also computed with a finer rule (panel width 0.35 instead of 0.5, 96 instead of 64 nodes per
-panel, 20 more digits); the largest relative difference is printed and recorded in the header.
+(Student-t with ν = α degrees of freedom, m = 1..64), 25 significant digits. Every law with
+m up to 64 is also computed with a finer rule (panel width 0.15 instead of 0.25, 128 instead of 96 nodes per
+panel, 8 more digits); the largest relative difference is printed and recorded in the header.
 
 Run: ``python mc_hull/theory/data/make_beta.py [--processes 2]`` (about half an hour on 2 cores).
 """
@@ -34,8 +34,8 @@ def _job(args):
     family, alpha, m_max = args
     main = angle_sums(family, alpha, m_max)
     worst = 0.0
-    if family == "betap" or m_max % 16 == 0:  # a finer rule for every 16th d and every Student-t
-        fine = angle_sums(family, alpha, m_max, width=0.35, n_gl=96, digits=25)
+    if m_max == D_MAX:  # a finer rule at d = 64, where the recursion cancels most
+        fine = angle_sums(family, alpha, m_max, width=0.15, n_gl=128, digits=25)
         with mp.workdps(40):
             worst = float(max(abs(main[m] / fine[m] - 1) for m in main))
     return family, alpha, {m: mp.nstr(v, 25) for m, v in main.items()}, worst
@@ -71,15 +71,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=HERE / "beta_angles.csv")
     ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--min-m", type=int, default=1,
+                    help="recompute only laws with m_max >= this; keep the other rows of --out")
+    ap.add_argument("--family", choices=("beta", "betap"), help="recompute only this family")
     a = ap.parse_args()
     results = []
     partial = a.out.with_suffix(".partial")
     with Pool(a.processes) as pool, partial.open("w") as log:
-        for r in pool.imap_unordered(_job, jobs(), chunksize=1):
+        for r in pool.imap_unordered(_job, [j for j in jobs() if j[2] >= a.min_m and a.family in (None, j[0])], chunksize=1):
             results.append(r)
             log.write(f"{r[0]},{r[1]!r},{len(r[2])},{r[3]:.3g}\n")
             log.flush()
-    results += _ball_rows()
+    done = {(r[0], r[1]) for r in results}
+    results += [r for r in _ball_rows() if (r[0], r[1]) not in done]
+    if a.min_m > 1 and a.out.exists():  # keep the rows of the laws not recomputed
+        kept: dict = {}
+        for line in a.out.read_text().splitlines():
+            if line and not line.startswith("#") and not line.startswith("family,"):
+                family, alpha, m, value = line.split(",")
+                if (family, float(alpha)) not in {(r[0], r[1]) for r in results}:
+                    kept.setdefault((family, float(alpha)), {})[int(m)] = value
+        results += [(f, al, t, 0.0) for (f, al), t in kept.items()]
     worst = max(r[3] for r in results)
     lines = ["# J_m(alpha) = m * E internal angle at a vertex of a beta (alpha = 2 beta + d) or beta' "
              "(alpha = 2 beta - d = Student-t df) simplex of m points in R^(m-1);",
