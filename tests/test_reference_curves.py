@@ -89,3 +89,42 @@ def test_beta_sampler_is_the_beta_law():
         with pytest.raises(Exception) as info:
             get_sampler("beta", 3, beta=bad)
         assert "beta" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_dashboard_views_2_and_3_keep_the_subspace_reference(law_runs, monkeypatch):
+    import json
+    from pathlib import Path
+
+    import pyarrow as pa
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MC_HULL_RESULTS", law_runs)
+    app = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
+    at = AppTest.from_file(app, default_timeout=120).run()
+    at.selectbox(key="distribution").set_value("subspace").run()
+    g4 = theory.exact_n_half("gaussian", 4)
+
+    def line_rows(at):
+        out = []
+        for el in at.get("vega_lite_chart"):
+            spec = json.loads(el.proto.spec)
+            data = {ds.name: pa.ipc.open_stream(ds.data.data).read_all() for ds in el.proto.datasets}
+            rows = [r for t in data.values() if "series" in t.column_names and "n" in t.column_names
+                    for r in t.to_pylist()]
+            out.append(rows)
+        return out
+
+    charts = line_rows(at)
+    heat, half = charts[1], charts[2]
+    # view 2 (against d): the exact contour is the Gaussian of R^4's N½ at d = 6, not the ball's
+    exact = [r for r in heat if r["series"] == views.EXACT_HALF_SERIES]
+    assert exact and all(r["n"] == pytest.approx(g4) for r in exact)
+    # view 3: the black reference is that same value; the ball is only a thin comparison line
+    ref = [r for r in half if r["series"] == views.EXACT_HALF_SERIES]
+    assert ref and all(r["n"] == pytest.approx(g4) for r in ref)
+    at.radio(key="dimension").set_value("affine").run()
+    half = line_rows(at)[2]
+    ref = [r for r in half if r["series"] == views.EXACT_HALF_SERIES]
+    assert len(ref) >= 3  # a curve over d = 3..5 (lines drawn with points), not a lone point
+    assert [r["n"] for r in ref if r["d"] == 4][0] == pytest.approx(g4)
+    assert any(r["series"] == f"{views.EXACT_HALF_SERIES} (ball)" for r in half)
