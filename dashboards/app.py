@@ -148,7 +148,7 @@ def chart_p_vs_n(cells, exact, rules, which: str = "ambient") -> alt.LayerChart:
     # ten distinct categorical colours, then a perceptual scale so no two dimensions share one
     color = alt.Color("dim:N", title=title, sort=dims,
                       scale=alt.Scale(scheme="category10" if len(dims) <= 10 else "viridis"),
-                      legend=alt.Legend(symbolOpacity=1, symbolType="circle"))
+                      legend=dim_legend(len(dims), title))
     dash = alt.StrokeDash("series:N", scale=dash_scale(series), title="series",
                           legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#444444", symbolStrokeWidth=2,
                                             symbolSize=400, symbolOpacity=1, labelLimit=320,
@@ -207,6 +207,26 @@ def curve_order(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(frame.sort_values(["d", "curve"])["curve"]))
 
 
+#: Facets per row and the width of each (px): three fit the main column of a wide page (about 940 px
+#: at a 1400 px window), so every d is reached by scrolling down, never sideways.
+FACET_COLUMNS = 3
+FACET_WIDTH = 240
+
+
+def wrapped(chart, frame: pd.DataFrame, height: int):
+    """``chart`` faceted per curve (one panel per d), :data:`FACET_COLUMNS` panels to a row."""
+    return chart.properties(height=height, width=FACET_WIDTH).facet(
+        facet=alt.Facet("curve:N", sort=curve_order(frame), title=None,
+                        header=alt.Header(labelFontSize=12, labelFontWeight="bold")),
+        columns=FACET_COLUMNS).configure_legend(orient="top")
+
+
+def dim_legend(count: int, title: str) -> alt.Legend:
+    """A legend for ``count`` dimensions that shows every one: one column per 12 entries."""
+    return alt.Legend(title=title, symbolOpacity=1, symbolType="circle", columns=max(1, -(-count // 12)),
+                      symbolLimit=0, labelLimit=0)
+
+
 def chart_near(near: pd.DataFrame) -> alt.FacetChart:
     """Per d: p̂ and P(distance <= eps nn) against N on one axis, each with its shaded 99% interval."""
     series = [s for s, _, _ in NEAR_SERIES]
@@ -220,8 +240,7 @@ def chart_near(near: pd.DataFrame) -> alt.FacetChart:
         x=x, y=y, color=color, tooltip=["curve", "n", "series", "trials", "outside_measured",
                                         alt.Tooltip("value:Q", format=".4f"), alt.Tooltip("low:Q", format=".4f"),
                                         alt.Tooltip("high:Q", format=".4f")])
-    return alt.layer(line, band).properties(height=260, width=260).facet(
-        column=alt.Column("curve:N", sort=curve_order(near), title=None))
+    return wrapped(alt.layer(line, band), near, 260)
 
 
 def chart_ratio_histogram(hist: pd.DataFrame) -> alt.FacetChart:
@@ -231,8 +250,7 @@ def chart_ratio_histogram(hist: pd.DataFrame) -> alt.FacetChart:
         x=x, x2="hi:Q", y=alt.Y("share:Q", title="share of outside trials", stack=None), y2=alt.datum(0),
         tooltip=["curve", alt.Tooltip("lo:Q", format=".3g"), alt.Tooltip("hi:Q", format=".3g"), "trials",
                  alt.Tooltip("share:Q", format=".3f")])
-    return bars.properties(height=220, width=260).facet(
-        column=alt.Column("curve:N", sort=curve_order(hist), title=None))
+    return wrapped(bars, hist, 220)
 
 
 def section_distance(out: str, key: tuple, run_id: str | None, dist: str, dims: list, cells) -> None:
@@ -373,8 +391,7 @@ def chart_entry_ecdf(frame: pd.DataFrame, medians: pd.DataFrame) -> alt.FacetCha
         layers.append(alt.Chart().transform_filter(sel & (alt.datum.exact_n_half > 0)).mark_point(
             shape="cross", size=90, color="black").encode(x=alt.X("exact_n_half:Q", scale=log_n()), y="value:Q",
                                                            tooltip=tip))
-    return alt.layer(*layers, data=data).properties(height=240, width=260).facet(
-        column=alt.Column("curve:N", sort=curve_order(frame), title=None))
+    return wrapped(alt.layer(*layers, data=data), frame, 240)
 
 
 def section_nested(out: str, key: tuple, run_id: str | None, dist: str, dims: list, cells, n_half) -> None:
@@ -421,11 +438,12 @@ def section_status(out: str, key: tuple) -> None:
         return
     s = df(status)
     planned = s["shards_planned"].dropna().sum()
-    rate = s["trials_per_s"].dropna()
     eta = s["eta_s"].dropna()
     cols = st.columns(4)
     cols[0].metric("shards done / planned", f"{int(s['shards_done'].sum())} / {int(planned) if planned else '?'}")
-    cols[1].metric("trials/s (latest run)", f"{rate.iloc[-1]:,.0f}" if len(rate) else "–")
+    latest = views.latest_rate(status)
+    cols[1].metric("trials/s (latest run)", f"{latest[1]:,.0f}" if latest else "–",
+                   help=f"run {latest[0]}, the last to report" if latest else None)
     cols[2].metric("ETA", fmt_seconds(eta.max()) if len(eta) else "–")
     cols[3].metric("undecided trials", f"{int(s['undecided'].sum())}")
     for row in s.itertuples():

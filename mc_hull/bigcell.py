@@ -89,14 +89,23 @@ def solver(map=None, ranges: int = 1) -> StreamSolver:
     return StreamSolver(budget=memory_budget() // 4, map=map, ranges=ranges, fallbacks=())
 
 
-def run_shard(spec: Spec, shard, *, map=None, ranges: int = 1) -> dict[str, np.ndarray]:
-    """Like :func:`mc_hull.trial.run_shard`, streaming each training set (same columns, same queries)."""
-    from .trial import COLUMNS
+def run_shard(spec: Spec, shard, *, map=None, ranges: int = 1, place=None) -> dict[str, np.ndarray]:
+    """Like :func:`mc_hull.trial.run_shard`, streaming each training set (same columns, same queries).
+
+    ``place``, when given, turns a replicate's :class:`KeyedSource` into a context manager over a
+    placed source (``mc_hull.distributed_blocks.placer``: its blocks held by actors over the
+    cluster); the answers are the same.
+    """
+    from .trial import COLUMNS, guard_rows
 
     parts = []
     for r in range(shard.start, shard.stop):
         src = KeyedSource(spec.to_json(), shard.d, shard.n, r)
-        dec = solver(map, ranges).decide(src, src.queries(), tol=spec.tol)
+        if place is None:
+            dec = solver(map, ranges).decide(src, src.queries(), tol=spec.tol)
+        else:
+            with place(src) as placed:
+                dec = solver().decide(placed, src.queries(), tol=spec.tol)
         k = dec.status.shape[0]
         parts.append({
             "replicate": np.full(k, r, dtype=np.int32),
@@ -110,4 +119,4 @@ def run_shard(spec: Spec, shard, *, map=None, ranges: int = 1) -> dict[str, np.n
         })
     cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     cols["run_id"] = np.full(len(cols["query"]), spec.run_id, dtype=object)
-    return {name: cols[name] for name in COLUMNS}
+    return guard_rows({name: cols[name] for name in COLUMNS})

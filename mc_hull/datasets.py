@@ -241,7 +241,8 @@ def digits_split(seed: int = 0, test_fraction: float = DIGITS_TEST_FRACTION) -> 
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise InputError("--dataset digits needs scikit-learn (pip install 'mc-hull[data]')") from None
+        raise InputError("--dataset digits needs scikit-learn, part of mc-hull's install: "
+                         "pip install -e . (or pip install scikit-learn)") from None
     images = load_digits().images.astype(np.float64)  # (1797, 8, 8), shipped with scikit-learn
     order = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0x6469,))).permutation(len(images))
     n_test = int(round(test_fraction * len(images)))

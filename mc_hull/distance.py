@@ -148,7 +148,8 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     eps = 1.01 * eng.U * (math.sqrt(d) * ax + qnorm) + 2.0 ** -1060
     lf = np.where(inside, 0.0, np.maximum(res["low"] - eps, 0.0))
     hf = np.where(inside, 0.0, hf + eps)
-    low[near], high[near], nn[near] = _unscale(lf, expo, -1), _unscale(hf, expo, +1), _unscale(nnf, expo, 0)
+    low[near], high[near] = _unscale(lf, expo, -1), _unscale(hf, expo, +1)
+    nn[near] = _direct_norms(X[nn_idx], Q[near], fr.pre)
     margin1[near], state[near], rounds[near] = res["margin1"], res["state"], res["rounds"]
     margin1[near] -= eps
     if far.any():
@@ -197,7 +198,12 @@ def hull_distance(points, queries, *, tol: float = 1e-9, solver: str = "auto", g
     -------
     HullDistance
         ``(low, high, nn)``, float arrays of shape (B,) (B = 1 for a (d,) query):
-        ``0 <= low <= dist_2(x, conv X) <= high`` and ``nn = min_i ||x - X_i||_2``.
+        ``0 <= low <= dist_2(x, conv X) <= high`` and ``nn = min_i ||x - X_i||_2``: the
+        directly measured distance to a row that is nearest up to the frame's rounding,
+        so ``nn* (1 - g) <= nn <= (nn* + 2 e) (1 + g)`` with ``nn*`` the exact value,
+        ``g = (d + 2) u`` and ``e = 2 sqrt(d) u (||x - c||_inf + s)`` (u = 2^-53; c, s the
+        training set's centre and scale): exact to a few ulps unless two rows are
+        within ``e`` of the same distance.
 
     Raises
     ------
@@ -223,6 +229,21 @@ def _unscale(v: np.ndarray, expo: int, direction: int) -> np.ndarray:
     if direction < 0:
         out = np.minimum(out, np.finfo(np.float64).max)
     return out
+
+
+def _direct_norms(A: np.ndarray, B: np.ndarray, pre: int) -> np.ndarray:
+    """``||A_b - B_b||_2`` per row, measured on the data divided by ``2**pre`` (exact) and not centred.
+
+    The frame's centring rounds each coordinate by up to ``u (|x - c| + s)``, which is all
+    of a distance within a tight cluster far from the centre; the difference of the
+    data's own coordinates is exact for close rows (relative error ``gamma_{d+2}``).  Each
+    row is scaled by a power of two before squaring, so nothing over- or underflows.
+    """
+    D = np.ldexp(A, -pre) - np.ldexp(B, -pre) if pre else A - B
+    big = np.abs(D).max(axis=1) if D.shape[1] else np.zeros(len(D))
+    e = np.where(big > 0, np.frexp(big)[1], 0)
+    with np.errstate(over="ignore"):
+        return np.ldexp(np.linalg.norm(np.ldexp(D, -e[:, None]), axis=1), e + pre)
 
 
 def _qp_bounds(Xf, Qf, rows, atol, scale, ax):

@@ -174,9 +174,15 @@ def _first_line(exc: Exception) -> str:
 
 
 def check_reachable(address: str) -> None:
-    """PlanError (one line) unless ``host:port`` accepts a TCP connection within a few seconds.
+    """PlanError (one line) unless ``host:port`` is a Ray GCS that this process may join.
 
-    ``ray.init`` itself retries an unreachable GCS for a minute or more; this answers at once.
+    Answers within a few seconds (``ray.init`` itself retries an unreachable GCS, or one
+    that refuses its token, for 20 s to a minute): a TCP connection, then one GCS call
+    (``GetClusterId``).  When the cluster requires token authentication (Ray >= 2.60's
+    default) the token is found as Ray resolves it (``RAY_AUTH_TOKEN``,
+    ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``) and token mode is switched on for this
+    process, as ``mc-hull submit`` does; without an accepted token the refusal names
+    authentication and the fix.
     """
     import socket
 
@@ -191,6 +197,89 @@ def check_reachable(address: str) -> None:
             pass
     except OSError as exc:
         raise PlanError(f"--address: no Ray cluster answers at {address} ({exc.strerror or exc})") from None
+    check_auth(address)
+
+
+#: Seconds one probe of the GCS may take.
+PROBE_SECONDS = 3.0
+#: What to do without an accepted token, in one line.
+TOKEN_FIX = ("copy the cluster's token (`ray get-auth-token` on its head) to ~/.ray/auth_token, or set "
+             "RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH")
+
+
+def find_token() -> tuple[str | None, str]:
+    """The auth token as Ray resolves it, and where it came from (for messages).
+
+    ``RAY_AUTH_TOKEN``, else the file at ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``;
+    ``(None, where it was looked for)`` when there is none.
+    """
+    from pathlib import Path
+
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return os.environ["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    try:
+        return (Path(path).read_text().strip() or None), path
+    except (OSError, UnicodeDecodeError):
+        return None, path
+
+
+def _probe(address: str, token: str | None):
+    """The gRPC status code of one ``GetClusterId`` call to the GCS at ``address`` (OK on success)."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    with grpc.insecure_channel(address) as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=PROBE_SECONDS,
+                              metadata=metadata)
+            return grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            return exc.code()
+
+
+def check_auth(address: str) -> None:
+    """Refuse (PlanError, one line) a GCS at ``address`` that rejects us; switch token mode on if needed.
+
+    ``RAY_AUTH_MODE`` given by the user is respected: ``disabled`` against a cluster that
+    requires a token is refused with the fix, not retried.
+    """
+    import grpc
+
+    status = _probe(address, None)
+    if status == grpc.StatusCode.OK:
+        return  # no authentication on this cluster
+    if status != grpc.StatusCode.UNAUTHENTICATED:
+        raise PlanError(f"--address: {address} does not answer as a Ray cluster's GCS ({status.name.lower()}); "
+                        "give the head's GCS port (ray start --head --port, default 6379)")
+    mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
+    if mode and mode != "token":
+        raise PlanError(f"--address: the Ray cluster at {address} requires token authentication but "
+                        f"RAY_AUTH_MODE={mode}: unset it (or set RAY_AUTH_MODE=token) and {TOKEN_FIX}")
+    token, where = find_token()
+    if token is None:
+        raise PlanError(f"--address: the Ray cluster at {address} requires token authentication and no "
+                        f"token was found (looked in {where}): {TOKEN_FIX}")
+    status = _probe(address, token)
+    if status == grpc.StatusCode.UNAUTHENTICATED:
+        raise PlanError(f"--address: the Ray cluster at {address} requires token authentication and refused "
+                        f"the token from {where}: {TOKEN_FIX}")
+    if status != grpc.StatusCode.OK:
+        raise PlanError(f"--address: the Ray cluster at {address} did not answer with the token "
+                        f"({status.name.lower()})")
+    _enable_token_mode()
+
+
+def _enable_token_mode() -> None:
+    """Token mode for this process (and what it starts), as ``ray.init`` does for a local cluster."""
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token":
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray._raylet import Config  # Ray caches its config: refresh it so this process sees token mode
+
+    Config.initialize("")
 
 
 class Pool:

@@ -82,9 +82,12 @@ def decide_points(X: np.ndarray, Q: np.ndarray, *, tol: float, solver: str,
         ``measure="distance"`` also ``distance_low``, ``distance_high``, ``nn_distance``
         (B,) from :func:`mc_hull.distance.distances`.
     """
+    from .trial import guard_status
+
     dec = decide(X, Q, tol=tol, solver=solver)
-    out = {"status": np.asarray(dec.status, dtype=np.int8),
-           "certificate_value": np.asarray(dec.certificate, dtype=np.float64),
+    status, value = guard_status(np.asarray(dec.status, dtype=np.int8), dec.certificate)
+    out = {"status": status,
+           "certificate_value": value,
            "method": np.asarray(dec.method, dtype=str)}
     if measure == "distance":
         from .trial import distance_columns

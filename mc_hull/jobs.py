@@ -11,6 +11,10 @@ A job is any object with these members (Monte Carlo cells and adaptive additions
     Number of units, trials or points of all units, and of one unit, computed without listing.
 ``compute(unit)``
     The unit's columns: a pure function of (job, unit), so any worker, order or retry gives the same rows.
+``spread(unit)`` (optional)
+    True for a unit whose one training set is better spread over the cluster's nodes than held by one
+    worker; a runner with a ``place`` (``mc_hull.distributed_blocks.placer``) computes such units on
+    the driver as ``compute(unit, place=place)``, their rows identical.
 ``open_store(out)``, ``committed(store, units)``, ``publish(store, unit, columns)``
     The store the job writes to, the units already committed there (and files moved aside as
     damaged), and the atomic publication of one unit's rows.
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import plan as planning
+from .errors import ComputeError, McHullError
 from .plan import Shard
 from .spec import Spec
 
@@ -41,9 +46,22 @@ def execute_unit(context, unit) -> dict:
     dict
         ``key``, ``size`` (trials or points), ``undecided`` and ``seconds``.
     """
-    job, out = context
+    job, out, *rest = context
+    place = rest[0] if rest else None
     t0 = time.perf_counter()
-    cols = job.compute(unit)
+    try:
+        cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
+    except McHullError:
+        raise
+    except Exception as exc:   # noqa: BLE001 - one line, never a traceback after the run's record
+        import os
+
+        if os.environ.get("MC_HULL_DEBUG"):
+            raise
+        key = unit.key if hasattr(unit, "key") else str(unit)
+        raise ComputeError(f"{job.name}: unit {key} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+                           "nothing of it was stored, committed units are kept and a re-run resumes "
+                           "(MC_HULL_DEBUG=1 shows the traceback)") from exc
     kind = type(job).__name__
     store = _STORES.get((kind, out))
     if store is None:
@@ -113,7 +131,11 @@ class MonteCarloJob:
     def size(self, shard: Shard) -> int:
         return shard.trials(self.spec)
 
-    def compute(self, shard: Shard) -> dict[str, np.ndarray]:
+    def spread(self, shard: Shard) -> bool:
+        """True for a cell whose X exceeds the memory budget (streamed: its blocks go to the cluster)."""
+        return planning.needs_streaming(shard.n, shard.d)
+
+    def compute(self, shard: Shard, place=None) -> dict[str, np.ndarray]:
         from . import trial
 
         if planning.needs_streaming(shard.n, shard.d):
@@ -122,7 +144,7 @@ class MonteCarloJob:
 
             check_measure(self.spec)  # a streamed X has no distance measure: refused, never dropped
 
-            return bigcell.run_shard(self.spec, shard)
+            return bigcell.run_shard(self.spec, shard, place=place)
         return trial.run_shard(self.spec, shard)
 
     def open_store(self, out: str):

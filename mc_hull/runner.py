@@ -81,7 +81,7 @@ def _isatty(stream) -> bool:
         return False
 
 
-def run(job, out: str, *, map=None, progress: bool = True, log=None) -> JobReport:
+def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None) -> JobReport:
     """Execute every unit of ``job`` not yet committed in ``out``.
 
     Parameters
@@ -95,6 +95,10 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None) -> JobRepor
         by default, or :meth:`mc_hull.distributed.Pool.map_unordered`.
     progress : bool
         A bar on a terminal, progress lines elsewhere.
+    place : callable, optional
+        ``place(loader)`` -> context manager over a point source spread over the cluster
+        (``mc_hull.distributed_blocks.placer``): the units ``job.spread(unit)`` names are then
+        computed here, one at a time, each over the whole cluster, after the mapped ones.
     """
     log = log or sys.stderr
     t0 = time.perf_counter()
@@ -103,7 +107,19 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None) -> JobRepor
     for path in moved:
         print(f"mc-hull: moved aside damaged shard file {path}; it will be recomputed", file=log)
     planned = job.count()
-    todo = (u for u in job.units() if u not in done)
+    wide: list = []          # units spread over the cluster: computed here after the mapped ones
+    spread = getattr(job, "spread", None) if place is not None else None
+
+    def mapped():
+        for u in job.units():
+            if u in done:
+                continue
+            if spread is not None and spread(u):
+                wide.append(u)
+                continue
+            yield u
+
+    todo = mapped()
     if done:
         print(f"mc-hull: resuming {job.name}: {len(done)} of {planned} shards already committed, "
               f"{planned - len(done)} to run", file=log)
@@ -112,6 +128,12 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None) -> JobRepor
     computed = size = undecided = 0
     try:
         for _, summary in (map or serial_map)(execute_unit, todo, (job, str(out)), planned - len(done)):
+            computed += 1
+            size += summary["size"]
+            undecided += summary["undecided"]
+            meter.update(summary["size"])
+        for unit in wide:        # one training set over the whole cluster, unit by unit
+            summary = execute_unit((job, str(out), place), unit)
             computed += 1
             size += summary["size"]
             undecided += summary["undecided"]
@@ -227,8 +249,13 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
     if job is None:
         job = MonteCarloJob(spec, shards=None if shards is None else tuple(shards))
     mapper, own = pool_map(backend, address, workers, pool)
+    place = None
+    if backend == "ray":
+        from .distributed_blocks import placer  # X of a huge cell: row blocks over the cluster's nodes
+
+        place = placer(workers, log=log)
     try:
-        rep = run(job, out, map=mapper, progress=progress, log=log)
+        rep = run(job, out, map=mapper, progress=progress, log=log, place=place)
     finally:
         if own is not None:
             own.close()

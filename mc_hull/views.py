@@ -538,6 +538,21 @@ def run_status(out: str, now: float | None = None, summary: pa.Table | None = No
         ("last_write_age_s", pa.float64()), ("active", pa.bool_())]))
 
 
+def latest_rate(status: pa.Table) -> tuple[str, float] | None:
+    """``(run_id, trials_per_s)`` of the run whose runner reported last, among runs with a rate.
+
+    The rows of :func:`run_status` are ordered by run id (a hash), not by time: the latest
+    report is the smallest ``last_write_age_s``.  None when no run has reported a rate.
+    """
+    rows = [r for r in status.to_pylist() if r.get("trials_per_s") is not None]
+    if not rows:
+        return None
+    inf = float("inf")
+    best = min(rows, key=lambda r: (r["last_write_age_s"] if r["last_write_age_s"] is not None else inf,
+                                    r["run_id"]))
+    return best["run_id"], float(best["trials_per_s"])
+
+
 # -- view 5: trial audit --------------------------------------------------------------
 def audit_summary(out: str, filters: Filters | None = None, *, bins_per_decade: int = 4,
                   floor: float = 1e-18) -> pa.Table:

@@ -114,12 +114,13 @@ def test_unknown_run_id_is_named_and_known_ones_listed(small_results, small_spec
 def test_thresholds_note_why_a_d_has_no_n_half(tmp_path, capsys):
     out = tmp_path / "out"
     # sphere points are never inside: p = 0 at every N, so no N½
+    # (8 training sets: with 2, the t critical value on 1 degree of freedom makes every interval hold 1/2)
     assert main(["run", "--distribution", "sphere", "--dims", "3", "--sizes", "5,50", "--trials", "40",
-                 "--queries-per-set", "20", "--serial", "--no-progress", "--out", str(out)]) == 0
+                 "--queries-per-set", "5", "--serial", "--no-progress", "--out", str(out)]) == 0
     capsys.readouterr()
     assert main(["query", str(out), "--thresholds"]) == 0
     printed = capsys.readouterr().out
-    assert "# no N_half for sphere d = 3: p̂ stays below 1/2 at every N measured (up to N = 50)" in printed
+    assert "# no N_half for sphere d = 3: p is below 1/2 up to N = 50 (99% intervals wholly below 1/2)" in printed
 
 
 def test_no_n_half_reasons():
@@ -128,9 +129,11 @@ def test_no_n_half_reasons():
     assert no_n_half_reason({"n_half": 12.0, "n_half_low": 10.0, "n_half_high": 14.0}) is None
     assert "N½ is above 10,000" in no_n_half_reason({"n_half": None, "n_half_low": 1e4, "n_half_high": float("inf")})
     assert "add smaller N" in no_n_half_reason({"n_half": None, "n_half_low": 0.0, "n_half_high": 10.0})
-    assert "[10, 40]" in no_n_half_reason({"n_half": None, "n_half_low": 10.0, "n_half_high": 40.0})
+    assert "(10, 40]" in no_n_half_reason({"n_half": None, "n_half_low": 10.0, "n_half_high": 40.0})
     assert no_n_half_reason({"n_half": None, "n_half_low": 0.0, "n_half_high": float("inf")}) is None
-    cells = [{"n": 10, "p_hat": 0.7}, {"n": 100, "p_hat": 0.9}]
-    assert "already at the smallest N (10)" in reason_from_cells(cells)
-    assert "crosses 1/2" in reason_from_cells([{"n": 10, "p_hat": 0.3}, {"n": 100, "p_hat": 0.7}])
+    # p̂ above 1/2 is no evidence while the interval holds 1/2 (tests/test_notes_intervals.py has the class)
+    cells = [{"n": 10, "p_hat": 0.7, "ci_low": 0.45, "ci_high": 0.85}, {"n": 100, "p_hat": 0.9, "ci_low": 0.8,
+                                                                      "ci_high": 0.95}]
+    assert "N½ is at most 100" in reason_from_cells(cells) and "(10) hold 1/2" in reason_from_cells(cells)
+    assert "no 99% interval" in reason_from_cells([{"n": 10, "p_hat": 0.3}, {"n": 100, "p_hat": 0.7}])
     assert reason_from_cells([{"n": 10, "p_hat": None}]) == "no decided trials yet"

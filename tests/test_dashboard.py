@@ -380,7 +380,7 @@ def test_dashboard_notes_a_d_without_n_half_and_keeps_colours_distinct(tmp_path,
     at = run_app(out, monkeypatch)
     assert not at.exception, [e.message for e in at.exception]
     captions = " ".join(c.value for c in at.caption)
-    assert "No N½ for sphere d = 2: p̂ stays below 1/2 at every N measured (up to N = 40)" in captions
+    assert "No N½ for sphere d = 2: p is below 1/2 up to N = 40 (99% intervals wholly below 1/2)" in captions
     assert "sphere d = 13" in captions
     (p_spec, _), *_ = charts(at)
     schemes = {json.dumps(layer.get("encoding", {}).get("color", {}).get("scale", {}))

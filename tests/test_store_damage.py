@@ -282,6 +282,7 @@ def test_readme_snippets_work_verbatim_after_run_repair_and_hull_test(tmp_path, 
     assert "gaussian" in printed
     assert namespace["table"].num_rows == spec_rows
     (source,) = re.findall(r"FROM (read_parquet\(.*?\))", snippet)
+    source = source.replace("{files}", repr(namespace["files"]))  # the snippet's f-string, filled in
     import duckdb
 
     assert duckdb.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0] == spec_rows

@@ -8,7 +8,7 @@ from ..errors import InputError, McHullError
 from ..spec import check_tol
 from . import texts
 from .format import FORMATS, render
-from .args import _float, _int
+from .args import _float, _int, _location, _seed
 
 
 def register(sub) -> None:
@@ -31,11 +31,11 @@ def register(sub) -> None:
                         "random-projection:K (default none)")
     p.add_argument("--image-shape", metavar="H,W[,C]", help="image shape of flat rows for crop/subsample "
                    "(default: the array's own shape, else a square)")
-    p.add_argument("--out", default="results", metavar="DIR",
+    p.add_argument("--out", default="results", metavar="DIR", type=_location("--out"),
                    help="output directory or URI (default ./results)")
     p.add_argument("--solver", default="auto", metavar="NAME", help=texts.solver_help())
     p.add_argument("--tol", type=_float("--tol"), default=1e-9, metavar="T", help=texts.tol_help())
-    p.add_argument("--seed", type=_int("--seed"), default=0, metavar="S",
+    p.add_argument("--seed", type=_seed("--seed"), default=0, metavar="S",
                    help="seed of random-projection and of the digits split (integer >= 0, default 0)")
     p.add_argument("--address", help="Ray address; default: embedded Ray for large test sets, "
                                      "in-process otherwise")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 
 import duckdb
 import numpy as np
@@ -139,7 +140,47 @@ def _seed_key(run: str, d: int, n: int, seeds: dict[str, int], nested: dict[str,
     return base if n_max is None or int(n) >= n_max else f"{base}/prefix-of:{n_max}"
 
 
-def connect(out, *, run_id: str | None = None, check: bool = True):
+#: The last verified reads of this process: ``(root, run_id, columns, state) -> (rows, run records)``.
+_LAST_READ: dict = {}
+_READ_LOCK = threading.Lock()
+
+
+#: The trial columns a cell estimate reads (with the partition columns and, in distance runs, the distances).
+CELL_READ = ("run_id", "replicate", "query", "inside", "distance_low", "distance_high", "nn_distance")
+
+
+def verified_rows(store: ResultStore, run_id: str | None = None,
+                  columns: tuple[str, ...] | None = None) -> tuple[pa.Table, dict]:
+    """The store's verified rows (:meth:`ResultStore.trials`) and run records, read once per state.
+
+    A dashboard page or ``query --thresholds`` asks for the same rows several times (cells,
+    audit, entry sizes); a Parquet store is read and verified again only when a file under
+    its root changed (path, size or modification time: :meth:`ParquetStore.state`, one
+    listing).  Other backends are read on every call.  The last two reads are kept (a page
+    reads the cell columns first, then every column for its audit).  ``columns``: see
+    :meth:`ResultStore.trials`.
+    """
+    state_of = getattr(store.backend, "state", None)
+    state = state_of() if state_of is not None else None   # taken before the read: a change during it
+    key = (store.out, run_id, columns, state)               # makes the next call read again
+    if state is not None:
+        with _READ_LOCK:
+            hit = _LAST_READ.get(key)
+        if hit is not None:
+            return hit
+    table = store.trials(run_id, None if columns is None else list(columns))
+    records = store.runs()
+    if state is not None:
+        with _READ_LOCK:
+            for old in [k for k in _LAST_READ if k[-1] != state or k[:2] != key[:2]]:
+                del _LAST_READ[old]   # another store, run or state: keep only this one's reads
+            while len(_LAST_READ) >= 2:
+                del _LAST_READ[next(iter(_LAST_READ))]
+            _LAST_READ[key] = (table, records)
+    return table, records
+
+
+def connect(out, *, run_id: str | None = None, check: bool = True, columns: tuple[str, ...] | None = None):
     """A DuckDB connection over the store's verified rows (None when it holds none).
 
     Views: ``trials_all`` (every listed and verified row, with ``params`` and
@@ -161,12 +202,16 @@ def connect(out, *, run_id: str | None = None, check: bool = True):
         Keep only this run's rows.
     check : bool
         Kept for compatibility: rows are always verified.
+    columns : tuple of str, optional
+        Decode only these trial columns (default all; the identity's and partition columns
+        are always there): each unit is still verified whole.
     """
     store = ResultStore(out)
-    table = store.trials(run_id)
+    if columns is not None:
+        columns = tuple(dict.fromkeys(("run_id", "replicate", "query", *columns)))
+    table, records = verified_rows(store, run_id, columns)
     if table.num_rows == 0:
         return None
-    records = store.runs()
     seeds = _run_seeds(records)
     nested = _nested_sizes(records)
     params = run_params(store.backend)
@@ -235,7 +280,7 @@ def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL
     pyarrow.Table
         Columns :data:`CELL_COLUMNS` (and the distance summaries); empty when the store holds no rows.
     """
-    con = connect(out, run_id=run_id)
+    con = connect(out, run_id=run_id, columns=CELL_READ)
     if con is None:
         return _empty()
     reps = replicate_counts(con).to_pydict()

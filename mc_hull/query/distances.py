@@ -33,7 +33,8 @@ def cell_distances(con, identity, level: float = stats.LEVEL) -> dict[tuple, dic
         return {}
     ident = ", ".join(identity)
     table = con.sql(f"""
-        SELECT DISTINCT ON ({ident}) distribution, params, d, n, seed_key, replicate, status,
+        SELECT DISTINCT ON ({ident}) distribution, params, d, n, seed_key, replicate,
+               CASE WHEN inside THEN 'inside' WHEN NOT inside THEN 'outside' ELSE 'undecided' END AS status,
                distance_high, nn_distance
         FROM trials_all WHERE distance_high IS NOT NULL AND nn_distance IS NOT NULL
         ORDER BY {ident}, run_id""").to_arrow_table()

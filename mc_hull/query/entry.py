@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from ..errors import StoreError
 from ..store import ResultStore
-from .cells import cell_info, connect, run_params
+from .cells import CELL_READ, cell_info, connect, run_params
 
 #: ``method`` of a thresholds row read as the median of T (a nested curve).
 MEDIAN_T = "median of T"
@@ -127,7 +127,7 @@ def _bounds(out, run_id, d):
     if not present:
         raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
                          "(entry sizes are located only by `mc-hull run --nested`)")
-    con = connect(out, run_id=run_id)
+    con = connect(out, run_id=run_id, columns=CELL_READ)   # the cells' read: one verified read serves both
     dims = None if d is None else [int(d)] if np.ndim(d) == 0 else [int(v) for v in d]
     con.register("nested_runs", pa.table({"run_id": sorted(present)}))
     where = "" if dims is None else f"AND d IN ({', '.join(map(str, dims))})"

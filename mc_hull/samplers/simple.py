@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Sampler
+from .base import Sampler, side_stream
 
 
 class Gaussian(Sampler):
@@ -17,14 +17,19 @@ class Gaussian(Sampler):
 
 
 class Ball(Sampler):
-    """Uniform in the unit ball (the setting of the paper's v2 Theorem 1)."""
+    """Uniform in the unit ball (the setting of the paper's v2 Theorem 1).
+
+    A direction from ``rng`` times a radius U^(1/d), U from :func:`side_stream` so that the
+    draws are prefix-stable in n.
+    """
 
     name = "ball"
 
     def _random(self, n, rng):
+        radius = side_stream(rng).random(n) ** (1.0 / self.d)
         g = rng.standard_normal((n, self.d))
         g /= np.linalg.norm(g, axis=1, keepdims=True)
-        return g * rng.random(n)[:, None] ** (1.0 / self.d)
+        return g * radius[:, None]
 
 
 class Cube(Sampler):

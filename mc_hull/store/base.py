@@ -149,6 +149,14 @@ class Damaged(Exception):
     """A manifest entry whose stored unit does not match it (the message says how)."""
 
 
+class Forged(Damaged):
+    """A manifest entry that does not name its own unit (its key, cell or rows belong elsewhere).
+
+    Its entry is removed on resume, but the bytes it points at are left alone: they may be
+    another entry's intact unit.
+    """
+
+
 @dataclass
 class Verified:
     """What a verification pass found: intact entries and ``(what, reason)`` for every problem."""
@@ -173,6 +181,8 @@ class RunConflict(StoreError):
         super().__init__(f"another run {other}" + (" (rows without a run record)" if orphan else ""))
 
 
+#: What :meth:`Store.claimed` gives for a claim slot whose body is not a claim (empty, damaged).
+UNREADABLE = "?"
 #: Threads that read and verify units at once.
 READ_THREADS = 8
 #: Tries of the claim loop before giving up, and the pause between contended tries (seconds).
@@ -281,18 +291,23 @@ class Store:
         return self.docs("runs")
 
     def claimed(self) -> dict[int, str | None]:
-        """slot -> run id of every claim (None while undecided)."""
+        """slot -> run id of every claim (None while undecided, :data:`UNREADABLE` for a damaged slot:
+        empty or not a claim, e.g. after a crash or a full disk; it names no run and blocks none)."""
         out = {}
         for slot, body in self._slots().items():
             try:
                 out[slot] = None if body is None else str(json.loads(body.decode())["run_id"])
             except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-                out[slot] = "?"
+                out[slot] = UNREADABLE
         return out
+
+    def claimed_runs(self) -> set[str]:
+        """Run ids that hold a readable claim slot."""
+        return {r for r in self.claimed().values() if r and r != UNREADABLE}
 
     def orphans(self) -> list[str]:
         """Run ids with manifest entries or stored units but neither a claim nor a record."""
-        known = {r for r in self.claimed().values() if r} | set(self.runs())
+        known = self.claimed_runs() | set(self.runs())
         return sorted(self._unit_runs() - known)
 
     def claim_run(self, run_id: str, record: dict, *, exclusive: bool) -> bool:
@@ -316,7 +331,7 @@ class Store:
                 if run_id not in records:
                     self.put_doc("runs", run_id, record)
                 return False
-            known = {r for r in slots.values() if r} | set(records)
+            known = {r for r in slots.values() if r and r != UNREADABLE} | set(records)
             if exclusive:
                 others = sorted(known - {run_id})
                 if others:
@@ -409,47 +424,61 @@ class Store:
             found.append(entry)
         return sorted(found, key=lambda e: (e.run_id, e.key)), problems
 
-    def load(self, entry: Entry) -> pa.Table:
-        """The rows of one entry, verified (size, SHA-256, schema, row count); raises Damaged."""
-        table = self._get_unit(entry)
-        schema, _ = KINDS[entry.kind]
-        if _variant(entry.kind, table.schema) is None:
-            names = set(table.schema.names)
-            for allowed in VARIANTS[entry.kind][1:]:    # compare with the variant it claims to be
-                if names >= {f.name for f in allowed} - {f.name for f in schema}:
-                    schema = allowed
-            got = {f.name: str(f.type) for f in table.schema}
-            diff = [f"{f.name} is {got.get(f.name, 'missing')}, not {f.type}" for f in schema
-                    if got.get(f.name) != str(f.type)]
-            extra = [n for n in got if n not in schema.names]
-            raise Damaged("schema differs: " + "; ".join(diff + [f"extra column {n}" for n in extra]))
-        if table.num_rows != entry.rows:
-            raise Damaged(f"holds {table.num_rows} rows, the manifest says {entry.rows}")
+    def load(self, entry: Entry, columns: list[str] | None = None) -> pa.Table:
+        """The rows of one entry, verified (size, SHA-256, schema, row count); raises Damaged.
+
+        ``columns``: decode only these (those the unit has, in its order); the whole unit's
+        bytes are still checked against the manifest's size and SHA-256, and its schema and
+        row count read from the file's metadata.
+        """
+        if columns is None:
+            table = self._get_unit(entry)
+            schema, rows = table.schema, table.num_rows
+        else:
+            schema, rows, table = self._get_unit_columns(entry, columns)
+        _check_schema(entry.kind, schema)
+        if rows != entry.rows:
+            raise Damaged(f"holds {rows} rows, the manifest says {entry.rows}")
         return table
 
+    def _get_unit_columns(self, entry: Entry, columns: list[str]) -> tuple[pa.Schema, int, pa.Table]:
+        """(the unit's whole schema, its row count, the rows of ``columns`` it has); raises Damaged.
+        Backends that can decode a subset of columns override this."""
+        table = self._get_unit(entry)
+        return table.schema, table.num_rows, table.select([c for c in columns if c in table.schema.names])
+
     def verify(self, kind: str, run_id: str | None = None,
-               expected_rows: dict[tuple[str, str], int] | None = None) -> tuple[Verified, list[pa.Table]]:
+               expected_rows: dict[tuple[str, str], int] | None = None,
+               check=None, columns: list[str] | None = None) -> tuple[Verified, list[pa.Table]]:
         """Check every manifest entry of ``kind`` against its stored unit; (report, tables of the intact ones).
 
         ``expected_rows`` maps (run_id, key) to the planned row count; an entry
         holding another count is reported (a shard with more rows than planned).
+        ``check(entry, table)``, if given, raises :class:`Damaged` (or :class:`Forged`)
+        when the rows are not the ones the entry's key implies.
         """
         entries, problems = self._entries(kind, run_id)
         report, tables = Verified(problems=[(w, r) for w, r, _, _ in problems]), []
 
-        def check(entry):
+        def one(entry):
             try:
                 want = None if expected_rows is None else expected_rows.get((entry.run_id, entry.key))
                 if want is not None and entry.rows != want:
                     raise Damaged(f"holds {entry.rows} rows, {want} planned")
-                return self.load(entry)
+                table = self.load(entry, columns)
+                if check is not None:
+                    check(entry, table)
+                return table
             except Damaged as exc:
                 return exc
 
         # reading, hashing and decoding release the GIL: a few threads overlap I/O (object stores) and CPU
         with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(entries)))) as pool:
-            for entry, got in zip(entries, pool.map(check, entries)):
-                if isinstance(got, Damaged):
+            for entry, got in zip(entries, pool.map(one, entries)):
+                if isinstance(got, Forged):
+                    report.problems.append((f"manifest entry {entry.kind}/{entry.run_id}/{entry.key}",
+                                            f"{got} (not the entry of its own unit)"))
+                elif isinstance(got, Damaged):
                     report.problems.append((f"unit {self.where(entry.location)}", str(got)))
                 else:
                     tables.append(got)
@@ -457,23 +486,32 @@ class Store:
         return report, tables
 
     def read(self, kind: str, run_id: str | None = None, *,
-             expected_rows: dict[tuple[str, str], int] | None = None) -> pa.Table:
-        """Every verified row of ``kind`` (with partition columns); StoreError naming the first mismatch."""
-        report, tables = self.verify(kind, run_id, expected_rows)
+             expected_rows: dict[tuple[str, str], int] | None = None, check=None,
+             columns: list[str] | None = None) -> pa.Table:
+        """Every verified row of ``kind`` (with partition columns); StoreError naming the first mismatch.
+
+        ``columns``: only these of the kind's columns (the partition columns always), each unit
+        still verified whole (:meth:`load`); a column no unit has is left out.
+        """
+        report, tables = self.verify(kind, run_id, expected_rows, check, columns)
         if report.problems:
             raise StoreError(f"{report.line()}; re-run to recompute it")
-        return self.assemble(kind, report.ok, tables)
+        return self.assemble(kind, report.ok, tables, columns)
 
     @staticmethod
-    def assemble(kind: str, entries: list[Entry], tables: list[pa.Table]) -> pa.Table:
+    def assemble(kind: str, entries: list[Entry], tables: list[pa.Table],
+                 columns: list[str] | None = None) -> pa.Table:
         """One table from verified units, with the partition columns taken from the entries."""
         schema, part = KINDS[kind]
         # The widest variant present: units without the distance columns get nulls there, and a
         # store holding none keeps exactly the kind's schema.
         wide = schema
         for allowed in VARIANTS[kind][1:]:
-            if any(t.schema.equals(allowed, check_metadata=False) for t in tables):
+            extra = {f.name for f in allowed} - set(schema.names)
+            if any(extra & set(t.schema.names) for t in tables):
                 wide = allowed
+        if columns is not None:
+            wide = pa.schema([f for f in wide if f.name in columns])
         full = wide if part is None else pa.schema(list(wide) + list(part))
         out = []
         for entry, table in zip(entries, tables):
@@ -488,14 +526,17 @@ class Store:
             out.append(table)
         return pa.concat_tables(out) if out else full.empty_table()
 
-    def committed(self, kind: str, run_id: str, expected_rows: dict[str, int]) -> tuple[set[str], list[str]]:
+    def committed(self, kind: str, run_id: str, expected_rows: dict[str, int],
+                  check=None) -> tuple[set[str], list[str]]:
         """Keys of ``expected_rows`` committed intact, and one line per damaged unit found.
 
-        A unit counts as committed when its manifest entry verifies and holds
-        the expected number of rows.  A damaged unit loses its entry and its
-        bytes are moved aside where no reader looks, so it is recomputed; a
-        malformed or foreign entry in this run's manifest is removed.  Units
-        without an entry are not committed, whatever files exist.
+        A unit counts as committed when its manifest entry verifies, holds
+        the expected number of rows and passes ``check(entry, table)`` (see
+        :meth:`verify`).  A damaged unit loses its entry and its bytes are moved
+        aside where no reader looks, so it is recomputed; a malformed or foreign
+        entry in this run's manifest is removed, as is an entry that does not
+        name its own unit (:class:`Forged`: the bytes it names are left alone).
+        Units without an entry are not committed, whatever files exist.
         """
         entries, problems = self._entries(kind, run_id)
         found = []
@@ -509,13 +550,34 @@ class Store:
             try:
                 if entry.rows != expected_rows[entry.key]:
                     raise Damaged(f"holds {entry.rows} rows, {expected_rows[entry.key]} planned")
-                self.load(entry)
+                table = self.load(entry)
+                if check is not None:
+                    check(entry, table)
                 done.add(entry.key)
+            except Forged as exc:
+                self._drop_entry(kind, run_id, entry.key)
+                found.append(f"manifest entry {kind}/{run_id}/{entry.key} ({exc}; entry removed)")
             except Damaged as exc:
                 self._drop_entry(kind, run_id, entry.key)
                 where = self._drop_unit(entry)
                 found.append(f"{self.where(entry.location)} ({exc}" + (f"; moved to {where})" if where else ")"))
         return done, found
+
+
+def _check_schema(kind: str, got_schema: pa.Schema) -> None:
+    """Raise Damaged unless ``got_schema`` is one of ``kind``'s schemas, naming the differences."""
+    if _variant(kind, got_schema) is not None:
+        return
+    schema, _ = KINDS[kind]
+    names = set(got_schema.names)
+    for allowed in VARIANTS[kind][1:]:    # compare with the variant it claims to be
+        if names >= {f.name for f in allowed} - {f.name for f in schema}:
+            schema = allowed
+    got = {f.name: str(f.type) for f in got_schema}
+    diff = [f"{f.name} is {got.get(f.name, 'missing')}, not {f.type}" for f in schema
+            if got.get(f.name) != str(f.type)]
+    extra = [n for n in got if n not in schema.names]
+    raise Damaged("schema differs: " + "; ".join(diff + [f"extra column {n}" for n in extra]))
 
 
 def _kind(kind: str):

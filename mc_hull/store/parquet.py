@@ -44,7 +44,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
-from .base import Damaged, Entry, Store, check_id, sha256
+from .base import Damaged, Entry, Forged, Store, check_id, sha256
 
 RUNS_DIR, CLAIMS_DIR, STATS_DIR = "_runs", "_claims", "_stats"
 MANIFEST_DIR, QUARANTINE_DIR, HULLTEST_DIR = "_manifest", "_quarantine", "_hulltest"
@@ -72,6 +72,8 @@ def _versions() -> tuple:
 
 def resolve(out: str) -> tuple[pafs.FileSystem, str, bool]:
     """Filesystem, root path and whether it is local, for a path or a URI."""
+    if not str(out).strip() or str(out).strip() == "-" or "\0" in str(out):
+        raise StoreError(f"--out: {str(out)!r} is not a results location (give a directory or URI)")
     parsed = urlparse(str(out))
     if parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme != "file":
         uri = str(out)
@@ -191,6 +193,7 @@ class ParquetStore(Store):
         if info.type == pafs.FileType.File:
             raise StoreError(f"--out: not a directory: {self.out}")
         if self.local:
+            self._refuse_links()
             if info.type == pafs.FileType.NotFound:
                 parent = os.path.dirname(self.root.rstrip("/")) or "."
                 while not os.path.exists(parent):
@@ -204,6 +207,34 @@ class ParquetStore(Store):
         except OSError as exc:
             raise StoreError(f"--out: cannot create {self.out}: {exc}") from None
 
+    #: Directories of the root the store writes into, and those under the manifest (two levels).
+    OWN_DIRS = (RUNS_DIR, CLAIMS_DIR, STATS_DIR, MANIFEST_DIR, QUARANTINE_DIR, HULLTEST_DIR)
+
+    def _refuse_links(self) -> None:
+        """StoreError (one line) when a directory the store writes into is a symbolic link.
+
+        A ``_manifest`` (or ``_runs``, ``_claims``, a partition directory ...) linked elsewhere
+        would make a re-run write its entries or rows into another store.  The root itself may
+        be a link: that is where the user pointed ``--out``.
+        """
+        if not os.path.isdir(self.root):
+            return
+        suspects = []
+        with os.scandir(self.root) as it:
+            for e in it:
+                if e.name in self.OWN_DIRS or e.name.startswith("distribution="):
+                    suspects.append(e.path)
+        manifest = os.path.join(self.root, MANIFEST_DIR)
+        if os.path.isdir(manifest) and not os.path.islink(manifest):
+            for kind in os.scandir(manifest):
+                suspects.append(kind.path)
+                if kind.is_dir(follow_symlinks=False):
+                    suspects += [e.path for e in os.scandir(kind.path) if not e.name.endswith(".json")]
+        for path in suspects:
+            if os.path.islink(path):
+                raise StoreError(f"--out: {path} is a symbolic link (to {os.readlink(path)}); a store's own "
+                                 "directories must be real directories, or its writes land in another store")
+
     def exists(self) -> bool:
         try:
             return self._info(self.root).type == pafs.FileType.Directory
@@ -216,10 +247,11 @@ class ParquetStore(Store):
         self._write(self._abs(rel), body)
         return rel, len(body), sha256(body)
 
-    def _get_unit(self, entry: Entry) -> pa.Table:
+    def _body(self, entry: Entry) -> bytes:
+        """The unit's bytes, checked against the entry's location, size and SHA-256; raises Damaged."""
         expected = self.unit_location(entry.kind, entry.run_id, entry.key, entry.partition)
         if entry.location != expected:
-            raise Damaged(f"the manifest entry points at {entry.location}, not at {expected}")
+            raise Forged(f"the manifest entry points at {entry.location}, not at {expected}")
         try:
             body = self._read(self._abs(entry.location))
         except FileNotFoundError:
@@ -230,8 +262,23 @@ class ParquetStore(Store):
             raise Damaged(f"{len(body)} bytes, the manifest says {entry.size} (truncated or replaced)")
         if sha256(body) != entry.sha256:
             raise Damaged("SHA-256 differs from the manifest (the file was changed after it was committed)")
+        return body
+
+    def _get_unit(self, entry: Entry) -> pa.Table:
+        body = self._body(entry)
         try:
-            return pq.ParquetFile(pa.BufferReader(body), page_checksum_verification=True).read()
+            # one thread per unit: the reader already decodes units in parallel (base.READ_THREADS)
+            return pq.ParquetFile(pa.BufferReader(body), page_checksum_verification=True).read(use_threads=False)
+        except (OSError, pa.ArrowException) as exc:
+            raise Damaged(f"not readable as Parquet ({exc})") from None
+
+    def _get_unit_columns(self, entry: Entry, columns: list[str]) -> tuple[pa.Schema, int, pa.Table]:
+        body = self._body(entry)
+        try:
+            pf = pq.ParquetFile(pa.BufferReader(body), page_checksum_verification=True)
+            schema = pf.schema_arrow
+            names = [c for c in schema.names if c in set(columns)]
+            return schema, pf.metadata.num_rows, pf.read(columns=names, use_threads=False)
         except (OSError, pa.ArrowException) as exc:
             raise Damaged(f"not readable as Parquet ({exc})") from None
 
@@ -357,6 +404,16 @@ class ParquetStore(Store):
             if rel.startswith("distribution=") and info.base_name.endswith(".parquet"):
                 runs.add(info.base_name.split("-", 1)[0])
         return {r for r in runs if _is_id(r)}
+
+    def state(self) -> str:
+        """A digest of every file's path, size and modification time under the root: it changes when
+        anything is written, replaced or damaged in place (one listing; for caches of verified reads)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for info in sorted(self._files(self.root, recursive=True), key=lambda i: i.path):
+            h.update(f"{info.path}\0{info.size}\0{info.mtime_ns}\n".encode())
+        return h.hexdigest()
 
     def fingerprint(self) -> tuple:
         entries = self._files(self._abs(MANIFEST_DIR), recursive=True)

@@ -1,0 +1,234 @@
+"""One training set across a Ray cluster: row blocks held by actors on the nodes, one pass serving every query.
+
+:class:`ActorSource` is a :class:`~mc_hull.solvers.sources.PointSource` whose blocks live in
+:class:`BlockHolder` actors spread over the cluster's nodes (``SPREAD`` scheduling).  It wraps a
+*loader* — any picklable point source that can serve its blocks anywhere: regenerated from
+their keys (:class:`mc_hull.bigcell.KeyedSource`), read from shards, or an in-memory array —
+and gives holder ``i`` the ``i``-th contiguous run of blocks.  Every pass of a solver
+(:meth:`~mc_hull.solvers.sources.PointSource.map_blocks`: frame, screen, pricing, margins,
+nearest point, rows) is sent to all holders at once with its context put into the object store
+once; each holder runs it over its own blocks and returns a small partial result, and the
+partials come back in block order, so the reductions give exactly the answers of an in-process
+pass over the same blocks.  The driver keeps only the solver's small master.
+
+Where X lives
+-------------
+* **held**: when X's bytes divided by the holders fit ``MC_HULL_MEMORY_BUDGET`` per holder, each
+  holder draws or reads its blocks once, in its constructor, and keeps them in its dtype
+  (float32 stays float32): one draw or read per run, not per pass;
+* **regenerated**: otherwise a holder serves its blocks from the loader on every pass — in
+  parallel on every holder, not on one core.
+
+Faults
+------
+Holders are created without Ray restarts; the driver watches each pass.  A holder whose process
+or node died (``RayActorError`` and kin) is replaced by a new holder for the same blocks,
+placed wherever the cluster has room (``num_cpus=0`` for a replacement, so a cluster that lost a
+node's CPUs still places it), which re-reads or regenerates them; the lost part of the pass is
+recomputed there.  Partials are pure functions of (context, blocks), so answers are identical.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import ray
+
+from .distributed import LOST, WORKER_ENV, connect
+from .errors import PlanError
+from .solvers.sources import PointSource, block_runs
+
+#: Attempts per holder and pass before the pass fails.
+MAX_ATTEMPTS = 5
+#: Seconds between checks of a pass's calls.
+WAIT_SECONDS = 1.0
+#: Seconds to wait for the holders to be placed and to load their blocks.
+PLACE_SECONDS = float(os.environ.get("MC_HULL_PLACE_SECONDS", 3600))
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class BlockHolder:
+    """Blocks ``first .. stop`` of a loader, held in memory (or served from the loader each pass)."""
+
+    def __init__(self, loader: PointSource, first: int, stop: int, hold: bool):
+        for key, value in WORKER_ENV.items():
+            os.environ.setdefault(key, value)
+        self.loader, self.ids = loader, range(int(first), int(stop))
+        self.held = [(int(s), np.ascontiguousarray(X)) for s, X in loader.generate(self.ids)] if hold else None
+
+    def where(self) -> tuple[str, int, int]:
+        """(node id, process id, bytes held)."""
+        held = sum(X.nbytes for _, X in self.held) if self.held is not None else 0
+        return ray.get_runtime_context().get_node_id(), os.getpid(), held
+
+    def run(self, fn, context):
+        """``fn(context, blocks)`` over this holder's blocks, in order."""
+        blocks = iter(self.held) if self.held is not None else self.loader.generate(self.ids)
+        return fn(context, blocks)
+
+
+class ActorSource(PointSource):
+    """A loader's blocks spread over ``holders`` actors (see the module docstring).
+
+    Parameters
+    ----------
+    loader : PointSource
+        Picklable; serves any block anywhere (keys, shards, an array shipped once).
+    cpus : float, optional
+        CPUs each holder reserves (default: one, shared out when there are more holders than free CPUs).
+    holders : int, optional
+        Actors (default: the cluster's CPUs, at most one per block).
+    budget : int, optional
+        Bytes one holder may keep (default ``MC_HULL_MEMORY_BUDGET`` or 4 GiB); when X does not fit
+        ``holders * budget`` the blocks are served from the loader on every pass instead.
+    hold : bool, optional
+        Force holding (True) or serving from the loader (False); default by the budget.
+    address : str, optional
+        Ray address to join when Ray is not initialised yet (None: embedded, on loopback).
+    """
+
+    def __init__(self, loader: PointSource, *, holders: int | None = None, budget: int | None = None,
+                 hold: bool | None = None, address: str | None = None, cpus: float | None = None):
+        self.loader = loader
+        self.n, self.d, self.block_rows = int(loader.n), int(loader.d), int(loader.block_rows)
+        self._started = connect(address, None) if not ray.is_initialized() else False
+        total = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        k = max(1, min(int(holders or total), self.n_blocks))
+        self.runs = block_runs(self.n_blocks, k)
+        itemsize = np.dtype(getattr(loader, "dtype", np.float64)).itemsize
+        largest = max(min(b * self.block_rows, self.n) - a * self.block_rows for a, b in self.runs) \
+            * self.d * itemsize
+        self.hold = fits(largest, self.n * self.d * itemsize, budget) if hold is None else bool(hold)
+        self.replaced = 0
+        self.events: list[tuple[float, str, str]] = []
+        # more holders than free CPUs share them (none free: they reserve none, so placing never waits
+        # on CPUs that other actors hold); cpus=0 beside a pool whose idle actors hold the CPUs
+        if cpus is None:
+            free = float(ray.available_resources().get("CPU", 0.0))
+            cpus = min(1.0, free / len(self.runs)) if free >= 0.01 * len(self.runs) else 0.0
+        self.cpus = float(cpus)
+        self.holders = [self._holder(run, self.cpus) for run in self.runs]
+        self.placement = self._where(timeout=PLACE_SECONDS)
+
+    def _holder(self, run, cpus):
+        opts = dict(scheduling_strategy="SPREAD", num_cpus=cpus)
+        return BlockHolder.options(**opts).remote(self.loader, run[0], run[1], self.hold)
+
+    def _where(self, timeout: float | None = None):
+        return ray.get([h.where.remote() for h in self.holders], timeout=timeout)
+
+    def describe(self) -> str:
+        """Where X lives, in words (for the plan line)."""
+        nodes = len({node for node, _, _ in self.placement})
+        if self.hold:
+            gib = sum(b for _, _, b in self.placement) / 2 ** 30
+            return f"X held by {len(self.holders)} actors on {nodes} node(s) ({gib:.2f} GiB)"
+        return f"X served from its loader on every pass by {len(self.holders)} actors on {nodes} node(s)"
+
+    def generate(self, block_ids):
+        """Blocks from the loader (the holders serve passes; this serves odd rows)."""
+        return self.loader.generate(block_ids)
+
+    def map_blocks(self, fn, context, *, parts: int = 1, map=None) -> list:
+        """``fn(context, blocks)`` on every holder at once; partials in block order.
+
+        ``parts`` and ``map`` are ignored: the holders are the parts.  A holder lost mid-pass is
+        replaced (its blocks re-read or regenerated) and its part recomputed.
+        """
+        ctx = ray.put(context)
+        results: list = [None] * len(self.holders)
+        attempts = [0] * len(self.holders)
+        pending = {self.holders[i].run.remote(fn, ctx): i for i in range(len(self.holders))}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+            for ref in ready:
+                i = pending.pop(ref)
+                try:
+                    results[i] = ray.get(ref)
+                except LOST as exc:
+                    attempts[i] += 1
+                    if attempts[i] >= MAX_ATTEMPTS:
+                        raise PlanError(f"block holder {i} lost {attempts[i]} times in one pass: "
+                                        f"{type(exc).__name__}") from None
+                    self._replace(i, type(exc).__name__)
+                    pending[self.holders[i].run.remote(fn, ctx)] = i
+        return results
+
+    def _replace(self, i: int, why: str) -> None:
+        try:
+            ray.kill(self.holders[i], no_restart=True)
+        except Exception:  # noqa: BLE001 - it is already gone
+            pass
+        self.holders[i] = self._holder(self.runs[i], 0)
+        self.replaced += 1
+        self.events.append((time.perf_counter(), "replaced", f"holder {i} ({why})"))
+
+    def close(self) -> None:
+        """Kill the holders; shut Ray down if this source started it."""
+        for h in self.holders:
+            try:
+                ray.kill(h, no_restart=True)
+            except Exception:  # noqa: BLE001 - best effort cleanup
+                pass
+        self.holders = []
+        if self._started:
+            ray.shutdown()
+
+    def __enter__(self) -> "ActorSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __reduce__(self):
+        raise TypeError("an ActorSource lives on the driver; ship its loader instead")
+
+
+def fits(share: int, total: int, budget: int | None = None) -> bool:
+    """Whether holders can keep X: each holder's ``share`` within ``budget`` (default
+    ``MC_HULL_MEMORY_BUDGET``), and each node's part of the ``total`` bytes (spread evenly over the
+    alive nodes) within half the memory Ray reports for the smallest node."""
+    from .plan import memory_budget
+
+    budget = memory_budget() if budget is None else int(budget)
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("memory")]
+    if nodes:
+        smallest = min(n["Resources"]["memory"] for n in nodes)
+        if total / len(nodes) > smallest / 2:
+            return False
+    return share <= budget
+
+
+def placer(holders: int | None = None, budget: int | None = None, log=None):
+    """``place(loader)``: a context manager over an :class:`ActorSource` of ``loader`` (for the runner).
+
+    Holders reserve no CPUs (``cpus=0``): they run beside a pool whose actors are idle while a
+    spread unit is computed on the driver.  The first placement of each (d, N) is described on
+    ``log`` (where X lives) and every placement is recorded in :data:`PLACED`.
+    """
+    import contextlib
+    import sys
+
+    said: set = set()
+
+    @contextlib.contextmanager
+    def place(loader):
+        t0 = time.perf_counter()
+        src = ActorSource(loader, holders=holders, budget=budget, cpus=0)
+        PLACED.append(src.describe())
+        if (loader.d, loader.n) not in said:
+            said.add((loader.d, loader.n))
+            print(f"mc-hull: d = {loader.d}, N = {loader.n:,}: {src.describe()}, placed in "
+                  f"{time.perf_counter() - t0:.1f} s", file=log or sys.stderr)
+        try:
+            yield src
+        finally:
+            src.close()
+
+    return place
+
+
+#: What each placement of this process said (:meth:`ActorSource.describe`), for tests and reports.
+PLACED: list[str] = []

@@ -1,0 +1,405 @@
+"""Point sources and the training set as every solver sees it: in memory, or served by passes.
+
+A *point source* holds the training set X (N, d) as row blocks that it can serve
+in any order: :class:`ArraySource` wraps an array, :class:`mc_hull.bigcell.KeyedSource`
+regenerates blocks from their seeds, file sources read shards, and
+``mc_hull.distributed_blocks.ActorSource`` keeps blocks in Ray actors spread over a
+cluster's nodes.  Its one collective operation is :meth:`PointSource.map_blocks`:
+run ``fn(context, blocks)`` over disjoint runs of blocks and return the partial
+results *in block order*, so every reduction below (min, max, top-k by score then
+row index, per-block sums) gives the same answer however the blocks are split
+and wherever they live.
+
+A solver sees the training set through a :class:`Training`, in frame coordinates
+(:class:`~.certificates.Frame`):
+
+- :class:`InMemory` — the framed array itself;
+- :class:`Streamed` — a source and its :class:`StreamFrame`: every operation over all
+  N rows (the frame, pricing, margins, nearest point) is one pass, a map-reduce over
+  blocks serving all queries of a batch in one blocked matrix product; rows chosen by
+  the solver (working sets, supports) are remembered as the passes meet them.
+
+Blocks may be float32 (kept so in memory); each block is mapped to float64 frame
+coordinates before any product, so a certificate's arithmetic, and its rounding
+bound, are those of float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import certificates as cert
+from .pricing import price
+
+#: Rows per block of an :class:`ArraySource`.
+ARRAY_BLOCK_ROWS = 1 << 16
+
+
+class PointSource:
+    """The point-source contract: ``n`` rows of dimension ``d`` in blocks of ``block_rows``.
+
+    Subclasses set ``n``, ``d`` and ``block_rows`` and yield ``(start, rows)`` from
+    ``generate(block_ids)``; every block but the last holds ``block_rows`` rows.
+    """
+
+    n: int
+    d: int
+    block_rows: int
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n // self.block_rows)
+
+    def generate(self, block_ids):
+        """Yield ``(start, rows)`` (rows: ndarray (r, d), float64 or float32) for the given block ids."""
+        raise NotImplementedError
+
+    def map_blocks(self, fn, context, *, parts: int = 1, map=None) -> list:
+        """``fn(context, blocks)`` over ``parts`` disjoint runs of blocks; partial results in block order.
+
+        Parameters
+        ----------
+        fn : callable
+            Module-level function ``fn(context, blocks) -> partial``; ``blocks`` iterates
+            ``(start, rows)`` in increasing ``start``.
+        context : object
+            Shared by every call (shipped once by a distributed ``map``).
+        parts : int
+            Runs of blocks to split the pass into.
+        map : callable, optional
+            ``map(fn, units, context) -> list`` in order (``mc_hull.distributed.Pool.map``); serial
+            when omitted.
+        """
+        runs = block_runs(self.n_blocks, parts)
+        if map is None:
+            return [fn(context, self.generate(range(a, b))) for a, b in runs]
+        return map(_on_run, runs, (self, fn, context))
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (k,) in raw coordinates, shape (k, d): each needed block served once."""
+        idx = np.asarray(idx, dtype=np.intp)
+        out = np.empty((idx.size, self.d))
+        blocks = idx // self.block_rows
+        wanted = np.unique(blocks)
+        for b, (start, X) in zip(wanted, self.generate(wanted)):
+            sel = np.flatnonzero(blocks == b)
+            out[sel] = X[idx[sel] - start]
+        return out
+
+
+def block_runs(n_blocks: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous, non-empty runs ``(first, stop)`` of ``n_blocks`` blocks (fewer if too few blocks)."""
+    parts = max(1, min(int(parts), int(n_blocks)))
+    edges = [n_blocks * i // parts for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _on_run(context, run):
+    source, fn, inner = context
+    return fn(inner, source.generate(range(*run)))
+
+
+class ArraySource(PointSource):
+    """A point source over an in-memory array ``X`` (N, d), float64 or float32 (kept as given)."""
+
+    def __init__(self, X: np.ndarray, block_rows: int = ARRAY_BLOCK_ROWS):
+        X = np.asarray(X)
+        self.X = X if X.dtype in (np.float64, np.float32) else X.astype(np.float64)
+        self.n, self.d = self.X.shape
+        self.block_rows = int(block_rows)
+
+    def generate(self, block_ids):
+        for b in block_ids:
+            start = int(b) * self.block_rows
+            yield start, self.X[start:start + self.block_rows]
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        return np.asarray(self.X[np.asarray(idx, dtype=np.intp)], dtype=np.float64)
+
+
+def is_source(points) -> bool:
+    """True for a point source (anything with ``generate`` and ``map_blocks``), False for an array."""
+    return hasattr(points, "generate") and hasattr(points, "n_blocks")
+
+
+class StreamFrame:
+    """The frame of :class:`~.certificates.Frame`, from per-coordinate min, max and sum (no copy of X)."""
+
+    def __init__(self, lo, hi, total, n):
+        big = max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))))
+        self.pre = 0
+        if big > 0.0 and not (2.0 ** -cert._SAFE_EXP <= big <= 2.0 ** cert._SAFE_EXP):
+            self.pre = cert._exponent(big)
+        lo, hi = np.ldexp(lo, -self.pre), np.ldexp(hi, -self.pre)
+        self.centre = np.ldexp(total, -self.pre) / n
+        s = max(float(np.max(hi - self.centre)), float(np.max(self.centre - lo)))
+        if not s > 0.0:
+            s = float(np.max(np.abs(self.centre))) or 1.0
+        self.unit = cert._exponent(s)
+        self.scale = math.ldexp(s, -self.unit)
+        self.bounds = np.vstack([self.map_pre(lo), self.map_pre(hi)])  # frame min and max per coordinate
+
+    def map_pre(self, A):
+        out = np.subtract(A, self.centre)
+        return np.ldexp(out, -self.unit) if self.unit else out
+
+    def map(self, A: np.ndarray) -> np.ndarray:
+        """Frame coordinates (float64) of the rows of ``A`` (B, d)."""
+        A = np.asarray(A, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            return self.map_pre(np.ldexp(A, -self.pre) if self.pre else A)
+
+
+# -- passes (module level: a distributed map or a block holder runs them in other processes) -------
+def frame_pass(context, blocks):
+    """Per coordinate min and max of some blocks, and each block's coordinate sums (start, sum)."""
+    d = context
+    lo, hi, sums = np.full(d, np.inf), np.full(d, -np.inf), []
+    for start, X in blocks:
+        if len(X):
+            X = np.asarray(X, dtype=np.float64)
+            lo, hi = np.minimum(lo, X.min(axis=0)), np.maximum(hi, X.max(axis=0))
+            sums.append((int(start), X.sum(axis=0)))
+    return lo, hi, sums
+
+
+def price_pass(context, blocks):
+    """Per direction: the best frame score, and the ``k`` best chunk winners (score, row index, row).
+
+    ``context`` is ``(frame, W, k, low, rows)``: directions ``W`` (B, d), winners kept per
+    direction, lowest-scoring coarse-chunk rows kept (``low``), and whether rows are returned.
+    """
+    frame, W, k, low, rows = context
+    B, d = W.shape
+    best = np.full(B, -np.inf)
+    top = _empty_top(B, d if rows else 0, -np.inf)
+    bottom = _empty_top(B, d if rows else 0, np.inf)
+    for start, X in blocks:
+        Y = frame.map(X)
+        if low:
+            b_best, t_idx, t_val, l_idx = price(Y, W, k, lowest=low)
+            l_val = np.einsum("bkd,bd->bk", Y[l_idx], W)
+            bottom = keep_best(bottom, (-l_val, l_idx + start, Y[l_idx] if rows else bottom[2][:, :0]), low)
+        else:
+            b_best, t_idx, t_val = price(Y, W, k)
+        np.maximum(best, b_best, out=best)
+        top = keep_best(top, (t_val, t_idx + start, Y[t_idx] if rows else top[2][:, :0]), k)
+    return best, top, bottom
+
+
+def _empty_top(B, d, fill):
+    return np.full((B, 0), fill), np.zeros((B, 0), dtype=np.intp), np.zeros((B, 0, d))
+
+
+def keep_best(old, new, k):
+    """The ``k`` largest scores per row among ``old`` and ``new`` (score, index, rows) triples.
+
+    Ties keep ``old`` first, so folding partials in block order gives the top ``k`` by score,
+    then row index, however the blocks were split.  Lowest rows are kept with this too, as
+    negated scores.
+    """
+    val = np.hstack([old[0], new[0]])
+    idx = np.hstack([old[1], new[1]])
+    order = np.argsort(-val, axis=1, kind="stable")[:, :k]
+    rows = np.concatenate([old[2], new[2]], axis=1)
+    if rows.shape[2]:
+        rows = np.take_along_axis(rows, order[:, :, None], axis=1)
+    else:
+        rows = np.zeros((val.shape[0], order.shape[1], 0))
+    return np.take_along_axis(val, order, axis=1), np.take_along_axis(idx, order, axis=1), rows
+
+
+def margin_pass(context, blocks):
+    """``min`` over some blocks of :func:`~.certificates.outside_margins` (= the margin over their rows)."""
+    frame, Q, W = context
+    margins = np.full(Q.shape[0], np.inf)
+    for _, X in blocks:
+        np.minimum(margins, cert.outside_margins(frame.map(X), Q, W), out=margins)
+    return margins
+
+
+def nearest_pass(context, blocks):
+    """Nearest row (ℓ∞) of some blocks to each query: (index, distance, row)."""
+    frame, Q = context
+    B = Q.shape[0]
+    index, dist, rows = np.zeros(B, dtype=np.intp), np.full(B, np.inf), np.zeros_like(Q)
+    for start, X in blocks:
+        Y = frame.map(X)
+        i, dd = cert.nearest_points(Y, Q)
+        better = dd < dist
+        index[better], dist[better], rows[better] = i[better] + start, dd[better], Y[i[better]]
+    return index, dist, rows
+
+
+def rows_pass(context, blocks):
+    """The frame rows ``idx`` that lie in some blocks: (indices found, rows)."""
+    frame, idx = context
+    found, rows = [], []
+    for start, X in blocks:
+        sel = idx[(idx >= start) & (idx < start + len(X))]
+        if sel.size:
+            found.append(sel)
+            rows.append(frame.map(np.asarray(X)[sel - start]))
+    if not found:
+        return np.zeros(0, dtype=np.intp), np.zeros((0, frame.centre.size))
+    return np.concatenate(found), np.vstack(rows)
+
+
+class Training:
+    """The training set in frame coordinates, as a solver sees it (see the module docstring).
+
+    Attributes
+    ----------
+    n, d : int
+    scale : float
+        The frame's tolerance scale ``s`` (``atol = tol * s``).
+    bounds : ndarray, shape (2, d)
+        Frame minimum and maximum per coordinate.
+    points : ndarray (N, d) or None
+        The framed rows when they are in memory; None when served by passes.
+    """
+
+    n: int
+    d: int
+    scale: float
+    bounds: np.ndarray
+    points: np.ndarray | None = None
+
+    def price(self, W: np.ndarray, k: int, low: int = 0, rows: bool = True):
+        """Best score per direction and the ``k`` best chunk winners (and ``low`` lowest), with rows.
+
+        Returns ``best`` (B,), ``top`` = (scores (B, k'), indices (B, k'), rows (B, k', d or 0))
+        and ``bottom`` likewise with negated scores.
+        """
+        raise NotImplementedError
+
+    def margins(self, Q: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """:func:`~.certificates.outside_margins` of queries ``Q`` (B, d) along ``W`` (B, d) over all rows."""
+        raise NotImplementedError
+
+    def nearest(self, Q: np.ndarray):
+        """Nearest row (ℓ∞) to each query: (index (B,), distance (B,), row (B, d))."""
+        raise NotImplementedError
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Frame rows ``idx`` (k,), shape (k, d)."""
+        raise NotImplementedError
+
+    def remember(self, idx: np.ndarray, rows: np.ndarray) -> None:
+        """Keep rows met by a pass for :meth:`take` (rows in memory need no keeping)."""
+
+    def forget(self) -> None:
+        """Drop rows remembered for :meth:`take` (a batch of queries is done)."""
+
+
+class InMemory(Training):
+    """A framed array (N, d)."""
+
+    def __init__(self, points: np.ndarray, scale: float):
+        self.points, self.scale = points, float(scale)
+        self.n, self.d = points.shape
+
+    @property
+    def bounds(self):
+        return np.vstack([self.points.min(axis=0), self.points.max(axis=0)]) if self.n else np.zeros((2, self.d))
+
+    def price(self, W, k, low=0, rows=True):
+        return price_pass((_IDENTITY, W, k, low, rows), [(0, self.points)])
+
+    def margins(self, Q, W):
+        return cert.outside_margins(self.points, Q, W)
+
+    def nearest(self, Q):
+        idx, dist = cert.nearest_points(self.points, Q)
+        return idx, dist, self.points[idx]
+
+    def take(self, idx):
+        return self.points[np.asarray(idx, dtype=np.intp)]
+
+
+class _Identity:
+    """Stand-in frame for rows already in frame coordinates."""
+
+    @staticmethod
+    def map(A):
+        return A
+
+
+_IDENTITY = _Identity()
+
+
+class Streamed(Training):
+    """A point source and its frame: every operation over all rows is one pass.
+
+    Parameters
+    ----------
+    source : PointSource
+    map : callable, optional
+        A distributed ``map`` for sources that do not place their own blocks.
+    parts : int
+        Runs of blocks per pass offered to ``map``.
+    """
+
+    def __init__(self, source: PointSource, *, map=None, parts: int = 1, frame: StreamFrame | None = None):
+        self.source, self.map, self.parts = source, map, max(1, int(parts))
+        self.n, self.d = int(source.n), int(source.d)
+        self.passes = 0
+        self.priced = 0        # query-row products over all N rows (directions priced, margins, nearest)
+        self.cache: dict[int, np.ndarray] = {}
+        self.frame = frame if frame is not None else self._frame()
+        self.scale, self.bounds = self.frame.scale, self.frame.bounds
+
+    def _pass(self, fn, context) -> list:
+        self.passes += 1
+        return self.source.map_blocks(fn, context, parts=self.parts, map=self.map)
+
+    def _frame(self) -> StreamFrame:
+        parts = self._pass(frame_pass, self.d)
+        lo = np.min([p[0] for p in parts], axis=0)
+        hi = np.max([p[1] for p in parts], axis=0)
+        total = np.zeros(self.d)
+        for start, s in sorted((pair for p in parts for pair in p[2]), key=lambda pair: pair[0]):
+            total += s                      # block order, however the pass was split
+        return StreamFrame(lo, hi, total, self.n)
+
+    def price(self, W, k, low=0, rows=True):
+        self.priced += W.shape[0]
+        parts = self._pass(price_pass, (self.frame, W, k, low, rows))
+        best = np.max([p[0] for p in parts], axis=0)
+        top, bottom = parts[0][1], parts[0][2]
+        for p in parts[1:]:
+            top = keep_best(top, p[1], k)
+            bottom = keep_best(bottom, p[2], low) if low else bottom
+        return best, top, bottom
+
+    def margins(self, Q, W):
+        self.priced += Q.shape[0]
+        return np.min(self._pass(margin_pass, (self.frame, Q, W)), axis=0)
+
+    def nearest(self, Q):
+        self.priced += Q.shape[0]
+        parts = self._pass(nearest_pass, (self.frame, Q))
+        dist = np.array([p[1] for p in parts])
+        pick = np.argmin(dist, axis=0)            # the first part on ties: the lowest row index
+        cols = np.arange(Q.shape[0])
+        idx = np.array([p[0] for p in parts])[pick, cols]
+        rows = np.array([p[2] for p in parts])[pick, cols]
+        return idx, dist[pick, cols], rows
+
+    def remember(self, idx: np.ndarray, rows: np.ndarray) -> None:
+        """Keep frame rows met by a pass for :meth:`take` (indices (...), rows (..., d))."""
+        for i, r in zip(np.asarray(idx).reshape(-1).tolist(), rows.reshape(-1, self.d)):
+            self.cache.setdefault(i, r)
+
+    def take(self, idx):
+        idx = np.asarray(idx, dtype=np.intp).reshape(-1)
+        missing = np.unique([i for i in idx.tolist() if i not in self.cache]).astype(np.intp)
+        if missing.size:
+            for found, rows in self._pass(rows_pass, (self.frame, missing)):
+                self.remember(found, rows)
+        return np.array([self.cache[int(i)] for i in idx.tolist()]).reshape(idx.size, self.d)
+
+    def forget(self) -> None:
+        self.cache.clear()
