@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Sampler, side_stream
+from .base import Range, Sampler, side_stream
 
 
 class Gaussian(Sampler):
@@ -65,35 +65,26 @@ class BetaBall(Sampler):
 
     ``beta = 0`` is the uniform ball, ``beta → -1`` concentrates on the sphere and large
     ``beta`` tends to a Gaussian of standard deviation 1/√(2 beta). Drawn as
-    ``x = g / sqrt(|g|² + 2 Y)`` with g ~ N(0, I_d) and Y ~ Gamma(beta + 1): then |x|² is
-    Beta(d/2, beta + 1) and x/|x| uniform, which is this law. Its exact p(d, N) is the beta
-    polytope curve (:func:`mc_hull.theory.exact_inside_probability` with ``beta``).
+    ``x = g / sqrt(|g|² + 2 Y)`` with g ~ N(0, I_d) from ``rng`` and Y ~ Gamma(beta + 1) from
+    :func:`~.base.side_stream` (prefix-stable in n): |x|² is then Beta(d/2, beta + 1) and
+    x/|x| uniform, which is this law. Its exact p(d, N) is the beta-polytope curve
+    (:func:`mc_hull.theory.exact_inside_probability` with ``beta``).
 
     Dimensions: ambient d, intrinsic d, affine d.
 
     Parameters
     ----------
     beta : float, default 0
-        Exponent, in [-0.999, 1e6].
+        Exponent in [-0.999, 1e6] (:data:`BETA_RANGE`; beta + 1 >= 1e-3 keeps the gamma
+        variates from underflowing).
     """
 
     name = "beta"
     params = {"beta": 0.0}
-
-    def _validate(self):
-        from numbers import Real
-
-        from ..errors import SpecError
-
-        value = self.options["beta"]
-        lo, hi = BETA_RANGE
-        if (not isinstance(value, Real) or isinstance(value, bool) or not np.isfinite(value)
-                or not lo <= value <= hi):
-            raise SpecError(f"params.beta: beta needs a finite number in [{lo:g}, {hi:g}] "
-                            f"(density ∝ (1 - |x|²)^beta needs beta > -1), got {value!r}")
-        self.beta = float(value)
+    ranges = {"beta": Range(BETA_RANGE[0], BETA_RANGE[1],
+                            why=" (density ∝ (1 - |x|²)^beta needs beta > -1)")}
 
     def _random(self, n, rng):
+        y = side_stream(rng).standard_gamma(self.beta + 1.0, n)
         g = rng.standard_normal((n, self.d))
-        y = rng.standard_gamma(self.beta + 1.0, n)
         return g / np.sqrt(np.einsum("ij,ij->i", g, g) + 2.0 * y)[:, None]
