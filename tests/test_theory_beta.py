@@ -225,3 +225,14 @@ def test_qhull_vertex_counts_through_efron(dist, params, d, n):
     se = f0.std(ddof=1) / np.sqrt(reps) / (n + 1)
     exact = theory.exact_inside_probability(dist, d, n, **params)
     assert abs(p_hat - exact) < 4.5 * se, (p_hat, exact, se)
+
+
+def test_shipped_family_table_matches_the_curves():
+    """data/n_half_families.csv (docs/make_transition.py; the N½ panels draw it) is the live N½."""
+    table = theory.family_n_half_table()
+    checks = [("gaussian", {}, "gaussian", 10), ("ball", {}, "ball", 30), ("beta", {"beta": -0.5}, "beta beta=-0.5", 12),
+              ("student-t", {"df": 3.0}, "student-t df=3", 64), ("student-t", {"df": 1.0}, "student-t df=1", 5)]
+    for dist, params, label, d in checks:
+        assert table[(label, d)] == pytest.approx(theory.exact_n_half(dist, d, **params), rel=1e-6)
+    assert table[("gaussian", 50)] is None  # above N = 1e12
+    assert len({law for law, _ in table}) == 7 and all(2 <= d <= 64 for _, d in table)
