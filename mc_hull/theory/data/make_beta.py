@@ -99,12 +99,16 @@ def main() -> None:
         for family, alpha, table, worst in pool.imap_unordered(_job, todo, chunksize=1):
             log.write("".join(f"{family},{alpha!r},{m},{v},{worst:.3g}\n" for m, v in sorted(table.items())))
             log.flush()
-    fresh = _read_rows(partial)
-    results = [(f, al, t, w) for (f, al), (t, w) in fresh.items()]
-    results += [r for r in _ball_rows() if (r[0], r[1]) not in fresh]
-    if a.out.exists():  # keep the rows of the laws not recomputed
-        old = {k: v for k, v in _read_rows(a.out).items() if k not in fresh and k not in {(r[0], r[1]) for r in results}}
-        results += [(f, al, t, 0.0) for (f, al), (t, _) in old.items()]
+    # merge at the level of single entries: the old table, then the ball's, then the fresh rows
+    merged: dict = {}
+    worst_of: dict = {}
+    sources = [(_read_rows(a.out) if a.out.exists() else {}),
+               {(f, al): (t, w) for f, al, t, w in _ball_rows()}, _read_rows(partial)]
+    for rows in sources:
+        for key, (table, worst) in rows.items():
+            merged.setdefault(key, {}).update(table)
+            worst_of[key] = max(worst, worst_of.get(key, 0.0))
+    results = [(f, al, merged[(f, al)], worst_of[(f, al)]) for f, al in merged]
     worst = max(r[3] for r in results)
     lines = ["# J_m(alpha) = m * E internal angle at a vertex of a beta (alpha = 2 beta + d) or beta' "
              "(alpha = 2 beta - d = Student-t df) simplex of m points in R^(m-1);",
