@@ -3,7 +3,7 @@
 :class:`ActorSource` is a :class:`~mc_hull.solvers.sources.PointSource` whose blocks live in
 :class:`BlockHolder` actors spread over the cluster's nodes (``SPREAD`` scheduling).  It wraps a
 *loader* — any picklable point source that can serve its blocks anywhere: regenerated from
-their keys (:class:`mc_hull.bigcell.KeyedSource`), read from shards, or an in-memory array —
+their keys (:class:`mc_hull.samplers.KeyedSource`), read from shards, or an in-memory array —
 and gives holder ``i`` the ``i``-th contiguous run of blocks.  Every pass of a solver
 (:meth:`~mc_hull.solvers.sources.PointSource.map_blocks`: frame, screen, pricing, margins,
 nearest point, rows) is sent to all holders at once with its context put into the object store
@@ -36,6 +36,7 @@ import time
 import numpy as np
 import ray
 
+from .design import memory_budget
 from .distributed import LOST, WORKER_ENV, connect
 from .errors import PlanError
 from .solvers.sources import PointSource, block_runs
@@ -67,6 +68,19 @@ class BlockHolder:
         """``fn(context, blocks)`` over this holder's blocks, in order."""
         blocks = iter(self.held) if self.held is not None else self.loader.generate(self.ids)
         return fn(context, blocks)
+
+
+def _raw_rows_pass(idx, blocks):
+    """The raw rows ``idx`` (sorted) that lie in some blocks: (indices found (sorted), rows float64)."""
+    found, rows = [], []
+    for start, X in blocks:
+        lo, hi = np.searchsorted(idx, [start, start + len(X)])
+        if hi > lo:
+            found.append(idx[lo:hi])
+            rows.append(np.asarray(X, dtype=np.float64)[idx[lo:hi] - start])
+    if not found:
+        return np.zeros(0, dtype=np.intp), np.zeros((0, 0))
+    return np.concatenate(found), np.vstack(rows)
 
 
 class ActorSource(PointSource):
@@ -131,6 +145,19 @@ class ActorSource(PointSource):
         """Blocks from the loader (the holders serve passes; this serves odd rows)."""
         return self.loader.generate(block_ids)
 
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (k,) in raw coordinates (k, d), float64: each holder returns those it has."""
+        idx = np.asarray(idx, dtype=np.intp).reshape(-1)
+        out = np.empty((idx.size, self.d))
+        if idx.size == 0:
+            return out
+        wanted = np.unique(idx)
+        for found, rows in self.map_blocks(_raw_rows_pass, wanted):
+            if found.size:
+                sel = np.isin(idx, found)
+                out[sel] = rows[np.searchsorted(found, idx[sel])]
+        return out
+
     def map_blocks(self, fn, context, *, parts: int = 1, map=None) -> list:
         """``fn(context, blocks)`` on every holder at once; partials in block order.
 
@@ -190,8 +217,6 @@ def fits(share: int, total: int, budget: int | None = None) -> bool:
     """Whether holders can keep X: each holder's ``share`` within ``budget`` (default
     ``MC_HULL_MEMORY_BUDGET``), and each node's part of the ``total`` bytes (spread evenly over the
     alive nodes) within half the memory Ray reports for the smallest node."""
-    from .plan import memory_budget
-
     budget = memory_budget() if budget is None else int(budget)
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("memory")]
     if nodes:

@@ -90,7 +90,7 @@ def test_ray_and_serial_give_identical_rows_and_reruns_do_not_duplicate(case, tm
     tables = {}
     for backend in ("serial", "ray"):
         out = str(tmp_path / backend)
-        res = hulltest.run_hull_test(train, test, red, out, seed=5, backend=backend)
+        res = hulltest.run_hull_test(train, test, red, out, hulltest.HullTestSpec(seed=5), backend=backend)
         assert (res.backend, res.computed_shards, res.n_test) == (backend, 5, 200)
         tables[backend] = HullTestStore(out).points(res.test_id)
     assert tables["ray"].equals(tables["serial"])
@@ -99,7 +99,7 @@ def test_ray_and_serial_give_identical_rows_and_reruns_do_not_duplicate(case, tm
     out = str(tmp_path / "serial")
     files = sorted((tmp_path / "serial").rglob("points-*.pq"))
     files[2].write_bytes(b"PAR1 truncated")
-    again = hulltest.run_hull_test(train, test, red, out, seed=5, backend="serial")
+    again = hulltest.run_hull_test(train, test, red, out, hulltest.HullTestSpec(seed=5), backend="serial")
     assert (again.computed_shards, again.skipped_shards, again.inside) == (1, 4, res.inside)
     assert sorted((tmp_path / "serial").rglob("points-*.pq")) == files
     assert HullTestStore(out).points(res.test_id).equals(tables["serial"])
@@ -217,8 +217,8 @@ def latest_fraction(out, reduction, k) -> float:
 
 
 def test_auto_backend_uses_ray_only_when_it_pays():
-    assert hulltest.choose_backend("auto", (359, 1438, 64), None, None) == "serial"
-    assert hulltest.choose_backend("auto", (10_000, 50_000, 512), None, None) == "ray"
-    assert hulltest.choose_backend("auto", (100, 10**9, 10**3), None, None) == "serial"  # one shard
-    assert hulltest.choose_backend("auto", (10, 10, 2), "127.0.0.1:6379", None) == "ray"
-    assert hulltest.choose_backend("serial", (10**6, 10**6, 10), None, 4) == "serial"
+    assert hulltest.auto_backend((359, 1438, 64), None, None) == "serial"
+    assert hulltest.auto_backend((10_000, 50_000, 512), None, None) == "ray"
+    assert hulltest.auto_backend((100, 10**9, 10**3), None, None) == "serial"  # one shard
+    assert hulltest.auto_backend((10, 10, 2), "127.0.0.1:6379", None) == "ray"
+    assert hulltest.auto_backend((10, 10, 2), None, 2) == "ray"

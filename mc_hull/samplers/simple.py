@@ -81,10 +81,10 @@ class BetaBall(Sampler):
 
     name = "beta"
     params = {"beta": 0.0}
-    ranges = {"beta": Range(BETA_RANGE[0], BETA_RANGE[1],
-                            why=" (density ∝ (1 - |x|²)^beta needs beta > -1)")}
+    ranges = {"beta": Range(*BETA_RANGE, why=" (density ∝ (1 - |x|²)^beta needs beta > -1)")}
 
     def _random(self, n, rng):
-        y = side_stream(rng).standard_gamma(self.beta + 1.0, n)
+        side = side_stream(rng)            # before the coordinates: prefix-stable in n
         g = rng.standard_normal((n, self.d))
+        y = side.standard_gamma(self.beta + 1.0, n)
         return g / np.sqrt(np.einsum("ij,ij->i", g, g) + 2.0 * y)[:, None]

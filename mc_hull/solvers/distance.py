@@ -202,6 +202,28 @@ def face_normals(points, idx, lam, offs, R, rows):
     return out
 
 
+class HeldRows:
+    """The training set held whole, behind the operations :func:`project` uses (a streamed source has the same).
+
+    ``shape`` (N, d); ``ax = max |points|``; ``price(W, k, lowest)`` as :func:`colgen.price`;
+    ``nearest(Q)`` as :func:`nearest`; ``rows(idx)`` the rows ``idx`` (k, d).
+    """
+
+    def __init__(self, points: np.ndarray):
+        self.points = points
+        self.shape = points.shape
+        self.ax = float(np.max(np.abs(points))) if points.size else 0.0
+
+    def price(self, directions, k, lowest=None):
+        return price(self.points, directions, k, lowest=lowest)
+
+    def nearest(self, queries):
+        return nearest(self.points, queries)
+
+    def rows(self, idx):
+        return self.points[idx]
+
+
 def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int = 60,
             k0: int | None = None, k: int | None = None, n_low: int = 2, n_near: bool = True,
             nn_idx: np.ndarray | None = None, certificates: bool = False):
@@ -224,7 +246,8 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
 
     Parameters
     ----------
-    points : ndarray, shape (N, d)
+    points : ndarray, shape (N, d), or rows behind :class:`HeldRows`' operations
+        (:class:`mc_hull.solvers.sourced.SourceRows`: passes over a point source).
     queries : ndarray, shape (B, d)
     atol : float
         Membership tolerance (ℓ∞ residual) in the units of ``points``.
@@ -252,13 +275,15 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     dict of ndarray, each shape (B,)
         ``low``, ``high`` (0 and 0 for inside), ``margin1`` (best ℓ1 margin seen,
         -inf if none), ``inside`` (bool), ``state`` (CONVERGED, INSIDE, CAPPED or
-        FAILED), ``rounds``; with ``certificates``, also ``direction`` (B, d), the
-        direction of ``margin1`` (zero where none), and ``support``, ``weights``: lists
-        of B arrays, the master's convex weights where ``inside`` (None elsewhere).
+        FAILED), ``rounds``, ``residual`` (the ℓ∞ residual that certified inside, inf otherwise); with
+        ``certificates``, also ``direction`` (B, d), the direction of ``margin1`` (zero where none), and
+        ``support``, ``weights``: lists of B arrays, the master's convex weights where ``inside`` (None
+        elsewhere).
     """
-    N, d = points.shape
+    ops = points if hasattr(points, "rows") else HeldRows(points)
+    N, d = ops.shape
     B = queries.shape[0]
-    ax = float(np.max(np.abs(points))) if points.size else 0.0
+    ax = ops.ax
     k0 = k0 or min(2 * d + 2, K0_MAX)
     k = k or min(d + 1, K_MAX)
     low = np.full(B, -np.inf)
@@ -266,23 +291,24 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     margin1 = np.full(B, -np.inf)
     state = np.full(B, CAPPED, dtype=np.int8)
     rounds = np.zeros(B, dtype=np.int32)
+    residual = np.full(B, np.inf)
     gap = np.broadcast_to(np.asarray(gap, dtype=np.float64), (B,))
     # Below this gap rounding dominates: nothing more to learn (a few d u of the sizes involved).
     floor = 16.0 * _gamma(d + 4) * (np.linalg.norm(queries, axis=1) + math.sqrt(d) * ax)
     direction = np.zeros((B, d)) if certificates else None
     support, weights = [None] * B, [None] * B
     if B == 0:
-        return _result(low, high, margin1, state, rounds, direction, support, weights)
+        return _result(low, high, margin1, state, rounds, residual, direction, support, weights)
 
     # Round 0: price along x itself (good for far queries), seed the working sets.
-    best, top_idx, _, low_idx = price(points, queries, k0, lowest=n_low)
+    best, top_idx, _, low_idx = ops.price(queries, k0, lowest=n_low)
     l0, m0 = checked_low(queries, queries, best, ax)
     low = np.maximum(low, l0)
     _better(margin1, direction, np.arange(B), m0, queries)
     parts = [top_idx, low_idx]
     if n_near:
         if nn_idx is None:
-            nn_idx = nearest(points, queries)[1]
+            nn_idx = ops.nearest(queries)[1]
         parts.append(nn_idx[:, None])
     seeds = np.sort(np.hstack(parts), axis=1)
     fresh = np.ones(seeds.shape, dtype=bool)
@@ -294,10 +320,11 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         if active.size == 0:
             break
         Qa = queries[active]
-        lam, offs, W = master(points, Qa, idx, sizes, 1.0)
+        S, pos = ops.rows(idx), np.arange(idx.size)     # the working sets' rows, in idx's order
+        lam, offs, W = master(S, Qa, pos, sizes, 1.0)
         rounds[active] = rnd
         failed = ~np.isfinite(W).all(axis=1)
-        h, R, res_inf, P = checked_high(points, Qa, idx, lam, offs, ax)
+        h, R, res_inf, P = checked_high(S, Qa, pos, lam, offs, ax)
         high[active] = np.minimum(high[active], h)
         n_pos = np.add.reduceat((lam > 0).astype(np.intp), offs[:-1])
         inside = (res_inf + rounding_bound(Qa, scale, n_pos) <= atol) & ~failed
@@ -305,9 +332,10 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         if certificates:
             for j in np.flatnonzero(inside).tolist():
                 a, e = offs[j], offs[j + 1]
-                pos = lam[a:e] > 0
-                support[active[j]], weights[active[j]] = idx[a:e][pos], lam[a:e][pos]
-        best, top_idx, top_val = price(points, np.where(failed[:, None], 0.0, R), k)
+                kept = lam[a:e] > 0
+                support[active[j]], weights[active[j]] = idx[a:e][kept], lam[a:e][kept]
+        residual[active[inside]] = res_inf[inside]
+        best, top_idx, top_val = ops.price(np.where(failed[:, None], 0.0, R), k)
         lo, m1 = checked_low(Qa, R, best, ax)
         lo[failed], m1[failed] = -np.inf, -np.inf
         low[active] = np.maximum(low[active], lo)
@@ -319,8 +347,8 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         settled = margin1[active] - rho_out > atol
         near_face = np.flatnonzero(closed & ~settled & ~inside & ~failed)
         if near_face.size:    # r = x - p lost its direction to cancellation: take it off the face instead
-            Rr = face_normals(points, idx, lam, offs, R, near_face)
-            lo, m1 = checked_low(Qa[near_face], Rr, price(points, Rr, 1)[0], ax)
+            Rr = face_normals(S, pos, lam, offs, R, near_face)
+            lo, m1 = checked_low(Qa[near_face], Rr, ops.price(Rr, 1)[0], ax)
             sel = active[near_face]
             low[sel] = np.maximum(low[sel], lo)
             _better(margin1, direction, sel, m1, Rr)
@@ -349,7 +377,7 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         idx = cat[uniq]
         active = active[grow]
         sizes = np.bincount(rows_[uniq], minlength=active.size)
-    return _result(low, high, margin1, state, rounds, direction, support, weights)
+    return _result(low, high, margin1, state, rounds, residual, direction, support, weights)
 
 
 def _better(margin1, direction, rows, m1, W):
@@ -360,11 +388,11 @@ def _better(margin1, direction, rows, m1, W):
     margin1[rows] = np.maximum(margin1[rows], m1)
 
 
-def _result(low, high, margin1, state, rounds, direction, support, weights):
+def _result(low, high, margin1, state, rounds, residual, direction, support, weights):
     inside = state == INSIDE
     low[inside], high[inside] = 0.0, 0.0
     out = dict(low=np.maximum(low, 0.0), high=high, margin1=margin1, inside=inside, state=state,
-               rounds=rounds)
+               rounds=rounds, residual=residual)
     if direction is not None:
         out.update(direction=direction, support=support, weights=weights)
     return out

@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from .. import progress
 from . import certificates as cert
 from .pricing import price
 
@@ -142,14 +143,17 @@ class StreamFrame:
         self.bounds = np.vstack([self.map_pre(lo), self.map_pre(hi)])  # frame min and max per coordinate
 
     def map_pre(self, A):
-        out = np.subtract(A, self.centre)
-        return np.ldexp(out, -self.unit) if self.unit else out
+        out = np.subtract(A, self.centre, dtype=np.float64)     # float32 rows convert exactly
+        if self.unit and -1022 <= -self.unit <= 1023:
+            out *= 2.0 ** -self.unit      # a normal power of two: the same correctly rounded result as ldexp
+        elif self.unit:
+            out = np.ldexp(out, -self.unit)
+        return out
 
     def map(self, A: np.ndarray) -> np.ndarray:
         """Frame coordinates (float64) of the rows of ``A`` (B, d)."""
-        A = np.asarray(A, dtype=np.float64)
         with np.errstate(over="ignore"):
-            return self.map_pre(np.ldexp(A, -self.pre) if self.pre else A)
+            return self.map_pre(np.ldexp(np.asarray(A, dtype=np.float64), -self.pre) if self.pre else A)
 
 
 # -- passes (module level: a distributed map or a block holder runs them in other processes) -------
@@ -353,6 +357,7 @@ class Streamed(Training):
 
     def _pass(self, fn, context) -> list:
         self.passes += 1
+        progress.update("stream", passes=self.passes, blocks=self.passes * self.source.n_blocks)   # once a pass
         return self.source.map_blocks(fn, context, parts=self.parts, map=self.map)
 
     def _frame(self) -> StreamFrame:
