@@ -128,3 +128,18 @@ def test_dashboard_views_2_and_3_keep_the_subspace_reference(law_runs, monkeypat
     assert len(ref) >= 3  # a curve over d = 3..5 (lines drawn with points), not a lone point
     assert [r["n"] for r in ref if r["d"] == 4][0] == pytest.approx(g4)
     assert any(r["series"] == f"{views.EXACT_HALF_SERIES} (ball)" for r in half)
+
+
+def test_auto_sizes_follow_the_runs_parameters():
+    """--sizes auto places the grid on the exact curve of the run's own df (no pilot pass)."""
+    import io
+
+    from mc_hull.adaptive import auto_grid
+
+    log = io.StringIO()
+    g1 = auto_grid("student-t", [6], params={"df": 1.0}, log=log)[6]
+    g30 = auto_grid("student-t", [6], params={"df": 30.0}, log=log)[6]
+    for grid, df in ((g1, 1.0), (g30, 30.0)):
+        p = theory.exact_inside_probability("student-t", 6, np.array(grid, dtype=float), df=df)
+        assert p[0] < 0.1 and p[-1] > 0.9
+    assert g30[-1] > 3 * g1[-1]
