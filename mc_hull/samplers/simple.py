@@ -66,16 +66,18 @@ class BetaBall(Sampler):
 
     ``beta = 0`` is the uniform ball, ``beta → -1`` concentrates on the sphere and large
     ``beta`` tends to a Gaussian of standard deviation 1/√(2 beta). Drawn as
-    ``x = g / sqrt(|g|² + 2 Y)`` with g ~ N(0, I_d) and Y ~ Gamma(beta + 1): then |x|² is
-    Beta(d/2, beta + 1) and x/|x| uniform, which is this law. Its exact p(d, N) is the beta
-    polytope curve (:func:`mc_hull.theory.exact_inside_probability` with ``beta``).
+    ``x = g / sqrt(|g|² + 2 Y)`` with g ~ N(0, I_d) from ``rng`` and Y ~ Gamma(beta + 1) from
+    :func:`~.base.side_stream` (prefix-stable in n): |x|² is then Beta(d/2, beta + 1) and
+    x/|x| uniform, which is this law. Its exact p(d, N) is the beta-polytope curve
+    (:func:`mc_hull.theory.exact_inside_probability` with ``beta``).
 
     Dimensions: ambient d, intrinsic d, affine d.
 
     Parameters
     ----------
     beta : float, default 0
-        Exponent, in [-0.999, 1e6].
+        Exponent in [-0.999, 1e6] (:data:`BETA_RANGE`; beta + 1 >= 1e-3 keeps the gamma
+        variates from underflowing).
     """
 
     name = "beta"
