@@ -131,6 +131,8 @@ def _seed_key(run: str, d: int, n: int, seeds: dict[str, int], nested: dict[str,
 #: The last verified reads of this process: ``(root, run_id, columns, state) -> (rows, run records)``.
 _LAST_READ: dict = {}
 _READ_LOCK = threading.Lock()
+#: The (run, distribution, d, n) present in the last table :func:`connect` opened (``"table"``: that table).
+_CELLS_OF: dict = {}
 
 
 #: The trial columns a cell estimate reads (with the partition columns and, in distance runs, the distances).
@@ -205,7 +207,13 @@ def connect(out, *, run_id: str | None = None, check: bool = True, columns: tupl
     params = run_params(store.backend)
     con = duckdb.connect()
     con.register("rows_raw", table)
-    cells = con.sql("SELECT DISTINCT run_id, distribution, d, n FROM rows_raw").fetchall()
+    with _READ_LOCK:   # the cells present depend only on the rows read: once per read
+        cells = _CELLS_OF.get(id(table)) if _CELLS_OF.get("table") is table else None
+    if cells is None:
+        cells = con.sql("SELECT DISTINCT run_id, distribution, d, n FROM rows_raw").fetchall()
+        with _READ_LOCK:
+            _CELLS_OF.clear()
+            _CELLS_OF.update({"table": table, id(table): cells})
     info = {"run_id": [], "distribution": [], "d": [], "n": [], "params": [], "seed_key": []}
     holders: dict = {}  # (distribution, params, d, n, seed_key) -> runs holding that cell
     for run, dist, d, n in cells:
