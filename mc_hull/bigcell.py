@@ -96,7 +96,7 @@ def run_shard(spec: Spec, shard, *, map=None, ranges: int = 1, place=None) -> di
     placed source (``mc_hull.distributed_blocks.placer``: its blocks held by actors over the
     cluster); the answers are the same.
     """
-    from .trial import COLUMNS
+    from .trial import COLUMNS, guard_rows
 
     parts = []
     for r in range(shard.start, shard.stop):
@@ -119,4 +119,4 @@ def run_shard(spec: Spec, shard, *, map=None, ranges: int = 1, place=None) -> di
         })
     cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     cols["run_id"] = np.full(len(cols["query"]), spec.run_id, dtype=object)
-    return {name: cols[name] for name in COLUMNS}
+    return guard_rows({name: cols[name] for name in COLUMNS})

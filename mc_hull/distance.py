@@ -19,6 +19,7 @@ from .solvers import get_solver
 DISTANCE_SOLVERS = ("auto", "colgen", "qp")
 GAP = 1e-6            # default target for high - low, relative to the training set's scale s
 FAR = 2.0 ** 60       # queries farther than FAR * s from the centre get the ball bounds (float floor)
+ONE_BATCH = 1 << 62   # a streamed solver's budget that keeps every query of a call in one batch
 
 
 class HullDistance(NamedTuple):
@@ -52,6 +53,9 @@ class DistanceResult:
         The training set's scale s.
     seconds : float
         Wall time of the whole call.
+    certificate : ndarray, shape (B,)
+        The membership certificate behind ``status``, as :class:`~mc_hull.solvers.Decisions`'
+        (residual or ℓ1 margin over s; NaN when undecided).
     """
 
     low: np.ndarray
@@ -63,6 +67,7 @@ class DistanceResult:
     method: np.ndarray
     scale: float
     seconds: float
+    certificate: np.ndarray | None = None
 
     @property
     def gap(self) -> np.ndarray:
@@ -98,8 +103,9 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     DistanceResult
     """
     t0 = time.perf_counter()
-    X = as_points(points)
-    Q, _ = as_queries(queries, X.shape[1])
+    held = not hasattr(points, "generate")
+    X = as_points(points) if held else points
+    Q, _ = as_queries(queries, X.shape[1] if held else X.d)
     tol = cert.check_tol(tol)
     if not (isinstance(gap, (int, float, np.floating)) and np.isfinite(gap) and 0 < gap < 1):
         raise InputError(f"gap: must be a number in (0, 1), got {gap!r}")
@@ -107,13 +113,27 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
         raise InputError(f"solver: unknown distance solver {solver!r}; valid: {', '.join(DISTANCE_SOLVERS)}")
     if not (isinstance(max_rounds, (int, np.integer)) and max_rounds >= 1):
         raise InputError(f"max_rounds: must be an integer >= 1, got {max_rounds!r}")
-    (N, d), B = X.shape, Q.shape[0]
-    fr = cert.Frame.of(X)                         # the membership rule's frame, bit for bit
-    Xf, Qf = fr.points, fr.map(Q)
+    if not held and solver == "qp":
+        raise InputError("solver: qp needs the training set held whole; a point source takes colgen")
+    d, B = Q.shape[1], Q.shape[0]
+    if held:
+        fr = cert.Frame.of(X)                     # the membership rule's frame, bit for bit
+        ops = eng.HeldRows(fr.points)
+        expo = fr.unit + fr.pre                   # frame unit = 2**expo data units
+        s_data = fr.data_scale()
+    else:                                         # passes over blocks; the membership rule's frame
+        from .solvers.sourced import SourceRows
+
+        streamer = source_solver(d)
+        data = streamer._training(X)
+        fr = data.frame
+        ops = SourceRows(X, data)
+        expo = fr.unit + fr.pre
+        with np.errstate(over="ignore"):
+            s_data = float(np.ldexp(fr.scale, expo))
+    Qf = fr.map(Q)
     rel = fr.scale                                # s in frame units, in [1, 2)
-    expo = fr.unit + fr.pre                       # frame unit = 2**expo data units
-    s_data = fr.data_scale()
-    ax = float(np.max(np.abs(Xf)))
+    ax = ops.ax
     with np.errstate(over="ignore", invalid="ignore"):
         qinf = np.abs(Qf).max(axis=1)
     far = ~(qinf <= FAR * rel)
@@ -127,17 +147,17 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     method = np.full(B, "colgen" if solver != "qp" else "qp", dtype=object)
 
     Qn = Qf[near]
-    nnf, nn_idx = eng.nearest(Xf, Qn)
+    nnf, nn_idx = ops.nearest(Qn)
     qnorm = np.linalg.norm(Qn, axis=1)
     gap_f = np.maximum(gap * rel, 16.0 * eng._gamma(d + 4) * (qnorm + math.sqrt(d) * ax))
     if solver == "qp":
-        res = _qp_bounds(Xf, Qn, np.arange(near.size), tol * rel, rel, ax)
+        res = _qp_bounds(fr.points, Qn, np.arange(near.size), tol * rel, rel, ax)
     else:
-        res = eng.project(Xf, Qn, atol=tol * rel, scale=rel, gap=gap_f, max_rounds=max_rounds,
+        res = eng.project(ops, Qn, atol=tol * rel, scale=rel, gap=gap_f, max_rounds=max_rounds,
                           nn_idx=nn_idx)
-        redo = np.flatnonzero(res["state"] == eng.FAILED)
-        if redo.size:                              # an NNLS master failed: HiGHS QP instead
-            sub = _qp_bounds(Xf, Qn[redo], np.arange(redo.size), tol * rel, rel, ax)
+        redo = np.flatnonzero(res["state"] == eng.FAILED) if held else np.zeros(0, np.intp)
+        if redo.size:                              # an NNLS master failed: HiGHS QP instead (held X)
+            sub = _qp_bounds(fr.points, Qn[redo], np.arange(redo.size), tol * rel, rel, ax)
             for key in res:
                 res[key][redo] = sub[key] if key != "low" else np.maximum(res["low"][redo], sub["low"])
             method[near[redo]] = "qp"
@@ -148,12 +168,18 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     eps = 1.01 * eng.U * (math.sqrt(d) * ax + qnorm) + 2.0 ** -1060
     lf = np.where(inside, 0.0, np.maximum(res["low"] - eps, 0.0))
     hf = np.where(inside, 0.0, hf + eps)
-    low[near], high[near], nn[near] = _unscale(lf, expo, -1), _unscale(hf, expo, +1), _unscale(nnf, expo, 0)
+    low[near], high[near] = _unscale(lf, expo, -1), _unscale(hf, expo, +1)
+    nn[near] = _direct_norms(X[nn_idx], Q[near], fr.pre)
     margin1[near], state[near], rounds[near] = res["margin1"], res["state"], res["rounds"]
     margin1[near] -= eps
+    certificate = np.full(B, np.nan)
+    certificate[near] = np.where(res["inside"], res["residual"], margin1[near]) / rel
     if far.any():
-        low[far], high[far], nn[far] = _far_bounds(X, Q[far], fr)
+        low[far], high[far], nn[far] = _far_bounds(X, Q[far], fr) if held else _far_bounds_source(ops, Q[far], fr)
         method[far] = "far"
+        bounds = np.vstack([fr.points.min(axis=0), fr.points.max(axis=0)]) if held else fr.bounds
+        with np.errstate(over="ignore"):
+            certificate[far] = cert.far_margins(bounds, Qf[far])[1] / rel
 
     status = np.full(B, -1, dtype=np.int8)
     status[state == eng.INSIDE] = 1
@@ -162,14 +188,57 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     status[(status < 0) & ((margin1 - rho > tol * rel) | far)] = 0
     gray = np.flatnonzero(status < 0)
     if gray.size:                                  # not settled by the ℓ2 certificates: the membership rule's own solver
-        dec = get_solver("auto").decide_frame(Xf, Qf[gray], rel, tol=tol)
+        dec = (get_solver("auto").decide_frame(fr.points, Qf[gray], rel, tol=tol) if held
+               else streamer.decide(X, Q[gray], tol=tol))
         status[gray] = dec.status
+        certificate[gray] = dec.certificate
         ins = gray[dec.status == 1]
         low[ins], high[ins] = 0.0, 0.0
         method[gray] = "membership"
     converged = (high - low <= gap * s_data) | (status == 1)
+    certificate[status < 0] = np.nan
     return DistanceResult(low=low, high=high, nn=nn, status=status, converged=converged, rounds=rounds,
-                          method=method, scale=s_data, seconds=time.perf_counter() - t0)
+                          method=method, scale=s_data, seconds=time.perf_counter() - t0, certificate=certificate)
+
+
+def source_solver(d: int, budget: int | None = None):
+    """The streamed membership solver for a point source of dimension ``d``: working sets capped like the
+    distance engine's (``K0_MAX`` seeds, ``K_MAX`` winners per round), since a master's cost grows with
+    its columns (d = 1024: 2 d + 2 seeds made a query 7x slower than 32).
+
+    Without ``budget`` every query of a call is one batch (a pass prices them all in one product per
+    block), so answers do not depend on ``MC_HULL_MEMORY_BUDGET``; callers bound a call's queries
+    (a hull-test shard holds at most ``SHARD_POINTS``)."""
+    from .solvers.sourced import FramedStreamSolver
+
+    return FramedStreamSolver(k0=min(2 * d + 2, eng.K0_MAX), k=min(d + 1, eng.K_MAX), budget=budget or ONE_BATCH)
+
+
+def _far_bounds_source(ops, Q, fr):
+    """:func:`_far_bounds` over a point source: the ball's radius from one pass; ``nn`` in frame units
+    (inf where the query's frame coordinates overflow)."""
+    d = Q.shape[1]
+    radius = ops.radius() * (1.0 + 4.0 * (d + 2) * eng.U)
+    radius = math.ldexp(radius + 2.0 * math.sqrt(d) * eng.U, fr.unit)    # prescaled units
+    A = np.ldexp(Q, -fr.pre)
+    big = np.maximum(np.abs(A).max(axis=1), float(np.max(np.abs(fr.centre))))
+    g = np.frexp(big)[1]
+    low, high = np.empty(len(Q)), np.empty(len(Q))
+    for j, gj in enumerate(g.tolist()):
+        v = np.ldexp(A[j], -gj) - np.ldexp(fr.centre, -gj)
+        nv = float(np.linalg.norm(v))
+        slack = 4.0 * (d + 3) * eng.U * nv + 2.0 * math.sqrt(d) * eng.U
+        r = math.ldexp(radius, -gj)
+        low[j] = float(np.ldexp(max(nv - slack - r, 0.0), gj + fr.pre))
+        high[j] = float(np.ldexp(nv + slack + r, gj + fr.pre))
+    Qf = fr.map(Q)
+    ok = np.isfinite(Qf).all(axis=1)
+    nn = np.full(len(Q), np.inf)
+    if ok.any():
+        with np.errstate(over="ignore"):
+            nn[ok] = np.ldexp(ops.nearest(Qf[ok])[0], fr.unit + fr.pre)
+    with np.errstate(over="ignore"):
+        return np.nextafter(np.minimum(low, np.finfo(np.float64).max), 0.0), np.nextafter(high, np.inf), nn
 
 
 def hull_distance(points, queries, *, tol: float = 1e-9, solver: str = "auto", gap: float = GAP,
@@ -197,7 +266,12 @@ def hull_distance(points, queries, *, tol: float = 1e-9, solver: str = "auto", g
     -------
     HullDistance
         ``(low, high, nn)``, float arrays of shape (B,) (B = 1 for a (d,) query):
-        ``0 <= low <= dist_2(x, conv X) <= high`` and ``nn = min_i ||x - X_i||_2``.
+        ``0 <= low <= dist_2(x, conv X) <= high`` and ``nn = min_i ||x - X_i||_2``: the
+        directly measured distance to a row that is nearest up to the frame's rounding,
+        so ``nn* (1 - g) <= nn <= (nn* + 2 e) (1 + g)`` with ``nn*`` the exact value,
+        ``g = (d + 2) u`` and ``e = 2 sqrt(d) u (||x - c||_inf + s)`` (u = 2^-53; c, s the
+        training set's centre and scale): exact to a few ulps unless two rows are
+        within ``e`` of the same distance.
 
     Raises
     ------
@@ -225,6 +299,21 @@ def _unscale(v: np.ndarray, expo: int, direction: int) -> np.ndarray:
     return out
 
 
+def _direct_norms(A: np.ndarray, B: np.ndarray, pre: int) -> np.ndarray:
+    """``||A_b - B_b||_2`` per row, measured on the data divided by ``2**pre`` (exact) and not centred.
+
+    The frame's centring rounds each coordinate by up to ``u (|x - c| + s)``, which is all
+    of a distance within a tight cluster far from the centre; the difference of the
+    data's own coordinates is exact for close rows (relative error ``gamma_{d+2}``).  Each
+    row is scaled by a power of two before squaring, so nothing over- or underflows.
+    """
+    D = np.ldexp(A, -pre) - np.ldexp(B, -pre) if pre else A - B
+    big = np.abs(D).max(axis=1) if D.shape[1] else np.zeros(len(D))
+    e = np.where(big > 0, np.frexp(big)[1], 0)
+    with np.errstate(over="ignore"):
+        return np.ldexp(np.linalg.norm(np.ldexp(D, -e[:, None]), axis=1), e + pre)
+
+
 def _qp_bounds(Xf, Qf, rows, atol, scale, ax):
     """Bounds as :func:`engine.project` returns them, from HiGHS QP weights priced once."""
     B, d = Qf.shape
@@ -246,7 +335,7 @@ def _qp_bounds(Xf, Qf, rows, atol, scale, ax):
     low = np.where(inside, 0.0, np.maximum(low, 0.0))
     high = np.where(inside, 0.0, high)
     return dict(low=low, high=high, margin1=margin1, inside=inside, state=state,
-                rounds=np.ones(B, dtype=np.int32))
+                rounds=np.ones(B, dtype=np.int32), residual=np.where(inside, res_inf, np.inf))
 
 
 def _far_bounds(X, Q, fr):

@@ -69,6 +69,19 @@ class BlockHolder:
         return fn(context, blocks)
 
 
+def _raw_rows_pass(idx, blocks):
+    """The raw rows ``idx`` (sorted) that lie in some blocks: (indices found (sorted), rows float64)."""
+    found, rows = [], []
+    for start, X in blocks:
+        lo, hi = np.searchsorted(idx, [start, start + len(X)])
+        if hi > lo:
+            found.append(idx[lo:hi])
+            rows.append(np.asarray(X, dtype=np.float64)[idx[lo:hi] - start])
+    if not found:
+        return np.zeros(0, dtype=np.intp), np.zeros((0, 0))
+    return np.concatenate(found), np.vstack(rows)
+
+
 class ActorSource(PointSource):
     """A loader's blocks spread over ``holders`` actors (see the module docstring).
 
@@ -77,7 +90,7 @@ class ActorSource(PointSource):
     loader : PointSource
         Picklable; serves any block anywhere (keys, shards, an array shipped once).
     cpus : float, optional
-        CPUs each holder reserves (default: one, shared out when there are more holders than CPUs).
+        CPUs each holder reserves (default: one, shared out when there are more holders than free CPUs).
     holders : int, optional
         Actors (default: the cluster's CPUs, at most one per block).
     budget : int, optional
@@ -103,8 +116,12 @@ class ActorSource(PointSource):
         self.hold = fits(largest, self.n * self.d * itemsize, budget) if hold is None else bool(hold)
         self.replaced = 0
         self.events: list[tuple[float, str, str]] = []
-        # more holders than CPUs share them; cpus=0 beside a pool whose idle actors hold the CPUs
-        self.cpus = min(1.0, total / len(self.runs)) if cpus is None else float(cpus)
+        # more holders than free CPUs share them (none free: they reserve none, so placing never waits
+        # on CPUs that other actors hold); cpus=0 beside a pool whose idle actors hold the CPUs
+        if cpus is None:
+            free = float(ray.available_resources().get("CPU", 0.0))
+            cpus = min(1.0, free / len(self.runs)) if free >= 0.01 * len(self.runs) else 0.0
+        self.cpus = float(cpus)
         self.holders = [self._holder(run, self.cpus) for run in self.runs]
         self.placement = self._where(timeout=PLACE_SECONDS)
 
@@ -126,6 +143,19 @@ class ActorSource(PointSource):
     def generate(self, block_ids):
         """Blocks from the loader (the holders serve passes; this serves odd rows)."""
         return self.loader.generate(block_ids)
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (k,) in raw coordinates (k, d), float64: each holder returns those it has."""
+        idx = np.asarray(idx, dtype=np.intp).reshape(-1)
+        out = np.empty((idx.size, self.d))
+        if idx.size == 0:
+            return out
+        wanted = np.unique(idx)
+        for found, rows in self.map_blocks(_raw_rows_pass, wanted):
+            if found.size:
+                sel = np.isin(idx, found)
+                out[sel] = rows[np.searchsorted(found, idx[sel])]
+        return out
 
     def map_blocks(self, fn, context, *, parts: int = 1, map=None) -> list:
         """``fn(context, blocks)`` on every holder at once; partials in block order.

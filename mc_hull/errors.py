@@ -23,3 +23,12 @@ class UndecidedError(McHullError, RuntimeError):
 
 class PlanError(McHullError):
     """A run's plan cannot run here (too many shards, a worker's memory, an unusable cluster)."""
+
+
+class ComputeError(McHullError, RuntimeError):
+    """A unit of work failed while computing (not the user's input): one line, exit status 1.
+
+    Raised in place of an unexpected exception so that a run never ends in a traceback after
+    its record is written; committed units are kept and a re-run resumes.  Set
+    ``MC_HULL_DEBUG=1`` to see the original traceback.
+    """

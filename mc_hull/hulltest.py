@@ -6,7 +6,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -33,6 +33,12 @@ PAPER_DIGITS_LADDER = {
     "pca": (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 25, 36, 49, 64),
 }
 PRESETS = ("paper-digits",)
+#: How a hull test decides its points (:attr:`HullTestSpec.engine`).
+ENGINES = ("memory", "source")
+#: Training sets of at most this many coordinates (128 MiB as float64) that fit the budget twice over in
+#: float64 run the registry's solver on X held whole; larger ones run the source engines' passes over
+#: X's blocks in its own dtype (float32 stays float32: half the memory, and no float64 frame copy of X).
+MEMORY_ENGINE_MAX_ELEMS = 1 << 24
 
 
 @dataclass
@@ -65,14 +71,26 @@ class HullTestResult:
                 **(self.distance or {})}
 
 
-def decide_points(X: np.ndarray, Q: np.ndarray, *, tol: float, solver: str,
-                  measure: str = "membership") -> dict[str, np.ndarray]:
+def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "membership",
+                  budget: int | None = None, report=None) -> dict[str, np.ndarray]:
     """Certified decisions for one shard of test points (and their distances with ``measure="distance"``).
 
     Parameters
     ----------
-    X : ndarray, shape (N, d)
+    X : ndarray, shape (N, d), or a point source
+        The training set held whole, or a point source (:class:`mc_hull.filesource.FileSource`)
+        decided by passes over its blocks (:class:`~mc_hull.solvers.stream.StreamSolver`), all
+        the shard's open queries priced in one product per block.  With ``measure="distance"`` the
+        distance engine's certificates decide membership too (its ℓ1 margins and inside residuals
+        follow the membership rule; what they leave goes to the streamed membership solver), so X
+        is not priced twice; method ``distance:<how>``.
     Q : ndarray, shape (B, d)
+    report : callable, optional
+        ``report(points=B)`` once the shard's points are decided (progress from inside a unit;
+        nothing else reads it and the rows do not depend on it).
+    budget : int, optional
+        Bytes for a streamed batch's working sets; by default the shard is one batch, so its rows
+        do not depend on ``MC_HULL_MEMORY_BUDGET`` (working sets: about ``B (2 d + 8) d`` doubles).
 
     Returns
     -------
@@ -82,14 +100,34 @@ def decide_points(X: np.ndarray, Q: np.ndarray, *, tol: float, solver: str,
         ``measure="distance"`` also ``distance_low``, ``distance_high``, ``nn_distance``
         (B,) from :func:`mc_hull.distance.distances`.
     """
-    dec = decide(X, Q, tol=tol, solver=solver)
-    out = {"status": np.asarray(dec.status, dtype=np.int8),
-           "certificate_value": np.asarray(dec.certificate, dtype=np.float64),
+    from .trial import guard_status
+
+    if hasattr(X, "generate") and measure == "distance":   # the distance engine settles membership too
+        from .distance import distances
+
+        res = distances(X, Q, tol=tol)
+        if report is not None:
+            report(points=len(Q))
+        status, value = guard_status(np.asarray(res.status, dtype=np.int8), res.certificate)
+        return {"status": status, "certificate_value": value,
+                "method": np.array([f"distance:{m}" for m in res.method], dtype=str),
+                "distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
+    if hasattr(X, "generate"):
+        from .distance import source_solver
+
+        dec = source_solver(X.d, budget).decide(X, Q, tol=tol)
+    else:
+        dec = decide(X, Q, tol=tol, solver=solver)
+    status, value = guard_status(np.asarray(dec.status, dtype=np.int8), dec.certificate)
+    out = {"status": status,
+           "certificate_value": value,
            "method": np.asarray(dec.method, dtype=str)}
     if measure == "distance":
         from .trial import distance_columns
 
         out.update(distance_columns(X, Q, tol))
+    if report is not None:
+        report(points=len(Q))
     return out
 
 
@@ -117,22 +155,26 @@ class HullTestJob:
 
     Parameters
     ----------
-    test_id : str
-    X : ndarray, shape (N, d)
-        Training set after the reduction.
+    spec : HullTestSpec
+        Bound (its test id names the rows).
+    X : ndarray, shape (N, d), or a point source
+        Training set after the reduction, held or streamed (:func:`decide_points`).
     Q : ndarray, shape (B, d)
         Test set after the reduction.
-    tol : float
-    solver : str
-    measure : {"membership", "distance"}
+
+    Attributes
+    ----------
+    reporter : callable or None
+        ``reporter(points=k)`` from inside a unit as its points are decided (see
+        :func:`decide_points`); None reports nothing.
     """
 
     unit_name = "point"
 
-    def __init__(self, test_id: str, X: np.ndarray, Q: np.ndarray, *, tol: float, solver: str,
-                 measure: str = "membership"):
-        self.test_id, self.X, self.Q, self.tol, self.solver = test_id, X, Q, tol, solver
-        self.measure = measure
+    def __init__(self, spec: HullTestSpec, X, Q: np.ndarray):
+        self.spec, self.X, self.Q = spec, X, Q
+        self.test_id = spec.test_id
+        self.reporter = None
 
     @property
     def name(self) -> str:
@@ -151,8 +193,8 @@ class HullTestJob:
         return unit.stop - unit.start
 
     def compute(self, unit: PointRange) -> dict[str, np.ndarray]:
-        return decide_points(self.X, self.Q[unit.start:unit.stop], tol=self.tol, solver=self.solver,
-                             measure=self.measure)
+        return decide_points(self.X, self.Q[unit.start:unit.stop], tol=self.spec.tol, solver=self.spec.solver,
+                             measure=self.spec.measure, report=self.reporter)
 
     def open_store(self, out: str):
         from .store import HullTestStore
@@ -168,28 +210,88 @@ class HullTestJob:
         store.write_points(self.test_id, unit.start, unit.stop, columns)
 
 
-def test_key(train: ArrayData, test: ArrayData, reduction: Reduction, *, seed: int, solver: str,
-             tol: float, measure: str = "membership") -> str:
-    """The 16-hex-digit id of a hull test: a hash of everything its rows depend on.
+@dataclass(frozen=True)
+class HullTestSpec:
+    """Everything the rows of one hull test depend on, validated once, frozen.
 
-    ``measure`` enters the hash only when it is not ``"membership"``, so membership
-    tests keep their ids.
+    Attributes
+    ----------
+    seed : int
+        Seed of ``random-projection`` (and of the digits split); integer >= 0.
+    solver : str
+        A registry name or ``"auto"``.
+    tol : float
+        Relative tolerance in ``[TOL_MIN, TOL_MAX]``.
+    measure : {"membership", "distance"}
+    train, test : str or None
+        Content digests of the data (``ArrayData.content_sha256``, or a file source's
+        streamed digest); None in an unbound spec (options only, before data are read).
+    reduction : str
+        The reduction's label (``none``, ``pca:8`` ...).
+    image_shape : tuple of int or None
+    engine : {"memory", "source"}
+        ``memory``: the registry's solver on X held in float64 (small training sets);
+        ``source``: the streamed engines' passes over X's blocks, held in its own dtype or
+        read from its files (:func:`placement`); held and streamed give the same rows.
+
+    Raises
+    ------
+    InputError
+        On construction: unknown solver or measure, tolerance out of range, bad seed.
     """
-    key = {"train": train.content_sha256, "test": test.content_sha256, "reduce": reduction.label,
-           "image_shape": train.image_shape, "solver": check_solver_name(solver), "tol": float(tol),
-           "shard_points": SHARD_POINTS,
-           "seed": int(seed) if reduction.kind == "random-projection" else None}
-    if measure != "membership":
-        key["measure"] = measure
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+    seed: int = 0
+    solver: str = "auto"
+    tol: float = 1e-9
+    measure: str = "membership"
+    train: str | None = None
+    test: str | None = None
+    reduction: str = "none"
+    image_shape: tuple | None = None
+    engine: str = "memory"
+    solver_name: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise InputError(f"--seed: must be an integer >= 0, got {self.seed!r}")
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "tol", check_tol(self.tol, "--tol"))
+        if self.measure not in MEASURES:
+            raise InputError(f"--measure: must be one of {', '.join(MEASURES)}, got {self.measure!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: one of {', '.join(ENGINES)}, got {self.engine!r}")
+        object.__setattr__(self, "solver_name", check_solver_name(self.solver))
+
+    def bind(self, train, test, reduction: Reduction, *, engine: str = "memory") -> "HullTestSpec":
+        """This spec for one data pair and reduction (digests read from ``train`` and ``test``)."""
+        shape = getattr(train, "image_shape", None)
+        return replace(self, train=train.content_sha256, test=test.content_sha256, reduction=reduction.label,
+                       image_shape=tuple(shape) if shape else None, engine=engine)
+
+    def key(self, reduction_kind: str | None = None) -> dict:
+        """The fields that name the rows (``measure`` and ``engine`` only when not the defaults, so older ids hold)."""
+        kind = reduction_kind or self.reduction.split(":")[0]
+        key = {"train": self.train, "test": self.test, "reduce": self.reduction,
+               "image_shape": self.image_shape, "solver": self.solver_name, "tol": float(self.tol),
+               "shard_points": SHARD_POINTS, "seed": self.seed if kind == "random-projection" else None}
+        if self.measure != "membership":
+            key["measure"] = self.measure
+        if self.engine != "memory":
+            key["engine"] = self.engine
+        return key
+
+    @property
+    def test_id(self) -> str:
+        """The 16-hex-digit id of the hull test: a hash of :meth:`key`."""
+        if self.train is None or self.test is None:
+            raise ValueError("an unbound HullTestSpec has no test id: call bind(train, test, reduction)")
+        return hashlib.sha256(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_options(solver: str, tol: float, measure: str = "membership") -> None:
-    """Raise a one-line error for an unknown solver or measure, or a tolerance outside [TOL_MIN, TOL_MAX]."""
-    check_solver_name(solver)
-    check_tol(tol, "--tol")
-    if measure not in MEASURES:
-        raise InputError(f"--measure: must be one of {', '.join(MEASURES)}, got {measure!r}")
+def test_key(train, test, reduction: Reduction, *, seed: int, solver: str, tol: float,
+             measure: str = "membership") -> str:
+    """The id of a hull test (:attr:`HullTestSpec.test_id` of the bound spec)."""
+    return HullTestSpec(seed=seed, solver=solver, tol=tol, measure=measure).bind(train, test, reduction).test_id
 
 
 def distance_summary(status: np.ndarray, high: np.ndarray, nn: np.ndarray) -> dict:
@@ -239,9 +341,60 @@ def summarize(status: np.ndarray, level: float = stats.LEVEL) -> tuple[int, int,
     return inside, undecided, inside / decided if decided else float("nan"), float(low), float(high)
 
 
-def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: str, *, seed: int = 0,
-                  solver: str = "auto", tol: float = 1e-9, backend: str = "auto", address: str | None = None,
-                  workers: int | None = None, pool=None, log=None, measure: str = "membership") -> HullTestResult:
+def as_array_data(data) -> ArrayData:
+    """``data`` as :class:`ArrayData`: a file source loaded whole (float64 values, its streamed digest kept aside)."""
+    if isinstance(data, ArrayData):
+        return data
+    return ArrayData(np.asarray(data.load(), dtype=np.float64), None, data.uri, None)
+
+
+def placement(n: int, d: int, itemsize: int, budget: int | None = None) -> str:
+    """Where X lives for a hull test: ``"memory"``, ``"held"`` or ``"streamed"``.
+
+    ``memory``: X and its float64 frame copy fit ``budget`` (``2 * 8 * n * d``, as
+    :func:`mc_hull.plan.needs_streaming`) and ``n * d <= MEMORY_ENGINE_MAX_ELEMS``;
+    ``held``: X in its own dtype (``itemsize`` bytes per value) fits the budget;
+    ``streamed``: otherwise (read from its files on every pass).
+    """
+    from .plan import memory_budget, needs_streaming
+
+    budget = memory_budget() if budget is None else budget
+    if not needs_streaming(n, d, budget) and n * d <= MEMORY_ENGINE_MAX_ELEMS:
+        return "memory"
+    return "held" if n * d * itemsize <= budget else "streamed"
+
+
+def training_set(train, reduction: Reduction, seed: int, spread: bool = False):
+    """``(train, X, place, fitted)``: the training data (ArrayData, or a file source left on disk), X as the
+    job reads it (an array, a :func:`~mc_hull.solvers.sourced.held` or the file source), its
+    placement, and the fitted reduction (None when X was never loaded into an ArrayData: no reduction).
+
+    With ``spread`` (Ray: the blocks will be held over the cluster) a file source is left on disk.
+    Raises InputError (nothing written) when X must be streamed but the run needs it whole (a reduction).
+    """
+    from .plan import memory_budget
+    from .solvers.sourced import held, held_array
+
+    if not isinstance(train, ArrayData):
+        place = placement(train.n, train.d, train.dtype.itemsize)
+        if place == "streamed" and reduction.kind != "none":
+            raise InputError(f"--reduce {reduction.label}: the training set ({train.n} x {train.d}) exceeds "
+                             f"MC_HULL_MEMORY_BUDGET ({memory_budget() >> 20} MiB) and is streamed; a reduction "
+                             "is fitted on X held whole: raise the budget or give reduced data with --reduce none")
+        if place == "streamed" or (spread and place == "held" and reduction.kind == "none"):
+            return train, train, place, None
+        if place == "held" and reduction.kind == "none":
+            return train, held(train, memory_budget()), place, None
+        train = as_array_data(train)
+    fitted = fit(reduction, train, seed)
+    X = fitted.apply(train.values)
+    place = placement(*X.shape, X.dtype.itemsize, budget=max(memory_budget(), X.nbytes))  # already held
+    return train, (X if place == "memory" else held(held_array(X), memory_budget())), place, fitted
+
+
+def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpec | None = None, *,
+                  backend: str = "auto", address: str | None = None, workers: int | None = None, pool=None,
+                  log=None) -> HullTestResult:
     """Test every row of ``test`` against the hull of ``train`` after ``reduction``; write rows to ``out``.
 
     Everything is validated (options, dimensions, the reduction fitted on the
@@ -252,38 +405,77 @@ def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: 
 
     Parameters
     ----------
-    train, test : ArrayData
-        Samples of shape (n_train, d) and (n_test, d).
+    train, test : ArrayData or mc_hull.filesource.FileSource
+        Samples of shape (n_train, d) and (n_test, d).  Where X lives depends on its size only
+        (:func:`placement`), so a file source runs exactly like the same array: small sets on
+        the registry's solver in float64; larger ones by passes over blocks of X held in its
+        own dtype, or streamed from its files when that exceeds ``MC_HULL_MEMORY_BUDGET``
+        (:func:`decide_points`; held and streamed give the same rows).  Test sets are loaded.
     reduction : Reduction
     out : str
         Output root (files under ``<out>/_hulltest``).
+    spec : HullTestSpec, optional
+        Seed, solver, tolerance and measure (validated when built); default ``HullTestSpec()``.
     backend : {"auto", "serial", "ray"}
     pool : mc_hull.distributed.Pool, optional
         Reuse this pool's Ray connection and actors (a sweep).
-    measure : {"membership", "distance"}
-        ``"distance"`` also records each point's ``distance_low``, ``distance_high``
-        and ``nn_distance`` and summarises distance/nn (:func:`distance_summary`).
 
     Returns
     -------
     HullTestResult
+        With ``spec.measure == "distance"`` each point also records ``distance_low``,
+        ``distance_high`` and ``nn_distance``, summarised by :func:`distance_summary`.
     """
+    from .plan import memory_budget
+    from .solvers.sources import ArraySource
+    from .solvers.sourced import MappedSource
     from .store import HullTestStore
 
     log = log or sys.stderr
     t0 = time.perf_counter()
-    check_options(solver, tol, measure)
-    check_pair(train, test)
-    if train.image_shape is None and test.image_shape is not None:
-        train = ArrayData(train.values, test.image_shape, train.source, train.file_sha256)
-    fitted = fit(reduction, train, seed)
-    X, Q = fitted.apply(train.values), fitted.apply(test.values)
-    test_id = test_key(train, test, reduction, seed=seed, solver=solver, tol=tol, measure=measure)
+    spec = spec or HullTestSpec()
+    test = as_array_data(test)
+    if not isinstance(train, ArrayData):
+        if train.d != test.values.shape[1]:
+            raise InputError(f"dimension mismatch: train has d = {train.d}, test has d = {test.values.shape[1]}")
+    else:
+        check_pair(train, test)
+        if train.image_shape is None and test.image_shape is not None:
+            train = ArrayData(train.values, test.image_shape, train.source, train.file_sha256)
+    shape = (train.n, train.d) if not isinstance(train, ArrayData) else train.values.shape
+    backend = choose_backend(backend, (len(test.values), *shape), address, workers)
+    train, X, place, fitted = training_set(train, reduction, spec.seed, spread=backend == "ray")
+    Q = test.values if fitted is None else fitted.apply(test.values)
+    n_train, dims = (X.shape if isinstance(X, np.ndarray) else (X.n, X.d))
+    if place != "memory":
+        if not isinstance(X, (np.ndarray, ArraySource, MappedSource)):
+            what, size = f"read from {train.uri} ({len(train.files)} file(s))", X.nbytes()
+            if place == "streamed":
+                what += " on every pass"
+        elif hasattr(X, "Y"):
+            what, size = "held in memory in float64 frame coordinates, mapped once", X.Y.nbytes
+        else:
+            what, size = f"held in memory as {X.X.dtype.name}, mapped per pass", X.X.nbytes
+        print(f"mc-hull: training set {n_train} x {dims} ({size / 2**20:.0f} MiB): {what}, "
+              f"blocks of {X.block_rows} rows, each pass serving a batch of up to {SHARD_POINTS} test points "
+              f"(MC_HULL_MEMORY_BUDGET {memory_budget() >> 20} MiB)", file=log)
+    spec = spec.bind(train, test, reduction, engine="memory" if place == "memory" else "source")
+    test_id = spec.test_id
     store = HullTestStore(out)
     store.prepare()  # the first write: everything above only read and checked
-    backend = choose_backend(backend, (len(Q), len(X), X.shape[1]), address, workers)
-    job = HullTestJob(test_id, X, Q, tol=tol, solver=solver, measure=measure)
-    mapper, own = pool_map(backend, address, workers, pool)
+    if place != "memory" and backend == "ray":     # one training set over the cluster: blocks in holders
+        from .distributed_blocks import ActorSource
+
+        t1 = time.perf_counter()
+        loader = train if place == "streamed" or not isinstance(train, ArrayData) else X
+        spread = ActorSource(getattr(loader, "raw", loader), holders=workers, address=address)
+        print(f"mc-hull: training set: {spread.describe()}, placed in {time.perf_counter() - t1:.1f} s; "
+              f"each pass goes to every holder, the ranges are decided on the driver", file=log)
+        X, mapper, own, cluster = spread, None, spread, spread.describe()
+    else:
+        cluster = None
+        mapper, own = pool_map(backend, address, workers, pool)
+    job = HullTestJob(spec, X, Q)
     try:
         rep = run(job, out, map=mapper, progress=job.count() > 1, log=log)
     finally:
@@ -292,21 +484,23 @@ def run_hull_test(train: ArrayData, test: ArrayData, reduction: Reduction, out: 
     status, table = _stored_status(store, test_id, len(Q))
     inside, undecided, fraction, low, high = summarize(status)
     dist = None
-    if measure == "distance":
+    if spec.measure == "distance":
         dist = distance_summary(status, table.column("distance_high").to_numpy(zero_copy_only=False),
                                 table.column("nn_distance").to_numpy(zero_copy_only=False))
-    result = HullTestResult(test_id=test_id, reduction=reduction.label, k=reduction.k, dims=X.shape[1],
-                            n_train=len(X), n_test=len(Q), inside=inside, undecided=undecided,
+    result = HullTestResult(test_id=test_id, reduction=reduction.label, k=reduction.k, dims=dims,
+                            n_train=n_train, n_test=len(Q), inside=inside, undecided=undecided,
                             fraction=fraction, ci_low=low, ci_high=high, seconds=time.perf_counter() - t0,
                             computed_shards=rep.computed, skipped_shards=rep.skipped, backend=backend,
                             distance=dist)
     store.write_record(test_id, {
         "test_id": test_id, "train": _describe(train), "test": _describe(test), "reduce": reduction.label,
-        "dims": X.shape[1], "seed": seed, "solver": check_solver_name(solver), "tol": tol,
-        "n_train": len(X), "n_test": len(Q), "inside": inside, "undecided": undecided,
+        "dims": dims, "seed": spec.seed, "solver": spec.solver_name, "tol": spec.tol,
+        "n_train": n_train, "n_test": len(Q), "inside": inside, "undecided": undecided,
         "fraction": fraction, "ci_low": low, "ci_high": high, "level": stats.LEVEL,
         "shard_points": SHARD_POINTS, "seconds": result.seconds, "backend": backend,
-        **({"measure": measure, "distance": dist} if dist is not None else {})})
+        **({"placement": place} if place != "memory" else {}),
+        **({"cluster": cluster} if cluster else {}),
+        **({"measure": spec.measure, "distance": dist} if dist is not None else {})})
     return result
 
 
@@ -321,7 +515,9 @@ def _stored_status(store, test_id: str, n: int) -> tuple[np.ndarray, "object"]:
     return status, table
 
 
-def _describe(data: ArrayData) -> dict:
+def _describe(data) -> dict:
+    if not isinstance(data, ArrayData):
+        return data.describe()
     n, d = data.values.shape
     return {"source": data.source, "file_sha256": data.file_sha256, "content_sha256": data.content_sha256,
             "n": n, "d": d, "image_shape": list(data.image_shape) if data.image_shape else None}
@@ -336,9 +532,9 @@ def check_ladder(ladder: dict[str, tuple[int, ...]], train: ArrayData) -> list[R
     return reductions
 
 
-def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ...]], out: str, *,
-              name: str, seed: int = 0, solver: str = "auto", tol: float = 1e-9, backend: str = "auto",
-              address: str | None = None, workers: int | None = None, log=None, measure: str = "membership"):
+def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ...]], out: str,
+              spec: HullTestSpec | None = None, *, name: str, backend: str = "auto",
+              address: str | None = None, workers: int | None = None, log=None):
     """Run a hull test per (reduction, K) of ``ladder`` and publish one sweep table.
 
     Returns
@@ -353,10 +549,11 @@ def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ..
     import pyarrow as pa
 
     t0 = time.perf_counter()
-    check_options(solver, tol, measure)
+    spec = spec or HullTestSpec()
+    train, test = as_array_data(train), as_array_data(test)
     check_pair(train, test)
     reductions = check_ladder(ladder, train)
-    ids = [test_key(train, test, red, seed=seed, solver=solver, tol=tol, measure=measure) for red in reductions]
+    ids = [spec.bind(train, test, red).test_id for red in reductions]
     sweep_id = hashlib.sha256(json.dumps([name, ids]).encode()).hexdigest()[:16]
     backend = choose_backend(backend, (*test.values.shape[:1], *train.values.shape), address, workers)
     pool = None
@@ -367,22 +564,27 @@ def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ..
     rows = []
     try:
         for red in reductions:
-            res = run_hull_test(train, test, red, out, seed=seed, solver=solver, tol=tol, backend=backend,
-                                address=address, workers=workers, pool=pool, log=log, measure=measure)
+            res = run_hull_test(train, test, red, out, spec, backend=backend, address=address,
+                                workers=workers, pool=pool, log=log)
             rows.append(res.row())
     finally:
         if pool is not None:
             pool.close()
     seconds = time.perf_counter() - t0
-    table = pa.Table.from_pylist(rows, schema=sweep_schema(measure))
+    table = pa.Table.from_pylist(rows, schema=sweep_schema(spec.measure))
     HullTestStore(out).write_sweep(sweep_id, table, {
         "name": name, "sweep_id": sweep_id, "train": _describe(train), "test": _describe(test),
-        "ladder": {k: list(v) for k, v in ladder.items()}, "seed": seed, "solver": check_solver_name(solver),
-        "tol": tol, "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        "ladder": {k: list(v) for k, v in ladder.items()}, "seed": spec.seed, "solver": spec.solver_name,
+        "tol": spec.tol, "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return table, sweep_id, seconds
 
 
-def paper_digits(out: str, *, seed: int = 0, ladder: dict[str, tuple[int, ...]] | None = None, **options):
-    """The paper's pixel-space protocol on the 8x8 digits: :func:`run_sweep` over :data:`PAPER_DIGITS_LADDER`."""
-    train, test = digits_split(seed)
-    return run_sweep(train, test, ladder or PAPER_DIGITS_LADDER, out, name="paper-digits", seed=seed, **options)
+def paper_digits(out: str, spec: HullTestSpec | None = None, *, ladder: dict[str, tuple[int, ...]] | None = None,
+                 **run_options):
+    """The paper's pixel-space protocol on the 8x8 digits: :func:`run_sweep` over :data:`PAPER_DIGITS_LADDER`.
+
+    ``run_options`` are :func:`run_sweep`'s backend, address, workers and log.
+    """
+    spec = spec or HullTestSpec()
+    train, test = digits_split(spec.seed)
+    return run_sweep(train, test, ladder or PAPER_DIGITS_LADDER, out, spec, name="paper-digits", **run_options)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import plan as planning
+from .errors import ComputeError, McHullError
 from .plan import Shard
 from .spec import Spec
 
@@ -48,7 +49,19 @@ def execute_unit(context, unit) -> dict:
     job, out, *rest = context
     place = rest[0] if rest else None
     t0 = time.perf_counter()
-    cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
+    try:
+        cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
+    except McHullError:
+        raise
+    except Exception as exc:   # noqa: BLE001 - one line, never a traceback after the run's record
+        import os
+
+        if os.environ.get("MC_HULL_DEBUG"):
+            raise
+        key = unit.key if hasattr(unit, "key") else str(unit)
+        raise ComputeError(f"{job.name}: unit {key} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+                           "nothing of it was stored, committed units are kept and a re-run resumes "
+                           "(MC_HULL_DEBUG=1 shows the traceback)") from exc
     kind = type(job).__name__
     store = _STORES.get((kind, out))
     if store is None:

@@ -199,7 +199,9 @@ class NestedJob:
             parts.append(_rows(spec, res, r))
         cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         order = np.lexsort((cols["query"], cols["replicate"], cols["n"]))
-        return {name: col[order] for name, col in cols.items()}
+        from .trial import guard_rows
+
+        return guard_rows({name: col[order] for name, col in cols.items()})
 
     def open_store(self, out: str):
         from .store import ResultStore

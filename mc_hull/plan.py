@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Iterator
 
-from .errors import PlanError
+from .errors import McHullError, PlanError
 from .spec import Spec
 
 
@@ -238,9 +238,18 @@ def calibration(spec: Spec, cells=None) -> float:
     for dim in sorted({min(d for d, _ in small), max(d for d, _ in small)}):
         n = max(n for d, n in small if d == dim)     # the largest N of the smallest and largest d
         t0 = time.process_time()
-        X, Q = replicate_data(spec, dim, n, 0)
-        Q = Q[:CALIBRATION_QUERIES]
-        solver.decide(X, Q, tol=spec.tol)
+        try:
+            X, Q = replicate_data(spec, dim, n, 0)
+            Q = Q[:CALIBRATION_QUERIES]
+            solver.decide(X, Q, tol=spec.tol)
+        except McHullError:
+            raise
+        except Exception as exc:   # noqa: BLE001 - one line before anything is written, never a traceback
+            from .errors import ComputeError
+
+            raise ComputeError(f"plan: drawing and deciding one training set of d = {dim}, N = {n:,} failed "
+                               f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); nothing was "
+                               "written") from exc
         measured += time.process_time() - t0
         modelled += Q.shape[0] * (QUERY_SECONDS + ELEMENT_SECONDS * n * dim) + DRAW_SECONDS * n * dim
     lo, hi = CALIBRATION_RANGE

@@ -210,7 +210,9 @@ class Spec(_SpecFields):
     @classmethod
     def from_json(cls, text: str) -> "Spec":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=unique_json_keys())
+        except SpecError:
+            raise
         except (ValueError, RecursionError) as exc:
             raise SpecError(f"spec: not valid JSON ({type(exc).__name__})") from None
         return cls.from_dict(data)
@@ -375,6 +377,18 @@ def _tol(value) -> float:
         return check_tol(value if _is_real(value) or not isinstance(value, (int, float)) else float(value))
     except McHullError as exc:
         raise SpecError(" ".join(str(exc).split())[:300]) from None
+
+
+def unique_json_keys(label: str = "spec"):
+    """A ``json.loads`` object hook refusing a key given twice (SpecError naming it), as TOML refuses it."""
+    def hook(pairs) -> dict:
+        out = {}
+        for key, value in pairs:
+            if key in out:
+                raise SpecError(f"{label}: field {key!r} is given twice")
+            out[key] = value
+        return out
+    return hook
 
 
 def _params(value) -> tuple:

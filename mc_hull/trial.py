@@ -42,6 +42,56 @@ def distance_columns(X: np.ndarray, Q: np.ndarray, tol: float) -> dict[str, np.n
     return {"distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
 
 
+#: The certificate stored for an outside margin that overflowed (a lower bound on the true margin).
+MARGIN_CAP = float(np.finfo(np.float64).max)
+
+
+def guard_rows(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The row builder's last check: no decided row without a finite certificate.
+
+    An outside margin of +inf (a far query whose frame coordinate overflowed) is stored as
+    :data:`MARGIN_CAP`, still a lower bound on the margin; any other decided row whose
+    certificate is NaN or infinite becomes undecided (``inside`` NaN, method suffixed
+    ``:nonfinite``), so it is reported as undecided, never counted.  The store refuses such
+    rows too (:func:`mc_hull.store.results.to_table`).
+
+    Parameters
+    ----------
+    cols : dict of str -> ndarray
+        Trial columns with ``status`` (object: inside/outside/undecided), ``inside`` (float),
+        ``certificate_value`` and ``method``, all of length B.  Changed in place and returned.
+    """
+    status = np.asarray(cols["status"], dtype=object)
+    value = np.asarray(cols["certificate_value"], dtype=np.float64)
+    decided = status != STATUS_NAMES[-1]
+    cap = decided & (status == STATUS_NAMES[0]) & (value == np.inf)
+    if cap.any():
+        value = value.copy()
+        value[cap] = MARGIN_CAP
+        cols["certificate_value"] = value
+    bad = decided & ~np.isfinite(value)
+    if bad.any():
+        status = status.copy()
+        status[bad] = STATUS_NAMES[-1]
+        cols["status"] = status
+        inside = np.asarray(cols["inside"], dtype=np.float64).copy()
+        inside[bad] = np.nan
+        cols["inside"] = inside
+        method = np.asarray(cols["method"], dtype=object).copy()
+        method[bad] = [f"{m}:nonfinite" for m in method[bad]]
+        cols["method"] = method
+    return cols
+
+
+def guard_status(status: np.ndarray, certificate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`guard_rows` for int status arrays (1 inside, 0 outside, -1 undecided): (status, certificate) copies."""
+    status = np.array(status, copy=True)
+    value = np.array(certificate, dtype=np.float64, copy=True)
+    value[(status == 0) & (value == np.inf)] = MARGIN_CAP
+    status[(status >= 0) & ~np.isfinite(value)] = -1
+    return status, value
+
+
 def training_set(sampler: Sampler, root: int, key: tuple[int, ...], n: int) -> np.ndarray:
     """The N training points of one replicate, drawn block by block from their keys.
 
@@ -95,4 +145,4 @@ def run_shard(spec: Spec, shard: Shard) -> dict[str, np.ndarray]:
             parts[-1].update(distance_columns(X, Q, spec.tol))
     cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     cols["run_id"] = np.full(len(cols["query"]), spec.run_id, dtype=object)
-    return {name: cols[name] for name in columns(spec)}
+    return guard_rows({name: cols[name] for name in columns(spec)})

@@ -168,11 +168,8 @@ def _exact(distribution: str, d: int, n: np.ndarray, params: dict | None = None)
 
 def _exact_n_half(distribution: str, d: int, params: dict | None = None) -> float | None:
     """Exact N½ (through the sampler's ``exact_as`` curve); None when unknown or out of range."""
-    ref = query.cell_info(distribution, params, int(d))["exact_as"]
-    if ref is None or not theory.has_exact(ref[0]):
-        return None
     try:
-        value = theory.exact_n_half(ref[0], int(ref[1]))
+        value = query.exact_n_half_of(distribution, params, int(d))
     except (ValueError, ArithmeticError):
         return None
     return None if value is None or not np.isfinite(value) else float(value)
@@ -362,15 +359,85 @@ def entry_ecdf(out: str, run_id: str | None, distribution: str, dims: list[int])
                       "ELSE params || ', d=' || d END AS curve FROM t ORDER BY distribution, params, d, n")
 
 
-def exact_n_half_curve(distribution: str, d_min: int, d_max: int) -> pa.Table:
-    """Exact N½ for every integer d in [d_min, d_max] (empty when unknown)."""
+def exact_n_half_curve(distribution: str, d_min: int, d_max: int, params: dict | None = None,
+                       series: str = EXACT_HALF_SERIES) -> pa.Table:
+    """Exact N½ of ``distribution`` (with ``params``, default: the sampler's defaults) for every
+    integer d in [d_min, d_max] (empty when unknown)."""
     rows = []
     if theory.has_exact(distribution):
         for d in range(max(1, int(d_min)), int(d_max) + 1):
-            v = _exact_n_half(distribution, d)
+            v = _exact_n_half(distribution, d, dict(params or {}))
             if v is not None:
-                rows.append({"d": d, "n": v, "series": EXACT_HALF_SERIES})
+                rows.append({"d": d, "n": v, "series": series})
     return pa.Table.from_pylist(rows, schema=_CURVE_SCHEMA)
+
+
+def law_label(distribution: str, params: dict | None = None) -> str:
+    """A short name of a law with its parameters, e.g. ``student-t df=3``."""
+    extra = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted((params or {}).items()))
+    return f"{distribution} {extra}".strip()
+
+
+def reference_n_half(cells: pa.Table, x_min: int, x_max: int) -> pa.Table:
+    """The exact N½ that the selected cells should follow, against the plotted dimension.
+
+    Each cell's sampler names the law of its exact curve (:attr:`~mc_hull.samplers.Sampler.exact_as`
+    with :attr:`~mc_hull.samplers.Sampler.exact_params`). Where that law's dimension is the
+    plotted one (``dim``, e.g. a k-dimensional subspace against its affine dimension k, or any
+    law against d) its whole N½ curve over [x_min, x_max] is returned; otherwise (a subspace
+    against its ambient d) the law's N½ at each plotted dimension that has cells, e.g. the
+    Gaussian of R^k's N½ at every d. One series per law, named ``exact N½ (law)``.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``d`` (the plotted dimension), ``n``, ``series``.
+    """
+    keys = [c for c in ("distribution", "params", "d", "dim") if c in cells.column_names]
+    groups = _on(cells, f"SELECT DISTINCT {', '.join(keys)} FROM t").to_pylist()
+    curves: dict[tuple, dict] = {}
+    points: dict[tuple, list] = {}
+    for r in groups:
+        info = query.cell_info(r["distribution"], _params_of(r), int(r["d"]))
+        ref = info["exact_as"]
+        if ref is None or not theory.has_exact(ref[0]):
+            continue
+        law = (ref[0], tuple(sorted(info["exact_params"].items())))
+        dim = int(r.get("dim", r["d"]))
+        if int(ref[1]) == dim:
+            curves.setdefault(law, {})
+        else:
+            value = _exact_n_half(r["distribution"], int(r["d"]), _params_of(r))
+            if value is not None:
+                points.setdefault(law + (int(ref[1]),), []).append({"d": dim, "n": value})
+    parts = []
+    for (name, params) in curves:
+        label = f"{EXACT_HALF_SERIES} ({law_label(name, dict(params))})"
+        parts.append(exact_n_half_curve(name, x_min, x_max, dict(params), series=label))
+    for (name, params, k), rows in points.items():
+        label = f"{EXACT_HALF_SERIES} ({law_label(name, dict(params))} of R^{k})"
+        rows = sorted({r["d"]: r for r in rows}.values(), key=lambda r: r["d"])
+        parts.append(pa.Table.from_pylist([{**r, "series": label} for r in rows], schema=_CURVE_SCHEMA))
+    if not parts:
+        return pa.Table.from_pylist([], schema=_CURVE_SCHEMA)
+    return pa.concat_tables(parts)
+
+
+#: The laws of the family comparison in the N½ panels (README table): name, parameters.
+FAMILY_LAWS = (("gaussian", {}), ("ball", {}), ("beta", {"beta": -0.5}), ("beta", {"beta": 1.0}),
+               ("student-t", {"df": 1.0}), ("student-t", {"df": 3.0}), ("student-t", {"df": 30.0}))
+
+
+def family_n_half(x_min: int, x_max: int, skip: tuple = ()) -> pa.Table:
+    """Exact N½ against d for the family comparison :data:`FAMILY_LAWS` (laws in ``skip``, as
+    ``law_label`` strings, left out), one series ``exact N½ (law)`` each."""
+    parts = []
+    for name, params in FAMILY_LAWS:
+        label = law_label(name, params)
+        if label in skip:
+            continue
+        parts.append(exact_n_half_curve(name, x_min, x_max, params, series=f"{EXACT_HALF_SERIES} ({label})"))
+    return pa.concat_tables(parts) if parts else pa.Table.from_pylist([], schema=_CURVE_SCHEMA)
 
 
 def relabel(curve: pa.Table, series: str) -> pa.Table:

@@ -209,3 +209,15 @@ def test_a_monte_carlo_cell_beyond_the_budget_spreads_its_x_over_actors(tmp_path
     assert all(p.startswith("X held by 1 actors on 1 node") for p in distributed_blocks.PLACED), distributed_blocks.PLACED
     assert rows(tmp_path / "ray") == rows(tmp_path / "serial")
     assert len(rows(tmp_path / "ray")) == 200
+
+
+def test_take_serves_rows_from_the_holders(local_ray):
+    from mc_hull.distributed_blocks import ActorSource
+
+    X, _ = data(8, 3000, 4, 10, dtype=np.float32)
+    src = ArraySource(X, 128)
+    idx = np.array([2999, 0, 5, 5, 128, 127, 1500, 0])
+    with ActorSource(src, holders=3) as actors:
+        got = actors.take(idx)
+        assert got.dtype == np.float64 and np.array_equal(got, X[idx].astype(np.float64))
+        assert actors.take(np.zeros(0, dtype=np.intp)).shape == (0, 4)

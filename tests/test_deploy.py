@@ -47,7 +47,7 @@ def test_dockerfile_slim_pinned_non_root_and_versioned():
     assert not re.search(r"^EXPOSE", text, re.M)
 
 
-@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml", "rayjob-hulltest.yaml"])
 def test_kuberay_manifests(name):
     docs = load_all(name)
     kinds = [d["kind"] for d in docs]
@@ -71,7 +71,11 @@ def test_kuberay_manifests(name):
             env = {e["name"]: e for e in c["env"]}
             assert env["RAY_AUTH_MODE"]["value"] == "token" and "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]
     assert all(c["image"] == IMAGE for d in docs for c in containers(d))
-    if main["kind"] == "RayJob":
+    if main["kind"] == "RayJob" and name == "rayjob-hulltest.yaml":
+        entry = main["spec"]["entrypoint"]
+        assert entry.startswith("mc-hull hull-test --train s3://") and "--out s3://" in entry
+        assert "--measure distance" in entry
+    elif main["kind"] == "RayJob":
         assert main["spec"]["entrypoint"].startswith("mc-hull run ")
         assert "--out s3://" in main["spec"]["entrypoint"]
         assert "ConfigMap" in kinds
@@ -92,7 +96,7 @@ def test_cluster_launcher_config():
 def test_pinned_ray_matches_manifests_and_package_requirement():
     text = (DEPLOY / "Dockerfile").read_text()
     ray_pin = re.search(r'"ray\[default\]==([^"]+)"', text).group(1)
-    for name in ("raycluster.yaml", "rayjob.yaml"):
+    for name in ("raycluster.yaml", "rayjob.yaml", "rayjob-hulltest.yaml"):
         main = next(d for d in load_all(name) if d["kind"] in ("RayCluster", "RayJob"))
         cluster = main["spec"] if main["kind"] == "RayCluster" else main["spec"]["rayClusterSpec"]
         assert cluster["rayVersion"] == ray_pin

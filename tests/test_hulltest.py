@@ -90,7 +90,7 @@ def test_ray_and_serial_give_identical_rows_and_reruns_do_not_duplicate(case, tm
     tables = {}
     for backend in ("serial", "ray"):
         out = str(tmp_path / backend)
-        res = hulltest.run_hull_test(train, test, red, out, seed=5, backend=backend)
+        res = hulltest.run_hull_test(train, test, red, out, hulltest.HullTestSpec(seed=5), backend=backend)
         assert (res.backend, res.computed_shards, res.n_test) == (backend, 5, 200)
         tables[backend] = HullTestStore(out).points(res.test_id)
     assert tables["ray"].equals(tables["serial"])
@@ -99,7 +99,7 @@ def test_ray_and_serial_give_identical_rows_and_reruns_do_not_duplicate(case, tm
     out = str(tmp_path / "serial")
     files = sorted((tmp_path / "serial").rglob("points-*.pq"))
     files[2].write_bytes(b"PAR1 truncated")
-    again = hulltest.run_hull_test(train, test, red, out, seed=5, backend="serial")
+    again = hulltest.run_hull_test(train, test, red, out, hulltest.HullTestSpec(seed=5), backend="serial")
     assert (again.computed_shards, again.skipped_shards, again.inside) == (1, 4, res.inside)
     assert sorted((tmp_path / "serial").rglob("points-*.pq")) == files
     assert HullTestStore(out).points(res.test_id).equals(tables["serial"])

@@ -117,11 +117,26 @@ class _Liar(Solver):
         return cand
 
 
-def test_unverified_answers_become_undecided_or_fall_back():
+def _no_edge_stage(monkeypatch):
+    """Switch off the base class's edge stage (it would settle the liar's queries itself)."""
+    from mc_hull.solvers import certificates as cert
+
+    monkeypatch.setattr(cert, "edge_candidates", lambda P, Qf, scale, atol: (
+        np.full(len(Qf), -1, dtype=np.int8), np.zeros(Qf.shape), [None] * len(Qf), [None] * len(Qf),
+        np.full(len(Qf), "none", dtype=object)))
+
+
+def test_unverified_answers_become_undecided_or_fall_back(monkeypatch):
     X = np.random.default_rng(7).standard_normal((30, 2))
     Q = np.array([[50.0, 50.0], [0.01, 0.02], [60.0, 0.0], [0.0, 0.0]])
+    # The base class's own stage (edge_candidates) settles these with its own checked certificates ...
+    staged = _Liar(fallbacks=()).decide(X, Q)
+    assert staged.status.tolist() == [0, 1, 0, 1]
+    assert all(m.startswith("liar:edge-") for m in staged.method)     # never the liar's own answer
+    # ... and without it, the lies are never counted as outside or inside
+    _no_edge_stage(monkeypatch)
     alone = _Liar(fallbacks=()).decide(X, Q)
-    assert (alone.status == -1).all()          # never counted as outside or inside
+    assert (alone.status == -1).all()
     rescued = _Liar(fallbacks=("lp",)).decide(X, Q)
     assert rescued.status.tolist() == [0, 1, 0, 1]
     assert all(m.startswith("lp") for m in rescued.method)
@@ -141,6 +156,7 @@ def test_in_hull_refuses_to_guess(monkeypatch):
     import mc_hull.membership as membership
 
     monkeypatch.setattr(membership, "get_solver", lambda name: _Liar(fallbacks=()))
+    _no_edge_stage(monkeypatch)
     with pytest.raises(UndecidedError, match="could not be certified"):
         mc_hull.in_hull(np.eye(3), np.zeros((2, 3)))
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib import import_module
 
-from ..errors import McHullError
+from ..errors import ComputeError, McHullError
 
 #: Subcommand modules under mc_hull.cli; each defines ``register(subparsers)``.
 COMMANDS = ("run", "query", "dashboard", "plot", "submit", "hull-test")  # submit also registers status, logs, stop
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ComputeError as exc:   # a failure while computing, not bad input
+        print(f"mc-hull: error: {one_line(exc, 600)}", file=sys.stderr)
+        return 1
     except McHullError as exc:
         print(f"mc-hull: error: {one_line(exc)}", file=sys.stderr)
         return 2

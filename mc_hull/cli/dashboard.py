@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import InputError, StoreError
 from ..store import probe, resolve
+from .args import _location
 
 
 def register(sub) -> None:
@@ -15,7 +16,7 @@ def register(sub) -> None:
                        description="Serve dashboards/app.py with Streamlit on loopback: p against N, the heatmap, "
                                    "N½ against d, run status, a trial audit and the digits sweeps. It "
                                    "refreshes as shards land; Ctrl-C stops it.")
-    p.add_argument("out", metavar="DIR", help="results directory or URI")
+    p.add_argument("out", metavar="DIR", type=_location("DIR"), help="results directory or URI")
     p.add_argument("--port", type=_port, default=8501, help="TCP port in [1, 65535] (default 8501)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, loopback only; 0.0.0.0 exposes it)")
@@ -32,6 +33,18 @@ def _port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be an integer in [1, 65535], got {value}")
     return value
+
+
+def check_host(host: str, port: int) -> None:
+    """InputError (one line) unless ``host`` is an address this machine can listen on."""
+    import socket
+
+    if not host.strip():
+        raise InputError("--host: must not be empty")
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise InputError(f"--host: not an address or host name to listen on: {host!r} ({exc})") from None
 
 
 def app_path() -> Path:
@@ -56,8 +69,7 @@ def main(args) -> int:
     if probe(args.out) == "file":
         raise StoreError(f"DIR: not a directory: {args.out}")
     out = root if local else args.out
-    if not args.host.strip():
-        raise InputError("--host: must not be empty")
+    check_host(args.host, args.port)
     argv = command(out, args.port, args.host)
     env = dict(os.environ, MC_HULL_RESULTS=out)
     print(f"mc-hull: dashboard for {out} at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)

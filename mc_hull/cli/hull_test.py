@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import InputError, McHullError
-from ..spec import check_tol
+from ..errors import InputError
 from . import texts
 from .format import FORMATS, render
-from .args import _float, _int
+from .args import _float, _int, _location, _seed
 
 
 def register(sub) -> None:
@@ -18,10 +17,14 @@ def register(sub) -> None:
                     "reduce them (fitted on TRAIN only), decide every test point with a certificate and "
                     "print the fraction inside with a 99% Wilson interval; per-point rows go to "
                     "DIR/_hulltest as Parquet. Bad input is one line and exit status 2.")
-    p.add_argument("--train", metavar="FILE[:NAME]",
+    p.add_argument("--train", metavar="FILE[:NAME]|DIR|URI",
                    help="training samples, one per row: .npy, .npz[:NAME], Parquet/Arrow/Feather[:COL,COL] "
-                        "(real numbers; complex, NaN or inf values are refused)")
-    p.add_argument("--test", metavar="FILE[:NAME]", help="test samples, one per row, same formats as --train")
+                        "(real numbers; complex, NaN or inf values are refused); or a sharded dataset: a "
+                        "directory or URI (s3://, gs://, ...) of .npy shards (rows in file-name order) or of "
+                        "Parquet files (one list column of rows, or numeric columns); a training set larger "
+                        "than MC_HULL_MEMORY_BUDGET is streamed from its files")
+    p.add_argument("--test", metavar="FILE[:NAME]|DIR|URI",
+                   help="test samples, one per row, same formats as --train (always loaded)")
     p.add_argument("--dataset", metavar="NAME", help="a built-in data set instead of --train/--test; one of: "
                    "digits (scikit-learn's 8x8 digits, a fixed split by --seed)")
     p.add_argument("--preset", metavar="NAME", help="a built-in sweep; one of: paper-digits (fraction inside "
@@ -31,11 +34,11 @@ def register(sub) -> None:
                         "random-projection:K (default none)")
     p.add_argument("--image-shape", metavar="H,W[,C]", help="image shape of flat rows for crop/subsample "
                    "(default: the array's own shape, else a square)")
-    p.add_argument("--out", default="results", metavar="DIR",
+    p.add_argument("--out", default="results", metavar="DIR", type=_location("--out"),
                    help="output directory or URI (default ./results)")
     p.add_argument("--solver", default="auto", metavar="NAME", help=texts.solver_help())
     p.add_argument("--tol", type=_float("--tol"), default=1e-9, metavar="T", help=texts.tol_help())
-    p.add_argument("--seed", type=_int("--seed"), default=0, metavar="S",
+    p.add_argument("--seed", type=_seed("--seed"), default=0, metavar="S",
                    help="seed of random-projection and of the digits split (integer >= 0, default 0)")
     p.add_argument("--address", help="Ray address; default: embedded Ray for large test sets, "
                                      "in-process otherwise")
@@ -64,8 +67,20 @@ def backend(args) -> str:
     return "serial" if args.serial else "auto"
 
 
+def hull_test_spec(args):
+    """The frozen :class:`~mc_hull.hulltest.HullTestSpec` of the flags (seed, solver, tol, measure), validated once.
+
+    ``mc-hull run --preset paper-digits`` leaves unset flags as None: they take the defaults.
+    """
+    from ..hulltest import HullTestSpec
+
+    return HullTestSpec(seed=args.seed or 0, solver=args.solver or "auto",
+                        tol=1e-9 if args.tol is None else args.tol,
+                        measure=getattr(args, "measure", None) or "membership")
+
+
 def options(args) -> dict:
-    """Keyword options shared by a single test and a sweep."""
+    """Where a single test or a sweep runs: backend, address, workers (checked)."""
     if args.serial and (args.address or args.workers):
         raise InputError("--serial runs without Ray; drop --address/--workers")
     if args.workers is not None and args.workers < 1:
@@ -74,15 +89,7 @@ def options(args) -> dict:
         from ..distributed import check_reachable
 
         check_reachable(args.address)
-    # ``mc-hull run --preset paper-digits`` leaves unset flags as None
-    tol = 1e-9 if args.tol is None else args.tol
-    try:
-        check_tol(tol)  # the one tolerance rule of the API, specs and hull-test
-    except McHullError as exc:
-        raise InputError(f"--{exc}" if str(exc).startswith("tol") else f"--tol: {exc}") from None
-    return dict(seed=args.seed or 0, solver=args.solver or "auto", tol=tol,
-                backend=backend(args), address=args.address, workers=args.workers,
-                measure=getattr(args, "measure", None) or "membership")
+    return dict(backend=backend(args), address=args.address, workers=args.workers)
 
 
 def run_preset(args) -> int:
@@ -95,14 +102,23 @@ def run_preset(args) -> int:
         raise InputError(f"--preset: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}")
     print(f"mc-hull: preset {args.preset}: digits, centre crops, subsampling and PCA -> {args.out}",
           file=sys.stderr)
-    table, sweep_id, seconds = paper_digits(args.out, **options(args))
+    spec = hull_test_spec(args)
+    table, sweep_id, seconds = paper_digits(args.out, spec, **options(args))
     print(render(table.drop_columns(["seconds", "test_id"]), args.format))
     print(f"mc-hull: sweep {sweep_id}: {table.num_rows} hull tests in {seconds:.1f} s", file=sys.stderr)
     return 0
 
 
+def load_data(text: str, name: str):
+    """A sharded dataset (a directory or URI: :func:`mc_hull.filesource.open_source`) or one array file."""
+    from ..datasets import load_array
+    from ..filesource import is_dataset, open_source
+
+    return open_source(text, name) if is_dataset(text) else load_array(text, name)
+
+
 def load_inputs(args):
-    from ..datasets import DATASETS, digits_split, load_array
+    from ..datasets import DATASETS, digits_split
 
     if args.dataset is not None:
         if args.train or args.test:
@@ -112,14 +128,15 @@ def load_inputs(args):
         return digits_split(args.seed)
     if not args.train or not args.test:
         raise InputError("give --train FILE and --test FILE (or --dataset digits, or --preset paper-digits)")
-    return load_array(args.train, "--train"), load_array(args.test, "--test")
+    return load_data(args.train, "--train"), load_data(args.test, "--test")
 
 
 def main(args) -> int:
     from dataclasses import replace
 
     from ..datasets import parse_reduce
-    from ..hulltest import check_options, run_hull_test
+    from ..datasets import ArrayData
+    from ..hulltest import run_hull_test
     from ..runner import bounded_out
     from ..store import sweep_schema
 
@@ -130,18 +147,20 @@ def main(args) -> int:
         return run_preset(args)
     reduction = parse_reduce(args.reduce)
     shape = parse_image_shape(args.image_shape)
+    spec = hull_test_spec(args)
     opts = options(args)
-    check_options(args.solver, args.tol, opts["measure"])
     train, test = load_inputs(args)
     if shape is not None:
+        if not (isinstance(train, ArrayData) and isinstance(test, ArrayData)):
+            raise InputError("--image-shape applies to array files; a sharded dataset has flat rows")
         train, test = replace(train, image_shape=shape), replace(test, image_shape=shape)
-    res = run_hull_test(train, test, reduction, args.out, **opts)
+    res = run_hull_test(train, test, reduction, args.out, spec, **opts)
     import pyarrow as pa
 
     print(f"mc-hull: hull-test {res.test_id}: {res.n_test} test points against {res.n_train} training "
           f"points in {res.dims} dims ({res.reduction}), {res.computed_shards} shards computed, "
           f"{res.skipped_shards} skipped as committed ({res.backend}), {res.seconds:.1f} s", file=sys.stderr)
-    schema = sweep_schema(opts["measure"])
+    schema = sweep_schema(spec.measure)
     table = pa.Table.from_pylist([res.row()], schema=schema).drop_columns(["seconds"])
     print(render(table, args.format))
     if args.format == "table":

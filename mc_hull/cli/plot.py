@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import InputError, SpecError, StoreError
 from .. import views
 from . import texts
+from .args import _location
 from .notes import reason_from_cells
 from .query import check_exists, check_nonempty, check_run_id
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
                                    "and labelled 2^(d/2)/d rules; N½ against d (log). A directory holding "
                                    "several distributions (e.g. the paper-fig1 preset) gives one p̂ panel "
                                    "per distribution unless --distribution picks one.")
-    p.add_argument("out", metavar="DIR", help="results directory or URI")
+    p.add_argument("out", metavar="DIR", type=_location("DIR"), help="results directory or URI")
     p.add_argument("--out", dest="figure", required=True, metavar="FIG",
                    help="output file; its suffix picks the format: .png, .svg or .pdf")
     p.add_argument("--distribution", metavar="NAME",

@@ -8,6 +8,7 @@ from ..errors import StoreError
 from ..query import INTERVAL_NOTE, agreement, cell_estimates
 from ..store import probe
 from . import texts
+from .args import _location
 from .format import FORMATS, render
 from .notes import label, no_n_half_reason, thresholds_notes
 
@@ -17,8 +18,10 @@ def register(sub) -> None:
                        description="One row per (distribution, d, n, params): trials, inside, undecided, "
                                    "p_hat with a 99% cluster-robust interval, the plain Wilson interval, "
                                    "2^(d/2)/d and the exact p where known; d_intrinsic and d_affine beside "
-                                   "the ambient d. Exit status 2 when DIR holds no results.")
-    p.add_argument("out", metavar="DIR", help="results directory or URI (s3://bucket/prefix)")
+                                   "the ambient d. Exit status 2 when DIR holds no results; exit status 3 "
+                                   "when a cell holds fewer trials than its run planned (a run still going "
+                                   "or interrupted): the table is printed, with a note per such cell.")
+    p.add_argument("out", metavar="DIR", type=_location("DIR"), help="results directory or URI (s3://bucket/prefix)")
     p.add_argument("--format", choices=FORMATS, default="table", help=texts.FORMAT)
     p.add_argument("--run", dest="run_id", metavar="RUN_ID", help=texts.RUN_ID)
     p.add_argument("--thresholds", action="store_true",
@@ -103,7 +106,34 @@ def main(args) -> int:
     table = cell_estimates(args.out, run_id=args.run_id)
     check_nonempty(table, args.out, args.run_id)
     print_table(table, args.format)
-    return 0
+    return report_shortfalls(args.out, table, args.run_id, args.format)
+
+
+#: Exit status of ``mc-hull query`` when a cell holds fewer trials than planned.
+INCOMPLETE = 3
+
+
+def report_shortfalls(out: str, table, run_id: str | None, fmt: str) -> int:
+    """Note every cell short of its planned trials; :data:`INCOMPLETE` if any, else 0.
+
+    With the text format one ``# incomplete:`` line per cell follows the table; whatever the
+    format, one line on stderr says how many cells are short and how to complete them.
+    """
+    from ..query.status import shortfalls
+
+    short = shortfalls(out, table, run_id)
+    if not short:
+        return 0
+    if fmt == "table":
+        for row in short:
+            params = f" ({row['params']})" if row["params"] else ""
+            print(f"# incomplete: {row['distribution']}{params} d = {row['d']}, N = {row['n']}: "
+                  f"{row['trials']:,} of {row['planned']:,} planned trials (run {', '.join(row['runs'])})")
+    runs = sorted({r for row in short for r in row["runs"]})
+    print(f"mc-hull: note: {len(short)} cell(s) hold fewer trials than planned (run {', '.join(runs)} "
+          f"not finished); re-run the same `mc-hull run` command with --out {out} to complete them "
+          f"(exit status {INCOMPLETE})", file=sys.stderr)
+    return INCOMPLETE
 
 
 def print_table(table, fmt: str = "table", file=None) -> None:

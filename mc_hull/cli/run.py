@@ -6,9 +6,10 @@ import sys
 
 from ..errors import SpecError, StoreError
 from ..query import cell_estimates
-from ..spec import MAX_D, Panel, Spec, is_auto, load_panels, load_preset, load_toml, preset_names
+from ..spec import (MAX_D, Panel, Spec, is_auto, load_panels, load_preset, load_toml, preset_names,
+                    unique_json_keys)
 from . import texts
-from .args import _float, _int
+from .args import _float, _int, _location
 from .format import FORMATS
 from .query import print_table
 
@@ -59,7 +60,7 @@ def register(sub) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="distribution parameter, repeatable (k for subspace, df for student-t, "
                         "components and separation for mixture)")
-    p.add_argument("--out", default="results", metavar="DIR",
+    p.add_argument("--out", default="results", metavar="DIR", type=_location("--out"),
                    help="results directory or URI, e.g. s3://bucket/prefix (default ./results)")
     p.add_argument("--address", help="Ray address (ray://HOST:10001 or HOST:6379); default: an "
                                      "embedded Ray for this process only")
@@ -100,6 +101,9 @@ def _params(items: list[str]) -> dict | None:
 def source(args) -> tuple[dict, str]:
     """The mapping of SPEC.toml, --preset or --spec-json (empty without any) and a label for messages."""
     spec_json = getattr(args, "spec_json", None)
+    for flag, value in (("SPEC.toml", args.spec), ("--preset", args.preset), ("--spec-json", spec_json)):
+        if value is not None and not value.strip():   # '' is not "no spec": it names nothing
+            raise SpecError(f"{flag}: empty")
     if sum(bool(v) for v in (args.spec, args.preset, spec_json)) > 1:
         raise SpecError("give one of SPEC.toml, --preset or --spec-json")
     if spec_json:
@@ -115,7 +119,9 @@ def _json_spec(text: str) -> dict:
     import json
 
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=unique_json_keys("--spec-json"))
+    except SpecError:
+        raise
     except (ValueError, RecursionError) as exc:
         raise SpecError(f"--spec-json: not JSON: {' '.join(str(exc).split())[:200]}") from None
     if not isinstance(data, dict):

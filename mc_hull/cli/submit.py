@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import SpecError
+from .args import _location
 from ..spec import Panel, is_auto, load_panels, load_preset, load_toml, panel_mappings, preset_names
 
 ADDRESS_HELP = ("Ray job API URL (the dashboard port), default $RAY_API_SERVER_ADDRESS or "
@@ -23,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("spec", nargs="?", metavar="SPEC.toml", help="experiment spec (TOML), as for mc-hull run")
     p.add_argument("--preset", metavar="NAME", help=f"a built-in spec; one of: {', '.join(preset_names())}")
     p.add_argument("--address", help=ADDRESS_HELP)
-    p.add_argument("--out", default="results",
+    p.add_argument("--out", default="results", type=_location("--out"),
                    help="results location seen from the cluster: an s3://... URI, or a path on a "
                    "filesystem every node shares (default ./results, made absolute)")
     p.add_argument("--working-dir", default=".",
@@ -48,6 +49,9 @@ def load_spec(args):
 
     ``sizes = "auto"`` is resolved here (exact curve, or a small local pilot pass) and shipped as a grid.
     """
+    for flag, value in (("SPEC.toml", args.spec), ("--preset", args.preset)):
+        if value is not None and not value.strip():   # '' is not "no spec": it names nothing
+            raise SpecError(f"{flag}: empty")
     if args.spec and args.preset:
         raise SpecError("give either SPEC.toml or --preset, not both")
     if not args.spec and not args.preset:

@@ -54,9 +54,10 @@ def _cell_info(distribution: str, params: tuple | None, d: int) -> dict:
             params = ()
         sampler = get_sampler(distribution, d, **dict(params))
     except (KeyError, McHullError):
-        return {"params": "?", "d_intrinsic": None, "d_affine": None, "exact_as": None}
+        return {"params": "?", "d_intrinsic": None, "d_affine": None, "exact_as": None, "exact_params": {}}
     return {"params": sampler.describe(), "d_intrinsic": sampler.dims["intrinsic"],
-            "d_affine": sampler.dims["affine"], "exact_as": sampler.exact_as}
+            "d_affine": sampler.dims["affine"], "exact_as": sampler.exact_as,
+            "exact_params": sampler.exact_params}
 
 
 def cell_info(distribution: str, params: dict | None, d: int) -> dict:
@@ -66,8 +67,9 @@ def cell_info(distribution: str, params: dict | None, d: int) -> dict:
     -------
     dict
         ``params`` (defaults filled in, ``"k=3"``; ``"?"`` when unknown),
-        ``d_intrinsic``, ``d_affine`` and ``exact_as`` (the (distribution, dimension)
-        whose exact curve gives p, see :attr:`mc_hull.samplers.Sampler.exact_as`).
+        ``d_intrinsic``, ``d_affine``, ``exact_as`` (the (distribution, dimension)
+        whose exact curve gives p, see :attr:`mc_hull.samplers.Sampler.exact_as`) and
+        ``exact_params`` (that law's parameters, e.g. ``{"df": 3}``).
     """
     key = None if params is None else tuple(sorted(params.items()))
     return _cell_info(distribution, key, int(d))
@@ -75,10 +77,20 @@ def cell_info(distribution: str, params: dict | None, d: int) -> dict:
 
 def exact_p(distribution: str, params: dict | None, d: int, n):
     """Exact p at ``n`` through the sampler's ``exact_as`` curve; None when none is known."""
-    ref = cell_info(distribution, params, d)["exact_as"]
-    if ref is None or not theory.has_exact(*ref):
+    info = cell_info(distribution, params, d)
+    ref, law_params = info["exact_as"], info["exact_params"]
+    if ref is None or not theory.has_exact(*ref, **law_params):
         return None
-    return theory.exact_inside_probability(ref[0], int(ref[1]), n)
+    return theory.exact_inside_probability(ref[0], int(ref[1]), n, **law_params)
+
+
+def exact_n_half_of(distribution: str, params: dict | None, d: int) -> float | None:
+    """Exact N½ through the sampler's ``exact_as`` curve; None when unknown or out of range."""
+    info = cell_info(distribution, params, d)
+    ref, law_params = info["exact_as"], info["exact_params"]
+    if ref is None or not theory.has_exact(*ref, **law_params):
+        return None
+    return theory.exact_n_half(ref[0], int(ref[1]), **law_params)
 
 
 def run_params(out) -> dict[str, dict]:

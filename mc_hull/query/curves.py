@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from .. import stats, theory
 from ..thresholds import fit_n_half
-from .cells import cell_estimates, cell_info, parse_params
+from .cells import cell_estimates, exact_n_half_of, parse_params
 from .entry import MEDIAN_T, median_t_rows, nested_curves
 
 #: Columns of :func:`thresholds_table`, in order (then ``fit_cells`` and ``method``).
@@ -62,8 +62,7 @@ def empirical_n_half(out, *, run_id: str | None = None, level: float = stats.LEV
                              [r["trials"] - r["undecided"] for r in group],
                              [r["design_effect"] for r in group], [r["replicates"] for r in group],
                              level)
-        ref = cell_info(dist, parse_params(params), int(d))["exact_as"]
-        exact = theory.exact_n_half(*ref) if ref is not None else None
+        exact = exact_n_half_of(dist, parse_params(params), int(d))
         rows.append({"distribution": dist, "d": int(d), "params": params, "n_half": fit["n_half"],
                      "n_half_low": fit["n_half_low"], "n_half_high": fit["n_half_high"],
                      "exact_n_half": exact, "bf_threshold": float(theory.bf_threshold(int(d))),

@@ -69,3 +69,51 @@ def run_progress(out) -> list[dict]:
 def run_ids(out) -> list[str]:
     """Ids of the runs with listed shards."""
     return sorted({e.run_id for e in ResultStore(out).units()})
+
+
+def shortfalls(out, table, run_id: str | None = None) -> list[dict]:
+    """Cells that the store's recorded runs planned but that hold fewer trials than planned.
+
+    A run still going or one that was interrupted leaves cells short; ``mc-hull query``
+    notes each one and exits with status 3 (see :func:`mc_hull.cli.query.main`).
+
+    Parameters
+    ----------
+    out : str or Store
+    table : pyarrow.Table
+        :func:`mc_hull.query.cell_estimates` of ``out`` (columns distribution, params, d, n, trials).
+    run_id : str, optional
+        Only this run's plan.
+
+    Returns
+    -------
+    list of dict
+        ``distribution``, ``params``, ``d``, ``n``, ``trials`` (counted, each trial once),
+        ``planned`` and ``runs`` (the ids of the runs that planned the cell), in cell order.
+    """
+    from ..spec import Spec
+    from .cells import cell_info
+
+    planned: dict = {}
+    for rid, record in ResultStore(out).runs().items():
+        if run_id is not None and rid != run_id:
+            continue
+        try:
+            spec = Spec.from_dict(record["spec"])
+        except (McHullError, KeyError, TypeError, ValueError):
+            continue
+        for d, n in spec.cells:
+            params = cell_info(spec.distribution, dict(spec.params), d)["params"]
+            key = (spec.distribution, params, int(d), int(n))
+            want, runs = planned.get(key, (0, []))
+            planned[key] = (max(want, spec.trials), runs + [rid])
+    have = {(r["distribution"], r["params"], int(r["d"]), int(r["n"])): int(r["trials"])
+            for r in table.select(["distribution", "params", "d", "n", "trials"]).to_pylist()}
+    out_rows = []
+    for key in sorted(planned):
+        want, runs = planned[key]
+        got = have.get(key, 0)
+        if got < want:
+            out_rows.append(dict(zip(("distribution", "params", "d", "n"), key), trials=got, planned=want,
+                                 runs=sorted(runs)))
+    return out_rows

@@ -5,10 +5,11 @@ from __future__ import annotations
 from ..errors import SpecError
 from .base import Sampler
 from .paper import Manifold, Mixture, StudentT, Subspace
-from .simple import Ball, Cube, Gaussian, Sphere
+from .simple import Ball, BetaBall, Cube, Gaussian, Sphere
 
 SAMPLERS: dict[str, type[Sampler]] = {
-    cls.name: cls for cls in (Gaussian, Ball, Cube, Sphere, Manifold, Subspace, StudentT, Mixture)}
+    cls.name: cls for cls in (Gaussian, Ball, Cube, Sphere, Manifold, Subspace, StudentT, Mixture,
+                              BetaBall)}
 
 
 def register(cls: type[Sampler]) -> type[Sampler]:

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
-
 import numpy as np
 
 from ..errors import SpecError
-from .base import Sampler
+from .base import Range, Sampler, side_stream
 
 
 def _int_option(sampler: Sampler, name: str, low: int, high: int | None = None, why: str = "") -> int:
     """``sampler.options[name]`` as an int in [low, high]; SpecError naming the field otherwise."""
-    value = sampler.options[name]
-    allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-    if (not isinstance(value, Integral) or isinstance(value, bool)
-            or value < low or (high is not None and value > high)):
-        raise SpecError(f"params.{name}: {sampler.name} needs an integer {allowed}{why}, got {value!r}")
-    return int(value)
+    return Range(low, high, integer=True, why=why).check(sampler.name, name, sampler.options[name], sampler.d)
 
 
 def _float_option(sampler: Sampler, name: str, low: float, *, strict: bool,
                   high: float | None = None) -> float:
     """``sampler.options[name]`` as a finite float above ``low`` (``strict``) or at least it, and at most ``high``."""
-    value = sampler.options[name]
-    ok = (isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-          and (value > low if strict else value >= low) and (high is None or value <= high))
-    if not ok:
-        rng = f"{'>' if strict else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
-        raise SpecError(f"params.{name}: {sampler.name} needs a finite number {rng}, got {value!r}")
-    return float(value)
+    return Range(low, high, open_low=strict).check(sampler.name, name, sampler.options[name], sampler.d)
 
 
 #: Largest mixture separation: beyond it the clusters' unit spread is below what the
@@ -38,6 +24,13 @@ def _float_option(sampler: Sampler, name: str, low: float, *, strict: bool,
 MAX_SEPARATION = 1e6
 #: Largest components x d of a mixture: its centres are drawn for every training set.
 MAX_CENTRE_VALUES = 10**7
+#: Smallest Student-t degrees of freedom.  A point's scale is sqrt(chi2_df / df), and chi2_df
+#: underflows to 0 (an infinite point) with probability about exp(-745 df / 2): 7e-4 at df = 0.02,
+#: 6e-21 at df = 1/8.  Above it every draw is finite (the largest about 1e160).
+MIN_DF = 0.125
+#: Largest Student-t degrees of freedom: beyond it the draw equals the Gaussian's to float precision
+#: (and near 1e308 chi2_df overflows, which would turn every point into 0).
+MAX_DF = 1e12
 
 
 class Manifold(Sampler):
@@ -87,9 +80,9 @@ class Subspace(Sampler):
 
     name = "subspace"
     params = {"k": 2}
+    ranges = {"k": Range(1, lambda d: d, integer=True, why=" (k <= d)")}
 
     def _validate(self):
-        self.k = _int_option(self, "k", 1, self.d, why=" (k <= d)")
         self.basis = None  # (d, k) columns of A; set by bind
         self.offset = None  # (d,)
 
@@ -100,6 +93,10 @@ class Subspace(Sampler):
     @property
     def exact_as(self):
         return ("gaussian", self.k)
+
+    @property
+    def exact_params(self):
+        return {}
 
     def bind(self, rng):
         bound = Subspace(self.d, **self.options)
@@ -124,18 +121,20 @@ class StudentT(Sampler):
     Parameters
     ----------
     df : float, default 3
-        Degrees of freedom, > 0 (variance is infinite for df <= 2).
+        Degrees of freedom in [:data:`MIN_DF`, :data:`MAX_DF`] (variance is infinite
+        for df <= 2); below 1/8 some draws would be infinite.
+
+    The chi-square scales come from :func:`~.base.side_stream`, so draws are prefix-stable in n.
     """
 
     name = "student-t"
     params = {"df": 3}
-
-    def _validate(self):
-        self.df = _float_option(self, "df", 0.0, strict=True)
+    ranges = {"df": Range(MIN_DF, MAX_DF, why=" (below 0.125 some draws are infinite)")}
 
     def _random(self, n, rng):
+        scale = np.sqrt(side_stream(rng).chisquare(self.df, n) / self.df)
         z = rng.standard_normal((n, self.d))
-        return z / np.sqrt(rng.chisquare(self.df, n) / self.df)[:, None]
+        return z / scale[:, None]
 
 
 class Mixture(Sampler):
@@ -159,12 +158,12 @@ class Mixture(Sampler):
 
     name = "mixture"
     params = {"components": 3, "separation": 4.0}
+    # the centres, components x d floats, are drawn for every training set
+    ranges = {"components": Range(1, lambda d: max(1, MAX_CENTRE_VALUES // d), integer=True,
+                                  why=f" (components x d <= {MAX_CENTRE_VALUES:.0e})"),
+              "separation": Range(0.0, MAX_SEPARATION)}
 
     def _validate(self):
-        # the centres, components x d floats, are drawn for every training set
-        self.components = _int_option(self, "components", 1, max(1, MAX_CENTRE_VALUES // self.d),
-                                      why=f" (components x d <= {MAX_CENTRE_VALUES:.0e})")
-        self.separation = _float_option(self, "separation", 0.0, strict=False, high=MAX_SEPARATION)
         self.centres = None  # (components, d); set by bind
 
     def bind(self, rng):
@@ -175,5 +174,5 @@ class Mixture(Sampler):
     def _random(self, n, rng):
         if self.centres is None:
             raise RuntimeError("mixture: call bind(rng) first to draw the centres")
-        label = rng.integers(0, self.components, n)
+        label = side_stream(rng).integers(0, self.components, n)   # prefix-stable in n
         return self.centres[label] + rng.standard_normal((n, self.d))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Sampler
+from .base import Range, Sampler, side_stream
 
 
 class Gaussian(Sampler):
@@ -17,14 +17,19 @@ class Gaussian(Sampler):
 
 
 class Ball(Sampler):
-    """Uniform in the unit ball (the setting of the paper's v2 Theorem 1)."""
+    """Uniform in the unit ball (the setting of the paper's v2 Theorem 1).
+
+    A direction from ``rng`` times a radius U^(1/d), U from :func:`side_stream` so that the
+    draws are prefix-stable in n.
+    """
 
     name = "ball"
 
     def _random(self, n, rng):
+        radius = side_stream(rng).random(n) ** (1.0 / self.d)
         g = rng.standard_normal((n, self.d))
         g /= np.linalg.norm(g, axis=1, keepdims=True)
-        return g * rng.random(n)[:, None] ** (1.0 / self.d)
+        return g * radius[:, None]
 
 
 class Cube(Sampler):
@@ -48,3 +53,36 @@ class Sphere(Sampler):
     def _random(self, n, rng):
         g = rng.standard_normal((n, self.d))
         return g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+#: Range of the ``beta`` sampler's exponent: above -1 (integrable) and finite; at the ends
+#: the draws stay finite (beta + 1 >= 1e-3 keeps the gamma variates away from underflow).
+BETA_RANGE = (-0.999, 1e6)
+
+
+class BetaBall(Sampler):
+    """The beta law on the unit ball: density ∝ (1 - |x|²)^beta, beta > -1.
+
+    ``beta = 0`` is the uniform ball, ``beta → -1`` concentrates on the sphere and large
+    ``beta`` tends to a Gaussian of standard deviation 1/√(2 beta). Drawn as
+    ``x = g / sqrt(|g|² + 2 Y)`` with g ~ N(0, I_d) and Y ~ Gamma(beta + 1): then |x|² is
+    Beta(d/2, beta + 1) and x/|x| uniform, which is this law. Its exact p(d, N) is the beta
+    polytope curve (:func:`mc_hull.theory.exact_inside_probability` with ``beta``).
+
+    Dimensions: ambient d, intrinsic d, affine d.
+
+    Parameters
+    ----------
+    beta : float, default 0
+        Exponent, in [-0.999, 1e6].
+    """
+
+    name = "beta"
+    params = {"beta": 0.0}
+    ranges = {"beta": Range(*BETA_RANGE, why=" (density ∝ (1 - |x|²)^beta needs beta > -1)")}
+
+    def _random(self, n, rng):
+        side = side_stream(rng)            # before the coordinates: prefix-stable in n
+        g = rng.standard_normal((n, self.d))
+        y = side.standard_gamma(self.beta + 1.0, n)
+        return g / np.sqrt(np.einsum("ij,ij->i", g, g) + 2.0 * y)[:, None]

@@ -6,6 +6,8 @@ data into the training set's frame (``certificates.Frame``), settles queries far
 beyond the data by a coordinate direction, verifies every candidate
 independently (``certificates.py``), polishes inside weights with NNLS when the
 raw ones miss the tolerance, tries the nearest training point for what is left,
+then the certificates of faces and flats (``certificates.edge_candidates``: coordinate
+directions, the distance engine's projection, ℓ∞ optima; the undecided band), then
 re-tries the queries that still fail with the solver's ``fallbacks`` and marks
 whatever remains *undecided*.  No answer leaves a solver without a checked certificate.
 """
@@ -204,7 +206,8 @@ class Solver:
 
         The one sequence every solver runs: far queries settled by a coordinate direction;
         the solver's candidates (screened, then proposed batch by batch), each verified;
-        the nearest training point for what is left; the fallback chain (rows in memory only).
+        the nearest training point for what is left; the edge stage near faces and flats
+        (:func:`~.certificates.edge_candidates`) and the fallback chain (rows in memory only).
 
         Parameters
         ----------
@@ -261,6 +264,8 @@ class Solver:
             sub = verify(rows, queries[todo], cand, atol, scale, prefix=self.name)
             dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
             todo = dec.settle(todo, sub, ("status", "certificate", "method"))
+        if todo.size and data.points is not None:   # near faces and flats (rows in memory only)
+            todo = self._edge_stage(dec, todo, data.points, queries, atol, scale)
         for solver in self.fallback_chain() if data.points is not None else ():
             if todo.size == 0:
                 break
@@ -270,6 +275,18 @@ class Solver:
             dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
             todo = dec.settle(todo, sub)
         return dec
+
+    def _edge_stage(self, dec: "Decisions", todo: np.ndarray, points: np.ndarray, queries: np.ndarray,
+                    atol: float, scale: float) -> np.ndarray:
+        """Settle what it can of ``todo`` with :func:`~.certificates.edge_candidates`; the still undecided."""
+        t1 = time.perf_counter()
+        cand = Candidates.empty(todo.size, points.shape[1], "edge")
+        cand.kind, cand.directions, cand.support, cand.weights, kinds = cert.edge_candidates(
+            points, queries[todo], scale, atol)
+        cand.method = np.array([f"edge-{k}" for k in kinds], dtype=object)
+        sub = verify(points, queries[todo], cand, atol, scale, prefix=self.name)
+        dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
+        return dec.settle(todo, sub, ("status", "certificate", "method"))
 
 
 def _assign(dec: Decisions, where: np.ndarray, sub: Decisions) -> None:

@@ -27,13 +27,16 @@ def _gamma(n: int) -> float:
 
 
 def nearest(points: np.ndarray, queries: np.ndarray):
-    """Distance from each query to its nearest row of ``points``, in blocks.
+    """Distance from each query to its nearest row of ``points``, certified, in blocks.
 
-    Scores ``|X_i|^2 - 2 x.X_i`` rank the rows (one product per block of at most
-    ``_BLOCK_ELEMS`` scores, so B x N never materialises); the winner is then
-    re-measured directly as ``||x - X_i||_2``, free of the cancellation of the
-    expanded form.  (A row whose score is within rounding, about
-    ``4 d u (|x|^2 + max |X_i|^2)``, of the winner's may be the true nearest.)
+    Scores ``|X_i|^2 - 2 x.X_i`` pre-rank the rows (one product per block of at most
+    ``_BLOCK_ELEMS`` scores, so B x N never materialises).  Their rounding error is at
+    most ``e = 2 gamma_{d+3} (M^2 + 2 |x| M)`` (``M = max_i |X_i|``) for every row, so
+    the true nearest row scores within ``2 e`` of the lowest computed score: every row
+    that does is re-measured directly as ``||x - X_i||_2``, free of the cancellation of
+    the expanded form, and the least such distance is returned.  Near a tight cluster
+    far from the origin (spread far below ``sqrt(e)``) the whole cluster is re-measured;
+    elsewhere a handful of rows.
 
     Parameters
     ----------
@@ -43,32 +46,46 @@ def nearest(points: np.ndarray, queries: np.ndarray):
     Returns
     -------
     dist : ndarray, shape (B,)
-        ``||x - X_j||_2`` for the winning row j.
+        ``||x - X_j||_2`` for the returned row j, computed directly: within a relative
+        ``gamma_{d+2}`` of the exact nearest-row distance (both ways).
     idx : ndarray of int, shape (B,)
-        The winning row.
+        The returned row (the lowest index among rows at the same computed distance).
     """
     N, d = points.shape
     B = queries.shape[0]
     sq = np.einsum("ij,ij->i", points, points)
-    best = np.full(B, np.inf)
+    big = math.sqrt(float(sq.max())) if N else 0.0
+    qn = np.linalg.norm(queries, axis=1)
+    err2 = 4.0 * _gamma(d + 3) * (big * big + 2.0 * qn * big)    # 2 e: the band of possible winners
+    low = np.full(B, np.inf)          # lowest computed score so far
+    best = np.full(B, np.inf)         # lowest directly computed squared distance so far
     arg = np.zeros(B, dtype=np.intp)
     qb = max(1, min(B, _BLOCK_ELEMS // 1024))
+    pair_rows = max(1, _BLOCK_ELEMS // max(d, 1))
     for q0 in range(0, B, qb):
         W = queries[q0:q0 + qb]
         rows = max(1024, _BLOCK_ELEMS // max(W.shape[0], 1))
-        ar = np.arange(W.shape[0])
-        val, ind = best[q0:q0 + qb], arg[q0:q0 + qb]
+        lo, val, ind, e2 = low[q0:q0 + qb], best[q0:q0 + qb], arg[q0:q0 + qb], err2[q0:q0 + qb]
         for start in range(0, N, rows):
             stop = min(N, start + rows)
             S = W @ points[start:stop].T
             S *= -2.0
             S += sq[start:stop]                                     # (qb, rows)
-            j = S.argmin(axis=1)
-            v = S[ar, j]
-            better = v < val
-            val[better] = v[better]
-            ind[better] = j[better] + start
-    return np.linalg.norm(queries - points[arg], axis=1), arg
+            np.minimum(lo, S.min(axis=1), out=lo)
+            qi, ri = np.divmod(np.flatnonzero(S <= (lo + e2)[:, None]), stop - start)   # grouped by query
+            for a in range(0, qi.size, pair_rows):                  # re-measure the candidates directly
+                qa, ra = qi[a:a + pair_rows], ri[a:a + pair_rows]
+                D = W[qa] - points[start + ra]
+                d2 = np.einsum("ij,ij->i", D, D)
+                order = np.lexsort((ra, d2, qa))                    # per query: least d2, then lowest row
+                qa, ra, d2 = qa[order], ra[order], d2[order]
+                first = np.ones(qa.size, dtype=bool)
+                first[1:] = qa[1:] != qa[:-1]
+                qa, ra, d2 = qa[first], ra[first], d2[first]
+                better = d2 < val[qa]
+                val[qa[better]] = d2[better]
+                ind[qa[better]] = ra[better] + start
+    return np.sqrt(best), arg
 
 
 def checked_high(points, queries, idx, lam, offs, ax):
@@ -185,9 +202,31 @@ def face_normals(points, idx, lam, offs, R, rows):
     return out
 
 
+class HeldRows:
+    """The training set held whole, behind the operations :func:`project` uses (a streamed source has the same).
+
+    ``shape`` (N, d); ``ax = max |points|``; ``price(W, k, lowest)`` as :func:`colgen.price`;
+    ``nearest(Q)`` as :func:`nearest`; ``rows(idx)`` the rows ``idx`` (k, d).
+    """
+
+    def __init__(self, points: np.ndarray):
+        self.points = points
+        self.shape = points.shape
+        self.ax = float(np.max(np.abs(points))) if points.size else 0.0
+
+    def price(self, directions, k, lowest=None):
+        return price(self.points, directions, k, lowest=lowest)
+
+    def nearest(self, queries):
+        return nearest(self.points, queries)
+
+    def rows(self, idx):
+        return self.points[idx]
+
+
 def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int = 60,
             k0: int | None = None, k: int | None = None, n_low: int = 2, n_near: bool = True,
-            nn_idx: np.ndarray | None = None):
+            nn_idx: np.ndarray | None = None, certificates: bool = False):
     """Certified bounds on the Euclidean distance from each query to ``conv(points)``.
 
     Works best in frame coordinates (centred, scaled to about unit size).  Round 0
@@ -207,7 +246,8 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
 
     Parameters
     ----------
-    points : ndarray, shape (N, d)
+    points : ndarray, shape (N, d), or rows behind :class:`HeldRows`' operations
+        (:class:`mc_hull.solvers.sourced.SourceRows`: passes over a point source).
     queries : ndarray, shape (B, d)
     atol : float
         Membership tolerance (ℓ∞ residual) in the units of ``points``.
@@ -226,17 +266,24 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         Whether the nearest row seeds S too.
     nn_idx : int ndarray, shape (B,), optional
         Nearest rows from :func:`nearest`, if already known.
+    certificates : bool
+        Also return the membership certificates behind ``margin1`` and ``inside`` (for
+        :func:`~.certificates.edge_candidates`).
 
     Returns
     -------
     dict of ndarray, each shape (B,)
         ``low``, ``high`` (0 and 0 for inside), ``margin1`` (best ℓ1 margin seen,
         -inf if none), ``inside`` (bool), ``state`` (CONVERGED, INSIDE, CAPPED or
-        FAILED), ``rounds``.
+        FAILED), ``rounds``, ``residual`` (the ℓ∞ residual that certified inside, inf otherwise); with
+        ``certificates``, also ``direction`` (B, d), the direction of ``margin1`` (zero where none), and
+        ``support``, ``weights``: lists of B arrays, the master's convex weights where ``inside`` (None
+        elsewhere).
     """
-    N, d = points.shape
+    ops = points if hasattr(points, "rows") else HeldRows(points)
+    N, d = ops.shape
     B = queries.shape[0]
-    ax = float(np.max(np.abs(points))) if points.size else 0.0
+    ax = ops.ax
     k0 = k0 or min(2 * d + 2, K0_MAX)
     k = k or min(d + 1, K_MAX)
     low = np.full(B, -np.inf)
@@ -244,20 +291,24 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     margin1 = np.full(B, -np.inf)
     state = np.full(B, CAPPED, dtype=np.int8)
     rounds = np.zeros(B, dtype=np.int32)
+    residual = np.full(B, np.inf)
     gap = np.broadcast_to(np.asarray(gap, dtype=np.float64), (B,))
     # Below this gap rounding dominates: nothing more to learn (a few d u of the sizes involved).
     floor = 16.0 * _gamma(d + 4) * (np.linalg.norm(queries, axis=1) + math.sqrt(d) * ax)
+    direction = np.zeros((B, d)) if certificates else None
+    support, weights = [None] * B, [None] * B
     if B == 0:
-        return dict(low=low, high=high, margin1=margin1, inside=state == INSIDE, state=state, rounds=rounds)
+        return _result(low, high, margin1, state, rounds, residual, direction, support, weights)
 
     # Round 0: price along x itself (good for far queries), seed the working sets.
-    best, top_idx, _, low_idx = price(points, queries, k0, lowest=n_low)
+    best, top_idx, _, low_idx = ops.price(queries, k0, lowest=n_low)
     l0, m0 = checked_low(queries, queries, best, ax)
-    low, margin1 = np.maximum(low, l0), np.maximum(margin1, m0)
+    low = np.maximum(low, l0)
+    _better(margin1, direction, np.arange(B), m0, queries)
     parts = [top_idx, low_idx]
     if n_near:
         if nn_idx is None:
-            nn_idx = nearest(points, queries)[1]
+            nn_idx = ops.nearest(queries)[1]
         parts.append(nn_idx[:, None])
     seeds = np.sort(np.hstack(parts), axis=1)
     fresh = np.ones(seeds.shape, dtype=bool)
@@ -269,19 +320,26 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         if active.size == 0:
             break
         Qa = queries[active]
-        lam, offs, W = master(points, Qa, idx, sizes, 1.0)
+        S, pos = ops.rows(idx), np.arange(idx.size)     # the working sets' rows, in idx's order
+        lam, offs, W = master(S, Qa, pos, sizes, 1.0)
         rounds[active] = rnd
         failed = ~np.isfinite(W).all(axis=1)
-        h, R, res_inf, P = checked_high(points, Qa, idx, lam, offs, ax)
+        h, R, res_inf, P = checked_high(S, Qa, pos, lam, offs, ax)
         high[active] = np.minimum(high[active], h)
         n_pos = np.add.reduceat((lam > 0).astype(np.intp), offs[:-1])
         inside = (res_inf + rounding_bound(Qa, scale, n_pos) <= atol) & ~failed
         state[active[inside]] = INSIDE
-        best, top_idx, top_val = price(points, np.where(failed[:, None], 0.0, R), k)
+        if certificates:
+            for j in np.flatnonzero(inside).tolist():
+                a, e = offs[j], offs[j + 1]
+                kept = lam[a:e] > 0
+                support[active[j]], weights[active[j]] = idx[a:e][kept], lam[a:e][kept]
+        residual[active[inside]] = res_inf[inside]
+        best, top_idx, top_val = ops.price(np.where(failed[:, None], 0.0, R), k)
         lo, m1 = checked_low(Qa, R, best, ax)
         lo[failed], m1[failed] = -np.inf, -np.inf
         low[active] = np.maximum(low[active], lo)
-        margin1[active] = np.maximum(margin1[active], m1)
+        _better(margin1, direction, active, m1, R)
         closed = high[active] - np.maximum(low[active], 0.0) <= gap[active]
         # A small distance closes the gap with low = 0 at once; go on until the membership rule
         # is settled too (outside certified), so that near-boundary queries get a real low.
@@ -289,10 +347,11 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         settled = margin1[active] - rho_out > atol
         near_face = np.flatnonzero(closed & ~settled & ~inside & ~failed)
         if near_face.size:    # r = x - p lost its direction to cancellation: take it off the face instead
-            Rr = face_normals(points, idx, lam, offs, R, near_face)
-            lo, m1 = checked_low(Qa[near_face], Rr, price(points, Rr, 1)[0], ax)
+            Rr = face_normals(S, pos, lam, offs, R, near_face)
+            lo, m1 = checked_low(Qa[near_face], Rr, ops.price(Rr, 1)[0], ax)
             sel = active[near_face]
-            low[sel], margin1[sel] = np.maximum(low[sel], lo), np.maximum(margin1[sel], m1)
+            low[sel] = np.maximum(low[sel], lo)
+            _better(margin1, direction, sel, m1, Rr)
             settled[near_face] = margin1[sel] - rho_out[near_face] > atol
         done = closed & (settled | (high[active] - np.maximum(low[active], 0.0) <= floor[active]))
         state[active[done & ~inside]] = CONVERGED
@@ -318,10 +377,25 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         idx = cat[uniq]
         active = active[grow]
         sizes = np.bincount(rows_[uniq], minlength=active.size)
+    return _result(low, high, margin1, state, rounds, residual, direction, support, weights)
+
+
+def _better(margin1, direction, rows, m1, W):
+    """``margin1[rows] = max(margin1[rows], m1)``, keeping the direction (a row of W) where it grew."""
+    if direction is not None:
+        up = m1 > margin1[rows]
+        direction[rows[up]] = W[up]
+    margin1[rows] = np.maximum(margin1[rows], m1)
+
+
+def _result(low, high, margin1, state, rounds, residual, direction, support, weights):
     inside = state == INSIDE
     low[inside], high[inside] = 0.0, 0.0
-    return dict(low=np.maximum(low, 0.0), high=high, margin1=margin1, inside=inside, state=state,
-                rounds=rounds)
+    out = dict(low=np.maximum(low, 0.0), high=high, margin1=margin1, inside=inside, state=state,
+               rounds=rounds, residual=residual)
+    if direction is not None:
+        out.update(direction=direction, support=support, weights=weights)
+    return out
 
 
 def qp_weights(points: np.ndarray, x: np.ndarray):

@@ -142,14 +142,17 @@ class StreamFrame:
         self.bounds = np.vstack([self.map_pre(lo), self.map_pre(hi)])  # frame min and max per coordinate
 
     def map_pre(self, A):
-        out = np.subtract(A, self.centre)
-        return np.ldexp(out, -self.unit) if self.unit else out
+        out = np.subtract(A, self.centre, dtype=np.float64)     # float32 rows convert exactly
+        if self.unit and -1022 <= -self.unit <= 1023:
+            out *= 2.0 ** -self.unit      # a normal power of two: the same correctly rounded result as ldexp
+        elif self.unit:
+            out = np.ldexp(out, -self.unit)
+        return out
 
     def map(self, A: np.ndarray) -> np.ndarray:
         """Frame coordinates (float64) of the rows of ``A`` (B, d)."""
-        A = np.asarray(A, dtype=np.float64)
         with np.errstate(over="ignore"):
-            return self.map_pre(np.ldexp(A, -self.pre) if self.pre else A)
+            return self.map_pre(np.ldexp(np.asarray(A, dtype=np.float64), -self.pre) if self.pre else A)
 
 
 # -- passes (module level: a distributed map or a block holder runs them in other processes) -------
@@ -346,6 +349,7 @@ class Streamed(Training):
         self.source, self.map, self.parts = source, map, max(1, int(parts))
         self.n, self.d = int(source.n), int(source.d)
         self.passes = 0
+        self.priced = 0        # query-row products over all N rows (directions priced, margins, nearest)
         self.cache: dict[int, np.ndarray] = {}
         self.frame = frame if frame is not None else self._frame()
         self.scale, self.bounds = self.frame.scale, self.frame.bounds
@@ -364,6 +368,7 @@ class Streamed(Training):
         return StreamFrame(lo, hi, total, self.n)
 
     def price(self, W, k, low=0, rows=True):
+        self.priced += W.shape[0]
         parts = self._pass(price_pass, (self.frame, W, k, low, rows))
         best = np.max([p[0] for p in parts], axis=0)
         top, bottom = parts[0][1], parts[0][2]
@@ -373,9 +378,11 @@ class Streamed(Training):
         return best, top, bottom
 
     def margins(self, Q, W):
+        self.priced += Q.shape[0]
         return np.min(self._pass(margin_pass, (self.frame, Q, W)), axis=0)
 
     def nearest(self, Q):
+        self.priced += Q.shape[0]
         parts = self._pass(nearest_pass, (self.frame, Q))
         dist = np.array([p[1] for p in parts])
         pick = np.argmin(dist, axis=0)            # the first part on ties: the lowest row index

@@ -149,6 +149,14 @@ class Damaged(Exception):
     """A manifest entry whose stored unit does not match it (the message says how)."""
 
 
+class Forged(Damaged):
+    """A manifest entry that does not name its own unit (its key, cell or rows belong elsewhere).
+
+    Its entry is removed on resume, but the bytes it points at are left alone: they may be
+    another entry's intact unit.
+    """
+
+
 @dataclass
 class Verified:
     """What a verification pass found: intact entries and ``(what, reason)`` for every problem."""
@@ -173,6 +181,8 @@ class RunConflict(StoreError):
         super().__init__(f"another run {other}" + (" (rows without a run record)" if orphan else ""))
 
 
+#: What :meth:`Store.claimed` gives for a claim slot whose body is not a claim (empty, damaged).
+UNREADABLE = "?"
 #: Threads that read and verify units at once.
 READ_THREADS = 8
 #: Tries of the claim loop before giving up, and the pause between contended tries (seconds).
@@ -281,18 +291,23 @@ class Store:
         return self.docs("runs")
 
     def claimed(self) -> dict[int, str | None]:
-        """slot -> run id of every claim (None while undecided)."""
+        """slot -> run id of every claim (None while undecided, :data:`UNREADABLE` for a damaged slot:
+        empty or not a claim, e.g. after a crash or a full disk; it names no run and blocks none)."""
         out = {}
         for slot, body in self._slots().items():
             try:
                 out[slot] = None if body is None else str(json.loads(body.decode())["run_id"])
             except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-                out[slot] = "?"
+                out[slot] = UNREADABLE
         return out
+
+    def claimed_runs(self) -> set[str]:
+        """Run ids that hold a readable claim slot."""
+        return {r for r in self.claimed().values() if r and r != UNREADABLE}
 
     def orphans(self) -> list[str]:
         """Run ids with manifest entries or stored units but neither a claim nor a record."""
-        known = {r for r in self.claimed().values() if r} | set(self.runs())
+        known = self.claimed_runs() | set(self.runs())
         return sorted(self._unit_runs() - known)
 
     def claim_run(self, run_id: str, record: dict, *, exclusive: bool) -> bool:
@@ -316,7 +331,7 @@ class Store:
                 if run_id not in records:
                     self.put_doc("runs", run_id, record)
                 return False
-            known = {r for r in slots.values() if r} | set(records)
+            known = {r for r in slots.values() if r and r != UNREADABLE} | set(records)
             if exclusive:
                 others = sorted(known - {run_id})
                 if others:
@@ -434,28 +449,36 @@ class Store:
 
     def verify(self, kind: str, run_id: str | None = None,
                expected_rows: dict[tuple[str, str], int] | None = None,
-               columns: list[str] | None = None) -> tuple[Verified, list[pa.Table]]:
+               check=None, columns: list[str] | None = None) -> tuple[Verified, list[pa.Table]]:
         """Check every manifest entry of ``kind`` against its stored unit; (report, tables of the intact ones).
 
         ``expected_rows`` maps (run_id, key) to the planned row count; an entry
         holding another count is reported (a shard with more rows than planned).
+        ``check(entry, table)``, if given, raises :class:`Damaged` (or :class:`Forged`)
+        when the rows are not the ones the entry's key implies.
         """
         entries, problems = self._entries(kind, run_id)
         report, tables = Verified(problems=[(w, r) for w, r, _, _ in problems]), []
 
-        def check(entry):
+        def one(entry):
             try:
                 want = None if expected_rows is None else expected_rows.get((entry.run_id, entry.key))
                 if want is not None and entry.rows != want:
                     raise Damaged(f"holds {entry.rows} rows, {want} planned")
-                return self.load(entry, columns)
+                table = self.load(entry, columns)
+                if check is not None:
+                    check(entry, table)
+                return table
             except Damaged as exc:
                 return exc
 
         # reading, hashing and decoding release the GIL: a few threads overlap I/O (object stores) and CPU
         with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(entries)))) as pool:
-            for entry, got in zip(entries, pool.map(check, entries)):
-                if isinstance(got, Damaged):
+            for entry, got in zip(entries, pool.map(one, entries)):
+                if isinstance(got, Forged):
+                    report.problems.append((f"manifest entry {entry.kind}/{entry.run_id}/{entry.key}",
+                                            f"{got} (not the entry of its own unit)"))
+                elif isinstance(got, Damaged):
                     report.problems.append((f"unit {self.where(entry.location)}", str(got)))
                 else:
                     tables.append(got)
@@ -463,14 +486,14 @@ class Store:
         return report, tables
 
     def read(self, kind: str, run_id: str | None = None, *,
-             expected_rows: dict[tuple[str, str], int] | None = None,
+             expected_rows: dict[tuple[str, str], int] | None = None, check=None,
              columns: list[str] | None = None) -> pa.Table:
         """Every verified row of ``kind`` (with partition columns); StoreError naming the first mismatch.
 
         ``columns``: only these of the kind's columns (the partition columns always), each unit
         still verified whole (:meth:`load`); a column no unit has is left out.
         """
-        report, tables = self.verify(kind, run_id, expected_rows, columns)
+        report, tables = self.verify(kind, run_id, expected_rows, check, columns)
         if report.problems:
             raise StoreError(f"{report.line()}; re-run to recompute it")
         return self.assemble(kind, report.ok, tables, columns)
@@ -503,14 +526,17 @@ class Store:
             out.append(table)
         return pa.concat_tables(out) if out else full.empty_table()
 
-    def committed(self, kind: str, run_id: str, expected_rows: dict[str, int]) -> tuple[set[str], list[str]]:
+    def committed(self, kind: str, run_id: str, expected_rows: dict[str, int],
+                  check=None) -> tuple[set[str], list[str]]:
         """Keys of ``expected_rows`` committed intact, and one line per damaged unit found.
 
-        A unit counts as committed when its manifest entry verifies and holds
-        the expected number of rows.  A damaged unit loses its entry and its
-        bytes are moved aside where no reader looks, so it is recomputed; a
-        malformed or foreign entry in this run's manifest is removed.  Units
-        without an entry are not committed, whatever files exist.
+        A unit counts as committed when its manifest entry verifies, holds
+        the expected number of rows and passes ``check(entry, table)`` (see
+        :meth:`verify`).  A damaged unit loses its entry and its bytes are moved
+        aside where no reader looks, so it is recomputed; a malformed or foreign
+        entry in this run's manifest is removed, as is an entry that does not
+        name its own unit (:class:`Forged`: the bytes it names are left alone).
+        Units without an entry are not committed, whatever files exist.
         """
         entries, problems = self._entries(kind, run_id)
         found = []
@@ -524,8 +550,13 @@ class Store:
             try:
                 if entry.rows != expected_rows[entry.key]:
                     raise Damaged(f"holds {entry.rows} rows, {expected_rows[entry.key]} planned")
-                self.load(entry)
+                table = self.load(entry)
+                if check is not None:
+                    check(entry, table)
                 done.add(entry.key)
+            except Forged as exc:
+                self._drop_entry(kind, run_id, entry.key)
+                found.append(f"manifest entry {kind}/{run_id}/{entry.key} ({exc}; entry removed)")
             except Damaged as exc:
                 self._drop_entry(kind, run_id, entry.key)
                 where = self._drop_unit(entry)

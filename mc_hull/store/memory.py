@@ -7,7 +7,7 @@ import threading
 
 import pyarrow as pa
 
-from .base import Damaged, Entry, Store, sha256
+from .base import Damaged, Entry, Forged, Store, sha256
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -53,7 +53,7 @@ class MemoryStore(Store):
 
     def _get_unit(self, entry: Entry) -> pa.Table:
         if entry.location != f"{entry.kind}/{entry.run_id}/{entry.key}":
-            raise Damaged(f"the manifest entry points at {entry.location}")
+            raise Forged(f"the manifest entry points at {entry.location}")
         body = self.blobs.get(entry.location)
         if body is None:
             raise Damaged("file missing")

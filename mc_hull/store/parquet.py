@@ -44,7 +44,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
-from .base import Damaged, Entry, Store, check_id, sha256
+from .base import Damaged, Entry, Forged, Store, check_id, sha256
 
 RUNS_DIR, CLAIMS_DIR, STATS_DIR = "_runs", "_claims", "_stats"
 MANIFEST_DIR, QUARANTINE_DIR, HULLTEST_DIR = "_manifest", "_quarantine", "_hulltest"
@@ -72,6 +72,8 @@ def _versions() -> tuple:
 
 def resolve(out: str) -> tuple[pafs.FileSystem, str, bool]:
     """Filesystem, root path and whether it is local, for a path or a URI."""
+    if not str(out).strip() or str(out).strip() == "-" or "\0" in str(out):
+        raise StoreError(f"--out: {str(out)!r} is not a results location (give a directory or URI)")
     parsed = urlparse(str(out))
     if parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme != "file":
         uri = str(out)
@@ -191,6 +193,7 @@ class ParquetStore(Store):
         if info.type == pafs.FileType.File:
             raise StoreError(f"--out: not a directory: {self.out}")
         if self.local:
+            self._refuse_links()
             if info.type == pafs.FileType.NotFound:
                 parent = os.path.dirname(self.root.rstrip("/")) or "."
                 while not os.path.exists(parent):
@@ -203,6 +206,34 @@ class ParquetStore(Store):
             self.fs.create_dir(self.root, recursive=True)
         except OSError as exc:
             raise StoreError(f"--out: cannot create {self.out}: {exc}") from None
+
+    #: Directories of the root the store writes into, and those under the manifest (two levels).
+    OWN_DIRS = (RUNS_DIR, CLAIMS_DIR, STATS_DIR, MANIFEST_DIR, QUARANTINE_DIR, HULLTEST_DIR)
+
+    def _refuse_links(self) -> None:
+        """StoreError (one line) when a directory the store writes into is a symbolic link.
+
+        A ``_manifest`` (or ``_runs``, ``_claims``, a partition directory ...) linked elsewhere
+        would make a re-run write its entries or rows into another store.  The root itself may
+        be a link: that is where the user pointed ``--out``.
+        """
+        if not os.path.isdir(self.root):
+            return
+        suspects = []
+        with os.scandir(self.root) as it:
+            for e in it:
+                if e.name in self.OWN_DIRS or e.name.startswith("distribution="):
+                    suspects.append(e.path)
+        manifest = os.path.join(self.root, MANIFEST_DIR)
+        if os.path.isdir(manifest) and not os.path.islink(manifest):
+            for kind in os.scandir(manifest):
+                suspects.append(kind.path)
+                if kind.is_dir(follow_symlinks=False):
+                    suspects += [e.path for e in os.scandir(kind.path) if not e.name.endswith(".json")]
+        for path in suspects:
+            if os.path.islink(path):
+                raise StoreError(f"--out: {path} is a symbolic link (to {os.readlink(path)}); a store's own "
+                                 "directories must be real directories, or its writes land in another store")
 
     def exists(self) -> bool:
         try:
@@ -220,7 +251,7 @@ class ParquetStore(Store):
         """The unit's bytes, checked against the entry's location, size and SHA-256; raises Damaged."""
         expected = self.unit_location(entry.kind, entry.run_id, entry.key, entry.partition)
         if entry.location != expected:
-            raise Damaged(f"the manifest entry points at {entry.location}, not at {expected}")
+            raise Forged(f"the manifest entry points at {entry.location}, not at {expected}")
         try:
             body = self._read(self._abs(entry.location))
         except FileNotFoundError:

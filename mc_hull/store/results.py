@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -10,7 +11,7 @@ import pyarrow as pa
 
 from ..errors import McHullError, StoreError
 from .base import (DISTANCE_FIELDS, POINT_SCHEMA, POINT_SCHEMA_DISTANCE, SCHEMA, SCHEMA_DISTANCE, SWEEP_SCHEMA,
-                   VARIANTS, RunConflict, Store, Verified, check_id)
+                   VARIANTS, Damaged, Entry, Forged, RunConflict, Store, Verified, check_id)
 from .parquet import ParquetStore, versions
 
 
@@ -27,6 +28,7 @@ def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
     """Arrow table in :data:`SCHEMA` from the columns of ``trial.run_shard`` (:data:`SCHEMA_DISTANCE`
     when they hold the distance measure's columns)."""
     schema = SCHEMA_DISTANCE if _has_distance(columns) else SCHEMA
+    _refuse_uncertified(np.asarray(columns["status"], dtype=object) != "undecided", columns["certificate_value"])
     arrays = []
     for f in schema:
         values = columns[f.name]
@@ -38,6 +40,14 @@ def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _refuse_uncertified(decided: np.ndarray, certificate) -> None:
+    """StoreError when a decided row has a NaN or infinite certificate: such a row is never published."""
+    bad = np.asarray(decided, dtype=bool) & ~np.isfinite(np.asarray(certificate, dtype=np.float64))
+    if bad.any():
+        raise StoreError(f"refusing to publish {int(bad.sum())} decided rows without a finite certificate "
+                         f"(first at row {int(np.flatnonzero(bad)[0])}); nothing of this unit is stored")
+
+
 def _queries_between(trials: int, k: int, start: int, stop: int) -> int:
     """Queries in replicates ``start .. stop - 1`` of a cell of ``trials`` trials, K = ``k``:
     ``sum(Spec.queries_in(r, d, n) for r in range(start, stop))`` without a call per replicate
@@ -47,8 +57,91 @@ def _queries_between(trials: int, k: int, start: int, stop: int) -> int:
     return full + k * max(0, stop - max(start, planned))
 
 
+def _with_identity(columns: list[str] | None) -> list[str] | None:
+    """``columns`` plus the trial identity (replicate, query) that every unit's check reads."""
+    return None if columns is None else list(columns) + [c for c in ("replicate", "query") if c not in columns]
+
+
 def _difference(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+#: A Monte Carlo shard's unit key (:attr:`mc_hull.plan.Shard.key`).
+_SHARD_KEY = re.compile(r"(?P<distribution>[A-Za-z0-9_.-]+)/d=(?P<d>[0-9]+)/n=(?P<n>[0-9]+)/"
+                        r"r(?P<start>[0-9]+)-(?P<stop>[0-9]+)")
+
+
+def shard_key(distribution: str, d: int, n: int, start: int, stop: int) -> str:
+    """The unit key of replicates ``start .. stop-1`` of cell (distribution, d, n), as :class:`mc_hull.plan.Shard`."""
+    return f"{distribution}/d={d}/n={n}/r{start:07d}-{stop:07d}"
+
+
+def parse_shard_key(key: str) -> tuple[str, int, int, int, int] | None:
+    """(distribution, d, n, start, stop) of a canonical shard key, else None."""
+    m = _SHARD_KEY.fullmatch(key)
+    if m is None:
+        return None
+    dist, d, n, start, stop = m["distribution"], int(m["d"]), int(m["n"]), int(m["start"]), int(m["stop"])
+    return (dist, d, n, start, stop) if shard_key(dist, d, n, start, stop) == key else None
+
+
+def unit_problem(entry: Entry, spec=None) -> str | None:
+    """Why a trials entry does not name its own unit (None when it does).
+
+    The key must be a canonical shard key; the entry's partition and replicate range
+    (``meta``) must be the ones the key implies; with the run's ``spec``, the key's cell must
+    be one of the spec's cells, its distribution the spec's and its range non-empty.  So an
+    entry copied under another key, or with its key field edited, is not counted.
+    """
+    parsed = parse_shard_key(entry.key)
+    if parsed is None:
+        return "its key is not a shard key"
+    dist, d, n, start, stop = parsed
+    if entry.partition != {"distribution": dist, "d": d, "n": n}:
+        return f"its cell {entry.partition} is not the one its key names"
+    if (entry.meta.get("start"), entry.meta.get("stop")) != (start, stop):
+        return f"its replicates {entry.meta.get('start')}..{entry.meta.get('stop')} are not the ones its key names"
+    if not start < stop:
+        return "its key names no replicates"
+    if spec is not None and (dist != spec.distribution or (d, n) not in set(spec.cells)):
+        return "its key names a cell that its run's plan does not have"
+    return None
+
+
+def identity_problem(table: pa.Table, start: int, stop: int, per_replicate) -> str | None:
+    """Why a unit's (replicate, query) columns are not exactly replicates ``start..stop-1`` with
+    ``per_replicate(r)`` queries each (queries 0..k-1), else None."""
+    rep = table.column("replicate").to_numpy(zero_copy_only=False).astype(np.int64)
+    qry = table.column("query").to_numpy(zero_copy_only=False).astype(np.int64)
+    counts = np.array([per_replicate(r) for r in range(start, stop)], dtype=np.int64)
+    if len(rep) != int(counts.sum()):
+        return f"holds {len(rep)} trials, its key implies {int(counts.sum())}"
+    order = np.lexsort((qry, rep))
+    want_rep = np.repeat(np.arange(start, stop, dtype=np.int64), counts)
+    want_q = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
+    if not (np.array_equal(rep[order], want_rep) and np.array_equal(qry[order], want_q)):
+        bad = int(np.flatnonzero((rep[order] != want_rep) | (qry[order] != want_q))[0])
+        return (f"holds trial (replicate {rep[order][bad]}, query {qry[order][bad]}) where its key implies "
+                f"(replicate {want_rep[bad]}, query {want_q[bad]}): the rows of another unit")
+    return None
+
+
+def overlaps(entries: list[Entry]) -> list[tuple[str, str]]:
+    """``(what, reason)`` per trials entry whose replicates overlap an earlier entry's of the same run and cell."""
+    problems, last = [], {}
+    ranges = []
+    for e in entries:
+        parsed = parse_shard_key(e.key)
+        if parsed is not None:
+            ranges.append(((e.run_id, *parsed[:3]), parsed[3], parsed[4], e))
+    for cell, start, stop, e in sorted(ranges, key=lambda t: (t[0], t[1], t[2])):
+        prev = last.get(cell)
+        if prev is not None and start < prev[0]:
+            problems.append((f"manifest entry trials/{e.run_id}/{e.key}",
+                             f"its replicates overlap those of {prev[1]} (a trial is counted once)"))
+        if prev is None or stop > prev[0]:
+            last[cell] = (stop, e.key)
+    return problems
 
 
 #: Seconds a refused writer waits for the record of a run claimed a moment ago (to name how it differs).
@@ -109,8 +202,7 @@ class ResultStore:
         self.prepare()
         if new_run:
             return
-        slots = {r for r in self.backend.claimed().values() if r}
-        known = slots | set(self.runs())
+        known = self.backend.claimed_runs() | set(self.runs())
         if spec.run_id in known:
             return
         if known:
@@ -163,44 +255,75 @@ class ResultStore:
         """Shards of ``spec`` committed intact (manifest entry verified, planned row count), and
         one line per damaged unit found (its entry removed, its file moved aside)."""
         by_key = {s.key: s for s in shards}
-        done, damaged = self.backend.committed("trials", spec.run_id, {k: s.trials(spec) for k, s in by_key.items()})
-        return {by_key[k] for k in done}, damaged
+        dropped = []
+        for e in self.backend.entries("trials", spec.run_id):   # entries that name no unit of the plan
+            why = unit_problem(e, spec)
+            if why is not None:
+                self.backend._drop_entry("trials", spec.run_id, e.key)
+                dropped.append(f"manifest entry trials/{spec.run_id}/{e.key} ({why}; entry removed)")
+        done, damaged = self.backend.committed("trials", spec.run_id, {k: s.trials(spec) for k, s in by_key.items()},
+                                               check=self._checker({spec.run_id: spec}))
+        return {by_key[k] for k in done}, dropped + damaged
 
     def units(self, run_id: str | None = None):
         """Manifest entries of the Monte Carlo shards (unverified)."""
         return self.backend.entries("trials", run_id)
 
-    def _expected(self) -> dict[tuple[str, str], int]:
-        """(run_id, key) -> planned rows, for every entry of a recorded run."""
+    def _specs(self) -> dict:
+        """run_id -> the recorded spec of every run whose record parses."""
         from ..spec import Spec
 
         specs = {}
         for run_id, record in self.runs().items():
             try:
-                spec = Spec.from_dict(record["spec"])
-                specs[run_id] = (spec, frozenset(spec.cells))
+                specs[run_id] = Spec.from_dict(record["spec"])
             except (McHullError, KeyError, TypeError, ValueError):
                 continue
+        return specs
+
+    def _expected(self, specs: dict | None = None) -> dict[tuple[str, str], int]:
+        """(run_id, key) -> planned rows, from the key, for every entry of a recorded run."""
+        specs = self._specs() if specs is None else specs
         out = {}
         ks: dict = {}   # (run_id, d, n) -> K: Spec.k_for hashes the spec's whole K table on every call
         for e in self.units():
-            spec, cells = specs.get(e.run_id, (None, frozenset()))
-            start, stop = e.meta.get("start"), e.meta.get("stop")
-            d, n = e.partition.get("d"), e.partition.get("n")
-            if spec is not None and isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop:
+            spec, parsed = specs.get(e.run_id), parse_shard_key(e.key)
+            if spec is not None and parsed is not None:
+                _, d, n, start, stop = parsed
                 # a unit of a cell the spec does not have was never planned: 0 rows
-                planned = isinstance(spec.queries_per_set, int) or (d, n) in cells
-                if not planned:
-                    out[(e.run_id, e.key)] = 0
-                    continue
                 if (e.run_id, d, n) not in ks:
-                    ks[(e.run_id, d, n)] = spec.k_for(d, n)
-                out[(e.run_id, e.key)] = _queries_between(spec.trials, ks[(e.run_id, d, n)], start, stop)
+                    planned = isinstance(spec.queries_per_set, int) or (d, n) in spec.cells
+                    ks[(e.run_id, d, n)] = spec.k_for(d, n) if planned else None
+                k = ks[(e.run_id, d, n)]
+                out[(e.run_id, e.key)] = 0 if k is None else _queries_between(spec.trials, k, start, stop)
         return out
 
+    @staticmethod
+    def _checker(specs: dict):
+        """``check(entry, table)`` for the backend: the entry names its own unit and the rows are the
+        trials its key implies (raises :class:`Forged` or :class:`Damaged`)."""
+        def check(entry: Entry, table: pa.Table) -> None:
+            spec = specs.get(entry.run_id)
+            why = unit_problem(entry, spec)
+            if why is not None:
+                raise Forged(why)
+            _, d, n, start, stop = parse_shard_key(entry.key)
+            if spec is not None:
+                why = identity_problem(table, start, stop, lambda r: spec.queries_in(r, d, n))
+                if why is not None:
+                    raise Damaged(why)
+        return check
+
+    def _verified(self, run_id: str | None, columns: list[str] | None = None):
+        specs = self._specs()
+        report, tables = self.backend.verify("trials", run_id, self._expected(specs), self._checker(specs),
+                                             _with_identity(columns))
+        report.problems.extend(overlaps(report.ok))     # a trial is counted once within a run too
+        return report, tables
+
     def verify(self, run_id: str | None = None) -> Verified:
-        """Check every listed shard (bytes, schema, rows as planned); the report."""
-        return self.backend.verify("trials", run_id, self._expected())[0]
+        """Check every listed shard (bytes, schema, rows as planned, the trials its key names); the report."""
+        return self._verified(run_id)[0]
 
     def trials(self, run_id: str | None = None, columns: list[str] | None = None) -> pa.Table:
         """Every verified trial row (columns of :data:`SCHEMA` plus distribution, d, n).
@@ -212,7 +335,13 @@ class ResultStore:
         """
         if run_id is not None:
             check_id(run_id)
-        return self.backend.read("trials", run_id, expected_rows=self._expected(), columns=columns)
+        report, tables = self._verified(run_id, columns)
+        if report.problems:
+            raise StoreError(f"{report.line()}; re-run to recompute it")
+        table = self.backend.assemble("trials", report.ok, tables, _with_identity(columns))
+        if columns is not None:     # the identity columns were read for the check only
+            table = table.drop_columns([c for c in ("replicate", "query") if c not in columns])
+        return table
 
     def fingerprint(self) -> tuple:
         return self.backend.fingerprint()
@@ -249,6 +378,7 @@ class HullTestStore:
         0 outside, -1 undecided), ``certificate_value`` and ``method``.
         """
         status = np.asarray(columns["status"])
+        _refuse_uncertified(status >= 0, columns["certificate_value"])
         arrays = [
             pa.array(np.arange(start, stop, dtype=np.int64)),
             pa.array(status == 1, type=pa.bool_(), mask=status < 0),

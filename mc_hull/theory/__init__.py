@@ -1,46 +1,126 @@
-"""Exact finite-d curves p(d, N) and the Bárány–Füredi line: pure functions."""
+"""Exact finite-d curves p(d, N) and the Bárány–Füredi line: pure functions.
+
+Laws with an exact curve (the samplers' names and parameter names):
+
+=============  ==========================  ============================================
+distribution   parameters                  range
+=============  ==========================  ============================================
+gaussian       none                        d = 1..64, N <= 1e12
+ball           none                        d = 1..64, N <= 1e40
+beta           ``beta`` (default 0)        beta in [-0.95, 1e4], d = 1..64, N <= 1e40
+student-t      ``df`` (default 3)          df in [0.5, 1e4], d = 1..64, N <= 1e40
+=============  ==========================  ============================================
+
+Outside its range a known law raises :class:`~mc_hull.errors.InputError` with one line;
+an unknown distribution has no curve (``has_exact`` False, the functions return None).
+"""
 
 from __future__ import annotations
 
-from importlib import import_module
-
+from ..errors import InputError
 from .bf import bf_threshold
 
-# distribution -> (module, probability function, 50%-point function)
-_EXACT = {
-    "gaussian": ("gaussian", "gaussian_inside_probability", "gaussian_n_half"),
-    "ball": ("ball", "ball_inside_probability", "ball_n_half"),
-}
+EXACT_LAWS = ("gaussian", "ball", "beta", "student-t")
+_BETA_LAWS = ("beta", "student-t")
 
 
-def has_exact(distribution: str, d: int | None = None) -> bool:
-    """Whether an exact curve is known for ``distribution`` (in dimension ``d``, if given)."""
-    if distribution not in _EXACT:
+def _check(distribution: str, d, params: dict) -> None:
+    """Raise InputError when (d, params) is outside the range of ``distribution``'s curve."""
+    from . import beta
+
+    if distribution == "gaussian" or distribution == "ball":
+        if params:
+            raise InputError(f"{distribution} takes no parameter {sorted(params)[0]!r}")
+        beta._check_d(d)
+        return
+    beta.law_alpha(distribution, beta._check_d(d), **params)
+
+
+def has_exact(distribution: str, d: int | None = None, **params) -> bool:
+    """Whether an exact curve is known for ``distribution`` (in dimension ``d`` with ``params``, if given)."""
+    if distribution not in EXACT_LAWS:
         return False
-    if d is None:
+    if d is None and not params:
         return True
-    module = import_module(f"{__name__}.{_EXACT[distribution][0]}")
-    return 1 <= int(d) <= module.D_MAX
-
-
-def _function(distribution: str, index: int):
-    module, *names = _EXACT[distribution]
-    return getattr(import_module(f"{__name__}.{module}"), names[index - 1])
-
-
-def exact_inside_probability(distribution: str, d: int, n):
-    """Exact p(d, N) for a distribution with a known curve, else None."""
-    return _function(distribution, 1)(d, n) if has_exact(distribution, d) else None
-
-
-def exact_n_half(distribution: str, d: int):
-    """Exact N at which p = 1/2, else None (also when it lies beyond the curve's range of N)."""
-    if not has_exact(distribution, d):
-        return None
     try:
-        return _function(distribution, 2)(d)
-    except ValueError:  # e.g. Gaussian d >= 45: N_half above 1e12
+        _check(distribution, 1 if d is None else d, params)
+    except InputError:
+        return False
+    return True
+
+
+def exact_inside_probability(distribution: str, d: int, n, **params):
+    """Exact p(d, N) for a law with a known curve, else None.
+
+    Parameters
+    ----------
+    distribution : str
+        ``gaussian``, ``ball``, ``beta`` or ``student-t`` (others: None).
+    d : int
+        Dimension, 1..64.
+    n : float or array_like
+        N (see the table in this module's docstring for the range).
+    **params
+        The sampler's parameters: ``beta`` for ``beta``, ``df`` for ``student-t``.
+
+    Returns
+    -------
+    float, ndarray or None
+
+    Raises
+    ------
+    InputError
+        d, N or a parameter outside the curve's range (one line).
+    """
+    if distribution not in EXACT_LAWS:
+        return None
+    _check(distribution, d, params)
+    if distribution == "gaussian":
+        from .gaussian import gaussian_inside_probability
+
+        try:
+            return gaussian_inside_probability(d, n)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    if distribution == "ball" and int(d) <= 40:
+        from .ball import ball_inside_probability
+
+        try:
+            return ball_inside_probability(int(d), n)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    from .beta import inside_probability
+
+    return inside_probability(distribution, d, n, **params)
+
+
+def exact_n_half(distribution: str, d: int, **params):
+    """Exact N at which p = 1/2, else None (also when it lies beyond the curve's range of N).
+
+    Raises
+    ------
+    InputError
+        d or a parameter outside the curve's range (one line).
+    """
+    if distribution not in EXACT_LAWS:
+        return None
+    _check(distribution, d, params)
+    try:
+        if distribution == "gaussian":
+            from .gaussian import gaussian_n_half
+
+            return gaussian_n_half(d)
+        if distribution == "ball" and int(d) <= 40:
+            from .ball import ball_n_half
+
+            return ball_n_half(int(d))
+        from .beta import n_half
+
+        return n_half(distribution, d, **params)
+    except ValueError as exc:  # e.g. Gaussian d >= 45: N_half above 1e12
+        if isinstance(exc, InputError) and "needs N >" not in str(exc):
+            raise
         return None
 
 
-__all__ = ["bf_threshold", "has_exact", "exact_inside_probability", "exact_n_half"]
+__all__ = ["bf_threshold", "has_exact", "exact_inside_probability", "exact_n_half", "EXACT_LAWS"]
