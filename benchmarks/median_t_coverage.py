@@ -9,7 +9,7 @@ located by :func:`mc_hull.nested.entry_sizes`.  Two 99% brackets of N½ on the g
 
 * *inversion* (what ``mc-hull query --thresholds`` reports for a nested run): the true N½ exceeds
   every size whose 99% clustered interval lies below 1/2 and is at most every size whose interval
-  lies at or above 1/2 (:func:`mc_hull.nested.median_interval`);
+  lies at or above 1/2 (:func:`mc_hull.thresholds.median_interval`);
 * *cluster bootstrap*: resample training sets (replicates) with replacement, take the grid median
   of T of each resample, and the 0.5% and 99.5% quantiles of those medians; the bracket is
   (the grid size below the lower quantile, the upper quantile].
@@ -37,7 +37,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mc_hull import nested, stats, theory  # noqa: E402
+from mc_hull import nested, stats, theory, thresholds  # noqa: E402
 from mc_hull.spec import Spec  # noqa: E402
 from mc_hull.thresholds import fit_n_half  # noqa: E402
 
@@ -60,13 +60,13 @@ def one(d: int, seed: int, trials: int, k: int, boot: int) -> dict:
     n = np.asarray(sizes, dtype=float)
     exact = theory.exact_n_half("gaussian", d)
     out = {}
-    _, lo, hi = nested.median_interval(est)
+    _, lo, hi = thresholds.median_interval(est)
     out["inversion"] = (lo, hi)
     y, m = nested.cluster_counts(results)
     plain = {"n": n, "p_hat": est["p_hat"], "low": np.empty(len(n)), "high": np.empty(len(n))}
     for j in range(len(n)):
         plain["low"][j], plain["high"][j] = stats.wilson(y[:, j].sum(), m[:, j].sum())
-    _, lo, hi = nested.median_interval(plain)
+    _, lo, hi = thresholds.median_interval(plain)
     out["plain Wilson"] = (lo, hi)
     deff = np.array([stats.clustered_interval(y[:, j], m[:, j])[2] if m[:, j].sum() else 1.0
                      for j in range(len(n))])

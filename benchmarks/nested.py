@@ -38,11 +38,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mc_hull import nested, stats  # noqa: E402
+from mc_hull import design, nested, stats  # noqa: E402
 from mc_hull.solvers import get_solver  # noqa: E402
 from mc_hull.spec import Spec  # noqa: E402
 from mc_hull.theory.gaussian import gaussian_inside_probability  # noqa: E402
-from mc_hull.trial import replicate_data  # noqa: E402
+from mc_hull.samplers import keyed_source, replicate_data  # noqa: E402
 
 
 def independent_replicate(spec, engine, d, grid, r):
@@ -100,16 +100,16 @@ def design_effects(cells, trials, seed=0):
         rows = []
         model_k = Spec(distribution="gaussian", dims=(d,), sizes=(n,), trials=trials).k_for(d, n)
         for label, k in (("K = 100 (first default)", 100),
-                         ("K = min(50, trials // 30)", nested.default_queries_per_set(trials)),
+                         ("K = min(50, trials // 30)", design.default_queries_per_set(trials)),
                          ("K by the cost model (default now)", model_k), ("the rule at measured costs", None)):
             if k is None:
-                k = nested.efficient_queries_per_set(a, b, rho, trials=trials)
+                k = design.efficient_queries_per_set(a, b, rho, trials=trials)
             sp = Spec(distribution="gaussian", dims=(d,), sizes=(n,), trials=trials, queries_per_set=k,
                       seed=seed, solver="colgen")
             secs, ym = _replicates_time(sp, engine, d, n, sp.replicates_for(d, n))
             lo, hi, deff = stats.clustered_interval(ym[:, 0], ym[:, 1])
             if k == 100:
-                rho = nested.rho_from_design_effect(deff, k)
+                rho = design.rho_from_design_effect(deff, k)
             rows.append((label, k, deff, hi - lo, trials / secs, (hi - lo) ** 2 * secs))
         for label, k, deff, width, rate, eff in rows:
             print(f"| ({d}, {n}) {label} | {1e6 * a:.0f} us | {1e6 * b:.1f} us | {rho:.4f} | {k} | "
@@ -120,7 +120,6 @@ def streamed(d, n_max, k, replicates, seed=0):
     """In-memory against streamed nested searches on one grid (see the module docstring)."""
     from mc_hull import nested_stream
     from mc_hull.adaptive import auto_grid
-    from mc_hull.bigcell import KeyedSource
 
     grid = np.array([n for n in auto_grid("gaussian", [d], points=40, max_n=10**12, p_range=(0.02, 0.95))[d]
                      if n <= n_max])
@@ -142,7 +141,7 @@ def streamed(d, n_max, k, replicates, seed=0):
                 res[name] = nested.entry_sizes(X, Q, grid, overwrite=True)
                 del X
             else:
-                src = KeyedSource(spec.to_json(), d, int(grid[-1]), r)
+                src = keyed_source(spec, d, int(grid[-1]), r)
                 res[name] = nested_stream.streamed_entry_sizes(src, src.queries(), grid, budget=ways[name])
             cpu[name] += time.process_time() - t0
         ref = res["in memory"]
@@ -222,13 +221,13 @@ def main(argv=None):
     set_s = draw / R
     query_s = (t_nested - draw) / (R * a.queries_per_set)
     yN, mN = np.array(yn), np.array(mn)
-    rhos = [nested.rho_from_design_effect(stats.design_effect(yN[:, j], mN[:, j]), a.queries_per_set)
+    rhos = [design.rho_from_design_effect(stats.design_effect(yN[:, j], mN[:, j]), a.queries_per_set)
             for j in range(len(grid))]
-    rho = nested.pooled_rho(rhos, yN.sum(0) / mN.sum(0))
-    k = nested.efficient_queries_per_set(set_s, query_s, rho, trials=a.trials)
+    rho = design.pooled_rho(rhos, yN.sum(0) / mN.sum(0))
+    k = design.efficient_queries_per_set(set_s, query_s, rho, trials=a.trials)
     print(f"nested costs: {1e3 * set_s:.1f} ms to draw X and Q per replicate, {1e6 * query_s:.0f} us "
           f"per query located; pooled intra-replicate correlation {rho:.4f}: the rule's K = {k} "
-          f"(at most trials / {nested.MIN_REPLICATES})")
+          f"(at most trials / {design.MIN_REPLICATES})")
 
 
 if __name__ == "__main__":

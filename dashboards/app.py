@@ -412,6 +412,18 @@ def fmt_seconds(s) -> str:
 
 def section_status(out: str, key: tuple) -> None:
     st.header("4 · Run status")
+    # With auto-refresh on, this section redraws itself on its own clock: a runner's progress record
+    # moves between commits, which do not change the store's fingerprint.
+    every = float(st.session_state.get("every") or 10) if st.session_state.get("auto") else None
+
+    @st.fragment(run_every=every)
+    def body():
+        status_table(out, key)
+
+    body()
+
+
+def status_table(out: str, key: tuple) -> None:
     status = load_status(out, key)
     if status.num_rows == 0:
         st.info("No runs recorded yet.")
@@ -427,7 +439,15 @@ def section_status(out: str, key: tuple) -> None:
     cols[2].metric("ETA", fmt_seconds(eta.max()) if len(eta) else "–")
     cols[3].metric("undecided trials", f"{int(s['undecided'].sum())}")
     for row in s.itertuples():
-        if row.shards_planned and row.shards_planned == row.shards_planned:
+        flight = row.trials_in_flight if row.trials_in_flight == row.trials_in_flight else 0.0
+        if row.trials_planned and row.trials_planned == row.trials_planned and (flight or row.active):
+            # the share finished inside the units running (the runner's progress record) counts too
+            frac = min(1.0, (row.trials_done + flight) / row.trials_planned)
+            st.progress(frac, text=f"run {row.run_id} ({row.distribution}): {frac:.0%} of "
+                                   f"{int(row.trials_planned):,} trials ({row.shards_done} of "
+                                   f"{int(row.shards_planned or 0)} shards committed, {flight:,.0f} trials "
+                                   "inside units in flight)" + (" · running" if row.active else ""))
+        elif row.shards_planned and row.shards_planned == row.shards_planned:
             frac = min(1.0, row.shards_done / row.shards_planned)
             st.progress(frac, text=f"run {row.run_id} ({row.distribution}): {row.shards_done} of "
                                    f"{int(row.shards_planned)} shards" + (" · running" if row.active else ""))
@@ -503,7 +523,7 @@ def main() -> None:
         if st.button("Refresh", width="stretch"):
             st.cache_data.clear()
         auto = st.toggle("auto-refresh", value=False, key="auto")
-        every = st.number_input("every (s)", min_value=2, max_value=3600, value=10, disabled=not auto)
+        every = st.number_input("every (s)", min_value=2, max_value=3600, value=10, disabled=not auto, key="every")
     key = views.dataset_key(out)
     watcher(out, key, float(every) if auto else None)
     problem = views.location_problem(out)

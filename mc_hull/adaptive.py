@@ -37,7 +37,11 @@ import numpy as np
 
 from . import stats, theory
 from .jobs import MonteCarloJob
-from .spec import Spec
+from .plan import replicate_trials
+from .query import cell_estimates, replicate_halfwidths
+from .runner import execute
+from .spec import FIELDS, Spec
+
 
 #: Largest N chosen by ``--sizes auto`` unless told otherwise (an X of 10^6 x d doubles per replicate).
 AUTO_MAX_N = 10**6
@@ -46,6 +50,15 @@ AUTO_P_RANGE = (0.02, 0.98)
 AUTO_POINTS = 10
 #: Trials per N (and queries per training set) of the pilot pass for distributions without an exact curve.
 PILOT_TRIALS, PILOT_QUERIES = 100, 20
+#: A nested run's automatic grid: 40 sizes per d (each extra size costs a few products), up to p = 0.95
+#: (the upper tail beyond grows fast with d: N at p = 0.98 is 5x that at 0.95 at d = 16, and every size
+#: costs the whole X), N not capped at memory (X beyond the budget is streamed; the plan line says which).
+NESTED_AUTO = {"points": 40, "p_range": (0.02, 0.95), "max_n": 10**12}
+
+
+def auto_options(nested: bool) -> dict:
+    """``points``, ``p_range`` and ``max_n`` of an automatic grid: :data:`NESTED_AUTO` for nested runs."""
+    return dict(NESTED_AUTO) if nested else {"points": AUTO_POINTS, "p_range": AUTO_P_RANGE, "max_n": AUTO_MAX_N}
 
 
 # -- automatic grids -----------------------------------------------------------
@@ -179,21 +192,21 @@ def _interpolate_n(ns, ps, p):
     return math.exp(math.log(ns[j - 1]) + w * (math.log(ns[j]) - math.log(ns[j - 1])))
 
 
-def pilot_runner(spec: Spec, *, backend: str = "ray", address=None, workers=None, directory=None):
-    """A ``pilot`` callable for :func:`auto_grid`: runs small cells of ``spec``'s distribution.
+def pilot_runner(fields, *, backend: str = "ray", address=None, workers=None, directory=None):
+    """A ``pilot`` callable for :func:`auto_grid`: runs small cells of a spec's distribution.
 
-    The pilot results go to a temporary directory (removed afterwards) and use
-    ``spec.seed``, so the resolved grid is reproducible.
+    ``fields`` is a Spec or its validated fields (distribution, params, seed, solver, tol).
+    The pilot results go to a temporary directory (removed afterwards) and use the spec's
+    seed, so the resolved grid is reproducible.
     """
-    from .query import cell_estimates
-    from .runner import execute
+    f = _fields(fields)
 
     def pilot(ladder: dict[int, int]) -> dict[tuple[int, int], float]:
         grid = {str(d): [n] for d, n in ladder.items()}
-        pspec = Spec.from_dict({"distribution": spec.distribution, "dims": sorted(ladder), "grid": grid,
+        pspec = Spec.from_dict({"distribution": f["distribution"], "dims": sorted(ladder), "grid": grid,
                                 "trials": PILOT_TRIALS, "queries_per_set": PILOT_QUERIES,
-                                "seed": spec.seed, "solver": spec.solver, "tol": spec.tol,
-                                "shard_trials": PILOT_TRIALS, "params": dict(spec.params)})
+                                "seed": f["seed"], "solver": f["solver"], "tol": f["tol"],
+                                "shard_trials": PILOT_TRIALS, "params": dict(f["params"])})
         with tempfile.TemporaryDirectory(prefix="mc-hull-pilot-", dir=directory) as tmp:
             execute(pspec, tmp, backend=backend, address=address, workers=workers, progress=False,
                     new_run=True, log=io.StringIO())
@@ -203,19 +216,38 @@ def pilot_runner(spec: Spec, *, backend: str = "ray", address=None, workers=None
     return pilot
 
 
-def resolve_auto_sizes(spec: Spec, *, backend: str = "ray", address=None, workers=None,
-                       max_n: int = AUTO_MAX_N, points: int = AUTO_POINTS, p_range=AUTO_P_RANGE,
-                       log=None) -> Spec:
-    """``spec`` with ``grid`` set by :func:`auto_grid` (runs a pilot pass if there is no exact curve)."""
-    log = sys.stderr if log is None else log
-    pilot = None
-    if not theory.has_exact(spec.distribution):
-        print(f"mc-hull: --sizes auto: pilot pass for {spec.distribution} "
-              f"({PILOT_TRIALS} trials per N)", file=log)
-        pilot = pilot_runner(spec, backend=backend, address=address, workers=workers)
-    grid = auto_grid(spec.distribution, spec.dims, points=points, p_range=p_range, pilot=pilot, max_n=max_n,
-                     log=log)
-    return spec.with_overrides(grid={str(d): ns for d, ns in grid.items()})
+def _fields(spec) -> dict:
+    return {name: getattr(spec, name) for name in FIELDS} if isinstance(spec, Spec) else spec
+
+
+def auto_sizes(*, backend: str = "serial", address=None, workers=None, log=None, **options):
+    """The resolver of ``sizes = "auto"`` (:func:`mc_hull.spec.normalise`): validated fields -> per-d sizes.
+
+    Every face assembles its spec with this one resolver, so ``mc-hull run`` and ``mc-hull submit``
+    give the same grid: :func:`auto_grid` with :func:`auto_options` (a nested run's 40 sizes) unless
+    ``options`` (``points``, ``p_range``, ``max_n``) say otherwise; a pilot pass on ``backend``
+    for distributions without an exact curve.
+    """
+    def resolve(fields) -> dict[str, list[int]]:
+        f = _fields(fields)
+        out = sys.stderr if log is None else log
+        pilot = None
+        if not theory.has_exact(f["distribution"]):
+            print(f"mc-hull: --sizes auto: pilot pass for {f['distribution']} "
+                  f"({PILOT_TRIALS} trials per N)", file=out)
+            pilot = pilot_runner(f, backend=backend, address=address, workers=workers)
+        opts = {**auto_options(bool(f["nested"])), **options}
+        grid = auto_grid(f["distribution"], f["dims"], pilot=pilot, log=out, **opts)
+        return {str(d): ns for d, ns in grid.items()}
+
+    return resolve
+
+
+def resolve_auto_sizes(spec: Spec, *, backend: str = "ray", address=None, workers=None, log=None,
+                       **options) -> Spec:
+    """``spec`` with ``grid`` set by :func:`auto_sizes` (runs a pilot pass if there is no exact curve)."""
+    resolver = auto_sizes(backend=backend, address=address, workers=workers, log=log, **options)
+    return spec.with_overrides(grid=resolver(spec))
 
 
 # -- adaptive stopping ---------------------------------------------------------
@@ -249,8 +281,6 @@ def checkpoints(spec: Spec) -> list[int]:
 
 def cell_trials(spec: Spec, replicates: int, d: int, n: int) -> int:
     """Trials of cell (d, N) holding replicates 0 .. replicates-1."""
-    from .plan import replicate_trials
-
     return replicate_trials(spec, 0, replicates, d, n)
 
 
@@ -274,8 +304,6 @@ class AdaptiveReport:
 
 def _halfwidths(out: str, spec: Spec, below: int, level: float) -> dict:
     """Half-width per cell from replicates < ``below`` of this run ({} when no rows yet)."""
-    from .query import replicate_halfwidths
-
     return replicate_halfwidths(out, spec.run_id, spec.distribution, below, level)
 
 
@@ -291,7 +319,6 @@ def run_adaptive(spec: Spec, out: str, *, backend: str = "ray", address=None, wo
     """
     import time
 
-    from .runner import execute
 
     log = sys.stderr if log is None else log
     if spec.target_halfwidth is None:

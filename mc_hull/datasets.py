@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .store import read_table_file
 
 #: File formats recognised by their first bytes (the extension is not trusted).
 MAGIC = {b"\x93NUMPY": "npy", b"PK\x03\x04": "npz", b"PAR1": "parquet", b"ARROW1": "arrow",
@@ -114,8 +115,6 @@ def load_array(text: str, name: str = "--train") -> ArrayData:
         if fmt in ("npy", "npz"):
             arr = _load_numpy(path, fmt, member, name)
         else:
-            from .store import read_table_file
-
             arr = table_to_array(read_table_file(path), member, name)
     except InputError:
         raise

@@ -34,6 +34,7 @@ import ray
 from ray.exceptions import (ActorDiedError, ActorUnavailableError, NodeDiedError, OwnerDiedError,
                             RayActorError, WorkerCrashedError)
 
+from . import progress
 from .errors import PlanError
 
 #: Environment for workers: one BLAS thread each, so actors do not oversubscribe cores.
@@ -48,6 +49,8 @@ LOST = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError
         OwnerDiedError)
 #: Seconds between checks of the in-flight calls (bounds how long a stuck wait can last).
 WAIT_SECONDS = 1.0
+#: Seconds between the driver's collections of progress states from the hub.
+POLL_SECONDS = 1.0
 #: Seconds the driver waits with no live actor at all (every one restarting) before giving up.
 NO_ACTOR_SECONDS = float(os.environ.get("MC_HULL_NO_ACTOR_SECONDS", 600))
 #: Seconds to wait for a cluster at ``--address`` before refusing it.
@@ -72,14 +75,38 @@ class ShardWorker:
         """The node this actor runs on (used to tell when a restarted actor is back)."""
         return ray.get_runtime_context().get_node_id()
 
-    def pid(self) -> int:
-        return os.getpid()
-
-    def run(self, fn, holder, unit):
+    def run(self, fn, holder, unit, hub=None, workers: int = 1):
         ref = holder[0]  # wrapped in a list so Ray passes the reference, not the value
         if ref != self._ref:
             self._context, self._ref = ray.get(ref), ref
+        # Progress from inside the unit goes to the driver's hub, fire and forget (never awaited).
+        progress.install(None if hub is None else _HubSink(hub), workers=workers)
         return fn(self._context, unit)
+
+
+class _HubSink:
+    """A worker's progress sink: each state is one ``put`` call on the hub actor, not awaited."""
+
+    def __init__(self, hub):
+        self.hub = hub
+
+    def __call__(self, state: dict) -> None:
+        self.hub.put.remote(state)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class ProgressHub:
+    """The latest progress state of each unit, sent by workers and taken by the driver (see mc_hull.progress)."""
+
+    def __init__(self):
+        self.states: dict = {}
+
+    def put(self, state: dict) -> None:
+        self.states[state.get("key")] = state
+
+    def take(self) -> list:
+        states, self.states = list(self.states.values()), {}
+        return states
 
 
 def in_ray_job() -> bool:
@@ -298,6 +325,7 @@ class Pool:
             raise PlanError(f"--workers: must be at least 1, got {workers}")
         self.address, self.workers = address, workers
         self.actors: list = []
+        self.hub = None
         self._started = None
 
     def __enter__(self) -> "Pool":
@@ -323,12 +351,12 @@ class Pool:
 
     def close(self) -> None:
         """Kill this pool's actors; shut Ray down if this pool started it."""
-        for actor in self.actors:
+        for actor in self.actors + ([self.hub] if self.hub is not None else []):
             try:
                 ray.kill(actor, no_restart=True)
             except Exception:  # noqa: BLE001 - best effort cleanup of our own actors
                 pass
-        self.actors = []
+        self.actors, self.hub = [], None
         if self._started:
             ray.shutdown()
         self._started = None
@@ -355,7 +383,13 @@ class Pool:
         n = min(self.size(), hint or self.size())
         actors = self._actors(max(1, n))
         holder = [ray.put(context)]
-        yield from _drive(fn, holder, first, todo, actors)
+        sink = progress.installed() if progress.enabled() else None
+        if sink is not None and self.hub is None:   # beside the driver (soft: anywhere if that fails)
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+            self.hub = ProgressHub.options(scheduling_strategy=here).remote()
+        yield from _drive(fn, holder, first, todo, actors, self.hub if sink is not None else None, sink)
 
     def map(self, fn, units, context=None) -> list:
         """``[fn(context, u) for u in units]`` computed on the actors, in the order of ``units``."""
@@ -370,7 +404,7 @@ def _indexed(context, i: int):
     return fn(inner, units[i])
 
 
-def _drive(fn, holder, first, todo, actors):
+def _drive(fn, holder, first, todo, actors, hub=None, sink=None):
     LAST_EVENTS.clear()
     LAST_EVENTS.append((time.perf_counter(), "start", f"{len(actors)} actors"))
     queue = deque([first])  # re-queued units first, then fresh ones from ``todo``
@@ -382,6 +416,26 @@ def _drive(fn, holder, first, todo, actors):
     exhausted = False
     idle_since = None
     done = 0
+    poll, polled = None, 0.0   # the outstanding ``hub.take`` call and when it was made
+    n_actors = len(actors)
+
+    def collect():
+        """Hand the hub's states to ``sink``: at most one ``take`` in flight, one per POLL_SECONDS."""
+        nonlocal poll, polled
+        if hub is None:
+            return
+        if poll is not None:
+            ready, _ = ray.wait([poll], timeout=0)
+            if not ready:
+                return
+            try:
+                for state in ray.get(poll):
+                    sink(state)
+            except Exception:  # noqa: BLE001 - progress never fails the map (a hub restart loses states)
+                pass
+            poll = None
+        if time.perf_counter() - polled >= POLL_SECONDS:
+            poll, polled = hub.take.remote(), time.perf_counter()
 
     def next_unit():
         nonlocal exhausted
@@ -395,13 +449,17 @@ def _drive(fn, holder, first, todo, actors):
         return None
 
     while True:
-        for i, actor in enumerate(actors):
-            while healthy[i] and load[i] < IN_FLIGHT_PER_ACTOR:
-                unit = next_unit()
-                if unit is None:
-                    break
-                pending[actor.run.remote(fn, holder, unit)] = (unit, i)
-                load[i] += 1
+        # Fill level by level (every actor's first slot, then the second), so that a map with as many
+        # units as actors runs them all at once instead of queueing two on the first actor.
+        for level in range(1, IN_FLIGHT_PER_ACTOR + 1):
+            for i, actor in enumerate(actors):
+                if healthy[i] and load[i] < level:
+                    unit = next_unit()
+                    if unit is None:
+                        break
+                    pending[actor.run.remote(fn, holder, unit, hub, n_actors)] = (unit, i)
+                    load[i] += 1
+        collect()
         if not pending and (exhausted and not queue):
             break
         if not pending and not any(healthy):
@@ -438,6 +496,8 @@ def _drive(fn, holder, first, todo, actors):
                     raise RuntimeError(f"unit {key} failed {MAX_ATTEMPTS} times") from None
                 queue.append(unit)  # outputs are keyed: a retry overwrites, never duplicates
                 LAST_EVENTS.append((now, "requeued", key))
+                if sink is not None:
+                    sink({"key": key, "lost": True})
                 print(f"mc-hull: lost {key} ({type(exc).__name__}); re-queued", file=sys.stderr)
                 if healthy[i]:
                     healthy[i] = False

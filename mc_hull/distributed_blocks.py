@@ -3,7 +3,7 @@
 :class:`ActorSource` is a :class:`~mc_hull.solvers.sources.PointSource` whose blocks live in
 :class:`BlockHolder` actors spread over the cluster's nodes (``SPREAD`` scheduling).  It wraps a
 *loader* — any picklable point source that can serve its blocks anywhere: regenerated from
-their keys (:class:`mc_hull.bigcell.KeyedSource`), read from shards, or an in-memory array —
+their keys (:class:`mc_hull.samplers.KeyedSource`), read from shards, or an in-memory array —
 and gives holder ``i`` the ``i``-th contiguous run of blocks.  Every pass of a solver
 (:meth:`~mc_hull.solvers.sources.PointSource.map_blocks`: frame, screen, pricing, margins,
 nearest point, rows) is sent to all holders at once with its context put into the object store
@@ -36,6 +36,7 @@ import time
 import numpy as np
 import ray
 
+from .design import memory_budget
 from .distributed import LOST, WORKER_ENV, connect
 from .errors import PlanError
 from .solvers.sources import PointSource, block_runs
@@ -216,8 +217,6 @@ def fits(share: int, total: int, budget: int | None = None) -> bool:
     """Whether holders can keep X: each holder's ``share`` within ``budget`` (default
     ``MC_HULL_MEMORY_BUDGET``), and each node's part of the ``total`` bytes (spread evenly over the
     alive nodes) within half the memory Ray reports for the smallest node."""
-    from .plan import memory_budget
-
     budget = memory_budget() if budget is None else int(budget)
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("memory")]
     if nodes:

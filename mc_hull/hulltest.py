@@ -10,7 +10,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import stats
+from . import plan as planning
+from . import stats, trial
 from .datasets import ArrayData, Reduction, check_pair, digits_split, fit
 from .errors import InputError
 from .membership import decide
@@ -21,10 +22,10 @@ from .spec import MEASURES
 
 #: Test points per shard (one Parquet file, one Ray task).
 SHARD_POINTS = 512
-#: With ``backend="auto"``, a test runs on Ray when n_test * n_train * dims reaches this (about ten
-#: seconds of serial work on one core, measured on the digits: ~3e8 per second) and it has two or
-#: more shards; smaller tests run serially, since starting Ray costs several seconds.
-RAY_MIN_WORK = 3e9
+#: Serial work per second of a hull test, in units of n_test * n_train * dims (measured on the
+#: digits on one core: ~3e8 per second); with ``backend="auto"`` it gives the estimated seconds
+#: that :func:`mc_hull.plan.choose_backend` weighs (a test of one shard stays serial).
+WORK_PER_SECOND = 3e9 / planning.RAY_MIN_SECONDS
 #: The paper-digits protocol: kept dimensions K per reduction of the 8x8 digits (crop and
 #: subsample keep a k x k window or grid, so K is a square).
 PAPER_DIGITS_LADDER = {
@@ -100,32 +101,24 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "
         ``measure="distance"`` also ``distance_low``, ``distance_high``, ``nn_distance``
         (B,) from :func:`mc_hull.distance.distances`.
     """
-    from .trial import guard_status
-
     if hasattr(X, "generate") and measure == "distance":   # the distance engine settles membership too
         from .distance import distances
 
         res = distances(X, Q, tol=tol)
         if report is not None:
             report(points=len(Q))
-        status, value = guard_status(np.asarray(res.status, dtype=np.int8), res.certificate)
-        return {"status": status, "certificate_value": value,
-                "method": np.array([f"distance:{m}" for m in res.method], dtype=str),
-                "distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
+        out = trial.rows(res.status, res.certificate, [f"distance:{m}" for m in res.method], 0.0,
+                         np.zeros(len(Q), dtype=np.int32))
+        return {**out, "distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
     if hasattr(X, "generate"):
         from .distance import source_solver
 
         dec = source_solver(X.d, budget).decide(X, Q, tol=tol)
     else:
         dec = decide(X, Q, tol=tol, solver=solver)
-    status, value = guard_status(np.asarray(dec.status, dtype=np.int8), dec.certificate)
-    out = {"status": status,
-           "certificate_value": value,
-           "method": np.asarray(dec.method, dtype=str)}
+    out = trial.decision_rows(dec)     # the one row builder (int8 status, guarded)
     if measure == "distance":
-        from .trial import distance_columns
-
-        out.update(distance_columns(X, Q, tol))
+        out.update(trial.distance_columns(X, Q, tol))
     if report is not None:
         report(points=len(Q))
     return out
@@ -170,6 +163,7 @@ class HullTestJob:
     """
 
     unit_name = "point"
+    store_kind = "hulltest"
 
     def __init__(self, spec: HullTestSpec, X, Q: np.ndarray):
         self.spec, self.X, self.Q = spec, X, Q
@@ -195,11 +189,6 @@ class HullTestJob:
     def compute(self, unit: PointRange) -> dict[str, np.ndarray]:
         return decide_points(self.X, self.Q[unit.start:unit.stop], tol=self.spec.tol, solver=self.spec.solver,
                              measure=self.spec.measure, report=self.reporter)
-
-    def open_store(self, out: str):
-        from .store import HullTestStore
-
-        return HullTestStore(out)
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         units = list(units)
@@ -316,16 +305,14 @@ def distance_summary(status: np.ndarray, high: np.ndarray, nn: np.ndarray) -> di
     return out
 
 
-def choose_backend(backend: str, shape: tuple[int, int, int], address: str | None, workers: int | None) -> str:
-    """``"serial"`` or ``"ray"``; ``"auto"`` picks Ray for an address, workers or a large test.
+def auto_backend(shape: tuple[int, int, int], address: str | None, workers: int | None) -> str:
+    """``"serial"`` or ``"ray"`` by :func:`mc_hull.plan.choose_backend` for a test of ``shape``.
 
     ``shape`` is (n_test, n_train, dims) after the reduction.
     """
-    if backend != "auto":
-        return backend
     n_test, n_train, dims = shape
-    large = n_test > SHARD_POINTS and float(n_test) * n_train * dims >= RAY_MIN_WORK
-    return "ray" if address or workers or large else "serial"
+    return planning.choose_backend(float(n_test) * n_train * dims / WORK_PER_SECOND, address=address,
+                                   workers=workers, units=len(shard_ranges(n_test)))[0]
 
 
 def summarize(status: np.ndarray, level: float = stats.LEVEL) -> tuple[int, int, float, float, float]:
@@ -443,7 +430,8 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
         if train.image_shape is None and test.image_shape is not None:
             train = ArrayData(train.values, test.image_shape, train.source, train.file_sha256)
     shape = (train.n, train.d) if not isinstance(train, ArrayData) else train.values.shape
-    backend = choose_backend(backend, (len(test.values), *shape), address, workers)
+    if backend == "auto":
+        backend = auto_backend((len(test.values), *shape), address, workers)
     train, X, place, fitted = training_set(train, reduction, spec.seed, spread=backend == "ray")
     Q = test.values if fitted is None else fitted.apply(test.values)
     n_train, dims = (X.shape if isinstance(X, np.ndarray) else (X.n, X.d))
@@ -555,7 +543,8 @@ def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ..
     reductions = check_ladder(ladder, train)
     ids = [spec.bind(train, test, red).test_id for red in reductions]
     sweep_id = hashlib.sha256(json.dumps([name, ids]).encode()).hexdigest()[:16]
-    backend = choose_backend(backend, (*test.values.shape[:1], *train.values.shape), address, workers)
+    if backend == "auto":
+        backend = auto_backend((*test.values.shape[:1], *train.values.shape), address, workers)
     pool = None
     if backend == "ray":
         from .distributed import Pool  # one Ray connection and one set of actors for the whole sweep

@@ -1,77 +1,69 @@
-"""Jobs: keyed units of work, a pure compute(unit) -> columns, and how a unit's rows reach the store.
+"""Jobs: keyed units of work, a pure compute(unit) -> rows, and how a unit's rows reach the store.
 
-A job is any object with these members (Monte Carlo cells and adaptive additions are a
-:class:`MonteCarloJob`; hull-test ranges are :class:`mc_hull.hulltest.HullTestJob`):
+A job satisfies :class:`Job` (Monte Carlo cells and adaptive additions are a :class:`MonteCarloJob`,
+nested runs a :class:`mc_hull.nested_job.NestedJob`, hull-test ranges a
+:class:`mc_hull.hulltest.HullTestJob`; ``tests/test_job_contract.py`` holds every one to it).
+Rows are built by the one row builder, :func:`mc_hull.trial.rows`, whose ``status`` is int8.
 
-``name``, ``unit_name``
-    For messages: ``"run 1a2b..."``, ``"trial"``.
-``units()``
-    The units in plan order, lazily (an iterator; units are hashable and have a ``key``).
-``count()``, ``total()``, ``size(unit)``
-    Number of units, trials or points of all units, and of one unit, computed without listing.
-``compute(unit)``
-    The unit's columns: a pure function of (job, unit), so any worker, order or retry gives the same rows.
-``spread(unit)`` (optional)
-    True for a unit whose one training set is better spread over the cluster's nodes than held by one
-    worker; a runner with a ``place`` (``mc_hull.distributed_blocks.placer``) computes such units on
-    the driver as ``compute(unit, place=place)``, their rows identical.
-``open_store(out)``, ``committed(store, units)``, ``publish(store, unit, columns)``
-    The store the job writes to, the units already committed there (and files moved aside as
-    damaged), and the atomic publication of one unit's rows.
-
-:func:`execute_unit` is what a runner maps over units: compute, publish, return a small summary.
+A job imports no store: it names the kind it writes (``store_kind``) and the runner opens it
+(:func:`mc_hull.runner.open_store`); :func:`mc_hull.runner.execute_unit` is what a runner maps over units.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
 from . import plan as planning
-from .errors import ComputeError, McHullError
+from . import trial
 from .plan import Shard
 from .spec import Spec
 
-#: Stores opened by :func:`execute_unit` in this process, one per (store kind, location).
-_STORES: dict = {}
 
+@runtime_checkable
+class Job(Protocol):
+    """What the runner needs of a job.
 
-def execute_unit(context, unit) -> dict:
-    """Compute ``unit`` of ``job`` and publish its rows to ``out``; ``context`` is ``(job, out)``.
-
-    Returns
-    -------
-    dict
-        ``key``, ``size`` (trials or points), ``undecided`` and ``seconds``.
+    ``name``, ``unit_name``
+        For messages: ``"run 1a2b..."``, ``"trial"``.
+    ``units()``
+        The units in plan order, lazily (an iterator; units are hashable and have a ``key``).
+    ``count()``, ``total()``, ``size(unit)``
+        Number of units, trials or points of all units, and of one unit, computed without listing.
+    ``compute(unit)``
+        The unit's rows (:func:`mc_hull.trial.rows`): a pure function of (job, unit), so any worker,
+        order or retry gives the same rows.
+    ``spread(unit)`` (optional)
+        True for a unit whose one training set is better spread over the cluster's nodes than held by
+        one worker; a runner with a ``place`` (``mc_hull.distributed_blocks.placer``) computes such
+        units on the driver as ``compute(unit, place=place)``, their rows identical.
+    ``store_kind``, ``committed(store, units)``, ``publish(store, unit, columns)``
+        The store the job writes to (``"results"`` or ``"hulltest"``, opened by the runner), the units
+        already committed there (and files moved aside as damaged), and the atomic publication of one
+        unit's rows.
     """
-    job, out, *rest = context
-    place = rest[0] if rest else None
-    t0 = time.perf_counter()
-    try:
-        cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
-    except McHullError:
-        raise
-    except Exception as exc:   # noqa: BLE001 - one line, never a traceback after the run's record
-        import os
 
-        if os.environ.get("MC_HULL_DEBUG"):
-            raise
-        key = unit.key if hasattr(unit, "key") else str(unit)
-        raise ComputeError(f"{job.name}: unit {key} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
-                           "nothing of it was stored, committed units are kept and a re-run resumes "
-                           "(MC_HULL_DEBUG=1 shows the traceback)") from exc
-    kind = type(job).__name__
-    store = _STORES.get((kind, out))
-    if store is None:
-        store = _STORES[(kind, out)] = job.open_store(out)
-    job.publish(store, unit, cols)
-    status = cols["status"]
-    undecided = int(np.sum(status == "undecided")) if status.dtype == object else int(np.sum(status < 0))
-    return {"key": unit.key if hasattr(unit, "key") else str(unit), "size": len(status),
-            "undecided": undecided, "seconds": time.perf_counter() - t0}
+    unit_name: str
+    store_kind: str
 
+    @property
+    def name(self) -> str: ...
+
+    def units(self) -> Iterator: ...
+
+    def count(self) -> int: ...
+
+    def total(self) -> int: ...
+
+    def size(self, unit) -> int: ...
+
+    def compute(self, unit) -> dict[str, np.ndarray]: ...
+
+    def committed(self, store, units) -> tuple[set, list[str]]: ...
+
+    def publish(self, store, unit, columns: dict[str, np.ndarray]) -> None: ...
 
 @dataclass(frozen=True)
 class MonteCarloJob:
@@ -95,6 +87,7 @@ class MonteCarloJob:
     shards: tuple | None = None
 
     unit_name = "trial"
+    store_kind = "results"
 
     @property
     def name(self) -> str:
@@ -136,21 +129,7 @@ class MonteCarloJob:
         return planning.needs_streaming(shard.n, shard.d)
 
     def compute(self, shard: Shard, place=None) -> dict[str, np.ndarray]:
-        from . import trial
-
-        if planning.needs_streaming(shard.n, shard.d):
-            from . import bigcell  # X above the memory budget: streamed from its block keys
-            from .trial import check_measure
-
-            check_measure(self.spec)  # a streamed X has no distance measure: refused, never dropped
-
-            return bigcell.run_shard(self.spec, shard, place=place)
-        return trial.run_shard(self.spec, shard)
-
-    def open_store(self, out: str):
-        from .store import ResultStore
-
-        return ResultStore(out)
+        return trial.run_shard(self.spec, shard, place=place)
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         return store.committed(self.spec, units)

@@ -33,13 +33,12 @@ Pure: imports neither ray nor pyarrow.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import stats
+from . import progress, samplers, stats
 from .solvers import INSIDE, OUTSIDE, get_solver
 from .solvers import certificates as cert
 from .solvers import colgen
@@ -538,12 +537,16 @@ class _Search:
                 target[b] = _probe(int(low[b]), int(high[b]), failed[b], depth) if high[b] - low[b] > 1 else -1
 
         retarget(np.arange(K))
+        progress.update("nested", inner=0.0, open=K, queries=K)   # this search owns the replicate's share
         # Smallest probe first: a query waiting at a large prefix waits until every cheaper probe is
         # done, so queries that climb there by different paths meet in one batched call.
         while True:
             waiting = np.flatnonzero(target >= 0)
             if waiting.size == 0:
                 break
+            if progress.due():
+                progress.update("nested", inner=progress.bracket_share(low, high, self.L), open=int(waiting.size),
+                                queries=K)
             j = int(target[waiting].min())
             batch = waiting[target[waiting] == j]
             rest = batch
@@ -715,35 +718,20 @@ def _lowest_inside(X, x, b, sup, wts, g, tolerance, j) -> int:
 def replicate_data(spec, d: int, sizes, replicate: int, queries: int | None = None, out: np.ndarray | None = None):
     """Training set of the largest grid size and the queries of one nested replicate.
 
-    X is drawn exactly like :func:`mc_hull.trial.training_set`: block b from
-    ``SeedSequence(seed, spawn_key=(dist, d, N_max, replicate, TRAIN, b))``, so
-    any prefix can also be regenerated block by block (the streamed path) and the
-    prefixes are the smaller training sets.  The key holds ``N_max``, the size
-    of the replicate's training set.
-
-    ``out``, an F-ordered float64 array of shape (N_max, d), receives X (a unit's
-    replicates reuse one buffer: first touching the pages of a fresh array of
-    2.8e7 doubles cost 0.4 s of page faults here, more than drawing them).
+    The keyed draw of :func:`mc_hull.samplers.replicate_data` with N = ``N_max`` (the key holds the
+    size of the replicate's training set), so its prefixes are the smaller training sets and any of
+    them can be regenerated block by block (the streamed path).  ``out``, an F-ordered float64 array
+    of shape (N_max, d), receives X (a unit's replicates reuse one buffer).
 
     Returns
     -------
     X : ndarray, shape (N_max, d), column-major
     Q : ndarray, shape (K, d)
     """
-    from . import seeding
-
     n_max = int(check_sizes(sizes)[-1])
-    key = seeding.replicate_key(spec.distribution, d, n_max, replicate)
-    sampler = spec.sampler(d).bind(seeding.rng(spec.seed, key, seeding.STRUCTURE))
-    if out is not None and out.shape == (n_max, d) and out.dtype == np.float64 and out.flags.f_contiguous:
-        X = out
-    else:
-        X = np.empty((n_max, d), order="F")     # column-major: see entry_sizes; same values as training_set
-    for b, start, stop in seeding.train_blocks(n_max, seeding.block_rows(d)):   # the split of training_set
-        X[start:stop] = sampler.random(stop - start, seeding.rng(spec.seed, key, seeding.TRAIN, b))
-    k = spec.queries_in(replicate, d, n_max) if queries is None else int(queries)
-    Q = sampler.random(k, seeding.rng(spec.seed, key, seeding.QUERY))
-    return X, Q
+    if out is None or out.shape != (n_max, d) or out.dtype != np.float64 or not out.flags.f_contiguous:
+        out = np.empty((n_max, d), order="F")     # column-major: see entry_sizes
+    return samplers.replicate_data(spec, d, n_max, replicate, queries, out=out)
 
 
 # -- estimates -----------------------------------------------------------------
@@ -777,130 +765,3 @@ def curve(results: list[EntrySizes], level: float = stats.LEVEL) -> dict:
     return out
 
 
-def median_interval(est: dict, q: float = 0.5) -> tuple[float, float, float]:
-    """The q-quantile of T (N½ for q = 1/2) on the grid, and a bracket on the true one.
-
-    The estimate is the smallest grid size with ``p_hat >= q`` (the median of the
-    located entry sizes).  The bracket ``(low, high]`` inverts the per-size 99%
-    intervals, as for a quantile of a binomial sample: the true N½ exceeds every
-    size whose interval lies below q (``low`` is the largest such size, 0 if
-    none) and is at most every size whose interval lies at or above q (``high``
-    is the smallest such, ``inf`` if none).
-
-    Returns
-    -------
-    estimate, low, high : float
-        ``estimate`` is ``inf`` when the grid does not reach q.
-    """
-    n = np.asarray(est["n"], dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        reached = np.flatnonzero(np.nan_to_num(est["p_hat"] >= q, nan=False))
-        below = np.flatnonzero(np.nan_to_num(np.asarray(est["high"]) < q, nan=False))
-        above = np.flatnonzero(np.nan_to_num(np.asarray(est["low"]) >= q, nan=False))
-    estimate = float(n[reached[0]]) if reached.size else math.inf
-    low = float(n[below[-1]]) if below.size else 0.0
-    high = float(n[above[0]]) if above.size else math.inf
-    return estimate, low, high
-
-
-# -- queries per training set ---------------------------------------------------
-#: Fewest training sets a cell's interval should rest on: the clustered interval uses a Student-t
-#: quantile with R - 1 degrees of freedom, 7% wider than the normal one at R = 30 (26% at R = 10).
-MIN_REPLICATES = 30
-#: Largest default K: the rule's K* at the most clustered cells measured (3, 27) -> 35 and
-#: (4, 62) -> 77 (benchmarks/nested.py --design-effects), their geometric middle.
-DEFAULT_MAX_QUERIES = 50
-
-
-def efficient_queries_per_set(set_seconds: float, query_seconds: float, rho: float, *,
-                              trials: int | None = None, k_min: int = 1, k_max: int = 1000,
-                              min_replicates: int = MIN_REPLICATES) -> int:
-    """The number of queries per training set K that minimises the variance per second.
-
-    A replicate costs ``C = set_seconds + K * query_seconds`` (drawing X and
-    starting the replicate, then its queries).  Its K trials are correlated
-    through X with intra-replicate correlation ``rho``, so the pooled proportion
-    has variance ``p (1 - p) (1 + (K - 1) rho) / (R K)`` (the design effect
-    ``1 + (K - 1) rho``).  For a fixed time budget ``R = budget / C``, and the
-    variance is proportional to ``(1 + (K - 1) rho) (set_seconds / K + query_seconds)``,
-    which is smallest at the classic optimal cluster size
-
-        K* = sqrt((1 - rho) * set_seconds / (rho * query_seconds)).
-
-    So a cheap X (small N, or a cell where queries are costly) gets few queries
-    per set and an expensive X many; with rho = 0 (no clustering) every set
-    should carry ``k_max`` queries.  When the cell's ``trials`` are given, K is
-    also capped at ``trials / min_replicates``: the interval's t quantile with
-    R - 1 degrees of freedom costs more than any saving below 30 sets.  Rounded
-    to the better integer neighbour and clipped to ``[k_min, k_max]``.
-
-    Parameters
-    ----------
-    set_seconds : float
-        Cost of one training set: about ``DRAW_SECONDS * N * d`` plus the fixed
-        cost of a replicate (keys, sampler, one engine call), which dominates at small N.
-    query_seconds : float
-        Cost of one more query against that set.
-    rho : float
-        Intra-replicate correlation, ``(deff - 1) / (K - 1)`` from a measured
-        design effect (:func:`rho_from_design_effect`), in [0, 1]; for a nested
-        curve the pooled value over its sizes (:func:`pooled_rho`).
-    trials : int, optional
-
-    Returns
-    -------
-    int
-    """
-    if not (set_seconds >= 0 and query_seconds > 0 and 0 <= rho <= 1):
-        raise ValueError("need set_seconds >= 0, query_seconds > 0 and 0 <= rho <= 1")
-    if trials is not None:
-        k_max = max(k_min, min(k_max, int(trials) // int(min_replicates)))
-    if rho == 0:
-        return int(k_max)
-    if rho == 1:
-        return int(k_min)
-    k = math.sqrt((1 - rho) * set_seconds / (rho * query_seconds))
-
-    def cost(kk):
-        return (1 + (kk - 1) * rho) * (set_seconds / kk + query_seconds)
-
-    lo, hi = max(k_min, math.floor(k)), max(k_min, math.ceil(k))
-    best = lo if cost(max(lo, 1)) <= cost(max(hi, 1)) else hi
-    return int(min(max(best, k_min), k_max))
-
-
-def default_queries_per_set(trials: int) -> int:
-    """The spec's default K for ``trials`` per cell: ``min(DEFAULT_MAX_QUERIES, trials // MIN_REPLICATES)``, >= 1.
-
-    The rule of :func:`efficient_queries_per_set` needs a cell's costs and its
-    correlation, which a spec does not know before it runs; this is that rule at
-    the cells where clustering is strongest (small d near p = 1/2), which loses
-    little elsewhere, with the 30-set floor on replicates.
-    """
-    return int(max(1, min(DEFAULT_MAX_QUERIES, int(trials) // MIN_REPLICATES)))
-
-
-def pooled_rho(rhos, p) -> float:
-    """One correlation for a nested curve: the per-size ``rhos`` weighted by ``p (1 - p)``.
-
-    Minimising the sum over sizes of the variances ``p_j (1 - p_j) deff_j / (R K)``
-    per second has the same optimum as one cell with this pooled correlation.
-    """
-    rhos, p = np.asarray(rhos, dtype=np.float64), np.asarray(p, dtype=np.float64)
-    w = p * (1 - p)
-    ok = np.isfinite(rhos) & np.isfinite(w) & (w > 0)
-    if not ok.any():
-        return 0.0
-    return float(np.sum(w[ok] * rhos[ok]) / np.sum(w[ok]))
-
-
-def rho_from_design_effect(deff: float, k: float) -> float:
-    """Intra-replicate correlation from a design effect measured with k queries per set."""
-    if k <= 1:
-        return 0.0
-    return float(min(1.0, max(0.0, (deff - 1.0) / (k - 1.0))))
-
-
-def design_effect(rho: float, k: float) -> float:
-    """``1 + (k - 1) rho``: the variance inflation of k correlated trials per training set."""
-    return 1.0 + (k - 1.0) * rho

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import design, nested, nested_stream
+from . import design, nested, nested_stream, progress, trial
 from . import plan as planning
 from .errors import PlanError
 from .plan import Shard
-from .solvers import STATUS_NAMES
+from .samplers import keyed_source
 from .spec import Spec
 from .trial import COLUMNS
 
@@ -84,21 +84,6 @@ def check_nested(spec: Spec) -> None:
                             f"{planning._size(machine)}; fewer queries per set or sizes")
 
 
-#: Sizes per d that ``--sizes auto`` picks for a nested run (each extra size costs a few products).
-AUTO_POINTS = 40
-#: p at the smallest and largest size of a nested ``--sizes auto`` grid: the upper tail beyond 0.95
-#: grows fast with d (N at p = 0.98 is 5x that at 0.95 at d = 16) and every size costs the whole X.
-AUTO_P_RANGE = (0.02, 0.95)
-
-
-def auto_options(spec: Spec) -> dict:
-    """``resolve_auto_sizes`` options for a nested spec: 40 sizes up to p = 0.95, N not capped at memory.
-
-    Sizes whose X exceeds the memory budget are served by the streamed path; the plan line says which.
-    """
-    return {"points": AUTO_POINTS, "max_n": 10**12, "p_range": AUTO_P_RANGE}
-
-
 def plan_note(spec: Spec) -> str:
     """What the plan line says about streamed sizes ('' when every X fits the memory budget)."""
     parts = []
@@ -127,6 +112,7 @@ class NestedJob:
     spec: Spec
 
     unit_name = "trial"
+    store_kind = "results"
 
     @property
     def name(self) -> str:
@@ -187,26 +173,18 @@ class NestedJob:
         streamed = streamed_sizes(spec, unit.d)
         buffer = None if streamed else np.empty((int(sizes[-1]), unit.d), order="F")   # reused by each replicate
         for r in range(unit.start, unit.stop):
+            progress.replicate(r - unit.start, unit.stop - unit.start)
             if streamed:   # X beyond the budget: its first rows held, the rest regenerated on each pass
-                from .bigcell import KeyedSource
-
-                src = KeyedSource(spec.to_json(), unit.d, int(sizes[-1]), r)
+                src = keyed_source(spec, unit.d, int(sizes[-1]), r)
                 res = nested_stream.streamed_entry_sizes(src, src.queries(), sizes, solver=spec.solver,
                                                          tol=spec.tol, budget=nested_stream.held_bytes(unit.d))
             else:
                 X, Q = nested.replicate_data(spec, unit.d, sizes, r, out=buffer)
                 res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol, overwrite=True)
             parts.append(_rows(spec, res, r))
-        cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        cols = trial.concat(parts)            # each part guarded by the row builder
         order = np.lexsort((cols["query"], cols["replicate"], cols["n"]))
-        from .trial import guard_rows
-
-        return guard_rows({name: col[order] for name, col in cols.items()})
-
-    def open_store(self, out: str):
-        from .store import ResultStore
-
-        return ResultStore(out)
+        return {name: col[order] for name, col in cols.items()}
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         units = list(units)
@@ -225,20 +203,11 @@ def _rows(spec: Spec, res: nested.EntrySizes, replicate: int) -> dict[str, np.nd
     table = res.inside_table()                        # (K, L): 1, 0 or NaN
     value = np.where(table == 1, res.high_value[:, None], np.where(table == 0, res.low_value[:, None], np.nan))
     flat = table.T.ravel()
-    status = np.where(flat == 1, STATUS_NAMES[1], np.where(flat == 0, STATUS_NAMES[0], STATUS_NAMES[-1]))
-    cols = {
-        "n": np.repeat(res.sizes, K),
-        "replicate": np.full(K * L, replicate, dtype=np.int32),
-        "query": np.tile(np.arange(K, dtype=np.int32), L),
-        "inside": flat,
-        "status": status.astype(object),
-        "method": np.full(K * L, f"nested:{spec.solver}", dtype=object),
-        "certificate_value": value.T.ravel().astype(np.float64),
-        "solve_seconds": np.full(K * L, res.seconds / max(K * L, 1)),
-        "rounds": np.tile(res.solves.astype(np.int32), L),
-        "run_id": np.full(K * L, spec.run_id, dtype=object),
-    }
-    return cols
+    return trial.rows(np.where(np.isnan(flat), -1, flat), value.T.ravel(), f"nested:{spec.solver}",
+                      res.seconds / max(K * L, 1), np.tile(res.solves, L),
+                      n=np.repeat(res.sizes, K), replicate=np.full(K * L, replicate, dtype=np.int32),
+                      query=np.tile(np.arange(K, dtype=np.int32), L),
+                      run_id=np.full(K * L, spec.run_id, dtype=object))
 
 
 def entry_bounds(rows) -> dict:

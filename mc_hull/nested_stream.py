@@ -3,7 +3,7 @@
 The in-memory search (:func:`mc_hull.nested.entry_sizes`) holds X whole.  Here X is
 served by :class:`PrefixRows`: the rows that fit the budget stay in memory, the rest
 are regenerated block by block from their keys on every pass (a
-:class:`mc_hull.bigcell.KeyedSource`, the same blocks :func:`mc_hull.nested.replicate_data`
+:class:`mc_hull.samplers.KeyedSource`, the same blocks :func:`mc_hull.nested.replicate_data`
 draws, so the prefixes are the very training sets of the in-memory path).  A pass
 over rows is the expensive step, so the search is organised around passes shared by
 every query of the replicate:
@@ -45,9 +45,10 @@ import time
 
 import numpy as np
 
-from . import nested, seeding
+from . import nested, progress, seeding
 from .nested import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert, colgen
-from .solvers.stream import PointSource
+from .design import memory_budget
+from .solvers.stream import PointSource, StreamSolver
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
@@ -65,15 +66,11 @@ def engine_bytes() -> int:
     Stuck probes are rare (none in the d = 12..16 runs measured) and hold few queries, so the
     rest of the budget goes to the rows of X held in memory.
     """
-    from .plan import memory_budget
-
     return max(1 << 20, memory_budget() // 16)
 
 
 def held_bytes(d: int) -> int:
     """Bytes of X a streamed replicate keeps in memory: the budget less the engine's share and two blocks."""
-    from .plan import memory_budget
-
     block = seeding.block_rows(d) * d * 8
     return max(0, memory_budget() - engine_bytes() - 2 * block)
 
@@ -101,7 +98,7 @@ class PrefixRows:
     ----------
     source : point source
         ``d``, ``n`` (>= ``n``), ``block_rows`` and ``generate(block_ids)`` yielding
-        ``(start, rows)`` (:class:`mc_hull.bigcell.KeyedSource`, :class:`~.solvers.stream.ArraySource`).
+        ``(start, rows)`` (:class:`mc_hull.samplers.KeyedSource`, :class:`~.solvers.stream.ArraySource`).
     n : int
         Rows served (the largest grid size).
     sizes : ndarray of int, shape (L,)
@@ -119,10 +116,13 @@ class PrefixRows:
         self.mem = np.empty((self.n_mem, self.d), order="F")
         self.passes = 1                # the frame pass below
         self.regenerated = self.n      # rows drawn from the source, over all passes
+        self.blocks_served = 0         # blocks read from memory or drawn, over all passes
         L, d = len(sizes), self.d
         sums, maxs, mins = np.zeros((L, d)), np.full((L, d), -np.inf), np.full((L, d), np.inf)
         edges = np.concatenate([[0], np.asarray(sizes, dtype=np.int64)])
         for start, X in self._raw(self.n):
+            self.blocks_served += 1
+            progress.update("nested", passes=1, blocks=self.blocks_served)
             if start < self.n_mem:
                 self.mem[start:start + len(X)] = X
             for k in _intervals(edges, start, start + len(X)):
@@ -152,11 +152,13 @@ class PrefixRows:
         b0, b1 = int(first) // br, -(-stop // br)
         held = -(-self.n_mem // br) if self.n_mem == self.n else self.n_mem // br   # the short last block too
         for b in range(b0, min(b1, held)):
+            self.blocks_served += 1
             yield b * br, self.mem[b * br:min((b + 1) * br, stop)]
         if b1 > max(b0, held):
             for s, X in self.source.generate(range(max(b0, held), b1)):
                 X = np.asarray(X, dtype=np.float64)[:max(0, min(len(X), stop - int(s)))]
                 self.regenerated += len(X)
+                self.blocks_served += 1
                 yield int(s), X - self.c0
 
     def prefix(self, n: int) -> "_PrefixSource":
@@ -191,7 +193,7 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
     ----------
     source : point source
         The replicate's training set (at least ``sizes[-1]`` rows); a
-        :class:`mc_hull.bigcell.KeyedSource` regenerates it from its keys.
+        :class:`mc_hull.samplers.KeyedSource` regenerates it from its keys.
     Q : ndarray, shape (K, d)
     sizes : sequence of int, length L
     budget : int
@@ -306,7 +308,13 @@ class _StreamSearch:
         target = np.array([self._target(b) for b in range(K)], dtype=np.int64)
         spent = np.zeros(K, dtype=np.int64)          # pricing rounds at the current target
         seeded: list[set] = [set() for _ in range(K)]     # probes where the seed x - c_j was priced
+        rows = self.rows
+        progress.update("nested", inner=0.0, open=K, queries=K, passes=rows.passes)   # owns the share
         while True:
+            if progress.due():
+                progress.update("nested", inner=progress.bracket_share(self.low, self.high, self.L),
+                                open=int(np.count_nonzero(target >= 0)), queries=K, passes=rows.passes,
+                                blocks=rows.blocks_served)
             # 1. cached rows only: masters, inside checks, new probes; collect directions to price.
             price_b, price_j, price_w, bounds, thin, spec = [], [], [], [], [], []
             stuck: dict[int, list[int]] = {}
@@ -494,8 +502,6 @@ class _StreamSearch:
 
     def _engine(self, j: int, bs: np.ndarray) -> None:
         """The streaming engine on prefix g_j for queries ``bs``; checked answers, no reusable certificate."""
-        from .solvers.stream import StreamSolver
-
         engine = StreamSolver(budget=self.engine_budget, fallbacks=())
         dec = engine.decide(self.rows.prefix(int(self.g[j])), self.Qc[bs], tol=self.tol)
         self.solves[bs] += 1

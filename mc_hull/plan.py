@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Iterator
 
-from .errors import McHullError, PlanError
+from . import seeding
+from .design import memory_budget
+from .errors import ComputeError, McHullError, PlanError
+from .samplers import replicate_data
+from .solvers import get_solver
+from .solvers.stream import ADD_ROWS
 from .spec import Spec
 
 
@@ -31,11 +36,6 @@ class Shard:
     def key(self) -> str:
         """Stable text key, also the stem of the shard's file name."""
         return f"{self.distribution}/d={self.d}/n={self.n}/r{self.start:07d}-{self.stop:07d}"
-
-    @property
-    def partition(self) -> str:
-        """Hive partition directory of the cell."""
-        return f"distribution={self.distribution}/d={self.d}/n={self.n}"
 
     def trials(self, spec: Spec) -> int:
         return replicate_trials(spec, self.start, self.stop, self.d, self.n)
@@ -134,22 +134,15 @@ MAX_CPU_SECONDS = 30 * 86400
 RAY_MIN_SECONDS = 20.0
 
 
-def memory_budget() -> int:
-    """Bytes one training set may take in memory: ``MC_HULL_MEMORY_BUDGET`` (e.g. ``8G``) or 4 GiB."""
-    text = os.environ.get("MC_HULL_MEMORY_BUDGET", "").strip().upper()
-    default = 4 << 30
-    if not text:
-        return default
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
-    try:
-        return int(float(text.rstrip("KMGTB") if mult > 1 else text) * mult)
-    except ValueError:
-        return default
-
-
 def needs_streaming(n: int, d: int, budget: int | None = None) -> bool:
     """True when X (N x d float64, plus an equal working copy) exceeds the memory budget."""
     return 2 * 8 * int(n) * int(d) > (memory_budget() if budget is None else budget)
+
+
+def stream_bytes(d: int, queries: int) -> int:
+    """Peak bytes of a streamed decision beyond the interpreter: a block, its frame copy, scores, working sets."""
+    block = seeding.block_rows(d) * d * 8
+    return 3 * block + (16 << 20) + min(memory_budget() // 4, 8 * queries * d * ADD_ROWS * (d + 1))
 
 
 def cell_seconds(spec: Spec, d: int, n: int, trials: int) -> float:
@@ -166,8 +159,6 @@ def cell_seconds(spec: Spec, d: int, n: int, trials: int) -> float:
 def cell_bytes(spec: Spec, d: int, n: int) -> int:
     """Estimated peak resident bytes of a worker deciding one replicate of cell (d, N)."""
     if needs_streaming(n, d):
-        from .bigcell import stream_bytes
-
         return BASE_BYTES + stream_bytes(d, spec.k_for(d, n))
     return BASE_BYTES + 3 * 8 * n * d  # X, its frame copy and pricing scratch
 
@@ -224,12 +215,20 @@ def calibration(spec: Spec, cells=None) -> float:
     coordinates) of the plan's smallest and of its largest d, from the spec's own keys (nothing is written, no
     randomness is consumed elsewhere), and decides its queries (at most
     :data:`CALIBRATION_QUERIES`, so a decision's fixed cost is shared as in a run): a fraction of
-    a second. 1.0 when no cell is small enough.
+    a second. 1.0 when no cell is small enough.  Measured once per (spec, cells, memory budget)
+    in a process.
     """
-    from .trial import replicate_data  # local: trial imports this module
-    from .solvers import get_solver
-
     cells = list(spec.cells) if cells is None else list(cells)
+    memo = (spec.hash, tuple(cells), memory_budget())
+    if memo not in _CALIBRATIONS:   # once per process: the plan line's factor is the runner's ETA's too
+        _CALIBRATIONS[memo] = _calibration(spec, cells)
+    return _CALIBRATIONS[memo]
+
+
+_CALIBRATIONS: dict = {}
+
+
+def _calibration(spec: Spec, cells: list) -> float:
     small = [(d, n) for d, n in cells if n * d <= CALIBRATION_ELEMENTS and not needs_streaming(n, d)]
     if not small:
         return 1.0
@@ -245,8 +244,6 @@ def calibration(spec: Spec, cells=None) -> float:
         except McHullError:
             raise
         except Exception as exc:   # noqa: BLE001 - one line before anything is written, never a traceback
-            from .errors import ComputeError
-
             raise ComputeError(f"plan: drawing and deciding one training set of d = {dim}, N = {n:,} failed "
                                f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); nothing was "
                                "written") from exc
@@ -274,14 +271,21 @@ def check(est: Estimate, *, force: bool = False, worker_bytes: int | None = None
                         "--force-plan on a cluster with larger workers")
 
 
-def choose_backend(seconds: float, *, serial: bool, address: str | None, workers: int | None) -> tuple[str, str]:
-    """``("serial" | "ray", why)`` for a plan of ``seconds`` estimated work."""
+def choose_backend(seconds: float, *, serial: bool = False, address: str | None = None,
+                   workers: int | None = None, units: int | None = None) -> tuple[str, str]:
+    """``("serial" | "ray", why)`` for a job of ``seconds`` estimated work in ``units`` units (if known).
+
+    The one serial-or-Ray rule of every run: ``--serial``, ``--address`` and ``--workers`` decide;
+    otherwise a job of one unit, or under :data:`RAY_MIN_SECONDS` of work, stays in this process.
+    """
     if serial:
         return "serial", "--serial"
     if address:
         return "ray", "--address"
     if workers:
         return "ray", "--workers"
+    if units is not None and units < 2:
+        return "serial", "one unit of work; Ray cannot divide it"
     if seconds < RAY_MIN_SECONDS:
         return "serial", f"estimated work under {RAY_MIN_SECONDS:.0f} s; Ray's start-up would cost more"
     return "ray", f"estimated work above {RAY_MIN_SECONDS:.0f} s"

@@ -34,10 +34,3 @@ def rng(root: int, key: tuple[int, ...], *tags: int) -> np.random.Generator:
 def block_rows(d: int) -> int:
     """Rows per block of a d-dimensional training set: 65,536, fewer above d = 1024 (at most 2^26 coordinates)."""
     return max(1, min(BLOCK_ROWS, BLOCK_ELEMS // max(1, int(d))))
-
-
-def train_blocks(n: int, rows: int | None = None):
-    """Yield ``(block_index, start, stop)`` covering rows ``0..n`` of a training set, ``rows`` per block."""
-    block_rows = BLOCK_ROWS if rows is None else rows
-    for b, start in enumerate(range(0, n, block_rows)):
-        yield b, start, min(start + block_rows, n)

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import design
 from .errors import McHullError, SpecError
 from .samplers import get_sampler
 from .solvers import check_solver_name
@@ -74,7 +75,7 @@ class Spec(_SpecFields):
         rule of :mod:`mc_hull.design` (drawing X against a query, and the queries'
         correlation through X; one K per d for nested runs), and the resolved
         table is part of the canonical JSON (``{"d": {"N": K}}``).  Adaptive runs
-        need one K: they get :func:`mc_hull.nested.default_queries_per_set`,
+        need one K: they get :func:`mc_hull.design.default_queries_per_set`,
         ``min(50, trials // 30)``.
     seed : int
         Root seed; every stream is ``SeedSequence(seed, spawn_key=(dist, d, N, replicate, ...))``.
@@ -201,11 +202,16 @@ class Spec(_SpecFields):
         return self.hash[:12]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Spec":
-        """Build a spec from a mapping (TOML or JSON), naming any unknown field."""
+    def from_dict(cls, data: dict[str, Any], auto=None) -> "Spec":
+        """Build a spec from a mapping (TOML or JSON), naming any unknown field.
+
+        ``auto`` resolves ``sizes = "auto"`` (see :func:`normalise`); the mapping is validated once.
+        """
         if not isinstance(data, dict):
             raise SpecError("spec: must be a table of fields")
-        return cls(**data)
+        spec = object.__new__(cls)
+        _SpecFields.__init__(spec, **normalise(data, auto))
+        return spec
 
     @classmethod
     def from_json(cls, text: str) -> "Spec":
@@ -241,43 +247,37 @@ def _table(pairs: tuple) -> dict:
     return dict(pairs)
 
 
-def normalise(data: dict[str, Any]) -> dict[str, Any]:
+def normalise(data: dict[str, Any], auto=None) -> dict[str, Any]:
     """Canonical, validated field values from user values; SpecError names the first bad field.
 
     The one normalisation path of every Spec: lists and strings become tuples of ints
     (with ``a..b[..step]`` ranges for dims), mappings become sorted pairs, ``solver =
     "auto"`` is resolved, ``tol`` becomes a float, ``sizes`` follows a ``grid`` and an
     adaptive run's ``max_trials`` defaults to ``16 * trials``.
+
+    ``sizes = "auto"`` needs ``auto``, a callable ``auto(fields) -> {d: [N, ...]}`` called once
+    every other field is valid (:func:`mc_hull.adaptive.auto_sizes`); its grid replaces any
+    ``grid`` given, and the spec is validated once, with its sizes.
     """
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise SpecError(f"{unknown[0]}: unknown spec field; valid: {', '.join(FIELDS)}")
     out = {f.name: f.default for f in fields(_SpecFields)}
     out.update(data)
-    if not isinstance(out["distribution"], str):
-        raise SpecError(f"distribution: must be a name, got {_short(out['distribution'])}")
-    out["dims"] = parse_dims(out["dims"])
-    if isinstance(out["sizes"], str) and out["sizes"].strip().lower() == "auto":
-        raise SpecError("sizes: 'auto' is resolved by mc-hull run before the spec is built "
-                        "(Python: mc_hull.adaptive.resolve_auto_sizes)")
-    out["sizes"] = int_list("sizes", out["sizes"])
-    out["params"] = _params(out["params"])
+    resolve = is_auto(out["sizes"])
+    if resolve and auto is None:
+        raise SpecError("sizes: 'auto' is resolved when the spec is assembled (mc-hull run or submit; "
+                        "Python: Spec.from_dict(data, auto=mc_hull.adaptive.auto_sizes()))")
+    _check_fields(out)
+    if resolve:
+        out["grid"], out["sizes"] = auto(dict(out)), ()
+    else:
+        out["sizes"] = int_list("sizes", out["sizes"])
+        for n in out["sizes"]:
+            _check_int("sizes", n, 1, MAX_N)
+        if len(set(out["sizes"])) != len(out["sizes"]):
+            raise SpecError(f"sizes: contains duplicates: {list(out['sizes'])}")
     out["grid"] = _grid(out["grid"])
-    for d in out["dims"]:
-        _check_int("dims", d, 1, MAX_D)
-    if len(set(out["dims"])) != len(out["dims"]):
-        raise SpecError(f"dims: contains duplicates: {list(out['dims'])}")
-    for n in out["sizes"]:
-        _check_int("sizes", n, 1, MAX_N)
-    if len(set(out["sizes"])) != len(out["sizes"]):
-        raise SpecError(f"sizes: contains duplicates: {list(out['sizes'])}")
-    _check_int("trials", out["trials"], 1, MAX_TRIALS)
-    _check_int("seed", out["seed"], 0, 2**63 - 1)
-    _check_int("shard_trials", out["shard_trials"], 1, MAX_TRIALS)
-    out["tol"] = _tol(out["tol"])
-    if not isinstance(out["solver"], str):
-        raise SpecError(f"solver: must be a name, got {_short(out['solver'])}")
-    out["solver"] = check_solver_name(out["solver"])
     if out["grid"]:
         per_d = dict(out["grid"])
         if sorted(per_d) != sorted(out["dims"]):
@@ -289,6 +289,27 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
             for n in ns:
                 _check_int(f"grid (d = {d})", n, 1, MAX_N)
         out["sizes"] = tuple(sorted({n for _, ns in out["grid"] for n in ns}))
+    out["queries_per_set"] = _queries(out)
+    return out
+
+
+def _check_fields(out: dict) -> None:
+    """Validate (and canonicalise in place) every field but the sizes, the grid and K."""
+    if not isinstance(out["distribution"], str):
+        raise SpecError(f"distribution: must be a name, got {_short(out['distribution'])}")
+    out["dims"] = parse_dims(out["dims"])
+    out["params"] = _params(out["params"])
+    for d in out["dims"]:
+        _check_int("dims", d, 1, MAX_D)
+    if len(set(out["dims"])) != len(out["dims"]):
+        raise SpecError(f"dims: contains duplicates: {list(out['dims'])}")
+    _check_int("trials", out["trials"], 1, MAX_TRIALS)
+    _check_int("seed", out["seed"], 0, 2**63 - 1)
+    _check_int("shard_trials", out["shard_trials"], 1, MAX_TRIALS)
+    out["tol"] = _tol(out["tol"])
+    if not isinstance(out["solver"], str):
+        raise SpecError(f"solver: must be a name, got {_short(out['solver'])}")
+    out["solver"] = check_solver_name(out["solver"])
     h = out["target_halfwidth"]
     if h is not None:
         if not _is_real(h) or not (0 < h <= 0.5):
@@ -299,7 +320,6 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
         _check_int("max_trials", out["max_trials"], out["trials"], MAX_TRIALS)
     elif out["max_trials"] is not None:
         raise SpecError("max_trials: only used with target_halfwidth (an adaptive run)")
-    out["queries_per_set"] = _queries(out)
     if not isinstance(out["nested"], bool):
         raise SpecError(f"nested: must be true or false, got {_short(out['nested'])}")
     if out["nested"] and out["target_halfwidth"] is not None:
@@ -310,7 +330,6 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
         raise SpecError("measure: distance is not supported with nested = true")
     for d in out["dims"]:  # unknown distribution or bad parameters name themselves
         get_sampler(out["distribution"], d, **dict(out["params"]))
-    return out
 
 
 def _queries(out: dict):
@@ -320,15 +339,12 @@ def _queries(out: dict):
     nested), or the fixed default for adaptive runs.  A table (from a stored spec)
     must name exactly the spec's cells, with one K per d when nested.
     """
-    from . import design
-    from .nested import default_queries_per_set
-
     q = out["queries_per_set"]
     per_d = dict(out["grid"]) if out["grid"] else None
     cells = [(d, n) for d in out["dims"] for n in (per_d[d] if per_d else out["sizes"])]
     if q is None:
         if out["target_halfwidth"] is not None:
-            return default_queries_per_set(out["trials"])
+            return design.default_queries_per_set(out["trials"])
         return design.queries_table(out["distribution"], cells, out["trials"], bool(out["nested"]),
                                     lambda d: per_d[d] if per_d else out["sizes"])
     if isinstance(q, dict) or (isinstance(q, (list, tuple)) and not isinstance(q, str)):
@@ -568,13 +584,16 @@ def panel_mappings(data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
     return out
 
 
-def load_panels(data: dict[str, Any]) -> list[Panel]:
-    """Every panel of a spec mapping as a validated :class:`Panel` (SpecError names the panel)."""
+def load_panels(data: dict[str, Any], auto=None) -> list[Panel]:
+    """Every panel of a spec mapping as a validated :class:`Panel` (SpecError names the panel).
+
+    ``auto`` resolves the panels' ``sizes = "auto"`` (see :func:`normalise`).
+    """
     out = []
     many = "panels" in data if isinstance(data, dict) else False
     for name, title, mapping in panel_mappings(data):
         try:
-            out.append(Panel(name, title, Spec.from_dict(mapping)))
+            out.append(Panel(name, title, Spec.from_dict(mapping, auto)))
         except SpecError as exc:
             raise SpecError(f"panels.{name}.{exc}" if many else str(exc)) from None
     return out

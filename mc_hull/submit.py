@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -25,6 +26,7 @@ from urllib.parse import urlparse
 
 from .errors import McHullError
 from .spec import Spec
+from .store import is_uri, local_path
 
 #: Default job API address: the dashboard on this machine (never a public interface).
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -32,6 +34,8 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 EXCLUDES = [".git", ".venv", "venv", "__pycache__", "*.pyc", "results", "*.parquet",
             "node_modules", ".pytest_cache", ".mypy_cache", "*.egg-info"]
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+#: A runner's progress line (mc_hull.runner.Progress): ``mc-hull: run ID: 1,200 of 8,000 trials (15%...``.
+_PROGRESS_LINE = re.compile(r"mc-hull: .+: [\d,]+ of [\d,]+ \w+s \(\d+%")
 
 
 class SubmitError(McHullError):
@@ -64,10 +68,7 @@ def spec_document(spec) -> str:
 
 def canonical_out(out: str) -> str:
     """A URI as given; a local path made absolute (the job runs in another directory)."""
-    parsed = urlparse(str(out))
-    if parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme != "file":
-        return str(out)
-    return os.path.abspath(parsed.path if parsed.scheme == "file" else str(out))
+    return str(out) if is_uri(out) else local_path(out)
 
 
 def run_arguments(spec, out: str) -> list[str]:
@@ -161,7 +162,7 @@ def _exists(cl, job: str):
 
 
 def submit(spec, out: str, *, address: str | None = None, working_dir: str | None = ".",
-           wait: bool = True, retry: bool = False, log=None) -> tuple[str, str]:
+           wait: bool = True, retry: bool = False, log=None, cl=None) -> tuple[str, str]:
     """Submit ``spec`` (a Spec, or a list of Panels) as a Ray job writing to ``out``.
 
     Returns (submission id, final or current status).
@@ -172,7 +173,7 @@ def submit(spec, out: str, *, address: str | None = None, working_dir: str | Non
     new attempt resumes from the shards already committed in ``out``.
     """
     log = log or sys.stderr
-    cl = client(address)
+    cl = cl or client(address)      # ``cl``: a client the caller already made (one connection, one warning)
     base = submission_id(spec, out)
     job, attempt = base, 1
     while True:
@@ -234,7 +235,24 @@ def follow(cl, job: str, *, log=None, out=None, poll: float = 1.0, timeout: floa
 
 
 def status(job: str, address: str | None = None) -> str:
-    return describe(client(address), job)
+    """``<id>: <STATUS>``, then, while the job runs, its latest progress lines (from its log)."""
+    cl = client(address)
+    text = describe(cl, job)
+    if text.split(": ", 1)[-1].startswith("RUNNING"):
+        lines = last_progress(_call(cl.get_job_logs, job, job=job))
+        if lines:
+            text += "\n" + "\n".join(lines)
+    return text
+
+
+def last_progress(log: str) -> list[str]:
+    """The last progress line of a run's log and the in-flight unit and warning lines after it."""
+    lines = log.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if _PROGRESS_LINE.match(lines[i]):
+            tail = [ln for ln in lines[i + 1:] if ln.startswith(("mc-hull:   unit ", "mc-hull: warning: unit "))]
+            return [lines[i], *tail]
+    return []
 
 
 def logs(job: str, address: str | None = None) -> str:

@@ -211,3 +211,29 @@ def _monotone_bounds(n, y, m, deff, reps, level):
         if lo > 0.5:
             high = min(high, float(n[i]))
     return low, high
+
+
+def median_interval(est: dict, q: float = 0.5) -> tuple[float, float, float]:
+    """The q-quantile of T (N½ for q = 1/2) on the grid, and a bracket on the true one.
+
+    The estimate is the smallest grid size with ``p_hat >= q`` (the median of the
+    located entry sizes).  The bracket ``(low, high]`` inverts the per-size 99%
+    intervals, as for a quantile of a binomial sample: the true N½ exceeds every
+    size whose interval lies below q (``low`` is the largest such size, 0 if
+    none) and is at most every size whose interval lies at or above q (``high``
+    is the smallest such, ``inf`` if none).
+
+    Returns
+    -------
+    estimate, low, high : float
+        ``estimate`` is ``inf`` when the grid does not reach q.
+    """
+    n = np.asarray(est["n"], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        reached = np.flatnonzero(np.nan_to_num(est["p_hat"] >= q, nan=False))
+        below = np.flatnonzero(np.nan_to_num(np.asarray(est["high"]) < q, nan=False))
+        above = np.flatnonzero(np.nan_to_num(np.asarray(est["low"]) >= q, nan=False))
+    estimate = float(n[reached[0]]) if reached.size else math.inf
+    low = float(n[below[-1]]) if below.size else 0.0
+    high = float(n[above[0]]) if above.size else math.inf
+    return estimate, low, high

@@ -20,7 +20,6 @@ import pyarrow.csv as pacsv
 
 from . import query, theory
 from .errors import StoreError
-from .thresholds import fit_n_half
 
 #: Series names used in every chart (legends, SVG ids, tests).
 MC_SERIES = "Monte Carlo p̂ (99% interval)"
@@ -292,8 +291,8 @@ def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = 
         is_nested = ((g["distribution"], g["params"], g["d"]) in nested if "params" in g
                      else (g["distribution"], g["d"]) in nested_dd)
         try:
-            fit = (query.median_of_t(g["n"], g["p"], g["lo"], g["hi"]) if is_nested
-                   else fit_n_half(g["n"], g["y"], g["m"], g["deff"], g["reps"]))
+            fit = query.curve_n_half(g["n"], g["y"], g["m"], g["deff"], g["reps"], g["p"], g["lo"], g["hi"],
+                                     nested=is_nested)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             continue
         rows.append({**{k: g[k] for k in keys}, "n_half": _positive(fit.get("n_half")),
@@ -480,6 +479,10 @@ def heatmap_cells(cells: pa.Table) -> pa.Table:
 
 
 # -- view 4: run status ------------------------------------------------------------
+#: A progress record older than this (seconds) is a runner that stopped: its in-flight share is not shown.
+PROGRESS_STALE_S = 120.0
+
+
 def run_status(out: str, now: float | None = None, summary: pa.Table | None = None) -> pa.Table:
     """One row per run: shards done/planned, trials, undecided, trials/s, ETA.
 
@@ -491,6 +494,12 @@ def run_status(out: str, now: float | None = None, summary: pa.Table | None = No
     time); ``last_write_age_s`` the time since that record; ``active`` is
     whether the run is incomplete and its runner reported within two minutes
     (or has not reported yet).
+
+    While a runner works, its progress record (rewritten every few seconds beside the store,
+    never data) adds ``trials_in_flight``: the trials finished inside the units still running
+    (0 when the record is missing, finished, stopped or older than :data:`PROGRESS_STALE_S`), and
+    ``progress_age_s``; then the rate and ETA are the runner's own (the share inside units
+    counted), and ``active`` is true.
     """
     now = time.time() if now is None else now
     progress = query.run_progress(out)
@@ -515,19 +524,32 @@ def run_status(out: str, now: float | None = None, summary: pa.Table | None = No
         complete = planned_trials is not None and done >= planned_trials
         eta = 0.0 if complete else (max(0.0, planned_trials - done) / rate
                                     if planned_trials is not None and rate else None)
+        record = p.get("progress") or {}
+        updated = record.get("updated")
+        record_age = now - float(updated) if isinstance(updated, (int, float)) else None
+        live = (record_age is not None and record_age < PROGRESS_STALE_S and not record.get("finished")
+                and not record.get("stopped") and not complete)
+        in_flight = float(record.get("in_flight") or 0.0) if live else 0.0
+        if live:
+            if isinstance(record.get("rate"), (int, float)) and record["rate"] > 0:
+                rate = float(record["rate"])
+            if isinstance(record.get("eta_s"), (int, float)):
+                eta = max(0.0, float(record["eta_s"]) - record_age)
         rows.append({
             "run_id": p["run_id"], "distribution": spec.distribution if spec else None,
             "shards_done": p["shards_done"], "shards_planned": planned_shards,
             "trials_done": int(done), "trials_planned": planned_trials,
             "undecided": int(counts.get(p["run_id"], {}).get("undecided", 0) or 0),
             "trials_per_s": rate, "eta_s": eta, "last_write_age_s": age,
-            "active": bool((planned_shards or 0) > p["shards_done"] and (age is None or age < 120)),
+            "active": bool(live or ((planned_shards or 0) > p["shards_done"] and (age is None or age < 120))),
+            "trials_in_flight": in_flight, "progress_age_s": record_age,
         })
     return pa.Table.from_pylist(rows, schema=pa.schema([
         ("run_id", pa.string()), ("distribution", pa.string()), ("shards_done", pa.int64()),
         ("shards_planned", pa.int64()), ("trials_done", pa.int64()), ("trials_planned", pa.int64()),
         ("undecided", pa.int64()), ("trials_per_s", pa.float64()), ("eta_s", pa.float64()),
-        ("last_write_age_s", pa.float64()), ("active", pa.bool_())]))
+        ("last_write_age_s", pa.float64()), ("active", pa.bool_()), ("trials_in_flight", pa.float64()),
+        ("progress_age_s", pa.float64())]))
 
 
 def latest_rate(status: pa.Table) -> tuple[str, float] | None:

@@ -19,10 +19,6 @@ from mc_hull.solvers.stream import StreamSolver
 
 pytestmark = [pytest.mark.ray]
 
-FAST_HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
-               "health_check_timeout_ms": 500, "health_check_failure_threshold": 2}
-
-
 class SlowSource(PointSource):
     """An array served block by block with a pause per block: passes long enough to disturb."""
 
@@ -52,24 +48,13 @@ def data(seed, n, d, q, offset=0.0, scale=1.0, dtype=np.float64):
     return X, Q
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.parametrize("seed, n, d, holders, block_rows, hold, offset, scale, dtype", [
     (1, 5000, 6, 3, 256, None, 0.0, 1.0, np.float64),
     (2, 3000, 4, 2, 100, False, 1e6, 1e-3, np.float64),    # offset and tiny spread: the frame matters
     (3, 4000, 8, 5, 333, True, 0.0, 1e200, np.float64),    # near the float limits
     (4, 4000, 5, 2, 512, None, -3.0, 1.0, np.float32),     # float32 blocks stay float32
 ])
-def test_actor_source_answers_equal_the_in_process_stream(local_ray, seed, n, d, holders, block_rows, hold,
+def test_actor_source_answers_equal_the_in_process_stream(ray_local, seed, n, d, holders, block_rows, hold,
                                                           offset, scale, dtype):
     from mc_hull.distributed_blocks import ActorSource
 
@@ -88,7 +73,7 @@ def test_actor_source_answers_equal_the_in_process_stream(local_ray, seed, n, d,
     assert (serial.status != -1).mean() > 0.95
 
 
-def test_the_budget_decides_held_or_served(local_ray):
+def test_the_budget_decides_held_or_served(ray_local):
     from mc_hull.distributed_blocks import ActorSource
 
     X, Q = data(5, 4096, 4, 50)
@@ -100,7 +85,7 @@ def test_the_budget_decides_held_or_served(local_ray):
         same(StreamSolver(fallbacks=()).decide(src, Q), StreamSolver(fallbacks=()).decide(served, Q))
 
 
-def test_a_killed_holder_is_replaced_and_its_part_recomputed(local_ray):
+def test_a_killed_holder_is_replaced_and_its_part_recomputed(ray_local):
     import os
     import signal
 
@@ -124,23 +109,6 @@ def test_a_killed_holder_is_replaced_and_its_part_recomputed(local_ray):
         dec = original(actors, Q)
         assert actors.replaced >= 1
     same(reference, dec)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    c = Cluster(initialize_head=True, connect=False,
-                head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": FAST_HEALTH})
-    c.workers = [c.add_node(num_cpus=1) for _ in range(2)]
-    c.wait_for_nodes(timeout=60)
-    yield c
-    if ray.is_initialized():
-        ray.shutdown()
-    c.shutdown()
 
 
 @pytest.mark.cluster
@@ -211,7 +179,7 @@ def test_a_monte_carlo_cell_beyond_the_budget_spreads_its_x_over_actors(tmp_path
     assert len(rows(tmp_path / "ray")) == 200
 
 
-def test_take_serves_rows_from_the_holders(local_ray):
+def test_take_serves_rows_from_the_holders(ray_local):
     from mc_hull.distributed_blocks import ActorSource
 
     X, _ = data(8, 3000, 4, 10, dtype=np.float32)

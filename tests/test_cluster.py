@@ -23,9 +23,6 @@ from mc_hull.spec import Spec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray]
 
-#: Fast failure detection (NOTES.md): a dead node is declared after ~1 s instead of ~16 s.
-FAST_HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
-               "health_check_timeout_ms": 500, "health_check_failure_threshold": 2}
 ROW_COLUMNS = "distribution, d, n, run_id, replicate, query, inside, status, method, certificate_value"
 
 #: 16 shards of ~0.3 s each (LP solver, d = 6, N = 300): long enough to disturb mid-run.
@@ -84,24 +81,6 @@ def shard_worker_pids(node, running: bool = False) -> list[int]:
         if (b"ShardWorker.run" if running else b"ShardWorker") in cmd:
             found.append(pid)
     return found
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    c = Cluster(initialize_head=True, connect=False,
-                head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": FAST_HEALTH})
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
-    c.wait_for_nodes(timeout=60)
-    c.workers = workers
-    yield c
-    if ray.is_initialized():
-        ray.shutdown()
-    c.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -221,33 +200,33 @@ def test_bigcell_streams_x_and_prices_blocks_on_the_cluster(cluster, tmp_path, m
     import numpy as np
     import ray
 
-    from mc_hull import bigcell
     from mc_hull.distributed import Pool
     from mc_hull.runner import execute
     from mc_hull.solvers import get_solver
-    from mc_hull.trial import replicate_data
+    from mc_hull.samplers import keyed_source, replicate_data
+    from mc_hull.trial import stream_solver
 
     # 3 blocks of X (N > 2 * BLOCK_ROWS), d = 12: p is about 0.75.
     spec = Spec(distribution="gaussian", dims=(12,), sizes=(140_000,), trials=40, queries_per_set=40,
                 seed=9, solver="lp")
     X, Q = replicate_data(spec, 12, 140_000, 0)
-    src = bigcell.Source(spec.to_json(), 12, 140_000, 0)
-    assert np.array_equal(np.vstack([blk for _, blk in src.generate([b for b, _, _ in src.blocks()])]), X)
+    src = keyed_source(spec, 12, 140_000, 0)
+    assert np.array_equal(np.vstack([blk for _, blk in src.generate(range(src.n_blocks))]), X)
     assert np.array_equal(src.queries(), Q)
     # Against the in-memory LP on a cell small enough for it (same keys, one block).
     small_spec = Spec(distribution="gaussian", dims=(5,), sizes=(2000,), trials=40, queries_per_set=40,
                       seed=9, solver="lp")
     Xs, Qs = replicate_data(small_spec, 5, 2000, 0)
     ref = get_solver("lp").decide(Xs, Qs, tol=spec.tol)
-    small_src = bigcell.Source(small_spec.to_json(), 5, 2000, 0)
-    small = bigcell.solver().decide(small_src, small_src.queries(), tol=spec.tol)
+    small_src = keyed_source(small_spec, 5, 2000, 0)
+    small = stream_solver().decide(small_src, small_src.queries(), tol=spec.tol)
     np.testing.assert_array_equal(small.status, ref.status)
-    serial = bigcell.solver(ranges=3).decide(src, src.queries(), tol=spec.tol)
+    serial = stream_solver(ranges=3).decide(src, src.queries(), tol=spec.tol)
     assert (serial.status >= 0).all() and 0 < (serial.status == 1).sum() < 40
     assert (serial.certificate[serial.status == 0] > spec.tol).all()  # margins above atol / s
     assert (serial.certificate[serial.status == 1] <= spec.tol).all()  # residuals within atol / s
     with Pool(address=cluster.address) as pool:  # every pass's block ranges on the cluster's actors
-        on_ray = bigcell.solver(map=pool.map, ranges=3).decide(src, src.queries(), tol=spec.tol)
+        on_ray = stream_solver(map=pool.map, ranges=3).decide(src, src.queries(), tol=spec.tol)
     assert not ray.is_initialized()
     np.testing.assert_array_equal(on_ray.status, serial.status)
     np.testing.assert_allclose(on_ray.certificate, serial.certificate)

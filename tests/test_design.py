@@ -10,7 +10,7 @@ import pytest
 from mc_hull import design, plan as planning
 from mc_hull.errors import SpecError
 from mc_hull.jobs import MonteCarloJob
-from mc_hull.nested import default_queries_per_set, efficient_queries_per_set
+from mc_hull.design import default_queries_per_set, efficient_queries_per_set
 from mc_hull.nested_job import NestedJob
 from mc_hull.runner import execute
 from mc_hull.spec import Spec
@@ -170,8 +170,8 @@ def test_the_model_correlation_bounds_the_measured_one_at_small_d():
         X, Q = nested.replicate_data(spec, 3, sizes, r)
         res.append(nested.entry_sizes(X, Q, sizes))
     y, m = nested.cluster_counts(res)
-    rhos = [nested.rho_from_design_effect(stats.design_effect(y[:, j], m[:, j]), 100) for j in range(len(sizes))]
+    rhos = [design.rho_from_design_effect(stats.design_effect(y[:, j], m[:, j]), 100) for j in range(len(sizes))]
     p = np.array([exact_inside_probability("gaussian", 3, int(n)) for n in sizes])
-    measured = nested.pooled_rho(rhos, y.sum(0) / m.sum(0))
-    model = nested.pooled_rho([design.rho_model(n) for n in sizes], p)
+    measured = design.pooled_rho(rhos, y.sum(0) / m.sum(0))
+    model = design.pooled_rho([design.rho_model(n) for n in sizes], p)
     assert 0 < measured < model

@@ -342,7 +342,8 @@ def test_spec_measure_field_and_trial_columns():
     from mc_hull.errors import PlanError, SpecError
     from mc_hull.plan import Shard
     from mc_hull.spec import Spec
-    from mc_hull.trial import COLUMNS, DISTANCE_COLUMNS, check_measure, replicate_data, run_shard
+    from mc_hull.samplers import replicate_data
+    from mc_hull.trial import COLUMNS, DISTANCE_COLUMNS, check_measure, run_shard
 
     base = dict(distribution="gaussian", dims=(3,), sizes=(30,), trials=40, queries_per_set=20, seed=3)
     plain = Spec(**base)
@@ -363,7 +364,7 @@ def test_spec_measure_field_and_trial_columns():
     ref = distances(X, Q)
     np.testing.assert_array_equal(b["distance_high"][20:], ref.high)
     np.testing.assert_array_equal(b["nn_distance"][20:], ref.nn)
-    assert np.all((b["distance_high"] == 0) == (b["inside"] == 1))
+    assert np.all((b["distance_high"] == 0) == (b["status"] == 1))
     check_measure(dist)
     with pytest.raises(PlanError, match="memory"):
         check_measure(Spec(**{**base, "sizes": (10**9,)}, measure="distance"))

@@ -217,8 +217,8 @@ def latest_fraction(out, reduction, k) -> float:
 
 
 def test_auto_backend_uses_ray_only_when_it_pays():
-    assert hulltest.choose_backend("auto", (359, 1438, 64), None, None) == "serial"
-    assert hulltest.choose_backend("auto", (10_000, 50_000, 512), None, None) == "ray"
-    assert hulltest.choose_backend("auto", (100, 10**9, 10**3), None, None) == "serial"  # one shard
-    assert hulltest.choose_backend("auto", (10, 10, 2), "127.0.0.1:6379", None) == "ray"
-    assert hulltest.choose_backend("serial", (10**6, 10**6, 10), None, 4) == "serial"
+    assert hulltest.auto_backend((359, 1438, 64), None, None) == "serial"
+    assert hulltest.auto_backend((10_000, 50_000, 512), None, None) == "ray"
+    assert hulltest.auto_backend((100, 10**9, 10**3), None, None) == "serial"  # one shard
+    assert hulltest.auto_backend((10, 10, 2), "127.0.0.1:6379", None) == "ray"
+    assert hulltest.auto_backend((10, 10, 2), None, 2) == "ray"

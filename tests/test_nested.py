@@ -10,7 +10,7 @@ from scipy.special import comb
 from scipy.stats import chi2
 
 import mc_hull
-from mc_hull import nested, stats
+from mc_hull import design, nested, stats, thresholds
 from mc_hull.solvers import Candidates, Solver
 from mc_hull.solvers import certificates as cert
 from mc_hull.theory.gaussian import gaussian_inside_probability, gaussian_n_half
@@ -222,7 +222,7 @@ def test_gaussian_curve_within_intervals_at_the_expected_rate():
     assert covered.sum() >= len(g) - 3, np.flatnonzero(~covered)
     # N1/2 directly as the median of T, with an interval containing the exact one.
     n_half = float(g[np.searchsorted(exact, 0.5)])
-    med, lo, hi = nested.median_interval(est)
+    med, lo, hi = thresholds.median_interval(est)
     exact_half = float(gaussian_n_half(d))
     assert lo < exact_half <= hi and lo < med <= hi
 
@@ -245,7 +245,7 @@ def test_curve_is_clustered_by_replicate():
 
 
 def test_efficient_queries_per_set_rule():
-    f = nested.efficient_queries_per_set
+    f = design.efficient_queries_per_set
     # The closed form, and the integer minimum of the variance-per-second model.
     for set_s, q_s, rho in [(1e-3, 1e-5, 0.03), (5e-5, 1e-5, 0.03), (1e-2, 2e-4, 0.01), (0.1, 1e-5, 1e-3)]:
         k = f(set_s, q_s, rho, k_max=10**6)
@@ -262,23 +262,23 @@ def test_efficient_queries_per_set_rule():
     assert f(2e-5, 1e-5, 0.03) < f(2e-3, 1e-5, 0.03)
     with pytest.raises(ValueError):
         f(1e-3, 0.0, 0.1)
-    assert nested.rho_from_design_effect(4.0, 100) == pytest.approx(3 / 99)
-    assert nested.design_effect(3 / 99, 100) == pytest.approx(4.0)
-    assert nested.rho_from_design_effect(0.5, 10) == 0.0 and nested.rho_from_design_effect(3, 1) == 0.0
+    assert design.rho_from_design_effect(4.0, 100) == pytest.approx(3 / 99)
+    assert design.design_effect(3 / 99, 100) == pytest.approx(4.0)
+    assert design.rho_from_design_effect(0.5, 10) == 0.0 and design.rho_from_design_effect(3, 1) == 0.0
 
 
 def test_median_interval_edges():
     est = {"n": np.array([10, 20, 40]), "p_hat": np.array([0.1, 0.3, 0.4]),
            "low": np.array([0.05, 0.2, 0.3]), "high": np.array([0.2, 0.45, 0.55])}
-    med, lo, hi = nested.median_interval(est)
+    med, lo, hi = thresholds.median_interval(est)
     assert med == math.inf and lo == 20 and hi == math.inf
 
 
 def test_default_queries_per_set_and_pooling():
-    assert nested.default_queries_per_set(1000) == 33
-    assert nested.default_queries_per_set(6000) == 50
-    assert nested.default_queries_per_set(10) == 1
+    assert design.default_queries_per_set(1000) == 33
+    assert design.default_queries_per_set(6000) == 50
+    assert design.default_queries_per_set(10) == 1
     # the replicate floor caps the rule
-    assert nested.efficient_queries_per_set(1.0, 1e-6, 0.0, trials=1000) == 33
-    assert nested.pooled_rho([0.1, 0.0, 0.5], [0.5, 0.5, 1.0]) == pytest.approx(0.05)
-    assert nested.pooled_rho([0.1], [0.0]) == 0.0
+    assert design.efficient_queries_per_set(1.0, 1e-6, 0.0, trials=1000) == 33
+    assert design.pooled_rho([0.1, 0.0, 0.5], [0.5, 0.5, 1.0]) == pytest.approx(0.05)
+    assert design.pooled_rho([0.1], [0.0]) == 0.0

@@ -16,7 +16,7 @@ from mc_hull.nested_job import NestedJob, entry_bounds
 from mc_hull.query import cell_estimates
 from mc_hull.runner import execute
 from mc_hull.spec import Spec
-from mc_hull.trial import training_set
+from mc_hull.samplers import KeyedSource
 
 
 def _spec(**kw):
@@ -91,7 +91,7 @@ def test_prefixes_are_the_smaller_training_sets():
     X, Q = nested.replicate_data(spec, 2, spec.sizes, 0)
     key = seeding.replicate_key("gaussian", 2, seeding.BLOCK_ROWS + 500, 0)
     sampler = spec.sampler(2).bind(seeding.rng(spec.seed, key, seeding.STRUCTURE))
-    assert np.array_equal(training_set(sampler, spec.seed, key, X.shape[0]), X)
+    assert np.array_equal(KeyedSource(sampler, spec.seed, key, X.shape[0], 0).training_set(), X)
     head = X[:seeding.BLOCK_ROWS + 7]
     part = np.vstack([s for _, s in zip(range(2), _blocks(spec, key, X.shape[0]))])[:head.shape[0]]
     assert np.array_equal(part, head)
@@ -99,8 +99,8 @@ def test_prefixes_are_the_smaller_training_sets():
 
 def _blocks(spec, key, n):
     sampler = spec.sampler(2).bind(seeding.rng(spec.seed, key, seeding.STRUCTURE))
-    for b, start, stop in seeding.train_blocks(n):
-        yield sampler.random(stop - start, seeding.rng(spec.seed, key, seeding.TRAIN, b))
+    for b, start in enumerate(range(0, n, seeding.block_rows(2))):
+        yield sampler.random(min(start + seeding.block_rows(2), n) - start, seeding.rng(spec.seed, key, seeding.TRAIN, b))
 
 
 def test_spec_field():
@@ -137,15 +137,14 @@ def test_cli_nested_run_and_a_streamed_one(tmp_path):
 
 
 def test_auto_sizes_for_nested_have_forty_sizes_and_no_million_cap():
-    from mc_hull.adaptive import resolve_auto_sizes
-    from mc_hull.nested_job import auto_options
+    from mc_hull.adaptive import auto_options, resolve_auto_sizes
 
     spec = Spec.from_dict({"dims": [4, 14], "sizes": [10], "nested": True})
-    opts = auto_options(spec)
+    opts = auto_options(spec.nested)
     assert opts["points"] == 40 and opts["max_n"] > 10**6
     import io
 
-    resolved = resolve_auto_sizes(spec, backend="serial", log=io.StringIO(), **opts)
+    resolved = resolve_auto_sizes(spec, backend="serial", log=io.StringIO())   # the nested options by itself
     grid = dict(resolved.grid)
     assert len(grid[14]) >= 38 and max(grid[14]) > 10**6
     assert len(grid[4]) >= 30

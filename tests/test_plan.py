@@ -122,7 +122,7 @@ def test_progress_lines_in_a_non_terminal_log(tmp_path):
         proc = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=fh, env=env, timeout=300)
     text = log.read_text()
     assert proc.returncode == 0, text
-    lines = re.findall(r"mc-hull: run \w+: ([\d,]+) of 600 trials \(\d+%\), [\d,]+ trials/s, ETA .+", text)
+    lines = re.findall(r"mc-hull: run \w+: ([\d,]+) of 600 trials \(\d+%[^)]*\), [\d,.]+ trials/s, ETA .+", text)
     assert len(lines) >= 2, text
     done = [int(v.replace(",", "")) for v in lines]
     assert done == sorted(done) and done[-1] <= 600

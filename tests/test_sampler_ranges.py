@@ -117,7 +117,7 @@ def test_same_seed_runs_with_different_queries_per_set_share_their_points(name):
     """The trial identity (distribution, params, d, N, replicate, query, seed) names one point whatever K is:
     the training set and the first K queries of a replicate are the same in a run with more queries per set."""
     from mc_hull.spec import Spec
-    from mc_hull.trial import replicate_data
+    from mc_hull.samplers import replicate_data
 
     d = 3
     default = {p: v for p, v in SAMPLERS[name].params.items()}
@@ -158,19 +158,19 @@ def test_range_check_names_field_and_bounds():
 
 
 def test_row_builder_never_keeps_a_decided_row_without_a_finite_certificate():
-    from mc_hull.trial import MARGIN_CAP, guard_rows, guard_status
+    from mc_hull.trial import MARGIN_CAP, guard_rows, rows
 
-    cols = {"status": np.array(["inside", "outside", "outside", "outside", "undecided", "inside"], dtype=object),
-            "inside": np.array([1.0, 0.0, 0.0, 0.0, np.nan, 1.0]),
+    cols = {"status": np.array([1, 0, 0, 0, -1, 1], dtype=np.int8),
             "certificate_value": np.array([0.0, np.nan, np.inf, 2.0, np.nan, -np.inf]),
             "method": np.array(["a", "colgen:far", "colgen:far", "b", "c", "d"], dtype=object)}
     out = guard_rows(cols)
-    assert out["status"].tolist() == ["inside", "undecided", "outside", "outside", "undecided", "undecided"]
-    assert np.isnan(out["inside"][[1, 4, 5]]).all() and out["inside"][[0, 2, 3]].tolist() == [1, 0, 0]
+    assert out["status"].tolist() == [1, -1, 0, 0, -1, -1]
     assert out["certificate_value"][2] == MARGIN_CAP       # an overflowed margin: a lower bound, kept
     assert out["method"][1] == "colgen:far:nonfinite"
-    status, value = guard_status(np.array([1, 0, 0, -1], dtype=np.int8), np.array([np.nan, np.inf, 1.0, np.nan]))
-    assert status.tolist() == [-1, 0, 0, -1] and value[1] == MARGIN_CAP
+    # the one row builder applies it to every job's rows
+    built = rows(np.array([1, 0, 0, -1], dtype=np.int8), np.array([np.nan, np.inf, 1.0, np.nan]), "m", 0.0,
+                 np.zeros(4, dtype=np.int32))
+    assert built["status"].tolist() == [-1, 0, 0, -1] and built["certificate_value"][1] == MARGIN_CAP
 
 
 def test_store_refuses_decided_rows_without_a_finite_certificate(tmp_path):

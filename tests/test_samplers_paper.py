@@ -180,7 +180,10 @@ def test_bad_parameters_name_the_field_and_range(name, params, needle):
 
 def test_parameters_from_toml_and_cli_strings(tmp_path):
     from mc_hull.cli import build_parser
-    from mc_hull.cli.run import build_spec
+    from mc_hull.cli.run import build_panels
+
+    def build_spec(args):
+        return build_panels(args)[0].spec
 
     toml = tmp_path / "spec.toml"
     toml.write_text('distribution = "mixture"\ndims = [3]\n[params]\ncomponents = 2\nseparation = 5.0\n')
@@ -272,7 +275,7 @@ def test_query_next_to_a_densely_sampled_curve_is_decided():
     """A manifold query 2e-4 from its nearest of 10^4 training points, outside by a margin of 4e-8:
     colgen runs out of rounds and the dual simplex misses the margin by its feasibility tolerance
     (-1e-8); the interior-point fallback certifies it (found in a README measurement run)."""
-    from mc_hull.trial import replicate_data
+    from mc_hull.samplers import replicate_data
 
     spec = Spec(distribution="manifold", dims=(2,), sizes=(10000,), trials=1000, queries_per_set=50, seed=2)
     X, Q = replicate_data(spec, 2, 10000, 18)

@@ -5,7 +5,12 @@ import numpy as np
 from mc_hull import seeding
 from mc_hull.plan import Shard, plan
 from mc_hull.spec import Spec
-from mc_hull.trial import replicate_data, run_shard, training_set
+from mc_hull.samplers import KeyedSource, replicate_data
+from mc_hull.trial import run_shard
+
+
+def training_set(sampler, root, key, n):
+    return KeyedSource(sampler, root, key, n, 0).training_set()
 
 
 def test_same_key_same_stream_different_key_different_stream():
@@ -35,8 +40,8 @@ def test_rows_do_not_depend_on_shard_size_or_order():
     spec_b = Spec(dims=(3,), sizes=(20,), trials=40, queries_per_set=10, shard_trials=40)
     rows_a = [run_shard(spec_a, s) for s in reversed(plan(spec_a))]
     rows_b = run_shard(spec_b, plan(spec_b)[0])
-    inside_a = np.concatenate([r["inside"] for r in reversed(rows_a)])
-    assert np.array_equal(inside_a, rows_b["inside"])
+    status_a = np.concatenate([r["status"] for r in reversed(rows_a)])
+    assert status_a.dtype == np.int8 and np.array_equal(status_a, rows_b["status"])
     X1, Q1 = replicate_data(spec_a, 3, 20, 2)
     X2, Q2 = replicate_data(spec_b, 3, 20, 2)
     assert np.array_equal(X1, X2) and np.array_equal(Q1, Q2)

@@ -63,6 +63,25 @@ def test_exact_constructions_are_decided_beyond_the_band(kind, solver):
     assert t["flips_beyond"] == 0, t
 
 
+@pytest.mark.parametrize("kind", ["constant", "cube"])
+def test_streamed_sources_get_the_coordinate_directions(kind):
+    """Rows served block by block (not in memory): axis-aligned faces are still decided beyond the band."""
+    from mc_hull.solvers.sources import ArraySource
+
+    solver = get_solver("stream")
+    for i in range(6):
+        rng = np.random.default_rng([4243, i])
+        X, faces = band.build(kind, rng)
+        tol = float(rng.choice([1e-9, 1e-12, 1e-6]))
+        Q, t_inf, t2, slop = band.queries(X, faces, tol, rng)
+        outside = t_inf > 0                       # the offsets along sign(n); inside points need weights
+        st = solver.decide(ArraySource(X, block_rows=7), Q[outside], tol=tol).status
+        wrong, beyond = band.judge(st, t_inf[outside], t2[outside], slop[outside], tol,
+                                   (cert.BAND_IN, cert.BAND_OUT))
+        assert not wrong.any()
+        assert not np.any(beyond & (st == -1) & (t_inf[outside] > tol)), (kind, i)
+
+
 def test_before_the_stage_these_were_undecided(monkeypatch):
     """The constructions are hard: without the edge stage many queries beyond the band stay undecided."""
     monkeypatch.setattr(cert, "edge_candidates", lambda P, Q, scale, atol: (

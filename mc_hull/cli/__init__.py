@@ -6,6 +6,7 @@ import argparse
 import sys
 from importlib import import_module
 
+from .. import __version__
 from ..errors import ComputeError, McHullError
 
 #: Subcommand modules under mc_hull.cli; each defines ``register(subparsers)``.
@@ -22,8 +23,6 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mc-hull", description="Certified Monte Carlo estimates of "
                     "p(d, N) = P(x in conv(X_1..X_N)) on Ray, with results in Parquet.")
-    from .. import __version__
-
     parser.add_argument("--version", action="version", version=f"mc-hull {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name in COMMANDS:

@@ -95,9 +95,7 @@ def options(args) -> dict:
 def run_preset(args) -> int:
     """``--preset paper-digits`` (also reached from ``mc-hull run --preset paper-digits``)."""
     from ..hulltest import PRESETS, paper_digits
-    from ..runner import bounded_out
 
-    args.out = bounded_out(args.out)
     if args.preset not in PRESETS:
         raise InputError(f"--preset: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}")
     print(f"mc-hull: preset {args.preset}: digits, centre crops, subsampling and PCA -> {args.out}",
@@ -137,10 +135,8 @@ def main(args) -> int:
     from ..datasets import parse_reduce
     from ..datasets import ArrayData
     from ..hulltest import run_hull_test
-    from ..runner import bounded_out
     from ..store import sweep_schema
 
-    args.out = bounded_out(args.out)
     if args.preset is not None:
         if args.train or args.test or args.dataset or args.reduce != "none":
             raise InputError("--preset runs its own data and reductions; drop --train/--test/--dataset/--reduce")

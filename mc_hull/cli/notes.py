@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from ..query import MEDIAN_T, MEDIAN_T_NOTE, THRESHOLDS_NOTE
+
 
 def _fmt(n: float) -> str:
     return f"{n:,.0f}" if n < 1e6 else f"{n:.3g}"
@@ -105,8 +107,6 @@ def reason_from_cells(rows: list[dict]) -> str:
 def thresholds_notes(rows: list[dict]) -> list[str]:
     """The notes printed under a thresholds table: how each method reads N½ (the fit always,
     the median of T when a nested curve is in ``rows``), one line each."""
-    from ..query import MEDIAN_T, MEDIAN_T_NOTE, THRESHOLDS_NOTE
-
     methods = {r.get("method") for r in rows}
     lines = [THRESHOLDS_NOTE] if methods - {MEDIAN_T} or not methods else []
     if MEDIAN_T in methods:

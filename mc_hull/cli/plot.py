@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import InputError, SpecError, StoreError
 from .. import views
+from ..errors import InputError, SpecError, StoreError
+from ..spec import parse_dims
 from . import texts
 from .args import _location
 from .notes import reason_from_cells
 from .query import check_exists, check_nonempty, check_run_id
+
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -64,7 +66,6 @@ def check_figure_path(path: str) -> Path:
 def _dims(text: str | None) -> list[int]:
     if not text:
         return []
-    from ..spec import parse_dims
 
     try:
         return list(parse_dims(text))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import StoreError
-from ..query import INTERVAL_NOTE, agreement, cell_estimates
+from .. import views
+from ..errors import InputError, StoreError
+from ..query import ENTRY_NOTE, INTERVAL_NOTE, agreement, cell_estimates, entry_sizes, thresholds
+from ..query.distances import DISTANCE_NOTE
+from ..query.status import shortfalls
 from ..store import probe
-from . import texts
+from . import one_line, texts
 from .args import _location
 from .format import FORMATS, render
 from .notes import label, no_n_half_reason, thresholds_notes
@@ -41,7 +44,6 @@ def check_exists(out: str) -> None:
     try:
         kind = probe(out)
     except OSError as exc:  # an object store that cannot be reached, a path that cannot be read
-        from . import one_line
 
         raise StoreError(f"DIR: cannot read {out}: {one_line(exc)}") from None
     if kind == "missing":
@@ -54,7 +56,6 @@ def check_run_id(out: str, run_id: str | None) -> None:
     """StoreError (exit 2) naming ``run_id`` and listing the known ones unless ``out`` records it."""
     if run_id is None:
         return
-    from .. import views
 
     known = sorted(views.runs(out))
     if run_id not in known:
@@ -76,20 +77,14 @@ def main(args) -> int:
     check_exists(args.out)
     check_run_id(args.out, args.run_id)
     if args.thresholds and args.entry_sizes:
-        from ..errors import InputError
-
         raise InputError("--thresholds and --entry-sizes: choose one")
     if args.entry_sizes:
-        from ..query import ENTRY_NOTE, entry_sizes
-
         table = entry_sizes(args.out, run_id=args.run_id)
         print(render(table, args.format))
         if args.format == "table":
             print(f"# {ENTRY_NOTE}")
         return 0
     if args.thresholds:
-        from ..query import thresholds
-
         table = thresholds(args.out, run_id=args.run_id)
         check_nonempty(table, args.out, args.run_id)
         print(render(table, args.format))
@@ -119,8 +114,6 @@ def report_shortfalls(out: str, table, run_id: str | None, fmt: str) -> int:
     With the text format one ``# incomplete:`` line per cell follows the table; whatever the
     format, one line on stderr says how many cells are short and how to complete them.
     """
-    from ..query.status import shortfalls
-
     short = shortfalls(out, table, run_id)
     if not short:
         return 0
@@ -146,8 +139,6 @@ def print_table(table, fmt: str = "table", file=None) -> None:
     if fmt == "table":
         print(f"# {INTERVAL_NOTE}", file=file)
         if "dist_nn_median" in table.column_names:
-            from ..query.distances import DISTANCE_NOTE
-
             print(f"# {DISTANCE_NOTE}", file=file)
         cells, outside = agreement(table)
         if cells:

@@ -15,7 +15,7 @@ from ..errors import McHullError
 from ..samplers import SAMPLERS, get_sampler
 from ..distance_stats import SUMMARY_COLUMNS
 from ..store import ResultStore
-from .distances import cell_distances, summary_fields
+from .distances import cell_distances, has_distances, summary_fields
 
 #: Columns of :func:`cell_estimates`, in order.
 CELL_COLUMNS = ["distribution", "d", "n", "params", "d_intrinsic", "d_affine", "runs", "replicates", "trials", "inside", "undecided",
@@ -387,3 +387,58 @@ def replicate_halfwidths(out, run_id: str, distribution: str, below: int,
         cells[(int(d), int(n))][0].append(y)
         cells[(int(d), int(n))][1].append(m)
     return {k: stats.halfwidth(np.array(y), np.array(m), level) for k, (y, m) in cells.items()}
+
+
+def ratio_histogram(out, *, run_id: str | None = None, distribution: str | None = None, dims=None,
+                    bins_per_decade: int = 4) -> pa.Table:
+    """Log-binned counts of distance/nn over the outside trials, per (params, d), aggregated in DuckDB.
+
+    Each trial identity counts once (the lowest run id that measured it), as in
+    :func:`cell_distances`; distance is the certified upper bound ``distance_high``.
+    Bins are ``(lo, hi]`` so that distance/nn = 1 (the nearest training point is the
+    nearest hull point) falls in the top bin below 1; the ratio is capped at 1 (the
+    distance to the hull never exceeds nn, but the upper bound can by a few ulps).
+
+    Parameters
+    ----------
+    out : str or Store
+    run_id : str, optional
+        Keep only this run's rows.
+    distribution : str, optional
+    dims : sequence of int, optional
+        Keep only these d (all when None or empty).
+    bins_per_decade : int
+
+    Returns
+    -------
+    pyarrow.Table
+        Columns ``distribution, params, d, lo, hi, trials, share`` (``share``: the
+        bin's fraction of that d's outside trials); a few rows per d, empty when
+        no run measured distance.
+    """
+    con = connect(out, run_id=run_id)
+    empty = pa.table({"distribution": pa.array([], pa.string()), "params": pa.array([], pa.string()),
+                      "d": pa.array([], pa.int32()), "lo": pa.array([], pa.float64()),
+                      "hi": pa.array([], pa.float64()), "trials": pa.array([], pa.int64()),
+                      "share": pa.array([], pa.float64())})
+    if con is None or not has_distances(con):
+        return empty
+    conds, params = ["distance_high IS NOT NULL", "nn_distance > 0"], []
+    if distribution is not None:
+        conds.append("distribution = ?")
+        params.append(distribution)
+    if dims:
+        conds.append("list_contains(?::INTEGER[], d)")
+        params.append([int(d) for d in dims])
+    ident, b = ", ".join(IDENTITY), float(bins_per_decade)
+    table = con.sql(f"""
+        WITH t AS (SELECT DISTINCT ON ({ident}) distribution, params, d, status,
+                          least(distance_high / nn_distance, 1.0) AS ratio
+                   FROM trials_all WHERE {' AND '.join(conds)} ORDER BY {ident}, run_id),
+             o AS (SELECT distribution, params, d, ceil(log10(ratio) * {b}) - 1 AS k FROM t
+                   WHERE status = 'outside' AND ratio > 0),
+             h AS (SELECT distribution, params, d, k, count(*) AS trials FROM o GROUP BY ALL)
+        SELECT distribution, params, d, pow(10, k / {b}) AS lo, pow(10, (k + 1) / {b}) AS hi, trials,
+               trials / sum(trials) OVER (PARTITION BY distribution, params, d) AS share
+        FROM h ORDER BY distribution, params, d, lo""", params=params or None).to_arrow_table()
+    return table.cast(empty.schema) if table.num_rows else empty

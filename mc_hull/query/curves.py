@@ -12,7 +12,7 @@ import pyarrow as pa
 from .. import stats, theory
 from ..thresholds import fit_n_half
 from .cells import cell_estimates, exact_n_half_of, parse_params
-from .entry import MEDIAN_T, median_t_rows, nested_curves
+from .entry import MEDIAN_T, median_of_t, nested_curves
 
 #: Columns of :func:`thresholds_table`, in order (then ``fit_cells`` and ``method``).
 THRESHOLD_COLUMNS = ["distribution", "d", "params", "n_half", "n_half_low", "n_half_high", "exact_n_half",
@@ -22,6 +22,25 @@ THRESHOLDS_NOTE = ("n_half: N at which p crosses 1/2, from a binomial logistic f
                    "n_half_low/n_half_high: 99% test-inversion interval (method 'monotone': bounds from cells whose 99% interval lies wholly below / "
                    "above 1/2, when the data do not bracket 1/2); exact_n_half: exact curve; "
                    "bf_threshold: 2^(d/2)/d")
+
+
+def curve_n_half(n, inside, decided, deff, replicates, p_hat, ci_low, ci_high, *, nested: bool,
+                 level: float = stats.LEVEL) -> dict:
+    """N½ of one curve from its cells (arrays of shape (L,)): the one dispatch of every face.
+
+    A nested curve (one set of trials read at every N) gets the median of T with its bracket
+    (:func:`mc_hull.query.entry.median_of_t`, ``method`` "median of T", ``fit_cells`` 0); any other
+    curve the fit of :func:`mc_hull.thresholds.fit_n_half` on ``inside`` of ``decided`` trials,
+    with the cells' design effects and replicates.
+
+    Returns
+    -------
+    dict
+        ``n_half``, ``n_half_low``, ``n_half_high``, ``fit_cells``, ``method``.
+    """
+    if nested:
+        return {**median_of_t(n, p_hat, ci_low, ci_high), "fit_cells": 0, "method": MEDIAN_T}
+    return fit_n_half(n, inside, decided, deff, replicates, level)
 
 
 def empirical_n_half(out, *, run_id: str | None = None, level: float = stats.LEVEL,
@@ -48,20 +67,17 @@ def empirical_n_half(out, *, run_id: str | None = None, level: float = stats.LEV
     """
     cells = cell_estimates(out, run_id=run_id, level=level) if cells is None else cells
     nested = nested_curves(out, run_id=run_id) if nested is None else nested
-    medians = median_t_rows(cells, nested)
     rows_in = cells.to_pylist()
     groups: dict = {}
     for row in rows_in:  # runs with different parameters are different curves
         groups.setdefault((row["distribution"], row["params"], row["d"]), []).append(row)
     rows = []
     for (dist, params, d), group in sorted(groups.items()):
-        if (dist, params, d) in medians:
-            fit = {**medians[(dist, params, d)], "fit_cells": 0, "method": MEDIAN_T}
-        else:
-            fit = fit_n_half([r["n"] for r in group], [r["inside"] for r in group],
-                             [r["trials"] - r["undecided"] for r in group],
-                             [r["design_effect"] for r in group], [r["replicates"] for r in group],
-                             level)
+        col = {k: [r[k] for r in group] for k in ("n", "inside", "design_effect", "replicates", "p_hat",
+                                                   "ci_low", "ci_high")}
+        fit = curve_n_half(col["n"], col["inside"], [r["trials"] - r["undecided"] for r in group],
+                           col["design_effect"], col["replicates"], col["p_hat"], col["ci_low"], col["ci_high"],
+                           nested=(dist, params, d) in nested, level=level)
         exact = exact_n_half_of(dist, parse_params(params), int(d))
         rows.append({"distribution": dist, "d": int(d), "params": params, "n_half": fit["n_half"],
                      "n_half_low": fit["n_half_low"], "n_half_high": fit["n_half_high"],

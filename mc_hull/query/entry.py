@@ -14,7 +14,7 @@ d = 2..5, ``benchmarks/median_t_coverage.py``).
 
 The interval inverts the per-size tests: N½ > N wherever the cell's 99% clustered
 interval lies below 1/2, N½ ≤ N wherever it lies at or above 1/2
-(:func:`mc_hull.nested.median_interval`).  It is the clustered analogue of the
+(:func:`mc_hull.thresholds.median_interval`).  It is the clustered analogue of the
 distribution-free binomial interval of a median: a miss needs a cell near N½ whose
 interval excludes p(N) on the wrong side, which happens with probability at most
 0.5% on each side, and the per-cell intervals are clustered by training set, so the
@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from ..errors import StoreError
 from ..store import ResultStore
+from ..thresholds import median_interval
 from .cells import CELL_READ, cell_info, connect, run_params
 
 #: ``method`` of a thresholds row read as the median of T (a nested curve).
@@ -103,8 +104,6 @@ def median_of_t(n, p_hat, ci_low, ci_high) -> dict:
         below 1/2) and ``n_half_high`` (inf when none lies at or above 1/2): the
         true N½ is in ``(n_half_low, n_half_high]``.
     """
-    from ..nested import median_interval
-
     def arr(v):
         return np.array([np.nan if x is None else float(x) for x in v], dtype=np.float64)
 
@@ -198,14 +197,3 @@ def entry_ecdf(out, *, run_id: str | None = None, distribution: str | None = Non
         FROM g JOIN bounds b USING (distribution, params, d)
         WHERE {cond}
         GROUP BY ALL ORDER BY g.distribution, g.params, g.d, g.n""", params=params).to_arrow_table()
-
-
-def median_t_rows(cells: pa.Table, nested: set) -> dict:
-    """(distribution, params, d) -> :func:`median_of_t` of every nested curve in a cell table."""
-    groups: dict = {}
-    for r in cells.to_pylist():
-        key = (r["distribution"], r["params"], r["d"])
-        if key in nested:
-            groups.setdefault(key, []).append(r)
-    return {key: median_of_t([r["n"] for r in g], [r["p_hat"] for r in g], [r["ci_low"] for r in g],
-                             [r["ci_high"] for r in g]) for key, g in groups.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import McHullError, StoreError
 from ..store import ResultStore, probe
+from .cells import cell_info
 
 
 def fingerprint(out) -> tuple:
@@ -43,7 +44,9 @@ def run_progress(out) -> list[dict]:
     trials come from the verified rows); ``stats`` is what the runner recorded
     at the end of its last pass (``trials``, ``seconds``, ``trials_per_s``,
     ``finished``), ``{}`` before that; ``last_commit`` is None (the manifest
-    is not timed).
+    is not timed); ``progress`` is the runner's progress record (``_progress/<run>.json``:
+    ``committed``, ``in_flight`` trials counted inside the units running, ``rate``, ``eta_s``,
+    ``units``, ``updated``, ``finished``), ``{}`` if none.
     """
     from ..plan import plan
     from ..spec import Spec
@@ -53,6 +56,10 @@ def run_progress(out) -> list[dict]:
     for entry in store.units():
         done[entry.run_id] = done.get(entry.run_id, 0) + 1
     records, stats = store.runs(), store.run_stats()
+    try:
+        records_progress = store.backend.docs("progress")
+    except (OSError, StoreError):
+        records_progress = {}
     rows = []
     for run_id in sorted(set(records) | set(done)):
         try:
@@ -62,7 +69,7 @@ def run_progress(out) -> list[dict]:
         rows.append({"run_id": run_id, "spec": spec, "shards_done": done.get(run_id, 0),
                      "shards_planned": len(plan(spec)) if spec else None,
                      "trials_planned": spec.planned_trials if spec else None,
-                     "stats": stats.get(run_id, {})})
+                     "stats": stats.get(run_id, {}), "progress": records_progress.get(run_id, {})})
     return rows
 
 
@@ -92,7 +99,6 @@ def shortfalls(out, table, run_id: str | None = None) -> list[dict]:
         ``planned`` and ``runs`` (the ids of the runs that planned the cell), in cell order.
     """
     from ..spec import Spec
-    from .cells import cell_info
 
     planned: dict = {}
     for rid, record in ResultStore(out).runs().items():

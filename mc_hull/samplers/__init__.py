@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import SpecError
 from .base import Sampler
+from .keyed import KeyedSource, keyed_source, replicate_data
 from .paper import Manifold, Mixture, StudentT, Subspace
 from .simple import Ball, BetaBall, Cube, Gaussian, Sphere
 
@@ -32,4 +33,5 @@ def get_sampler(name: str, d: int, **params) -> Sampler:
     return cls(d, **params)
 
 
-__all__ = ["Sampler", "SAMPLERS", "get_sampler", "sampler_names", "register"]
+__all__ = ["Sampler", "SAMPLERS", "get_sampler", "sampler_names", "register", "KeyedSource", "keyed_source",
+           "replicate_data"]

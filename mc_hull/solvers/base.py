@@ -264,8 +264,8 @@ class Solver:
             sub = verify(rows, queries[todo], cand, atol, scale, prefix=self.name)
             dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
             todo = dec.settle(todo, sub, ("status", "certificate", "method"))
-        if todo.size and data.points is not None:   # near faces and flats (rows in memory only)
-            todo = self._edge_stage(dec, todo, data.points, queries, atol, scale)
+        if todo.size:   # near faces and flats: coordinate directions, projections, ℓ∞ optima
+            todo = self._edge_stage(dec, todo, data, queries, atol, scale)
         for solver in self.fallback_chain() if data.points is not None else ():
             if todo.size == 0:
                 break
@@ -276,15 +276,24 @@ class Solver:
             todo = dec.settle(todo, sub)
         return dec
 
-    def _edge_stage(self, dec: "Decisions", todo: np.ndarray, points: np.ndarray, queries: np.ndarray,
+    def _edge_stage(self, dec: "Decisions", todo: np.ndarray, data: Training, queries: np.ndarray,
                     atol: float, scale: float) -> np.ndarray:
-        """Settle what it can of ``todo`` with :func:`~.certificates.edge_candidates`; the still undecided."""
+        """Settle what it can of ``todo`` with :func:`~.certificates.edge_candidates`; the still undecided.
+
+        A streamed training set (rows not in memory) gets the coordinate directions alone, from
+        its per-coordinate extremes (``data.bounds``).
+        """
         t1 = time.perf_counter()
-        cand = Candidates.empty(todo.size, points.shape[1], "edge")
-        cand.kind, cand.directions, cand.support, cand.weights, kinds = cert.edge_candidates(
-            points, queries[todo], scale, atol)
-        cand.method = np.array([f"edge-{k}" for k in kinds], dtype=object)
-        sub = verify(points, queries[todo], cand, atol, scale, prefix=self.name)
+        cand = Candidates.empty(todo.size, queries.shape[1], "edge")
+        if data.points is not None:
+            cand.kind, cand.directions, cand.support, cand.weights, kinds = cert.edge_candidates(
+                data.points, queries[todo], scale, atol)
+            cand.method = np.array([f"edge-{k}" for k in kinds], dtype=object)
+        else:
+            cand.directions, _ = cert.coordinate_margins(data.bounds, queries[todo])
+            cand.kind[:] = OUTSIDE
+            cand.method[:] = "edge-coordinate"
+        sub = verify(data, queries[todo], cand, atol, scale, prefix=self.name)
         dec.seconds[todo] += (time.perf_counter() - t1) / todo.size
         return dec.settle(todo, sub, ("status", "certificate", "method"))
 

@@ -62,9 +62,9 @@ column order of X; inside the band, whether a query is decided can depend on the
 rounding of its sums, hence on that order.  Tested on exact constructions (flats,
 constant columns, duplicated rows, lattice cube edges, facets, magnitudes near the
 float limits; ``tests/test_undecided_band.py``, ``benchmarks/undecided_band.py``) and
-against Clarabel's Euclidean distance.  (A training set streamed from a point source
-that is not in memory, :class:`~.stream.StreamSolver` over a keyed source, does not
-run this stage yet: its undecided answers are not bound by the band.)
+against Clarabel's Euclidean distance.  (A training set streamed from a point source,
+whose rows are not in memory, gets the coordinate directions alone: the band holds
+there for constant columns and axis-aligned faces, not yet for other faces.)
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from typing import ClassVar
 import numpy as np
 from scipy.optimize import nnls
 
+from .. import progress
+
 try:  # the public wrapper's input checks cost as much as the solve on these tiny problems
     from scipy.optimize._slsqplib import nnls as _nnls
 except ImportError:  # pragma: no cover - other SciPy versions
@@ -173,6 +175,8 @@ class ColGenSolver(Solver):
         idx, sizes = seeds[fresh], fresh.sum(axis=1)
 
         for rnd in range(1, self.max_rounds + 1):
+            progress.update("colgen", inner=1.0 - active.size / max(B, 1), open=int(active.size), queries=B,
+                            round=rnd)
             if active.size == 0:
                 break
             lam, offs, W = master(X, Q[active], idx, sizes, s)

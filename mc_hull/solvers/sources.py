@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from .. import progress
 from . import certificates as cert
 from .pricing import price
 
@@ -356,6 +357,7 @@ class Streamed(Training):
 
     def _pass(self, fn, context) -> list:
         self.passes += 1
+        progress.update("stream", passes=self.passes, blocks=self.passes * self.source.n_blocks)   # once a pass
         return self.source.map_blocks(fn, context, parts=self.parts, map=self.map)
 
     def _frame(self) -> StreamFrame:

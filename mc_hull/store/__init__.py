@@ -10,10 +10,10 @@ from .base import (DISTANCE_FIELDS, DOCS, KINDS, PARTITION_SCHEMA, POINT_SCHEMA,
                    SCHEMA_DISTANCE, SWEEP_SCHEMA, SWEEP_SCHEMA_DISTANCE, VARIANTS, Damaged, Entry, Forged, RunConflict,
                    Store, Verified, sweep_schema)
 from .memory import MemoryStore
-from .parquet import ParquetStore, probe, read_table_file, resolve, versions
+from .parquet import ParquetStore, is_uri, local_path, probe, read_table_file, resolve, versions
 from .results import HullTestStore, ResultStore, open_store, to_table
 
 __all__ = ["DISTANCE_FIELDS", "POINT_SCHEMA_DISTANCE", "SCHEMA_DISTANCE", "SWEEP_SCHEMA_DISTANCE", "VARIANTS",
            "sweep_schema", "DOCS", "KINDS", "PARTITION_SCHEMA", "POINT_SCHEMA", "SCHEMA", "SWEEP_SCHEMA", "Damaged", "Forged", "Entry",
-           "RunConflict", "Store", "Verified", "MemoryStore", "ParquetStore", "probe", "read_table_file",
+           "RunConflict", "Store", "Verified", "MemoryStore", "ParquetStore", "is_uri", "local_path", "probe", "read_table_file",
            "resolve", "versions", "HullTestStore", "ResultStore", "open_store", "to_table"]

@@ -86,8 +86,9 @@ def _variant(kind: str, schema: pa.Schema) -> pa.Schema | None:
         if schema.equals(allowed, check_metadata=False):
             return allowed
     return None
-#: Document collections (small JSON bodies, replaced atomically): run records, run statistics, hull-test records.
-DOCS = ("runs", "stats", "hulltests")
+#: Document collections (small JSON bodies, replaced atomically): run records, run statistics, hull-test
+#: records, and progress records (what a runner has done so far: never data, never in the fingerprint).
+DOCS = ("runs", "stats", "hulltests", "progress")
 
 _ID = re.compile(r"[0-9a-f]{1,64}")
 _KEY = re.compile(r"[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*")

@@ -5,6 +5,7 @@ Layout under the root (a local directory or a URI such as ``s3://bucket/prefix``
     _runs/<run_id>.json                                         run records
     _claims/<slot>.json                                         run claims, one per slot, created exclusively
     _stats/<run_id>.json                                        run statistics (the runner's measured rate)
+    _progress/<run_id or test_id>.json                          progress record (rewritten every few s; not data)
     distribution=<name>/d=<d>/n=<N>/<run_id>-r<start>-<stop>.parquet   Monte Carlo shards (kind ``trials``)
     _hulltest/tests/<test_id>.json                              hull-test records
     _hulltest/tests/<test_id>/points-<start>-<stop>.pq          hull-test points (kind ``points``)
@@ -48,7 +49,8 @@ from .base import Damaged, Entry, Forged, Store, check_id, sha256
 
 RUNS_DIR, CLAIMS_DIR, STATS_DIR = "_runs", "_claims", "_stats"
 MANIFEST_DIR, QUARANTINE_DIR, HULLTEST_DIR = "_manifest", "_quarantine", "_hulltest"
-DOC_DIRS = {"runs": RUNS_DIR, "stats": STATS_DIR, "hulltests": f"{HULLTEST_DIR}/tests"}
+PROGRESS_DIR = "_progress"
+DOC_DIRS = {"runs": RUNS_DIR, "stats": STATS_DIR, "hulltests": f"{HULLTEST_DIR}/tests", "progress": PROGRESS_DIR}
 #: Seconds after which a lone claim candidate without its slot is taken to hold the slot.
 STALE_SECONDS = 30.0
 
@@ -70,24 +72,45 @@ def _versions() -> tuple:
     return tuple(out)
 
 
+#: Seconds an object store (gs://) may retry a request before it fails: its default is 15 minutes.
+RETRY_SECONDS = 10
+
+
+def is_uri(out) -> bool:
+    """Whether ``out`` names an object store or other filesystem by URI (``s3://``, ``gs://``, ...), not a
+    local path (``file://`` and a Windows drive letter are local): the one test of every module."""
+    parsed = urlparse(str(out))
+    return bool(parsed.scheme) and len(parsed.scheme) > 1 and parsed.scheme != "file"
+
+
+def local_path(out) -> str:
+    """The absolute local path of a path or ``file://`` URI."""
+    parsed = urlparse(str(out))
+    return os.path.abspath(parsed.path if parsed.scheme == "file" else str(out))
+
+
 def resolve(out: str) -> tuple[pafs.FileSystem, str, bool]:
-    """Filesystem, root path and whether it is local, for a path or a URI."""
+    """Filesystem, root path and whether it is local, for a path or a URI.
+
+    Options the store needs are added to a URI here: S3 uploads start delayed (a file smaller than one
+    part is one atomic PutObject), and Google Cloud Storage retries for :data:`RETRY_SECONDS`, not 15
+    minutes, so an unreachable bucket fails instead of hanging.
+    """
     if not str(out).strip() or str(out).strip() == "-" or "\0" in str(out):
         raise StoreError(f"--out: {str(out)!r} is not a results location (give a directory or URI)")
-    parsed = urlparse(str(out))
-    if parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme != "file":
+    if is_uri(out):
         uri = str(out)
+        parsed = urlparse(uri)
         if parsed.scheme == "s3" and "allow_delayed_open" not in parsed.query:
-            # Delay the upload's start so a file smaller than one part is sent as a single
-            # PutObject (atomic, and supported by every S3-compatible store), not a multipart upload.
             uri += ("&" if parsed.query else "?") + "allow_delayed_open=true"
+        if parsed.scheme in ("gs", "gcs") and "retry_limit_seconds" not in parsed.query:
+            uri += ("&" if "?" in uri else "?") + f"retry_limit_seconds={RETRY_SECONDS}"
         try:
             fs, root = pafs.FileSystem.from_uri(uri)
         except (pa.ArrowInvalid, OSError, ValueError) as exc:
             raise StoreError(f"--out: cannot open {out}: {exc}") from None
         return fs, root.rstrip("/"), False
-    path = parsed.path if parsed.scheme == "file" else str(out)
-    return pafs.LocalFileSystem(), os.path.abspath(path), True
+    return pafs.LocalFileSystem(), local_path(out), True
 
 
 def probe(out: str) -> str:

@@ -24,19 +24,30 @@ def _has_distance(columns) -> bool:
     return all(f.name in columns for f in DISTANCE_FIELDS)
 
 
+#: The stored name of each status (1 inside, 0 outside, -1 undecided).
+STATUS_NAMES = {1: "inside", 0: "outside", -1: "undecided"}
+
+
+def status_columns(status) -> dict[str, pa.Array]:
+    """``inside`` (null where undecided), ``undecided`` and ``status`` (the name) from int8 status (m,).
+
+    The one translation of the rows' status encoding (:func:`mc_hull.trial.rows`) into stored columns.
+    """
+    status = np.asarray(status)
+    if status.dtype.kind not in "iu":
+        raise TypeError(f"status: expected int8 codes 1 / 0 / -1, got {status.dtype}")
+    names = np.where(status == 1, STATUS_NAMES[1], np.where(status == 0, STATUS_NAMES[0], STATUS_NAMES[-1]))
+    return {"inside": pa.array(status == 1, type=pa.bool_(), mask=status < 0),
+            "undecided": pa.array(status < 0, type=pa.bool_()), "status": pa.array(names, type=pa.string())}
+
+
 def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
-    """Arrow table in :data:`SCHEMA` from the columns of ``trial.run_shard`` (:data:`SCHEMA_DISTANCE`
-    when they hold the distance measure's columns)."""
+    """Arrow table in :data:`SCHEMA` from a Monte Carlo job's rows (:func:`mc_hull.trial.rows`;
+    :data:`SCHEMA_DISTANCE` when they hold the distance measure's columns)."""
     schema = SCHEMA_DISTANCE if _has_distance(columns) else SCHEMA
-    _refuse_uncertified(np.asarray(columns["status"], dtype=object) != "undecided", columns["certificate_value"])
-    arrays = []
-    for f in schema:
-        values = columns[f.name]
-        if f.name == "inside":
-            values = np.asarray(values, dtype=np.float64)
-            arrays.append(pa.array(values == 1.0, type=pa.bool_(), mask=np.isnan(values)))
-        else:
-            arrays.append(pa.array(values, type=f.type))
+    _refuse_uncertified(np.asarray(columns["status"]) >= 0, columns["certificate_value"])
+    status = status_columns(columns["status"])
+    arrays = [status[f.name] if f.name in status else pa.array(columns[f.name], type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -224,10 +235,6 @@ class ResultStore:
         except RunConflict as exc:
             raise self._conflict(spec, exc) from None
 
-    def record_run(self, spec) -> None:
-        """Record ``spec`` as a run of this store (a claim that allows other runs)."""
-        self.claim_run(spec, new_run=True)
-
     def record_stats(self, run_id: str, stats: dict) -> None:
         """Replace the run's statistics document (trials, seconds, trials_per_s, finished, ...)."""
         self.backend.put_doc("stats", run_id, stats)
@@ -374,16 +381,13 @@ class HullTestStore:
     def write_points(self, test_id: str, start: int, stop: int, columns: dict[str, np.ndarray]) -> str:
         """Publish the rows of test points ``start..stop``; returns the unit's location.
 
-        ``columns`` holds arrays of shape (stop - start,): ``status`` (1 inside,
+        ``columns`` holds arrays of shape (stop - start,): ``status`` (int8: 1 inside,
         0 outside, -1 undecided), ``certificate_value`` and ``method``.
         """
-        status = np.asarray(columns["status"])
-        _refuse_uncertified(status >= 0, columns["certificate_value"])
+        _refuse_uncertified(np.asarray(columns["status"]) >= 0, columns["certificate_value"])
+        status = status_columns(columns["status"])
         arrays = [
-            pa.array(np.arange(start, stop, dtype=np.int64)),
-            pa.array(status == 1, type=pa.bool_(), mask=status < 0),
-            pa.array(status < 0, type=pa.bool_()),
-            pa.array(np.where(status == 1, "inside", np.where(status == 0, "outside", "undecided"))),
+            pa.array(np.arange(start, stop, dtype=np.int64)), status["inside"], status["undecided"], status["status"],
             pa.array(np.asarray(columns["certificate_value"], dtype=np.float64)),
             pa.array(np.asarray(columns["method"], dtype=str)),
         ]
