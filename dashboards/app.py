@@ -71,6 +71,24 @@ def load_exact_n_half(distribution: str, d_min: int, d_max: int):
     return views.exact_n_half_curve(distribution, d_min, d_max)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_reference_n_half(out: str, key: tuple, run_id: str | None, dist: str, dims: tuple, which: str,
+                          x_min: int, x_max: int):
+    """(the exact N½ the selected cells follow, against ``which``; its law labels). A single law is
+    relabelled to the plain exact-N½ series (black in views 2 and 3)."""
+    cells = views.by_dimension(views.select_cells(load_cells(out, key, run_id),
+                                                  views.Filters(distributions=[dist], dims=list(dims))), which)
+    ref = views.reference_n_half(cells, x_min, x_max)
+    series = list(dict.fromkeys(ref["series"].to_pylist()))
+    labels = tuple(s[len(views.EXACT_HALF_SERIES) + 2:-1] for s in series)
+    return (views.relabel(ref, views.EXACT_HALF_SERIES) if len(series) == 1 else ref), labels
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def load_family_n_half(x_min: int, x_max: int, skip: tuple):
+    return views.family_n_half(x_min, x_max, skip)
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
 def load_summary(out: str, key: tuple):
     """One scan: trials by cell, run, method, status and log bins (audit and status counts)."""
@@ -302,14 +320,16 @@ def chart_n_half(n_half, exact_half, bf, other_half=None, which: str = "ambient"
                                                          else [views.EMPIRICAL_HALF_SERIES])))
     palette = {views.BF_SERIES: "#888888", views.EXACT_HALF_SERIES: "black", views.EMPIRICAL_HALF_SERIES: "#e4572e",
                views.MEDIAN_T_SERIES: "#9c27b0"}
-    palette.update({s: "#4c78a8" for s in series if s not in palette})  # the other exact curve
+    family = ["#4c78a8", "#72b7b2", "#54a24b", "#b279a2", "#f58518", "#e45756", "#9d755d", "#bab0ac"]
+    rest = [s for s in series if s not in palette]
+    palette.update({s: family[i % len(family)] for i, s in enumerate(rest)})  # the family comparison
     color = alt.Color("series:N", title="N½", scale=alt.Scale(domain=series, range=[palette[s] for s in series]))
     y = alt.Y("n:Q", scale=alt.Scale(type="log"), title="N½ (log scale): p(d, N½) = 1/2")
     d_lo, d_hi = float(lines["d"].min()), float(lines["d"].max())
     x = alt.X("d:Q", title="d" if which == "ambient" else f"{which} dimension",
               scale=alt.Scale(domain=[d_lo - 0.5, d_hi + 0.5], nice=False),
               axis=alt.Axis(tickMinStep=1, format="d"))
-    layers = [alt.Chart(lines).mark_line(strokeDash=[5, 3]).encode(
+    layers = [alt.Chart(lines).mark_line(strokeDash=[5, 3], point=True).encode(
         x=x, y=y, color=color, tooltip=["series", "d", alt.Tooltip("n:Q", format=".4g")])]
     if len(emp):
         e = emp.rename(columns={"n_half": "n"})
@@ -566,7 +586,9 @@ def render(out: str, key: tuple) -> None:
 
     n_half = views.n_half_table(cells, load_fitted(out, key, run_id))
     d_min, d_max = int(min(cells["d"].to_pylist())), int(max(cells["d"].to_pylist()))
-    exact_half = load_exact_n_half(dist, d_min, d_max)
+    # the cells' own reference (a subspace's Gaussian of R^k, a Student-t's df...), against d
+    exact_half, _ = load_reference_n_half(out, key, run_id, dist, tuple(dims), "ambient", d_min, d_max)
+    exact_half = views.relabel(exact_half, views.EXACT_HALF_SERIES)
     bf = views.bf_curve(d_min, d_max)
     x_min, x_max = int(min(cells["dim"].to_pylist())), int(max(cells["dim"].to_pylist()))
     left, right = st.columns(2)
@@ -579,19 +601,25 @@ def render(out: str, key: tuple) -> None:
         st.header(f"3 · N½ against {'d' if which == 'ambient' else f'the {which} dimension'}")
         st.caption("N½: where p crosses 1/2. Empirical points with the bracket where the 99% band crosses "
                    "(the fit's interval; for a nested run N½ = the median of T with its 99% bracket); "
-                   "exact where known (black: this distribution; blue: the other exact curve); "
+                   "exact where known (black: the law these cells follow, e.g. the Gaussian of R^k for a "
+                   "k-dimensional subspace; thin colours: the family comparison of the README: Gaussian, "
+                   "ball, beta, Student-t); "
                    "the line 2^(d/2)/d for comparison.")
-        ref = views.exact_reference(cells) or dist  # e.g. the Gaussian for a subspace against its affine dimension
-        other = "ball" if ref != "ball" else "gaussian"
-        other_half = views.relabel(load_exact_n_half(other, x_min, x_max), f"{views.EXACT_HALF_SERIES} ({other})")
-        st.altair_chart(chart_n_half(n_half, load_exact_n_half(ref, x_min, x_max), views.bf_curve(x_min, x_max),
-                                     other_half, which), width="stretch")
+        # curves over at least three dimensions, so that a single plotted dimension (a k-subspace
+        # against its affine dimension k) still shows lines
+        c_min, c_max = (max(1, x_min - 1), x_max + 1) if x_max - x_min < 2 else (x_min, x_max)
+        ref_half, ref_labels = load_reference_n_half(out, key, run_id, dist, tuple(dims), which, c_min, c_max)
+        family_half = load_family_n_half(c_min, c_max, ref_labels)
+        st.altair_chart(chart_n_half(n_half, ref_half, views.bf_curve(c_min, c_max), family_half, which),
+                        width="stretch")
         st.caption("What the line is and is not: 2^(d/2)/d (Bárány–Füredi, quoted by Balestriero, Pesenti & "
                    "LeCun 2021 for the uniform ball) is the scale of a union bound at which every training "
                    "point is a vertex of the hull, not where a new point becomes as likely inside as outside. "
                    "The exact 50% points (Kabluchko & Zaporozhets 2017 for Gaussian data; Efron's identity "
-                   "with Kabluchko, Thäle & Zaporozhets 2018 for the ball) lie orders of magnitude above it, "
-                   "and on the line itself p is 0 for d ≤ 16 and below 2·10⁻⁶ up to d = 64.")
+                   "with Kabluchko, Thäle & Zaporozhets 2018 for the ball, beta and Student-t laws) lie orders "
+                   "of magnitude above it for light tails, "
+                   "and for the Gaussian and the ball p on the line itself is 0 for d ≤ 16 and below 2·10⁻⁶ "
+                   "up to d = 64.")
         if all(v is None for v in n_half["n_half"].to_pylist()):
             st.caption("No measured curve crosses 1/2 in this N range yet.")
         for note in no_n_half_notes(n_half, cells):

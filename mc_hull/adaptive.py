@@ -62,10 +62,18 @@ def auto_options(nested: bool) -> dict:
 
 
 # -- automatic grids -----------------------------------------------------------
-def _n_at_exact(distribution: str, d: int, p: float, max_n: int) -> float:
-    """N at which the exact curve reaches p (inf if beyond max_n)."""
+def _n_at_exact(distribution: str, d: int, p: float, max_n: int, params: dict | None = None) -> float:
+    """N at which the exact curve (of the law with ``params``) reaches p (inf if beyond max_n)."""
+    params = dict(params or {})
+    if distribution in ("beta", "student-t"):
+        from .theory.beta import n_at_probability
+
+        try:
+            return float(n_at_probability(distribution, d, p, **params))
+        except (ValueError, OverflowError):
+            return math.inf
     inverse = {"gaussian": ("gaussian", "n_at_probability"), "ball": ("ball", "ball_n_at_probability")}
-    if distribution in inverse:
+    if distribution in inverse and (distribution != "ball" or d <= 40):
         from importlib import import_module
 
         module, name = inverse[distribution]
@@ -73,7 +81,7 @@ def _n_at_exact(distribution: str, d: int, p: float, max_n: int) -> float:
             return float(getattr(import_module(f"{__package__}.theory.{module}"), name)(d, p))
         except (ValueError, OverflowError):
             return math.inf
-    f = lambda n: float(theory.exact_inside_probability(distribution, d, n))  # noqa: E731
+    f = lambda n: float(theory.exact_inside_probability(distribution, d, n, **params))  # noqa: E731
     lo, hi = 1.0, float(max_n)
     if f(hi) < p:
         return math.inf
@@ -112,7 +120,7 @@ def log_grid(n_lo: float, n_hi: float, points: int = AUTO_POINTS, max_n: int = A
 
 
 def auto_grid(distribution: str, dims, *, points: int = AUTO_POINTS, p_range=AUTO_P_RANGE,
-              max_n: int = AUTO_MAX_N, pilot=None, log=None) -> dict[int, list[int]]:
+              max_n: int = AUTO_MAX_N, pilot=None, log=None, params: dict | None = None) -> dict[int, list[int]]:
     """Per-d sizes around the transition.
 
     Parameters
@@ -130,17 +138,21 @@ def auto_grid(distribution: str, dims, *, points: int = AUTO_POINTS, p_range=AUT
         exact curve (see :func:`pilot_runner`); required for them.
     log : file, optional
         Where to note capped grids.
+    params : dict, optional
+        The distribution's parameters (e.g. ``{"df": 1}``): laws whose exact curve depends on
+        them (``student-t``, ``beta``) use it when they are inside its range.
 
     Returns
     -------
     dict of int -> list of int
     """
     dims = [int(d) for d in dims]
-    if theory.has_exact(distribution):
+    params = dict(params or {})
+    if all(theory.has_exact(distribution, d, **params) for d in dims):
         out = {}
         for d in dims:
-            lo = _n_at_exact(distribution, d, p_range[0], max_n)
-            hi = _n_at_exact(distribution, d, p_range[1], max_n)
+            lo = _n_at_exact(distribution, d, p_range[0], max_n, params)
+            hi = _n_at_exact(distribution, d, p_range[1], max_n, params)
             if not math.isfinite(lo):  # the whole transition lies beyond the cap
                 lo = max_n / 10
             if log is not None and hi > max_n:
@@ -232,12 +244,13 @@ def auto_sizes(*, backend: str = "serial", address=None, workers=None, log=None,
         f = _fields(fields)
         out = sys.stderr if log is None else log
         pilot = None
-        if not theory.has_exact(f["distribution"]):
+        params = dict(f.get("params") or {})
+        if not all(theory.has_exact(f["distribution"], d, **params) for d in f["dims"]):
             print(f"mc-hull: --sizes auto: pilot pass for {f['distribution']} "
                   f"({PILOT_TRIALS} trials per N)", file=out)
             pilot = pilot_runner(f, backend=backend, address=address, workers=workers)
         opts = {**auto_options(bool(f["nested"])), **options}
-        grid = auto_grid(f["distribution"], f["dims"], pilot=pilot, log=out, **opts)
+        grid = auto_grid(f["distribution"], f["dims"], pilot=pilot, log=out, params=params, **opts)
         return {str(d): ns for d, ns in grid.items()}
 
     return resolve

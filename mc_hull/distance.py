@@ -21,6 +21,9 @@ DISTANCE_SOLVERS = ("auto", "colgen", "qp")
 GAP = 1e-6            # default target for high - low, relative to the training set's scale s
 FAR = 2.0 ** 60       # queries farther than FAR * s from the centre get the ball bounds (float floor)
 ONE_BATCH = 1 << 62   # a streamed solver's budget that keeps every query of a call in one batch
+#: Queries whose distances are searched together over a point source: a pass serves them all in one
+#: product per block, and their working sets (about 3 x 40 rows of d doubles each) stay small beside X.
+SOURCE_BATCH = 256
 
 
 class HullDistance(NamedTuple):
@@ -153,8 +156,13 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     if solver == "qp":
         res = _qp_bounds(fr.points, Qn, np.arange(near.size), tol * rel, rel, ax)
     else:
-        res = eng.project(ops, Qn, atol=tol * rel, scale=rel, gap=gap_f, max_rounds=max_rounds,
-                          nn_idx=nn_idx)
+        step = near.size if held else SOURCE_BATCH      # a source's working sets: SOURCE_BATCH queries at a time
+        parts = [eng.project(ops, Qn[a:a + step], atol=tol * rel, scale=rel, gap=gap_f[a:a + step],
+                             max_rounds=max_rounds, nn_idx=nn_idx[a:a + step])
+                 for a in range(0, near.size, max(step, 1))]
+        res = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if len(parts) > 1 else \
+            (parts[0] if parts else eng.project(ops, Qn, atol=tol * rel, scale=rel, gap=gap_f,
+                                                max_rounds=max_rounds, nn_idx=nn_idx))
         redo = np.flatnonzero(res["state"] == eng.FAILED) if held else np.zeros(0, np.intp)
         if redo.size:                              # an NNLS master failed: HiGHS QP instead (held X)
             sub = _qp_bounds(fr.points, Qn[redo], np.arange(redo.size), tol * rel, rel, ax)
@@ -169,7 +177,8 @@ def distances(points, queries, *, tol: float = 1e-9, gap: float = GAP, solver: s
     lf = np.where(inside, 0.0, np.maximum(res["low"] - eps, 0.0))
     hf = np.where(inside, 0.0, hf + eps)
     low[near], high[near] = _unscale(lf, expo, -1), _unscale(hf, expo, +1)
-    nn[near] = _direct_norms(X[nn_idx], Q[near], fr.pre)
+    nn[near] = _direct_norms(X[nn_idx] if held else np.asarray(getattr(X, "raw", X).take(nn_idx), dtype=np.float64),
+                             Q[near], fr.pre)
     margin1[near], state[near], rounds[near] = res["margin1"], res["state"], res["rounds"]
     margin1[near] -= eps
     certificate = np.full(B, np.nan)

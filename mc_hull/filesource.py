@@ -70,12 +70,10 @@ def is_dataset(text: str) -> bool:
 
 def _filesystem(text: str, name: str):
     """(filesystem, path within it) for a local path or a URI."""
-    import pyarrow.fs as pafs
+    from .store.files import filesystem
 
-    if "://" not in text:
-        return pafs.LocalFileSystem(), os.path.abspath(text)
     try:
-        return pafs.FileSystem.from_uri(text)
+        return filesystem(text)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ValueError
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{name}: cannot open {text}: {reason}") from None
@@ -195,9 +193,9 @@ class FileSource(PointSource):
         """Rows ``a .. e-1`` of file ``f`` as an (e - a, d) array (any numeric dtype)."""
         if self.layout == "npy":
             dtype, offset = self._meta[f]
-            import pyarrow.fs as pafs
+            from .store.files import is_local
 
-            if isinstance(self._fs, pafs.LocalFileSystem):
+            if is_local(self._fs):
                 mm = self._cache.get(("mmap", f))
                 if mm is None:
                     mm = np.memmap(self.files[f], dtype=dtype, mode="r", offset=offset,
@@ -227,10 +225,9 @@ class FileSource(PointSource):
         """Row group ``g`` of Parquet file ``f`` as (rows, d); the last one read is kept (sequential passes)."""
         key = ("rg", f, g)
         if key not in self._cache:
-            import pyarrow.parquet as pq
+            from .store.files import read_row_group
 
-            with self._fs.open_input_file(self.files[f]) as fh:
-                table = pq.ParquetFile(fh).read_row_group(g)
+            table = read_row_group(self._fs, self.files[f], g)
             self._cache.clear()
             self._cache[key] = table_rows(table, self.d, f"{self.name}: {self._rel(f)} row group {g}")
         return self._cache[key]
@@ -331,16 +328,12 @@ def _is_list(t) -> bool:
 
 def _listing(fs, path: str, name: str, text: str) -> list[str]:
     """Files of a directory (not hidden, not nested), sorted by name; or the single file ``path``."""
-    import pyarrow.fs as pafs
+    from .store.files import listing
 
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
+    files = listing(fs, path)
+    if files is None:
         raise InputError(f"{name}: no such file or directory: {text}")
-    if info.type == pafs.FileType.File:
-        return [path]
-    entries = fs.get_file_info(pafs.FileSelector(path, recursive=False))
-    return sorted((e.path for e in entries if e.type == pafs.FileType.File
-                   and not e.base_name.startswith((".", "_"))), key=lambda p: p.rsplit("/", 1)[-1])
+    return files
 
 
 def open_source(text: str, name: str = "--train", *, block_elems: int = BLOCK_ELEMS,
@@ -438,38 +431,38 @@ def _open_npy(fs, root, paths, text, name) -> FileSource:
 
 
 def _open_parquet(fs, root, paths, text, name) -> FileSource:
-    import pyarrow.parquet as pq
     import pyarrow.types as pat
+
+    from .store.files import parquet_metadata, read_row_group
 
     rel = (lambda p: os.path.relpath(p, root) if p != root else os.path.basename(p))
     counts, meta, schema0, d, small = [], [], None, None, True
     for p in paths:
-        with fs.open_input_file(p) as fh:
-            try:
-                md = pq.ParquetFile(fh).metadata
-            except Exception as exc:  # noqa: BLE001 - ArrowInvalid for a damaged footer
-                raise InputError(f"{name}: {rel(p)} is not a Parquet file ({str(exc).splitlines()[0]})") from None
-            schema = md.schema.to_arrow_schema()
-            if schema0 is None:
-                schema0, first = schema, rel(p)
-                if schema.names == []:
-                    raise InputError(f"{name}: {rel(p)} has no columns")
-                if len(schema) == 1 and _is_list(schema[0].type):
-                    t = schema[0].type
-                    if not (pat.is_integer(t.value_type) or pat.is_floating(t.value_type)):
-                        raise InputError(f"{name}: list column {schema.names[0]!r} is not numeric ({t.value_type})")
-                    small = pat.is_floating(t.value_type) and t.value_type.bit_width <= 32
-                    d = t.list_size if pat.is_fixed_size_list(t) else None
-                else:
-                    for fld in schema:
-                        if not (pat.is_integer(fld.type) or pat.is_floating(fld.type) or pat.is_boolean(fld.type)):
-                            raise InputError(f"{name}: column {fld.name!r} of {rel(p)} is not numeric ({fld.type}); "
-                                             "give one list column of rows or numeric columns only")
-                    small = all(pat.is_floating(f.type) and f.type.bit_width <= 32 for f in schema)
-                    d = len(schema)
-            elif not schema.equals(schema0):
-                raise InputError(f"{name}: {rel(p)} has schema {_short(schema)}, {first} has {_short(schema0)}")
-            groups = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
+        try:
+            md = parquet_metadata(fs, p)
+        except Exception as exc:  # noqa: BLE001 - ArrowInvalid for a damaged footer
+            raise InputError(f"{name}: {rel(p)} is not a Parquet file ({str(exc).splitlines()[0]})") from None
+        schema = md.schema.to_arrow_schema()
+        if schema0 is None:
+            schema0, first = schema, rel(p)
+            if schema.names == []:
+                raise InputError(f"{name}: {rel(p)} has no columns")
+            if len(schema) == 1 and _is_list(schema[0].type):
+                t = schema[0].type
+                if not (pat.is_integer(t.value_type) or pat.is_floating(t.value_type)):
+                    raise InputError(f"{name}: list column {schema.names[0]!r} is not numeric ({t.value_type})")
+                small = pat.is_floating(t.value_type) and t.value_type.bit_width <= 32
+                d = t.list_size if pat.is_fixed_size_list(t) else None
+            else:
+                for fld in schema:
+                    if not (pat.is_integer(fld.type) or pat.is_floating(fld.type) or pat.is_boolean(fld.type)):
+                        raise InputError(f"{name}: column {fld.name!r} of {rel(p)} is not numeric ({fld.type}); "
+                                         "give one list column of rows or numeric columns only")
+                small = all(pat.is_floating(f.type) and f.type.bit_width <= 32 for f in schema)
+                d = len(schema)
+        elif not schema.equals(schema0):
+            raise InputError(f"{name}: {rel(p)} has schema {_short(schema)}, {first} has {_short(schema0)}")
+        groups = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
         counts.append(int(sum(groups)))
         meta.append(groups)
     src = FileSource(uri=text, layout="parquet", files=list(paths), counts=counts, n=int(sum(counts)), d=d or 0,
@@ -478,8 +471,7 @@ def _open_parquet(fs, root, paths, text, name) -> FileSource:
     if d is None and src.n:          # a variable-length list column: d from the first row
         f = next(i for i, c in enumerate(counts) if c)
         g = next(i for i, c in enumerate(meta[f]) if c)
-        with fs.open_input_file(paths[f]) as fh:
-            first_rows = pq.ParquetFile(fh).read_row_group(g)
+        first_rows = read_row_group(fs, paths[f], g)
         src.d = table_rows(first_rows, None, f"{name}: {rel(paths[f])}").shape[1]
     return src
 

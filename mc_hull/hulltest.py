@@ -79,7 +79,7 @@ class HullTestResult:
 
 
 def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "membership",
-                  budget: int | None = None, report=None) -> dict[str, np.ndarray]:
+                  budget: int | None = None) -> dict[str, np.ndarray]:
     """Certified decisions for one shard of test points (and their distances with ``measure="distance"``).
 
     Parameters
@@ -92,9 +92,6 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "
         follow the membership rule; what they leave goes to the streamed membership solver), so X
         is not priced twice; method ``distance:<how>``.
     Q : ndarray, shape (B, d)
-    report : callable, optional
-        ``report(points=B)`` once the shard's points are decided (progress from inside a unit;
-        nothing else reads it and the rows do not depend on it).
     budget : int, optional
         Bytes for a streamed batch's working sets; by default the shard is one batch, so its rows
         do not depend on ``MC_HULL_MEMORY_BUDGET`` (working sets: about ``B (2 d + 8) d`` doubles).
@@ -110,8 +107,6 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "
     if hasattr(X, "generate") and measure == "distance":   # the distance engine settles membership too
 
         res = distances(X, Q, tol=tol)
-        if report is not None:
-            report(points=len(Q))
         out = trial.rows(res.status, res.certificate, [f"distance:{m}" for m in res.method], 0.0,
                          np.zeros(len(Q), dtype=np.int32))
         return {**out, "distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
@@ -122,8 +117,6 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "
     out = trial.decision_rows(dec)     # the one row builder (int8 status, guarded)
     if measure == "distance":
         out.update(trial.distance_columns(X, Q, tol))
-    if report is not None:
-        report(points=len(Q))
     return out
 
 
@@ -160,9 +153,7 @@ class HullTestJob:
 
     Attributes
     ----------
-    reporter : callable or None
-        ``reporter(points=k)`` from inside a unit as its points are decided (see
-        :func:`decide_points`); None reports nothing.
+    Progress from inside a range goes through :mod:`mc_hull.progress` (the engines' passes and rounds).
     """
 
     unit_name = "point"
@@ -171,7 +162,6 @@ class HullTestJob:
     def __init__(self, spec: HullTestSpec, X, Q: np.ndarray):
         self.spec, self.X, self.Q = spec, X, Q
         self.test_id = spec.test_id
-        self.reporter = None
 
     @property
     def name(self) -> str:
@@ -191,7 +181,7 @@ class HullTestJob:
 
     def compute(self, unit: PointRange) -> dict[str, np.ndarray]:
         return decide_points(self.X, self.Q[unit.start:unit.stop], tol=self.spec.tol, solver=self.spec.solver,
-                             measure=self.spec.measure, report=self.reporter)
+                             measure=self.spec.measure)
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         units = list(units)

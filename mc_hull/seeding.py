@@ -6,6 +6,11 @@ import zlib
 
 import numpy as np
 
+#: Version of the draw scheme, recorded with every run: a sampler whose draws from the same key changed
+#: sets ``Sampler.draws`` to the scheme that introduced them, and rows of runs recorded before it get
+#: another trial identity (they name other points).  2: ball, student-t, mixture and beta draws became
+#: prefix-stable in the number of points (issue 24).
+DRAW_SCHEME = 2
 # Stream tags inside one replicate's key.
 TRAIN, QUERY, STRUCTURE = 0, 1, 2
 # Rows of X drawn per block: block b of replicate r always comes from the same key,

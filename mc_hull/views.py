@@ -429,14 +429,22 @@ FAMILY_LAWS = (("gaussian", {}), ("ball", {}), ("beta", {"beta": -0.5}), ("beta"
 
 def family_n_half(x_min: int, x_max: int, skip: tuple = ()) -> pa.Table:
     """Exact N½ against d for the family comparison :data:`FAMILY_LAWS` (laws in ``skip``, as
-    ``law_label`` strings, left out), one series ``exact N½ (law)`` each."""
-    parts = []
+    ``law_label`` strings, left out), one series ``exact N½ (law)`` each. Read from the table
+    that ``docs/make_transition.py`` writes (d = 2..64), computed where it has no entry."""
+    table = theory.family_n_half_table()
+    rows = []
     for name, params in FAMILY_LAWS:
         label = law_label(name, params)
         if label in skip:
             continue
-        parts.append(exact_n_half_curve(name, x_min, x_max, params, series=f"{EXACT_HALF_SERIES} ({label})"))
-    return pa.concat_tables(parts) if parts else pa.Table.from_pylist([], schema=_CURVE_SCHEMA)
+        for d in range(max(1, int(x_min)), int(x_max) + 1):
+            if (label, d) in table:
+                v = table[(label, d)]
+            else:
+                v = _exact_n_half(name, d, dict(params))
+            if v is not None:
+                rows.append({"d": d, "n": v, "series": f"{EXACT_HALF_SERIES} ({label})"})
+    return pa.Table.from_pylist(rows, schema=_CURVE_SCHEMA)
 
 
 def relabel(curve: pa.Table, series: str) -> pa.Table:

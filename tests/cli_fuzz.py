@@ -158,7 +158,9 @@ def verdict(code: int, err: str, argv=()) -> str:
 def main(argv=None) -> int:
     import json
 
-    sample = None if "--all" in (argv or sys.argv[1:]) else 150
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sample = None if "--all" in argv else 150
+    first = int(argv[argv.index("--from") + 1]) if "--from" in argv else 0   # resume a long pass at case FIRST
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -166,6 +168,8 @@ def main(argv=None) -> int:
         tally: dict[str, int] = {}
         bad = []
         for i, (name, args) in enumerate(cases(tmp, results, sample)):
+            if i < first:
+                continue
             scratch = tmp / f"case{i}"
             scratch.mkdir()
             code, err = run_case(args, scratch, SERVE_SECONDS if args[0] == "dashboard" else 60)

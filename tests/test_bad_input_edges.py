@@ -44,6 +44,11 @@ CASES = {
                                   "--spec-json: field 'trials' is given twice"),
     "spec-json duplicate param": (["run", "--spec-json", '{"distribution": "subspace", "params": {"k": 1, "k": 2}}',
                                    "--out", "OUT"], "field 'k' is given twice"),
+    "plot --dims beyond int32": (["plot", "RESULTS", "--out", "fig.png", "--dims", "999999999999"],
+                                 "--dims: must be in [1, 4096]"),
+    "plot --dims ''": (["plot", "RESULTS", "--out", "fig.png", "--dims", ""], "--dims: empty"),
+    "dashboard host 1.5 (1.0.0.5, not here)": (["dashboard", "OUT", "--host", "1.5"], "--host: cannot listen on"),
+    "dashboard host of another machine": (["dashboard", "OUT", "--host", "8.8.8.8"], "--host: cannot listen on"),
     "run --preset ''": (["run", "--preset", "", "--out", "OUT"], "--preset: empty"),
     "run SPEC ''": (["run", "", "--out", "OUT"], "SPEC.toml: empty"),
     "run --spec-json ''": (["run", "--spec-json", "", "--out", "OUT"], "--spec-json: empty"),
@@ -58,6 +63,9 @@ def case_dir(tmp_path_factory):
     rng = np.random.default_rng(0)
     np.save(tmp / "tr.npy", rng.standard_normal((30, 3)))
     np.save(tmp / "te.npy", rng.standard_normal((5, 3)))
+    from mc_hull.runner import execute
+
+    execute(Spec(dims=(2,), sizes=(5,), trials=10, seed=1), str(tmp / "results"), backend="serial", progress=False)
     return tmp
 
 
@@ -67,7 +75,7 @@ def test_one_line_exit_2_nothing_written(case_dir, tmp_path, monkeypatch, capfd,
 
     argv, needle = CASES[case]
     out = tmp_path / "out"
-    argv = [str(out) if a == "OUT" else a for a in argv]
+    argv = [str(out) if a == "OUT" else str(case_dir / "results") if a == "RESULTS" else a for a in argv]
     monkeypatch.chdir(case_dir)
     before = sorted(os.listdir(case_dir))
     try:

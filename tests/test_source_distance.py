@@ -106,5 +106,5 @@ def test_x_mapped_once_gives_the_passes_of_x_mapped_per_pass():
         a = decide_points(raw, Q, tol=1e-9, solver="auto", measure=measure)
         b = decide_points(mapped, Q, tol=1e-9, solver="auto", measure=measure)
         assert a.keys() == b.keys()
-        for key in a:
+        for key in set(a) - {"solve_seconds", "seconds"}:      # timings differ from run to run
             assert np.array_equal(a[key], b[key], equal_nan=key != "method"), (measure, key)

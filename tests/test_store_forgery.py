@@ -137,3 +137,24 @@ def test_trials_read_raises_store_error_not_a_traceback(store_dir):
     _forge(store_dir, A, B)
     with pytest.raises(StoreError, match="re-run to recompute it"):
         ResultStore(str(store_dir)).trials()
+
+
+def test_rows_drawn_under_an_older_draw_scheme_keep_their_own_identity(tmp_path):
+    """ball's draws changed (prefix-stable radii): a same-seed run recorded before that names other points,
+    so its trials are never merged with a new run's; gaussian's did not change, so its runs still merge."""
+    from mc_hull.query.cells import cell_estimates
+
+    for dist, merged in (("ball", False), ("gaussian", True)):
+        out = tmp_path / dist
+        old = Spec(distribution=dist, dims=(2,), sizes=(10,), trials=100, queries_per_set=10, seed=9)
+        new = Spec(distribution=dist, dims=(2,), sizes=(10,), trials=100, queries_per_set=20, seed=9)
+        execute(old, str(out), backend="serial", progress=False)
+        record = out / "_runs" / f"{old.run_id}.json"
+        body = json.loads(record.read_text())
+        assert body["draws"] == 2
+        del body["draws"]                        # as recorded before the draw scheme was versioned
+        record.write_text(json.dumps(body))
+        execute(new, str(out), backend="serial", progress=False, new_run=True)
+        (row,) = cell_estimates(str(out)).to_pylist()
+        # merged: the union of identities, replicates 0-4 with 20 queries and 5-9 with 10 (150 trials)
+        assert row["trials"] == (150 if merged else 200), dist

@@ -206,3 +206,33 @@ def test_milliseconds_per_value_once_tables_are_cached():
         gaussian_inside_probability(12, float(v))
     t_gauss = time.perf_counter() - t0
     assert t_beta < 20 * t_gauss + 0.05, (t_beta, t_gauss)
+
+
+@pytest.mark.parametrize("dist,params,d,n", [("student-t", {"df": 1.0}, 2, 12), ("student-t", {"df": 3.0}, 3, 40),
+                                             ("beta", {"beta": -0.5}, 2, 20), ("beta", {"beta": 2.0}, 3, 30)])
+def test_qhull_vertex_counts_through_efron(dist, params, d, n):
+    """Independent of the f-vector formulas: p = 1 - E f_0(conv of N + 1 draws)/(N + 1), with
+    f_0 counted by Qhull on the samplers' own draws (3,000 hulls; within 4.5 standard errors)."""
+    from scipy.spatial import ConvexHull
+
+    from mc_hull.samplers import get_sampler
+
+    sampler = get_sampler(dist, d, **params)
+    rng = np.random.default_rng(2023)
+    reps = 3000
+    f0 = np.array([len(ConvexHull(sampler.random(n + 1, rng)).vertices) for _ in range(reps)], dtype=float)
+    p_hat = 1 - f0.mean() / (n + 1)
+    se = f0.std(ddof=1) / np.sqrt(reps) / (n + 1)
+    exact = theory.exact_inside_probability(dist, d, n, **params)
+    assert abs(p_hat - exact) < 4.5 * se, (p_hat, exact, se)
+
+
+def test_shipped_family_table_matches_the_curves():
+    """data/n_half_families.csv (docs/make_transition.py; the N½ panels draw it) is the live N½."""
+    table = theory.family_n_half_table()
+    checks = [("gaussian", {}, "gaussian", 10), ("ball", {}, "ball", 30), ("beta", {"beta": -0.5}, "beta beta=-0.5", 12),
+              ("student-t", {"df": 3.0}, "student-t df=3", 64), ("student-t", {"df": 1.0}, "student-t df=1", 5)]
+    for dist, params, label, d in checks:
+        assert table[(label, d)] == pytest.approx(theory.exact_n_half(dist, d, **params), rel=1e-6)
+    assert table[("gaussian", 50)] is None  # above N = 1e12
+    assert len({law for law, _ in table}) == 7 and all(2 <= d <= 64 for _, d in table)

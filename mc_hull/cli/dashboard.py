@@ -42,9 +42,18 @@ def check_host(host: str, port: int) -> None:
     if not host.strip():
         raise InputError("--host: must not be empty")
     try:
-        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError, ValueError) as exc:
         raise InputError(f"--host: not an address or host name to listen on: {host!r} ({exc})") from None
+    for family, kind, proto, _, addr in infos:   # an address of another machine cannot be listened on
+        with socket.socket(family, kind, proto) as probe_socket:
+            try:
+                probe_socket.bind((addr[0], 0, *addr[2:]))
+                return
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+    raise InputError(f"--host: cannot listen on {host!r} here ({why}); use an address of this machine, "
+                     "e.g. 127.0.0.1 or 0.0.0.0")
 
 
 def app_path() -> Path:
@@ -72,7 +81,8 @@ def main(args) -> int:
     check_host(args.host, args.port)
     argv = command(out, args.port, args.host)
     env = dict(os.environ, MC_HULL_RESULTS=out)
-    print(f"mc-hull: dashboard for {out} at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    shown = f"[{args.host}]" if ":" in args.host else args.host   # an IPv6 literal in a URL
+    print(f"mc-hull: dashboard for {out} at http://{shown}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     sys.stderr.flush()
     os.execve(sys.executable, argv, env)  # replace this process: signals reach Streamlit directly
     return 0  # pragma: no cover

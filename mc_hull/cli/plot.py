@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import views
 from ..errors import InputError, SpecError, StoreError
-from ..spec import parse_dims
+from ..spec import MAX_D, parse_dims
 from . import texts
 from .args import _location
 from .notes import reason_from_cells
@@ -64,13 +64,19 @@ def check_figure_path(path: str) -> Path:
 
 
 def _dims(text: str | None) -> list[int]:
-    if not text:
+    if text is None:
         return []
 
+    if not text.strip():
+        raise InputError("--dims: empty (leave it out to plot every d)")
     try:
-        return list(parse_dims(text))
+        dims = list(parse_dims(text))
     except SpecError as exc:
         raise InputError(f"--{exc}") from None
+    bad = [d for d in dims if not 1 <= d <= MAX_D]
+    if bad:
+        raise InputError(f"--dims: must be in [1, {MAX_D}], got {bad[0]}")
+    return dims
 
 
 def main(args) -> int:
@@ -241,6 +247,14 @@ def _no_n_half_note(n_half: list[dict], cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
+_FAMILY_COLOURS = ["#4c78a8", "#72b7b2", "#54a24b", "#b279a2", "#f58518", "#e45756", "#9d755d"]
+
+
+def _slug(label: str) -> str:
+    """An SVG id fragment for a law label: ``student-t df=3`` -> ``student-t-df3``."""
+    return "-".join(label.replace("=", "").replace("^", "").split()).lower()
+
+
 def _n_half_panel(ax, groups, fitted, which: str, reference: str | None):
     """N½ against the chosen dimension: empirical points (one colour per group when several),
     exact curves, 2^(d/2)/d, and a note for each dimension without an empirical N½."""
@@ -250,11 +264,24 @@ def _n_half_panel(ax, groups, fitted, which: str, reference: str | None):
     lo_d, hi_d = min(all_dims), max(all_dims)
     bf = views.bf_curve(lo_d, hi_d).to_pydict()
     ax.plot(bf["d"], bf["n"], ":", color="gray", label=views.BF_SERIES, gid="bf-threshold")
-    for name in dict.fromkeys([reference or groups[0][0], "gaussian", "ball"]):
-        exact_half = views.exact_n_half_curve(name, lo_d, hi_d).to_pydict()
-        if exact_half["d"]:
-            ax.plot(exact_half["d"], exact_half["n"], "--", color="k" if name == (reference or groups[0][0]) else "#4c78a8",
-                    label=f"{views.EXACT_HALF_SERIES} ({name})", gid=f"exact-n-half-{name}")
+    import pyarrow as pa
+
+    # the cells' own reference (e.g. the Gaussian of R^k for a k-dimensional subspace), black
+    ref = views.reference_n_half(pa.concat_tables([c for _, c in groups], promote_options="default"), lo_d, hi_d)
+    drawn = set()
+    for series in dict.fromkeys(ref["series"].to_pylist()):
+        rows = [r for r in ref.to_pylist() if r["series"] == series]
+        label = series[len(views.EXACT_HALF_SERIES) + 2:-1]
+        drawn.add(label)
+        ax.plot([r["d"] for r in rows], [r["n"] for r in rows], "--", color="k", marker="x" if len(rows) < 3 else None,
+                label=series, gid=f"exact-n-half-{_slug(label)}")
+    # the family comparison (README table), thin
+    fam = views.family_n_half(lo_d, hi_d, skip=tuple(drawn))
+    for i, series in enumerate(dict.fromkeys(fam["series"].to_pylist())):
+        rows = [r for r in fam.to_pylist() if r["series"] == series]
+        label = series[len(views.EXACT_HALF_SERIES) + 2:-1]
+        ax.plot([r["d"] for r in rows], [r["n"] for r in rows], "-.", lw=0.9, color=_FAMILY_COLOURS[i % len(_FAMILY_COLOURS)],
+                label=series, gid=f"exact-n-half-{_slug(label)}")
     markers = "osD^vP"
     palette = ["#e4572e", "#2e86ab", "#7a9e3a", "#a23b72", "#f1a208", "#3b1f2b"]
     any_point, notes = False, []

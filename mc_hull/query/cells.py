@@ -104,12 +104,18 @@ def run_params(out) -> dict[str, dict]:
     return found
 
 
-def _run_seeds(records: dict[str, dict]) -> dict[str, int]:
+def _run_seeds(records: dict[str, dict]) -> dict[str, int | str]:
+    """run_id -> its seed, or ``"<seed>/draws:<scheme>"`` for a run recorded under an older draw scheme
+    than its sampler's (:attr:`mc_hull.samplers.Sampler.draws`): its rows name other points."""
     seeds = {}
     for run_id, record in records.items():
         try:
-            seeds[run_id] = int(record["spec"]["seed"])
-        except (KeyError, TypeError, ValueError):
+            seed = int(record["spec"]["seed"])
+            scheme = record.get("draws", 1)
+            cls = SAMPLERS.get(record["spec"].get("distribution", "gaussian"))
+            old = cls is not None and isinstance(scheme, int) and scheme < cls.draws
+            seeds[run_id] = f"{seed}/draws:{scheme}" if old else seed
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return seeds
 
@@ -143,6 +149,8 @@ def _seed_key(run: str, d: int, n: int, seeds: dict[str, int], nested: dict[str,
 #: The last verified reads of this process: ``(root, run_id, columns, state) -> (rows, run records)``.
 _LAST_READ: dict = {}
 _READ_LOCK = threading.Lock()
+#: The (run, distribution, d, n) present in the last table :func:`connect` opened (``"table"``: that table).
+_CELLS_OF: dict = {}
 
 
 #: The trial columns a cell estimate reads (with the partition columns and, in distance runs, the distances).
@@ -217,7 +225,13 @@ def connect(out, *, run_id: str | None = None, check: bool = True, columns: tupl
     params = run_params(store.backend)
     con = duckdb.connect()
     con.register("rows_raw", table)
-    cells = con.sql("SELECT DISTINCT run_id, distribution, d, n FROM rows_raw").fetchall()
+    with _READ_LOCK:   # the cells present depend only on the rows read: once per read
+        cells = _CELLS_OF.get(id(table)) if _CELLS_OF.get("table") is table else None
+    if cells is None:
+        cells = con.sql("SELECT DISTINCT run_id, distribution, d, n FROM rows_raw").fetchall()
+        with _READ_LOCK:
+            _CELLS_OF.clear()
+            _CELLS_OF.update({"table": table, id(table): cells})
     info = {"run_id": [], "distribution": [], "d": [], "n": [], "params": [], "seed_key": []}
     holders: dict = {}  # (distribution, params, d, n, seed_key) -> runs holding that cell
     for run, dist, d, n in cells:
@@ -234,6 +248,16 @@ def connect(out, *, run_id: str | None = None, check: bool = True, columns: tupl
     shared = [k for k, runs in holders.items() if len(runs) > 1]
     if not shared:  # no two runs with one seed wrote the same cell: every row is a distinct trial
         con.execute("CREATE VIEW trials AS SELECT * FROM trials_all")
+        # the same per-replicate counts, aggregated over the rows before the join with runinfo
+        # (a join per row of millions costs more than the count itself)
+        con.execute("""CREATE VIEW replicate_counts_fast AS
+            SELECT i.distribution, i.params, i.d, i.n, i.seed_key, c.replicate, sum(c.trials)::BIGINT AS trials,
+                   sum(c.inside)::BIGINT AS inside, sum(c.undecided)::BIGINT AS undecided
+            FROM (SELECT run_id, distribution, d, n, replicate, count(*) AS trials,
+                         count(*) FILTER (WHERE inside) AS inside,
+                         count(*) FILTER (WHERE inside IS NULL) AS undecided
+                  FROM rows_raw GROUP BY ALL) c
+            JOIN runinfo i USING (run_id, distribution, d, n) GROUP BY ALL""")
         return con
     con.register("shared_cells", pa.table(list(zip(*shared)), schema=pa.schema([
         ("distribution", pa.string()), ("params", pa.string()), ("d", pa.int32()), ("n", pa.int64()),
@@ -249,12 +273,15 @@ def connect(out, *, run_id: str | None = None, check: bool = True, columns: tupl
 
 def replicate_counts(con) -> pa.Table:
     """Per (distribution, params, d, n, seed_key, replicate): trials, inside, undecided (each trial once)."""
-    return con.sql("""
+    order = "ORDER BY distribution, params, d, n, seed_key, replicate"
+    if con.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'replicate_counts_fast'").fetchall()[0][0]:
+        return con.sql(f"SELECT * FROM replicate_counts_fast {order}").to_arrow_table()
+    return con.sql(f"""
         SELECT distribution, params, d, n, seed_key, replicate,
                count(*) AS trials,
                count(*) FILTER (WHERE inside) AS inside,
                count(*) FILTER (WHERE inside IS NULL) AS undecided
-        FROM trials GROUP BY ALL ORDER BY distribution, params, d, n, seed_key, replicate
+        FROM trials GROUP BY ALL {order}
     """).to_arrow_table()
 
 
@@ -284,8 +311,9 @@ def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL
     if con is None:
         return _empty()
     reps = replicate_counts(con).to_pydict()
+    # runinfo holds one row per (run, cell) present in the rows: the same count as over every row
     runs = {(r[0], r[1], r[2], r[3]): r[4] for r in con.sql(
-        "SELECT distribution, params, d, n, count(DISTINCT run_id) FROM trials_all GROUP BY ALL").fetchall()}
+        "SELECT distribution, params, d, n, count(DISTINCT run_id) FROM runinfo GROUP BY ALL").fetchall()}
     index: dict = {}
     for i, k in enumerate(zip(reps["distribution"], reps["params"], reps["d"], reps["n"])):
         index.setdefault(k, []).append(i)

@@ -105,6 +105,9 @@ class Sampler:
     name: ClassVar[str] = "base"
     params: ClassVar[dict[str, Any]] = {}
     ranges: ClassVar[dict[str, Range]] = {}
+    #: The draw scheme (:data:`mc_hull.seeding.DRAW_SCHEME`) since which this family draws as it does now;
+    #: rows of runs recorded under an older scheme are kept apart from newer ones (other points).
+    draws: ClassVar[int] = 1
 
     def __init__(self, d: int, **params):
         if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 1:

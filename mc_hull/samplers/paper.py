@@ -128,6 +128,7 @@ class StudentT(Sampler):
     """
 
     name = "student-t"
+    draws = 2   # scales from the side stream (prefix-stable)
     params = {"df": 3}
     ranges = {"df": Range(MIN_DF, MAX_DF, why=" (below 0.125 some draws are infinite)")}
 
@@ -157,6 +158,7 @@ class Mixture(Sampler):
     """
 
     name = "mixture"
+    draws = 2   # labels from the side stream (prefix-stable)
     params = {"components": 3, "separation": 4.0}
     # the centres, components x d floats, are drawn for every training set
     ranges = {"components": Range(1, lambda d: max(1, MAX_CENTRE_VALUES // d), integer=True,

@@ -24,6 +24,7 @@ class Ball(Sampler):
     """
 
     name = "ball"
+    draws = 2   # radii from the side stream (prefix-stable)
 
     def _random(self, n, rng):
         radius = side_stream(rng).random(n) ** (1.0 / self.d)
@@ -65,19 +66,22 @@ class BetaBall(Sampler):
 
     ``beta = 0`` is the uniform ball, ``beta → -1`` concentrates on the sphere and large
     ``beta`` tends to a Gaussian of standard deviation 1/√(2 beta). Drawn as
-    ``x = g / sqrt(|g|² + 2 Y)`` with g ~ N(0, I_d) and Y ~ Gamma(beta + 1): then |x|² is
-    Beta(d/2, beta + 1) and x/|x| uniform, which is this law. Its exact p(d, N) is the beta
-    polytope curve (:func:`mc_hull.theory.exact_inside_probability` with ``beta``).
+    ``x = g / sqrt(|g|² + 2 Y)`` with g ~ N(0, I_d) from ``rng`` and Y ~ Gamma(beta + 1) from
+    :func:`~.base.side_stream` (prefix-stable in n): |x|² is then Beta(d/2, beta + 1) and
+    x/|x| uniform, which is this law. Its exact p(d, N) is the beta-polytope curve
+    (:func:`mc_hull.theory.exact_inside_probability` with ``beta``).
 
     Dimensions: ambient d, intrinsic d, affine d.
 
     Parameters
     ----------
     beta : float, default 0
-        Exponent, in [-0.999, 1e6].
+        Exponent in [-0.999, 1e6] (:data:`BETA_RANGE`; beta + 1 >= 1e-3 keeps the gamma
+        variates from underflowing).
     """
 
     name = "beta"
+    draws = 2   # gamma radii from the side stream (prefix-stable)
     params = {"beta": 0.0}
     ranges = {"beta": Range(*BETA_RANGE, why=" (density ∝ (1 - |x|²)^beta needs beta > -1)")}
 

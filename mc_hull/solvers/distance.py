@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .. import progress
 from .certificates import rounding_bound
 from .colgen import _BLOCK_ELEMS, master, price
 
@@ -319,8 +320,10 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
     for rnd in range(1, max_rounds + 1):
         if active.size == 0:
             break
+        progress.update("distance", inner=1.0 - active.size / B, round=rnd, open=int(active.size), queries=B)
         Qa = queries[active]
-        S, pos = ops.rows(idx), np.arange(idx.size)     # the working sets' rows, in idx's order
+        uniq, pos = np.unique(idx, return_inverse=True)  # each working-set row fetched once
+        S, pos = ops.rows(uniq), pos.reshape(-1).astype(np.intp)
         lam, offs, W = master(S, Qa, pos, sizes, 1.0)
         rounds[active] = rnd
         failed = ~np.isfinite(W).all(axis=1)

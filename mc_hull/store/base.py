@@ -425,6 +425,11 @@ class Store:
             found.append(entry)
         return sorted(found, key=lambda e: (e.run_id, e.key)), problems
 
+    def forget(self, kind: str, run_id: str, key: str) -> None:
+        """Remove one manifest entry (its unit is then not committed; the bytes are left where they are)."""
+        _kind(kind)
+        self._drop_entry(kind, check_id(run_id), check_key(key))
+
     def load(self, entry: Entry, columns: list[str] | None = None) -> pa.Table:
         """The rows of one entry, verified (size, SHA-256, schema, row count); raises Damaged.
 

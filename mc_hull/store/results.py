@@ -114,9 +114,22 @@ def unit_problem(entry: Entry, spec=None) -> str | None:
         return f"its replicates {entry.meta.get('start')}..{entry.meta.get('stop')} are not the ones its key names"
     if not start < stop:
         return "its key names no replicates"
-    if spec is not None and (dist != spec.distribution or (d, n) not in set(spec.cells)):
+    if spec is not None and (dist != spec.distribution or (d, n) not in _cells(spec)):
         return "its key names a cell that its run's plan does not have"
     return None
+
+
+def _cells(spec) -> frozenset:
+    """The spec's cells as a set, cached per spec object (specs are frozen; the cache keeps them alive)."""
+    hit = _CELLS.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        if len(_CELLS) > 256:
+            _CELLS.clear()
+        hit = _CELLS[id(spec)] = (spec, frozenset(spec.cells))
+    return hit[1]
+
+
+_CELLS: dict[int, tuple] = {}
 
 
 def identity_problem(table: pa.Table, start: int, stop: int, per_replicate) -> str | None:
@@ -127,9 +140,11 @@ def identity_problem(table: pa.Table, start: int, stop: int, per_replicate) -> s
     counts = np.array([per_replicate(r) for r in range(start, stop)], dtype=np.int64)
     if len(rep) != int(counts.sum()):
         return f"holds {len(rep)} trials, its key implies {int(counts.sum())}"
-    order = np.lexsort((qry, rep))
     want_rep = np.repeat(np.arange(start, stop, dtype=np.int64), counts)
     want_q = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
+    if np.array_equal(rep, want_rep) and np.array_equal(qry, want_q):   # rows are written in this order
+        return None
+    order = np.lexsort((qry, rep))
     if not (np.array_equal(rep[order], want_rep) and np.array_equal(qry[order], want_q)):
         bad = int(np.flatnonzero((rep[order] != want_rep) | (qry[order] != want_q))[0])
         return (f"holds trial (replicate {rep[order][bad]}, query {qry[order][bad]}) where its key implies "
@@ -185,7 +200,9 @@ class ResultStore:
         return self.backend.runs()
 
     def _record(self, spec) -> dict:
-        return {"spec": spec.to_dict(), "hash": spec.hash, "versions": versions()}
+        from ..seeding import DRAW_SCHEME
+
+        return {"spec": spec.to_dict(), "hash": spec.hash, "versions": versions(), "draws": DRAW_SCHEME}
 
     def _conflict(self, spec, exc: RunConflict) -> StoreError:
         if exc.orphan:
@@ -266,7 +283,7 @@ class ResultStore:
         for e in self.backend.entries("trials", spec.run_id):   # entries that name no unit of the plan
             why = unit_problem(e, spec)
             if why is not None:
-                self.backend._drop_entry("trials", spec.run_id, e.key)
+                self.backend.forget("trials", spec.run_id, e.key)
                 dropped.append(f"manifest entry trials/{spec.run_id}/{e.key} ({why}; entry removed)")
         done, damaged = self.backend.committed("trials", spec.run_id, {k: s.trials(spec) for k, s in by_key.items()},
                                                check=self._checker({spec.run_id: spec}))
@@ -299,7 +316,7 @@ class ResultStore:
                 _, d, n, start, stop = parsed
                 # a unit of a cell the spec does not have was never planned: 0 rows
                 if (e.run_id, d, n) not in ks:
-                    planned = isinstance(spec.queries_per_set, int) or (d, n) in spec.cells
+                    planned = isinstance(spec.queries_per_set, int) or (d, n) in _cells(spec)
                     ks[(e.run_id, d, n)] = spec.k_for(d, n) if planned else None
                 k = ks[(e.run_id, d, n)]
                 out[(e.run_id, e.key)] = 0 if k is None else _queries_between(spec.trials, k, start, stop)

@@ -17,6 +17,9 @@ an unknown distribution has no curve (``has_exact`` False, the functions return 
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 from ..errors import InputError
 from .bf import bf_threshold
 
@@ -123,4 +126,22 @@ def exact_n_half(distribution: str, d: int, **params):
         return None
 
 
-__all__ = ["bf_threshold", "has_exact", "exact_inside_probability", "exact_n_half", "EXACT_LAWS"]
+@lru_cache(maxsize=1)
+def _family_table() -> dict:
+    path = Path(__file__).resolve().parent / "data" / "n_half_families.csv"
+    out: dict = {}
+    if path.exists():
+        for line in path.read_text().splitlines()[1:]:
+            law, d, value = line.rsplit(",", 2)
+            out[(law, int(d))] = float(value) if value else None
+    return out
+
+
+def family_n_half_table() -> dict:
+    """(law label, d) -> exact N½ (None: above the curve's N range) from ``data/n_half_families.csv``
+    (written by ``docs/make_transition.py``; empty when absent). Labels as
+    :func:`mc_hull.views.law_label`: ``gaussian``, ``ball``, ``beta beta=-0.5``, ``student-t df=3``..."""
+    return dict(_family_table())
+
+
+__all__ = ["bf_threshold", "family_n_half_table", "has_exact", "exact_inside_probability", "exact_n_half", "EXACT_LAWS"]

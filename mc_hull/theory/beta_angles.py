@@ -110,8 +110,8 @@ def _log_tail(y, p1):
     return mp.log(mp.betainc((p1 + 1) / 2, mp.mpf(1) / 2, 0, x, regularized=True) / 2)
 
 
-def angle_sums(family: str, alpha, m_max: int, dps: int | None = None, *, n_gl: int = 64,
-               width: float = 0.5, digits: int = 17) -> dict[int, "mp.mpf"]:
+def angle_sums(family: str, alpha, m_max: int, dps: int | None = None, *, n_gl: int = 96,
+               width: float = 0.25, digits: int = 17) -> dict[int, "mp.mpf"]:
     """J_m(α) for m = 1..m_max at ``dps`` working digits (see the module docstring).
 
     Parameters
