@@ -144,7 +144,7 @@ EXCEPTIONS = {
     ("mc_hull.query.status", "mc_hull.plan"): "run progress counts a recorded spec's planned shards",
     ("mc_hull.query.status", "mc_hull.spec"): "run progress rebuilds the recorded spec",
     ("mc_hull.store.results", "mc_hull.spec"): "a unit's planned rows and trial identities from its run's spec",
-    ("mc_hull.store.results", "mc_hull.seeding"): "a run record names the draw scheme of its keys",
+    ("mc_hull.store.results", "mc_hull.seeding"): "a run's record names the draw scheme its trial identities follow",
 }
 
 
