@@ -154,7 +154,9 @@ def test_rows_are_identical_with_progress_on_and_off(tmp_path, monkeypatch, budg
     else:
         monkeypatch.delenv("MC_HULL_MEMORY_BUDGET", raising=False)
     _fast(monkeypatch)
-    spec = _streamed_spec(top=30000 if budget else 600_000)
+    monkeypatch.setattr(runner, "PROGRESS_SECONDS", 0.02)    # lines while even a fast machine runs it
+    monkeypatch.setattr(progress, "REPORT_SECONDS", 0.01)
+    spec = _streamed_spec(top=120_000 if budget else 600_000)
     logs = {}
     for mode in ("on", "off"):
         monkeypatch.setenv("MC_HULL_PROGRESS", "1" if mode == "on" else "0")
