@@ -1,7 +1,7 @@
 """Point sources and the training set as every solver sees it: in memory, or served by passes.
 
 A *point source* holds the training set X (N, d) as row blocks that it can serve
-in any order: :class:`ArraySource` wraps an array, :class:`mc_hull.bigcell.KeyedSource`
+in any order: :class:`ArraySource` wraps an array, :class:`mc_hull.samplers.KeyedSource`
 regenerates blocks from their seeds, file sources read shards, and
 ``mc_hull.distributed_blocks.ActorSource`` keeps blocks in Ray actors spread over a
 cluster's nodes.  Its one collective operation is :meth:`PointSource.map_blocks`:
