@@ -36,7 +36,7 @@ def test_bad_fields_name_themselves(changes, field):
 
 
 def test_unknown_names_list_valid_ones():
-    with pytest.raises(SpecError, match="valid: ball, cube, gaussian"):
+    with pytest.raises(SpecError, match="valid: ball, beta, cube, gaussian"):
         Spec(distribution="uniform")
     with pytest.raises(SpecError, match="valid: auto"):
         Spec(solver="simplex")
