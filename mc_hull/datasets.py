@@ -160,20 +160,9 @@ def table_to_array(table, columns: str | None, name: str) -> np.ndarray:
         raise InputError(f"{name}: the table has no columns")
     if table.num_columns == 1 and (pat.is_list(table.schema[0].type) or pat.is_fixed_size_list(table.schema[0].type)
                                    or pat.is_large_list(table.schema[0].type)):
-        col = table.column(0).combine_chunks()
-        if col.null_count:
-            raise InputError(f"{name}: column {table.column_names[0]!r} has missing rows")
-        lengths = pa.compute.list_value_length(col).to_numpy(zero_copy_only=False)
-        if len(lengths) and (lengths.min() != lengths.max()):
-            raise InputError(f"{name}: rows of list column {table.column_names[0]!r} differ in length "
-                             f"({lengths.min()} to {lengths.max()})")
-        flat = col.flatten()
-        if not (pat.is_integer(flat.type) or pat.is_floating(flat.type)):
-            raise InputError(f"{name}: list column {table.column_names[0]!r} is not numeric ({flat.type})")
-        if flat.null_count:
-            raise InputError(f"{name}: list column {table.column_names[0]!r} has missing values")
-        width = int(lengths[0]) if len(lengths) else 0
-        return flat.to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(col), width)
+        from .filesource import table_rows     # the one reader of a list column of rows
+
+        return table_rows(table, None, name).astype(np.float64, copy=False)
     for field in table.schema:
         if not (pat.is_integer(field.type) or pat.is_floating(field.type) or pat.is_boolean(field.type)):
             raise InputError(f"{name}: column {field.name!r} is not numeric ({field.type}); "
