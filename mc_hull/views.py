@@ -447,6 +447,22 @@ def family_n_half(x_min: int, x_max: int, skip: tuple = ()) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=_CURVE_SCHEMA)
 
 
+#: The measured law of the family comparison: the uniform cube, no exact curve (README N½ table).
+CUBE_SERIES = "uniform cube: nested MC, median of T (99% bracket)"
+
+
+def family_measured_n_half(x_min: int, x_max: int) -> pa.Table:
+    """The uniform cube's N½ measured by nested Monte Carlo (:func:`mc_hull.theory.cube_n_half_table`,
+    shipped by ``docs/make_transition.py --cube DIR``) for d in [x_min, x_max]: columns ``d, n,
+    n_low, n_high, series`` (N½ in (n_low, n_high]; a missing bound is null)."""
+    rows = [{"d": float(d), "n": n, "n_low": lo, "n_high": hi, "series": CUBE_SERIES}
+            for d, (n, lo, hi) in sorted(theory.cube_n_half_table().items())
+            if int(x_min) <= d <= int(x_max) and n is not None]
+    return pa.Table.from_pylist(rows, schema=pa.schema([("d", pa.float64()), ("n", pa.float64()),
+                                                        ("n_low", pa.float64()), ("n_high", pa.float64()),
+                                                        ("series", pa.string())]))
+
+
 def relabel(curve: pa.Table, series: str) -> pa.Table:
     """The same curve with every row's series name replaced."""
     return curve.set_column(curve.schema.get_field_index("series"), "series",
