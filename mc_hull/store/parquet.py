@@ -51,6 +51,9 @@ RUNS_DIR, CLAIMS_DIR, STATS_DIR = "_runs", "_claims", "_stats"
 MANIFEST_DIR, QUARANTINE_DIR, HULLTEST_DIR = "_manifest", "_quarantine", "_hulltest"
 PROGRESS_DIR = "_progress"
 DOC_DIRS = {"runs": RUNS_DIR, "stats": STATS_DIR, "hulltests": f"{HULLTEST_DIR}/tests", "progress": PROGRESS_DIR}
+#: Local manifest entries whose bytes a process keeps (path -> ((size, mtime_ns), bytes)), at most ENTRY_CACHE.
+_ENTRY_BODIES: dict[str, tuple] = {}
+ENTRY_CACHE = 500_000
 #: Seconds after which a lone claim candidate without its slot is taken to hold the slot.
 STALE_SECONDS = 30.0
 
@@ -287,6 +290,9 @@ class ParquetStore(Store):
             raise Damaged("SHA-256 differs from the manifest (the file was changed after it was committed)")
         return body
 
+    def check_bytes(self, entry: Entry) -> None:
+        self._body(entry)
+
     def _get_unit(self, entry: Entry) -> pa.Table:
         body = self._body(entry)
         try:
@@ -334,18 +340,33 @@ class ParquetStore(Store):
 
     def _list_entries(self, kind, run_id):
         base = self._abs(f"{MANIFEST_DIR}/{kind}" + (f"/{run_id}" if run_id else ""))
+        top = self._abs(f"{MANIFEST_DIR}/{kind}") + "/"
         out = []
         for info in self._files(base, recursive=True):
-            rel = posixpath.relpath(info.path, self._abs(f"{MANIFEST_DIR}/{kind}"))
+            rel = info.path[len(top):] if info.path.startswith(top) else posixpath.relpath(info.path, top)
             if not rel.endswith(".json") or posixpath.basename(rel).startswith("."):
                 continue
             manifest_run, _, key = rel[:-len(".json")].partition("/")
-            try:
-                body = self._read(info.path)
-            except OSError:
-                body = None
-            out.append((manifest_run, key, body))
+            out.append((manifest_run, key, self._entry_body(info)))
         return out
+
+    def _entry_body(self, info: pafs.FileInfo) -> bytes | None:
+        """A manifest entry's bytes, read again only when its size or modification time changed (a
+        process-wide cache of local entries: readers list the manifest several times per page)."""
+        stamp = (info.size, info.mtime_ns)
+        if self.local and stamp[1] is not None:
+            hit = _ENTRY_BODIES.get(info.path)
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+        try:
+            body = self._read(info.path)
+        except OSError:
+            return None
+        if self.local and stamp[1] is not None and len(body) == info.size:
+            if len(_ENTRY_BODIES) >= ENTRY_CACHE:
+                _ENTRY_BODIES.clear()
+            _ENTRY_BODIES[info.path] = (stamp, body)
+        return body
 
     def _drop_entry(self, kind, run_id, key):
         path = self._entry_path(kind, run_id, key)
