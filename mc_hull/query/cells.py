@@ -149,6 +149,10 @@ def _seed_key(run: str, d: int, n: int, seeds: dict[str, int], nested: dict[str,
 #: The last verified reads of this process: ``(root, run_id, columns, state) -> (rows, run records)``.
 _LAST_READ: dict = {}
 _READ_LOCK = threading.Lock()
+#: One lock per (root, run, what): a read in progress is waited for, not repeated.
+_KEY_LOCKS: dict = {}
+#: Reads kept per store state (statuses, the cell table, rows decoded for distances or the audit ...).
+LAST_READS = 4
 #: The (run, distribution, d, n) present in the last table :func:`connect` opened (``"table"``: that table).
 _CELLS_OF: dict = {}
 
@@ -158,21 +162,31 @@ CELL_READ = ("run_id", "replicate", "query", "inside", "distance_low", "distance
 
 
 def _cached(store: ResultStore, run_id: str | None, what, read):
-    """``read()`` once per state of a Parquet store's files (see :func:`verified_rows`), keyed by ``what``."""
+    """``read()`` once per state of a Parquet store's files (see :func:`verified_rows`), keyed by ``what``.
+
+    Two threads asking for the same value at once (a page and the dashboard's warm-up) read it once:
+    the second waits for the first's result.
+    """
     state_of = getattr(store.backend, "state", None)
     state = state_of() if state_of is not None else None   # taken before the read: a change during it
     key = (store.out, run_id, what, state)                  # makes the next call read again
-    if state is not None:
+    if state is None:
+        return read()
+    with _READ_LOCK:
+        hit = _LAST_READ.get(key)
+        if hit is not None:
+            return hit
+        lock = _KEY_LOCKS.setdefault(key[:3], threading.Lock())
+    with lock:
         with _READ_LOCK:
             hit = _LAST_READ.get(key)
         if hit is not None:
             return hit
-    value = read()
-    if state is not None:
+        value = read()
         with _READ_LOCK:
             for old in [k for k in _LAST_READ if k[-1] != state or k[:2] != key[:2]]:
                 del _LAST_READ[old]   # another store, run or state: keep only this one's reads
-            while len(_LAST_READ) >= 2:
+            while len(_LAST_READ) >= LAST_READS:
                 del _LAST_READ[next(iter(_LAST_READ))]
             _LAST_READ[key] = value
     return value
@@ -185,8 +199,8 @@ def verified_rows(store: ResultStore, run_id: str | None = None,
     A dashboard page or ``query --thresholds`` asks for the same rows several times (cells,
     audit, entry sizes); a Parquet store is read and verified again only when a file under
     its root changed (path, size or modification time: :meth:`ParquetStore.state`, one
-    listing).  Other backends are read on every call.  The last two reads are kept (a page
-    reads the cell columns first, then every column for its audit).  ``columns``: see
+    listing).  Other backends are read on every call.  The last :data:`LAST_READS` reads are kept
+    (a page reads the units' statuses and the cell table, then columns for distances or an audit).  ``columns``: see
     :meth:`ResultStore.trials`.
     """
     return _cached(store, run_id, columns, lambda: (store.trials(run_id, None if columns is None else list(columns)),
@@ -339,6 +353,10 @@ def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL
         Columns :data:`CELL_COLUMNS` (and the distance summaries); empty when the store holds no rows.
     """
     store = ResultStore(out)
+    return _cached(store, run_id, ("cells", float(level)), lambda: _cell_estimates(store, out, run_id, level))
+
+
+def _cell_estimates(store: ResultStore, out, run_id: str | None, level: float) -> pa.Table:
     units, records = verified_statuses(store, run_id)
     if not units:
         return _empty()
