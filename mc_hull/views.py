@@ -10,6 +10,7 @@ draws them.  Nothing here imports Streamlit.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -101,10 +102,18 @@ def _sql(con, text: str, params: list | None = None) -> pa.Table:
 
 
 def _on(table: pa.Table, text: str, params: list | None = None) -> pa.Table:
-    """Run SQL over an Arrow table registered as ``t`` (small tables only)."""
-    con = duckdb.connect()
+    """Run SQL over an Arrow table registered as ``t`` (small tables only; one connection per thread)."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = duckdb.connect()
     con.register("t", table)
-    return con.sql(text, params=params or None).to_arrow_table()
+    try:
+        return con.sql(text, params=params or None).to_arrow_table()
+    finally:
+        con.unregister("t")
+
+
+_LOCAL = threading.local()
 
 
 # -- view 1: p against N ---------------------------------------------------------
@@ -624,7 +633,12 @@ def audit_digests(out: str, run_id: str | None = None) -> pa.Table | None:
     ``"tbins"`` rows count trials per (cell, run, status) and bin, the other columns null.
     :func:`audit_counts` and :func:`audit_histogram` read either table.
     """
-    units, _ = query.verified_statuses(query_store(out), run_id)
+    store = query_store(out)
+    return query.cells._cached(store, run_id, "audit", lambda: _audit_digests(store, run_id))
+
+
+def _audit_digests(store, run_id: str | None) -> pa.Table | None:
+    units, _ = query.verified_statuses(store, run_id)
     cols: dict[str, list] = {c: [] for c in _AUDIT_NAMES + ["part"]}
     parts = (("methods", ("method", "status", "trials", "undecided", "seconds", "rounds"), {}),
              ("cbins", ("status", "bin", "trials"), {"bin": "cbin"}),

@@ -152,7 +152,7 @@ _READ_LOCK = threading.Lock()
 #: One lock per (root, run, what): a read in progress is waited for, not repeated.
 _KEY_LOCKS: dict = {}
 #: Reads kept per store state (statuses, the cell table, rows decoded for distances or the audit ...).
-LAST_READS = 4
+LAST_READS = 6
 #: The (run, distribution, d, n) present in the last table :func:`connect` opened (``"table"``: that table).
 _CELLS_OF: dict = {}
 

@@ -37,7 +37,7 @@ import pyarrow as pa
 from ..errors import StoreError
 from ..store import ResultStore
 from ..thresholds import median_interval
-from .cells import CELL_READ, cell_info, connect, run_params, verified_statuses
+from .cells import CELL_READ, _cached, cell_info, connect, run_params, verified_statuses
 
 #: ``method`` of a thresholds row read as the median of T (a nested curve).
 MEDIAN_T = "median of T"
@@ -199,28 +199,11 @@ def entry_ecdf(out, *, run_id: str | None = None, distribution: str | None = Non
     if not {e.run_id for e in store.units(run_id)} & runs:
         raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
                          "(entry sizes are located only by `mc-hull run --nested`)")
-    units, _ = verified_statuses(store, run_id)
-    params = run_params(store.backend)
     dims = None if dims is None else {int(dims)} if np.ndim(dims) == 0 else {int(v) for v in dims}
-    curves: dict = {}   # (distribution, params, d) -> run -> units
-    for u in units:
-        part = u.entry.partition
-        d = int(part["d"])
-        if u.entry.run_id not in runs or (dims is not None and d not in dims):
-            continue
-        p = cell_info(part["distribution"], params.get(u.entry.run_id) if u.entry.run_id in params else None,
-                      d)["params"]
-        curves.setdefault((part["distribution"], p, d), {}).setdefault(u.entry.run_id, []).append(u)
     rows = {k: [] for k in ("distribution", "params", "d", "n", "trials", "certain", "possible")}
-    for (dist, p, d) in sorted(curves):
-        by_run = curves[(dist, p, d)]
-        grid = sorted({int(u.entry.partition["n"]) for us in by_run.values() for u in us})
-        low, high = _trial_bounds(by_run)
-        if distribution is not None and dist != distribution:
+    for (dist, p, d), (g, low, high) in sorted(curve_bounds(store, run_id, runs).items()):
+        if (distribution is not None and dist != distribution) or (dims is not None and d not in dims):
             continue
-        low.sort()
-        high.sort()
-        g = np.asarray(grid, dtype=np.int64)
         certain = np.searchsorted(high, g, side="right") / len(high)
         possible = np.searchsorted(low, g, side="left") / len(low)
         for k, v in (("distribution", [dist] * len(g)), ("params", [p] * len(g)), ("d", [d] * len(g)),
@@ -232,6 +215,34 @@ def entry_ecdf(out, *, run_id: str | None = None, distribution: str | None = Non
         ("trials", pa.int64()), ("certain", pa.float64()), ("possible", pa.float64())]))
 
 
+def curve_bounds(store: ResultStore, run_id: str | None, runs: set[str]) -> dict:
+    """(distribution, params, d) -> (grid sizes, sorted t_low, sorted t_high) of the nested runs ``runs``'
+    trials, from the verified units' statuses; computed once per state of the store's files."""
+    def compute():
+        units, _ = verified_statuses(store, run_id)
+        params = run_params(store.backend)
+        curves: dict = {}   # (distribution, params, d) -> run -> units
+        for u in units:
+            part = u.entry.partition
+            if u.entry.run_id not in runs:
+                continue
+            d = int(part["d"])
+            p = cell_info(part["distribution"], params.get(u.entry.run_id) if u.entry.run_id in params else None,
+                          d)["params"]
+            curves.setdefault((part["distribution"], p, d), {}).setdefault(u.entry.run_id, []).append(u)
+        out = {}
+        for key, by_run in curves.items():
+            grid = np.array(sorted({int(u.entry.partition["n"]) for us in by_run.values() for u in us}),
+                            dtype=np.int64)
+            low, high = _trial_bounds(by_run)
+            low.sort()
+            high.sort()
+            out[key] = (grid, low, high)
+        return out
+
+    return _cached(store, run_id, ("bounds", tuple(sorted(runs))), compute)
+
+
 #: ``t_high`` of a trial never certified inside (SQL's NULL): above every size.
 _NEVER = np.iinfo(np.int64).max
 
@@ -241,7 +252,7 @@ def _trial_bounds(by_run: dict) -> tuple[np.ndarray, np.ndarray]:
     the largest size certified outside (0 if none) and the smallest certified inside (:data:`_NEVER`)."""
     lows, highs = [], []
     for us in by_run.values():
-        k = max(int(u.query.max()) + 1 for u in us if len(u.status))
+        k = max(int(u.counts.max()) if u._query is None else int(u._query.max()) + 1 for u in us if len(u.status))
         r = max(int(u.replicates.max()) + 1 for u in us if len(u.status))
         low = np.zeros(r * k, dtype=np.int64)
         high = np.full(r * k, _NEVER, dtype=np.int64)
