@@ -21,13 +21,10 @@ def warm(out: str | None) -> None:
         import altair  # noqa: F401
         import pandas  # noqa: F401
 
-        from mc_hull import query, views
+        from mc_hull import views
 
         if out and views.location_problem(out) is None:
-            views.cell_table(out)            # the first chart's table
-            views.audit_digests(out)         # then the rest of the page's reads
-            if query.nested_runs(out):
-                query.entry_ecdf(out)
+            views.cell_table(out)   # the first chart's table (the rest of the page reads from the same units)
     except Exception:   # the page reports whatever the store holds or lacks, in one line
         pass
 
