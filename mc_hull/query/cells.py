@@ -497,7 +497,7 @@ def _status_connect(store: ResultStore, units, records: dict):
         sharing = {c for c in cells if keyed[c] in wanted}
     own = [u for u in units if _cell_of(u) not in sharing]
     con.register("reps_raw", replicate_table(own))
-    query = f"""SELECT i.distribution, i.params, i.d, i.n, i.seed_key, c.replicate,
+    query = """SELECT i.distribution, i.params, i.d, i.n, i.seed_key, c.replicate,
                        sum(c.trials)::BIGINT AS trials, sum(c.inside)::BIGINT AS inside,
                        sum(c.undecided)::BIGINT AS undecided
                 FROM reps_raw c JOIN runinfo i USING (run_id, distribution, d, n) GROUP BY ALL"""

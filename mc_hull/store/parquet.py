@@ -51,9 +51,6 @@ RUNS_DIR, CLAIMS_DIR, STATS_DIR = "_runs", "_claims", "_stats"
 MANIFEST_DIR, QUARANTINE_DIR, HULLTEST_DIR = "_manifest", "_quarantine", "_hulltest"
 PROGRESS_DIR = "_progress"
 DOC_DIRS = {"runs": RUNS_DIR, "stats": STATS_DIR, "hulltests": f"{HULLTEST_DIR}/tests", "progress": PROGRESS_DIR}
-#: Local manifest entries whose bytes a process keeps (path -> ((size, mtime_ns), bytes)), at most ENTRY_CACHE.
-_ENTRY_BODIES: dict[str, tuple] = {}
-ENTRY_CACHE = 500_000
 #: Seconds after which a lone claim candidate without its slot is taken to hold the slot.
 STALE_SECONDS = 30.0
 
@@ -351,22 +348,13 @@ class ParquetStore(Store):
         return out
 
     def _entry_body(self, info: pafs.FileInfo) -> bytes | None:
-        """A manifest entry's bytes, read again only when its size or modification time changed (a
-        process-wide cache of local entries: readers list the manifest several times per page)."""
-        stamp = (info.size, info.mtime_ns)
-        if self.local and stamp[1] is not None:
-            hit = _ENTRY_BODIES.get(info.path)
-            if hit is not None and hit[0] == stamp:
-                return hit[1]
+        """A manifest entry's bytes (None when unreadable): read on every listing (a parse of bytes seen
+        before is memoised by content, :data:`mc_hull.store.base._PARSED`; the bytes are never cached by
+        file name and time, which a same-size edit within the clock's resolution would not change)."""
         try:
-            body = self._read(info.path)
+            return self._read(info.path)
         except OSError:
             return None
-        if self.local and stamp[1] is not None and len(body) == info.size:
-            if len(_ENTRY_BODIES) >= ENTRY_CACHE:
-                _ENTRY_BODIES.clear()
-            _ENTRY_BODIES[info.path] = (stamp, body)
-        return body
 
     def _drop_entry(self, kind, run_id, key):
         path = self._entry_path(kind, run_id, key)
