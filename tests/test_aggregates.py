@@ -251,7 +251,8 @@ def test_a_resealed_forged_digest_is_found_by_the_full_check(store):
         d["seal"] = _digest_seal(entry, d["inside"], d["undecided"], d["extra"])
     edit_entry(victim, forge)
     fresh()
-    assert open_digest(ResultStore(str(store)).units()[0]) is not None
+    forged = next(e for e in ResultStore(str(store)).units() if e.key == entry.key)
+    assert open_digest(forged) is not None and (open_digest(forged) == 1).all()
     found = ResultStore(str(store)).check_digests()
     assert len(found) == 1 and entry.key in found[0][0] and "forged digest" in found[0][1]
 
@@ -328,3 +329,20 @@ def test_the_digest_is_small_and_sealed_to_its_entry(store):
         status = open_digest(e)
         assert status is not None and status.shape == (e.rows,) and set(np.unique(status)) <= {-1, 0, 1}
         assert len(json.dumps(e.digest)) < 4000
+
+
+def test_the_dashboard_warm_up_fills_the_cache_and_leaves_errors_to_the_page(store):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboards"))
+    import serve
+
+    serve.warm(str(store))
+    assert any(k[2] == "status" for k in cells_module._LAST_READ)
+    assert query.cell_estimates(str(store)).num_rows == 2
+    shard = sorted((store / "distribution=gaussian").rglob("*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:50])
+    fresh()
+    serve.warm(str(store))                   # a damaged store: nothing raised here ...
+    with pytest.raises(StoreError):          # ... the page says what is wrong
+        query.cell_estimates(str(store))
