@@ -19,6 +19,8 @@ cells recomputes the whole unit, whose rows are identical (keyed randomness).
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,26 +167,39 @@ class NestedJob:
                                  cpu_seconds=seconds + self.count() * planning.SHARD_SECONDS,
                                  peak_bytes=peak, note=plan_note(spec))
 
-    def compute(self, unit: NestedShard) -> dict[str, np.ndarray]:
-        """Rows of every cell (d, N) of the unit, with an extra ``n`` column saying which."""
+    def spread(self, unit: NestedShard) -> bool:
+        """True when the unit's X exceeds the memory budget: its blocks then go to the cluster's nodes."""
+        return streamed_sizes(self.spec, unit.d) is not None
+
+    def compute(self, unit: NestedShard, place=None) -> dict[str, np.ndarray]:
+        """Rows of every cell (d, N) of the unit, with an extra ``n`` column saying which.
+
+        ``place`` (``mc_hull.distributed_blocks.placer``), for a streamed unit, spreads each replicate's
+        blocks over actors on the cluster's nodes, every pass run there; the rows are the same.
+        """
         spec = self.spec
         sizes = np.array(sorted(spec.sizes_for(unit.d)), dtype=np.int64)
-        parts = []
+        parts, passes = [], []
         streamed = streamed_sizes(spec, unit.d)
         buffer = None if streamed else np.empty((int(sizes[-1]), unit.d), order="F")   # reused by each replicate
         for r in range(unit.start, unit.stop):
             progress.replicate(r - unit.start, unit.stop - unit.start)
             if streamed:   # X beyond the budget: its first rows held, the rest regenerated on each pass
                 src = keyed_source(spec, unit.d, int(sizes[-1]), r)
-                res = nested_stream.streamed_entry_sizes(src, src.queries(), sizes, solver=spec.solver,
-                                                         tol=spec.tol, budget=nested_stream.held_bytes(unit.d))
+                with place(src) if place is not None else contextlib.nullcontext(src) as points:
+                    res = nested_stream.streamed_entry_sizes(points, src.queries(), sizes, solver=spec.solver,
+                                                             tol=spec.tol, budget=nested_stream.held_bytes(unit.d))
+                passes.append((res.passes, res.regenerated / int(sizes[-1])))
             else:
                 X, Q = nested.replicate_data(spec, unit.d, sizes, r, out=buffer)
                 res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol, overwrite=True)
             parts.append(_rows(spec, res, r))
         cols = trial.concat(parts)            # each part guarded by the row builder
         order = np.lexsort((cols["query"], cols["replicate"], cols["n"]))
-        return {name: col[order] for name, col in cols.items()}
+        cols = {name: col[order] for name, col in cols.items()}
+        if passes:     # said by the runner per run (runner.PASSES), not stored
+            cols[trial.PASSES] = np.array(passes, dtype=np.float64)
+        return cols
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         units = list(units)
