@@ -91,13 +91,14 @@ def load_family_n_half(x_min: int, x_max: int, skip: tuple):
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def load_summary(out: str, key: tuple):
-    """One scan: trials by cell, run, method, status and log bins (audit and status counts)."""
-    return views.audit_summary(out)
+    """Trials by cell, run, method, status and log bins (the audit): from the units' digests, else one scan."""
+    return views.audit_overview(out)
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=5)
 def load_status(out: str, key: tuple):
-    return views.run_status(out, summary=load_summary(out, key))
+    # counts from the verified units' statuses: the status view does not wait for the audit's scan
+    return views.run_status(out)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
