@@ -466,10 +466,14 @@ class _StreamSearch:
         ks = np.broadcast_to(np.arange(L), (P, L))
         thr, s = self.tolerance.threshold(ks, np.broadcast_to(pb[:, None], (P, L)), d)
         a_q = np.einsum("bj,bj->b", W, self.Qc[pb])
-        ctx = dict(W=W, a_q=a_q, limit=limit, nj=nj, clen=-(-nj // p), pmax=int(p.max()),
-                   edges=np.concatenate([[0], g]), thr=np.ascontiguousarray(thr), c0=self.rows.c0,
-                   rb=max(2048, _BLOCK_ELEMS // P))
-        imax, iarg, irow, tval, tidx, trow = _merge_priced(self.rows.map(_price_part, ctx))
+        # directions of like reach share a group of the pass's products (a group is scored while any
+        # of its directions is alive): sorted by how far they may be priced, then by probe size
+        order = np.lexsort((nj, limit))
+        ctx = dict(W=np.ascontiguousarray(W[order]), a_q=a_q[order], limit=limit[order], nj=nj[order],
+                   clen=(-(-nj // p))[order], pmax=int(p.max()), edges=np.concatenate([[0], g]),
+                   thr=np.ascontiguousarray(thr[order]), c0=self.rows.c0, rb=max(2048, _BLOCK_ELEMS // P))
+        back = np.argsort(order)
+        imax, iarg, irow, tval, tidx, trow = (a[back] for a in _merge_priced(self.rows.map(_price_part, ctx)))
         spent[pb] += 1
         cum = np.maximum.accumulate(imax, axis=1)
         margin = a_q[:, None] - cum                           # (P, L)
