@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from mc_hull import theory
-    from mc_hull.nested_job import NestedJob
+    from mc_hull.jobs.nested import NestedJob
     from mc_hull.store import ResultStore
 
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@ distribution of the entry size T for nested runs), status, audit.
 
 Start it with ``mc-hull dashboard DIR`` (or ``streamlit run dashboards/app.py -- DIR``;
 the ``MC_HULL_RESULTS`` environment variable also names DIR).  Every table is
-aggregated in SQL by :mod:`mc_hull.views`; results are cached under a key that
+aggregated in SQL by :mod:`mc_hull.query.views`; results are cached under a key that
 changes when a shard file lands, so a refresh costs a directory listing.
 """
 
@@ -16,7 +16,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from mc_hull import query, views
+from mc_hull import query
+from mc_hull.query import views
 from mc_hull.cli import notes
 from mc_hull.errors import McHullError
 

@@ -12,9 +12,9 @@ import pytest
 from scipy.optimize import linprog
 from scipy.spatial import ConvexHull
 
-from mc_hull import hulltest
+from mc_hull.runs import hulltest
 from mc_hull.cli import main
-from mc_hull.datasets import ArrayData, Reduction
+from mc_hull.runs.datasets import ArrayData, Reduction
 from mc_hull.store import HullTestStore
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mc_hull import hulltest
+from mc_hull.runs import hulltest
 from mc_hull.cli import main
 from mc_hull.store import HullTestStore
 
@@ -199,8 +199,8 @@ def test_ray_workers_give_the_serial_rows_for_a_streamed_and_a_held_source(files
                                                                           budget, place, holders):
     """With Ray the blocks live in holder actors (read once and held, or read on every pass); the ranges
     are decided on the driver with every pass sent to the holders: the serial rows."""
-    from mc_hull.datasets import Reduction, load_array
-    from mc_hull.filesource import open_source
+    from mc_hull.runs.datasets import Reduction, load_array
+    from mc_hull.runs.filesource import open_source
 
     X, Q, d = files
     monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from mc_hull.datasets import ArrayData, Reduction
+from mc_hull.runs.datasets import ArrayData, Reduction
 from mc_hull.errors import McHullError
-from mc_hull import hulltest
-from mc_hull.hulltest import SHARD_POINTS, HullTestSpec
+from mc_hull.runs import hulltest
+from mc_hull.runs.hulltest import SHARD_POINTS, HullTestSpec
 
 
 @pytest.mark.parametrize("kwargs, needle", [

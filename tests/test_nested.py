@@ -10,7 +10,8 @@ from scipy.special import comb
 from scipy.stats import chi2
 
 import mc_hull
-from mc_hull import design, nested, stats, thresholds
+from mc_hull.stats import design, intervals as stats, thresholds
+from mc_hull.nested import search as nested
 from mc_hull.solvers import Candidates, Solver
 from mc_hull.solvers import certificates as cert
 from mc_hull.theory.gaussian import gaussian_inside_probability, gaussian_n_half

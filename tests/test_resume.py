@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 
 from mc_hull.cli import main
-from mc_hull.plan import plan
-from mc_hull.runner import execute
+from mc_hull.jobs.plan import plan
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
 
 BASE = ["run", "--distribution", "gaussian", "--dims", "2,3", "--sizes", "5,30", "--trials", "40",

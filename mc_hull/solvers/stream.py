@@ -54,7 +54,7 @@ class StreamSolver(Solver):
     budget : int, optional
         Bytes for working sets and returned rows of one batch (default 1 GiB).
     map : callable, optional
-        ``map(fn, block_runs, context) -> list`` in order (``mc_hull.distributed.Pool.map``) for
+        ``map(fn, block_runs, context) -> list`` in order (``mc_hull.distributed.pool.Pool.map``) for
         sources that do not place their own blocks; serial by default.
     ranges : int
         Runs of blocks per pass offered to ``map``.

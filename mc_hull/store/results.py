@@ -31,7 +31,7 @@ STATUS_NAMES = {1: "inside", 0: "outside", -1: "undecided"}
 def status_columns(status) -> dict[str, pa.Array]:
     """``inside`` (null where undecided), ``undecided`` and ``status`` (the name) from int8 status (m,).
 
-    The one translation of the rows' status encoding (:func:`mc_hull.trial.rows`) into stored columns.
+    The one translation of the rows' status encoding (:func:`mc_hull.jobs.trial.rows`) into stored columns.
     """
     status = np.asarray(status)
     if status.dtype.kind not in "iu":
@@ -42,7 +42,7 @@ def status_columns(status) -> dict[str, pa.Array]:
 
 
 def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
-    """Arrow table in :data:`SCHEMA` from a Monte Carlo job's rows (:func:`mc_hull.trial.rows`;
+    """Arrow table in :data:`SCHEMA` from a Monte Carlo job's rows (:func:`mc_hull.jobs.trial.rows`;
     :data:`SCHEMA_DISTANCE` when they hold the distance measure's columns)."""
     schema = SCHEMA_DISTANCE if _has_distance(columns) else SCHEMA
     _refuse_uncertified(np.asarray(columns["status"]) >= 0, columns["certificate_value"])
@@ -77,13 +77,13 @@ def _difference(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
-#: A Monte Carlo shard's unit key (:attr:`mc_hull.plan.Shard.key`).
+#: A Monte Carlo shard's unit key (:attr:`mc_hull.jobs.plan.Shard.key`).
 _SHARD_KEY = re.compile(r"(?P<distribution>[A-Za-z0-9_.-]+)/d=(?P<d>[0-9]+)/n=(?P<n>[0-9]+)/"
                         r"r(?P<start>[0-9]+)-(?P<stop>[0-9]+)")
 
 
 def shard_key(distribution: str, d: int, n: int, start: int, stop: int) -> str:
-    """The unit key of replicates ``start .. stop-1`` of cell (distribution, d, n), as :class:`mc_hull.plan.Shard`."""
+    """The unit key of replicates ``start .. stop-1`` of cell (distribution, d, n), as :class:`mc_hull.jobs.plan.Shard`."""
     return f"{distribution}/d={d}/n={n}/r{start:07d}-{stop:07d}"
 
 

@@ -10,27 +10,28 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import plan as planning
-from . import stats, trial
+from ..jobs import plan as planning
+from ..stats import intervals as stats
+from ..jobs import trial
 from .datasets import ArrayData, Reduction, check_pair, digits_split, fit
-from .distance import distances, source_solver
-from .distance_stats import EPSILONS, QUANTILES, ratio_quantiles
-from .errors import InputError
-from .membership import decide
-from .plan import memory_budget, needs_streaming
+from ..distance import distances, source_solver
+from ..stats.distances import EPSILONS, QUANTILES, ratio_quantiles
+from ..errors import InputError
+from ..membership import decide
+from ..jobs.plan import memory_budget, needs_streaming
 from .runner import pool_map, run
-from .solvers import check_solver_name
-from .solvers.certificates import check_tol
-from .solvers.sourced import MappedSource, held, held_array
-from .solvers.sources import ArraySource
-from .spec import MEASURES
-from .store import HullTestStore, sweep_schema
+from ..solvers import check_solver_name
+from ..solvers.certificates import check_tol
+from ..solvers.sourced import MappedSource, held, held_array
+from ..solvers.sources import ArraySource
+from ..spec import MEASURES
+from ..store import HullTestStore, sweep_schema
 
 #: Test points per shard (one Parquet file, one Ray task).
 SHARD_POINTS = 512
 #: Serial work per second of a hull test, in units of n_test * n_train * dims (measured on the
 #: digits on one core: ~3e8 per second); with ``backend="auto"`` it gives the estimated seconds
-#: that :func:`mc_hull.plan.choose_backend` weighs (a test of one shard stays serial).
+#: that :func:`mc_hull.jobs.plan.choose_backend` weighs (a test of one shard stays serial).
 WORK_PER_SECOND = 3e9 / planning.RAY_MIN_SECONDS
 #: The paper-digits protocol: kept dimensions K per reduction of the 8x8 digits (crop and
 #: subsample keep a k x k window or grid, so K is a square).
@@ -85,7 +86,7 @@ def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "
     Parameters
     ----------
     X : ndarray, shape (N, d), or a point source
-        The training set held whole, or a point source (:class:`mc_hull.filesource.FileSource`)
+        The training set held whole, or a point source (:class:`mc_hull.runs.filesource.FileSource`)
         decided by passes over its blocks (:class:`~mc_hull.solvers.stream.StreamSolver`), all
         the shard's open queries priced in one product per block.  With ``measure="distance"`` the
         distance engine's certificates decide membership too (its ℓ1 margins and inside residuals
@@ -297,7 +298,7 @@ def distance_summary(status: np.ndarray, high: np.ndarray, nn: np.ndarray) -> di
 
 
 def auto_backend(shape: tuple[int, int, int], address: str | None, workers: int | None) -> str:
-    """``"serial"`` or ``"ray"`` by :func:`mc_hull.plan.choose_backend` for a test of ``shape``.
+    """``"serial"`` or ``"ray"`` by :func:`mc_hull.jobs.plan.choose_backend` for a test of ``shape``.
 
     ``shape`` is (n_test, n_train, dims) after the reduction.
     """
@@ -330,7 +331,7 @@ def placement(n: int, d: int, itemsize: int, budget: int | None = None) -> str:
     """Where X lives for a hull test: ``"memory"``, ``"held"`` or ``"streamed"``.
 
     ``memory``: X and its float64 frame copy fit ``budget`` (``2 * 8 * n * d``, as
-    :func:`mc_hull.plan.needs_streaming`) and ``n * d <= MEMORY_ENGINE_MAX_ELEMS``;
+    :func:`mc_hull.jobs.plan.needs_streaming`) and ``n * d <= MEMORY_ENGINE_MAX_ELEMS``;
     ``held``: X in its own dtype (``itemsize`` bytes per value) fits the budget;
     ``streamed``: otherwise (read from its files on every pass).
     """
@@ -378,7 +379,7 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
 
     Parameters
     ----------
-    train, test : ArrayData or mc_hull.filesource.FileSource
+    train, test : ArrayData or mc_hull.runs.filesource.FileSource
         Samples of shape (n_train, d) and (n_test, d).  Where X lives depends on its size only
         (:func:`placement`), so a file source runs exactly like the same array: small sets on
         the registry's solver in float64; larger ones by passes over blocks of X held in its
@@ -390,7 +391,7 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
     spec : HullTestSpec, optional
         Seed, solver, tolerance and measure (validated when built); default ``HullTestSpec()``.
     backend : {"auto", "serial", "ray"}
-    pool : mc_hull.distributed.Pool, optional
+    pool : mc_hull.distributed.pool.Pool, optional
         Reuse this pool's Ray connection and actors (a sweep).
 
     Returns
@@ -433,7 +434,7 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
     store = HullTestStore(out)
     store.prepare()  # the first write: everything above only read and checked
     if place != "memory" and backend == "ray":     # one training set over the cluster: blocks in holders
-        from .distributed_blocks import ActorSource
+        from ..distributed.blocks import ActorSource
 
         t1 = time.perf_counter()
         loader = train if place == "streamed" or not isinstance(train, ArrayData) else X
@@ -526,7 +527,7 @@ def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ..
         backend = auto_backend((*test.values.shape[:1], *train.values.shape), address, workers)
     pool = None
     if backend == "ray":
-        from .distributed import Pool  # one Ray connection and one set of actors for the whole sweep
+        from ..distributed.pool import Pool  # one Ray connection and one set of actors for the whole sweep
 
         pool = Pool(address, workers)
     rows = []

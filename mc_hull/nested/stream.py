@@ -1,19 +1,19 @@
 """Entry sizes on nested prefixes when X of the largest size exceeds the memory budget.
 
-The in-memory search (:func:`mc_hull.nested.entry_sizes`) holds X whole.  Here X is
+The in-memory search (:func:`mc_hull.nested.search.entry_sizes`) holds X whole.  Here X is
 served by :class:`PrefixRows`: the rows that fit the budget stay in memory, the rest
 are regenerated block by block from their keys on every pass (a
-:class:`mc_hull.samplers.KeyedSource`, the same blocks :func:`mc_hull.nested.replicate_data`
+:class:`mc_hull.samplers.KeyedSource`, the same blocks :func:`mc_hull.nested.search.replicate_data`
 draws, so the prefixes are the very training sets of the in-memory path).  A pass
 over rows is the expensive step, so the search is organised around passes shared by
 every query of the replicate:
 
 1. a *frame pass* gives per grid interval the column sums, maxima and minima (the
-   certificate threshold of every prefix, :class:`mc_hull.nested.PrefixScales`) and
+   certificate threshold of every prefix, :class:`mc_hull.nested.search.PrefixScales`) and
    the translation ``c0`` (the mean of X), and fills the in-memory part;
 2. each *round* first works on cached rows only: for every open query, the NNLS
    master on its working set below its probe ``g_j`` (the bisection probe of
-   :mod:`mc_hull.nested`) is an inside candidate, checked exactly on the cached
+   :mod:`mc_hull.nested.search`) is an inside candidate, checked exactly on the cached
    rows (the same values as X's); an inside answer moves the bracket and the next
    probe is tried at once, still without a pass;
 3. then *one pass* prices every query's residual direction (its seed ``x - c_j`` when
@@ -31,7 +31,7 @@ every query of the replicate:
 
 Certificates are the in-memory search's, checked the same way: margins over every row
 of the prefix (all priced in the pass), inside residuals on the exact rows of the
-support, both against :class:`~mc_hull.nested.PrefixScales` thresholds with their
+support, both against :class:`~mc_hull.nested.search.PrefixScales` thresholds with their
 rounding bound.  Memory: the in-memory part (at most the budget, less one block and its
 scratch), one regenerated block and its translated copy, 16 MiB of scores, and per
 query a (L,) table and a few dozen cached rows.
@@ -45,10 +45,11 @@ import time
 
 import numpy as np
 
-from . import nested, progress, seeding
-from .nested import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert, colgen
-from .design import memory_budget
-from .solvers.stream import PointSource, StreamSolver
+from . import search as nested
+from .. import progress, seeding
+from .search import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert, colgen
+from ..stats.design import memory_budget
+from ..solvers.stream import PointSource, StreamSolver
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
@@ -200,7 +201,7 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
         Bytes of X that may stay in memory (the rest is regenerated every pass).
     solver : str
         Unused beyond the record (the streaming engine decides stuck probes); kept for
-        the signature of :func:`mc_hull.nested.entry_sizes`.
+        the signature of :func:`mc_hull.nested.search.entry_sizes`.
     tol : float
     rounds : int
         Master/pricing rounds per probe before a query goes to the streaming engine.
@@ -210,7 +211,7 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
     Returns
     -------
     EntrySizes
-        As :func:`mc_hull.nested.entry_sizes` (``solves`` counts engine calls, as there), with
+        As :func:`mc_hull.nested.search.entry_sizes` (``solves`` counts engine calls, as there), with
         ``passes`` and ``regenerated`` (rows regenerated over all passes) set as attributes.
     """
     search = _StreamSearch(source, Q, sizes, budget, tol, rounds, engine_budget)
