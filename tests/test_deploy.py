@@ -117,5 +117,5 @@ def test_defaults_stay_on_loopback():
     from mc_hull.distributed import submit
 
     assert submit.DEFAULT_ADDRESS.startswith("http://127.0.0.1:")
-    src = (Path(mc_hull.__file__).parent / "distributed.py").read_text()
+    src = (Path(mc_hull.__file__).parent / "distributed" / "pool.py").read_text()
     assert 'address="local"' in src and "include_dashboard=False" in src
