@@ -12,8 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .stats import design
+from . import seeding
 from .errors import McHullError, SpecError
+from .stats import design
 from .samplers import get_sampler
 from .solvers import check_solver_name
 from .solvers.certificates import TOL_MAX, TOL_MIN, check_tol  # the one tolerance rule
@@ -155,6 +156,11 @@ class Spec(_SpecFields):
     def sizes_for(self, d: int) -> tuple[int, ...]:
         """The sizes N of dimension ``d`` (the grid's, else ``sizes``); used by nested runs."""
         return dict(self.grid)[d] if self.grid else self.sizes
+
+    @property
+    def draws(self) -> int:
+        """The draw scheme its trials follow (:data:`mc_hull.seeding.DRAW_SCHEME`), recorded with its run."""
+        return seeding.DRAW_SCHEME
 
     @property
     def planned_trials(self) -> int:
