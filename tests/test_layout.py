@@ -104,23 +104,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-#: Function-level imports that still close a loop, each with its reason; the test fails when one is
-#: no longer made (so this list only shrinks).  The solvers' template (being refactored on main)
-#: has the tolerance rule's edge stage call the engines that are built on the template.
-LAZY_LOOPS = {
-    ("mc_hull.solvers.certificates", "mc_hull.solvers.distance"): "edge stage: nearest point by the distance engine",
-    ("mc_hull.solvers.certificates", "mc_hull.solvers.colgen"): "edge stage: colgen's master",
-}
-
-
 def test_no_import_cycles_counting_function_level_imports():
-    """A lazy import inside a function is still an import: none may close a loop (but LAZY_LOOPS)."""
-    graph = _graph(top_level_only=False)
-    stale = sorted(e for e in LAZY_LOOPS if e[1] not in graph[e[0]])
-    assert not stale, f"no longer imported, drop from LAZY_LOOPS: {stale}"
-    for a, b in LAZY_LOOPS:
-        graph[a].discard(b)
-    assert not _cycles(graph)
+    """A lazy import inside a function is still an import: none may close a loop."""
+    assert not _cycles(_graph(top_level_only=False))
 
 
 #: The design's layers, by folder (longest prefix wins).
@@ -154,8 +140,6 @@ EXCEPTIONS = {
     ("mc_hull.runs.adaptive", "mc_hull.query"): "adaptive rounds and the auto-grid pilot read their estimates",
     ("mc_hull.query.status", "mc_hull.jobs.plan"): "run progress counts a recorded spec's planned shards",
     ("mc_hull.query.status", "mc_hull.spec"): "run progress rebuilds the recorded spec",
-    ("mc_hull.store.results", "mc_hull.spec"): "a unit's planned rows and trial identities from its run's spec",
-    ("mc_hull.store.results", "mc_hull.seeding"): "a run's record names the draw scheme its trial identities follow",
 }
 
 

@@ -8,7 +8,7 @@ import pytest
 from mc_hull.distance import distances
 from mc_hull.solvers.sourced import SourceRows, block_price, held_array
 from mc_hull.solvers.sources import ArraySource, Streamed
-from mc_hull.solvers.colgen import price
+from mc_hull.solvers.pricing import price
 
 
 def cases():

@@ -42,7 +42,7 @@ from .. import progress, samplers
 from ..stats import intervals as stats
 from ..solvers import INSIDE, OUTSIDE, get_solver
 from ..solvers import certificates as cert
-from ..solvers import colgen
+from ..solvers.master import master
 
 # Scores held at once when pricing outside directions against new rows (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
@@ -439,7 +439,7 @@ class _Search:
             sets = [S[b] for b in todo.tolist()]
             sizes = np.array([x.size for x in sets], dtype=np.intp)
             idx = np.concatenate(sets)
-            lam, offs, R = colgen.master(self.Xc, Qc[todo], idx, sizes, s_k)
+            lam, offs, R = master(self.Xc, Qc[todo], idx, sizes, s_k)
             bounds = offs.tolist()
             pos = lam > 0
             sups = [idx[a:e][pos[a:e]] for a, e in zip(bounds[:-1], bounds[1:])]

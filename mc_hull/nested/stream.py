@@ -47,8 +47,9 @@ import numpy as np
 
 from . import search as nested
 from .. import progress, seeding
-from .search import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert, colgen
+from .search import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert
 from ..stats.design import memory_budget
+from ..solvers.master import master
 from ..solvers.stream import PointSource, StreamSolver
 
 #: Scores held at once in a pass (16 MiB of doubles).
@@ -291,7 +292,7 @@ class _StreamSearch:
         Returns ``"inside"`` (certified and recorded), ``None`` (no usable residual) or
         ``(w, bound)``: the ℓ1-normalised residual direction and the master's bound on its scores.
         """
-        lam, _, R = colgen.master(self._points(S), self.Qc[b:b + 1], np.arange(S.size), np.array([S.size]),
+        lam, _, R = master(self._points(S), self.Qc[b:b + 1], np.arange(S.size), np.array([S.size]),
                                   float(self.tolerance.scale[j]))
         pos = lam > 0
         if np.all(np.isfinite(R)) and pos.any():

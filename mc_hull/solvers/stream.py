@@ -1,7 +1,7 @@
 """Streaming column generation: the colgen master and pricing over a training set that is never held whole.
 
 :class:`StreamSolver` implements only the solver hooks (:class:`~.base.Solver`): its
-candidates come from the same master (:func:`~.colgen.master`) and pricing as
+candidates come from the same master (:func:`~.master.master`) and pricing as
 :class:`~.colgen.ColGenSolver`, but every product over all N rows goes through a
 :class:`~.sources.Training` — the framed array, or a point source served by passes
 (:mod:`.sources`: in-process, regenerated from keys, read from shards, or held by
@@ -30,7 +30,8 @@ from typing import ClassVar
 import numpy as np
 
 from .base import INSIDE, OUTSIDE, Candidates, Solver  # noqa: F401 - INSIDE for callers
-from .colgen import master, record_inside
+from .colgen import record_inside
+from .master import master
 from .sources import ARRAY_BLOCK_ROWS, ArraySource, PointSource, StreamFrame, Streamed  # noqa: F401
 
 #: Default bytes for the working sets of one batch of queries.
