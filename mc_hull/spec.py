@@ -17,7 +17,7 @@ from .errors import McHullError, SpecError
 from .stats import design
 from .samplers import get_sampler
 from .solvers import check_solver_name
-from .solvers.certificates import TOL_MAX, TOL_MIN, check_tol  # the one tolerance rule
+from .solvers.certificates import check_tol  # the one tolerance rule
 
 #: Largest N accepted in a spec (the exact curves are defined up to 1e12).
 MAX_N = 10**12

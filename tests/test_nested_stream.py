@@ -12,7 +12,7 @@ from mc_hull.jobs import nested as nested_job
 from mc_hull import seeding
 from mc_hull.jobs.nested import NestedJob, NestedShard
 from mc_hull.samplers import keyed_source
-from mc_hull.solvers.stream import ArraySource
+from mc_hull.solvers.sources import ArraySource
 from mc_hull.spec import Spec
 
 

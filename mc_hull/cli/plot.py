@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..query import views
-from ..errors import InputError, SpecError, StoreError
+from ..errors import InputError, SpecError
 from ..spec import MAX_D, parse_dims
 from . import texts
 from .args import _location

@@ -50,7 +50,8 @@ from .. import progress, seeding
 from .search import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert
 from ..stats.design import memory_budget
 from ..solvers.master import master
-from ..solvers.stream import PointSource, StreamSolver
+from ..solvers.sources import PointSource
+from ..solvers.stream import StreamSolver
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
@@ -100,7 +101,7 @@ class PrefixRows:
     ----------
     source : point source
         ``d``, ``n`` (>= ``n``), ``block_rows`` and ``generate(block_ids)`` yielding
-        ``(start, rows)`` (:class:`mc_hull.samplers.KeyedSource`, :class:`~.solvers.stream.ArraySource`).
+        ``(start, rows)`` (:class:`mc_hull.samplers.KeyedSource`, :class:`~.solvers.sources.ArraySource`).
     n : int
         Rows served (the largest grid size).
     sizes : ndarray of int, shape (L,)

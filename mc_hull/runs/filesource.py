@@ -1,7 +1,7 @@
 """Training sets read from the user's files: a directory of ``.npy`` shards or a Parquet dataset, any filesystem.
 
 :func:`open_source` turns ``PATH_OR_URI`` into a :class:`FileSource`, a point source
-(:class:`mc_hull.solvers.stream.PointSource`: ``n``, ``d``, ``block_rows``,
+(:class:`mc_hull.solvers.sources.PointSource`: ``n``, ``d``, ``block_rows``,
 ``generate(block_ids) -> (start, rows)``) that the streamed solvers read block by block.
 It holds no solver logic and no rows beyond the block it is asked for.
 
@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..solvers.stream import PointSource
+from ..solvers.sources import PointSource
 
 #: Coordinates per block (2^22: 32 MiB as float64, 16 MiB as float32).
 BLOCK_ELEMS = 1 << 22
@@ -247,7 +247,7 @@ class FileSource(PointSource):
 
     @property
     def content_sha256(self) -> str:
-        """The digest (the name :func:`mc_hull.runs.hulltest.test_key` reads from any data)."""
+        """The digest (the name :func:`mc_hull.jobs.hulltest.test_key` reads from any data)."""
         return self.digest
 
     def validate(self) -> "FileSource":

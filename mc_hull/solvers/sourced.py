@@ -37,7 +37,7 @@ class FrameBlock(np.ndarray):
 
 
 class PremappedFrame:
-    """A :class:`~.stream.StreamFrame` whose ``map`` leaves :class:`FrameBlock` rows as they are."""
+    """A :class:`~.sources.StreamFrame` whose ``map`` leaves :class:`FrameBlock` rows as they are."""
 
     def __init__(self, frame):
         self.__dict__.update(frame.__dict__)

@@ -29,10 +29,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import INSIDE, OUTSIDE, Candidates, Solver  # noqa: F401 - INSIDE for callers
+from .base import OUTSIDE, Candidates, Solver
 from .colgen import record_inside
 from .master import master
-from .sources import ARRAY_BLOCK_ROWS, ArraySource, PointSource, StreamFrame, Streamed  # noqa: F401
+from .sources import Streamed
 
 #: Default bytes for the working sets of one batch of queries.
 DEFAULT_BUDGET = 1 << 30
