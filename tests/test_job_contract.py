@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mc_hull.runs.datasets import ArrayData, Reduction
-from mc_hull.runs.hulltest import HullTestJob, HullTestSpec
+from mc_hull.jobs.hulltest import HullTestJob, HullTestSpec
 from mc_hull.jobs.base import Job, MonteCarloJob
 from mc_hull.jobs.nested import NestedJob
 from mc_hull.runs.runner import open_run, run, serial_map

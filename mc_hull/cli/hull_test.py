@@ -7,7 +7,8 @@ import sys
 from ..runs.datasets import DATASETS, ArrayData, digits_split, load_array, parse_reduce
 from ..errors import InputError
 from ..runs.filesource import is_dataset, open_source
-from ..runs.hulltest import PRESETS, HullTestSpec, paper_digits, run_hull_test
+from ..runs.hulltest import PRESETS, paper_digits, run_hull_test
+from ..jobs.hulltest import HullTestSpec
 from ..store import sweep_schema
 from . import texts
 from .args import _float, _int, _location, _seed
@@ -71,7 +72,7 @@ def backend(args) -> str:
 
 
 def hull_test_spec(args):
-    """The frozen :class:`~mc_hull.runs.hulltest.HullTestSpec` of the flags (seed, solver, tol, measure), validated once.
+    """The frozen :class:`~mc_hull.jobs.hulltest.HullTestSpec` of the flags (seed, solver, tol, measure), validated once.
 
     ``mc-hull run --preset paper-digits`` leaves unset flags as None: they take the defaults.
     """

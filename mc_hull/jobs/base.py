@@ -2,7 +2,7 @@
 
 A job satisfies :class:`Job` (Monte Carlo cells and adaptive additions are a :class:`MonteCarloJob`,
 nested runs a :class:`mc_hull.jobs.nested.NestedJob`, hull-test ranges a
-:class:`mc_hull.runs.hulltest.HullTestJob`; ``tests/test_job_contract.py`` holds every one to it).
+:class:`mc_hull.jobs.hulltest.HullTestJob`; ``tests/test_job_contract.py`` holds every one to it).
 Rows are built by the one row builder, :func:`mc_hull.jobs.trial.rows`, whose ``status`` is int8.
 
 A job imports no store: it names the kind it writes (``store_kind``) and the runner opens it
