@@ -103,6 +103,9 @@ class ActorSource(PointSource):
         Ray address to join when Ray is not initialised yet (None: embedded, on loopback).
     """
 
+    #: Passes run where the blocks are (every holder on its own): no copy of X on the driver.
+    spread = True
+
     def __init__(self, loader: PointSource, *, holders: int | None = None, budget: int | None = None,
                  hold: bool | None = None, address: str | None = None, cpus: float | None = None):
         self.loader = loader

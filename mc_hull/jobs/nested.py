@@ -19,6 +19,8 @@ cells recomputes the whole unit, whose rows are identical (keyed randomness).
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,8 +170,16 @@ class NestedJob:
                                  cpu_seconds=seconds + self.count() * planning.SHARD_SECONDS,
                                  peak_bytes=peak, note=plan_note(spec))
 
-    def compute(self, unit: NestedShard) -> dict[str, np.ndarray]:
-        """Rows of every cell (d, N) of the unit, with an extra ``n`` column saying which."""
+    def spread(self, unit: NestedShard) -> bool:
+        """True when the unit's X exceeds the memory budget: its blocks then go to the cluster's nodes."""
+        return streamed_sizes(self.spec, unit.d) is not None
+
+    def compute(self, unit: NestedShard, place=None) -> dict[str, np.ndarray]:
+        """Rows of every cell (d, N) of the unit, with an extra ``n`` column saying which.
+
+        ``place`` (``mc_hull.distributed.blocks.placer``), for a streamed unit, spreads each replicate's
+        blocks over actors on the cluster's nodes, every pass run there; the rows are the same.
+        """
         spec = self.spec
         sizes = np.array(sorted(spec.sizes_for(unit.d)), dtype=np.int64)
         parts = []
@@ -179,8 +189,9 @@ class NestedJob:
             progress.replicate(r - unit.start, unit.stop - unit.start)
             if streamed:   # X beyond the budget: its first rows held, the rest regenerated on each pass
                 src = keyed_source(spec, unit.d, int(sizes[-1]), r)
-                res = nested_stream.streamed_entry_sizes(src, src.queries(), sizes, solver=spec.solver,
-                                                         tol=spec.tol, budget=nested_stream.held_bytes(unit.d))
+                with place(src) if place is not None else contextlib.nullcontext(src) as points:
+                    res = nested_stream.streamed_entry_sizes(points, src.queries(), sizes, solver=spec.solver,
+                                                             tol=spec.tol, budget=nested_stream.held_bytes(unit.d))
             else:
                 X, Q = nested.replicate_data(spec, unit.d, sizes, r, out=buffer)
                 res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol, overwrite=True)

@@ -55,6 +55,8 @@ from ..solvers.stream import StreamSolver
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
+#: Directions scored by one matrix product in a pricing pass (a fixed shape: the same bits everywhere).
+_GROUP = 16
 #: Chunk winners per pricing round, in units of d + 1.
 WINNERS = 1
 #: Probes up the right spine priced speculatively with each query's probe (0: measured at d = 16, N = 8e5,
@@ -91,78 +93,108 @@ def state_bytes(d: int, queries: int, sizes: int) -> int:
     return 3 * block + (16 << 20) + int(queries) * per_query
 
 
-class PrefixRows:
-    """The first ``n`` rows of a point source, translated by their mean, served block by block.
+class _Held(PointSource):
+    """In-process: a source whose first ``n_mem`` rows (whole blocks) stay in memory once drawn.
 
-    Rows below ``n_mem`` (a whole number of blocks) are held in memory after the frame
-    pass; the others are regenerated from the source on every pass.
+    Blocks are served in raw coordinates; ``drawn`` counts the rows drawn from the source.
+    """
+
+    def __init__(self, source, n_mem: int):
+        self.source = source
+        self.n, self.d, self.block_rows = int(source.n), int(source.d), int(source.block_rows)
+        self.keep = int(n_mem) // self.block_rows
+        self.mem = np.empty((self.keep * self.block_rows, self.d))
+        self.rows = np.zeros(self.keep, dtype=np.int64)      # rows held per block (0: not drawn yet)
+        self.drawn = 0
+
+    def _draw(self, ids):
+        for s, X in self.source.generate(ids):
+            self.drawn += len(X)
+            yield int(s), X
+
+    def generate(self, block_ids):
+        ids = [int(b) for b in block_ids]
+        rest = [b for b in ids if b >= self.keep]
+        for b in ids:
+            if b >= self.keep:
+                break
+            a = b * self.block_rows
+            if not self.rows[b]:
+                for _, X in self._draw([b]):
+                    self.mem[a:a + len(X)] = X
+                    self.rows[b] = len(X)
+            yield a, self.mem[a:a + self.rows[b]]
+        if rest:
+            yield from self._draw(rest)
+
+
+class PrefixRows:
+    """The first ``n`` rows of a point source and their frame: every pass one ``map_blocks`` over the source.
+
+    In process, rows below ``n_mem`` (whole blocks) stay in memory once the frame pass has
+    drawn them and the others are drawn again on every pass; a source spread over a cluster
+    (``spread = True``: :class:`mc_hull.distributed.blocks.ActorSource`) keeps or regenerates its
+    blocks on its holders, and each pass runs there, every holder on its own blocks.  Passes
+    see raw blocks and translate them by ``c0`` (the mean of the n rows) themselves.
 
     Parameters
     ----------
     source : point source
-        ``d``, ``n`` (>= ``n``), ``block_rows`` and ``generate(block_ids)`` yielding
-        ``(start, rows)`` (:class:`mc_hull.samplers.KeyedSource`, :class:`~.solvers.sources.ArraySource`).
+        ``d``, ``n`` (>= ``n``), ``block_rows``, ``generate(block_ids)`` and ``map_blocks``
+        (:class:`mc_hull.samplers.KeyedSource`, :class:`~.solvers.sources.ArraySource`, an actor source).
     n : int
         Rows served (the largest grid size).
     sizes : ndarray of int, shape (L,)
         Grid sizes (interval statistics are kept per grid interval).
     budget : int
-        Bytes the in-memory part may take.
+        Bytes the in-memory part may take (in process).
     """
 
     def __init__(self, source, n: int, sizes: np.ndarray, budget: int):
-        self.source, self.n, self.d = source, int(n), int(source.d)
+        self.n, self.d = int(n), int(source.d)
         self.block_rows = int(source.block_rows)
         self.n_blocks = -(-self.n // self.block_rows)
-        keep = max(0, int(budget) // (8 * self.d)) // self.block_rows   # whole blocks (of the source)
-        self.n_mem = min(self.n, keep * self.block_rows)
-        self.mem = np.empty((self.n_mem, self.d), order="F")
-        self.passes = 1                # the frame pass below
-        self.regenerated = self.n      # rows drawn from the source, over all passes
-        self.blocks_served = 0         # blocks read from memory or drawn, over all passes
+        if getattr(source, "spread", False):
+            self.src, self.n_mem = source, 0
+        else:
+            keep = max(0, int(budget) // (8 * self.d)) // self.block_rows   # whole blocks (of the source)
+            self.n_mem = min(self.n, keep * self.block_rows)
+            self.src = _Held(source, -(-self.n_mem // self.block_rows) * self.block_rows
+                             if self.n_mem == self.n else self.n_mem)
+        self.passes = 0
+        self.served = 0                # rows served to passes, over all passes
         L, d = len(sizes), self.d
         sums, maxs, mins = np.zeros((L, d)), np.full((L, d), -np.inf), np.full((L, d), np.inf)
         edges = np.concatenate([[0], np.asarray(sizes, dtype=np.int64)])
-        for start, X in self._raw(self.n):
-            self.blocks_served += 1
-            progress.update("nested", passes=1, blocks=self.blocks_served)
-            if start < self.n_mem:
-                self.mem[start:start + len(X)] = X
-            for k in _intervals(edges, start, start + len(X)):
-                a, e = max(edges[k], start) - start, min(edges[k + 1], start + len(X)) - start
-                sums[k] += X[a:e].sum(axis=0)
-                np.maximum(maxs[k], X[a:e].max(axis=0), out=maxs[k])
-                np.minimum(mins[k], X[a:e].min(axis=0), out=mins[k])
+        for part in self.map(_frame_part, (edges, self.n)):
+            for k, s, hi, lo in part:
+                sums[k] += s
+                np.maximum(maxs[k], hi, out=maxs[k])
+                np.minimum(mins[k], lo, out=mins[k])
         self.c0 = sums.sum(axis=0) / self.n
-        np.subtract(self.mem, self.c0, out=self.mem)
         counts = np.diff(edges).astype(np.float64)[:, None]
         # Translated interval statistics: rounding is monotone, so max(x - c0) = max(x) - c0 exactly.
         self.stats = (sums - counts * self.c0, maxs - self.c0, mins - self.c0)
 
-    def _raw(self, stop: int):
-        nb = -(-int(stop) // self.block_rows)
-        for start, X in self.source.generate(range(nb)):
-            yield int(start), np.asarray(X, dtype=np.float64)[:max(0, min(len(X), self.n - int(start)))]
+    @property
+    def regenerated(self) -> int:
+        """Rows drawn or read from the loader over all passes (an actor source: by its holders)."""
+        if isinstance(self.src, _Held):
+            return self.src.drawn
+        return self.n if getattr(self.src, "hold", False) else self.served
 
-    def blocks(self, stop: int, first: int = 0):
-        """One pass: ``(start, Y)``, translated rows ``start .. start + len(Y)`` covering rows ``first .. stop``."""
+    def map(self, fn, context) -> list:
+        """One pass: ``fn(context, blocks)`` over the source's blocks, partials in block order.
+
+        ``fn`` returns ``(served_rows, partial)``; the partials are returned.
+        """
         self.passes += 1
-        return self._blocks(stop, first)
-
-    def _blocks(self, stop: int, first: int = 0):
-        stop = min(int(stop), self.n)
-        br = self.block_rows
-        b0, b1 = int(first) // br, -(-stop // br)
-        held = -(-self.n_mem // br) if self.n_mem == self.n else self.n_mem // br   # the short last block too
-        for b in range(b0, min(b1, held)):
-            self.blocks_served += 1
-            yield b * br, self.mem[b * br:min((b + 1) * br, stop)]
-        if b1 > max(b0, held):
-            for s, X in self.source.generate(range(max(b0, held), b1)):
-                X = np.asarray(X, dtype=np.float64)[:max(0, min(len(X), stop - int(s)))]
-                self.regenerated += len(X)
-                self.blocks_served += 1
-                yield int(s), X - self.c0
+        out = []
+        for served, partial in self.src.map_blocks(fn, context, parts=1):
+            self.served += int(served)
+            out.append(partial)
+        progress.update("nested", passes=self.passes, blocks=-(-self.served // self.block_rows))
+        return out
 
     def prefix(self, n: int) -> "_PrefixSource":
         """The first ``n`` translated rows as a point source (for the streaming engine)."""
@@ -170,15 +202,49 @@ class PrefixRows:
 
 
 class _PrefixSource(PointSource):
-    """Point-source view of ``PrefixRows`` rows ``0 .. n`` (translated coordinates)."""
+    """Point-source view of ``PrefixRows`` rows ``0 .. n`` in translated coordinates; passes run where the rows are."""
 
     def __init__(self, rows: PrefixRows, n: int):
         self.rows, self.n, self.d, self.block_rows = rows, n, rows.d, rows.block_rows
 
     def generate(self, block_ids):
-        for b in block_ids:
-            start = int(b) * self.block_rows
-            yield from self.rows._blocks(min(start + self.block_rows, self.n), first=start)
+        ids = [b for b in block_ids if int(b) * self.block_rows < self.n]
+        yield from _translated(self.rows.src.generate(ids), self.n, self.rows.c0)
+
+    def map_blocks(self, fn, context, *, parts: int = 1, map=None) -> list:
+        if not getattr(self.rows.src, "spread", False):
+            return super().map_blocks(fn, context, parts=parts, map=map)
+        # on the holders: each translates its own blocks below n; the partial of a holder past n is
+        # fn over no blocks, so the partials stay in block order
+        return [p for _, p in self.rows.src.map_blocks(_on_prefix, (fn, context, self.n, self.rows.c0))]
+
+
+def _translated(blocks, n: int, c0: np.ndarray):
+    for start, X in blocks:
+        if start >= n:
+            break
+        yield int(start), np.asarray(X, dtype=np.float64)[:n - int(start)] - c0
+
+
+def _on_prefix(context, blocks):
+    fn, inner, n, c0 = context
+    return 0, fn(inner, _translated(blocks, n, c0))
+
+
+def _frame_part(context, blocks):
+    """Frame pass over some blocks: per (block, grid interval) met, the column sums, maxima and minima."""
+    edges, n = context
+    out, served = [], 0
+    for start, X in blocks:
+        start = int(start)
+        if start >= n:
+            break
+        X = np.asarray(X, dtype=np.float64)[:n - start]
+        served += len(X)
+        for k in _intervals(edges, start, start + len(X)):
+            a, e = max(edges[k], start) - start, min(edges[k + 1], start + len(X)) - start
+            out.append((k, X[a:e].sum(axis=0), X[a:e].max(axis=0), X[a:e].min(axis=0)))
+    return served, out
 
 
 def _intervals(edges: np.ndarray, a: int, e: int) -> range:
@@ -317,7 +383,7 @@ class _StreamSearch:
             if progress.due():
                 progress.update("nested", inner=progress.bracket_share(self.low, self.high, self.L),
                                 open=int(np.count_nonzero(target >= 0)), queries=K, passes=rows.passes,
-                                blocks=rows.blocks_served)
+                                blocks=-(-rows.served // rows.block_rows))
             # 1. cached rows only: masters, inside checks, new probes; collect directions to price.
             price_b, price_j, price_w, bounds, thin, spec = [], [], [], [], [], []
             stuck: dict[int, list[int]] = {}
@@ -387,7 +453,8 @@ class _StreamSearch:
                     target[b] = self._target(b)
 
     def _price(self, pb, W, J, bound, thin, spent, spec=None) -> None:
-        """One pass: interval maxima up to ``g[high - 1]`` and chunk winners below ``g_j`` for each direction."""
+        """One pass (:func:`_price_part` on every block run): interval maxima up to ``g[high - 1]`` and
+        chunk winners below ``g_j`` for each direction; then the certificates and rows it gives."""
         g, d, L = self.g, self.d, self.L
         P = pb.size
         limit = g[np.clip(self.high[pb] - 1, 0, L - 1)]
@@ -395,81 +462,23 @@ class _StreamSearch:
         nj = g[J]
         p = np.where(thin, 2 * d + 2, WINNERS * (d + 1))
         p = np.minimum(p, nj)
-        clen = -(-nj // p)                                   # chunk length per direction
-        pmax = int(p.max())
-        imax = np.full((P, L), -np.inf)
-        iarg = np.full((P, L), -1, dtype=np.int64)
-        irow = np.zeros((P, L, d))
-        tval = np.full((P, pmax), -np.inf)
-        tidx = np.full((P, pmax), -1, dtype=np.int64)
-        trow = np.zeros((P, pmax, d))
-        edges = np.concatenate([[0], g])
-        a_q = np.einsum("bj,bj->b", W, self.Qc[pb])
-        stop = int(limit.max())
-        for start, Y in self.rows.blocks(stop):   # stops early (no more regeneration) once no direction is alive
-            m = len(Y)
-            act = np.flatnonzero(limit > start)
-            if act.size == 0:
-                break
-            rb = max(1024, _BLOCK_ELEMS // act.size)
-            for a0 in range(0, m, rb):
-                e0 = min(m, a0 + rb)
-                lo, hi = start + a0, start + e0
-                sub = act[limit[act] > lo]
-                if sub.size == 0:
-                    break
-                S = W[sub] @ Y[a0:e0].T                       # (|sub|, e0 - a0)
-                ar = np.arange(sub.size)
-                for k in _intervals(edges, lo, hi):
-                    a, e = max(int(edges[k]), lo) - lo, min(int(edges[k + 1]), hi) - lo
-                    jj = S[:, a:e].argmax(axis=1)
-                    v = S[ar, a + jj]
-                    better = v > imax[sub, k]
-                    if better.any():
-                        rows = sub[better]
-                        imax[rows, k] = v[better]
-                        iarg[rows, k] = lo + a + jj[better]
-                        irow[rows, k] = Y[a0 + a + jj[better]]
-                # chunk winners below g_j: directions of one chunk length share their chunks
-                for cl in np.unique(clen[sub[nj[sub] > lo]]).tolist():
-                    grp = np.flatnonzero((clen[sub] == cl) & (nj[sub] > lo))
-                    top = min(hi, int(nj[sub[grp]].max()))
-                    for c in range(lo // cl, -(-top // cl)):
-                        a, e = max(c * cl, lo) - lo, min((c + 1) * cl, top) - lo
-                        if e <= a:
-                            continue
-                        gi = grp[nj[sub[grp]] > c * cl]     # directions whose prefix holds chunk c
-                        if gi.size == 0:
-                            continue
-                        # a direction's last chunk ends at its own g_j: mask the rows beyond it
-                        e_i = np.minimum(e, nj[sub[gi]] - lo)
-                        Sg = S[gi, a:e]
-                        if (e_i < e).any():
-                            Sg = np.where(np.arange(a, e)[None, :] < e_i[:, None], Sg, -np.inf)
-                        jj = Sg.argmax(axis=1)
-                        v = Sg[np.arange(gi.size), jj]
-                        rows = sub[gi]
-                        better = v > tval[rows, c]
-                        if better.any():
-                            rb_ = rows[better]
-                            tval[rb_, c] = v[better]
-                            tidx[rb_, c] = lo + a + jj[better]
-                            trow[rb_, c] = Y[a0 + a + jj[better]]
-                # A direction whose probe prefix is priced and that no longer separates stops here, as
-                # the in-memory extension stops at its first failure: no larger size can be certified.
-                past = sub[nj[sub] <= hi]
-                if past.size:
-                    khi = int(np.searchsorted(edges, hi - 1, side="right")) - 1
-                    run = imax[past, :khi + 1].max(axis=1)
-                    thr_k, _ = self.tolerance.threshold(np.full(past.size, khi), pb[past], d)
-                    limit[past[a_q[past] - run <= thr_k]] = hi
-        spent[pb] += 1
-        cum = np.maximum.accumulate(imax, axis=1)
-        a = a_q
-        margin = a[:, None] - cum                           # (P, L)
         ks = np.broadcast_to(np.arange(L), (P, L))
         thr, s = self.tolerance.threshold(ks, np.broadcast_to(pb[:, None], (P, L)), d)
-        usable = (np.arange(L)[None, :] < self.high[pb][:, None]) & (g[None, :] <= limit[:, None])
+        a_q = np.einsum("bj,bj->b", W, self.Qc[pb])
+        ctx = dict(W=W, a_q=a_q, limit=limit, nj=nj, clen=-(-nj // p), pmax=int(p.max()),
+                   edges=np.concatenate([[0], g]), thr=np.ascontiguousarray(thr), c0=self.rows.c0,
+                   rb=max(2048, _BLOCK_ELEMS // P))
+        imax, iarg, irow, tval, tidx, trow = _merge_priced(self.rows.map(_price_part, ctx))
+        spent[pb] += 1
+        cum = np.maximum.accumulate(imax, axis=1)
+        margin = a_q[:, None] - cum                           # (P, L)
+        k = np.arange(L)[None, :]
+        inrange = (k < self.high[pb][:, None]) & (g[None, :] <= limit[:, None])
+        # the first interval at or above the probe where the direction fails ends its use (the rule
+        # of _price_part: every interval up to it was priced whole, whatever the split of blocks)
+        fail = ~(margin > thr) & (k >= J[:, None]) & inrange
+        first = np.where(fail.any(axis=1), fail.argmax(axis=1), L)
+        usable = inrange & (k <= first[:, None])
         ok = (margin > thr) & usable & np.isfinite(cum)
         for i, b in enumerate(pb.tolist()):
             j = int(J[i])
@@ -515,3 +524,107 @@ class _StreamSearch:
                 self.set_outside(b, j, None, float(dec.certificate[i]))
             else:
                 self.failed[b].add(j)
+
+
+def _price_part(ctx, blocks):
+    """Pricing pass over some blocks (see :meth:`_StreamSearch._price`); a pure function of (ctx, blocks).
+
+    Per direction: per grid interval the largest score, its row and the row's translated
+    coordinates; per chunk below its probe size the same.  A direction stops at the end of
+    the first grid interval (at or above its probe) on which its margin fails *on these
+    blocks* — a failure on some rows is a failure on all, so every interval up to the first
+    failure over all rows is always priced whole, however the blocks are split.
+    """
+    W, a_q, limit, nj, clen, pmax, edges, thr, c0, rb = (ctx[k] for k in (
+        "W", "a_q", "limit", "nj", "clen", "pmax", "edges", "thr", "c0", "rb"))
+    limit = limit.copy()
+    P, d = W.shape
+    L = len(edges) - 1
+    imax = np.full((P, L), -np.inf)
+    iarg = np.full((P, L), -1, dtype=np.int64)
+    irow = np.zeros((P, L, d))
+    tval = np.full((P, pmax), -np.inf)
+    tidx = np.full((P, pmax), -1, dtype=np.int64)
+    trow = np.zeros((P, pmax, d))
+    stop = int(limit.max())
+    served = 0
+    for start, X in blocks:        # stops early (no more rows drawn) once no direction is alive
+        start = int(start)
+        act = np.flatnonzero(limit > start)
+        if act.size == 0 or start >= stop:
+            break
+        Y = np.asarray(X, dtype=np.float64)[:max(0, min(len(X), stop - start))] - c0
+        m = len(Y)
+        served += m
+        for a0 in range(0, m, rb):
+            e0 = min(m, a0 + rb)
+            lo, hi = start + a0, start + e0
+            alive = np.unique(act[limit[act] > lo] // _GROUP)
+            if alive.size == 0:
+                break
+            # Scores in fixed groups of directions over fixed row slices: BLAS rounds a product
+            # differently for different shapes, and these shapes depend on neither the alive set nor
+            # the split of blocks, so every score is the same bits in any pass and on any holder.
+            sub = (alive[:, None] * _GROUP + np.arange(_GROUP)).reshape(-1)
+            sub = sub[sub < P]
+            S = np.empty((sub.size, e0 - a0))
+            Yt = Y[a0:e0].T
+            for i, gr in enumerate(alive.tolist()):
+                r0, r1 = i * _GROUP, min((i + 1) * _GROUP, sub.size)
+                np.matmul(W[gr * _GROUP:gr * _GROUP + (r1 - r0)], Yt, out=S[r0:r1])
+            ar = np.arange(sub.size)
+            for k in _intervals(edges, lo, hi):
+                a, e = max(int(edges[k]), lo) - lo, min(int(edges[k + 1]), hi) - lo
+                jj = S[:, a:e].argmax(axis=1)
+                v = S[ar, a + jj]
+                better = v > imax[sub, k]
+                if better.any():
+                    rows = sub[better]
+                    imax[rows, k] = v[better]
+                    iarg[rows, k] = lo + a + jj[better]
+                    irow[rows, k] = Y[a0 + a + jj[better]]
+            # chunk winners below g_j: directions of one chunk length share their chunks
+            for cl in np.unique(clen[sub[nj[sub] > lo]]).tolist():
+                grp = np.flatnonzero((clen[sub] == cl) & (nj[sub] > lo))
+                top = min(hi, int(nj[sub[grp]].max()))
+                for c in range(lo // cl, -(-top // cl)):
+                    a, e = max(c * cl, lo) - lo, min((c + 1) * cl, top) - lo
+                    if e <= a:
+                        continue
+                    gi = grp[nj[sub[grp]] > c * cl]     # directions whose prefix holds chunk c
+                    if gi.size == 0:
+                        continue
+                    # a direction's last chunk ends at its own g_j: mask the rows beyond it
+                    e_i = np.minimum(e, nj[sub[gi]] - lo)
+                    Sg = S[gi, a:e]
+                    if (e_i < e).any():
+                        Sg = np.where(np.arange(a, e)[None, :] < e_i[:, None], Sg, -np.inf)
+                    jj = Sg.argmax(axis=1)
+                    v = Sg[np.arange(gi.size), jj]
+                    rows = sub[gi]
+                    better = v > tval[rows, c]
+                    if better.any():
+                        rb_ = rows[better]
+                        tval[rb_, c] = v[better]
+                        tidx[rb_, c] = lo + a + jj[better]
+                        trow[rb_, c] = Y[a0 + a + jj[better]]
+            # A direction whose probe prefix is priced and that no longer separates stops at the end of
+            # this grid interval, as the in-memory extension stops at its first failure.
+            past = sub[nj[sub] <= hi]
+            if past.size:
+                khi = int(np.searchsorted(edges, hi - 1, side="right")) - 1
+                run = imax[past, :khi + 1].max(axis=1)
+                dead = past[a_q[past] - run <= thr[past, khi]]
+                limit[dead] = np.minimum(limit[dead], max(hi, int(edges[khi + 1])))
+    return served, (imax, iarg, irow, tval, tidx, trow)
+
+
+def _merge_priced(parts):
+    """Partials of :func:`_price_part` in block order -> one: the first row of the largest score wins."""
+    imax, iarg, irow, tval, tidx, trow = (np.array(a) for a in parts[0])
+    for p in parts[1:]:
+        b = p[0] > imax
+        imax[b], iarg[b], irow[b] = p[0][b], p[1][b], p[2][b]
+        b = p[3] > tval
+        tval[b], tidx[b], trow[b] = p[3][b], p[4][b], p[5][b]
+    return imax, iarg, irow, tval, tidx, trow

@@ -494,6 +494,11 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
     log = log or sys.stderr
     t0 = time.perf_counter()
     store = open_run(spec, out, new_run=new_run)
+    if job is None and spec.nested and shards is None:   # the experiment the spec names, on every face
+        from ..jobs.nested import NestedJob, check_nested
+
+        check_nested(spec)
+        job = NestedJob(spec)
     if job is None:
         job = MonteCarloJob(spec, shards=None if shards is None else tuple(shards))
     mapper, own = pool_map(backend, address, workers, pool)

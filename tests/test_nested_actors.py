@@ -1,0 +1,168 @@
+"""Streamed nested replicates over a cluster: one training set's blocks on actors, every pass run there.
+
+The nested search's passes (frame, pricing) are ``map_blocks`` over the source; on an
+:class:`~mc_hull.distributed.blocks.ActorSource` every holder runs them over its own blocks, held or
+regenerated, and the partials are merged in block order.  Everything the search returns must be
+identical to the in-process search over the same blocks, bit for bit, with held or served blocks,
+any number of holders, a holder killed or a node lost mid-pass.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_nested import CASES, _check_certificates, _data, _grid
+
+from mc_hull.nested import stream as nested_stream
+from mc_hull.solvers.sources import ArraySource
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def identical(a, b):
+    """Every field of two EntrySizes (and the pass count), bit for bit."""
+    for name in ("low", "high", "low_value", "high_value", "directions", "solves", "shortcuts"):
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+    for sa, sb in zip(a.support, b.support):
+        assert (sa is None) == (sb is None) and (sa is None or np.array_equal(sa, sb))
+    for wa, wb in zip(a.weights, b.weights):
+        assert (wa is None) == (wb is None) and (wa is None or np.array_equal(wa, wb))
+    assert a.passes == b.passes
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] != "cube" or c[1] > 1][:7] + [CASES[-1]])
+@pytest.mark.parametrize("holders,hold", [(2, True), (3, False)])
+def test_search_over_holders_is_the_in_process_search(ray_local, case, holders, hold):
+    from mc_hull.distributed.blocks import ActorSource
+
+    kind, d, N, L, seed, _ = case
+    X, Q = _data(kind, np.random.default_rng(200 + seed), N, d)
+    sizes = _grid(N, L)
+    br = 97 if N >= 1000 else 13                  # blocks straddle the grid sizes and the holders' runs
+    ref = nested_stream.streamed_entry_sizes(ArraySource(X, br), Q, sizes, budget=0)
+    with ActorSource(ArraySource(X, br), holders=holders, hold=hold) as actors:
+        got = nested_stream.streamed_entry_sizes(actors, Q, sizes, budget=0)
+    identical(ref, got)
+    _check_certificates(X, Q, got)
+    assert got.regenerated == (N if hold else got.regenerated) and got.regenerated >= N
+
+
+def test_a_holder_killed_mid_search_changes_nothing(ray_local):
+    from mc_hull.distributed.blocks import ActorSource
+
+    X, Q = _data("gauss", np.random.default_rng(41), 5000, 6)
+    sizes = _grid(5000, 30)
+    ref = nested_stream.streamed_entry_sizes(ArraySource(X, 200), Q, sizes, budget=0)
+    with ActorSource(ArraySource(X, 200), holders=2, hold=True) as actors:
+        calls = {"n": 0}
+
+        def kill_then_pass(fn, context, **kw):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                os.kill(actors.placement[1][1], signal.SIGKILL)
+            return ActorSource.map_blocks(actors, fn, context, **kw)
+
+        actors.map_blocks = kill_then_pass
+        got = nested_stream.streamed_entry_sizes(actors, Q, sizes, budget=0)
+        assert actors.replaced >= 1 and calls["n"] >= 3
+    identical(ref, got)
+
+
+class SlowKeyed(ArraySource):
+    """An array source that takes its time per block, so that a node can be lost mid-pass."""
+
+    def __init__(self, X, block_rows, delay):
+        super().__init__(X, block_rows)
+        self.delay = delay
+
+    def generate(self, block_ids):
+        for item in super().generate(block_ids):
+            time.sleep(self.delay)
+            yield item
+
+
+@pytest.mark.cluster
+def test_a_nested_replicate_beyond_one_worker_survives_losing_a_node(cluster):
+    """X is 3x one holder's budget, regenerated on two worker nodes every pass; one node dies mid-pass."""
+    import ray
+    from ray import cloudpickle
+
+    from mc_hull.distributed.blocks import ActorSource
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    X, Q = _data("gauss", np.random.default_rng(43), 6000, 5)
+    sizes = _grid(6000, 25)
+    ref = nested_stream.streamed_entry_sizes(ArraySource(X, 500), Q, sizes, budget=0)
+    ray.init(address=cluster.address, logging_level="warning")
+    try:
+        with ActorSource(SlowKeyed(X, 500, 0.05), holders=2, budget=X.nbytes // 3) as actors:
+            assert not actors.hold
+            assert len({node for node, _, _ in actors.placement}) == 2
+            victim = next(n for n in cluster.workers if n.node_id == actors.placement[0][0])
+            seen = {"passes": 0}
+            original = ActorSource.map_blocks
+
+            def counting(fn, context, **kw):
+                seen["passes"] += 1
+                return original(actors, fn, context, **kw)
+
+            actors.map_blocks = counting
+            removed = {}
+
+            def disturb():
+                end = time.monotonic() + 60
+                while time.monotonic() < end and seen["passes"] < 3:
+                    time.sleep(0.02)
+                time.sleep(0.2)                        # inside the third pass
+                cluster.remove_node(victim)
+                removed["t"] = time.monotonic()
+
+            thread = threading.Thread(target=disturb, daemon=True)
+            thread.start()
+            got = nested_stream.streamed_entry_sizes(actors, Q, sizes, budget=0)
+            thread.join(timeout=60)
+            assert "t" in removed and actors.replaced >= 1, actors.events
+        identical(ref, got)
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.mark.parametrize("budget,where", [("1M", "X served from its loader on every pass by 2 actors"),
+                                          ("3M", "X held by 2 actors")])
+def test_a_nested_run_on_ray_spreads_its_replicates_and_gives_the_serial_rows(tmp_path, monkeypatch, budget, where):
+    """A nested run whose X exceeds the budget: on Ray each replicate's blocks go to holders (held when
+    X's half fits a holder's budget, regenerated on every pass otherwise); the rows of the serial run."""
+    import duckdb
+
+    from mc_hull.distributed import blocks as distributed_blocks
+    from mc_hull.jobs import nested as nested_job
+    from mc_hull import seeding
+    from mc_hull.runs.runner import execute
+    from mc_hull.spec import Spec
+
+    monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
+    n_max = 3 * seeding.BLOCK_ROWS + 5
+    spec = Spec.from_dict(dict(distribution="gaussian", dims=(3,), sizes=(5, 40, 300, 2500, 70000, n_max),
+                               trials=24, queries_per_set=12, seed=11, shard_trials=24, nested=True))
+    cols = "d, n, replicate, query, status, method, certificate_value, rounds"
+
+    def rows(out):
+        return duckdb.sql(f"SELECT {cols} FROM read_parquet('{out}/**/*.parquet', hive_partitioning = true) "
+                          "ORDER BY ALL").fetchall()
+
+    assert nested_job.streamed_sizes(spec, 3) is not None        # streamed in process too
+    execute(spec, str(tmp_path / "serial"), backend="serial", progress=False)
+    distributed_blocks.PLACED.clear()
+    execute(spec, str(tmp_path / "ray"), backend="ray", workers=2, progress=False)
+    replicates = spec.replicates_for(3, max(spec.sizes_for(3)))
+    assert replicates >= 2 and len(distributed_blocks.PLACED) == replicates, distributed_blocks.PLACED
+    assert all(p.startswith(where) and "on 1 node" in p for p in distributed_blocks.PLACED), distributed_blocks.PLACED
+    assert rows(tmp_path / "ray") == rows(tmp_path / "serial")
+    assert len(rows(tmp_path / "ray")) == 24 * 6
