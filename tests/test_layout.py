@@ -192,3 +192,11 @@ def test_the_keyed_draw_is_written_once():
     users = sorted(_module(p) for p in FILES
                    if "seeding.TRAIN" in p.read_text() or "seeding.QUERY" in p.read_text())
     assert users == ["mc_hull.samplers.keyed"], users
+
+
+def test_the_store_imports_no_spec_and_nothing_of_the_core():
+    """The store takes planned counts (its RunPlan reads the recorded spec's dict): it imports only itself and errors."""
+    graph = _graph(top_level_only=False)
+    reached = set().union(*(_closure(graph, m) for m in graph if m == "mc_hull.store" or m.startswith("mc_hull.store.")))
+    outside = sorted(m for m in reached if not m.startswith("mc_hull.store") and m != "mc_hull.errors")
+    assert not outside, outside
