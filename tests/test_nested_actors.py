@@ -166,3 +166,50 @@ def test_a_nested_run_on_ray_spreads_its_replicates_and_gives_the_serial_rows(tm
     assert all(p.startswith(where) and "on 1 node" in p for p in distributed_blocks.PLACED), distributed_blocks.PLACED
     assert rows(tmp_path / "ray") == rows(tmp_path / "serial")
     assert len(rows(tmp_path / "ray")) == 24 * 6
+
+
+def test_holders_keep_what_their_budget_allows_and_serve_the_rest(ray_local):
+    """X twice the holders' budgets: each keeps the first blocks of its run, the answers are unchanged,
+    and the rows drawn per pass are only those not held."""
+    from mc_hull.distributed.blocks import ActorSource
+
+    X, Q = _data("gauss", np.random.default_rng(44), 4000, 5)
+    sizes = _grid(4000, 25)
+    br = 100
+    ref = nested_stream.streamed_entry_sizes(ArraySource(X, br), Q, sizes, budget=0)
+    with ActorSource(ArraySource(X, br), holders=2, budget=X.nbytes // 4) as actors:
+        assert not actors.hold and actors.keep == [10, 10]          # 10 of each holder's 20 blocks
+        assert "partly held by 2 actors" in actors.describe() and "50% of the rows" in actors.describe()
+        got = nested_stream.streamed_entry_sizes(actors, Q, sizes, budget=0)
+        drawn_at_placement = 2000
+        # every pass draws at most the unheld half; the frame pass draws it all
+        assert drawn_at_placement + 2000 <= got.regenerated <= drawn_at_placement + got.passes * 2000
+    identical(ref, got)
+
+
+def test_replicates_reuse_the_holders(ray_local):
+    """A placer keeps its holders for the next loader of the same shape; a new shape gets new ones."""
+    import ray
+
+    from mc_hull.distributed.blocks import Placer
+
+    rng = np.random.default_rng(45)
+    place = Placer(holders=2)
+    try:
+        ids = []
+        for X in (rng.standard_normal((3000, 4)), 5 + rng.standard_normal((3000, 4)), rng.standard_normal((2000, 4))):
+            Q = X.mean(axis=0) + rng.standard_normal((20, 4))
+            sizes = _grid(len(X), 15)
+            ref = nested_stream.streamed_entry_sizes(ArraySource(X, 128), Q, sizes, budget=0)
+            with place(ArraySource(X, 128)) as actors:
+                ids.append([h._actor_id for h in actors.holders])
+                got = nested_stream.streamed_entry_sizes(actors, Q, sizes, budget=0)
+            identical(ref, got)
+        assert ids[0] == ids[1] and ids[2] != ids[1] and place.reused == 1
+        last = list(place.current.holders)
+    finally:
+        place.close()
+    assert place.current is None
+    for h in last:                       # closed: the holders are gone (refused at submission or on get)
+        with pytest.raises(Exception, match="(?i)actor|dead"):
+            ray.get(h.where.remote(), timeout=30)

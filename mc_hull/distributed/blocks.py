@@ -16,8 +16,13 @@ Where X lives
 * **held**: when X's bytes divided by the holders fit ``MC_HULL_MEMORY_BUDGET`` per holder, each
   holder draws or reads its blocks once, in its constructor, and keeps them in its dtype
   (float32 stays float32): one draw or read per run, not per pass;
-* **regenerated**: otherwise a holder serves its blocks from the loader on every pass — in
+* **partly held**: otherwise each holder keeps the first blocks of its run that its budget (and its
+  node's share of half the node's memory) allow, and serves the rest from the loader on every pass;
+* **regenerated**: with nothing held, a holder serves its blocks from the loader on every pass — in
   parallel on every holder, not on one core.
+
+Replicates of one cell reuse the holders (:meth:`ActorSource.reload`): a new loader, the held part
+drawn again, no new actors.
 
 Faults
 ------
@@ -30,7 +35,9 @@ recomputed there.  Partials are pure functions of (context, blocks), so answers 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 
 import numpy as np
@@ -51,23 +58,36 @@ PLACE_SECONDS = float(os.environ.get("MC_HULL_PLACE_SECONDS", 3600))
 
 @ray.remote(max_restarts=0, max_task_retries=0)
 class BlockHolder:
-    """Blocks ``first .. stop`` of a loader, held in memory (or served from the loader each pass)."""
+    """Blocks ``first .. stop`` of a loader: the first ``keep`` held in memory, the others served from
+    the loader on every pass."""
 
-    def __init__(self, loader: PointSource, first: int, stop: int, hold: bool):
+    def __init__(self, loader: PointSource, first: int, stop: int, keep: int):
         for key, value in WORKER_ENV.items():
             os.environ.setdefault(key, value)
+        self.load(loader, first, stop, keep)
+
+    def load(self, loader: PointSource, first: int, stop: int, keep: int) -> int:
+        """(Re)load: a new loader for the same blocks (the next replicate), held part drawn now; rows drawn."""
         self.loader, self.ids = loader, range(int(first), int(stop))
-        self.held = [(int(s), np.ascontiguousarray(X)) for s, X in loader.generate(self.ids)] if hold else None
+        self.held = None
+        self.held = [(int(s), np.ascontiguousarray(X)) for s, X in loader.generate(self.ids[:max(0, int(keep))])]
+        return sum(len(X) for _, X in self.held)
 
     def where(self) -> tuple[str, int, int]:
         """(node id, process id, bytes held)."""
-        held = sum(X.nbytes for _, X in self.held) if self.held is not None else 0
-        return ray.get_runtime_context().get_node_id(), os.getpid(), held
+        return ray.get_runtime_context().get_node_id(), os.getpid(), sum(X.nbytes for _, X in self.held)
 
     def run(self, fn, context):
-        """``fn(context, blocks)`` over this holder's blocks, in order."""
-        blocks = iter(self.held) if self.held is not None else self.loader.generate(self.ids)
-        return fn(context, blocks)
+        """``(fn(context, blocks), rows drawn from the loader)`` over this holder's blocks, in order."""
+        drawn = [0]
+
+        def blocks():
+            yield from self.held
+            for s, X in self.loader.generate(self.ids[len(self.held):]):
+                drawn[0] += len(X)
+                yield s, X
+
+        return fn(context, blocks()), drawn[0]
 
 
 def _raw_rows_pass(idx, blocks):
@@ -98,7 +118,8 @@ class ActorSource(PointSource):
         Bytes one holder may keep (default ``MC_HULL_MEMORY_BUDGET`` or 4 GiB); when X does not fit
         ``holders * budget`` the blocks are served from the loader on every pass instead.
     hold : bool, optional
-        Force holding (True) or serving from the loader (False); default by the budget.
+        Force holding all blocks (True) or none (False); default by the budget (all, or the first
+        blocks of each holder's run that fit).
     address : str, optional
         Ray address to join when Ray is not initialised yet (None: embedded, on loopback).
     """
@@ -115,10 +136,10 @@ class ActorSource(PointSource):
         k = max(1, min(int(holders or total), self.n_blocks))
         self.runs = block_runs(self.n_blocks, k)
         itemsize = np.dtype(getattr(loader, "dtype", np.float64)).itemsize
-        largest = max(min(b * self.block_rows, self.n) - a * self.block_rows for a, b in self.runs) \
-            * self.d * itemsize
-        self.hold = fits(largest, self.n * self.d * itemsize, budget) if hold is None else bool(hold)
+        self.keep = _keep(self.runs, self.block_rows, self.n, self.d * itemsize, budget, hold)
+        self.hold = all(k >= b - a for k, (a, b) in zip(self.keep, self.runs))
         self.replaced = 0
+        self.drawn = 0          # rows drawn or read from the loader by the holders (placement and passes)
         self.events: list[tuple[float, str, str]] = []
         # more holders than free CPUs share them (none free: they reserve none, so placing never waits
         # on CPUs that other actors hold); cpus=0 beside a pool whose idle actors hold the CPUs
@@ -126,12 +147,32 @@ class ActorSource(PointSource):
             free = float(ray.available_resources().get("CPU", 0.0))
             cpus = min(1.0, free / len(self.runs)) if free >= 0.01 * len(self.runs) else 0.0
         self.cpus = float(cpus)
-        self.holders = [self._holder(run, self.cpus) for run in self.runs]
+        self.holders = [self._holder(i, self.cpus) for i in range(len(self.runs))]
         self.placement = self._where(timeout=PLACE_SECONDS)
+        self.drawn += self._held_rows()
 
-    def _holder(self, run, cpus):
+    def _held_rows(self) -> int:
+        return sum(min(k * self.block_rows, self.n - a * self.block_rows) for k, (a, _) in zip(self.keep, self.runs))
+
+    def reload(self, loader: PointSource) -> "ActorSource":
+        """The same holders for another loader of the same shape (the next replicate): no new actors."""
+        if (int(loader.n), int(loader.d), int(loader.block_rows)) != (self.n, self.d, self.block_rows):
+            raise ValueError("reload: the loader's shape differs from the placed one")
+        self.loader = loader
+        calls = {h.load.remote(loader, a, b, k): i for i, (h, (a, b), k) in
+                 enumerate(zip(self.holders, self.runs, self.keep))}
+        for ref, i in calls.items():
+            try:
+                ray.get(ref, timeout=PLACE_SECONDS)
+            except LOST as exc:
+                self._replace(i, type(exc).__name__)
+        self.placement = self._where(timeout=PLACE_SECONDS)
+        self.drawn += self._held_rows()
+        return self
+
+    def _holder(self, i, cpus):
         opts = dict(scheduling_strategy="SPREAD", num_cpus=cpus)
-        return BlockHolder.options(**opts).remote(self.loader, run[0], run[1], self.hold)
+        return BlockHolder.options(**opts).remote(self.loader, self.runs[i][0], self.runs[i][1], self.keep[i])
 
     def _where(self, timeout: float | None = None):
         return ray.get([h.where.remote() for h in self.holders], timeout=timeout)
@@ -139,9 +180,13 @@ class ActorSource(PointSource):
     def describe(self) -> str:
         """Where X lives, in words (for the plan line)."""
         nodes = len({node for node, _, _ in self.placement})
+        gib = sum(b for _, _, b in self.placement) / 2 ** 30
         if self.hold:
-            gib = sum(b for _, _, b in self.placement) / 2 ** 30
             return f"X held by {len(self.holders)} actors on {nodes} node(s) ({gib:.2f} GiB)"
+        if gib > 0:
+            share = self._held_rows() / self.n
+            return (f"X partly held by {len(self.holders)} actors on {nodes} node(s) ({gib:.2f} GiB, "
+                    f"{share:.0%} of the rows; the rest served from its loader on every pass)")
         return f"X served from its loader on every pass by {len(self.holders)} actors on {nodes} node(s)"
 
     def generate(self, block_ids):
@@ -169,6 +214,7 @@ class ActorSource(PointSource):
         """
         ctx = ray.put(context)
         results: list = [None] * len(self.holders)
+        drawn = [0] * len(self.holders)
         attempts = [0] * len(self.holders)
         pending = {self.holders[i].run.remote(fn, ctx): i for i in range(len(self.holders))}
         while pending:
@@ -176,7 +222,7 @@ class ActorSource(PointSource):
             for ref in ready:
                 i = pending.pop(ref)
                 try:
-                    results[i] = ray.get(ref)
+                    results[i], drawn[i] = ray.get(ref)
                 except LOST as exc:
                     attempts[i] += 1
                     if attempts[i] >= MAX_ATTEMPTS:
@@ -184,6 +230,7 @@ class ActorSource(PointSource):
                                         f"{type(exc).__name__}") from None
                     self._replace(i, type(exc).__name__)
                     pending[self.holders[i].run.remote(fn, ctx)] = i
+        self.drawn += sum(drawn)
         return results
 
     def _replace(self, i: int, why: str) -> None:
@@ -191,7 +238,8 @@ class ActorSource(PointSource):
             ray.kill(self.holders[i], no_restart=True)
         except Exception:  # noqa: BLE001 - it is already gone
             pass
-        self.holders[i] = self._holder(self.runs[i], 0)
+        self.holders[i] = self._holder(i, 0)
+        self.drawn += min(self.keep[i] * self.block_rows, self.n - self.runs[i][0] * self.block_rows)
         self.replaced += 1
         self.events.append((time.perf_counter(), "replaced", f"holder {i} ({why})"))
 
@@ -216,6 +264,24 @@ class ActorSource(PointSource):
         raise TypeError("an ActorSource lives on the driver; ship its loader instead")
 
 
+def _keep(runs, block_rows: int, n: int, row_bytes: int, budget: int | None, hold: bool | None) -> list[int]:
+    """Blocks each holder keeps (the first of its run): all when X fits (:func:`fits`), none with
+    ``hold=False``, else as many as the holder's budget and its node's share of half the node's memory allow."""
+    sizes = [b - a for a, b in runs]
+    largest = max(min(b * block_rows, n) - a * block_rows for a, b in runs) * row_bytes
+    if hold is True or (hold is None and fits(largest, n * row_bytes, budget)):
+        return sizes
+    if hold is False:
+        return [0] * len(runs)
+    budget = memory_budget() if budget is None else int(budget)
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("memory")]
+    cap = budget
+    if nodes:     # the holders spread evenly: each node keeps its share within half its memory
+        per_node = -(-len(runs) // len(nodes))
+        cap = min(cap, int(min(n["Resources"]["memory"] for n in nodes) / 2 / per_node))
+    return [min(k, max(0, cap) // (block_rows * row_bytes)) for k in sizes]
+
+
 def fits(share: int, total: int, budget: int | None = None) -> bool:
     """Whether holders can keep X: each holder's ``share`` within ``budget`` (default
     ``MC_HULL_MEMORY_BUDGET``), and each node's part of the ``total`` bytes (spread evenly over the
@@ -229,33 +295,53 @@ def fits(share: int, total: int, budget: int | None = None) -> bool:
     return share <= budget
 
 
-def placer(holders: int | None = None, budget: int | None = None, log=None):
+def placer(holders: int | None = None, budget: int | None = None, log=None) -> "Placer":
+    """A :class:`Placer` for the runner (holders reserve no CPUs; see there)."""
+    return Placer(holders, budget, log)
+
+
+class Placer:
     """``place(loader)``: a context manager over an :class:`ActorSource` of ``loader`` (for the runner).
 
     Holders reserve no CPUs (``cpus=0``): they run beside a pool whose actors are idle while a
-    spread unit is computed on the driver.  The first placement of each (d, N) is described on
-    ``log`` (where X lives) and every placement is recorded in :data:`PLACED`.
+    spread unit is computed on the driver.  Consecutive placements of the same shape (the
+    replicates of one cell) reuse the holders (:meth:`ActorSource.reload`); :meth:`close` ends them.
+    The first placement of each (d, N) is described on ``log`` (where X lives) and every placement
+    is recorded in :data:`PLACED`.
     """
-    import contextlib
-    import sys
 
-    said: set = set()
+    def __init__(self, holders: int | None = None, budget: int | None = None, log=None):
+        self.holders, self.budget, self.log = holders, budget, log
+        self.current: ActorSource | None = None
+        self.said: set = set()
+        self.reused = 0
 
     @contextlib.contextmanager
-    def place(loader):
+    def __call__(self, loader):
         t0 = time.perf_counter()
-        src = ActorSource(loader, holders=holders, budget=budget, cpus=0)
+        shape = (int(loader.n), int(loader.d), int(loader.block_rows))
+        if self.current is not None and (self.current.n, self.current.d, self.current.block_rows) == shape:
+            src = self.current.reload(loader)
+            self.reused += 1
+        else:
+            self.close()
+            src = self.current = ActorSource(loader, holders=self.holders, budget=self.budget, cpus=0)
         PLACED.append(src.describe())
-        if (loader.d, loader.n) not in said:
-            said.add((loader.d, loader.n))
+        if (loader.d, loader.n) not in self.said:
+            self.said.add((loader.d, loader.n))
             print(f"mc-hull: d = {loader.d}, N = {loader.n:,}: {src.describe()}, placed in "
-                  f"{time.perf_counter() - t0:.1f} s", file=log or sys.stderr)
+                  f"{time.perf_counter() - t0:.1f} s", file=self.log or sys.stderr)
         try:
             yield src
-        finally:
-            src.close()
+        except BaseException:
+            self.close()          # a failed unit leaves no holders behind
+            raise
 
-    return place
+    def close(self) -> None:
+        """End the holders of the last placement."""
+        if self.current is not None:
+            self.current.close()
+            self.current = None
 
 
 #: What each placement of this process said (:meth:`ActorSource.describe`), for tests and reports.

@@ -182,7 +182,7 @@ class NestedJob:
         """
         spec = self.spec
         sizes = np.array(sorted(spec.sizes_for(unit.d)), dtype=np.int64)
-        parts = []
+        parts, passes = [], []
         streamed = streamed_sizes(spec, unit.d)
         buffer = None if streamed else np.empty((int(sizes[-1]), unit.d), order="F")   # reused by each replicate
         for r in range(unit.start, unit.stop):
@@ -192,13 +192,17 @@ class NestedJob:
                 with place(src) if place is not None else contextlib.nullcontext(src) as points:
                     res = nested_stream.streamed_entry_sizes(points, src.queries(), sizes, solver=spec.solver,
                                                              tol=spec.tol, budget=nested_stream.held_bytes(unit.d))
+                passes.append((res.passes, res.regenerated / int(sizes[-1])))
             else:
                 X, Q = nested.replicate_data(spec, unit.d, sizes, r, out=buffer)
                 res = nested.entry_sizes(X, Q, sizes, solver=spec.solver, tol=spec.tol, overwrite=True)
             parts.append(_rows(spec, res, r))
         cols = trial.concat(parts)            # each part guarded by the row builder
         order = np.lexsort((cols["query"], cols["replicate"], cols["n"]))
-        return {name: col[order] for name, col in cols.items()}
+        cols = {name: col[order] for name, col in cols.items()}
+        if passes:     # said by the runner per run (runner.PASSES), not stored
+            cols[trial.PASSES] = np.array(passes, dtype=np.float64)
+        return cols
 
     def committed(self, store, units) -> tuple[set, list[str]]:
         units = list(units)

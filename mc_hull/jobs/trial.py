@@ -32,6 +32,9 @@ from ..spec import Spec
 
 #: The columns of a Monte Carlo shard's rows (the store adds ``inside`` and the hive partition columns).
 COLUMNS = ("run_id", "replicate", "query", "status", "method", "certificate_value", "solve_seconds", "rounds")
+#: Key of a unit's columns holding its streamed replicates' (passes, rows drawn / N): the runner says
+#: them per run and never stores them.
+PASSES = "_passes"
 #: Columns added by ``measure = "distance"`` (:func:`mc_hull.hull_distance`, data units).
 DISTANCE_COLUMNS = ("distance_low", "distance_high", "nn_distance")
 

@@ -1,16 +1,20 @@
 """Entry sizes on nested prefixes when X of the largest size exceeds the memory budget.
 
 The in-memory search (:func:`mc_hull.nested.search.entry_sizes`) holds X whole.  Here X is
-served by :class:`PrefixRows`: the rows that fit the budget stay in memory, the rest
-are regenerated block by block from their keys on every pass (a
-:class:`mc_hull.samplers.KeyedSource`, the same blocks :func:`mc_hull.nested.search.replicate_data`
-draws, so the prefixes are the very training sets of the in-memory path).  A pass
-over rows is the expensive step, so the search is organised around passes shared by
-every query of the replicate:
+served by :class:`PrefixRows` over a point source (a :class:`mc_hull.samplers.KeyedSource`,
+the same blocks :func:`mc_hull.nested.search.replicate_data` draws, so the prefixes are the very
+training sets of the in-memory path).  In process, the rows that fit the budget stay in
+memory and the rest are regenerated block by block on every pass; over a cluster
+(:class:`mc_hull.distributed.blocks.ActorSource`) the blocks stay on actors spread over the
+nodes, held or regenerated there.  Every pass is one ``map_blocks``: a pure function of
+(context, blocks) returning partials that are merged in block order (:func:`_frame_part`,
+:func:`_price_part`), so the answers are the same bits in process and on any number of
+holders.  A pass over rows is the expensive step, so the search is organised around
+passes shared by every query of the replicate:
 
 1. a *frame pass* gives per grid interval the column sums, maxima and minima (the
    certificate threshold of every prefix, :class:`mc_hull.nested.search.PrefixScales`) and
-   the translation ``c0`` (the mean of X), and fills the in-memory part;
+   the translation ``c0`` (the mean of X), and fills the in-memory part (in process);
 2. each *round* first works on cached rows only: for every open query, the NNLS
    master on its working set below its probe ``g_j`` (the bisection probe of
    :mod:`mc_hull.nested.search`) is an inside candidate, checked exactly on the cached
@@ -22,7 +26,9 @@ every query of the replicate:
    of each of ``p`` chunks below ``g_j``.  The running maximum over intervals gives an
    outside certificate at the *largest* size the direction separates (the margin
    ``w.x - max`` against that size's threshold, as in the in-memory search), so a
-   direction certified at g_j extends over every larger size it still separates;
+   direction certified at g_j extends over every larger size it still separates, up to
+   the first grid interval (at or above g_j) where it fails: it is priced to the end of
+   that interval and no further, whatever the split of blocks;
    where it fails at g_j, the chunk winners above the master's bound join the set;
 4. a query stuck at a probe (no new rows, or ``rounds`` spent) is handed, with the
    other stuck queries of the same probe, to the streaming engine
@@ -179,9 +185,7 @@ class PrefixRows:
     @property
     def regenerated(self) -> int:
         """Rows drawn or read from the loader over all passes (an actor source: by its holders)."""
-        if isinstance(self.src, _Held):
-            return self.src.drawn
-        return self.n if getattr(self.src, "hold", False) else self.served
+        return self.src.drawn
 
     def map(self, fn, context) -> list:
         """One pass: ``fn(context, blocks)`` over the source's blocks, partials in block order.

@@ -8,6 +8,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..jobs import plan as planning
 from .. import progress as reporting
 from ..jobs import trial
@@ -67,12 +69,16 @@ def execute_unit(context, unit) -> dict:
             raise ComputeError(f"{job.name}: unit {unit.key} failed ({type(exc).__name__}: "
                                f"{' '.join(str(exc).split())[:300]}); nothing of it was stored, committed "
                                "units are kept and a re-run resumes (MC_HULL_DEBUG=1 shows the traceback)") from exc
+        passes = cols.pop(trial.PASSES, None)      # streamed replicates' (passes, rows drawn / N): said, not stored
         store = _OPEN.get((job.store_kind, out))
         if store is None:
             store = _OPEN[(job.store_kind, out)] = open_store(job, out)
         job.publish(store, unit, cols)
-    return {"key": unit.key, "size": len(cols["status"]), "undecided": trial.undecided(cols),
-            "seconds": time.perf_counter() - t0}
+    summary = {"key": unit.key, "size": len(cols["status"]), "undecided": trial.undecided(cols),
+               "seconds": time.perf_counter() - t0}
+    if passes is not None:
+        summary["passes"] = np.asarray(passes, dtype=np.float64).reshape(-1, 2).tolist()
+    return summary
 
 
 def _split(job, done: set, place) -> tuple:
@@ -118,6 +124,8 @@ class JobReport:
     undecided: int
     seconds: float
     quarantined: list[str] = field(default_factory=list)
+    #: (passes over X, rows drawn / N) of each streamed replicate computed
+    passes: list = field(default_factory=list)
 
 
 class Progress:
@@ -395,6 +403,7 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
     if progress:   # after the meter's clock starts: asking a pool its size may start Ray (tens of seconds)
         meter.estimate = _wall_estimate(job, mapper, todo_units, remaining)
     computed = size = undecided = 0
+    passes: list = []
     previous = reporting.install(meter.receive if progress else None)
     completed = False
     try:
@@ -402,6 +411,7 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
             computed += 1
             size += summary["size"]
             undecided += summary["undecided"]
+            passes.extend(summary.get("passes", ()))
             meter.update(summary["size"], summary.get("key"))
         completed = True
     finally:
@@ -411,8 +421,18 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
     if computed and progress:
         print(f"mc-hull: {computed} shards, {size:,} {job.unit_name}s in {elapsed:.1f} s "
               f"({size / max(elapsed, 1e-9):,.0f} {job.unit_name}s/s)", file=log)
+    if passes:
+        print(f"mc-hull: {pass_line(passes)}", file=log)
     return JobReport(name=job.name, planned=planned, skipped=len(done), computed=computed, size=size,
-                     undecided=undecided, seconds=elapsed, quarantined=moved)
+                     undecided=undecided, seconds=elapsed, quarantined=moved, passes=passes)
+
+
+def pass_line(passes) -> str:
+    """One line on the passes over X of the streamed replicates, from ``[(passes, rows drawn / N), ...]``."""
+    p = np.asarray(passes, dtype=np.float64).reshape(-1, 2)
+    q = np.percentile(p, [0, 50, 100], axis=0)
+    return (f"{len(p)} streamed replicate(s): passes over X per replicate {q[0, 0]:.0f} / {q[1, 0]:.0f} / "
+            f"{q[2, 0]:.0f} (min / median / max), rows drawn or read {q[1, 1]:.1f} N (median)")
 
 
 # -- Monte Carlo runs -------------------------------------------------------------------------
@@ -510,6 +530,8 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
     try:
         rep = run(job, out, map=mapper, progress=progress, log=log, place=place)
     finally:
+        if place is not None:
+            place.close()
         if own is not None:
             own.close()
     report = RunReport(run_id=spec.run_id, planned_shards=rep.planned, skipped_shards=rep.skipped,
@@ -518,5 +540,6 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
     if rep.computed:  # the runner's measured rate, kept by the store beside the run's record (dashboard)
         store.record_stats(spec.run_id, {"trials": rep.size, "seconds": rep.seconds, "shards": rep.computed,
                                          "backend": backend, "trials_per_s": rep.size / max(rep.seconds, 1e-9),
-                                         "finished": time.time()})
+                                         "finished": time.time(),
+                                         **({"streamed": pass_line(rep.passes)} if rep.passes else {})})
     return report
