@@ -200,3 +200,13 @@ def test_the_store_imports_no_spec_and_nothing_of_the_core():
     reached = set().union(*(_closure(graph, m) for m in graph if m == "mc_hull.store" or m.startswith("mc_hull.store.")))
     outside = sorted(m for m in reached if not m.startswith("mc_hull.store") and m != "mc_hull.errors")
     assert not outside, outside
+
+
+def test_the_readme_development_map_names_every_module_and_folder():
+    text = (ROOT.parent / "README.md").read_text()
+    dev = text[text.index("## Development"):]
+    folders = {p.parent for p in FILES if p.parent != ROOT and p.parent.parent == ROOT}
+    assert all(f"`{f.name}/`" in dev for f in folders), sorted(f.name for f in folders if f"`{f.name}/`" not in dev)
+    missing = [str(p.relative_to(ROOT)) for p in FILES if p.stem != "__init__"
+               and not any(form in dev for form in (f"`{p.stem}`", f"`{p.parent.name}/{p.stem}`"))]
+    assert not missing, missing
