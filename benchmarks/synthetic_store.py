@@ -71,7 +71,7 @@ def main() -> None:
             parts.append({
                 "n": np.repeat(sizes, k), "replicate": np.full(L * k, r, dtype=np.int32),
                 "query": np.tile(np.arange(k, dtype=np.int32), L), "inside": flat,
-                "status": np.where(flat == 1, "inside", "outside").astype(object),
+                "status": (flat == 1).astype(np.int8),   # 1 inside, 0 outside (mc_hull.jobs.trial.rows)
                 "method": np.full(L * k, f"nested:{spec.solver}", dtype=object),
                 "certificate_value": np.where(flat == 1, 1e-15, 1.0) * rng.lognormal(0, 2, L * k),
                 "solve_seconds": np.full(L * k, 2e-4), "rounds": rng.integers(1, 5, L * k).astype(np.int32),

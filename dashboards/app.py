@@ -92,13 +92,14 @@ def load_family_n_half(x_min: int, x_max: int, skip: tuple):
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def load_summary(out: str, key: tuple):
-    """One scan: trials by cell, run, method, status and log bins (audit and status counts)."""
-    return views.audit_summary(out)
+    """Trials by cell, run, method, status and log bins (the audit): from the units' digests, else one scan."""
+    return views.audit_overview(out)
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=5)
 def load_status(out: str, key: tuple):
-    return views.run_status(out, summary=load_summary(out, key))
+    # counts from the verified units' statuses: the status view does not wait for the audit's scan
+    return views.run_status(out)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -308,7 +309,11 @@ def chart_heatmap(heat, n_half, exact_half, bf) -> alt.LayerChart:
 
 
 # -- view 3 ------------------------------------------------------------------------
-def chart_n_half(n_half, exact_half, bf, other_half=None, which: str = "ambient") -> alt.LayerChart:
+def chart_n_half(n_half, exact_half, bf, other_half=None, which: str = "ambient", measured=None) -> alt.LayerChart:
+    """N½ against d: the cells' own points (fit or median of T, with brackets), exact curves, 2^(d/2)/d
+    and, where given, ``measured`` (:func:`mc_hull.query.views.family_measured_n_half`: the uniform cube's
+    shipped nested Monte Carlo N½ with its 99% bracket)."""
+    meas = df(measured) if measured is not None and measured.num_rows else None
     emp = df(n_half)
     emp = emp[emp["n_half"].notna()]
     emp = emp.assign(series=[views.MEDIAN_T_SERIES if src == views.MEDIAN_T_SOURCE else views.EMPIRICAL_HALF_SERIES
@@ -318,9 +323,10 @@ def chart_n_half(n_half, exact_half, bf, other_half=None, which: str = "ambient"
     curves = [df(bf)] + [df(t) for t in (exact_half, other_half) if t is not None and t.num_rows]
     lines = pd.concat(curves, ignore_index=True)
     series = list(dict.fromkeys(list(lines["series"]) + (sorted(set(emp["series"]), reverse=True) if len(emp)
-                                                         else [views.EMPIRICAL_HALF_SERIES])))
+                                                         else [views.EMPIRICAL_HALF_SERIES])
+                                + ([views.CUBE_SERIES] if meas is not None else [])))
     palette = {views.BF_SERIES: "#888888", views.EXACT_HALF_SERIES: "black", views.EMPIRICAL_HALF_SERIES: "#e4572e",
-               views.MEDIAN_T_SERIES: "#9c27b0"}
+               views.MEDIAN_T_SERIES: "#9c27b0", views.CUBE_SERIES: "#6a3d9a"}
     family = ["#4c78a8", "#72b7b2", "#54a24b", "#b279a2", "#f58518", "#e45756", "#9d755d", "#bab0ac"]
     rest = [s for s in series if s not in palette]
     palette.update({s: family[i % len(family)] for i, s in enumerate(rest)})  # the family comparison
@@ -332,6 +338,14 @@ def chart_n_half(n_half, exact_half, bf, other_half=None, which: str = "ambient"
               axis=alt.Axis(tickMinStep=1, format="d"))
     layers = [alt.Chart(lines).mark_line(strokeDash=[5, 3], point=True).encode(
         x=x, y=y, color=color, tooltip=["series", "d", alt.Tooltip("n:Q", format=".4g")])]
+    if meas is not None:
+        bars = meas[meas["n_low"].notna() & meas["n_high"].notna()]
+        if len(bars):
+            layers.append(alt.Chart(bars).mark_rule(strokeWidth=1.5).encode(
+                x=x, y=alt.Y("n_low:Q", scale=alt.Scale(type="log")), y2="n_high:Q", color=color))
+        layers.append(alt.Chart(meas).mark_point(shape="diamond", filled=True, size=60).encode(
+            x=x, y=y, color=color, tooltip=["series", "d", alt.Tooltip("n:Q", format=".4g", title="N½"),
+                                            alt.Tooltip("n_low:Q", format=".4g"), alt.Tooltip("n_high:Q", format=".4g")]))
     if len(emp):
         e = emp.rename(columns={"n_half": "n"})
         bars = e[e["n_half_low"].notna() & e["n_half_high"].notna()]
@@ -604,14 +618,17 @@ def render(out: str, key: tuple) -> None:
                    "(the fit's interval; for a nested run N½ = the median of T with its 99% bracket); "
                    "exact where known (black: the law these cells follow, e.g. the Gaussian of R^k for a "
                    "k-dimensional subspace; thin colours: the family comparison of the README: Gaussian, "
-                   "ball, beta, Student-t); "
+                   "ball, beta, Student-t; purple diamonds: the uniform cube, no exact curve, measured by nested "
+                   "Monte Carlo with its 99% bracket); "
                    "the line 2^(d/2)/d for comparison.")
         # curves over at least three dimensions, so that a single plotted dimension (a k-subspace
         # against its affine dimension k) still shows lines
         c_min, c_max = (max(1, x_min - 1), x_max + 1) if x_max - x_min < 2 else (x_min, x_max)
         ref_half, ref_labels = load_reference_n_half(out, key, run_id, dist, tuple(dims), which, c_min, c_max)
         family_half = load_family_n_half(c_min, c_max, ref_labels)
-        st.altair_chart(chart_n_half(n_half, ref_half, views.bf_curve(c_min, c_max), family_half, which),
+        # the uniform cube measured (no exact curve), unless these cells are the cube's own points
+        measured = views.family_measured_n_half(c_min, c_max) if dist != "cube" else None
+        st.altair_chart(chart_n_half(n_half, ref_half, views.bf_curve(c_min, c_max), family_half, which, measured),
                         width="stretch")
         st.caption("What the line is and is not: 2^(d/2)/d (Bárány–Füredi, quoted by Balestriero, Pesenti & "
                    "LeCun 2021 for the uniform ball) is the scale of a union bound at which every training "

@@ -65,8 +65,9 @@ def app_path() -> Path:
 
 
 def command(out: str, port: int, host: str) -> list[str]:
-    """The ``streamlit run`` command line for DIR, port and host."""
-    return [sys.executable, "-m", "streamlit", "run", str(app_path()),
+    """The ``streamlit run`` command line for DIR, port and host (through ``dashboards/serve.py``, which
+    starts the first page's imports and verified read while the server starts)."""
+    return [sys.executable, str(app_path().with_name("serve.py")), "run", str(app_path()),
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.runOnSave", "false",
             "--client.toolbarMode", "viewer",  # no Deploy button or developer menu

@@ -282,6 +282,15 @@ def _n_half_panel(ax, groups, fitted, which: str, reference: str | None):
         label = series[len(views.EXACT_HALF_SERIES) + 2:-1]
         ax.plot([r["d"] for r in rows], [r["n"] for r in rows], "-.", lw=0.9, color=_FAMILY_COLOURS[i % len(_FAMILY_COLOURS)],
                 label=series, gid=f"exact-n-half-{_slug(label)}")
+    # the uniform cube measured (no exact curve; README table), unless the cube's own points are drawn
+    if all(dist != "cube" for dist, _ in groups):
+        cube = views.family_measured_n_half(lo_d, hi_d).to_pylist()
+        if cube:
+            est = np.array([r["n"] for r in cube])
+            err = np.array([[r["n"] - r["n_low"] if r["n_low"] is not None else 0 for r in cube],
+                            [r["n_high"] - r["n"] if r["n_high"] is not None else 0 for r in cube]])
+            ax.errorbar([r["d"] for r in cube], est, yerr=np.clip(err, 0, None), fmt="d", ms=4, lw=0.9,
+                        color="#6a3d9a", capsize=2, label=views.CUBE_SERIES, gid="measured-n-half-cube")
     markers = "osD^vP"
     palette = ["#e4572e", "#2e86ab", "#7a9e3a", "#a23b72", "#f1a208", "#3b1f2b"]
     any_point, notes = False, []

@@ -104,7 +104,8 @@ def plan_note(spec: Spec) -> str:
             which = "all sizes" if len(big) == len(spec.sizes_for(d)) else f"sizes N > {n_mem:,} ({len(big)} of them)"
             held = f"its first {n_mem:,} rows held, the rest" if n_mem else "X"
             parts.append(f"d = {d}: {which} streamed (X of N = {n_max:,} is {planning._size(8 * n_max * d)}; "
-                         f"{held} regenerated from keys on each pass)")
+                         f"{held} regenerated from keys on each of about {STREAM_PASSES + 2} passes per "
+                         "replicate; on Ray, each replicate's blocks go to actors over the cluster's nodes)")
     if not parts:
         return ""
     return f"streamed (memory budget {planning._size(planning.memory_budget())}): " + "; ".join(parts)

@@ -12,9 +12,9 @@ import pyarrow as pa
 
 from ..stats import intervals as stats
 from .. import theory
-from ..errors import McHullError
-from ..samplers import SAMPLERS, get_sampler
 from ..stats.distances import SUMMARY_COLUMNS
+from ..errors import McHullError, StoreError
+from ..samplers import SAMPLERS, get_sampler
 from ..store import ResultStore
 from .distances import cell_distances, has_distances, summary_fields
 
@@ -150,12 +150,47 @@ def _seed_key(run: str, d: int, n: int, seeds: dict[str, int], nested: dict[str,
 #: The last verified reads of this process: ``(root, run_id, columns, state) -> (rows, run records)``.
 _LAST_READ: dict = {}
 _READ_LOCK = threading.Lock()
+#: One lock per (root, run, what): a read in progress is waited for, not repeated.
+_KEY_LOCKS: dict = {}
+#: Reads kept per store state (statuses, the cell table, rows decoded for distances or the audit ...).
+LAST_READS = 6
 #: The (run, distribution, d, n) present in the last table :func:`connect` opened (``"table"``: that table).
 _CELLS_OF: dict = {}
 
 
 #: The trial columns a cell estimate reads (with the partition columns and, in distance runs, the distances).
 CELL_READ = ("run_id", "replicate", "query", "inside", "distance_low", "distance_high", "nn_distance")
+
+
+def _cached(store: ResultStore, run_id: str | None, what, read):
+    """``read()`` once per state of a Parquet store's files (see :func:`verified_rows`), keyed by ``what``.
+
+    Two threads asking for the same value at once (a page and the dashboard's warm-up) read it once:
+    the second waits for the first's result.
+    """
+    state_of = getattr(store.backend, "state", None)
+    state = state_of() if state_of is not None else None   # taken before the read: a change during it
+    key = (store.out, run_id, what, state)                  # makes the next call read again
+    if state is None:
+        return read()
+    with _READ_LOCK:
+        hit = _LAST_READ.get(key)
+        if hit is not None:
+            return hit
+        lock = _KEY_LOCKS.setdefault(key[:3], threading.Lock())
+    with lock:
+        with _READ_LOCK:
+            hit = _LAST_READ.get(key)
+        if hit is not None:
+            return hit
+        value = read()
+        with _READ_LOCK:
+            for old in [k for k in _LAST_READ if k[-1] != state or k[:2] != key[:2]]:
+                del _LAST_READ[old]   # another store, run or state: keep only this one's reads
+            while len(_LAST_READ) >= LAST_READS:
+                del _LAST_READ[next(iter(_LAST_READ))]
+            _LAST_READ[key] = value
+    return value
 
 
 def verified_rows(store: ResultStore, run_id: str | None = None,
@@ -165,28 +200,52 @@ def verified_rows(store: ResultStore, run_id: str | None = None,
     A dashboard page or ``query --thresholds`` asks for the same rows several times (cells,
     audit, entry sizes); a Parquet store is read and verified again only when a file under
     its root changed (path, size or modification time: :meth:`ParquetStore.state`, one
-    listing).  Other backends are read on every call.  The last two reads are kept (a page
-    reads the cell columns first, then every column for its audit).  ``columns``: see
+    listing).  Other backends are read on every call.  The last :data:`LAST_READS` reads are kept
+    (a page reads the units' statuses and the cell table, then columns for distances or an audit).  ``columns``: see
     :meth:`ResultStore.trials`.
     """
-    state_of = getattr(store.backend, "state", None)
-    state = state_of() if state_of is not None else None   # taken before the read: a change during it
-    key = (store.out, run_id, columns, state)               # makes the next call read again
-    if state is not None:
-        with _READ_LOCK:
-            hit = _LAST_READ.get(key)
-        if hit is not None:
-            return hit
-    table = store.trials(run_id, None if columns is None else list(columns))
-    records = store.runs()
-    if state is not None:
-        with _READ_LOCK:
-            for old in [k for k in _LAST_READ if k[-1] != state or k[:2] != key[:2]]:
-                del _LAST_READ[old]   # another store, run or state: keep only this one's reads
-            while len(_LAST_READ) >= 2:
-                del _LAST_READ[next(iter(_LAST_READ))]
-            _LAST_READ[key] = (table, records)
-    return table, records
+    return _cached(store, run_id, columns, lambda: (store.trials(run_id, None if columns is None else list(columns)),
+                                                    store.runs()))
+
+
+def verified_statuses(store: ResultStore, run_id: str | None = None) -> tuple[list, dict]:
+    """Every verified unit as its trials' statuses (:meth:`ResultStore.statuses`) and the run records,
+    read once per state of the store's files like :func:`verified_rows`; StoreError (one line) naming
+    the first unit that does not verify."""
+    def read():
+        records = store.runs()
+        report, units = store.statuses(run_id)
+        if report.problems:
+            raise StoreError(f"{report.line()}; re-run to recompute it")
+        return units, records
+
+    return _cached(store, run_id, "status", read)
+
+
+_RUNINFO = pa.schema([("run_id", pa.string()), ("distribution", pa.string()), ("d", pa.int32()),
+                      ("n", pa.int64()), ("params", pa.string()), ("seed_key", pa.string())])
+_SHARED = pa.schema([("distribution", pa.string()), ("params", pa.string()), ("d", pa.int32()),
+                     ("n", pa.int64()), ("seed_key", pa.string())])
+
+
+def _runinfo(cells, records: dict, params: dict) -> tuple[pa.Table, list[tuple]]:
+    """(``runinfo``: per (run, distribution, d, n) present, its ``params`` and ``seed_key``; the cells
+    (distribution, params, d, n, seed_key) that two or more runs hold: their trials are one trial each)."""
+    seeds = _run_seeds(records)
+    nested = _nested_sizes(records)
+    info = {"run_id": [], "distribution": [], "d": [], "n": [], "params": [], "seed_key": []}
+    holders: dict = {}  # (distribution, params, d, n, seed_key) -> runs holding that cell
+    for run, dist, d, n in cells:
+        p = cell_info(dist, params.get(run) if run in params else None, d)["params"]
+        seed_key = _seed_key(run, d, n, seeds, nested)
+        holders.setdefault((dist, p, d, n, seed_key), set()).add(run)
+        for k, v in zip(info, (run, dist, d, n, p, seed_key)):
+            info[k].append(v)
+    return pa.table(info, schema=_RUNINFO), [k for k, runs in holders.items() if len(runs) > 1]
+
+
+def _shared_table(shared: list[tuple]) -> pa.Table:
+    return pa.table([list(c) for c in zip(*shared)] if shared else [[] for _ in _SHARED], schema=_SHARED)
 
 
 def connect(out, *, run_id: str | None = None, check: bool = True, columns: tuple[str, ...] | None = None):
@@ -221,8 +280,6 @@ def connect(out, *, run_id: str | None = None, check: bool = True, columns: tupl
     table, records = verified_rows(store, run_id, columns)
     if table.num_rows == 0:
         return None
-    seeds = _run_seeds(records)
-    nested = _nested_sizes(records)
     params = run_params(store.backend)
     con = duckdb.connect()
     con.register("rows_raw", table)
@@ -233,20 +290,10 @@ def connect(out, *, run_id: str | None = None, check: bool = True, columns: tupl
         with _READ_LOCK:
             _CELLS_OF.clear()
             _CELLS_OF.update({"table": table, id(table): cells})
-    info = {"run_id": [], "distribution": [], "d": [], "n": [], "params": [], "seed_key": []}
-    holders: dict = {}  # (distribution, params, d, n, seed_key) -> runs holding that cell
-    for run, dist, d, n in cells:
-        p = cell_info(dist, params.get(run) if run in params else None, d)["params"]
-        seed_key = _seed_key(run, d, n, seeds, nested)
-        holders.setdefault((dist, p, d, n, seed_key), set()).add(run)
-        for k, v in zip(info, (run, dist, d, n, p, seed_key)):
-            info[k].append(v)
-    con.register("runinfo", pa.table(info, schema=pa.schema([
-        ("run_id", pa.string()), ("distribution", pa.string()), ("d", pa.int32()), ("n", pa.int64()),
-        ("params", pa.string()), ("seed_key", pa.string())])))
+    info, shared = _runinfo(cells, records, params)
+    con.register("runinfo", info)
     con.execute("CREATE VIEW trials_all AS SELECT r.*, i.params, i.seed_key FROM rows_raw r "
                 "JOIN runinfo i USING (run_id, distribution, d, n)")
-    shared = [k for k, runs in holders.items() if len(runs) > 1]
     if not shared:  # no two runs with one seed wrote the same cell: every row is a distinct trial
         con.execute("CREATE VIEW trials AS SELECT * FROM trials_all")
         # the same per-replicate counts, aggregated over the rows before the join with runinfo
@@ -260,9 +307,7 @@ def connect(out, *, run_id: str | None = None, check: bool = True, columns: tupl
                   FROM rows_raw GROUP BY ALL) c
             JOIN runinfo i USING (run_id, distribution, d, n) GROUP BY ALL""")
         return con
-    con.register("shared_cells", pa.table(list(zip(*shared)), schema=pa.schema([
-        ("distribution", pa.string()), ("params", pa.string()), ("d", pa.int32()), ("n", pa.int64()),
-        ("seed_key", pa.string())])))
+    con.register("shared_cells", _shared_table(shared))
     ident, cell = ", ".join(IDENTITY), "distribution, params, d, n, seed_key"
     con.execute(f"""CREATE VIEW trials AS
         SELECT * FROM trials_all ANTI JOIN shared_cells USING ({cell})
@@ -308,16 +353,24 @@ def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL
     pyarrow.Table
         Columns :data:`CELL_COLUMNS` (and the distance summaries); empty when the store holds no rows.
     """
-    con = connect(out, run_id=run_id, columns=CELL_READ)
-    if con is None:
+    store = ResultStore(out)
+    return _cached(store, run_id, ("cells", float(level)), lambda: _cell_estimates(store, out, run_id, level))
+
+
+def _cell_estimates(store: ResultStore, out, run_id: str | None, level: float) -> pa.Table:
+    units, records = verified_statuses(store, run_id)
+    if not units:
         return _empty()
-    reps = replicate_counts(con).to_pydict()
-    # runinfo holds one row per (run, cell) present in the rows: the same count as over every row
+    con = _status_connect(store, units, records)
+    reps = con.sql("SELECT * FROM replicate_counts ORDER BY distribution, params, d, n, seed_key, replicate"
+                   ).to_arrow_table().to_pydict()
+    # runinfo holds one row per (run, cell) present: the same count as over every row
     runs = {(r[0], r[1], r[2], r[3]): r[4] for r in con.sql(
         "SELECT distribution, params, d, n, count(DISTINCT run_id) FROM runinfo GROUP BY ALL").fetchall()}
     index: dict = {}
     for i, k in enumerate(zip(reps["distribution"], reps["params"], reps["d"], reps["n"])):
         index.setdefault(k, []).append(i)
+    exacts = _exact_values(sorted(index))
     rows = []
     for key in sorted(index):
         idx = index[key]
@@ -331,8 +384,7 @@ def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL
         p_hat = y.sum() / decided if decided else math.nan
         low, high, deff = stats.clustered_interval(y, m, level)
         wl, wh = stats.wilson(y.sum(), decided, level)
-        exact = exact_p(dist, parse_params(params), int(d), int(n))
-        exact = None if exact is None else float(exact)
+        exact = exacts.get(key)
         z = None
         if exact is not None and decided:
             se = math.sqrt(max(exact * (1 - exact), p_hat * (1 - p_hat)) * deff / decided)
@@ -347,13 +399,141 @@ def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL
             "bf_threshold": theory.bf_threshold(int(d)), "exact": exact, "z": z,
         })
     schema = _schema()
-    dist = cell_distances(con, IDENTITY, level)    # runs with measure = "distance" only
+    dist = {}
+    if _may_measure_distance(units, records):      # runs with measure = "distance" only: their rows are read
+        rows_con = connect(out, run_id=run_id, columns=CELL_READ)
+        dist = {} if rows_con is None else cell_distances(rows_con, IDENTITY, level)
     if dist:
         schema = pa.schema(list(schema) + summary_fields())
         blank = dict.fromkeys(SUMMARY_COLUMNS)
         for row in rows:
             row.update(dist.get((row["distribution"], row["params"], row["d"], row["n"]), blank))
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _exact_values(keys) -> dict:
+    """(distribution, params, d, n) -> exact p (float) for cell keys, one call per curve (a vector of n)."""
+    curves: dict = {}
+    for key in keys:
+        curves.setdefault(key[:3], []).append(int(key[3]))
+    out = {}
+    for (dist, params, d), ns in curves.items():
+        p = parse_params(params) if params != "?" else None
+        value = exact_p(dist, p, int(d), np.asarray(ns, dtype=np.int64))
+        if value is None:
+            continue
+        for n, v in zip(ns, np.broadcast_to(np.asarray(value, dtype=np.float64), (len(ns),))):
+            out[(dist, params, d, n)] = float(v)
+    return out
+
+
+def _may_measure_distance(units, records: dict) -> bool:
+    """Whether a unit's run measured distance (its record says so, or it has no readable record)."""
+    for run in {u.entry.run_id for u in units}:
+        spec = (records.get(run) or {}).get("spec") if isinstance(records.get(run), dict) else None
+        if not isinstance(spec, dict) or spec.get("measure", "membership") != "membership":
+            return True
+    return False
+
+
+def replicate_table(units) -> pa.Table:
+    """Per (run, distribution, d, n, replicate) of verified units: trials, inside, undecided (numpy per unit)."""
+    cols = {k: [] for k in ("run_id", "distribution", "d", "n", "replicate", "trials", "inside", "undecided")}
+    for u in units:
+        if not len(u.status):
+            continue
+        starts = np.cumsum(u.counts) - u.counts
+        r = len(u.counts)
+        part = u.entry.partition
+        cols["run_id"].append(np.full(r, u.entry.run_id, dtype=object))
+        cols["distribution"].append(np.full(r, part["distribution"], dtype=object))
+        cols["d"].append(np.full(r, int(part["d"]), dtype=np.int32))
+        cols["n"].append(np.full(r, int(part["n"]), dtype=np.int64))
+        cols["replicate"].append(u.replicates.astype(np.int32))
+        cols["trials"].append(u.counts.astype(np.int64))
+        cols["inside"].append(np.add.reduceat((u.status == 1).astype(np.int64), starts))
+        cols["undecided"].append(np.add.reduceat((u.status < 0).astype(np.int64), starts))
+    types = {"run_id": pa.string(), "distribution": pa.string(), "d": pa.int32(), "n": pa.int64(),
+             "replicate": pa.int32(), "trials": pa.int64(), "inside": pa.int64(), "undecided": pa.int64()}
+    return pa.table({k: pa.array(np.concatenate(v) if v else [], type=types[k]) for k, v in cols.items()})
+
+
+def status_rows(units) -> pa.Table:
+    """One row per trial of ``units``: run_id, distribution, d, n, replicate, query, inside (null: undecided)."""
+    parts = []
+    for u in units:
+        m, part = len(u.status), u.entry.partition
+        parts.append(pa.table({
+            "run_id": pa.array(np.full(m, u.entry.run_id, dtype=object), pa.string()),
+            "distribution": pa.array(np.full(m, part["distribution"], dtype=object), pa.string()),
+            "d": pa.array(np.full(m, int(part["d"]), dtype=np.int32)),
+            "n": pa.array(np.full(m, int(part["n"]), dtype=np.int64)),
+            "replicate": pa.array(u.replicate), "query": pa.array(u.query),
+            "inside": pa.array(u.status == 1, mask=u.status < 0)}))
+    if not parts:
+        return pa.schema([("run_id", pa.string()), ("distribution", pa.string()), ("d", pa.int32()),
+                          ("n", pa.int64()), ("replicate", pa.int32()), ("query", pa.int32()),
+                          ("inside", pa.bool_())]).empty_table()
+    return pa.concat_tables(parts)
+
+
+def _status_connect(store: ResultStore, units, records: dict):
+    """A DuckDB connection over verified units' statuses: ``runinfo`` as :func:`connect` makes it,
+    ``shared_cells`` and ``replicate_counts`` (per distribution, params, d, n, seed_key, replicate:
+    trials, inside, undecided, each trial once).  Units of cells no two runs share are summed per
+    replicate in numpy; the trials of shared cells are counted once each in SQL, as :func:`connect`'s
+    ``trials`` view does."""
+    cells = sorted({(u.entry.run_id, u.entry.partition["distribution"], int(u.entry.partition["d"]),
+                     int(u.entry.partition["n"])) for u in units})
+    info, shared = _runinfo(cells, records, run_params(store.backend))
+    con = duckdb.connect()
+    con.register("runinfo", info)
+    con.register("shared_cells", _shared_table(shared))
+    cell = "distribution, params, d, n, seed_key"
+    sharing = set()
+    if shared:
+        keyed = {(r["run_id"], r["distribution"], r["d"], r["n"]): (r["distribution"], r["params"], r["d"], r["n"],
+                                                                    r["seed_key"]) for r in info.to_pylist()}
+        wanted = set(shared)
+        sharing = {c for c in cells if keyed[c] in wanted}
+    own = [u for u in units if _cell_of(u) not in sharing]
+    con.register("reps_raw", replicate_table(own))
+    query = """SELECT i.distribution, i.params, i.d, i.n, i.seed_key, c.replicate,
+                       sum(c.trials)::BIGINT AS trials, sum(c.inside)::BIGINT AS inside,
+                       sum(c.undecided)::BIGINT AS undecided
+                FROM reps_raw c JOIN runinfo i USING (run_id, distribution, d, n) GROUP BY ALL"""
+    if sharing:
+        con.register("shared_raw", status_rows([u for u in units if _cell_of(u) in sharing]))
+        ident = ", ".join(IDENTITY)
+        query += f"""
+            UNION ALL
+            SELECT {cell}, replicate, count(*)::BIGINT AS trials, count(*) FILTER (WHERE inside)::BIGINT AS inside,
+                   count(*) FILTER (WHERE inside IS NULL)::BIGINT AS undecided
+            FROM (SELECT DISTINCT ON ({ident}) r.*, i.params, i.seed_key
+                  FROM shared_raw r JOIN runinfo i USING (run_id, distribution, d, n)
+                  ORDER BY {ident}, run_id)
+            GROUP BY ALL"""
+    con.execute(f"CREATE VIEW replicate_counts AS {query}")
+    return con
+
+
+def run_counts(out, run_id: str | None = None) -> pa.Table:
+    """Per run with verified units: ``run_id, trials, undecided`` (every row of the run; StoreError, one
+    line, when a unit does not verify)."""
+    units, _ = verified_statuses(ResultStore(out), run_id)
+    counts: dict = {}
+    for u in units:
+        t, und = counts.get(u.entry.run_id, (0, 0))
+        counts[u.entry.run_id] = (t + len(u.status), und + int(np.count_nonzero(u.status < 0)))
+    runs = sorted(counts)
+    return pa.table({"run_id": pa.array(runs, pa.string()),
+                     "trials": pa.array([counts[r][0] for r in runs], pa.int64()),
+                     "undecided": pa.array([counts[r][1] for r in runs], pa.int64())})
+
+
+def _cell_of(u) -> tuple:
+    p = u.entry.partition
+    return (u.entry.run_id, p["distribution"], int(p["d"]), int(p["n"]))
 
 
 def _schema() -> pa.Schema:

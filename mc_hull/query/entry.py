@@ -37,7 +37,7 @@ import pyarrow as pa
 from ..errors import StoreError
 from ..store import ResultStore
 from ..stats.thresholds import median_interval
-from .cells import CELL_READ, cell_info, connect, run_params
+from .cells import CELL_READ, _cached, cell_info, connect, run_params, verified_statuses
 
 #: ``method`` of a thresholds row read as the median of T (a nested curve).
 MEDIAN_T = "median of T"
@@ -176,7 +176,11 @@ def _entry_schema() -> pa.Schema:
 
 
 def entry_ecdf(out, *, run_id: str | None = None, distribution: str | None = None, dims=None) -> pa.Table:
-    """The empirical distribution of T's bounds per curve at its grid sizes, aggregated in SQL (a small table).
+    """The empirical distribution of T's bounds per curve at its grid sizes (a small table).
+
+    Read from the verified units' statuses (:func:`mc_hull.query.cells.verified_statuses`: status
+    digests where they open, else the decoded rows): each trial's bounds are its largest size
+    certified outside and its smallest certified inside, as :func:`entry_sizes` has them.
 
     Returns
     -------
@@ -187,13 +191,81 @@ def entry_ecdf(out, *, run_id: str | None = None, distribution: str | None = Non
         distribution function of T lies between ``certain`` at the lower one and
         ``possible`` at the upper one; at a grid size both equal p̂ when no trial is undecided.
     """
-    con = _bounds(out, run_id, dims)
-    cond, params = ("TRUE", None) if distribution is None else ("g.distribution = ?", [distribution])
-    return con.sql(f"""
-        WITH g AS (SELECT DISTINCT distribution, params, d, n FROM nested_trials)
-        SELECT g.distribution, g.params, g.d, g.n, count(*) AS trials,
-               avg((b.t_high IS NOT NULL AND b.t_high <= g.n)::INT) AS certain,
-               avg((b.t_low < g.n)::INT) AS possible
-        FROM g JOIN bounds b USING (distribution, params, d)
-        WHERE {cond}
-        GROUP BY ALL ORDER BY g.distribution, g.params, g.d, g.n""", params=params).to_arrow_table()
+    store = ResultStore(out)
+    runs = nested_runs(store.backend)
+    if run_id is not None and run_id not in runs:
+        raise StoreError(f"--entry-sizes: run {run_id} is not a nested run (entry sizes are located only by "
+                         "`mc-hull run --nested`)")
+    if not {e.run_id for e in store.units(run_id)} & runs:
+        raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
+                         "(entry sizes are located only by `mc-hull run --nested`)")
+    dims = None if dims is None else {int(dims)} if np.ndim(dims) == 0 else {int(v) for v in dims}
+    rows = {k: [] for k in ("distribution", "params", "d", "n", "trials", "certain", "possible")}
+    for (dist, p, d), (g, low, high) in sorted(curve_bounds(store, run_id, runs).items()):
+        if (distribution is not None and dist != distribution) or (dims is not None and d not in dims):
+            continue
+        certain = np.searchsorted(high, g, side="right") / len(high)
+        possible = np.searchsorted(low, g, side="left") / len(low)
+        for k, v in (("distribution", [dist] * len(g)), ("params", [p] * len(g)), ("d", [d] * len(g)),
+                     ("n", g.tolist()), ("trials", [len(high)] * len(g)), ("certain", certain.tolist()),
+                     ("possible", possible.tolist())):
+            rows[k] += v
+    return pa.table(rows, schema=pa.schema([
+        ("distribution", pa.string()), ("params", pa.string()), ("d", pa.int32()), ("n", pa.int64()),
+        ("trials", pa.int64()), ("certain", pa.float64()), ("possible", pa.float64())]))
+
+
+def curve_bounds(store: ResultStore, run_id: str | None, runs: set[str]) -> dict:
+    """(distribution, params, d) -> (grid sizes, sorted t_low, sorted t_high) of the nested runs ``runs``'
+    trials, from the verified units' statuses; computed once per state of the store's files."""
+    def compute():
+        units, _ = verified_statuses(store, run_id)
+        params = run_params(store.backend)
+        curves: dict = {}   # (distribution, params, d) -> run -> units
+        for u in units:
+            part = u.entry.partition
+            if u.entry.run_id not in runs:
+                continue
+            d = int(part["d"])
+            p = cell_info(part["distribution"], params.get(u.entry.run_id) if u.entry.run_id in params else None,
+                          d)["params"]
+            curves.setdefault((part["distribution"], p, d), {}).setdefault(u.entry.run_id, []).append(u)
+        out = {}
+        for key, by_run in curves.items():
+            grid = np.array(sorted({int(u.entry.partition["n"]) for us in by_run.values() for u in us}),
+                            dtype=np.int64)
+            low, high = _trial_bounds(by_run)
+            low.sort()
+            high.sort()
+            out[key] = (grid, low, high)
+        return out
+
+    return _cached(store, run_id, ("bounds", tuple(sorted(runs))), compute)
+
+
+#: ``t_high`` of a trial never certified inside (SQL's NULL): above every size.
+_NEVER = np.iinfo(np.int64).max
+
+
+def _trial_bounds(by_run: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(t_low, t_high) of every trial (run, replicate, query) of one curve's units (int64, shape (trials,)):
+    the largest size certified outside (0 if none) and the smallest certified inside (:data:`_NEVER`)."""
+    lows, highs = [], []
+    for us in by_run.values():
+        k = max(int(u.counts.max()) if u._query is None else int(u._query.max()) + 1 for u in us if len(u.status))
+        r = max(int(u.replicates.max()) + 1 for u in us if len(u.status))
+        low = np.zeros(r * k, dtype=np.int64)
+        high = np.full(r * k, _NEVER, dtype=np.int64)
+        seen = np.zeros(r * k, dtype=bool)
+        for u in us:
+            if not len(u.status):
+                continue
+            n = int(u.entry.partition["n"])
+            idx = u.replicate.astype(np.int64) * k + u.query   # each trial once in a unit (verified)
+            seen[idx] = True
+            out, ins = idx[u.status == 0], idx[u.status == 1]
+            low[out] = np.maximum(low[out], n)
+            high[ins] = np.minimum(high[ins], n)
+        lows.append(low[seen])
+        highs.append(high[seen])
+    return np.concatenate(lows), np.concatenate(highs)

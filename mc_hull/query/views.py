@@ -10,6 +10,7 @@ draws them.  Nothing here imports Streamlit.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ import pyarrow.csv as pacsv
 
 from .. import query, theory
 from ..errors import StoreError
+from ..store import ResultStore as query_store
+from ..store.results import AUDIT_BINS_PER_DECADE, AUDIT_FLOOR
 
 #: Series names used in every chart (legends, SVG ids, tests).
 MC_SERIES = "Monte Carlo p̂ (99% interval)"
@@ -99,10 +102,18 @@ def _sql(con, text: str, params: list | None = None) -> pa.Table:
 
 
 def _on(table: pa.Table, text: str, params: list | None = None) -> pa.Table:
-    """Run SQL over an Arrow table registered as ``t`` (small tables only)."""
-    con = duckdb.connect()
+    """Run SQL over an Arrow table registered as ``t`` (small tables only; one connection per thread)."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = duckdb.connect()
     con.register("t", table)
-    return con.sql(text, params=params or None).to_arrow_table()
+    try:
+        return con.sql(text, params=params or None).to_arrow_table()
+    finally:
+        con.unregister("t")
+
+
+_LOCAL = threading.local()
 
 
 # -- view 1: p against N ---------------------------------------------------------
@@ -447,6 +458,22 @@ def family_n_half(x_min: int, x_max: int, skip: tuple = ()) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=_CURVE_SCHEMA)
 
 
+#: The measured law of the family comparison: the uniform cube, no exact curve (README N½ table).
+CUBE_SERIES = "uniform cube: nested MC, median of T (99% bracket)"
+
+
+def family_measured_n_half(x_min: int, x_max: int) -> pa.Table:
+    """The uniform cube's N½ measured by nested Monte Carlo (:func:`mc_hull.theory.cube_n_half_table`,
+    shipped by ``docs/make_transition.py --cube DIR``) for d in [x_min, x_max]: columns ``d, n,
+    n_low, n_high, series`` (N½ in (n_low, n_high]; a missing bound is null)."""
+    rows = [{"d": float(d), "n": n, "n_low": lo, "n_high": hi, "series": CUBE_SERIES}
+            for d, (n, lo, hi) in sorted(theory.cube_n_half_table().items())
+            if int(x_min) <= d <= int(x_max) and n is not None]
+    return pa.Table.from_pylist(rows, schema=pa.schema([("d", pa.float64()), ("n", pa.float64()),
+                                                        ("n_low", pa.float64()), ("n_high", pa.float64()),
+                                                        ("series", pa.string())]))
+
+
 def relabel(curve: pa.Table, series: str) -> pa.Table:
     """The same curve with every row's series name replaced."""
     return curve.set_column(curve.schema.get_field_index("series"), "series",
@@ -495,7 +522,7 @@ def run_status(out: str, now: float | None = None, summary: pa.Table | None = No
     """One row per run: shards done/planned, trials, undecided, trials/s, ETA.
 
     Trial and undecided counts come from ``summary`` (:func:`audit_summary`)
-    when given, else from one SQL scan of the verified rows.  Planned shards
+    when given, else from the verified units' statuses (:func:`mc_hull.query.run_counts`).  Planned shards
     come from the run's spec (:func:`mc_hull.query.run_progress`); done shards
     are the manifest's entries.  ``trials_per_s`` is the rate the runner
     measured and recorded with the run (trials computed over its wall-clock
@@ -513,12 +540,9 @@ def run_status(out: str, now: float | None = None, summary: pa.Table | None = No
     progress = query.run_progress(out)
     if summary is not None:
         per_run = _on(summary, "SELECT run_id, sum(trials)::BIGINT AS trials, sum(undecided)::BIGINT AS undecided "
-                               "FROM t GROUP BY run_id")
-    else:
-        con = _connect(out) if any(p["shards_done"] for p in progress) else None
-        per_run = None if con is None else _sql(
-            con, "SELECT run_id, count(*) AS trials, count(*) FILTER (WHERE inside IS NULL) AS undecided "
-                 "FROM trials_all GROUP BY run_id")
+                               f"FROM t WHERE {_part(summary, 'methods')} GROUP BY run_id")
+    else:   # from the verified units' statuses (status digests where they open), not a scan of the rows
+        per_run = query.run_counts(out) if any(p["shards_done"] for p in progress) else None
     counts = {r["run_id"]: r for r in (per_run.to_pylist() if per_run is not None else [])}
     rows = []
     for p in progress:
@@ -576,6 +600,14 @@ def latest_rate(status: pa.Table) -> tuple[str, float] | None:
 
 
 # -- view 5: trial audit --------------------------------------------------------------
+_AUDIT_NAMES = ["distribution", "d", "n", "run_id", "method", "status", "cbin", "tbin", "trials", "undecided",
+                "seconds", "rounds"]
+_AUDIT_TYPES = [pa.string(), pa.int32(), pa.int64(), pa.string(), pa.string(), pa.string(), pa.float64(),
+                pa.float64(), pa.int64(), pa.int64(), pa.float64(), pa.float64()]
+#: The trial columns the audit decodes (with the partition and identity columns): every unit is still verified whole.
+AUDIT_READ = ("method", "status", "certificate_value", "solve_seconds", "rounds", "inside")
+
+
 def audit_summary(out: str, filters: Filters | None = None, *, bins_per_decade: int = 4,
                   floor: float = 1e-18) -> pa.Table:
     """One scan of the trials, grouped by cell, run, method, status and log10 bins.
@@ -586,13 +618,10 @@ def audit_summary(out: str, filters: Filters | None = None, *, bins_per_decade: 
     Every audit table and the run-status counts are re-aggregations of this
     table, so changing a filter does not rescan the store.
     """
-    names = ["distribution", "d", "n", "run_id", "method", "status", "cbin", "tbin", "trials", "undecided",
-             "seconds", "rounds"]
-    types = [pa.string(), pa.int32(), pa.int64(), pa.string(), pa.string(), pa.string(), pa.float64(),
-             pa.float64(), pa.int64(), pa.int64(), pa.float64(), pa.float64()]
+    names, types = _AUDIT_NAMES, _AUDIT_TYPES
     k = int(bins_per_decade)
     meta = {"bins_per_decade": str(k)}
-    con = _connect(out)
+    con = query.connect(out, columns=AUDIT_READ)
     if con is None:
         return pa.schema(list(zip(names, types)), metadata=meta).empty_table()
     cond, params = (filters or Filters()).where()
@@ -606,14 +635,74 @@ def audit_summary(out: str, filters: Filters | None = None, *, bins_per_decade: 
                {binned('certificate_value')} AS cbin, {binned('solve_seconds')} AS tbin,
                count(*) AS trials, count(*) FILTER (WHERE inside IS NULL) AS undecided,
                sum(solve_seconds) AS seconds, sum(rounds)::DOUBLE AS rounds
-        FROM trials_all WHERE {cond} GROUP BY ALL""", params)
+        FROM rows_raw WHERE {cond} GROUP BY ALL""", params)
     return table.cast(pa.schema(list(zip(names, types)))).replace_schema_metadata(meta)
+
+
+def audit_digests(out: str, run_id: str | None = None) -> pa.Table | None:
+    """The audit's counts from the verified units' status digests, or None when a unit has none.
+
+    Each unit of a run written since digests carries its audit counts in its manifest entry, sealed
+    with the entry (:func:`mc_hull.store.results.audit_digest`), so no row is decoded.  The table
+    has :func:`audit_summary`'s columns and ``part``: ``"methods"`` rows count trials, undecided,
+    seconds and rounds per (cell, run, method, status) with ``cbin`` and ``tbin`` null; ``"cbins"`` and
+    ``"tbins"`` rows count trials per (cell, run, status) and bin, the other columns null.
+    :func:`audit_counts` and :func:`audit_histogram` read either table.
+    """
+    store = query_store(out)
+    return query.cells._cached(store, run_id, "audit", lambda: _audit_digests(store, run_id))
+
+
+def _audit_digests(store, run_id: str | None) -> pa.Table | None:
+    units, _ = query.verified_statuses(store, run_id)
+    cols: dict[str, list] = {c: [] for c in _AUDIT_NAMES + ["part"]}
+    parts = (("methods", ("method", "status", "trials", "undecided", "seconds", "rounds"), {}),
+             ("cbins", ("status", "bin", "trials"), {"bin": "cbin"}),
+             ("tbins", ("status", "bin", "trials"), {"bin": "tbin"}))
+    for u in units:
+        audit = u.extra.get("audit") if u.from_digest and isinstance(u.extra, dict) else None
+        if (not isinstance(audit, dict) or audit.get("per_decade") != AUDIT_BINS_PER_DECADE
+                or audit.get("floor") != AUDIT_FLOOR):
+            return None
+        p = u.entry.partition
+        base = {"distribution": p["distribution"], "d": int(p["d"]), "n": int(p["n"]), "run_id": u.entry.run_id}
+        try:
+            for part, names, rename in parts:
+                got = audit[part]
+                size = len(got["trials"])
+                if any(len(got[c]) != size for c in names):
+                    return None
+                filled = {rename.get(c, c): got[c] for c in names}
+                for c in cols:
+                    cols[c].extend(filled[c] if c in filled else [part] * size if c == "part"
+                                   else [base[c]] * size if c in base else [None] * size)
+        except (KeyError, TypeError):
+            return None
+    types = dict(zip(_AUDIT_NAMES, _AUDIT_TYPES), part=pa.string())
+    meta = {"bins_per_decade": str(AUDIT_BINS_PER_DECADE)}
+    try:
+        table = pa.table({c: pa.array(v, type=types[c]) for c, v in cols.items()})
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):   # a sealed digest of the wrong types
+        return None
+    return table.replace_schema_metadata(meta)
+
+
+def audit_overview(out: str) -> pa.Table:
+    """The audit's counts: :func:`audit_digests` when every unit has its digest, else :func:`audit_summary`."""
+    fast = audit_digests(out)
+    return audit_summary(out) if fast is None else fast
+
+
+def _part(summary: pa.Table, part: str) -> str:
+    """SQL condition keeping one part of a digest table (:func:`audit_digests`); TRUE for a scan's table."""
+    return f"part = '{part}'" if "part" in summary.column_names else "TRUE"
 
 
 def audit_counts(out: str, filters: Filters, summary: pa.Table | None = None) -> pa.Table:
     """Trials by method and status under ``filters``, with mean solve time and mean pricing rounds."""
     summary = audit_summary(out) if summary is None else summary
     cond, params = filters.where()
+    cond += f" AND {_part(summary, 'methods')}"
     return _on(summary, f"""
         SELECT method, status, sum(trials)::BIGINT AS trials, sum(seconds) / sum(trials) AS mean_seconds,
                sum(rounds) / sum(trials) AS mean_rounds
@@ -635,7 +724,8 @@ def audit_histogram(out: str, filters: Filters, column: str, summary: pa.Table |
     cond, params = filters.where()
     return _on(summary, f"""
         SELECT status, pow(10, {b} / {k}) AS lo, pow(10, ({b} + 1) / {k}) AS hi, sum(trials)::BIGINT AS trials
-        FROM t WHERE {cond} AND {b} IS NOT NULL GROUP BY status, {b} ORDER BY status, lo""", params)
+        FROM t WHERE {cond} AND {b} IS NOT NULL AND {_part(summary, b + 's')}
+        GROUP BY status, {b} ORDER BY status, lo""", params)
 
 
 def audit_tables(out: str, filters: Filters, summary: pa.Table | None = None

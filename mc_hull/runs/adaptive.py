@@ -5,7 +5,8 @@
     and the N at which p = 0.98: from the exact curve where one is known
     (``theory.gaussian.n_at_probability`` for Gaussian data, bisection on the
     exact curve otherwise), else from a coarse pilot pass (100 trials per N at
-    N = (d + 1) * 4^k, in a temporary directory, stopped once p_hat >= 0.98).
+    N = (d + 1) * 4^k, in a temporary directory, stopped once p_hat >= 0.98, or
+    16x past the rung where p_hat first reached 1/2: :data:`PILOT_SPAN`).
     Sizes are capped at ``max_n`` (default :data:`AUTO_MAX_N`).  The grid is
     resolved into ``Spec.grid`` before the spec is hashed, so it is part of the
     run's identity and a re-run resumes it.
@@ -51,6 +52,12 @@ AUTO_P_RANGE = (0.02, 0.98)
 AUTO_POINTS = 10
 #: Trials per N (and queries per training set) of the pilot pass for distributions without an exact curve.
 PILOT_TRIALS, PILOT_QUERIES = 100, 20
+#: The pilot's ladder of a d also stops at the first rung this many times the rung where p_hat first
+#: reached 1/2 (two rungs of 4x), and the grid ends there: for a law whose p creeps up in log N the
+#: upper end of the range lies orders of magnitude beyond N½ (the uniform cube in d = 12: p_hat = 0.51
+#: at N = 2.1e5, 0.78 at 3.4e6, and 1 - p ~ (log N)^11 / N from there puts p = 0.95 near N = 2e8),
+#: and each rung costs four times the last, in the pilot and again in the run.
+PILOT_SPAN = 16
 #: A nested run's automatic grid: 40 sizes per d (each extra size costs a few products), up to p = 0.95
 #: (the upper tail beyond grows fast with d: N at p = 0.98 is 5x that at 0.95 at d = 16, and every size
 #: costs the whole X), N not capped at memory (X beyond the budget is streamed; the plan line says which).
@@ -167,17 +174,40 @@ def auto_grid(distribution: str, dims, *, points: int = AUTO_POINTS, p_range=AUT
 
 
 def pilot_grid(dims, pilot, *, points=AUTO_POINTS, p_range=AUTO_P_RANGE, max_n=AUTO_MAX_N,
-               log=None) -> dict[int, list[int]]:
-    """Grid from a coarse pilot: p_hat at N = (d + 1) * 4^k until p_hat >= p_range[1] or max_n."""
+               log=None, span: float = PILOT_SPAN) -> dict[int, list[int]]:
+    """Grid from a coarse pilot: p_hat at N = (d + 1) * 4^k until p_hat >= p_range[1], max_n, or
+    ``span`` times the rung where p_hat first reached 1/2 (:data:`PILOT_SPAN`), whichever comes first.
+
+    Parameters
+    ----------
+    dims : iterable of int
+    pilot : callable
+        ``pilot({d: n}) -> {(d, n): p_hat}`` (:func:`pilot_runner`).
+    points, p_range, max_n :
+        As in :func:`auto_grid`.
+    log : file, optional
+        Where to say which d stopped short of ``p_range[1]`` and why.
+    span : float
+        A ladder that has passed p_hat = 1/2 at rung N1 stops at the first rung >= span * N1, the
+        grid's upper end then (``inf``: only p_range and max_n stop it).
+
+    Returns
+    -------
+    dict of int -> list of int
+    """
     seen: dict[int, list[tuple[int, float]]] = {d: [] for d in dims}
+    crossed: dict[int, int] = {}
     active = list(dims)
     k = 0
     while active:
         ladder = {d: min(max_n, (d + 1) * 4**k) for d in active}
         p_hat = pilot(ladder)
         for d in list(active):
-            seen[d].append((ladder[d], p_hat[(d, ladder[d])]))
-            if p_hat[(d, ladder[d])] >= p_range[1] or ladder[d] >= max_n:
+            n, p = ladder[d], p_hat[(d, ladder[d])]
+            seen[d].append((n, p))
+            if p >= 0.5:
+                crossed.setdefault(d, n)
+            if p >= p_range[1] or n >= max_n or (d in crossed and n >= span * crossed[d]):
                 active.remove(d)
         k += 1
     out = {}
@@ -186,9 +216,15 @@ def pilot_grid(dims, pilot, *, points=AUTO_POINTS, p_range=AUTO_P_RANGE, max_n=A
         ps = np.maximum.accumulate(np.array([p for _, p in pts], dtype=float))
         out[d] = log_grid(_interpolate_n(ns, ps, p_range[0]), _interpolate_n(ns, ps, p_range[1]),
                           points, max_n, d)
-        if log is not None and ps[-1] < p_range[1]:
+        if log is None or ps[-1] >= p_range[1]:
+            continue
+        if ns[-1] >= max_n:
             print(f"mc-hull: --sizes auto: d = {d}: pilot p_hat = {ps[-1]:.2f} at the cap "
                   f"N = {max_n}; grid capped there", file=log)
+        else:
+            print(f"mc-hull: --sizes auto: d = {d}: pilot p_hat = {ps[-1]:.2f} at N = {int(ns[-1])}, "
+                  f"{span:g}x the N where it reached 1/2 ({crossed[d]}); grid ends there, short of "
+                  f"p = {p_range[1]}", file=log)
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.stats import norm
 from scipy.stats import t as student_t
@@ -10,8 +12,9 @@ from scipy.stats import t as student_t
 LEVEL = 0.99
 
 
+@functools.lru_cache(maxsize=64)
 def z_value(level: float = LEVEL) -> float:
-    """Two-sided normal quantile, e.g. 2.576 for 99%."""
+    """Two-sided normal quantile, e.g. 2.576 for 99% (cached: a cell table asks for it once per cell)."""
     return float(norm.ppf(0.5 + level / 2))
 
 
@@ -19,6 +22,11 @@ def t_value(level: float = LEVEL, df: float = np.inf) -> float:
     """Two-sided Student-t quantile with ``df`` degrees of freedom (the normal one when df is inf)."""
     if not np.isfinite(df):
         return z_value(level)
+    return _t_value(float(level), float(df))
+
+
+@functools.lru_cache(maxsize=4096)
+def _t_value(level: float, df: float) -> float:
     return float(student_t.ppf(0.5 + level / 2, df))
 
 

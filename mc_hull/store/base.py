@@ -14,6 +14,7 @@ entries, documents, exclusive creation); everything else is shared here.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
@@ -22,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pyarrow as pa
 
 from ..errors import StoreError
@@ -131,19 +133,105 @@ class Entry:
     sha256: str
     partition: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    #: The unit's status digest (:func:`make_digest`), ``{}`` when it has none (units of other kinds,
+    #: stores written before digests, an entry rewritten by :meth:`Store._settle`).
+    digest: dict = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        return json.dumps({"kind": self.kind, "run_id": self.run_id, "key": self.key, "location": self.location,
-                           "rows": self.rows, "size": self.size, "sha256": self.sha256,
-                           "partition": self.partition, "meta": self.meta}, sort_keys=True).encode()
+        body = {"kind": self.kind, "run_id": self.run_id, "key": self.key, "location": self.location,
+                "rows": self.rows, "size": self.size, "sha256": self.sha256,
+                "partition": self.partition, "meta": self.meta}
+        if self.digest:
+            body["digest"] = self.digest
+        return json.dumps(body, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, body: bytes) -> "Entry":
         data = json.loads(body.decode())
+        digest = data.get("digest")
         return cls(kind=str(data["kind"]), run_id=str(data["run_id"]), key=str(data["key"]),
                    location=str(data["location"]), rows=int(data["rows"]), size=int(data["size"]),
                    sha256=str(data["sha256"]), partition=dict(data.get("partition") or {}),
-                   meta=dict(data.get("meta") or {}))
+                   meta=dict(data.get("meta") or {}), digest=digest if isinstance(digest, dict) else {})
+
+
+#: Version of the status digest's encoding (a digest of another version is not read).
+DIGEST_VERSION = 1
+
+
+def _digest_seal(entry: "Entry", inside: str, undecided: str, extra: dict) -> str:
+    """SHA-256 binding a digest to its entry: kind, run, key, the unit's size, SHA-256 and row count."""
+    body = json.dumps([DIGEST_VERSION, entry.kind, entry.run_id, entry.key, entry.size, entry.sha256, entry.rows,
+                       inside, undecided, extra], separators=(",", ":"), sort_keys=True)
+    return sha256(body.encode())
+
+
+def make_digest(entry: "Entry", status, extra: dict | None = None) -> dict:
+    """The status digest of a unit: its trials' status in the order of their identity, bound to the entry.
+
+    Parameters
+    ----------
+    entry : Entry
+        The unit's entry (its size, SHA-256 and row count are sealed into the digest).
+    status : array_like of int8, shape (rows,)
+        1 inside, 0 outside, -1 undecided, one per trial in (replicate, query) order.
+
+    Returns
+    -------
+    dict
+        ``v``, ``inside`` and ``undecided`` (bit planes, ``numpy.packbits``, base64), ``extra`` (small
+        JSON aggregates of the unit's other columns, e.g. the audit's counts) and ``seal`` (SHA-256 over
+        the entry's kind, run, key, size, SHA-256, rows, both planes and ``extra``): a digest copied to
+        another entry, or one whose entry or unit changed, does not open (:func:`open_digest`).
+    """
+    status = np.asarray(status)
+    if status.shape != (entry.rows,):
+        raise ValueError(f"status: expected shape ({entry.rows},), got {status.shape}")
+    extra = json.loads(json.dumps(extra or {}))     # what a reader will parse back (tuples become lists)
+    inside = base64.b64encode(np.packbits(status == 1).tobytes()).decode()
+    undecided = base64.b64encode(np.packbits(status < 0).tobytes()).decode()
+    return {"v": DIGEST_VERSION, "inside": inside, "undecided": undecided, "extra": extra,
+            "seal": _digest_seal(entry, inside, undecided, extra)}
+
+
+def digest_extra(entry: "Entry") -> dict | None:
+    """The ``extra`` aggregates of an entry's digest when the digest opens (:func:`open_digest`), else None."""
+    return None if open_digest(entry) is None else entry.digest.get("extra")
+
+
+def open_digest(entry: "Entry") -> np.ndarray | None:
+    """The status (int8, shape (rows,): 1 / 0 / -1) an entry's digest holds, or None when it has none or
+    the digest does not open (another version, malformed, its seal not this entry's: copied, damaged).
+
+    A digest speaks for the unit only together with the unit's bytes: a reader checks the bytes' size and
+    SHA-256 against the entry (:meth:`Store.check_bytes`) before using it.
+    """
+    d = entry.digest
+    if not d:
+        return None
+    try:
+        if d.get("v") != DIGEST_VERSION:
+            return None
+        inside, undecided, extra = str(d["inside"]), str(d["undecided"]), d.get("extra", {})
+        if not isinstance(extra, dict) or d.get("seal") != _digest_seal(entry, inside, undecided, extra):
+            return None
+        a = np.unpackbits(np.frombuffer(base64.b64decode(inside, validate=True), dtype=np.uint8))
+        b = np.unpackbits(np.frombuffer(base64.b64decode(undecided, validate=True), dtype=np.uint8))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    nbytes = -(-entry.rows // 8) * 8
+    if a.size != nbytes or b.size != nbytes or a[entry.rows:].any() or b[entry.rows:].any():
+        return None
+    a, b = a[:entry.rows], b[:entry.rows]
+    if (a & b).any():
+        return None
+    return (a.astype(np.int8) - b.astype(np.int8))
+
+
+#: Parsed manifest entries by their bytes (a process-wide memo: readers list the manifest several times
+#: per page; an entry is immutable, and changed bytes are parsed again).
+_PARSED: dict[bytes, "Entry"] = {}
+PARSED_CACHE = 500_000
 
 
 class Damaged(Exception):
@@ -349,11 +437,13 @@ class Store:
 
     # -- units ---------------------------------------------------------------------------
     def publish(self, kind: str, run_id: str, key: str, table: pa.Table, *, partition: dict | None = None,
-                meta: dict | None = None) -> Entry:
+                meta: dict | None = None, status=None, extra: dict | None = None) -> Entry:
         """Store a unit's rows atomically, then its manifest entry; returns the entry.
 
         A re-publish of the same (kind, run, key) replaces both.  ``table`` must
-        have exactly the kind's schema (names and types).
+        have exactly the kind's schema (names and types).  ``status`` (int8, shape (rows,),
+        the trials' status in identity order) adds a status digest to the entry (:func:`make_digest`),
+        sealing ``extra`` (small JSON aggregates of the rows) with it.
         """
         schema, part_schema = _kind(kind)
         check_id(run_id)
@@ -367,6 +457,8 @@ class Store:
         location, size, digest = self._put_unit(kind, run_id, key, table, partition, meta)
         entry = Entry(kind=kind, run_id=run_id, key=key, location=location, rows=table.num_rows, size=size,
                       sha256=digest, partition=partition, meta=meta)
+        if status is not None:
+            entry = replace(entry, digest=make_digest(entry, status, extra))
         self._put_entry(entry)  # after the data: an entry always names bytes already stored
         return self._settle(entry)
 
@@ -387,7 +479,9 @@ class Store:
             stored = self._get_entry(entry.kind, entry.run_id, entry.key)
             if body is None or stored is None:
                 return entry
-            now = replace(entry, size=len(body), sha256=sha256(body))
+            # another publisher's bytes: its rows equal ours, but the digest is sealed to our bytes, so the
+            # rewritten entry carries none (readers decode that unit's rows)
+            now = replace(entry, size=len(body), sha256=sha256(body), digest={})
             if (stored.location, stored.size, stored.sha256) == (now.location, now.size, now.sha256):
                 return stored
             try:
@@ -414,7 +508,12 @@ class Store:
             try:
                 if body is None:
                     raise ValueError("unreadable")
-                entry = Entry.from_json(body)
+                entry = _PARSED.get(body)
+                if entry is None:
+                    entry = Entry.from_json(body)
+                    if len(_PARSED) >= PARSED_CACHE:
+                        _PARSED.clear()
+                    _PARSED[body] = entry
             except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
                 problems.append((what, f"not a manifest entry ({exc})", manifest_run, key))
                 continue
@@ -446,6 +545,12 @@ class Store:
         if rows != entry.rows:
             raise Damaged(f"holds {rows} rows, the manifest says {entry.rows}")
         return table
+
+    def check_bytes(self, entry: Entry) -> None:
+        """Check the unit's stored bytes against the entry (location, size, SHA-256) without decoding them;
+        raises Damaged (Forged for a location that is not the entry's own).  Backends that can read the
+        bytes without decoding override this."""
+        self._get_unit(entry)
 
     def _get_unit_columns(self, entry: Entry, columns: list[str]) -> tuple[pa.Schema, int, pa.Table]:
         """(the unit's whole schema, its row count, the rows of ``columns`` it has); raises Damaged.

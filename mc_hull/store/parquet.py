@@ -287,6 +287,9 @@ class ParquetStore(Store):
             raise Damaged("SHA-256 differs from the manifest (the file was changed after it was committed)")
         return body
 
+    def check_bytes(self, entry: Entry) -> None:
+        self._body(entry)
+
     def _get_unit(self, entry: Entry) -> pa.Table:
         body = self._body(entry)
         try:
@@ -334,18 +337,24 @@ class ParquetStore(Store):
 
     def _list_entries(self, kind, run_id):
         base = self._abs(f"{MANIFEST_DIR}/{kind}" + (f"/{run_id}" if run_id else ""))
+        top = self._abs(f"{MANIFEST_DIR}/{kind}") + "/"
         out = []
         for info in self._files(base, recursive=True):
-            rel = posixpath.relpath(info.path, self._abs(f"{MANIFEST_DIR}/{kind}"))
+            rel = info.path[len(top):] if info.path.startswith(top) else posixpath.relpath(info.path, top)
             if not rel.endswith(".json") or posixpath.basename(rel).startswith("."):
                 continue
             manifest_run, _, key = rel[:-len(".json")].partition("/")
-            try:
-                body = self._read(info.path)
-            except OSError:
-                body = None
-            out.append((manifest_run, key, body))
+            out.append((manifest_run, key, self._entry_body(info)))
         return out
+
+    def _entry_body(self, info: pafs.FileInfo) -> bytes | None:
+        """A manifest entry's bytes (None when unreadable): read on every listing (a parse of bytes seen
+        before is memoised by content, :data:`mc_hull.store.base._PARSED`; the bytes are never cached by
+        file name and time, which a same-size edit within the clock's resolution would not change)."""
+        try:
+            return self._read(info.path)
+        except OSError:
+            return None
 
     def _drop_entry(self, kind, run_id, key):
         path = self._entry_path(kind, run_id, key)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import StoreError
-from .base import (DISTANCE_FIELDS, POINT_SCHEMA, POINT_SCHEMA_DISTANCE, SCHEMA, SCHEMA_DISTANCE, SWEEP_SCHEMA,
-                   VARIANTS, Damaged, Entry, Forged, RunConflict, Store, Verified, check_id)
+from .base import (DISTANCE_FIELDS, POINT_SCHEMA, POINT_SCHEMA_DISTANCE, READ_THREADS, SCHEMA, SCHEMA_DISTANCE,
+                   SWEEP_SCHEMA, VARIANTS, Damaged, Entry, Forged, RunConflict, Store, Verified, check_id,
+                   open_digest)
 from .parquet import ParquetStore, versions
 
 
@@ -64,7 +66,8 @@ def _queries_between(trials: int, k: int, start: int, stop: int) -> int:
     ``sum(Spec.queries_in(r, d, n) for r in range(start, stop))`` without a call per replicate
     (the last planned replicate may hold fewer; replicates beyond the planned ones hold K)."""
     planned = -(-trials // k)
-    full = sum(min(k, trials - r * k) for r in range(start, min(stop, planned)))
+    r = np.arange(start, min(stop, planned), dtype=np.int64)
+    full = int(np.minimum(k, trials - r * k).sum())
     return full + k * max(0, stop - max(start, planned))
 
 
@@ -187,6 +190,114 @@ def identity_problem(table: pa.Table, start: int, stop: int, per_replicate) -> s
     return None
 
 
+def planned_queries(spec, d: int, n: int, start: int, stop: int, k: int | None = None) -> np.ndarray:
+    """Queries per replicate ``start .. stop - 1`` of cell (d, n) (int64, shape (stop - start,)):
+    ``[spec.queries_in(r, d, n) for r in range(start, stop)]`` without a call per replicate
+    (``k``: the cell's K when known)."""
+    k = spec.k_for(d, n) if k is None else k
+    r = np.arange(start, stop, dtype=np.int64)
+    planned = -(-spec.trials // k)
+    return np.where(r >= planned, k, np.minimum(k, spec.trials - r * k))
+
+
+def _identity_status(table: pa.Table, spec, shard, status) -> np.ndarray | None:
+    """The unit's status (int8) in the order of its trials' identity when its rows are exactly the trials
+    its key implies (:func:`identity_problem`), else None (then the unit is published without a digest)."""
+    if identity_problem(table, shard.start, shard.stop, lambda r: spec.queries_in(r, shard.d, shard.n)):
+        return None
+    rep = table.column("replicate").to_numpy(zero_copy_only=False)
+    qry = table.column("query").to_numpy(zero_copy_only=False)
+    order = np.lexsort((qry, rep))
+    return np.asarray(status, dtype=np.int8)[order]
+
+
+#: Log10 bins of the audit digest: per decade, and the floor below which a value falls in the floor's bin
+#: (:func:`mc_hull.query.views.audit_summary` bins the same way).
+AUDIT_BINS_PER_DECADE, AUDIT_FLOOR = 4, 1e-18
+
+
+def log_bins(values, per_decade: int = AUDIT_BINS_PER_DECADE, floor: float = AUDIT_FLOOR) -> np.ndarray:
+    """floor(log10(max(|x|, floor)) * per_decade) per value (float64, NaN where x is missing or not finite)."""
+    x = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.floor(np.log10(np.maximum(np.abs(x), floor)) * per_decade)
+    return np.where(np.isfinite(x), out, np.nan)
+
+
+def audit_digest(columns: dict[str, np.ndarray]) -> dict:
+    """The audit's counts of one unit's rows (:func:`mc_hull.jobs.trial.rows`), small enough for its entry.
+
+    Columns (lists of equal length) per part: ``methods``: ``method, status, trials, undecided, seconds,
+    rounds`` per (method, status); ``cbins`` / ``tbins``: ``status, bin, trials`` per status and log10 bin
+    of ``|certificate_value|`` / ``solve_seconds`` (:func:`log_bins`; values that are missing or not
+    finite are left out); with ``per_decade`` and ``floor``.
+    """
+    status = np.asarray(columns["status"])
+    names = np.where(status == 1, STATUS_NAMES[1], np.where(status == 0, STATUS_NAMES[0], STATUS_NAMES[-1]))
+    method = np.asarray(columns["method"]).astype(str)
+    seconds = np.asarray(columns["solve_seconds"], dtype=np.float64)
+    rounds = np.asarray(columns["rounds"], dtype=np.float64)
+    methods: dict[str, list] = {k: [] for k in ("method", "status", "trials", "undecided", "seconds", "rounds")}
+    pairs, inverse = np.unique(np.stack([method, names]), axis=1, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    for j in range(pairs.shape[1]):
+        sel = inverse == j
+        for k, v in (("method", str(pairs[0, j])), ("status", str(pairs[1, j])), ("trials", int(sel.sum())),
+                     ("undecided", int(np.count_nonzero(status[sel] < 0))), ("seconds", float(seconds[sel].sum())),
+                     ("rounds", float(rounds[sel].sum()))):
+            methods[k].append(v)
+    out = {"per_decade": AUDIT_BINS_PER_DECADE, "floor": AUDIT_FLOOR, "methods": methods}
+    for key, col in (("cbins", "certificate_value"), ("tbins", "solve_seconds")):
+        bins = log_bins(columns[col])
+        ok = np.isfinite(bins)
+        part: dict[str, list] = {"status": [], "bin": [], "trials": []}
+        for name in sorted(set(names[ok].tolist())):
+            b, c = np.unique(bins[ok & (names == name)], return_counts=True)
+            part["status"] += [name] * len(b)
+            part["bin"] += b.tolist()
+            part["trials"] += c.tolist()
+        out[key] = part
+    return out
+
+
+def status_of(table: pa.Table) -> np.ndarray:
+    """int8 status (1 inside, 0 outside, -1 undecided) of rows with an ``inside`` column (null: undecided)."""
+    inside = table.column("inside")
+    known = inside.is_valid().to_numpy(zero_copy_only=False)
+    value = inside.fill_null(False).to_numpy(zero_copy_only=False)
+    return np.where(known, value.astype(np.int8), np.int8(-1)).astype(np.int8)
+
+
+class UnitStatus:
+    """One verified trials unit read as its trials' identities and statuses, in identity order.
+
+    ``replicates`` (int64, shape (R,): the unit's replicates, ascending) and ``counts`` (int64, shape
+    (R,): trials of each); ``status`` (int8, shape (rows,): 1 inside, 0 outside, -1 undecided) in
+    (replicate, query) order; ``replicate`` and ``query`` (int32, shape (rows,)) each trial's identity.
+    ``from_digest``: read from the entry's status digest (the unit's bytes checked against the entry,
+    not decoded), else decoded from the rows; ``extra``: the digest's sealed aggregates then.
+    """
+
+    __slots__ = ("entry", "replicates", "counts", "status", "from_digest", "extra", "_query")
+
+    def __init__(self, entry: Entry, replicates, counts, status, from_digest: bool, query=None):
+        self.entry, self.replicates, self.counts = entry, replicates, counts
+        self.status, self.from_digest, self._query = status, from_digest, query
+        #: The digest's sealed aggregates (``{}`` when read from the rows).
+        self.extra = entry.digest.get("extra") or {} if from_digest else {}
+
+    @property
+    def replicate(self) -> np.ndarray:
+        return np.repeat(self.replicates.astype(np.int32), self.counts)
+
+    @property
+    def query(self) -> np.ndarray:
+        if self._query is None:     # queries 0 .. count - 1 of each replicate (the identity check's order)
+            self._query = (np.arange(len(self.status), dtype=np.int64)
+                           - np.repeat(np.cumsum(self.counts) - self.counts, self.counts)).astype(np.int32)
+        return self._query
+
+
 def overlaps(entries: list[Entry]) -> list[tuple[str, str]]:
     """``(what, reason)`` per trials entry whose replicates overlap an earlier entry's of the same run and cell."""
     problems, last = [], {}
@@ -305,7 +416,9 @@ class ResultStore:
             "mc_hull.versions": json.dumps(versions(), sort_keys=True)})
         key, partition = self._unit(shard)
         entry = self.backend.publish("trials", spec.run_id, key, table, partition=partition,
-                                     meta={"start": int(shard.start), "stop": int(shard.stop)})
+                                     meta={"start": int(shard.start), "stop": int(shard.stop)},
+                                     status=_identity_status(table, spec, shard, columns["status"]),
+                                     extra={"audit": audit_digest(columns)})
         return entry.location
 
     def committed(self, spec, shards) -> tuple[set, list[str]]:
@@ -336,10 +449,11 @@ class ResultStore:
                 plans[run_id] = plan
         return plans
 
-    def _expected(self, plans: dict[str, RunPlan]) -> dict[tuple[str, str], int]:
-        """(run_id, key) -> planned rows, from the key, for every entry of a recorded run."""
+    def _expected(self, plans: dict[str, RunPlan], entries: list[Entry] | None = None) -> dict[tuple[str, str], int]:
+        """(run_id, key) -> planned rows, from the key, for every entry (of ``entries``, default all
+        listed) of a recorded run."""
         out = {}
-        for e in self.units():
+        for e in (self.units() if entries is None else entries):
             plan, parsed = plans.get(e.run_id), parse_shard_key(e.key)
             if plan is not None and parsed is not None:
                 _, d, n, start, stop = parsed
@@ -391,6 +505,91 @@ class ResultStore:
         if columns is not None:     # the identity columns were read for the check only
             table = table.drop_columns([c for c in ("replicate", "query") if c not in columns])
         return table
+
+    def statuses(self, run_id: str | None = None, *, digests: bool = True) -> tuple[Verified, list[UnitStatus]]:
+        """Every listed trials unit, verified, as its trials' identities and statuses (:class:`UnitStatus`).
+
+        Each entry is checked as :meth:`verify` checks it (its key names its own unit in its run's
+        plan, its planned row count, the unit's size and SHA-256 against the entry, no replicate
+        counted twice within a run).  A unit whose entry carries a status digest that opens
+        (:func:`mc_hull.store.base.open_digest`: sealed to this entry's key, size, SHA-256 and row
+        count) is read from the digest, its bytes hashed but not decoded; any other unit (a store
+        written before digests, a digest damaged or copied, a run without a readable record) is
+        decoded (``replicate``, ``query``, ``inside``) and its rows checked against the trials its
+        key implies, as :meth:`trials` does.  ``digests=False`` decodes every unit.
+
+        Returns
+        -------
+        (Verified, list of UnitStatus)
+            The report (problems as :meth:`verify` names them) and the intact units.
+        """
+        if run_id is not None:
+            check_id(run_id)
+        plans = self._plans()
+        entries, problems = self.backend._entries("trials", run_id)
+        expected = self._expected(plans, entries)
+        check = self._checker(plans)
+        report = Verified(problems=[(w, r) for w, r, _, _ in problems])
+
+        def one(entry: Entry):
+            try:
+                want = expected.get((entry.run_id, entry.key))
+                if want is not None and entry.rows != want:
+                    raise Damaged(f"holds {entry.rows} rows, {want} planned")
+                plan = plans.get(entry.run_id)
+                why = unit_problem(entry, plan)
+                if why is not None:
+                    raise Forged(why)
+                status = open_digest(entry) if digests and plan is not None and want is not None else None
+                if status is not None:
+                    self.backend.check_bytes(entry)
+                    _, d, n, start, stop = parse_shard_key(entry.key)
+                    counts = planned_queries(plan, d, n, start, stop)
+                    return UnitStatus(entry, np.arange(start, stop, dtype=np.int64), counts, status, True)
+                table = self.backend.load(entry, ["replicate", "query", "inside"])
+                check(entry, table)
+                rep = table.column("replicate").to_numpy(zero_copy_only=False).astype(np.int32)
+                qry = table.column("query").to_numpy(zero_copy_only=False).astype(np.int32)
+                order = np.lexsort((qry, rep))
+                reps, counts = np.unique(rep, return_counts=True)
+                return UnitStatus(entry, reps.astype(np.int64), counts.astype(np.int64), status_of(table)[order],
+                                  False, qry[order])
+            except Damaged as exc:
+                return exc
+
+        units = []
+        with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(entries)))) as pool:
+            for entry, got in zip(entries, pool.map(one, entries)):
+                if isinstance(got, Forged):
+                    report.problems.append((f"manifest entry {entry.kind}/{entry.run_id}/{entry.key}",
+                                            f"{got} (not the entry of its own unit)"))
+                elif isinstance(got, Damaged):
+                    report.problems.append((f"unit {self.backend.where(entry.location)}", str(got)))
+                else:
+                    units.append(got)
+                    report.ok.append(entry)
+        report.problems.extend(overlaps(report.ok))
+        return report, units
+
+    def check_digests(self, run_id: str | None = None) -> list[tuple[str, str]]:
+        """``(what, reason)`` per unit whose status digest opens but disagrees with its decoded rows.
+
+        A digest is sealed to its entry, so a damaged or copied digest does not open and its
+        unit is read from its rows; one rewritten together with its seal is found here, by
+        decoding every unit (what :meth:`statuses` spares a reader).
+        """
+        _, fast = self.statuses(run_id)
+        _, slow = self.statuses(run_id, digests=False)
+        rows = {(u.entry.run_id, u.entry.key): u for u in slow}
+        out = []
+        for u in fast:
+            other = rows.get((u.entry.run_id, u.entry.key))
+            if u.from_digest and other is not None and not (
+                    np.array_equal(u.replicate, other.replicate) and np.array_equal(u.query, other.query)
+                    and np.array_equal(u.status, other.status)):
+                out.append((f"manifest entry trials/{u.entry.run_id}/{u.entry.key}",
+                            "its status digest differs from the unit's rows (a forged digest)"))
+        return out
 
     def fingerprint(self) -> tuple:
         return self.backend.fingerprint()

@@ -137,6 +137,23 @@ def _family_table() -> dict:
     return out
 
 
+#: The measured N½ of the family comparison (no exact curve): the uniform cube's nested run, written by
+#: ``docs/make_transition.py --cube DIR`` as ``d,n_half,n_half_low,n_half_high`` (median of T, 99% bracket).
+CUBE_N_HALF_CSV = Path(__file__).resolve().parent / "data" / "n_half_cube.csv"
+
+
+def cube_n_half_table(path=None) -> dict:
+    """d -> (N½, low, high) of the uniform cube measured by nested Monte Carlo (None where a bound is
+    missing); empty when the shipped table (:data:`CUBE_N_HALF_CSV`) is absent. N½ lies in (low, high]."""
+    path = Path(path) if path is not None else CUBE_N_HALF_CSV
+    out: dict = {}
+    if path.exists():
+        for line in path.read_text().splitlines()[1:]:
+            d, *values = line.split(",")
+            out[int(d)] = tuple(float(v) if v else None for v in values)
+    return out
+
+
 def family_n_half_table() -> dict:
     """(law label, d) -> exact N½ (None: above the curve's N range) from ``data/n_half_families.csv``
     (written by ``docs/make_transition.py``; empty when absent). Labels as
@@ -144,4 +161,4 @@ def family_n_half_table() -> dict:
     return dict(_family_table())
 
 
-__all__ = ["bf_threshold", "family_n_half_table", "has_exact", "exact_inside_probability", "exact_n_half", "EXACT_LAWS"]
+__all__ = ["bf_threshold", "cube_n_half_table", "family_n_half_table", "has_exact", "exact_inside_probability", "exact_n_half", "EXACT_LAWS"]
