@@ -6,7 +6,7 @@ round by round so load bursts hit all of them:
 
 * ``local``: :class:`~mc_hull.solvers.sources.Streamed` over an in-memory :class:`ArraySource`
   (one core);
-* ``actors-1``, ``actors-2``: :class:`~mc_hull.distributed_blocks.ActorSource` with 1 and 2 holders
+* ``actors-1``, ``actors-2``: :class:`~mc_hull.distributed.blocks.ActorSource` with 1 and 2 holders
   (X held by them), the driver only reducing partials.
 
 Cost per core = wall seconds x cores used; the ratio to ``local`` is the overhead of distribution
@@ -39,7 +39,7 @@ def main() -> None:
 
     import ray
 
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
     from mc_hull.solvers.sources import ArraySource, Streamed
     from mc_hull.solvers.stream import StreamSolver
 

@@ -11,7 +11,7 @@ Two kinds of work, two models:
   ``e`` the efficiency of a distributed pass per core (both measured here: ``e`` from one and two
   holders against the in-process pass, interleaved).
 * **Nested curves** (`--sizes auto --nested`): the project's plan estimate
-  (:meth:`mc_hull.nested_job.NestedJob.estimate`, constants measured in ``mc_hull.design``) gives
+  (:meth:`mc_hull.jobs.nested.NestedJob.estimate`, constants measured in ``mc_hull.stats.design``) gives
   the CPU seconds; a replicate is one unit, so ``c`` cores finish in ``max(cpu / c, cpu / R)``
   with ``R`` replicates (a nested replicate is not spread over holders yet: cores beyond ``R`` idle).
 
@@ -47,7 +47,7 @@ def embeddings(n: int, d: int, seed: int = 0, dtype=np.float32) -> np.ndarray:
 def measure(args):
     import ray
 
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
     from mc_hull.solvers.sources import ArraySource
     from mc_hull.solvers.stream import StreamSolver
 
@@ -96,8 +96,8 @@ def predict_hulltest(t_mac, m, e, n=10**7, d=768, n_test=10**4):
 
 
 def predict_nested():
-    from mc_hull.adaptive import auto_grid
-    from mc_hull.nested_job import NestedJob
+    from mc_hull.runs.adaptive import auto_grid
+    from mc_hull.jobs.nested import NestedJob
     from mc_hull.spec import Spec
 
     print("\nnested Gaussian transitions, 10^4 trials per size, p = 0.02 .. 0.95 (40 sizes):")

@@ -10,7 +10,7 @@ reports its own peak RSS; the two paths alternate (old, new, old, new, ...) on t
 same sample of test points, since the machine is shared and only ratios from
 interleaved runs mean anything.  ``old`` is what ``mc-hull hull-test`` ran before
 (``decide_points`` on X as a float64 array: the registry's solver, then
-``distances``); ``new`` is :func:`mc_hull.hulltest.decide_points` on X held in
+``distances``); ``new`` is :func:`mc_hull.jobs.hulltest.decide_points` on X held in
 float64 frame coordinates (:class:`~mc_hull.solvers.sourced.MappedSource`, what a hull-test
 holds when ``8 n d`` fits ``MC_HULL_MEMORY_BUDGET``) and ``new32`` on X held as float32
 (:func:`~mc_hull.solvers.sourced.held_array`, mapped per pass), one batch of test points per pass.  The decisions of the two are compared point by point.
@@ -39,8 +39,8 @@ def one(data: str, path: str, points: int, measure: str, offset: int) -> dict:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from mc_hull.filesource import open_source
-    from mc_hull.hulltest import decide_points
+    from mc_hull.runs.filesource import open_source
+    from mc_hull.jobs.hulltest import decide_points
     from mc_hull.solvers.sourced import MappedSource, held_array
 
     src = open_source(os.path.join(data, "train"), validate=False)

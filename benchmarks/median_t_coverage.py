@@ -3,18 +3,18 @@
 Usage: ``python benchmarks/median_t_coverage.py [--dims 2,3,4] [--seeds 100] [--trials 300]
 [--queries-per-set 30] [--boot 400]``.
 
-For each seed and d, a nested run's data (:func:`mc_hull.nested.replicate_data`, the keyed seeding
+For each seed and d, a nested run's data (:func:`mc_hull.nested.search.replicate_data`, the keyed seeding
 of ``mc-hull run --nested``) on a dense grid of sizes around the exact N½; every query's entry size
-located by :func:`mc_hull.nested.entry_sizes`.  Two 99% brackets of N½ on the grid:
+located by :func:`mc_hull.nested.search.entry_sizes`.  Two 99% brackets of N½ on the grid:
 
 * *inversion* (what ``mc-hull query --thresholds`` reports for a nested run): the true N½ exceeds
   every size whose 99% clustered interval lies below 1/2 and is at most every size whose interval
-  lies at or above 1/2 (:func:`mc_hull.thresholds.median_interval`);
+  lies at or above 1/2 (:func:`mc_hull.stats.thresholds.median_interval`);
 * *cluster bootstrap*: resample training sets (replicates) with replacement, take the grid median
   of T of each resample, and the 0.5% and 99.5% quantiles of those medians; the bracket is
   (the grid size below the lower quantile, the upper quantile].
 
-The logistic fit that ``--thresholds`` uses for ordinary runs (:func:`mc_hull.thresholds.fit_n_half`,
+The logistic fit that ``--thresholds`` uses for ordinary runs (:func:`mc_hull.stats.thresholds.fit_n_half`,
 given the nested cells as if they were independent) is reported too, and so is the plain
 (unclustered) Wilson inversion, which treats the K queries of a set as independent.
 
@@ -37,9 +37,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mc_hull import nested, stats, theory, thresholds  # noqa: E402
+from mc_hull.nested import search as nested
+from mc_hull.stats import intervals as stats, thresholds
+from mc_hull import theory  # noqa: E402
 from mc_hull.spec import Spec  # noqa: E402
-from mc_hull.thresholds import fit_n_half  # noqa: E402
+from mc_hull.stats.thresholds import fit_n_half  # noqa: E402
 
 
 def grid_for(d: int, points: int = 40) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ included) and the same trials per size.  *Independent*: every size is a cell of
 its own, ``trials / K`` training sets of that size with K queries each (today's
 ``mc-hull run``).  *Nested*: ``trials / K`` training sets of the largest size,
 each with K queries whose entry sizes are located on the grid
-(:func:`mc_hull.nested.entry_sizes`), which gives every size at once.  The two
+(:func:`mc_hull.nested.search.entry_sizes`), which gives every size at once.  The two
 are interleaved replicate by replicate (alternating which goes first), so load
 bursts on this shared machine hit both; compare the ratio, not the seconds.
 
@@ -18,7 +18,7 @@ clustered intervals hold the exact curve (``mc_hull.theory``), the design
 effects, and the queries per set the cost rule would choose from the measured costs.
 
 ``--streamed`` instead compares, replicate by replicate (interleaved, order alternating), the
-in-memory search with the streamed one (:mod:`mc_hull.nested_stream`, X regenerated from the
+in-memory search with the streamed one (:mod:`mc_hull.nested.stream`, X regenerated from the
 replicate's keys) holding all, half and none of X in memory, on the ``--sizes auto`` grid of d
 cut at ``--n-max``: CPU seconds, passes, rows regenerated, and whether the brackets agree.
 """
@@ -38,7 +38,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mc_hull import design, nested, stats  # noqa: E402
+from mc_hull.stats import design, intervals as stats
+from mc_hull.nested import search as nested  # noqa: E402
 from mc_hull.solvers import get_solver  # noqa: E402
 from mc_hull.spec import Spec  # noqa: E402
 from mc_hull.theory.gaussian import gaussian_inside_probability  # noqa: E402
@@ -83,7 +84,7 @@ def _replicates_time(spec, engine, d, n, replicates):
 
 def design_effects(cells, trials, seed=0):
     """Per cell: costs, rho from K = 100, and deff, 99% width and efficiency at K = 100, min(50, trials // 30),
-    the spec's default (mc_hull.design's cost model) and the rule at this run's measured costs."""
+    the spec's default (mc_hull.stats.design's cost model) and the rule at this run's measured costs."""
     engine = get_solver("colgen")
     print(f"| cell (d, N) | set cost | per query | rho | K | deff | 99% width | trials/s | width^2 x time |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -118,8 +119,8 @@ def design_effects(cells, trials, seed=0):
 
 def streamed(d, n_max, k, replicates, seed=0):
     """In-memory against streamed nested searches on one grid (see the module docstring)."""
-    from mc_hull import nested_stream
-    from mc_hull.adaptive import auto_grid
+    from mc_hull.nested import stream as nested_stream
+    from mc_hull.runs.adaptive import auto_grid
 
     grid = np.array([n for n in auto_grid("gaussian", [d], points=40, max_n=10**12, p_range=(0.02, 0.95))[d]
                      if n <= n_max])

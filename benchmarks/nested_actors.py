@@ -1,12 +1,12 @@
 """One streamed nested replicate in process against the same replicate over Ray block holders.
 
 The Monte Carlo replicate of a nested run whose X exceeds the memory budget: K queries located on
-a grid of 40 sizes up to N by :func:`mc_hull.nested_stream.streamed_entry_sizes`.  Two ways,
+a grid of 40 sizes up to N by :func:`mc_hull.nested.stream.streamed_entry_sizes`.  Two ways,
 interleaved pair by pair so load bursts hit both:
 
 * ``process``: in this process, one core; the first rows within ``--budget`` held, the rest
   regenerated from their keys on every pass;
-* ``actors``: an :class:`~mc_hull.distributed_blocks.ActorSource` of ``--holders`` actors over the
+* ``actors``: an :class:`~mc_hull.distributed.blocks.ActorSource` of ``--holders`` actors over the
   same keyed source: X held by them when it fits their budgets (drawn once, in parallel), else
   partly held and the rest regenerated on every pass by every holder on its own blocks.
 
@@ -54,10 +54,10 @@ def main() -> None:
 
     import ray
 
-    from mc_hull import nested_stream
-    from mc_hull.design import memory_budget
-    from mc_hull.distributed import WORKER_ENV
-    from mc_hull.distributed_blocks import Placer
+    from mc_hull.nested import stream as nested_stream
+    from mc_hull.stats.design import memory_budget
+    from mc_hull.distributed.pool import WORKER_ENV
+    from mc_hull.distributed.blocks import Placer
     from mc_hull.samplers import keyed_source
     from mc_hull.spec import Spec
 

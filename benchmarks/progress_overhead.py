@@ -3,7 +3,7 @@
 Usage: ``python benchmarks/progress_overhead.py [--pairs 6] [--dims 10] [--trials 200] [--budget 16M]
 [--nmax 1e6] [--queries-per-set 10] [--shard-trials 40]``
 
-Runs the same nested spec (30 sizes from 100 to ``--nmax``) serially (``mc_hull.runner.execute``, one process) into fresh
+Runs the same nested spec (30 sizes from 100 to ``--nmax``) serially (``mc_hull.runs.runner.execute``, one process) into fresh
 directories, alternating ``MC_HULL_PROGRESS=1`` (reports from inside units, the meter's clock
 thread printing lines to a non-terminal log, the progress record) and ``MC_HULL_PROGRESS=0``
 (none of it), the order flipped in every pair so that load bursts on this shared machine hit
@@ -36,8 +36,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mc_hull import progress, runner  # noqa: E402
-from mc_hull.nested_job import NestedJob  # noqa: E402
+from mc_hull import progress
+from mc_hull.runs import runner  # noqa: E402
+from mc_hull.jobs.nested import NestedJob  # noqa: E402
 from mc_hull.spec import Spec  # noqa: E402
 from mc_hull.store import ResultStore  # noqa: E402
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mc_hull import runner  # noqa: E402
+from mc_hull.runs import runner  # noqa: E402
 from mc_hull.spec import Spec  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def timed(spec: Spec, backend: str, workers: int | None) -> tuple[float, float]:
         Trials per second between the first and the last shard completion
         (Ray runs only; NaN for the serial backend): the throughput once actors are up.
     """
-    from mc_hull import distributed
+    from mc_hull.distributed import pool as distributed
 
     with tempfile.TemporaryDirectory(prefix="mc-hull-scaling-") as out:
         t0 = time.perf_counter()
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
 
     import ray
 
-    from mc_hull.distributed import WORKER_ENV
+    from mc_hull.distributed.pool import WORKER_ENV
 
     os.environ.update(WORKER_ENV)  # the serial baseline gets one BLAS thread too
     spec = Spec(distribution="gaussian", dims=(args.dims,), sizes=(args.n,), trials=args.trials,

@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from mc_hull import theory
-    from mc_hull.nested_job import NestedJob
+    from mc_hull.jobs.nested import NestedJob
     from mc_hull.store import ResultStore
 
     t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def main() -> None:
             parts.append({
                 "n": np.repeat(sizes, k), "replicate": np.full(L * k, r, dtype=np.int32),
                 "query": np.tile(np.arange(k, dtype=np.int32), L), "inside": flat,
-                "status": (flat == 1).astype(np.int8),   # 1 inside, 0 outside (mc_hull.trial.rows)
+                "status": (flat == 1).astype(np.int8),   # 1 inside, 0 outside (mc_hull.jobs.trial.rows)
                 "method": np.full(L * k, f"nested:{spec.solver}", dtype=object),
                 "certificate_value": np.where(flat == 1, 1e-15, 1.0) * rng.lognormal(0, 2, L * k),
                 "solve_seconds": np.full(L * k, 2e-4), "rounds": rng.integers(1, 5, L * k).astype(np.int32),

@@ -13,7 +13,7 @@ limits and translated (``magnitude``).
 
 Usage: ``python benchmarks/undecided_band.py [--solvers auto,lp] [--sets 40]`` prints,
 per class and solver, queries tried / wrong / refused / undecided, undecided beyond
-the band (:data:`mc_hull.solvers.certificates.BAND`), and how many decided/undecided
+the band (:data:`mc_hull.solvers.certificates.BAND_IN` and ``BAND_OUT``), and how many decided/undecided
 answers changed under row and column permutations of X.
 """
 

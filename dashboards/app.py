@@ -3,7 +3,7 @@ distribution of the entry size T for nested runs), status, audit.
 
 Start it with ``mc-hull dashboard DIR`` (or ``streamlit run dashboards/app.py -- DIR``;
 the ``MC_HULL_RESULTS`` environment variable also names DIR).  Every table is
-aggregated in SQL by :mod:`mc_hull.views`; results are cached under a key that
+aggregated in SQL by :mod:`mc_hull.query.views`; results are cached under a key that
 changes when a shard file lands, so a refresh costs a directory listing.
 """
 
@@ -16,7 +16,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from mc_hull import query, views
+from mc_hull import query
+from mc_hull.query import views
 from mc_hull.cli import notes
 from mc_hull.errors import McHullError
 
@@ -310,7 +311,7 @@ def chart_heatmap(heat, n_half, exact_half, bf) -> alt.LayerChart:
 # -- view 3 ------------------------------------------------------------------------
 def chart_n_half(n_half, exact_half, bf, other_half=None, which: str = "ambient", measured=None) -> alt.LayerChart:
     """N½ against d: the cells' own points (fit or median of T, with brackets), exact curves, 2^(d/2)/d
-    and, where given, ``measured`` (:func:`mc_hull.views.family_measured_n_half`: the uniform cube's
+    and, where given, ``measured`` (:func:`mc_hull.query.views.family_measured_n_half`: the uniform cube's
     shipped nested Monte Carlo N½ with its 99% bracket)."""
     meas = df(measured) if measured is not None and measured.num_rows else None
     emp = df(n_half)

@@ -21,7 +21,7 @@ def warm(out: str | None) -> None:
         import altair  # noqa: F401
         import pandas  # noqa: F401
 
-        from mc_hull import views
+        from mc_hull.query import views
 
         if out and views.location_problem(out) is None:
             views.cell_table(out)   # the first chart's table (the rest of the page reads from the same units)

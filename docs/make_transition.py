@@ -2,7 +2,7 @@
 
 Writes
   * ``mc_hull/theory/data/n_half_families.csv`` (law, d, N½; empty N½: above the curve's range
-    of N), which ``mc_hull.views.family_n_half`` (plot's and the dashboard's N½ panels) reads;
+    of N), which ``mc_hull.query.views.family_n_half`` (plot's and the dashboard's N½ panels) reads;
   * ``docs/transition-by-family.png``;
   * the README's markdown table on stdout.
 
@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 
 from mc_hull import theory
-from mc_hull.views import FAMILY_LAWS, law_label
+from mc_hull.query.views import FAMILY_LAWS, law_label
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "mc_hull" / "theory" / "data" / "n_half_families.csv"

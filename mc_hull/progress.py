@@ -4,7 +4,7 @@ Units and solvers say what they have done through the functions below; by defaul
 running, or progress switched off) every call returns at once and nothing is recorded.  A
 runner installs a *sink* (``install``): a callable taking one small dict, the unit's state.
 In one process the sink is the runner's meter; on a Ray worker it is a channel to the driver
-(installed by :mod:`mc_hull.distributed`, the only module that knows Ray).  States are sent
+(installed by :mod:`mc_hull.distributed.pool`, the only module that knows Ray).  States are sent
 at most once per :func:`interval` seconds, so a unit may report as often as it likes.
 
 A unit's state::

@@ -12,11 +12,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import design
+from . import seeding
 from .errors import McHullError, SpecError
+from .stats import design
 from .samplers import get_sampler
 from .solvers import check_solver_name
-from .solvers.certificates import TOL_MAX, TOL_MIN, check_tol  # the one tolerance rule
+from .solvers.certificates import check_tol  # the one tolerance rule
 
 #: Largest N accepted in a spec (the exact curves are defined up to 1e12).
 MAX_N = 10**12
@@ -72,10 +73,10 @@ class Spec(_SpecFields):
         K: query points tested against each training set; cell (d, N) uses
         ``ceil(trials / K)`` training sets (replicates), see :meth:`k_for`.  An int
         is one K for every cell.  Left unset, it is resolved per cell by the cost
-        rule of :mod:`mc_hull.design` (drawing X against a query, and the queries'
+        rule of :mod:`mc_hull.stats.design` (drawing X against a query, and the queries'
         correlation through X; one K per d for nested runs), and the resolved
         table is part of the canonical JSON (``{"d": {"N": K}}``).  Adaptive runs
-        need one K: they get :func:`mc_hull.design.default_queries_per_set`,
+        need one K: they get :func:`mc_hull.stats.design.default_queries_per_set`,
         ``min(50, trials // 30)``.
     seed : int
         Root seed; every stream is ``SeedSequence(seed, spawn_key=(dist, d, N, replicate, ...))``.
@@ -92,12 +93,12 @@ class Spec(_SpecFields):
         each d's transition).  When given it has one entry per d in ``dims``
         and ``sizes`` is set to the sorted union of its sizes.
     target_halfwidth : float, optional
-        Adaptive runs (:mod:`mc_hull.adaptive`): add replicates to a cell until
+        Adaptive runs (:mod:`mc_hull.runs.adaptive`): add replicates to a cell until
         its 99% clustered interval is narrower than ``2 * target_halfwidth``.
     max_trials : int, optional
         Cap on the trials of one cell in an adaptive run (default ``16 * trials``).
     nested : bool
-        Nested runs (:mod:`mc_hull.nested_job`): per replicate one training set of
+        Nested runs (:mod:`mc_hull.jobs.nested`): per replicate one training set of
         each d's largest size, whose prefixes are the smaller ones; every query's
         entry size is located on the grid, which gives all sizes at once.
     measure : {"membership", "distance"}
@@ -155,6 +156,11 @@ class Spec(_SpecFields):
     def sizes_for(self, d: int) -> tuple[int, ...]:
         """The sizes N of dimension ``d`` (the grid's, else ``sizes``); used by nested runs."""
         return dict(self.grid)[d] if self.grid else self.sizes
+
+    @property
+    def draws(self) -> int:
+        """The draw scheme its trials follow (:data:`mc_hull.seeding.DRAW_SCHEME`), recorded with its run."""
+        return seeding.DRAW_SCHEME
 
     @property
     def planned_trials(self) -> int:
@@ -256,7 +262,7 @@ def normalise(data: dict[str, Any], auto=None) -> dict[str, Any]:
     adaptive run's ``max_trials`` defaults to ``16 * trials``.
 
     ``sizes = "auto"`` needs ``auto``, a callable ``auto(fields) -> {d: [N, ...]}`` called once
-    every other field is valid (:func:`mc_hull.adaptive.auto_sizes`); its grid replaces any
+    every other field is valid (:func:`mc_hull.runs.adaptive.auto_sizes`); its grid replaces any
     ``grid`` given, and the spec is validated once, with its sizes.
     """
     unknown = sorted(set(data) - set(FIELDS))
@@ -267,7 +273,7 @@ def normalise(data: dict[str, Any], auto=None) -> dict[str, Any]:
     resolve = is_auto(out["sizes"])
     if resolve and auto is None:
         raise SpecError("sizes: 'auto' is resolved when the spec is assembled (mc-hull run or submit; "
-                        "Python: Spec.from_dict(data, auto=mc_hull.adaptive.auto_sizes()))")
+                        "Python: Spec.from_dict(data, auto=mc_hull.runs.adaptive.auto_sizes()))")
     _check_fields(out)
     if resolve:
         out["grid"], out["sizes"] = auto(dict(out)), ()
@@ -335,7 +341,7 @@ def _check_fields(out: dict) -> None:
 def _queries(out: dict):
     """``queries_per_set`` in canonical form: an int, or the per-cell table ``(((d, n), K), ...)``.
 
-    Unset: the cost rule of :mod:`mc_hull.design` per cell (one K per d when
+    Unset: the cost rule of :mod:`mc_hull.stats.design` per cell (one K per d when
     nested), or the fixed default for adaptive runs.  A table (from a stored spec)
     must name exactly the spec's cells, with one K per d when nested.
     """

@@ -46,7 +46,7 @@ def setup(tmp: Path) -> Path:
     """Input files and a small results directory; returns the results directory."""
     import numpy as np
 
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     rng = np.random.default_rng(0)

@@ -15,7 +15,7 @@ def ray_local():
     """A real local Ray instance with 2 CPUs (never joins another Ray on the host)."""
     import ray
 
-    from mc_hull.distributed import WORKER_ENV
+    from mc_hull.distributed.pool import WORKER_ENV
 
     if ray.is_initialized():
         ray.shutdown()
@@ -62,7 +62,7 @@ def small_spec():
 @pytest.fixture(scope="session")
 def small_results(tmp_path_factory, small_spec):
     """A real results directory written serially from ``small_spec`` (no Ray)."""
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
 
     out = tmp_path_factory.mktemp("results") / "out"
     execute(small_spec, str(out), backend="serial", progress=False)
@@ -80,8 +80,8 @@ def nested_spec():
 @pytest.fixture(scope="session")
 def nested_results(tmp_path_factory, nested_spec):
     """A real results directory of one nested run (``mc-hull run --nested``), written serially."""
-    from mc_hull.nested_job import NestedJob
-    from mc_hull.runner import execute
+    from mc_hull.jobs.nested import NestedJob
+    from mc_hull.runs.runner import execute
 
     out = tmp_path_factory.mktemp("nested") / "out"
     execute(nested_spec, str(out), backend="serial", progress=False, job=NestedJob(nested_spec))

@@ -1,4 +1,4 @@
-"""One training set across Ray actors (mc_hull.distributed_blocks.ActorSource): same answers, faults survived.
+"""One training set across Ray actors (mc_hull.distributed.blocks.ActorSource): same answers, faults survived.
 
 Embedded Ray for the equivalence checks; a real multi-node ``ray.cluster_utils.Cluster`` (head
 without CPUs plus two one-CPU worker nodes, each its own raylet and object store, token
@@ -56,7 +56,7 @@ def data(seed, n, d, q, offset=0.0, scale=1.0, dtype=np.float64):
 ])
 def test_actor_source_answers_equal_the_in_process_stream(ray_local, seed, n, d, holders, block_rows, hold,
                                                           offset, scale, dtype):
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
 
     X, Q = data(seed, n, d, 200, offset, scale, dtype)
     src = ArraySource(X, block_rows)
@@ -74,7 +74,7 @@ def test_actor_source_answers_equal_the_in_process_stream(ray_local, seed, n, d,
 
 
 def test_the_budget_decides_held_or_served(ray_local):
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
 
     X, Q = data(5, 4096, 4, 50)
     src = ArraySource(X, 512)
@@ -89,7 +89,7 @@ def test_a_killed_holder_is_replaced_and_its_part_recomputed(ray_local):
     import os
     import signal
 
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
 
     X, Q = data(6, 3000, 5, 120)
     src = ArraySource(X, 250)
@@ -117,7 +117,7 @@ def test_a_training_set_beyond_one_worker_survives_losing_a_node(cluster):
     import ray
     from ray import cloudpickle
 
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     X, Q = data(7, 6000, 6, 150)
@@ -157,8 +157,8 @@ def test_a_monte_carlo_cell_beyond_the_budget_spreads_its_x_over_actors(tmp_path
     """A run on Ray gives the rows of the serial run; its huge cell's X went to block holders."""
     import duckdb
 
-    from mc_hull import distributed_blocks
-    from mc_hull.runner import execute
+    from mc_hull.distributed import blocks as distributed_blocks
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", "200K")           # X of (5, 4000) is 160 KB: streamed
@@ -180,7 +180,7 @@ def test_a_monte_carlo_cell_beyond_the_budget_spreads_its_x_over_actors(tmp_path
 
 
 def test_take_serves_rows_from_the_holders(ray_local):
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
 
     X, _ = data(8, 3000, 4, 10, dtype=np.float32)
     src = ArraySource(X, 128)

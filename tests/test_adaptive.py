@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mc_hull import stats
-from mc_hull.adaptive import auto_grid, checkpoints, log_grid, max_replicates, pilot_grid, run_adaptive
+from mc_hull.stats import intervals as stats
+from mc_hull.runs.adaptive import auto_grid, checkpoints, log_grid, max_replicates, pilot_grid, run_adaptive
 from mc_hull.errors import SpecError
-from mc_hull.plan import plan
+from mc_hull.jobs.plan import plan
 from mc_hull.spec import Spec
 
 

@@ -19,10 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mc_hull import query, views
+from mc_hull import query
+from mc_hull.query import views
 from mc_hull.errors import StoreError
 from mc_hull.query import cells as cells_module
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
 from mc_hull.store import ResultStore
 from mc_hull.store.base import _digest_seal, open_digest
@@ -310,7 +311,7 @@ def test_two_writers_and_a_resume_leave_readable_digests(tmp_path):
     assert ResultStore(str(both)).verify().problems == [] and ResultStore(str(both)).check_digests() == []
     assert counts_of(query.cell_estimates(str(both))) == counts_of(want)
     # a resume: a third of the shards, then the rest
-    from mc_hull.plan import plan
+    from mc_hull.jobs.plan import plan
 
     part = tmp_path / "part"
     shards = plan(spec)

@@ -63,7 +63,7 @@ def case_dir(tmp_path_factory):
     rng = np.random.default_rng(0)
     np.save(tmp / "tr.npy", rng.standard_normal((30, 3)))
     np.save(tmp / "te.npy", rng.standard_normal((5, 3)))
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
 
     execute(Spec(dims=(2,), sizes=(5,), trials=10, seed=1), str(tmp / "results"), backend="serial", progress=False)
     return tmp
@@ -145,7 +145,7 @@ def test_a_unit_that_fails_while_computing_ends_in_one_line_not_a_traceback(tmp_
     err = capfd.readouterr().err
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "nothing was written" in err and not (tmp_path / "early").exists()   # caught by the plan's calibration
-    monkeypatch.setattr("mc_hull.plan.calibration", lambda spec, cells=None: 1.0)
+    monkeypatch.setattr("mc_hull.jobs.plan.calibration", lambda spec, cells=None: 1.0)
     out = tmp_path / "out"
     argv = ["run", "--distribution", "broken-test", "--dims", "2", "--sizes", "5", "--trials", "20",
             "--serial", "--no-progress", "--out", str(out)]

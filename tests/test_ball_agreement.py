@@ -1,7 +1,7 @@
 """A small uniform-ball grid run through the whole pipeline agrees with the exact ball curve."""
 
 from mc_hull.query import agreement, cell_estimates
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
 from mc_hull.theory.ball import ball_n_at_probability
 

@@ -114,8 +114,8 @@ def assert_no_error(page) -> str:
 @pytest.mark.browser
 def test_dashboard_in_chromium(tmp_path, small_spec):
     """Serve a half-finished run, check status, finish the run, Refresh, then check every view."""
-    from mc_hull.plan import plan
-    from mc_hull.runner import execute
+    from mc_hull.jobs.plan import plan
+    from mc_hull.runs.runner import execute
 
     out = tmp_path / "results"
     shards = plan(small_spec)
@@ -167,7 +167,7 @@ def check_digits_page(page, url: str, out) -> None:
 @pytest.mark.browser
 def test_distance_panels_in_chromium(tmp_path):
     """A run with ``measure = "distance"``: the faceted distance panels draw beside the six views."""
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     out = tmp_path / "results"
@@ -183,8 +183,8 @@ def test_distance_panels_in_chromium(tmp_path):
 @pytest.mark.browser
 def test_nested_run_in_chromium(tmp_path):
     """A nested run: the entry-size panel (faceted per d) draws beside the six views, N½ read as the median of T."""
-    from mc_hull.nested_job import NestedJob
-    from mc_hull.runner import execute
+    from mc_hull.jobs.nested import NestedJob
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     out = tmp_path / "results"

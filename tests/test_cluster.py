@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mc_hull.plan import plan
+from mc_hull.jobs.plan import plan
 from mc_hull.spec import Spec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray]
@@ -86,7 +86,7 @@ def shard_worker_pids(node, running: bool = False) -> list[int]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted serial run of SPEC (no Ray)."""
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
 
     out = tmp_path_factory.mktemp("ref") / "out"
     execute(SPEC, str(out), backend="serial", progress=False)
@@ -103,8 +103,8 @@ def ensure_two_workers(cluster):
 
 def run_disturbed(cluster, out, disturb):
     """Run SPEC on the cluster from this process while ``disturb()`` runs in a thread."""
-    from mc_hull import distributed
-    from mc_hull.runner import execute
+    from mc_hull.distributed import pool as distributed
+    from mc_hull.runs.runner import execute
 
     thread = threading.Thread(target=disturb, daemon=True)
     thread.start()
@@ -119,7 +119,7 @@ def test_actor_killed_mid_run(cluster, reference, tmp_path):
     killed = {}
 
     def disturb():
-        from mc_hull import distributed
+        from mc_hull.distributed import pool as distributed
 
         assert wait_for(lambda: committed(out) >= 2, timeout=120)
         # Kill the actor process while it runs a shard; if the kill raced with the end of a
@@ -161,7 +161,7 @@ def test_driver_sigkilled_then_rerun_resumes(cluster, reference, tmp_path, capsy
     before = committed(out)
     assert 3 <= before < len(plan(SPEC))
     # Run again (embedded driver this time): resumes from the committed files.
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
 
     report = execute(SPEC, str(out), backend="ray", address=cluster.address, progress=False)
     assert report.skipped_shards >= before and report.computed_shards == len(plan(SPEC)) - report.skipped_shards
@@ -200,11 +200,11 @@ def test_bigcell_streams_x_and_prices_blocks_on_the_cluster(cluster, tmp_path, m
     import numpy as np
     import ray
 
-    from mc_hull.distributed import Pool
-    from mc_hull.runner import execute
+    from mc_hull.distributed.pool import Pool
+    from mc_hull.runs.runner import execute
     from mc_hull.solvers import get_solver
     from mc_hull.samplers import keyed_source, replicate_data
-    from mc_hull.trial import stream_solver
+    from mc_hull.jobs.trial import stream_solver
 
     # 3 blocks of X (N > 2 * BLOCK_ROWS), d = 12: p is about 0.75.
     spec = Spec(distribution="gaussian", dims=(12,), sizes=(140_000,), trials=40, queries_per_set=40,

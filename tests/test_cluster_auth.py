@@ -186,7 +186,7 @@ def test_no_token_is_refused_at_once_in_one_line_writing_nothing(cluster, tmp_pa
 
 
 def test_the_check_itself_takes_well_under_a_second(cluster, tmp_path, monkeypatch):
-    from mc_hull import distributed
+    from mc_hull.distributed import pool as distributed
     from mc_hull.errors import PlanError
 
     address, _, _ = cluster

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import mc_hull
-from mc_hull.solvers.colgen import ColGenSolver, master, price
+from mc_hull.solvers.colgen import ColGenSolver
+from mc_hull.solvers.master import master
+from mc_hull.solvers.pricing import price
 
 
 def _queries(rng, X, B):

@@ -16,10 +16,10 @@ import math
 import numpy as np
 import pytest
 
-from mc_hull.adaptive import PILOT_SPAN, pilot_grid
-from mc_hull.nested_job import NestedJob
+from mc_hull.runs.adaptive import PILOT_SPAN, pilot_grid
+from mc_hull.jobs.nested import NestedJob
 from mc_hull.query import cell_estimates
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.samplers import get_sampler
 from mc_hull.spec import Spec
 
@@ -148,7 +148,8 @@ def test_make_transition_reads_a_cube_run_and_falls_back_to_the_shipped_table(tm
 
 
 def test_shipped_cube_table_is_a_measurement_with_brackets():
-    from mc_hull import theory, views
+    from mc_hull import theory
+    from mc_hull.query import views
 
     table = theory.cube_n_half_table()
     assert sorted(table) == list(range(2, 13))
@@ -186,7 +187,8 @@ def test_dashboard_n_half_panel_draws_the_measured_cube_with_its_bracket(gauss_r
     import pyarrow as pa
     from streamlit.testing.v1 import AppTest
 
-    from mc_hull import theory, views
+    from mc_hull import theory
+    from mc_hull.query import views
 
     monkeypatch.setenv("MC_HULL_RESULTS", gauss_run)
     app = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")

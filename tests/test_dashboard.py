@@ -1,4 +1,4 @@
-"""The Streamlit dashboard under AppTest, its data-prep layer (mc_hull.views) and `mc-hull dashboard`."""
+"""The Streamlit dashboard under AppTest, its data-prep layer (mc_hull.query.views) and `mc-hull dashboard`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mc_hull import theory, views
+from mc_hull import theory
+from mc_hull.query import views
 from mc_hull.cli import main as cli_main
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
@@ -142,8 +143,8 @@ def test_sidebar_run_selection_and_auto_refresh(small_results, small_spec, monke
 
 
 def test_new_dimensions_appear_after_refresh(tmp_path, small_spec, monkeypatch):
-    from mc_hull.plan import plan
-    from mc_hull.runner import execute
+    from mc_hull.jobs.plan import plan
+    from mc_hull.runs.runner import execute
 
     shards = plan(small_spec)
     execute(small_spec, str(tmp_path), backend="serial", progress=False, shards=shards[:len(shards) // 2])
@@ -161,7 +162,7 @@ def test_new_dimensions_appear_after_refresh(tmp_path, small_spec, monkeypatch):
 @pytest.mark.parametrize("distribution", ["cube", "ball"])
 def test_other_distributions(tmp_path, monkeypatch, distribution):
     """cube has no exact curve (none drawn); the uniform ball has one (drawn from mc_hull.theory)."""
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     spec = Spec(distribution=distribution, dims=(2, 3), sizes=(4, 30), trials=40, queries_per_set=20, seed=1,
@@ -200,7 +201,7 @@ def test_unreadable_shard_file_is_one_message(tmp_path, small_results, monkeypat
     assert len(at.error) == 1 and shard.name in at.error[0].value and "truncated" in at.error[0].value
 
 
-# -- mc_hull.views ----------------------------------------------------------------
+# -- mc_hull.query.views ----------------------------------------------------------------
 def test_views_tables(small_results, small_spec):
     out = str(small_results)
     cells = views.cell_table(out)
@@ -229,8 +230,8 @@ def test_views_tables(small_results, small_spec):
 
 
 def test_run_status_of_a_partial_run(tmp_path, small_spec):
-    from mc_hull.plan import plan
-    from mc_hull.runner import execute
+    from mc_hull.jobs.plan import plan
+    from mc_hull.runs.runner import execute
 
     shards = plan(small_spec)
     execute(small_spec, str(tmp_path), backend="serial", progress=False, shards=shards[:3])
@@ -262,7 +263,7 @@ def test_n_half_interpolates_in_log_n():
 
 
 def test_dataset_key_changes_when_a_shard_lands(tmp_path, small_results, small_spec):
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
 
     out = tmp_path / "copy"
     shutil.copytree(small_results, out)
@@ -319,7 +320,7 @@ def test_default_host_is_loopback():
 @pytest.fixture(scope="module")
 def subspace_results(tmp_path_factory):
     """Two subspace runs (k = 1 and 2, each in d = 3 and 5) and a manifold run in one store."""
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     out = tmp_path_factory.mktemp("subspace") / "out"
@@ -371,7 +372,7 @@ def test_app_dimension_option(subspace_results, monkeypatch):
 
 def test_dashboard_notes_a_d_without_n_half_and_keeps_colours_distinct(tmp_path, monkeypatch):
     """A sphere run (p = 0 everywhere) has no N½: the N½ view says why; 12 dimensions get 12 colours."""
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     out = tmp_path / "sphere"
@@ -395,7 +396,7 @@ DIGITS_PAGE = str(Path(__file__).resolve().parents[1] / "dashboards" / "pages" /
 @pytest.fixture(scope="module")
 def distance_results(tmp_path_factory):
     """A serial Gaussian run with ``measure = "distance"``: d = 2, 3 at N = 10, 30, 200 trials per cell."""
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     out = tmp_path_factory.mktemp("distance") / "out"
@@ -472,7 +473,7 @@ def test_no_distance_measured_is_one_caption_and_no_chart(small_results, monkeyp
 @pytest.fixture(scope="module")
 def distance_sweep(tmp_path_factory):
     """The digits sweep on a reduced ladder, measured with ``--measure distance``."""
-    from mc_hull import hulltest
+    from mc_hull.runs import hulltest
 
     out = tmp_path_factory.mktemp("digits-distance") / "results"
     with pytest.MonkeyPatch.context() as mp:
@@ -518,7 +519,7 @@ def test_digits_page_distance_against_k(distance_sweep, monkeypatch):
 
 
 def test_digits_page_without_distance_says_so(tmp_path, monkeypatch):
-    from mc_hull import hulltest
+    from mc_hull.runs import hulltest
 
     out = tmp_path / "results"
     monkeypatch.setattr(hulltest, "PAPER_DIGITS_LADDER", {"pca": (2,)})

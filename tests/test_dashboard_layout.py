@@ -14,7 +14,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from mc_hull import views
+from mc_hull.query import views
 
 
 def test_latest_rate_is_the_last_report_not_the_first_run_id():
@@ -33,7 +33,7 @@ def test_latest_rate_is_the_last_report_not_the_first_run_id():
 def test_fifteen_dimensions_fit_the_column_and_the_legend(tmp_path):
     from test_browser import assert_no_error, dashboard_page, open_dashboard
 
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     out = tmp_path / "results"

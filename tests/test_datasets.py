@@ -1,4 +1,4 @@
-"""mc_hull.datasets: loading every array format, validation, the digits split and the reductions."""
+"""mc_hull.runs.datasets: loading every array format, validation, the digits split and the reductions."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from mc_hull import datasets as dsets
-from mc_hull.datasets import ArrayData, Reduction, fit, load_array, parse_reduce, reduce_pair
+from mc_hull.runs import datasets as dsets
+from mc_hull.runs.datasets import ArrayData, Reduction, fit, load_array, parse_reduce, reduce_pair
 from mc_hull.errors import InputError
 
 

@@ -104,7 +104,7 @@ def test_pinned_ray_matches_manifests_and_package_requirement():
 
 def test_submit_entrypoint_runs_mc_hull_run():
     from mc_hull.spec import Spec
-    from mc_hull.submit import entrypoint, submission_id
+    from mc_hull.distributed.submit import entrypoint, submission_id
 
     spec = Spec(distribution="ball", dims=(3,), sizes=(10, 100), trials=50, tol=3e-10)
     cmd = entrypoint(spec, "s3://b/p?endpoint_override=127.0.0.1:9000&scheme=http")
@@ -114,8 +114,8 @@ def test_submit_entrypoint_runs_mc_hull_run():
 
 
 def test_defaults_stay_on_loopback():
-    from mc_hull import submit
+    from mc_hull.distributed import submit
 
     assert submit.DEFAULT_ADDRESS.startswith("http://127.0.0.1:")
-    src = (Path(mc_hull.__file__).parent / "distributed.py").read_text()
+    src = (Path(mc_hull.__file__).parent / "distributed" / "pool.py").read_text()
     assert 'address="local"' in src and "include_dashboard=False" in src

@@ -1,4 +1,4 @@
-"""Queries per training set by cell: the cost rule (mc_hull.design) as resolved in specs, plans, runs and stores."""
+"""Queries per training set by cell: the cost rule (mc_hull.stats.design) as resolved in specs, plans, runs and stores."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from mc_hull import design, plan as planning
+from mc_hull.stats import design
+from mc_hull.jobs import plan as planning
 from mc_hull.errors import SpecError
-from mc_hull.jobs import MonteCarloJob
-from mc_hull.design import default_queries_per_set, efficient_queries_per_set
-from mc_hull.nested_job import NestedJob
-from mc_hull.runner import execute
+from mc_hull.jobs.base import MonteCarloJob
+from mc_hull.stats.design import default_queries_per_set, efficient_queries_per_set
+from mc_hull.jobs.nested import NestedJob
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
 
 
@@ -128,9 +129,9 @@ def test_plans_runs_and_stores_follow_each_cells_k(tmp_path, nested):
 
 def test_the_store_refuses_rows_of_a_cell_the_spec_never_planned(tmp_path):
     """A unit whose (d, N) is not a cell of its run's spec is counted as 0 planned rows: damaged."""
-    from mc_hull.plan import Shard
+    from mc_hull.jobs.plan import Shard
     from mc_hull.store import ResultStore
-    from mc_hull.trial import run_shard
+    from mc_hull.jobs.trial import run_shard
 
     spec = Spec(dims=(2,), sizes=(10, 100), trials=40, seed=1)
     out = tmp_path / "out"
@@ -159,7 +160,8 @@ def test_the_cli_says_which_k_each_d_gets(tmp_path, capsys):
 
 def test_the_model_correlation_bounds_the_measured_one_at_small_d():
     """rho(N) = 1/N pooled over a nested curve is at least the measured pooled correlation (seeded, d = 3)."""
-    from mc_hull import nested, stats
+    from mc_hull.nested import search as nested
+    from mc_hull.stats import intervals as stats
     from mc_hull.theory import exact_inside_probability
 
     sizes = np.array([5, 8, 12, 18, 28, 42, 64, 96, 150])

@@ -304,7 +304,7 @@ def test_bad_input_is_one_clear_input_error(points, queries, kwargs, match):
 
 
 def test_clustered_median_interval_covers():
-    from mc_hull.distance_stats import median_interval
+    from mc_hull.stats.distances import median_interval
 
     rng = np.random.default_rng(0)
     for R, K, icc in [(5, 100, 0.3), (40, 10, 0.1), (100, 1, 0.0)]:
@@ -319,7 +319,7 @@ def test_clustered_median_interval_covers():
 
 
 def test_cell_summary_counts_inside_as_near_and_uses_outside_for_the_median():
-    from mc_hull.distance_stats import cell_summary, ratio_quantiles
+    from mc_hull.stats.distances import cell_summary, ratio_quantiles
 
     rep = np.array([0, 0, 0, 1, 1, 1, 2, 2])
     status = np.array(["inside", "outside", "outside", "outside", "undecided", "outside", "inside", "outside"])
@@ -340,10 +340,10 @@ def test_cell_summary_counts_inside_as_near_and_uses_outside_for_the_median():
 
 def test_spec_measure_field_and_trial_columns():
     from mc_hull.errors import PlanError, SpecError
-    from mc_hull.plan import Shard
+    from mc_hull.jobs.plan import Shard
     from mc_hull.spec import Spec
     from mc_hull.samplers import replicate_data
-    from mc_hull.trial import COLUMNS, DISTANCE_COLUMNS, check_measure, run_shard
+    from mc_hull.jobs.trial import COLUMNS, DISTANCE_COLUMNS, check_measure, run_shard
 
     base = dict(distribution="gaussian", dims=(3,), sizes=(30,), trials=40, queries_per_set=20, seed=3)
     plain = Spec(**base)

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from mc_hull.query import agreement, cell_estimates
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
 
 #: p levels of the grid, from the exact curve: 14 cells spanning p = 0.05 .. 0.95.

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mc_hull.errors import InputError
-from mc_hull.filesource import open_source
+from mc_hull.runs.filesource import open_source
 
 
 def data(n=103, d=7, seed=0, dtype=np.float32):

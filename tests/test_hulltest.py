@@ -12,9 +12,10 @@ import pytest
 from scipy.optimize import linprog
 from scipy.spatial import ConvexHull
 
-from mc_hull import hulltest
+from mc_hull.jobs.hulltest import HullTestSpec
+from mc_hull.runs import hulltest
 from mc_hull.cli import main
-from mc_hull.datasets import ArrayData, Reduction
+from mc_hull.runs.datasets import ArrayData, Reduction
 from mc_hull.store import HullTestStore
 
 
@@ -85,12 +86,12 @@ def test_ray_and_serial_give_identical_rows_and_reruns_do_not_duplicate(case, tm
     rng = np.random.default_rng(3)
     train = ArrayData(X, None, "train")
     test = ArrayData(np.vstack([Q, rng.normal(size=(140, 3)) * 1.5]), None, "test")
-    monkeypatch.setattr(hulltest, "SHARD_POINTS", 40)  # 5 shards
+    monkeypatch.setattr("mc_hull.jobs.hulltest.SHARD_POINTS", 40)  # 5 shards
     red = Reduction("random-projection", 2)
     tables = {}
     for backend in ("serial", "ray"):
         out = str(tmp_path / backend)
-        res = hulltest.run_hull_test(train, test, red, out, hulltest.HullTestSpec(seed=5), backend=backend)
+        res = hulltest.run_hull_test(train, test, red, out, HullTestSpec(seed=5), backend=backend)
         assert (res.backend, res.computed_shards, res.n_test) == (backend, 5, 200)
         tables[backend] = HullTestStore(out).points(res.test_id)
     assert tables["ray"].equals(tables["serial"])
@@ -99,7 +100,7 @@ def test_ray_and_serial_give_identical_rows_and_reruns_do_not_duplicate(case, tm
     out = str(tmp_path / "serial")
     files = sorted((tmp_path / "serial").rglob("points-*.pq"))
     files[2].write_bytes(b"PAR1 truncated")
-    again = hulltest.run_hull_test(train, test, red, out, hulltest.HullTestSpec(seed=5), backend="serial")
+    again = hulltest.run_hull_test(train, test, red, out, HullTestSpec(seed=5), backend="serial")
     assert (again.computed_shards, again.skipped_shards, again.inside) == (1, 4, res.inside)
     assert sorted((tmp_path / "serial").rglob("points-*.pq")) == files
     assert HullTestStore(out).points(res.test_id).equals(tables["serial"])

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mc_hull import hulltest
+from mc_hull.jobs.hulltest import SHARD_POINTS, HullTestSpec
+from mc_hull.runs import hulltest
 from mc_hull.cli import main
 from mc_hull.store import HullTestStore
 
@@ -161,7 +162,7 @@ def test_bad_shards_exit_2_before_anything_is_written(files, tmp_path, capsys):
 def test_a_killed_streamed_run_resumes_without_duplicates(tmp_path, capsys, monkeypatch):
     """A real SIGKILL mid-run (a subprocess), then a re-run: committed ranges skipped, rows equal a clean run."""
     X = embedding_like(3000, 12, 7)
-    Q = embedding_like(4 * hulltest.SHARD_POINTS, 12, 8) * np.float32(1.02)
+    Q = embedding_like(4 * SHARD_POINTS, 12, 8) * np.float32(1.02)
     shards = tmp_path / "x"
     os.makedirs(shards)
     for i in range(3):
@@ -199,12 +200,12 @@ def test_ray_workers_give_the_serial_rows_for_a_streamed_and_a_held_source(files
                                                                           budget, place, holders):
     """With Ray the blocks live in holder actors (read once and held, or read on every pass); the ranges
     are decided on the driver with every pass sent to the holders: the serial rows."""
-    from mc_hull.datasets import Reduction, load_array
-    from mc_hull.filesource import open_source
+    from mc_hull.runs.datasets import Reduction, load_array
+    from mc_hull.runs.filesource import open_source
 
     X, Q, d = files
     monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
-    monkeypatch.setattr(hulltest, "SHARD_POINTS", 30)                   # 4 ranges
+    monkeypatch.setattr("mc_hull.jobs.hulltest.SHARD_POINTS", 30)                   # 4 ranges
     train, test = open_source(str(d / "shards"), block_elems=6 * 50), load_array(str(d / "test.npy"), "--test")
     import io
 
@@ -212,7 +213,7 @@ def test_ray_workers_give_the_serial_rows_for_a_streamed_and_a_held_source(files
     for backend in ("serial", "ray"):
         log = io.StringIO()
         res = hulltest.run_hull_test(train, test, Reduction("none"), str(tmp_path / backend),
-                                     hulltest.HullTestSpec(measure="distance"), backend=backend, workers=2, log=log)
+                                     HullTestSpec(measure="distance"), backend=backend, workers=2, log=log)
         assert (res.backend, res.computed_shards, res.n_test) == (backend, 4, len(Q))
         test_id, tables[backend], record = rows(tmp_path / backend)
         assert record["placement"] == place

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from mc_hull.datasets import ArrayData, Reduction
+from mc_hull.runs.datasets import ArrayData, Reduction
 from mc_hull.errors import McHullError
-from mc_hull import hulltest
-from mc_hull.hulltest import SHARD_POINTS, HullTestSpec
+from mc_hull.jobs import hulltest as hulltest_job
+from mc_hull.jobs.hulltest import SHARD_POINTS, HullTestSpec
 
 
 @pytest.mark.parametrize("kwargs, needle", [
@@ -61,4 +61,4 @@ def test_membership_ids_are_the_ids_stores_already_hold():
     old = {"train": X.content_sha256, "test": Q.content_sha256, "reduce": "pca:2", "image_shape": None,
            "solver": HullTestSpec().solver_name, "tol": 1e-9, "shard_points": SHARD_POINTS, "seed": None}
     want = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
-    assert hulltest.test_key(X, Q, Reduction("pca", 2), seed=0, solver="auto", tol=1e-9) == want
+    assert hulltest_job.test_key(X, Q, Reduction("pca", 2), seed=0, solver="auto", tol=1e-9) == want

@@ -1,6 +1,6 @@
 """The job contract, held by every job: the Monte Carlo, nested and hull-test jobs.
 
-A job is keyed units and a pure ``compute(unit)`` (:class:`mc_hull.jobs.Job`).  So:
+A job is keyed units and a pure ``compute(unit)`` (:class:`mc_hull.jobs.base.Job`).  So:
 serial rows equal mapped rows (out of order, and on real Ray actors); a resume skips the
 committed units and ends with every row once; the sizes of the units add up to the total, and
 to the rows the store holds; compute is pure and its status is the one int8 encoding.
@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mc_hull.datasets import ArrayData, Reduction
-from mc_hull.hulltest import HullTestJob, HullTestSpec
-from mc_hull.jobs import Job, MonteCarloJob
-from mc_hull.nested_job import NestedJob
-from mc_hull.runner import open_run, run, serial_map
+from mc_hull.runs.datasets import ArrayData, Reduction
+from mc_hull.jobs.hulltest import HullTestJob, HullTestSpec
+from mc_hull.jobs.base import Job, MonteCarloJob
+from mc_hull.jobs.nested import NestedJob
+from mc_hull.runs.runner import open_run, run, serial_map
 from mc_hull.spec import Spec
 from mc_hull.store import HullTestStore, ResultStore
 
@@ -97,7 +97,7 @@ class JobContract:
 
     @pytest.mark.ray
     def test_rows_on_ray_actors_equal_serial_rows(self, tmp_path, ray_local):
-        from mc_hull.distributed import Pool
+        from mc_hull.distributed.pool import Pool
 
         serial, mapped = tmp_path / "serial", tmp_path / "ray"
         run(self.make(serial), str(serial), progress=False)

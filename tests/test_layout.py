@@ -1,6 +1,6 @@
-"""The module layout holds: Ray only in the distributed layer, no import cycles between mc_hull modules, and
-every import (function-level included) follows the "may import" table of the design (shared/DESIGN.md),
-as far as today's flat layout maps onto its layers."""
+"""The module layout holds: a small public face at the top of the package and every other module in a
+folder of its layer, Ray only in ``distributed/``, no import cycles between mc_hull modules, and every
+import (function-level included) follows the "may import" table of the design (shared/DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -39,10 +39,24 @@ def _imports(path: Path, top_level_only: bool) -> set[str]:
 FILES = sorted(ROOT.rglob("*.py"))
 
 
+#: The modules at the top of the package: its public face (``in_hull``, ``decide``, ``hull_distance``,
+#: ``Spec``), the exceptions, every SeedSequence tag, and what a unit reports as it goes.
+TOP = {"__init__", "__main__", "errors", "seeding", "spec", "progress", "membership", "distance"}
+
+
+def test_the_top_of_the_package_is_its_public_face_and_every_other_module_has_a_folder():
+    assert {p.stem for p in ROOT.glob("*.py")} == TOP
+    for folder in (p for p in ROOT.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        if folder.name in ("presets",) or folder.parent.name == "theory":
+            continue
+        init = folder / "__init__.py"
+        assert init.exists() and ast.get_docstring(ast.parse(init.read_text())), f"{folder}: a package says what it holds"
+
+
 def test_only_the_distributed_layer_imports_ray():
     users = {_module(p) for p in FILES
              if any(n == "ray" or n.startswith("ray.") for n in _imports(p, top_level_only=False))}
-    assert users == {"mc_hull.distributed", "mc_hull.distributed_blocks"}, users
+    assert users and all(u.startswith("mc_hull.distributed.") for u in users), users
 
 
 def test_no_import_cycles_at_module_level():
@@ -54,8 +68,8 @@ def test_the_engine_modules_do_not_import_each_other_in_a_loop_even_lazily():
     modules = {_module(p): p for p in FILES}
     every = {m: _imports(p, top_level_only=False) for m, p in modules.items()}
     assert "mc_hull.cli.run" not in every["mc_hull.cli.hull_test"]
-    for a, b in (("mc_hull.distributed", "mc_hull.hulltest"), ("mc_hull.distributed", "mc_hull.runner"),
-                 ("mc_hull.runner", "mc_hull.hulltest"), ("mc_hull.jobs", "mc_hull.runner")):
+    for a, b in (("mc_hull.distributed.pool", "mc_hull.runs.hulltest"), ("mc_hull.distributed.pool", "mc_hull.runs.runner"),
+                 ("mc_hull.runs.runner", "mc_hull.runs.hulltest"), ("mc_hull.jobs.base", "mc_hull.runs.runner")):
         assert b not in every[a], (a, b)
 
 
@@ -90,43 +104,26 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-#: Function-level imports that still close a loop, each with its reason; the test fails when one is
-#: no longer made (so this list only shrinks).  The solvers' template (being refactored on main)
-#: has the tolerance rule's edge stage call the engines that are built on the template.
-LAZY_LOOPS = {
-    ("mc_hull.solvers.certificates", "mc_hull.solvers.distance"): "edge stage: nearest point by the distance engine",
-    ("mc_hull.solvers.certificates", "mc_hull.solvers.colgen"): "edge stage: colgen's master",
-}
-
-
 def test_no_import_cycles_counting_function_level_imports():
-    """A lazy import inside a function is still an import: none may close a loop (but LAZY_LOOPS)."""
-    graph = _graph(top_level_only=False)
-    stale = sorted(e for e in LAZY_LOOPS if e[1] not in graph[e[0]])
-    assert not stale, f"no longer imported, drop from LAZY_LOOPS: {stale}"
-    for a, b in LAZY_LOOPS:
-        graph[a].discard(b)
-    assert not _cycles(graph)
+    """A lazy import inside a function is still an import: none may close a loop."""
+    assert not _cycles(_graph(top_level_only=False))
 
 
-#: Today's modules on the design's layers (longest prefix wins).
+#: The design's layers, by folder (longest prefix wins).
 LAYERS = {
     "mc_hull": "core", "mc_hull.errors": "core", "mc_hull.seeding": "core", "mc_hull.spec": "core",
-    "mc_hull.samplers": "core", "mc_hull.solvers": "core", "mc_hull.nested": "core", "mc_hull.nested_stream": "core",
-    "mc_hull.theory": "core", "mc_hull.stats": "core", "mc_hull.design": "core", "mc_hull.thresholds": "core",
-    "mc_hull.distance_stats": "core", "mc_hull.membership": "core", "mc_hull.distance": "core",
-    "mc_hull.presets": "core", "mc_hull.progress": "core",
-    "mc_hull.plan": "jobs", "mc_hull.trial": "jobs", "mc_hull.jobs": "jobs", "mc_hull.nested_job": "jobs",
-    "mc_hull.runner": "runs", "mc_hull.adaptive": "runs", "mc_hull.hulltest": "runs", "mc_hull.datasets": "runs",
-    "mc_hull.filesource": "runs",
-    "mc_hull.distributed": "distributed", "mc_hull.distributed_blocks": "distributed", "mc_hull.submit": "distributed",
+    "mc_hull.progress": "core", "mc_hull.membership": "core", "mc_hull.distance": "core",
+    "mc_hull.samplers": "core", "mc_hull.solvers": "core", "mc_hull.nested": "core", "mc_hull.theory": "core",
+    "mc_hull.stats": "core", "mc_hull.presets": "core",
+    "mc_hull.jobs": "jobs",
+    "mc_hull.runs": "runs",
+    "mc_hull.distributed": "distributed",
     "mc_hull.store": "store",
-    "mc_hull.query": "query", "mc_hull.views": "query",
+    "mc_hull.query": "query",
     "mc_hull.cli": "faces", "mc_hull.__main__": "faces",
 }
 #: The statistics and exact curves of the core, which the query layer reads.
-STATS = {"mc_hull.stats", "mc_hull.design", "mc_hull.thresholds", "mc_hull.distance_stats", "mc_hull.theory",
-         "mc_hull.samplers", "mc_hull.errors"}
+STATS = {"mc_hull.stats", "mc_hull.theory", "mc_hull.samplers", "mc_hull.errors"}
 #: layer -> the layers it may import (DESIGN's table; the runner's map may be the distributed layer's).
 MAY_IMPORT = {
     "core": {"core"},
@@ -140,11 +137,9 @@ MAY_IMPORT = {
 #: The imports today's layout still needs beyond the table, each with its reason; the test fails
 #: when one of them is no longer made (so this list only shrinks).
 EXCEPTIONS = {
-    ("mc_hull.adaptive", "mc_hull.query"): "adaptive rounds and the auto-grid pilot read their estimates",
-    ("mc_hull.query.status", "mc_hull.plan"): "run progress counts a recorded spec's planned shards",
+    ("mc_hull.runs.adaptive", "mc_hull.query"): "adaptive rounds and the auto-grid pilot read their estimates",
+    ("mc_hull.query.status", "mc_hull.jobs.plan"): "run progress counts a recorded spec's planned shards",
     ("mc_hull.query.status", "mc_hull.spec"): "run progress rebuilds the recorded spec",
-    ("mc_hull.store.results", "mc_hull.spec"): "a unit's planned rows and trial identities from its run's spec",
-    ("mc_hull.store.results", "mc_hull.seeding"): "a run's record names the draw scheme its trial identities follow",
 }
 
 
@@ -186,9 +181,10 @@ def _closure(graph: dict[str, set[str]], start: str) -> set[str]:
 def test_the_spec_imports_no_engine():
     graph = _graph(top_level_only=False)
     reached = _closure(graph, "mc_hull.spec")
-    engines = {"mc_hull.nested", "mc_hull.nested_stream", "mc_hull.plan", "mc_hull.trial", "mc_hull.jobs",
-               "mc_hull.runner", "mc_hull.store", "mc_hull.query", "mc_hull.distributed", "mc_hull.distance"}
-    assert not reached & engines, reached & engines
+    engines = ("mc_hull.nested", "mc_hull.jobs", "mc_hull.runs", "mc_hull.store", "mc_hull.query",
+               "mc_hull.distributed", "mc_hull.distance")
+    found = sorted(m for m in reached if any(m == e or m.startswith(e + ".") for e in engines))
+    assert not found, found
 
 
 def test_the_keyed_draw_is_written_once():
@@ -196,3 +192,21 @@ def test_the_keyed_draw_is_written_once():
     users = sorted(_module(p) for p in FILES
                    if "seeding.TRAIN" in p.read_text() or "seeding.QUERY" in p.read_text())
     assert users == ["mc_hull.samplers.keyed"], users
+
+
+def test_the_store_imports_no_spec_and_nothing_of_the_core():
+    """The store takes planned counts (its RunPlan reads the recorded spec's dict): it imports only itself and errors."""
+    graph = _graph(top_level_only=False)
+    reached = set().union(*(_closure(graph, m) for m in graph if m == "mc_hull.store" or m.startswith("mc_hull.store.")))
+    outside = sorted(m for m in reached if not m.startswith("mc_hull.store") and m != "mc_hull.errors")
+    assert not outside, outside
+
+
+def test_the_readme_development_map_names_every_module_and_folder():
+    text = (ROOT.parent / "README.md").read_text()
+    dev = text[text.index("## Development"):]
+    folders = {p.parent for p in FILES if p.parent != ROOT and p.parent.parent == ROOT}
+    assert all(f"`{f.name}/`" in dev for f in folders), sorted(f.name for f in folders if f"`{f.name}/`" not in dev)
+    missing = [str(p.relative_to(ROOT)) for p in FILES if p.stem != "__init__"
+               and not any(form in dev for form in (f"`{p.stem}`", f"`{p.parent.name}/{p.stem}`"))]
+    assert not missing, missing

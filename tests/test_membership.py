@@ -119,9 +119,9 @@ class _Liar(Solver):
 
 def _no_edge_stage(monkeypatch):
     """Switch off the base class's edge stage (it would settle the liar's queries itself)."""
-    from mc_hull.solvers import certificates as cert
+    from mc_hull.solvers import edges
 
-    monkeypatch.setattr(cert, "edge_candidates", lambda P, Qf, scale, atol: (
+    monkeypatch.setattr(edges, "edge_candidates", lambda P, Qf, scale, atol: (
         np.full(len(Qf), -1, dtype=np.int8), np.zeros(Qf.shape), [None] * len(Qf), [None] * len(Qf),
         np.full(len(Qf), "none", dtype=object)))
 

@@ -10,9 +10,11 @@ from scipy.special import comb
 from scipy.stats import chi2
 
 import mc_hull
-from mc_hull import design, nested, stats, thresholds
+from mc_hull.stats import design, intervals as stats, thresholds
+from mc_hull.nested import search as nested
 from mc_hull.solvers import Candidates, Solver
 from mc_hull.solvers import certificates as cert
+from mc_hull.solvers import edges
 from mc_hull.theory.gaussian import gaussian_inside_probability, gaussian_n_half
 
 
@@ -140,7 +142,7 @@ class _Refuses(Solver):
 
 def test_undecided_probes_leave_open_brackets_never_guesses(monkeypatch):
     # the base class's edge stage would settle these itself: switch it off
-    monkeypatch.setattr(cert, "edge_candidates", lambda P, Qf, scale, atol: (
+    monkeypatch.setattr(edges, "edge_candidates", lambda P, Qf, scale, atol: (
         np.full(len(Qf), -1, dtype=np.int8), np.zeros(Qf.shape), [None] * len(Qf), [None] * len(Qf),
         np.full(len(Qf), "none", dtype=object)))
     rng = np.random.default_rng(13)

@@ -1,7 +1,7 @@
 """Streamed nested replicates over a cluster: one training set's blocks on actors, every pass run there.
 
 The nested search's passes (frame, pricing) are ``map_blocks`` over the source; on an
-:class:`~mc_hull.distributed_blocks.ActorSource` every holder runs them over its own blocks, held or
+:class:`~mc_hull.distributed.blocks.ActorSource` every holder runs them over its own blocks, held or
 regenerated, and the partials are merged in block order.  Everything the search returns must be
 identical to the in-process search over the same blocks, bit for bit, with held or served blocks,
 any number of holders, a holder killed or a node lost mid-pass.
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from test_nested import CASES, _check_certificates, _data, _grid
 
-from mc_hull import nested_stream
-from mc_hull.solvers.stream import ArraySource
+from mc_hull.nested import stream as nested_stream
+from mc_hull.solvers.sources import ArraySource
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -39,7 +39,7 @@ def identical(a, b):
 @pytest.mark.parametrize("case", [c for c in CASES if c[0] != "cube" or c[1] > 1][:7] + [CASES[-1]])
 @pytest.mark.parametrize("holders,hold", [(2, True), (3, False)])
 def test_search_over_holders_is_the_in_process_search(ray_local, case, holders, hold):
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
 
     kind, d, N, L, seed, _ = case
     X, Q = _data(kind, np.random.default_rng(200 + seed), N, d)
@@ -54,7 +54,7 @@ def test_search_over_holders_is_the_in_process_search(ray_local, case, holders, 
 
 
 def test_a_holder_killed_mid_search_changes_nothing(ray_local):
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
 
     X, Q = _data("gauss", np.random.default_rng(41), 5000, 6)
     sizes = _grid(5000, 30)
@@ -93,7 +93,7 @@ def test_a_nested_replicate_beyond_one_worker_survives_losing_a_node(cluster):
     import ray
     from ray import cloudpickle
 
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     X, Q = _data("gauss", np.random.default_rng(43), 6000, 5)
@@ -141,8 +141,10 @@ def test_a_nested_run_on_ray_spreads_its_replicates_and_gives_the_serial_rows(tm
     X's half fits a holder's budget, regenerated on every pass otherwise); the rows of the serial run."""
     import duckdb
 
-    from mc_hull import distributed_blocks, nested_job, seeding
-    from mc_hull.runner import execute
+    from mc_hull.distributed import blocks as distributed_blocks
+    from mc_hull.jobs import nested as nested_job
+    from mc_hull import seeding
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
@@ -169,7 +171,7 @@ def test_a_nested_run_on_ray_spreads_its_replicates_and_gives_the_serial_rows(tm
 def test_holders_keep_what_their_budget_allows_and_serve_the_rest(ray_local):
     """X twice the holders' budgets: each keeps the first blocks of its run, the answers are unchanged,
     and the rows drawn per pass are only those not held."""
-    from mc_hull.distributed_blocks import ActorSource
+    from mc_hull.distributed.blocks import ActorSource
 
     X, Q = _data("gauss", np.random.default_rng(44), 4000, 5)
     sizes = _grid(4000, 25)
@@ -189,7 +191,7 @@ def test_replicates_reuse_the_holders(ray_local):
     """A placer keeps its holders for the next loader of the same shape; a new shape gets new ones."""
     import ray
 
-    from mc_hull.distributed_blocks import Placer
+    from mc_hull.distributed.blocks import Placer
 
     rng = np.random.default_rng(45)
     place = Placer(holders=2)

@@ -13,13 +13,14 @@ import math
 import numpy as np
 import pytest
 
-from mc_hull import nested, query, theory
+from mc_hull.nested import search as nested
+from mc_hull import query, theory
 from mc_hull.cli import main as cli_main
 from mc_hull.errors import StoreError
-from mc_hull.nested_job import NestedJob
-from mc_hull.runner import execute
+from mc_hull.jobs.nested import NestedJob
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
-from mc_hull.thresholds import fit_n_half
+from mc_hull.stats.thresholds import fit_n_half
 
 
 def _cells(out, **kw):

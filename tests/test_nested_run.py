@@ -10,11 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from mc_hull import nested, seeding
+from mc_hull.nested import search as nested
+from mc_hull import seeding
 from mc_hull.errors import SpecError
-from mc_hull.nested_job import NestedJob, entry_bounds
+from mc_hull.jobs.nested import NestedJob, entry_bounds
 from mc_hull.query import cell_estimates
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
 from mc_hull.samplers import KeyedSource
 
@@ -137,7 +138,7 @@ def test_cli_nested_run_and_a_streamed_one(tmp_path):
 
 
 def test_auto_sizes_for_nested_have_forty_sizes_and_no_million_cap():
-    from mc_hull.adaptive import auto_options, resolve_auto_sizes
+    from mc_hull.runs.adaptive import auto_options, resolve_auto_sizes
 
     spec = Spec.from_dict({"dims": [4, 14], "sizes": [10], "nested": True})
     opts = auto_options(spec.nested)

@@ -7,10 +7,12 @@ import pytest
 from test_nested import CASES, _check_certificates, _data, _grid
 from test_nested_run import _cli, _rows
 
-from mc_hull import nested, nested_job, nested_stream, seeding
-from mc_hull.nested_job import NestedJob, NestedShard
+from mc_hull.nested import search as nested, stream as nested_stream
+from mc_hull.jobs import nested as nested_job
+from mc_hull import seeding
+from mc_hull.jobs.nested import NestedJob, NestedShard
 from mc_hull.samplers import keyed_source
-from mc_hull.solvers.stream import ArraySource
+from mc_hull.solvers.sources import ArraySource
 from mc_hull.spec import Spec
 
 

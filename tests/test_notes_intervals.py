@@ -16,10 +16,10 @@ import re
 import numpy as np
 import pytest
 
-from mc_hull import stats
+from mc_hull.stats import intervals as stats
 from mc_hull.cli import main
 from mc_hull.cli.notes import no_n_half_reason, reason_from_cells
-from mc_hull.thresholds import fit_n_half
+from mc_hull.stats.thresholds import fit_n_half
 
 NUM = r"([0-9][0-9,.]*(?:e[+-]?[0-9]+)?)"
 

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from mc_hull import plan as planning
+from mc_hull.jobs import plan as planning
 from mc_hull.cli import main
-from mc_hull.jobs import MonteCarloJob
+from mc_hull.jobs.base import MonteCarloJob
 from mc_hull.spec import Spec
 
 SMALL = ["run", "--distribution", "gaussian", "--dims", "2,3", "--sizes", "5,30", "--trials", "40",
@@ -140,7 +140,7 @@ def test_calibration_corrects_the_model_for_hard_distributions():
     (paper-fig1's manifold panel was planned as a few seconds and ran for minutes.) The factor is a
     ratio of CPU seconds, so the margin (3x against ~100x measured) leaves room for a loaded machine.
     """
-    from mc_hull.plan import CALIBRATION_RANGE, calibration
+    from mc_hull.jobs.plan import CALIBRATION_RANGE, calibration
 
     hard = Spec(distribution="manifold", dims=(3,), sizes=(10, 10_000), trials=100, queries_per_set=50, seed=2)
     assert calibration(hard) > 3.0
@@ -152,7 +152,7 @@ def test_calibration_corrects_the_model_for_hard_distributions():
 
 def test_jobs_hand_out_the_costliest_units_first():
     """Longest-processing-time order: the largest cells (and a nested run's largest d) come first."""
-    from mc_hull.nested_job import NestedJob
+    from mc_hull.jobs.nested import NestedJob
 
     spec = Spec(dims=(2, 8, 5), sizes=(10, 100000, 1000), trials=600, shard_trials=100)
     cells = [(s.d, s.n) for s in MonteCarloJob(spec).units()]

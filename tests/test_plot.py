@@ -34,7 +34,7 @@ def test_plot_svg_contains_every_series(small_results, tmp_path):
 
 
 def test_plot_follows_params_and_the_chosen_dimension(tmp_path):
-    from mc_hull import runner
+    from mc_hull.runs import runner
     from mc_hull.spec import Spec
 
     out = tmp_path / "subspace"
@@ -105,7 +105,7 @@ def test_rules_near_one_are_grouped_and_far_ones_kept_apart():
 
 
 def test_plot_draws_one_panel_per_distribution_with_notes(tmp_path, capsys):
-    from mc_hull import runner
+    from mc_hull.runs import runner
     from mc_hull.spec import Spec
 
     out = tmp_path / "multi"
@@ -137,7 +137,8 @@ def test_plot_draws_one_panel_per_distribution_with_notes(tmp_path, capsys):
 def test_plot_marks_n_half_from_the_median_of_t_for_a_nested_run(nested_results, small_results, tmp_path):
     """A nested run: N½ = the median of T on the p̂ panel (marker on p = 1/2, its bracket along it) and on the
     N½ panel, at the query layer's values; an ordinary run draws neither."""
-    from mc_hull import query, views
+    from mc_hull import query
+    from mc_hull.query import views
     from mc_hull.cli.plot import draw
 
     fig = tmp_path / "nested.svg"

@@ -10,10 +10,11 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from mc_hull import progress, runner
+from mc_hull import progress
+from mc_hull.runs import runner
 from mc_hull.errors import McHullError
-from mc_hull.jobs import MonteCarloJob
-from mc_hull.nested_job import NestedJob
+from mc_hull.jobs.base import MonteCarloJob
+from mc_hull.jobs.nested import NestedJob
 from mc_hull.spec import Spec
 from mc_hull.store import ResultStore
 
@@ -215,8 +216,8 @@ def test_store_readers_ignore_the_progress_record(tmp_path, small_spec):
 
 
 def test_run_status_shows_the_in_flight_share(tmp_path, small_spec):
-    from mc_hull import views
-    from mc_hull.plan import plan
+    from mc_hull.query import views
+    from mc_hull.jobs.plan import plan
 
     out = tmp_path / "o"
     shards = plan(small_spec)
@@ -235,7 +236,7 @@ def test_run_status_shows_the_in_flight_share(tmp_path, small_spec):
 
 
 def test_job_status_shows_the_last_progress_lines():
-    from mc_hull.submit import last_progress
+    from mc_hull.distributed.submit import last_progress
 
     log = ("mc-hull: plan: 40 cells\n"
            "mc-hull: run ab12: 10 of 400 trials (2%; 10 inside 1 unit in flight), 0.5 trials/s, ETA 13 min\n"
@@ -248,7 +249,7 @@ def test_job_status_shows_the_last_progress_lines():
 
 
 def test_ray_workers_report_through_the_hub(tmp_path, monkeypatch, ray_local):
-    from mc_hull.distributed import Pool
+    from mc_hull.distributed.pool import Pool
 
     _fast(monkeypatch)
     spec = Spec.from_dict({**_streamed_spec(seed=4, trials=48, top=3_000_000).to_dict(), "shard_trials": 24})
@@ -284,8 +285,8 @@ def test_on_a_terminal_the_bar_moves_with_the_share_inside_units():
 
 
 def test_hull_test_units_report_points_open(tmp_path, monkeypatch):
-    from mc_hull.datasets import ArrayData, Reduction
-    from mc_hull.hulltest import run_hull_test
+    from mc_hull.runs.datasets import ArrayData, Reduction
+    from mc_hull.runs.hulltest import run_hull_test
 
     _fast(monkeypatch)
     seen = []
@@ -304,7 +305,7 @@ def test_dashboard_run_status_shows_the_share_inside_units(tmp_path, small_spec,
 
     from streamlit.testing.v1 import AppTest
 
-    from mc_hull.plan import plan
+    from mc_hull.jobs.plan import plan
 
     out = tmp_path / "o"
     runner.execute(small_spec, str(out), backend="serial", shards=plan(small_spec)[:2], log=io.StringIO())
@@ -322,7 +323,7 @@ def test_dashboard_run_status_shows_the_share_inside_units(tmp_path, small_spec,
 
 
 def test_a_run_that_fails_leaves_a_stopped_record(tmp_path, small_spec, monkeypatch):
-    from mc_hull import trial
+    from mc_hull.jobs import trial
 
     def boom(spec, shard):
         raise RuntimeError("disk on fire")

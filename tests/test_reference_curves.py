@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mc_hull import theory, views
+from mc_hull import theory
+from mc_hull.query import views
 from mc_hull.cli import main as cli_main
 from mc_hull.query import cell_estimates, empirical_n_half
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.samplers import get_sampler
 from mc_hull.spec import Spec
 
@@ -134,7 +135,7 @@ def test_auto_sizes_follow_the_runs_parameters():
     """--sizes auto places the grid on the exact curve of the run's own df (no pilot pass)."""
     import io
 
-    from mc_hull.adaptive import auto_grid
+    from mc_hull.runs.adaptive import auto_grid
 
     log = io.StringIO()
     g1 = auto_grid("student-t", [6], params={"df": 1.0}, log=log)[6]

@@ -8,11 +8,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from mc_hull.plan import plan
+from mc_hull.jobs.plan import plan
 from mc_hull.query import cell_estimates
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
-from mc_hull.stats import wilson
+from mc_hull.stats.intervals import wilson
 
 ORDER = "distribution, d, n, replicate, query"
 

@@ -10,9 +10,9 @@ import pyarrow.fs as pafs
 import pytest
 
 from mc_hull.cli import main
-from mc_hull.plan import plan
+from mc_hull.jobs.plan import plan
 from mc_hull.query import cell_estimates
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
 from mc_hull.store import ResultStore
 

@@ -158,7 +158,7 @@ def test_range_check_names_field_and_bounds():
 
 
 def test_row_builder_never_keeps_a_decided_row_without_a_finite_certificate():
-    from mc_hull.trial import MARGIN_CAP, guard_rows, rows
+    from mc_hull.jobs.trial import MARGIN_CAP, guard_rows, rows
 
     cols = {"status": np.array([1, 0, 0, 0, -1, 1], dtype=np.int8),
             "certificate_value": np.array([0.0, np.nan, np.inf, 2.0, np.nan, -np.inf]),
@@ -175,10 +175,10 @@ def test_row_builder_never_keeps_a_decided_row_without_a_finite_certificate():
 
 def test_store_refuses_decided_rows_without_a_finite_certificate(tmp_path):
     from mc_hull.errors import StoreError
-    from mc_hull.plan import plan
+    from mc_hull.jobs.plan import plan
     from mc_hull.spec import Spec
     from mc_hull.store import ResultStore
-    from mc_hull.trial import run_shard
+    from mc_hull.jobs.trial import run_shard
 
     spec = Spec(distribution="gaussian", dims=(2,), sizes=(6,), trials=20, queries_per_set=10, seed=1)
     shard = plan(spec)[0]
@@ -206,7 +206,7 @@ def test_cli_refuses_an_overflowing_student_t_in_one_line(tmp_path, capfd, df):
 
 def test_heavy_student_t_at_its_smallest_df_is_stored_with_finite_certificates(tmp_path):
     """df = 1/8 (points up to ~1e150): every stored decided row carries a finite certificate."""
-    from mc_hull.runner import execute
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
     from mc_hull.store import ResultStore
 

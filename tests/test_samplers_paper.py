@@ -9,7 +9,7 @@ from mc_hull import seeding
 from mc_hull.cli import main as cli_main
 from mc_hull.errors import SpecError
 from mc_hull.query import cell_estimates, parse_params
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.samplers import SAMPLERS, get_sampler
 from mc_hull.samplers.paper import Subspace
 from mc_hull.solvers import get_solver

@@ -3,10 +3,10 @@
 import numpy as np
 
 from mc_hull import seeding
-from mc_hull.plan import Shard, plan
+from mc_hull.jobs.plan import Shard, plan
 from mc_hull.spec import Spec
 from mc_hull.samplers import KeyedSource, replicate_data
-from mc_hull.trial import run_shard
+from mc_hull.jobs.trial import run_shard
 
 
 def training_set(sampler, root, key, n):

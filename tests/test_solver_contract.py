@@ -14,7 +14,8 @@ import pytest
 from scipy.optimize import linprog
 
 from mc_hull.solvers import INSIDE, OUTSIDE, UNDECIDED, get_solver, solver_names
-from mc_hull.solvers.stream import ArraySource, StreamSolver
+from mc_hull.solvers.sources import ArraySource
+from mc_hull.solvers.stream import StreamSolver
 
 TOL = 1e-9
 

@@ -8,7 +8,7 @@ import pytest
 from mc_hull.distance import distances
 from mc_hull.solvers.sourced import SourceRows, block_price, held_array
 from mc_hull.solvers.sources import ArraySource, Streamed
-from mc_hull.solvers.colgen import price
+from mc_hull.solvers.pricing import price
 
 
 def cases():
@@ -93,7 +93,7 @@ def test_source_rows_price_and_nearest_match_the_whole_array():
 
 
 def test_x_mapped_once_gives_the_passes_of_x_mapped_per_pass():
-    from mc_hull.hulltest import decide_points
+    from mc_hull.jobs.hulltest import decide_points
     from mc_hull.solvers.sourced import MappedSource
 
     rng = np.random.default_rng(12)

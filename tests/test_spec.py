@@ -9,7 +9,7 @@ from mc_hull.spec import Spec, load_preset, load_toml, preset_names
 def test_defaults_validate_and_resolve_auto_solver():
     spec = Spec()
     assert spec.solver != "auto"
-    # K per cell from the cost rule (mc_hull.design), at most trials // 30 = 33 (30 training sets)
+    # K per cell from the cost rule (mc_hull.stats.design), at most trials // 30 = 33 (30 training sets)
     assert spec.k_for(8, 1000) == 33 and spec.replicates_for(8, 1000) == 31
     assert spec.k_for(2, 10) < 33                     # cheap X, correlated queries: fewer per set
     assert spec.uniform_k is None

@@ -1,6 +1,6 @@
 """One spec path for every face: `mc-hull run` and `mc-hull submit` assemble the same specs.
 
-`submit` is exercised through the job it would ship (:func:`mc_hull.submit.run_arguments`: the
+`submit` is exercised through the job it would ship (:func:`mc_hull.distributed.submit.run_arguments`: the
 entrypoint `mc-hull run --spec-json JSON --out URI`), which is parsed and run here like the job
 would run it on a cluster; a real job server is in tests/test_submit.py.
 """
@@ -16,7 +16,7 @@ from mc_hull.cli.run import build_panels
 from mc_hull.cli.submit import load_spec
 from mc_hull.errors import SpecError
 from mc_hull.spec import Panel, Spec, preset_names
-from mc_hull.submit import run_arguments
+from mc_hull.distributed.submit import run_arguments
 
 NESTED_AUTO = """distribution = "gaussian"
 dims = [4]

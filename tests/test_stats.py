@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mc_hull import stats
+from mc_hull.stats import intervals as stats
 
 
 def simulate(rng, cells: int, R: int, K: int, rho: float, p_range=(0.03, 0.97)):

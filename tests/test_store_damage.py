@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mc_hull.cli import main
-from mc_hull.plan import plan
+from mc_hull.jobs.plan import plan
 from mc_hull.query import cell_estimates
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
 from mc_hull.store import ResultStore
 
@@ -289,7 +289,7 @@ def test_readme_snippets_work_verbatim_after_run_repair_and_hull_test(tmp_path, 
 
 
 def test_dashboard_rate_is_the_runners_recorded_rate(out):
-    from mc_hull import views
+    from mc_hull.query import views
 
     (stats,) = ResultStore(str(out)).run_stats().values()
     assert stats["trials"] == SPEC.planned_trials and stats["trials_per_s"] > 0
@@ -307,9 +307,9 @@ def test_only_the_store_knows_files():
         if "store" in path.relative_to(REPO).parts[:2]:
             continue
         assert not pattern.search(path.read_text()), path
-    text = (REPO / "mc_hull" / "thresholds.py").read_text()
+    text = (REPO / "mc_hull" / "stats" / "thresholds.py").read_text()
     assert "query" not in re.findall(r"^\s*from\s+\.(\w*)", text, re.M)
-    assert "run_id = name.split" not in (REPO / "mc_hull" / "views.py").read_text()
+    assert "run_id = name.split" not in (REPO / "mc_hull" / "query" / "views.py").read_text()
 
 
 def test_the_same_spec_started_twice_at_once_is_one_run(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mc_hull.errors import StoreError
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
 from mc_hull.store import ResultStore
 

@@ -25,9 +25,9 @@ import duckdb
 import pytest
 
 from mc_hull.cli import main
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
-from mc_hull.submit import submission_id
+from mc_hull.distributed.submit import submission_id
 
 pytestmark = pytest.mark.ray
 
@@ -175,7 +175,7 @@ def test_stop_then_retry_resumes_under_a_new_attempt_id(head, tmp_path, capsys, 
     monkeypatch.chdir(tmp_path)  # a tiny working directory
     args = ["submit", str(spec_file), "--address", head, "--out", str(out)]
     assert main([*args, "--no-wait"]) == 0
-    from mc_hull.submit import client
+    from mc_hull.distributed.submit import client
 
     cl = client(head)
     deadline = time.monotonic() + 120
@@ -227,7 +227,7 @@ def test_submit_ships_the_spec_itself_grid_and_adaptive_fields(head, tmp_path, c
     captured = capsys.readouterr()
     job = captured.out.strip().splitlines()[-1]
     assert f"mc-hull status {job} --address {head}" in captured.err  # the hint keeps --address
-    from mc_hull.submit import client, follow
+    from mc_hull.distributed.submit import client, follow
 
     assert follow(client(head), job, log=open(os.devnull, "w"), out=open(os.devnull, "w"),
                   timeout=240) == "SUCCEEDED"

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from mc_hull import stats
+from mc_hull.stats import intervals as stats
 from mc_hull.query import THRESHOLD_COLUMNS
-from mc_hull.thresholds import fit_n_half, isotonic
+from mc_hull.stats.thresholds import fit_n_half, isotonic
 
 
 def simulate_fits(rng, curve, n_half, sizes, R=10, K=50, rho=0.05, sims=150):
@@ -95,8 +95,8 @@ def test_two_cells_interpolate_with_a_finite_interval():
 @pytest.fixture(scope="module")
 def auto_run(tmp_path_factory):
     """A real small run on the automatic Gaussian grid for d = 2, 3 (serial, default solver)."""
-    from mc_hull.adaptive import auto_grid
-    from mc_hull.runner import execute
+    from mc_hull.runs.adaptive import auto_grid
+    from mc_hull.runs.runner import execute
     from mc_hull.spec import Spec
 
     grid = auto_grid("gaussian", [2, 3])

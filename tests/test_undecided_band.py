@@ -20,6 +20,7 @@ import pytest
 
 import mc_hull
 from mc_hull.solvers import certificates as cert
+from mc_hull.solvers import edges
 from mc_hull.solvers import get_solver
 
 _spec = importlib.util.spec_from_file_location(
@@ -84,7 +85,7 @@ def test_streamed_sources_get_the_coordinate_directions(kind):
 
 def test_before_the_stage_these_were_undecided(monkeypatch):
     """The constructions are hard: without the edge stage many queries beyond the band stay undecided."""
-    monkeypatch.setattr(cert, "edge_candidates", lambda P, Q, scale, atol: (
+    monkeypatch.setattr(edges, "edge_candidates", lambda P, Q, scale, atol: (
         np.full(len(Q), -1, dtype=np.int8), np.zeros(Q.shape), [None] * len(Q), [None] * len(Q),
         np.full(len(Q), "none", dtype=object)))
     (_, _, t), = band.run(["constant"], ["auto"], 6, seed=4242, tols=[1e-9], permute=False)

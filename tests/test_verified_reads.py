@@ -14,7 +14,7 @@ import pytest
 
 from mc_hull.errors import StoreError
 from mc_hull.query import cell_estimates, cells as cells_module
-from mc_hull.runner import execute
+from mc_hull.runs.runner import execute
 from mc_hull.spec import Spec
 from mc_hull.store import ResultStore
 

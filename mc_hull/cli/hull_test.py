@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from ..datasets import DATASETS, ArrayData, digits_split, load_array, parse_reduce
+from ..runs.datasets import DATASETS, ArrayData, digits_split, load_array, parse_reduce
 from ..errors import InputError
-from ..filesource import is_dataset, open_source
-from ..hulltest import PRESETS, HullTestSpec, paper_digits, run_hull_test
+from ..runs.filesource import is_dataset, open_source
+from ..runs.hulltest import PRESETS, paper_digits, run_hull_test
+from ..jobs.hulltest import HullTestSpec
 from ..store import sweep_schema
 from . import texts
 from .args import _float, _int, _location, _seed
@@ -71,7 +72,7 @@ def backend(args) -> str:
 
 
 def hull_test_spec(args):
-    """The frozen :class:`~mc_hull.hulltest.HullTestSpec` of the flags (seed, solver, tol, measure), validated once.
+    """The frozen :class:`~mc_hull.jobs.hulltest.HullTestSpec` of the flags (seed, solver, tol, measure), validated once.
 
     ``mc-hull run --preset paper-digits`` leaves unset flags as None: they take the defaults.
     """
@@ -87,7 +88,7 @@ def options(args) -> dict:
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers: must be at least 1, got {args.workers}")
     if args.address and not args.serial:
-        from ..distributed import check_reachable
+        from ..distributed.pool import check_reachable
 
         check_reachable(args.address)
     return dict(backend=backend(args), address=args.address, workers=args.workers)
@@ -107,7 +108,7 @@ def run_preset(args) -> int:
 
 
 def load_data(text: str, name: str):
-    """A sharded dataset (a directory or URI: :func:`mc_hull.filesource.open_source`) or one array file."""
+    """A sharded dataset (a directory or URI: :func:`mc_hull.runs.filesource.open_source`) or one array file."""
     return open_source(text, name) if is_dataset(text) else load_array(text, name)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import views
-from ..errors import InputError, SpecError, StoreError
+from ..query import views
+from ..errors import InputError, SpecError
 from ..spec import MAX_D, parse_dims
 from . import texts
 from .args import _location
@@ -345,7 +345,7 @@ def _setup():
 def draw(cells, distribution: str, fitted=None, which: str = "ambient"):
     """A matplotlib Figure (Agg) with the two panels; artists carry SVG ids naming their series.
 
-    ``cells`` come from :func:`mc_hull.views.by_dimension`: one line per ``curve``
+    ``cells`` come from :func:`mc_hull.query.views.by_dimension`: one line per ``curve``
     (parameters and ambient d), coloured by ``dim``, the chosen dimension.
     """
     plt = _setup()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .. import views
+from ..query import views
 from ..errors import InputError, StoreError
 from ..query import ENTRY_NOTE, INTERVAL_NOTE, agreement, cell_estimates, entry_sizes, thresholds
 from ..query.distances import DISTANCE_NOTE

@@ -7,15 +7,15 @@ import time
 
 import pyarrow as pa
 
-from .. import plan as planning
-from ..adaptive import run_adaptive
+from ..jobs import plan as planning
+from ..runs.adaptive import run_adaptive
 from ..errors import PlanError, SpecError, StoreError
-from ..jobs import MonteCarloJob
-from ..nested_job import NestedJob, check_nested
+from ..jobs.base import MonteCarloJob
+from ..jobs.nested import NestedJob, check_nested
 from ..query import cell_estimates
-from ..runner import execute, open_run
+from ..runs.runner import execute, open_run
 from ..spec import Panel, Spec
-from ..trial import check_measure
+from ..jobs.trial import check_measure
 from . import one_line, texts
 from .args import _int, _location
 from .format import FORMATS
@@ -55,7 +55,7 @@ def build_panels(args) -> list[Panel]:
     pass (``--sizes auto`` without an exact curve) runs on Ray when ``--address`` or ``--workers`` asks."""
     ray_asked = not args.serial and (args.address or args.workers)
     if ray_asked and args.address:  # the pilot pass joins the cluster: refuse it in one line first
-        from ..distributed import check_reachable
+        from ..distributed.pool import check_reachable
 
         check_reachable(args.address)
     return assemble(args, backend="ray" if ray_asked else "serial", address=args.address, workers=args.workers)
@@ -74,7 +74,7 @@ def plan_estimate(spec: Spec, args, job=None):
     if args.serial and (args.address or args.workers):
         raise SpecError("--serial runs without Ray; drop --address/--workers")
     if args.address and not args.serial:
-        from ..distributed import check_reachable
+        from ..distributed.pool import check_reachable
 
         check_reachable(args.address)  # one line now, not a minute of retries inside ray.init
     if job is None and spec.nested:
@@ -107,7 +107,7 @@ def describe_queries(spec: Spec) -> str:
         per_d.setdefault(d, set()).add(kk)
     parts = [f"d = {d}: {min(ks)}" if len(ks) == 1 else f"d = {d}: {min(ks)}-{max(ks)}"
              for d, ks in sorted(per_d.items())]
-    return ("mc-hull: queries per training set K (cost rule, mc_hull.design: drawing X against a query and "
+    return ("mc-hull: queries per training set K (cost rule, mc_hull.stats.design: drawing X against a query and "
             f"the queries' correlation; --queries-per-set sets one K): {', '.join(parts)}")
 
 
@@ -163,7 +163,7 @@ def main(args) -> int:
               file=sys.stderr)
     pool = None
     if len(panels) > 1 and backend == "ray":  # one Ray and one set of actors for every panel
-        from ..distributed import Pool
+        from ..distributed.pool import Pool
 
         pool = Pool(args.address, args.workers)
     try:

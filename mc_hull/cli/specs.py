@@ -3,7 +3,7 @@
 ``mc-hull run`` and ``mc-hull submit`` register the same spec arguments (:func:`add_spec_arguments`)
 and build their panels with :func:`assemble`: the flags are merged into the file's fields, and
 ``sizes = "auto"`` is resolved inside the one validation of each panel by
-:func:`mc_hull.adaptive.auto_sizes` (a nested run's 40 sizes included), so both faces give the
+:func:`mc_hull.runs.adaptive.auto_sizes` (a nested run's 40 sizes included), so both faces give the
 same specs, run ids and rows.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from ..adaptive import auto_sizes
+from ..runs.adaptive import auto_sizes
 from ..errors import SpecError
 from ..spec import MAX_D, Panel, load_panels, load_preset, load_toml, preset_names, unique_json_keys
 from . import texts
@@ -149,7 +149,7 @@ def assemble(args, *, backend: str = "serial", address: str | None = None,
     """Every panel (one for a plain spec) of the file, preset, JSON or flags in ``args``, validated once.
 
     ``sizes = "auto"`` (in the file or as ``--sizes auto``) is resolved inside that validation by
-    :func:`mc_hull.adaptive.auto_sizes`; a pilot pass, for distributions without an exact curve,
+    :func:`mc_hull.runs.adaptive.auto_sizes`; a pilot pass, for distributions without an exact curve,
     runs on ``backend`` (``address``, ``workers``: a Ray address and actors).
     """
     base = source(args)

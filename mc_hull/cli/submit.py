@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from .. import submit as jobs
+from ..distributed import submit as jobs
 from ..errors import SpecError
 from ..store import is_uri
 from .args import _location

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..samplers import SAMPLERS, sampler_names
 from ..solvers import DEFAULT_SOLVER, solver_names
-from ..spec import TOL_MAX, TOL_MIN
+from ..solvers.certificates import TOL_MAX, TOL_MIN
 
 
 def distributions() -> str:

@@ -10,8 +10,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from .. import stats, theory
-from ..distance_stats import SUMMARY_COLUMNS
+from ..stats import intervals as stats
+from .. import theory
+from ..stats.distances import SUMMARY_COLUMNS
 from ..errors import McHullError, StoreError
 from ..samplers import SAMPLERS, get_sampler
 from ..store import ResultStore
@@ -344,7 +345,7 @@ def cell_estimates(out, *, run_id: str | None = None, level: float = stats.LEVEL
     standard error (floored at the binomial one at the exact p).
 
     When the store holds runs with ``measure = "distance"``, the columns of
-    :data:`mc_hull.distance_stats.SUMMARY_COLUMNS` follow (:mod:`.distances`;
+    :data:`mc_hull.stats.distances.SUMMARY_COLUMNS` follow (:mod:`.distances`;
     null for cells without measured trials); otherwise the table is unchanged.
 
     Returns

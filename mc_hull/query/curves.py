@@ -1,6 +1,6 @@
 """Empirical 50% points per (distribution, params, d) from a store's cells.
 
-Fitted by :mod:`mc_hull.thresholds` for ordinary runs; read as the median of the
+Fitted by :mod:`mc_hull.stats.thresholds` for ordinary runs; read as the median of the
 entry size T for nested curves (:mod:`.entry`), whose cells are one set of trials
 read at every N and so cannot be fitted as independent binomials.
 """
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .. import stats, theory
-from ..thresholds import fit_n_half
+from ..stats import intervals as stats
+from .. import theory
+from ..stats.thresholds import fit_n_half
 from .cells import cell_estimates, exact_n_half_of, parse_params
 from .entry import MEDIAN_T, median_of_t, nested_curves
 
@@ -30,7 +31,7 @@ def curve_n_half(n, inside, decided, deff, replicates, p_hat, ci_low, ci_high, *
 
     A nested curve (one set of trials read at every N) gets the median of T with its bracket
     (:func:`mc_hull.query.entry.median_of_t`, ``method`` "median of T", ``fit_cells`` 0); any other
-    curve the fit of :func:`mc_hull.thresholds.fit_n_half` on ``inside`` of ``decided`` trials,
+    curve the fit of :func:`mc_hull.stats.thresholds.fit_n_half` on ``inside`` of ``decided`` trials,
     with the cells' design effects and replicates.
 
     Returns
@@ -50,7 +51,7 @@ def empirical_n_half(out, *, run_id: str | None = None, level: float = stats.LEV
     A nested curve (every unit from a ``nested = true`` run,
     :func:`mc_hull.query.entry.nested_curves`) gets N_half as the median of T with
     the bracket of :func:`mc_hull.query.entry.median_of_t` (``method`` "median of T",
-    ``fit_cells`` 0); any other curve the fit of :func:`mc_hull.thresholds.fit_n_half`.
+    ``fit_cells`` 0); any other curve the fit of :func:`mc_hull.stats.thresholds.fit_n_half`.
 
     Parameters
     ----------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .. import stats
-from ..distance_stats import SUMMARY_COLUMNS, cell_summary
+from ..stats import intervals as stats
+from ..stats.distances import SUMMARY_COLUMNS, cell_summary
 
 #: Columns the trials carry in a distance run.
 DISTANCE_COLUMNS = ("distance_low", "distance_high", "nn_distance")

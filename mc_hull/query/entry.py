@@ -1,12 +1,12 @@
 """Nested runs read back: which curves are nested, every trial's bounds on its entry size T, N½ as the median of T.
 
 A nested run (spec ``nested = true``, rows with ``method`` ``"nested:<solver>"``,
-:mod:`mc_hull.nested_job`) locates each query's entry size
+:mod:`mc_hull.jobs.nested`) locates each query's entry size
 T = min{n : x ∈ conv(X₁…X_n)} on the grid of sizes of its d, so P(T ≤ N) = p(d, N)
 and p̂ is the empirical distribution function of T at the grid sizes.  N½ is then
 read directly as the median of T, with no curve fit (:func:`median_of_t`).
 
-Why not the fit of :mod:`mc_hull.thresholds`: the cells of a nested curve are the
+Why not the fit of :mod:`mc_hull.stats.thresholds`: the cells of a nested curve are the
 same trials read at different N, so a likelihood that multiplies their binomial
 terms counts every trial once per cell in the window and its interval is far too
 narrow (its 99% interval missed the exact Gaussian N½ in 36-47% of small runs at
@@ -14,7 +14,7 @@ d = 2..5, ``benchmarks/median_t_coverage.py``).
 
 The interval inverts the per-size tests: N½ > N wherever the cell's 99% clustered
 interval lies below 1/2, N½ ≤ N wherever it lies at or above 1/2
-(:func:`mc_hull.thresholds.median_interval`).  It is the clustered analogue of the
+(:func:`mc_hull.stats.thresholds.median_interval`).  It is the clustered analogue of the
 distribution-free binomial interval of a median: a miss needs a cell near N½ whose
 interval excludes p(N) on the wrong side, which happens with probability at most
 0.5% on each side, and the per-cell intervals are clustered by training set, so the
@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from ..errors import StoreError
 from ..store import ResultStore
-from ..thresholds import median_interval
+from ..stats.thresholds import median_interval
 from .cells import CELL_READ, _cached, cell_info, connect, run_params, verified_statuses
 
 #: ``method`` of a thresholds row read as the median of T (a nested curve).

@@ -48,7 +48,7 @@ def run_progress(out) -> list[dict]:
     ``committed``, ``in_flight`` trials counted inside the units running, ``rate``, ``eta_s``,
     ``units``, ``updated``, ``finished``), ``{}`` if none.
     """
-    from ..plan import plan
+    from ..jobs.plan import plan
     from ..spec import Spec
 
     store = ResultStore(out)

@@ -8,8 +8,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from .. import stats
-from ..distance_stats import median_interval
+from ..stats import intervals as stats
+from ..stats.distances import median_interval
 from ..errors import StoreError
 from ..store import HullTestStore
 
@@ -23,7 +23,7 @@ def sweeps(out) -> list[dict]:
     Returns
     -------
     list of dict
-        Records as written by :func:`mc_hull.hulltest.run_sweep` (name, ladder,
+        Records as written by :func:`mc_hull.runs.hulltest.run_sweep` (name, ladder,
         train/test descriptions, seconds, finished); ``[]`` when there are none.
     """
     try:
@@ -64,7 +64,7 @@ def sweeps_key(out) -> tuple:
 def sweep_distances(out, sweep_id: str, level: float = stats.LEVEL) -> pa.Table:
     """Per (reduction, K) of a sweep measured with distance: median distance/nn with its interval and P(near).
 
-    The median's interval is distribution-free (:func:`mc_hull.distance_stats.median_interval`,
+    The median's interval is distribution-free (:func:`mc_hull.stats.distances.median_interval`,
     each test image its own cluster: given the training set, test images are
     independent); ``p_near_10pct`` gets a Wilson interval over decided images.
 

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SpecError
 from .base import Range, Sampler, side_stream
-
-
-def _int_option(sampler: Sampler, name: str, low: int, high: int | None = None, why: str = "") -> int:
-    """``sampler.options[name]`` as an int in [low, high]; SpecError naming the field otherwise."""
-    return Range(low, high, integer=True, why=why).check(sampler.name, name, sampler.options[name], sampler.d)
-
-
-def _float_option(sampler: Sampler, name: str, low: float, *, strict: bool,
-                  high: float | None = None) -> float:
-    """``sampler.options[name]`` as a finite float above ``low`` (``strict``) or at least it, and at most ``high``."""
-    return Range(low, high, open_low=strict).check(sampler.name, name, sampler.options[name], sampler.d)
 
 
 #: Largest mixture separation: beyond it the clusters' unit spread is below what the

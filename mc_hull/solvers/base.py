@@ -6,7 +6,7 @@ data into the training set's frame (``certificates.Frame``), settles queries far
 beyond the data by a coordinate direction, verifies every candidate
 independently (``certificates.py``), polishes inside weights with NNLS when the
 raw ones miss the tolerance, tries the nearest training point for what is left,
-then the certificates of faces and flats (``certificates.edge_candidates``: coordinate
+then the certificates of faces and flats (``edges.edge_candidates``: coordinate
 directions, the distance engine's projection, ℓ∞ optima; the undecided band), then
 re-tries the queries that still fail with the solver's ``fallbacks`` and marks
 whatever remains *undecided*.  No answer leaves a solver without a checked certificate.
@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import certificates as cert
+from . import edges
 from .sources import InMemory, Streamed, Training, is_source
 
 INSIDE, OUTSIDE, UNDECIDED = 1, 0, -1
@@ -207,7 +208,7 @@ class Solver:
         The one sequence every solver runs: far queries settled by a coordinate direction;
         the solver's candidates (screened, then proposed batch by batch), each verified;
         the nearest training point for what is left; the edge stage near faces and flats
-        (:func:`~.certificates.edge_candidates`) and the fallback chain (rows in memory only).
+        (:func:`~.edges.edge_candidates`) and the fallback chain (rows in memory only).
 
         Parameters
         ----------
@@ -278,7 +279,7 @@ class Solver:
 
     def _edge_stage(self, dec: "Decisions", todo: np.ndarray, data: Training, queries: np.ndarray,
                     atol: float, scale: float) -> np.ndarray:
-        """Settle what it can of ``todo`` with :func:`~.certificates.edge_candidates`; the still undecided.
+        """Settle what it can of ``todo`` with :func:`~.edges.edge_candidates`; the still undecided.
 
         A streamed training set (rows not in memory) gets the coordinate directions alone, from
         its per-coordinate extremes (``data.bounds``).
@@ -286,7 +287,7 @@ class Solver:
         t1 = time.perf_counter()
         cand = Candidates.empty(todo.size, queries.shape[1], "edge")
         if data.points is not None:
-            cand.kind, cand.directions, cand.support, cand.weights, kinds = cert.edge_candidates(
+            cand.kind, cand.directions, cand.support, cand.weights, kinds = edges.edge_candidates(
                 data.points, queries[todo], scale, atol)
             cand.method = np.array([f"edge-{k}" for k in kinds], dtype=object)
         else:

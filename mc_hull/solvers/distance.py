@@ -8,7 +8,8 @@ import numpy as np
 
 from .. import progress
 from .certificates import rounding_bound
-from .colgen import _BLOCK_ELEMS, master, price
+from .master import master
+from .pricing import _BLOCK_ELEMS, price
 
 U = 2.0 ** -53          # unit roundoff of float64
 
@@ -137,7 +138,7 @@ def checked_low(queries, directions, best, ax):
     ----------
     queries, directions : ndarray, shape (B, d)
     best : ndarray, shape (B,)
-        ``max_i w.X_i`` as computed (:func:`colgen.price`).
+        ``max_i w.X_i`` as computed (:func:`~.pricing.price`).
     ax : float
         ``max |points|``.
 
@@ -178,7 +179,7 @@ def face_normals(points, idx, lam, offs, R, rows):
     Parameters
     ----------
     points : ndarray, shape (N, d)
-    idx, lam, offs : the master's concatenated sets and weights (:func:`colgen.master`)
+    idx, lam, offs : the master's concatenated sets and weights (:func:`~.master.master`)
     R : ndarray, shape (B, d)
         The residuals.
     rows : int ndarray
@@ -206,7 +207,7 @@ def face_normals(points, idx, lam, offs, R, rows):
 class HeldRows:
     """The training set held whole, behind the operations :func:`project` uses (a streamed source has the same).
 
-    ``shape`` (N, d); ``ax = max |points|``; ``price(W, k, lowest)`` as :func:`colgen.price`;
+    ``shape`` (N, d); ``ax = max |points|``; ``price(W, k, lowest)`` as :func:`~.pricing.price`;
     ``nearest(Q)`` as :func:`nearest`; ``rows(idx)`` the rows ``idx`` (k, d).
     """
 
@@ -269,7 +270,7 @@ def project(points, queries, *, atol: float, scale: float, gap, max_rounds: int 
         Nearest rows from :func:`nearest`, if already known.
     certificates : bool
         Also return the membership certificates behind ``margin1`` and ``inside`` (for
-        :func:`~.certificates.edge_candidates`).
+        :func:`~.edges.edge_candidates`).
 
     Returns
     -------

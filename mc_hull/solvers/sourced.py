@@ -37,7 +37,7 @@ class FrameBlock(np.ndarray):
 
 
 class PremappedFrame:
-    """A :class:`~.stream.StreamFrame` whose ``map`` leaves :class:`FrameBlock` rows as they are."""
+    """A :class:`~.sources.StreamFrame` whose ``map`` leaves :class:`FrameBlock` rows as they are."""
 
     def __init__(self, frame):
         self.__dict__.update(frame.__dict__)
@@ -133,7 +133,7 @@ class SourceRows:
         self.ax = float(np.max(np.abs(data.bounds)))   # frame extremes per coordinate: max |X~|
 
     def price(self, directions, k, lowest=None):
-        """As :func:`~.colgen.price` over all N rows (chunks are taken per block; indices are global)."""
+        """As :func:`~.pricing.price` over all N rows (chunks are taken per block; indices are global)."""
         W = np.asarray(directions, dtype=np.float64)
         parts = self.data._pass(_price_pass, (self.frame, W, k, lowest))
         best = np.max([p[0] for p in parts], axis=0)
@@ -167,9 +167,9 @@ class SourceRows:
 
 # -- passes over runs of blocks (module level: a map or a block holder may run them elsewhere) -----
 def block_price(Y, W, k, lowest=None):
-    """:func:`~.colgen.price` on one block ``Y`` (R, d): one product ``W @ Y.T`` (B, R), no copy of Y.
+    """:func:`~.pricing.price` on one block ``Y`` (R, d): one product ``W @ Y.T`` (B, R), no copy of Y.
 
-    Chunks as :func:`~.colgen.price`'s small path (k chunks of L = ceil(R / k) rows, the last padded with
+    Chunks as :func:`~.pricing.price`'s small path (k chunks of L = ceil(R / k) rows, the last padded with
     its last row); also returns the lowest scores (B, lowest) of the coarse chunks.
     """
     S = W @ Y.T

@@ -3,7 +3,7 @@
 A *point source* holds the training set X (N, d) as row blocks that it can serve
 in any order: :class:`ArraySource` wraps an array, :class:`mc_hull.samplers.KeyedSource`
 regenerates blocks from their seeds, file sources read shards, and
-``mc_hull.distributed_blocks.ActorSource`` keeps blocks in Ray actors spread over a
+``mc_hull.distributed.blocks.ActorSource`` keeps blocks in Ray actors spread over a
 cluster's nodes.  Its one collective operation is :meth:`PointSource.map_blocks`:
 run ``fn(context, blocks)`` over disjoint runs of blocks and return the partial
 results *in block order*, so every reduction below (min, max, top-k by score then
@@ -70,7 +70,7 @@ class PointSource:
         parts : int
             Runs of blocks to split the pass into.
         map : callable, optional
-            ``map(fn, units, context) -> list`` in order (``mc_hull.distributed.Pool.map``); serial
+            ``map(fn, units, context) -> list`` in order (``mc_hull.distributed.pool.Pool.map``); serial
             when omitted.
         """
         runs = block_runs(self.n_blocks, parts)

@@ -1,7 +1,7 @@
 """Streaming column generation: the colgen master and pricing over a training set that is never held whole.
 
 :class:`StreamSolver` implements only the solver hooks (:class:`~.base.Solver`): its
-candidates come from the same master (:func:`~.colgen.master`) and pricing as
+candidates come from the same master (:func:`~.master.master`) and pricing as
 :class:`~.colgen.ColGenSolver`, but every product over all N rows goes through a
 :class:`~.sources.Training` — the framed array, or a point source served by passes
 (:mod:`.sources`: in-process, regenerated from keys, read from shards, or held by
@@ -29,9 +29,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import INSIDE, OUTSIDE, Candidates, Solver  # noqa: F401 - INSIDE for callers
-from .colgen import master, record_inside
-from .sources import ARRAY_BLOCK_ROWS, ArraySource, PointSource, StreamFrame, Streamed  # noqa: F401
+from .base import OUTSIDE, Candidates, Solver
+from .colgen import record_inside
+from .master import master
+from .sources import Streamed
 
 #: Default bytes for the working sets of one batch of queries.
 DEFAULT_BUDGET = 1 << 30
@@ -54,7 +55,7 @@ class StreamSolver(Solver):
     budget : int, optional
         Bytes for working sets and returned rows of one batch (default 1 GiB).
     map : callable, optional
-        ``map(fn, block_runs, context) -> list`` in order (``mc_hull.distributed.Pool.map``) for
+        ``map(fn, block_runs, context) -> list`` in order (``mc_hull.distributed.pool.Pool.map``) for
         sources that do not place their own blocks; serial by default.
     ranges : int
         Runs of blocks per pass offered to ``map``.

@@ -60,7 +60,7 @@ SWEEP_SCHEMA = pa.schema([
 #: Columns a trial or test point gains with ``measure = "distance"`` (:func:`mc_hull.hull_distance`).
 DISTANCE_FIELDS = [pa.field("distance_low", pa.float64()), pa.field("distance_high", pa.float64()),
                    pa.field("nn_distance", pa.float64())]
-#: Columns a sweep row gains with the distance measure (:func:`mc_hull.hulltest.distance_summary`).
+#: Columns a sweep row gains with the distance measure (:func:`mc_hull.runs.hulltest.distance_summary`).
 SWEEP_DISTANCE_FIELDS = [pa.field("outside_measured", pa.int64())] + [
     pa.field(name, pa.float64()) for name in ("dist_nn_q10", "dist_nn_q25", "dist_nn_q50", "dist_nn_q75",
                                               "dist_nn_q90", "p_near_1pct", "p_near_10pct")]

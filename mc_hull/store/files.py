@@ -1,7 +1,7 @@
 """A user's files on any filesystem (local path or pyarrow URI): listing, ranged reads, Parquet row groups.
 
 The store is the one package that knows filesystems and Parquet; the file point sources
-(:mod:`mc_hull.filesource`) read a user's training set through these few calls.
+(:mod:`mc_hull.runs.filesource`) read a user's training set through these few calls.
 """
 
 from __future__ import annotations

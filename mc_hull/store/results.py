@@ -10,8 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 
-from ..errors import McHullError, StoreError
-
+from ..errors import StoreError
 from .base import (DISTANCE_FIELDS, POINT_SCHEMA, POINT_SCHEMA_DISTANCE, READ_THREADS, SCHEMA, SCHEMA_DISTANCE,
                    SWEEP_SCHEMA, VARIANTS, Damaged, Entry, Forged, RunConflict, Store, Verified, check_id,
                    open_digest)
@@ -34,7 +33,7 @@ STATUS_NAMES = {1: "inside", 0: "outside", -1: "undecided"}
 def status_columns(status) -> dict[str, pa.Array]:
     """``inside`` (null where undecided), ``undecided`` and ``status`` (the name) from int8 status (m,).
 
-    The one translation of the rows' status encoding (:func:`mc_hull.trial.rows`) into stored columns.
+    The one translation of the rows' status encoding (:func:`mc_hull.jobs.trial.rows`) into stored columns.
     """
     status = np.asarray(status)
     if status.dtype.kind not in "iu":
@@ -45,7 +44,7 @@ def status_columns(status) -> dict[str, pa.Array]:
 
 
 def to_table(columns: dict[str, np.ndarray]) -> pa.Table:
-    """Arrow table in :data:`SCHEMA` from a Monte Carlo job's rows (:func:`mc_hull.trial.rows`;
+    """Arrow table in :data:`SCHEMA` from a Monte Carlo job's rows (:func:`mc_hull.jobs.trial.rows`;
     :data:`SCHEMA_DISTANCE` when they hold the distance measure's columns)."""
     schema = SCHEMA_DISTANCE if _has_distance(columns) else SCHEMA
     _refuse_uncertified(np.asarray(columns["status"]) >= 0, columns["certificate_value"])
@@ -81,13 +80,13 @@ def _difference(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
-#: A Monte Carlo shard's unit key (:attr:`mc_hull.plan.Shard.key`).
+#: A Monte Carlo shard's unit key (:attr:`mc_hull.jobs.plan.Shard.key`).
 _SHARD_KEY = re.compile(r"(?P<distribution>[A-Za-z0-9_.-]+)/d=(?P<d>[0-9]+)/n=(?P<n>[0-9]+)/"
                         r"r(?P<start>[0-9]+)-(?P<stop>[0-9]+)")
 
 
 def shard_key(distribution: str, d: int, n: int, start: int, stop: int) -> str:
-    """The unit key of replicates ``start .. stop-1`` of cell (distribution, d, n), as :class:`mc_hull.plan.Shard`."""
+    """The unit key of replicates ``start .. stop-1`` of cell (distribution, d, n), as :class:`mc_hull.jobs.plan.Shard`."""
     return f"{distribution}/d={d}/n={n}/r{start:07d}-{stop:07d}"
 
 
@@ -100,12 +99,60 @@ def parse_shard_key(key: str) -> tuple[str, int, int, int, int] | None:
     return (dist, d, n, start, stop) if shard_key(dist, d, n, start, stop) == key else None
 
 
-def unit_problem(entry: Entry, spec=None) -> str | None:
+class RunPlan:
+    """What the store checks a run's units against, read from its recorded spec (never rebuilt as a Spec).
+
+    The recorded spec is the canonical dict of :meth:`mc_hull.spec.Spec.to_dict` (``dims``,
+    ``sizes``, an optional ``grid`` ``{"d": [N, ...]}``, ``trials``, ``queries_per_set`` an int or a
+    table ``{"d": {"N": K}}``); the plan is its cells, K per cell and trials, so the store
+    counts a unit's planned rows without the spec module.  :meth:`from_record` returns None for a
+    record that is not such a dict (damaged or forged), as an unreadable record was always skipped.
+    """
+
+    def __init__(self, distribution: str, cells: tuple, trials: int, k: int | dict):
+        self.distribution, self.cells, self.trials, self._k = distribution, cells, trials, k
+        self.cell_set = frozenset(cells)
+
+    @classmethod
+    def from_record(cls, spec: dict) -> "RunPlan | None":
+        try:
+            dims = [_count(d) for d in spec["dims"]]
+            grid = spec.get("grid")
+            per_d = ({int(d): [_count(n) for n in ns] for d, ns in grid.items()} if grid
+                     else {d: [_count(n) for n in spec["sizes"]] for d in dims})
+            cells = tuple((d, n) for d in dims for n in per_d[d])
+            q = spec["queries_per_set"]
+            k = (_count(q) if not isinstance(q, dict) else
+                 {(int(d), int(n)): _count(v) for d, row in q.items() for n, v in row.items()})
+            plan = cls(str(spec.get("distribution", "gaussian")), cells, _count(spec["trials"]), k)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        return plan if isinstance(k, int) or set(k) == plan.cell_set else None
+
+    def k_for(self, d: int, n: int) -> int | None:
+        """K of cell (d, N), as :meth:`mc_hull.spec.Spec.k_for`: the one K of every cell, or the
+        table's (None for a cell that the table lacks)."""
+        return self._k if isinstance(self._k, int) else self._k.get((d, n))
+
+    def queries_in(self, replicate: int, d: int, n: int) -> int:
+        """Queries of training set ``replicate`` of a planned cell, as :meth:`mc_hull.spec.Spec.queries_in`."""
+        k = self.k_for(d, n)
+        return k if replicate >= -(-self.trials // k) else min(k, self.trials - replicate * k)
+
+
+def _count(value) -> int:
+    """A positive int of a recorded spec (bools and floats refused: the record is not canonical)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(value)
+    return value
+
+
+def unit_problem(entry: Entry, plan: RunPlan | None = None) -> str | None:
     """Why a trials entry does not name its own unit (None when it does).
 
     The key must be a canonical shard key; the entry's partition and replicate range
-    (``meta``) must be the ones the key implies; with the run's ``spec``, the key's cell must
-    be one of the spec's cells, its distribution the spec's and its range non-empty.  So an
+    (``meta``) must be the ones the key implies; with the run's ``plan``, the key's cell must
+    be one of the plan's cells, its distribution the run's and its range non-empty.  So an
     entry copied under another key, or with its key field edited, is not counted.
     """
     parsed = parse_shard_key(entry.key)
@@ -118,22 +165,9 @@ def unit_problem(entry: Entry, spec=None) -> str | None:
         return f"its replicates {entry.meta.get('start')}..{entry.meta.get('stop')} are not the ones its key names"
     if not start < stop:
         return "its key names no replicates"
-    if spec is not None and (dist != spec.distribution or (d, n) not in _cells(spec)):
+    if plan is not None and (dist != plan.distribution or (d, n) not in plan.cell_set):
         return "its key names a cell that its run's plan does not have"
     return None
-
-
-def _cells(spec) -> frozenset:
-    """The spec's cells as a set, cached per spec object (specs are frozen; the cache keeps them alive)."""
-    hit = _CELLS.get(id(spec))
-    if hit is None or hit[0] is not spec:
-        if len(_CELLS) > 256:
-            _CELLS.clear()
-        hit = _CELLS[id(spec)] = (spec, frozenset(spec.cells))
-    return hit[1]
-
-
-_CELLS: dict[int, tuple] = {}
 
 
 def identity_problem(table: pa.Table, start: int, stop: int, per_replicate) -> str | None:
@@ -178,7 +212,7 @@ def _identity_status(table: pa.Table, spec, shard, status) -> np.ndarray | None:
 
 
 #: Log10 bins of the audit digest: per decade, and the floor below which a value falls in the floor's bin
-#: (:func:`mc_hull.views.audit_summary` bins the same way).
+#: (:func:`mc_hull.query.views.audit_summary` bins the same way).
 AUDIT_BINS_PER_DECADE, AUDIT_FLOOR = 4, 1e-18
 
 
@@ -191,7 +225,7 @@ def log_bins(values, per_decade: int = AUDIT_BINS_PER_DECADE, floor: float = AUD
 
 
 def audit_digest(columns: dict[str, np.ndarray]) -> dict:
-    """The audit's counts of one unit's rows (:func:`mc_hull.trial.rows`), small enough for its entry.
+    """The audit's counts of one unit's rows (:func:`mc_hull.jobs.trial.rows`), small enough for its entry.
 
     Columns (lists of equal length) per part: ``methods``: ``method, status, trials, undecided, seconds,
     rounds`` per (method, status); ``cbins`` / ``tbins``: ``status, bin, trials`` per status and log10 bin
@@ -312,9 +346,7 @@ class ResultStore:
         return self.backend.runs()
 
     def _record(self, spec) -> dict:
-        from ..seeding import DRAW_SCHEME
-
-        return {"spec": spec.to_dict(), "hash": spec.hash, "versions": versions(), "draws": DRAW_SCHEME}
+        return {"spec": spec.to_dict(), "hash": spec.hash, "versions": versions(), "draws": spec.draws}
 
     def _conflict(self, spec, exc: RunConflict) -> StoreError:
         if exc.orphan:
@@ -393,69 +425,61 @@ class ResultStore:
         """Shards of ``spec`` committed intact (manifest entry verified, planned row count), and
         one line per damaged unit found (its entry removed, its file moved aside)."""
         by_key = {s.key: s for s in shards}
+        plan = RunPlan.from_record(spec.to_dict())
         dropped = []
         for e in self.backend.entries("trials", spec.run_id):   # entries that name no unit of the plan
-            why = unit_problem(e, spec)
+            why = unit_problem(e, plan)
             if why is not None:
                 self.backend.forget("trials", spec.run_id, e.key)
                 dropped.append(f"manifest entry trials/{spec.run_id}/{e.key} ({why}; entry removed)")
         done, damaged = self.backend.committed("trials", spec.run_id, {k: s.trials(spec) for k, s in by_key.items()},
-                                               check=self._checker({spec.run_id: spec}))
+                                               check=self._checker({spec.run_id: plan}))
         return {by_key[k] for k in done}, dropped + damaged
 
     def units(self, run_id: str | None = None):
         """Manifest entries of the Monte Carlo shards (unverified)."""
         return self.backend.entries("trials", run_id)
 
-    def _specs(self) -> dict:
-        """run_id -> the recorded spec of every run whose record parses."""
-        from ..spec import Spec
-
-        specs = {}
+    def _plans(self) -> dict[str, RunPlan]:
+        """run_id -> the plan of every run whose recorded spec reads as one (:class:`RunPlan`)."""
+        plans = {}
         for run_id, record in self.runs().items():
-            try:
-                specs[run_id] = Spec.from_dict(record["spec"])
-            except (McHullError, KeyError, TypeError, ValueError):
-                continue
-        return specs
+            plan = RunPlan.from_record(record.get("spec")) if isinstance(record, dict) else None
+            if plan is not None:
+                plans[run_id] = plan
+        return plans
 
-    def _expected(self, specs: dict | None = None, entries: list[Entry] | None = None) -> dict[tuple[str, str], int]:
+    def _expected(self, plans: dict[str, RunPlan], entries: list[Entry] | None = None) -> dict[tuple[str, str], int]:
         """(run_id, key) -> planned rows, from the key, for every entry (of ``entries``, default all
         listed) of a recorded run."""
-        specs = self._specs() if specs is None else specs
         out = {}
-        ks: dict = {}   # (run_id, d, n) -> K: Spec.k_for hashes the spec's whole K table on every call
         for e in (self.units() if entries is None else entries):
-            spec, parsed = specs.get(e.run_id), parse_shard_key(e.key)
-            if spec is not None and parsed is not None:
+            plan, parsed = plans.get(e.run_id), parse_shard_key(e.key)
+            if plan is not None and parsed is not None:
                 _, d, n, start, stop = parsed
-                # a unit of a cell the spec does not have was never planned: 0 rows
-                if (e.run_id, d, n) not in ks:
-                    planned = isinstance(spec.queries_per_set, int) or (d, n) in _cells(spec)
-                    ks[(e.run_id, d, n)] = spec.k_for(d, n) if planned else None
-                k = ks[(e.run_id, d, n)]
-                out[(e.run_id, e.key)] = 0 if k is None else _queries_between(spec.trials, k, start, stop)
+                k = plan.k_for(d, n)   # a unit of a cell the K table lacks was never planned: 0 rows
+                out[(e.run_id, e.key)] = 0 if k is None else _queries_between(plan.trials, k, start, stop)
         return out
 
     @staticmethod
-    def _checker(specs: dict):
+    def _checker(plans: dict[str, RunPlan]):
         """``check(entry, table)`` for the backend: the entry names its own unit and the rows are the
         trials its key implies (raises :class:`Forged` or :class:`Damaged`)."""
         def check(entry: Entry, table: pa.Table) -> None:
-            spec = specs.get(entry.run_id)
-            why = unit_problem(entry, spec)
+            plan = plans.get(entry.run_id)
+            why = unit_problem(entry, plan)
             if why is not None:
                 raise Forged(why)
             _, d, n, start, stop = parse_shard_key(entry.key)
-            if spec is not None:
-                why = identity_problem(table, start, stop, lambda r: spec.queries_in(r, d, n))
+            if plan is not None:
+                why = identity_problem(table, start, stop, lambda r: plan.queries_in(r, d, n))
                 if why is not None:
                     raise Damaged(why)
         return check
 
     def _verified(self, run_id: str | None, columns: list[str] | None = None):
-        specs = self._specs()
-        report, tables = self.backend.verify("trials", run_id, self._expected(specs), self._checker(specs),
+        plans = self._plans()
+        report, tables = self.backend.verify("trials", run_id, self._expected(plans), self._checker(plans),
                                              _with_identity(columns))
         report.problems.extend(overlaps(report.ok))     # a trial is counted once within a run too
         return report, tables
@@ -501,18 +525,10 @@ class ResultStore:
         """
         if run_id is not None:
             check_id(run_id)
-        specs = self._specs()
+        plans = self._plans()
         entries, problems = self.backend._entries("trials", run_id)
-        expected = self._expected(specs, entries)
-        check = self._checker(specs)
-        ks = {}     # (run_id, d, n) -> K, once per cell (Spec.k_for hashes the spec's K table on every call)
-        for e in entries:
-            parsed, spec = parse_shard_key(e.key), specs.get(e.run_id)
-            if parsed is not None and spec is not None and (e.run_id, *parsed[1:3]) not in ks:
-                try:
-                    ks[(e.run_id, *parsed[1:3])] = spec.k_for(*parsed[1:3])
-                except (KeyError, TypeError, ValueError):
-                    pass
+        expected = self._expected(plans, entries)
+        check = self._checker(plans)
         report = Verified(problems=[(w, r) for w, r, _, _ in problems])
 
         def one(entry: Entry):
@@ -520,15 +536,15 @@ class ResultStore:
                 want = expected.get((entry.run_id, entry.key))
                 if want is not None and entry.rows != want:
                     raise Damaged(f"holds {entry.rows} rows, {want} planned")
-                spec = specs.get(entry.run_id)
-                why = unit_problem(entry, spec)
+                plan = plans.get(entry.run_id)
+                why = unit_problem(entry, plan)
                 if why is not None:
                     raise Forged(why)
-                status = open_digest(entry) if digests and spec is not None and want is not None else None
+                status = open_digest(entry) if digests and plan is not None and want is not None else None
                 if status is not None:
                     self.backend.check_bytes(entry)
                     _, d, n, start, stop = parse_shard_key(entry.key)
-                    counts = planned_queries(spec, d, n, start, stop, ks.get((entry.run_id, d, n)))
+                    counts = planned_queries(plan, d, n, start, stop)
                     return UnitStatus(entry, np.arange(start, stop, dtype=np.int64), counts, status, True)
                 table = self.backend.load(entry, ["replicate", "query", "inside"])
                 check(entry, table)

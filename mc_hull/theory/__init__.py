@@ -157,7 +157,7 @@ def cube_n_half_table(path=None) -> dict:
 def family_n_half_table() -> dict:
     """(law label, d) -> exact N½ (None: above the curve's N range) from ``data/n_half_families.csv``
     (written by ``docs/make_transition.py``; empty when absent). Labels as
-    :func:`mc_hull.views.law_label`: ``gaussian``, ``ball``, ``beta beta=-0.5``, ``student-t df=3``..."""
+    :func:`mc_hull.query.views.law_label`: ``gaussian``, ``ball``, ``beta beta=-0.5``, ``student-t df=3``..."""
     return dict(_family_table())
 
 

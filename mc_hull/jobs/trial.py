@@ -5,14 +5,14 @@ solver's :class:`~mc_hull.solvers.Decisions`) with ``status`` as int8, 1 inside,
 undecided; the store turns it into its stored columns (``inside``, the status name).
 
 A shard's training sets come from the keyed draw (:func:`mc_hull.samplers.keyed_source`).  When
-``N * d * 8`` bytes exceed the memory budget (:func:`mc_hull.plan.needs_streaming`), X is never
+``N * d * 8`` bytes exceed the memory budget (:func:`mc_hull.jobs.plan.needs_streaming`), X is never
 materialised: the keyed source regenerates any block from its key, in any order, on any worker,
 and :class:`mc_hull.solvers.stream.StreamSolver` decides the queries against it with the same
 frame and certificates as every solver.  Memory is then one block (at most 2^26 coordinates,
 512 MiB) and its frame copy, plus the working sets of a batch of queries sized to a quarter of
 ``MC_HULL_MEMORY_BUDGET`` (the README's Performance section has the reach: d = 20, N = 10^7 ..
 10^9 and d = 4096, N = 70,000); block ranges of a pass are independent, so a ``map`` over Ray
-actors (``mc_hull.distributed.Pool.map``) divides a pass by the CPUs it has.
+actors (``mc_hull.distributed.pool.Pool.map``) divides a pass by the CPUs it has.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import contextlib
 
 import numpy as np
 
-from . import progress
-from .distance import distances
-from .errors import PlanError
+from .. import progress
+from ..distance import distances
+from ..errors import PlanError
 from .plan import Shard, memory_budget, needs_streaming
-from .samplers import keyed_source
-from .solvers import get_solver
-from .solvers.stream import StreamSolver
-from .spec import Spec
+from ..samplers import keyed_source
+from ..solvers import get_solver
+from ..solvers.stream import StreamSolver
+from ..spec import Spec
 
 #: The columns of a Monte Carlo shard's rows (the store adds ``inside`` and the hive partition columns).
 COLUMNS = ("run_id", "replicate", "query", "status", "method", "certificate_value", "solve_seconds", "rounds")
@@ -149,7 +149,7 @@ def run_shard(spec: Spec, shard: Shard, *, map=None, ranges: int = 1, place=None
     X in memory, or streamed from its keys when it exceeds the memory budget (``map`` and
     ``ranges`` then spread each pass; a streamed X has no distance measure).  ``place``, when given,
     turns a streamed replicate's keyed source into a context manager over a placed source
-    (``mc_hull.distributed_blocks.placer``: its blocks held by actors over the cluster); the answers
+    (``mc_hull.distributed.blocks.placer``: its blocks held by actors over the cluster); the answers
     are the same.
 
     Returns

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import plan as planning
-from . import progress as reporting
-from . import trial
-from .errors import ComputeError, McHullError, StoreError
-from .jobs import MonteCarloJob
-from .spec import Spec
-from .store import HullTestStore, ResultStore
+from ..jobs import plan as planning
+from .. import progress as reporting
+from ..jobs import trial
+from ..errors import ComputeError, McHullError, StoreError
+from ..jobs.base import MonteCarloJob
+from ..spec import Spec
+from ..store import HullTestStore, ResultStore
 
 #: Seconds between progress lines when stderr is not a terminal (a log file, a Ray job's log).
 PROGRESS_SECONDS = float(os.environ.get("MC_HULL_PROGRESS_SECONDS", 10))
@@ -370,17 +370,17 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
     Parameters
     ----------
     job
-        A job (:mod:`mc_hull.jobs`).
+        A job (:mod:`mc_hull.jobs.base`).
     out : str
         Results location (directory or URI).
     map : callable, optional
         ``map(fn, units, context, hint) -> iterator of (unit, result)``: :func:`serial_map`
-        by default, or :meth:`mc_hull.distributed.Pool.map_unordered`.
+        by default, or :meth:`mc_hull.distributed.pool.Pool.map_unordered`.
     progress : bool
         A bar on a terminal, progress lines elsewhere.
     place : callable, optional
         ``place(loader)`` -> context manager over a point source spread over the cluster
-        (``mc_hull.distributed_blocks.placer``): the units ``job.spread(unit)`` names are then
+        (``mc_hull.distributed.blocks.placer``): the units ``job.spread(unit)`` names are then
         computed here, one at a time, each over the whole cluster, after the mapped ones.
     """
     log = log or sys.stderr
@@ -482,7 +482,7 @@ def pool_map(backend: str, address: str | None, workers: int | None, pool=None):
         raise ValueError(f"backend must be 'ray' or 'serial', got {backend!r}")
     if pool is not None:
         return pool.map_unordered, None
-    from .distributed import Pool  # the only module that imports ray
+    from ..distributed.pool import Pool  # the only module that imports ray
 
     own = Pool(address, workers)
     return own.map_unordered, own
@@ -508,14 +508,14 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
         Allow a spec different from the one already in ``out``.
     shards : sequence of Shard, optional
         Subset to run (default: the whole plan).
-    pool : mc_hull.distributed.Pool, optional
+    pool : mc_hull.distributed.pool.Pool, optional
         Reuse this pool's Ray connection and actors (adaptive rounds).
     """
     log = log or sys.stderr
     t0 = time.perf_counter()
     store = open_run(spec, out, new_run=new_run)
     if job is None and spec.nested and shards is None:   # the experiment the spec names, on every face
-        from .nested_job import NestedJob, check_nested
+        from ..jobs.nested import NestedJob, check_nested
 
         check_nested(spec)
         job = NestedJob(spec)
@@ -524,7 +524,7 @@ def execute(spec: Spec, out: str, *, backend: str = "ray", address: str | None =
     mapper, own = pool_map(backend, address, workers, pool)
     place = None
     if backend == "ray":
-        from .distributed_blocks import placer  # X of a huge cell: row blocks over the cluster's nodes
+        from ..distributed.blocks import placer  # X of a huge cell: row blocks over the cluster's nodes
 
         place = placer(workers, log=log)
     try:

@@ -2,8 +2,8 @@
 
 A unit is a replicate range of one dimension d (:class:`NestedShard`).  For each
 replicate it draws X of the largest grid size of d and the replicate's queries
-(:func:`mc_hull.nested.replicate_data`), locates every query's entry size T
-(:func:`mc_hull.nested.entry_sizes`) and publishes, for every grid size N of d,
+(:func:`mc_hull.nested.search.replicate_data`), locates every query's entry size T
+(:func:`mc_hull.nested.search.entry_sizes`) and publishes, for every grid size N of d,
 the standard trial rows of cell (d, N): ``inside`` is ``T <= N`` (null where the
 bracket is open), the certificate value is the one at the nearer bracket end
 (the inside residual at T, the outside margin at the last size below it, both
@@ -25,12 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import design, nested, nested_stream, progress, trial
+from ..stats import design
+from ..nested import search as nested, stream as nested_stream
+from .. import progress
+from . import trial
 from . import plan as planning
-from .errors import PlanError
+from ..errors import PlanError
 from .plan import Shard
-from .samplers import keyed_source
-from .spec import Spec
+from ..samplers import keyed_source
+from ..spec import Spec
 from .trial import COLUMNS
 
 #: Streamed replicates: passes per replicate that regenerate the rows beyond the held prefix (one
@@ -70,7 +73,7 @@ def streamed_sizes(spec: Spec, d: int) -> tuple[int, int] | None:
 def check_nested(spec: Spec) -> None:
     """Raise PlanError (one line) for a nested spec that cannot run even streamed.
 
-    X beyond the memory budget is served by the streamed path (:mod:`mc_hull.nested_stream`):
+    X beyond the memory budget is served by the streamed path (:mod:`mc_hull.nested.stream`):
     its prefix that fits stays in memory, the rest is regenerated from its keys on every pass.
     What cannot shrink is one replicate's state: a block of X, its tables of K queries x L sizes
     and their working sets; beyond this machine's memory the plan is refused.
@@ -150,7 +153,7 @@ class NestedJob:
         peak = planning.BASE_BYTES
         for d in spec.dims:
             n_max = max(spec.sizes_for(d))
-            # the cost model of mc_hull.design (measured per nested replicate and per located query)
+            # the cost model of mc_hull.stats.design (measured per nested replicate and per located query)
             seconds += spec.replicates_for(d, n_max) * (design.NESTED_SET_SECONDS
                                                         + design.NESTED_SET_ELEMENT_SECONDS * n_max * d)
             seconds += spec.trials * (design.NESTED_QUERY_SECONDS + design.NESTED_QUERY_ELEMENT_SECONDS * n_max * d)
@@ -175,7 +178,7 @@ class NestedJob:
     def compute(self, unit: NestedShard, place=None) -> dict[str, np.ndarray]:
         """Rows of every cell (d, N) of the unit, with an extra ``n`` column saying which.
 
-        ``place`` (``mc_hull.distributed_blocks.placer``), for a streamed unit, spreads each replicate's
+        ``place`` (``mc_hull.distributed.blocks.placer``), for a streamed unit, spreads each replicate's
         blocks over actors on the cluster's nodes, every pass run there; the rows are the same.
         """
         spec = self.spec

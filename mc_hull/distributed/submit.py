@@ -6,7 +6,7 @@ of starting a second one.  The job's entrypoint is ``mc-hull run --spec-json JSO
 carrying the validated spec itself (grid, target_halfwidth and max_trials included),
 so the job runs exactly the spec that was checked here, with the same run id and rows,
 and does not depend on the spec file being inside the uploaded working directory.
-The Ray job client itself lives in :mod:`mc_hull.distributed` (the only module importing Ray).
+The Ray job client itself lives in :mod:`mc_hull.distributed.pool` (the only module importing Ray).
 
 Token authentication (on by default in Ray >= 2.60) is used as Ray resolves it:
 ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``.
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import McHullError
-from .spec import Spec
-from .store import is_uri, local_path
+from ..errors import McHullError
+from ..spec import Spec
+from ..store import is_uri, local_path
 
 #: Default job API address: the dashboard on this machine (never a public interface).
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -34,7 +34,7 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 EXCLUDES = [".git", ".venv", "venv", "__pycache__", "*.pyc", "results", "*.parquet",
             "node_modules", ".pytest_cache", ".mypy_cache", "*.egg-info"]
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-#: A runner's progress line (mc_hull.runner.Progress): ``mc-hull: run ID: 1,200 of 8,000 trials (15%...``.
+#: A runner's progress line (mc_hull.runs.runner.Progress): ``mc-hull: run ID: 1,200 of 8,000 trials (15%...``.
 _PROGRESS_LINE = re.compile(r"mc-hull: .+: [\d,]+ of [\d,]+ \w+s \(\d+%")
 
 
@@ -126,7 +126,7 @@ def client(address: str | None):
     address = check_address(address)
     _enable_token()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from .distributed import job_client
+    from .pool import job_client
 
     try:
         return job_client(address, token=_token())
@@ -207,7 +207,7 @@ def submit(spec, out: str, *, address: str | None = None, working_dir: str | Non
 
 def _worker_env() -> dict:
     """Worker settings, plus this shell's ``MC_HULL_*`` settings (memory budget, progress interval)."""
-    from .distributed import WORKER_ENV
+    from .pool import WORKER_ENV
 
     return {**WORKER_ENV, **{k: v for k, v in os.environ.items() if k.startswith("MC_HULL_")}}
 

@@ -34,8 +34,8 @@ import ray
 from ray.exceptions import (ActorDiedError, ActorUnavailableError, NodeDiedError, OwnerDiedError,
                             RayActorError, WorkerCrashedError)
 
-from . import progress
-from .errors import PlanError
+from .. import progress
+from ..errors import PlanError
 
 #: Environment for workers: one BLAS thread each, so actors do not oversubscribe cores.
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",

@@ -41,7 +41,7 @@ import math
 
 import numpy as np
 
-from . import stats
+from . import intervals as stats
 
 #: Isotonic p range of the cells used in the local fit (the bracketing cells are always used).
 WINDOW = (0.1, 0.9)

@@ -1,12 +1,12 @@
 """Jobs: keyed units of work, a pure compute(unit) -> rows, and how a unit's rows reach the store.
 
 A job satisfies :class:`Job` (Monte Carlo cells and adaptive additions are a :class:`MonteCarloJob`,
-nested runs a :class:`mc_hull.nested_job.NestedJob`, hull-test ranges a
-:class:`mc_hull.hulltest.HullTestJob`; ``tests/test_job_contract.py`` holds every one to it).
-Rows are built by the one row builder, :func:`mc_hull.trial.rows`, whose ``status`` is int8.
+nested runs a :class:`mc_hull.jobs.nested.NestedJob`, hull-test ranges a
+:class:`mc_hull.jobs.hulltest.HullTestJob`; ``tests/test_job_contract.py`` holds every one to it).
+Rows are built by the one row builder, :func:`mc_hull.jobs.trial.rows`, whose ``status`` is int8.
 
 A job imports no store: it names the kind it writes (``store_kind``) and the runner opens it
-(:func:`mc_hull.runner.open_store`); :func:`mc_hull.runner.execute_unit` is what a runner maps over units.
+(:func:`mc_hull.runs.runner.open_store`); :func:`mc_hull.runs.runner.execute_unit` is what a runner maps over units.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from . import plan as planning
 from . import trial
 from .plan import Shard
-from .spec import Spec
+from ..spec import Spec
 
 
 @runtime_checkable
@@ -33,11 +33,11 @@ class Job(Protocol):
     ``count()``, ``total()``, ``size(unit)``
         Number of units, trials or points of all units, and of one unit, computed without listing.
     ``compute(unit)``
-        The unit's rows (:func:`mc_hull.trial.rows`): a pure function of (job, unit), so any worker,
+        The unit's rows (:func:`mc_hull.jobs.trial.rows`): a pure function of (job, unit), so any worker,
         order or retry gives the same rows.
     ``spread(unit)`` (optional)
         True for a unit whose one training set is better spread over the cluster's nodes than held by
-        one worker; a runner with a ``place`` (``mc_hull.distributed_blocks.placer``) computes such
+        one worker; a runner with a ``place`` (``mc_hull.distributed.blocks.placer``) computes such
         units on the driver as ``compute(unit, place=place)``, their rows identical.
     ``store_kind``, ``committed(store, units)``, ``publish(store, unit, columns)``
         The store the job writes to (``"results"`` or ``"hulltest"``, opened by the runner), the units

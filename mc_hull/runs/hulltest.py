@@ -1,4 +1,5 @@
-"""Test every point of a test set against its training set's convex hull, serially or on Ray, into the store."""
+"""Hull-test runs: where X lives (memory, held, streamed), the job run serially or on Ray into the store,
+sweeps over reductions and the paper-digits protocol (the job itself: :mod:`mc_hull.jobs.hulltest`)."""
 
 from __future__ import annotations
 
@@ -6,31 +7,26 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import plan as planning
-from . import stats, trial
+from ..errors import InputError
+from ..jobs import plan as planning
+from ..jobs import hulltest as hulltest_job
+from ..jobs.hulltest import HullTestJob, HullTestSpec, shard_ranges
+from ..jobs.plan import memory_budget, needs_streaming
+from ..solvers.sourced import MappedSource, held, held_array
+from ..solvers.sources import ArraySource
+from ..stats import intervals as stats
+from ..stats.distances import EPSILONS, QUANTILES, ratio_quantiles
+from ..store import HullTestStore, sweep_schema
 from .datasets import ArrayData, Reduction, check_pair, digits_split, fit
-from .distance import distances, source_solver
-from .distance_stats import EPSILONS, QUANTILES, ratio_quantiles
-from .errors import InputError
-from .membership import decide
-from .plan import memory_budget, needs_streaming
 from .runner import pool_map, run
-from .solvers import check_solver_name
-from .solvers.certificates import check_tol
-from .solvers.sourced import MappedSource, held, held_array
-from .solvers.sources import ArraySource
-from .spec import MEASURES
-from .store import HullTestStore, sweep_schema
 
-#: Test points per shard (one Parquet file, one Ray task).
-SHARD_POINTS = 512
 #: Serial work per second of a hull test, in units of n_test * n_train * dims (measured on the
 #: digits on one core: ~3e8 per second); with ``backend="auto"`` it gives the estimated seconds
-#: that :func:`mc_hull.plan.choose_backend` weighs (a test of one shard stays serial).
+#: that :func:`mc_hull.jobs.plan.choose_backend` weighs (a test of one shard stays serial).
 WORK_PER_SECOND = 3e9 / planning.RAY_MIN_SECONDS
 #: The paper-digits protocol: kept dimensions K per reduction of the 8x8 digits (crop and
 #: subsample keep a k x k window or grid, so K is a square).
@@ -40,8 +36,6 @@ PAPER_DIGITS_LADDER = {
     "pca": (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 25, 36, 49, 64),
 }
 PRESETS = ("paper-digits",)
-#: How a hull test decides its points (:attr:`HullTestSpec.engine`).
-ENGINES = ("memory", "source")
 #: Training sets of at most this many coordinates (128 MiB as float64) that fit the budget twice over in
 #: float64 run the registry's solver on X held whole; larger ones run the source engines' passes over
 #: X's blocks in its own dtype (float32 stays float32: half the memory, and no float64 frame copy of X).
@@ -78,204 +72,6 @@ class HullTestResult:
                 **(self.distance or {})}
 
 
-def decide_points(X, Q: np.ndarray, *, tol: float, solver: str, measure: str = "membership",
-                  budget: int | None = None) -> dict[str, np.ndarray]:
-    """Certified decisions for one shard of test points (and their distances with ``measure="distance"``).
-
-    Parameters
-    ----------
-    X : ndarray, shape (N, d), or a point source
-        The training set held whole, or a point source (:class:`mc_hull.filesource.FileSource`)
-        decided by passes over its blocks (:class:`~mc_hull.solvers.stream.StreamSolver`), all
-        the shard's open queries priced in one product per block.  With ``measure="distance"`` the
-        distance engine's certificates decide membership too (its ℓ1 margins and inside residuals
-        follow the membership rule; what they leave goes to the streamed membership solver), so X
-        is not priced twice; method ``distance:<how>``.
-    Q : ndarray, shape (B, d)
-    budget : int, optional
-        Bytes for a streamed batch's working sets; by default the shard is one batch, so its rows
-        do not depend on ``MC_HULL_MEMORY_BUDGET`` (working sets: about ``B (2 d + 8) d`` doubles).
-
-    Returns
-    -------
-    dict
-        ``status`` int8 (B,) 1/0/-1, ``certificate_value`` float (B,) (residual or
-        margin over the data scale, NaN if undecided), ``method`` str (B,); with
-        ``measure="distance"`` also ``distance_low``, ``distance_high``, ``nn_distance``
-        (B,) from :func:`mc_hull.distance.distances`.
-    """
-    if hasattr(X, "generate") and measure == "distance":   # the distance engine settles membership too
-
-        res = distances(X, Q, tol=tol)
-        out = trial.rows(res.status, res.certificate, [f"distance:{m}" for m in res.method], 0.0,
-                         np.zeros(len(Q), dtype=np.int32))
-        return {**out, "distance_low": res.low, "distance_high": res.high, "nn_distance": res.nn}
-    if hasattr(X, "generate"):
-        dec = source_solver(X.d, budget).decide(X, Q, tol=tol)
-    else:
-        dec = decide(X, Q, tol=tol, solver=solver)
-    out = trial.decision_rows(dec)     # the one row builder (int8 status, guarded)
-    if measure == "distance":
-        out.update(trial.distance_columns(X, Q, tol))
-    return out
-
-
-def shard_ranges(n: int, size: int | None = None) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` covering ``0..n`` in pieces of at most ``size`` (default :data:`SHARD_POINTS`)."""
-    size = size or SHARD_POINTS
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
-
-
-@dataclass(frozen=True, order=True)
-class PointRange:
-    """Test points ``start .. stop-1`` of one hull test: a unit of a :class:`HullTestJob`."""
-
-    test_id: str
-    start: int
-    stop: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.test_id}/{self.start}-{self.stop}"
-
-
-class HullTestJob:
-    """The test points of one hull test, in ranges of :data:`SHARD_POINTS`, against one training set.
-
-    Parameters
-    ----------
-    spec : HullTestSpec
-        Bound (its test id names the rows).
-    X : ndarray, shape (N, d), or a point source
-        Training set after the reduction, held or streamed (:func:`decide_points`).
-    Q : ndarray, shape (B, d)
-        Test set after the reduction.
-
-    Attributes
-    ----------
-    Progress from inside a range goes through :mod:`mc_hull.progress` (the engines' passes and rounds).
-    """
-
-    unit_name = "point"
-    store_kind = "hulltest"
-
-    def __init__(self, spec: HullTestSpec, X, Q: np.ndarray):
-        self.spec, self.X, self.Q = spec, X, Q
-        self.test_id = spec.test_id
-
-    @property
-    def name(self) -> str:
-        return f"hull-test {self.test_id}"
-
-    def units(self):
-        return (PointRange(self.test_id, a, b) for a, b in shard_ranges(len(self.Q)))
-
-    def count(self) -> int:
-        return -(-len(self.Q) // SHARD_POINTS)
-
-    def total(self) -> int:
-        return len(self.Q)
-
-    def size(self, unit: PointRange) -> int:
-        return unit.stop - unit.start
-
-    def compute(self, unit: PointRange) -> dict[str, np.ndarray]:
-        return decide_points(self.X, self.Q[unit.start:unit.stop], tol=self.spec.tol, solver=self.spec.solver,
-                             measure=self.spec.measure)
-
-    def committed(self, store, units) -> tuple[set, list[str]]:
-        units = list(units)
-        done = store.committed_points(self.test_id, [(u.start, u.stop) for u in units])
-        return {u for u in units if (u.start, u.stop) in done}, []
-
-    def publish(self, store, unit: PointRange, columns: dict[str, np.ndarray]) -> None:
-        store.write_points(self.test_id, unit.start, unit.stop, columns)
-
-
-@dataclass(frozen=True)
-class HullTestSpec:
-    """Everything the rows of one hull test depend on, validated once, frozen.
-
-    Attributes
-    ----------
-    seed : int
-        Seed of ``random-projection`` (and of the digits split); integer >= 0.
-    solver : str
-        A registry name or ``"auto"``.
-    tol : float
-        Relative tolerance in ``[TOL_MIN, TOL_MAX]``.
-    measure : {"membership", "distance"}
-    train, test : str or None
-        Content digests of the data (``ArrayData.content_sha256``, or a file source's
-        streamed digest); None in an unbound spec (options only, before data are read).
-    reduction : str
-        The reduction's label (``none``, ``pca:8`` ...).
-    image_shape : tuple of int or None
-    engine : {"memory", "source"}
-        ``memory``: the registry's solver on X held in float64 (small training sets);
-        ``source``: the streamed engines' passes over X's blocks, held in its own dtype or
-        read from its files (:func:`placement`); held and streamed give the same rows.
-
-    Raises
-    ------
-    InputError
-        On construction: unknown solver or measure, tolerance out of range, bad seed.
-    """
-
-    seed: int = 0
-    solver: str = "auto"
-    tol: float = 1e-9
-    measure: str = "membership"
-    train: str | None = None
-    test: str | None = None
-    reduction: str = "none"
-    image_shape: tuple | None = None
-    engine: str = "memory"
-    solver_name: str = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self):
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise InputError(f"--seed: must be an integer >= 0, got {self.seed!r}")
-        object.__setattr__(self, "seed", int(self.seed))
-        object.__setattr__(self, "tol", check_tol(self.tol, "--tol"))
-        if self.measure not in MEASURES:
-            raise InputError(f"--measure: must be one of {', '.join(MEASURES)}, got {self.measure!r}")
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine: one of {', '.join(ENGINES)}, got {self.engine!r}")
-        object.__setattr__(self, "solver_name", check_solver_name(self.solver))
-
-    def bind(self, train, test, reduction: Reduction, *, engine: str = "memory") -> "HullTestSpec":
-        """This spec for one data pair and reduction (digests read from ``train`` and ``test``)."""
-        shape = getattr(train, "image_shape", None)
-        return replace(self, train=train.content_sha256, test=test.content_sha256, reduction=reduction.label,
-                       image_shape=tuple(shape) if shape else None, engine=engine)
-
-    def key(self, reduction_kind: str | None = None) -> dict:
-        """The fields that name the rows (``measure`` and ``engine`` only when not the defaults, so older ids hold)."""
-        kind = reduction_kind or self.reduction.split(":")[0]
-        key = {"train": self.train, "test": self.test, "reduce": self.reduction,
-               "image_shape": self.image_shape, "solver": self.solver_name, "tol": float(self.tol),
-               "shard_points": SHARD_POINTS, "seed": self.seed if kind == "random-projection" else None}
-        if self.measure != "membership":
-            key["measure"] = self.measure
-        if self.engine != "memory":
-            key["engine"] = self.engine
-        return key
-
-    @property
-    def test_id(self) -> str:
-        """The 16-hex-digit id of the hull test: a hash of :meth:`key`."""
-        if self.train is None or self.test is None:
-            raise ValueError("an unbound HullTestSpec has no test id: call bind(train, test, reduction)")
-        return hashlib.sha256(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def test_key(train, test, reduction: Reduction, *, seed: int, solver: str, tol: float,
-             measure: str = "membership") -> str:
-    """The id of a hull test (:attr:`HullTestSpec.test_id` of the bound spec)."""
-    return HullTestSpec(seed=seed, solver=solver, tol=tol, measure=measure).bind(train, test, reduction).test_id
-
-
 def distance_summary(status: np.ndarray, high: np.ndarray, nn: np.ndarray) -> dict:
     """Quantiles of distance/nn over the outside points and P(distance <= eps nn) over decided ones.
 
@@ -297,7 +93,7 @@ def distance_summary(status: np.ndarray, high: np.ndarray, nn: np.ndarray) -> di
 
 
 def auto_backend(shape: tuple[int, int, int], address: str | None, workers: int | None) -> str:
-    """``"serial"`` or ``"ray"`` by :func:`mc_hull.plan.choose_backend` for a test of ``shape``.
+    """``"serial"`` or ``"ray"`` by :func:`mc_hull.jobs.plan.choose_backend` for a test of ``shape``.
 
     ``shape`` is (n_test, n_train, dims) after the reduction.
     """
@@ -330,7 +126,7 @@ def placement(n: int, d: int, itemsize: int, budget: int | None = None) -> str:
     """Where X lives for a hull test: ``"memory"``, ``"held"`` or ``"streamed"``.
 
     ``memory``: X and its float64 frame copy fit ``budget`` (``2 * 8 * n * d``, as
-    :func:`mc_hull.plan.needs_streaming`) and ``n * d <= MEMORY_ENGINE_MAX_ELEMS``;
+    :func:`mc_hull.jobs.plan.needs_streaming`) and ``n * d <= MEMORY_ENGINE_MAX_ELEMS``;
     ``held``: X in its own dtype (``itemsize`` bytes per value) fits the budget;
     ``streamed``: otherwise (read from its files on every pass).
     """
@@ -372,13 +168,13 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
 
     Everything is validated (options, dimensions, the reduction fitted on the
     training set only) before anything is written.  Test points are cut into
-    shards of :data:`SHARD_POINTS`; each shard's rows go to one Parquet file
+    shards of :data:`mc_hull.jobs.hulltest.SHARD_POINTS`; each shard's rows go to one Parquet file
     named by the test id and range, so a re-run skips committed shards and
     never duplicates a row.
 
     Parameters
     ----------
-    train, test : ArrayData or mc_hull.filesource.FileSource
+    train, test : ArrayData or mc_hull.runs.filesource.FileSource
         Samples of shape (n_train, d) and (n_test, d).  Where X lives depends on its size only
         (:func:`placement`), so a file source runs exactly like the same array: small sets on
         the registry's solver in float64; larger ones by passes over blocks of X held in its
@@ -390,7 +186,7 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
     spec : HullTestSpec, optional
         Seed, solver, tolerance and measure (validated when built); default ``HullTestSpec()``.
     backend : {"auto", "serial", "ray"}
-    pool : mc_hull.distributed.Pool, optional
+    pool : mc_hull.distributed.pool.Pool, optional
         Reuse this pool's Ray connection and actors (a sweep).
 
     Returns
@@ -426,14 +222,14 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
         else:
             what, size = f"held in memory as {X.X.dtype.name}, mapped per pass", X.X.nbytes
         print(f"mc-hull: training set {n_train} x {dims} ({size / 2**20:.0f} MiB): {what}, "
-              f"blocks of {X.block_rows} rows, each pass serving a batch of up to {SHARD_POINTS} test points "
+              f"blocks of {X.block_rows} rows, each pass serving a batch of up to {hulltest_job.SHARD_POINTS} test points "
               f"(MC_HULL_MEMORY_BUDGET {memory_budget() >> 20} MiB)", file=log)
     spec = spec.bind(train, test, reduction, engine="memory" if place == "memory" else "source")
     test_id = spec.test_id
     store = HullTestStore(out)
     store.prepare()  # the first write: everything above only read and checked
     if place != "memory" and backend == "ray":     # one training set over the cluster: blocks in holders
-        from .distributed_blocks import ActorSource
+        from ..distributed.blocks import ActorSource
 
         t1 = time.perf_counter()
         loader = train if place == "streamed" or not isinstance(train, ArrayData) else X
@@ -466,7 +262,7 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
         "dims": dims, "seed": spec.seed, "solver": spec.solver_name, "tol": spec.tol,
         "n_train": n_train, "n_test": len(Q), "inside": inside, "undecided": undecided,
         "fraction": fraction, "ci_low": low, "ci_high": high, "level": stats.LEVEL,
-        "shard_points": SHARD_POINTS, "seconds": result.seconds, "backend": backend,
+        "shard_points": hulltest_job.SHARD_POINTS, "seconds": result.seconds, "backend": backend,
         **({"placement": place} if place != "memory" else {}),
         **({"cluster": cluster} if cluster else {}),
         **({"measure": spec.measure, "distance": dist} if dist is not None else {})})
@@ -526,7 +322,7 @@ def run_sweep(train: ArrayData, test: ArrayData, ladder: dict[str, tuple[int, ..
         backend = auto_backend((*test.values.shape[:1], *train.values.shape), address, workers)
     pool = None
     if backend == "ray":
-        from .distributed import Pool  # one Ray connection and one set of actors for the whole sweep
+        from ..distributed.pool import Pool  # one Ray connection and one set of actors for the whole sweep
 
         pool = Pool(address, workers)
     rows = []

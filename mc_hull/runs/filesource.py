@@ -1,7 +1,7 @@
 """Training sets read from the user's files: a directory of ``.npy`` shards or a Parquet dataset, any filesystem.
 
 :func:`open_source` turns ``PATH_OR_URI`` into a :class:`FileSource`, a point source
-(:class:`mc_hull.solvers.stream.PointSource`: ``n``, ``d``, ``block_rows``,
+(:class:`mc_hull.solvers.sources.PointSource`: ``n``, ``d``, ``block_rows``,
 ``generate(block_ids) -> (start, rows)``) that the streamed solvers read block by block.
 It holds no solver logic and no rows beyond the block it is asked for.
 
@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
-from .solvers.stream import PointSource
+from ..errors import InputError
+from ..solvers.sources import PointSource
 
 #: Coordinates per block (2^22: 32 MiB as float64, 16 MiB as float32).
 BLOCK_ELEMS = 1 << 22
@@ -70,7 +70,7 @@ def is_dataset(text: str) -> bool:
 
 def _filesystem(text: str, name: str):
     """(filesystem, path within it) for a local path or a URI."""
-    from .store.files import filesystem
+    from ..store.files import filesystem
 
     try:
         return filesystem(text)
@@ -193,7 +193,7 @@ class FileSource(PointSource):
         """Rows ``a .. e-1`` of file ``f`` as an (e - a, d) array (any numeric dtype)."""
         if self.layout == "npy":
             dtype, offset = self._meta[f]
-            from .store.files import is_local
+            from ..store.files import is_local
 
             if is_local(self._fs):
                 mm = self._cache.get(("mmap", f))
@@ -225,7 +225,7 @@ class FileSource(PointSource):
         """Row group ``g`` of Parquet file ``f`` as (rows, d); the last one read is kept (sequential passes)."""
         key = ("rg", f, g)
         if key not in self._cache:
-            from .store.files import read_row_group
+            from ..store.files import read_row_group
 
             table = read_row_group(self._fs, self.files[f], g)
             self._cache.clear()
@@ -247,7 +247,7 @@ class FileSource(PointSource):
 
     @property
     def content_sha256(self) -> str:
-        """The digest (the name :func:`mc_hull.hulltest.test_key` reads from any data)."""
+        """The digest (the name :func:`mc_hull.jobs.hulltest.test_key` reads from any data)."""
         return self.digest
 
     def validate(self) -> "FileSource":
@@ -328,7 +328,7 @@ def _is_list(t) -> bool:
 
 def _listing(fs, path: str, name: str, text: str) -> list[str]:
     """Files of a directory (not hidden, not nested), sorted by name; or the single file ``path``."""
-    from .store.files import listing
+    from ..store.files import listing
 
     files = listing(fs, path)
     if files is None:
@@ -433,7 +433,7 @@ def _open_npy(fs, root, paths, text, name) -> FileSource:
 def _open_parquet(fs, root, paths, text, name) -> FileSource:
     import pyarrow.types as pat
 
-    from .store.files import parquet_metadata, read_row_group
+    from ..store.files import parquet_metadata, read_row_group
 
     rel = (lambda p: os.path.relpath(p, root) if p != root else os.path.basename(p))
     counts, meta, schema0, d, small = [], [], None, None, True

@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from . import query, theory
-from .errors import StoreError
-from .store import ResultStore as query_store
-from .store.results import AUDIT_BINS_PER_DECADE, AUDIT_FLOOR
+from .. import query, theory
+from ..errors import StoreError
+from ..store import ResultStore as query_store
+from ..store.results import AUDIT_BINS_PER_DECADE, AUDIT_FLOOR
 
 #: Series names used in every chart (legends, SVG ids, tests).
 MC_SERIES = "Monte Carlo p̂ (99% interval)"
@@ -288,7 +288,7 @@ def _n_half_schema(keys: list[str]) -> pa.Schema:
 def fitted_n_half(out: str, run_id: str | None = None, cells: pa.Table | None = None) -> pa.Table:
     """The query layer's N½ with its interval per curve: for a nested curve the median of T
     (:func:`mc_hull.query.median_of_t`, ``source`` :data:`MEDIAN_T_SOURCE`), otherwise the fit
-    (:func:`mc_hull.thresholds.fit_n_half` on the cell table, ``source`` "fitted")."""
+    (:func:`mc_hull.stats.thresholds.fit_n_half` on the cell table, ``source`` "fitted")."""
     cells = cell_table(out, run_id) if cells is None else cells
     keys = _group_cols(cells)
     nested = query.nested_curves(out, run_id=run_id) if cells.num_rows else set()

@@ -42,7 +42,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import theory
+from .. import theory
 
 #: Distributions whose intra-replicate correlation model was measured (see the module docstring).
 MODELLED = ("gaussian",)

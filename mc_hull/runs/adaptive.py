@@ -13,7 +13,7 @@
 
 ``--target-halfwidth h`` (:func:`run_adaptive`)
     Runs the spec's planned replicates, then adds replicates to every cell
-    whose 99% cluster-robust interval (:func:`mc_hull.stats.clustered_interval`)
+    whose 99% cluster-robust interval (:func:`mc_hull.stats.intervals.clustered_interval`)
     has half-width >= h.  Stopping rule: a cell is checked only at the
     geometric checkpoints R0, 2 R0, 4 R0, ... replicates (R0 =
     ``ceil(trials / queries_per_set)``; the last checkpoint is the cap ``max_trials``), using
@@ -36,12 +36,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import stats, theory
-from .jobs import MonteCarloJob
-from .plan import replicate_trials
-from .query import cell_estimates, replicate_halfwidths
+from ..stats import intervals as stats
+from .. import theory
+from ..jobs.base import MonteCarloJob
+from ..jobs.plan import replicate_trials
+from ..query import cell_estimates, replicate_halfwidths
 from .runner import execute
-from .spec import FIELDS, Spec
+from ..spec import FIELDS, Spec
 
 
 #: Largest N chosen by ``--sizes auto`` unless told otherwise (an X of 10^6 x d doubles per replicate).
@@ -73,7 +74,7 @@ def _n_at_exact(distribution: str, d: int, p: float, max_n: int, params: dict | 
     """N at which the exact curve (of the law with ``params``) reaches p (inf if beyond max_n)."""
     params = dict(params or {})
     if distribution in ("beta", "student-t"):
-        from .theory.beta import n_at_probability
+        from ..theory.beta import n_at_probability
 
         try:
             return float(n_at_probability(distribution, d, p, **params))
@@ -85,7 +86,7 @@ def _n_at_exact(distribution: str, d: int, p: float, max_n: int, params: dict | 
 
         module, name = inverse[distribution]
         try:
-            return float(getattr(import_module(f"{__package__}.theory.{module}"), name)(d, p))
+            return float(getattr(import_module(f"mc_hull.theory.{module}"), name)(d, p))
         except (ValueError, OverflowError):
             return math.inf
     f = lambda n: float(theory.exact_inside_probability(distribution, d, n, **params))  # noqa: E731
@@ -363,7 +364,7 @@ def run_adaptive(spec: Spec, out: str, *, backend: str = "ray", address=None, wo
 
     See the module docstring for the stopping rule.  Each batch of new shards
     (replicate ranges between consecutive checkpoints, only for cells still
-    running) goes through :func:`mc_hull.runner.execute`, so committed shards
+    running) goes through :func:`mc_hull.runs.runner.execute`, so committed shards
     are skipped on a re-run and the Ray/serial paths give the same rows.
     """
     import time
@@ -379,7 +380,7 @@ def run_adaptive(spec: Spec, out: str, *, backend: str = "ray", address=None, wo
     job = MonteCarloJob(spec)
     pool = None
     if backend == "ray":
-        from .distributed import Pool  # one Ray connection and one set of actors for every round
+        from ..distributed.pool import Pool  # one Ray connection and one set of actors for every round
 
         pool = Pool(address, workers)
     try:

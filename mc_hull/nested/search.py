@@ -22,7 +22,7 @@ distinct probe ``j``), with two shortcuts that reuse what each answer proves:
 
 The per-size estimate ``#{T <= g_j} / K`` is therefore monotone in N by
 construction.  Trials of one replicate share X, so intervals must be clustered by
-replicate (:func:`curve` uses :func:`mc_hull.stats.clustered_interval`).
+replicate (:func:`curve` uses :func:`mc_hull.stats.intervals.clustered_interval`).
 
 How many queries per training set is efficient is a trade between the cost of
 drawing X (and starting a replicate) and the correlation of the queries that
@@ -38,10 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import progress, samplers, stats
-from .solvers import INSIDE, OUTSIDE, get_solver
-from .solvers import certificates as cert
-from .solvers import colgen
+from .. import progress, samplers
+from ..stats import intervals as stats
+from ..solvers import INSIDE, OUTSIDE, get_solver
+from ..solvers import certificates as cert
+from ..solvers.master import master
 
 # Scores held at once when pricing outside directions against new rows (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
@@ -438,7 +439,7 @@ class _Search:
             sets = [S[b] for b in todo.tolist()]
             sizes = np.array([x.size for x in sets], dtype=np.intp)
             idx = np.concatenate(sets)
-            lam, offs, R = colgen.master(self.Xc, Qc[todo], idx, sizes, s_k)
+            lam, offs, R = master(self.Xc, Qc[todo], idx, sizes, s_k)
             bounds = offs.tolist()
             pos = lam > 0
             sups = [idx[a:e][pos[a:e]] for a, e in zip(bounds[:-1], bounds[1:])]
@@ -750,7 +751,7 @@ def curve(results: list[EntrySizes], level: float = stats.LEVEL) -> dict:
     -------
     dict of ndarray, shape (L,)
         ``n``, ``trials`` (decided), ``inside``, ``p_hat``, ``low``, ``high`` (the
-        :func:`mc_hull.stats.clustered_interval` at ``level``) and ``deff``.
+        :func:`mc_hull.stats.intervals.clustered_interval` at ``level``) and ``deff``.
         ``p_hat`` is non-decreasing in N whenever every query was located.
     """
     y, m = cluster_counts(results)

@@ -43,10 +43,10 @@ import time
 import numpy as np
 import ray
 
-from .design import memory_budget
-from .distributed import LOST, WORKER_ENV, connect
-from .errors import PlanError
-from .solvers.sources import PointSource, block_runs
+from ..stats.design import memory_budget
+from .pool import LOST, WORKER_ENV, connect
+from ..errors import PlanError
+from ..solvers.sources import PointSource, block_runs
 
 #: Attempts per holder and pass before the pass fails.
 MAX_ATTEMPTS = 5

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from . import stats
+from . import intervals as stats
 
 #: The epsilons of P(distance <= eps * nn) that queries report.
 EPSILONS = (0.01, 0.1)
@@ -28,7 +28,7 @@ def median_interval(values, clusters, level: float = stats.LEVEL):
     """The median of ``values`` with a distribution-free interval that accounts for clustering.
 
     The interval is ``[Q(a), Q(b)]`` with ``[a, b]`` the clustered Wilson interval
-    (:func:`mc_hull.stats.clustered_interval`) of ``P(value <= median) = 1/2``: the
+    (:func:`mc_hull.stats.intervals.clustered_interval`) of ``P(value <= median) = 1/2``: the
     design effect is that of the indicator ``value <= median`` over the clusters
     (queries sharing one training set are correlated).
 

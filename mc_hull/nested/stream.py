@@ -1,11 +1,11 @@
 """Entry sizes on nested prefixes when X of the largest size exceeds the memory budget.
 
-The in-memory search (:func:`mc_hull.nested.entry_sizes`) holds X whole.  Here X is
+The in-memory search (:func:`mc_hull.nested.search.entry_sizes`) holds X whole.  Here X is
 served by :class:`PrefixRows` over a point source (a :class:`mc_hull.samplers.KeyedSource`,
-the same blocks :func:`mc_hull.nested.replicate_data` draws, so the prefixes are the very
+the same blocks :func:`mc_hull.nested.search.replicate_data` draws, so the prefixes are the very
 training sets of the in-memory path).  In process, the rows that fit the budget stay in
 memory and the rest are regenerated block by block on every pass; over a cluster
-(:class:`mc_hull.distributed_blocks.ActorSource`) the blocks stay on actors spread over the
+(:class:`mc_hull.distributed.blocks.ActorSource`) the blocks stay on actors spread over the
 nodes, held or regenerated there.  Every pass is one ``map_blocks``: a pure function of
 (context, blocks) returning partials that are merged in block order (:func:`_frame_part`,
 :func:`_price_part`), so the answers are the same bits in process and on any number of
@@ -13,11 +13,11 @@ holders.  A pass over rows is the expensive step, so the search is organised aro
 passes shared by every query of the replicate:
 
 1. a *frame pass* gives per grid interval the column sums, maxima and minima (the
-   certificate threshold of every prefix, :class:`mc_hull.nested.PrefixScales`) and
+   certificate threshold of every prefix, :class:`mc_hull.nested.search.PrefixScales`) and
    the translation ``c0`` (the mean of X), and fills the in-memory part (in process);
 2. each *round* first works on cached rows only: for every open query, the NNLS
    master on its working set below its probe ``g_j`` (the bisection probe of
-   :mod:`mc_hull.nested`) is an inside candidate, checked exactly on the cached
+   :mod:`mc_hull.nested.search`) is an inside candidate, checked exactly on the cached
    rows (the same values as X's); an inside answer moves the bracket and the next
    probe is tried at once, still without a pass;
 3. then *one pass* prices every query's residual direction (its seed ``x - c_j`` when
@@ -37,7 +37,7 @@ passes shared by every query of the replicate:
 
 Certificates are the in-memory search's, checked the same way: margins over every row
 of the prefix (all priced in the pass), inside residuals on the exact rows of the
-support, both against :class:`~mc_hull.nested.PrefixScales` thresholds with their
+support, both against :class:`~mc_hull.nested.search.PrefixScales` thresholds with their
 rounding bound.  Memory: the in-memory part (at most the budget, less one block and its
 scratch), one regenerated block and its translated copy, 16 MiB of scores, and per
 query a (L,) table and a few dozen cached rows.
@@ -51,10 +51,13 @@ import time
 
 import numpy as np
 
-from . import nested, progress, seeding
-from .nested import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert, colgen
-from .design import memory_budget
-from .solvers.stream import PointSource, StreamSolver
+from . import search as nested
+from .. import progress, seeding
+from .search import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert
+from ..stats.design import memory_budget
+from ..solvers.master import master
+from ..solvers.sources import PointSource
+from ..solvers.stream import StreamSolver
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
@@ -136,7 +139,7 @@ class PrefixRows:
 
     In process, rows below ``n_mem`` (whole blocks) stay in memory once the frame pass has
     drawn them and the others are drawn again on every pass; a source spread over a cluster
-    (``spread = True``: :class:`mc_hull.distributed_blocks.ActorSource`) keeps or regenerates its
+    (``spread = True``: :class:`mc_hull.distributed.blocks.ActorSource`) keeps or regenerates its
     blocks on its holders, and each pass runs there, every holder on its own blocks.  Passes
     see raw blocks and translate them by ``c0`` (the mean of the n rows) themselves.
 
@@ -144,7 +147,7 @@ class PrefixRows:
     ----------
     source : point source
         ``d``, ``n`` (>= ``n``), ``block_rows``, ``generate(block_ids)`` and ``map_blocks``
-        (:class:`mc_hull.samplers.KeyedSource`, :class:`~.solvers.stream.ArraySource`, an actor source).
+        (:class:`mc_hull.samplers.KeyedSource`, :class:`~.solvers.sources.ArraySource`, an actor source).
     n : int
         Rows served (the largest grid size).
     sizes : ndarray of int, shape (L,)
@@ -270,7 +273,7 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
         Bytes of X that may stay in memory (the rest is regenerated every pass).
     solver : str
         Unused beyond the record (the streaming engine decides stuck probes); kept for
-        the signature of :func:`mc_hull.nested.entry_sizes`.
+        the signature of :func:`mc_hull.nested.search.entry_sizes`.
     tol : float
     rounds : int
         Master/pricing rounds per probe before a query goes to the streaming engine.
@@ -280,7 +283,7 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
     Returns
     -------
     EntrySizes
-        As :func:`mc_hull.nested.entry_sizes` (``solves`` counts engine calls, as there), with
+        As :func:`mc_hull.nested.search.entry_sizes` (``solves`` counts engine calls, as there), with
         ``passes`` and ``regenerated`` (rows regenerated over all passes) set as attributes.
     """
     search = _StreamSearch(source, Q, sizes, budget, tol, rounds, engine_budget)
@@ -360,7 +363,7 @@ class _StreamSearch:
         Returns ``"inside"`` (certified and recorded), ``None`` (no usable residual) or
         ``(w, bound)``: the ℓ1-normalised residual direction and the master's bound on its scores.
         """
-        lam, _, R = colgen.master(self._points(S), self.Qc[b:b + 1], np.arange(S.size), np.array([S.size]),
+        lam, _, R = master(self._points(S), self.Qc[b:b + 1], np.arange(S.size), np.array([S.size]),
                                   float(self.tolerance.scale[j]))
         pos = lam > 0
         if np.all(np.isfinite(R)) and pos.any():

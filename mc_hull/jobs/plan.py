@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Iterator
 
-from . import seeding
-from .design import memory_budget
-from .errors import ComputeError, McHullError, PlanError
-from .samplers import replicate_data
-from .solvers import get_solver
-from .solvers.stream import ADD_ROWS
-from .spec import Spec
+from .. import seeding
+from ..stats.design import memory_budget
+from ..errors import ComputeError, McHullError, PlanError
+from ..samplers import replicate_data
+from ..solvers import get_solver
+from ..solvers.stream import ADD_ROWS
+from ..spec import Spec
 
 
 @dataclass(frozen=True, order=True)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .store import read_table_file
+from ..errors import InputError
+from ..store import read_table_file
 
 #: File formats recognised by their first bytes (the extension is not trusted).
 MAGIC = {b"\x93NUMPY": "npy", b"PK\x03\x04": "npz", b"PAR1": "parquet", b"ARROW1": "arrow",
