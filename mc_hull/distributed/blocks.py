@@ -139,7 +139,7 @@ class ActorSource(PointSource):
         self.keep = _keep(self.runs, self.block_rows, self.n, self.d * itemsize, budget, hold)
         self.hold = all(k >= b - a for k, (a, b) in zip(self.keep, self.runs))
         self.replaced = 0
-        self.drawn = 0          # rows drawn or read from the loader by the holders (placement and passes)
+        self.drawn = 0          # rows drawn or read from the current loader by the holders (placement, passes)
         self.events: list[tuple[float, str, str]] = []
         # more holders than free CPUs share them (none free: they reserve none, so placing never waits
         # on CPUs that other actors hold); cpus=0 beside a pool whose idle actors hold the CPUs
@@ -167,7 +167,7 @@ class ActorSource(PointSource):
             except LOST as exc:
                 self._replace(i, type(exc).__name__)
         self.placement = self._where(timeout=PLACE_SECONDS)
-        self.drawn += self._held_rows()
+        self.drawn = self._held_rows()        # rows drawn for this loader (its held part, so far)
         return self
 
     def _holder(self, i, cpus):
