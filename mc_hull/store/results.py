@@ -203,8 +203,13 @@ def planned_queries(spec, d: int, n: int, start: int, stop: int, k: int | None =
 def _identity_status(table: pa.Table, spec, shard, status) -> np.ndarray | None:
     """The unit's status (int8) in the order of its trials' identity when its rows are exactly the trials
     its key implies (:func:`identity_problem`), else None (then the unit is published without a digest)."""
+    try:
+        spec.k_for(shard.d, shard.n)
+    except KeyError:          # a cell its spec never planned: no digest (readers refuse the unit)
+        return None
     if identity_problem(table, shard.start, shard.stop, lambda r: spec.queries_in(r, shard.d, shard.n)):
         return None
+
     rep = table.column("replicate").to_numpy(zero_copy_only=False)
     qry = table.column("query").to_numpy(zero_copy_only=False)
     order = np.lexsort((qry, rep))
