@@ -305,26 +305,30 @@ def placer(holders: int | None = None, budget: int | None = None, log=None) -> "
 
 #: The cost model of a spread replicate (shares of its in-process CPU time, measured on a streamed
 #: d = 14 replicate: drawing X 0.46, the driver's masters 0.09, the rest pricing), and the per-core
-#: efficiency of a pass over holders (benchmarks/actor_source.py: 0.72 with two holders).
-DRAW_SHARE, MASTER_SHARE, EFFICIENCY = 0.46, 0.09, 0.72
+#: efficiency of a pass over one holder and over several (benchmarks/actor_source.py: 0.96 and 0.72).
+DRAW_SHARE, MASTER_SHARE, EFFICIENCY_ONE, EFFICIENCY = 0.46, 0.09, 0.96, 0.72
 
 
 def spread_plan(units: int, cpus: int, x_bytes: int, memory: float) -> tuple[int, int]:
     """``(concurrent, holders)``: how many spread units to run at once and holders for each.
 
-    Chooses the split of ``cpus`` that the cost model above predicts to finish ``units`` units first:
-    ``ceil(units / u)`` rounds of one replicate's time, ``MASTER_SHARE + (1 - MASTER_SHARE - DRAW_SHARE)
-    / (h e)``, plus ``DRAW_SHARE / (h e)`` when the ``u`` replicates' X do not all fit half of the
-    cluster's ``memory`` (then they are drawn again on every pass), with ``h = cpus // u`` holders each.
+    Chooses the split of ``cpus`` that the cost model above predicts to finish ``units`` units first,
+    in units of one replicate's in-process time: ``ceil(units / u)`` rounds of ``MASTER_SHARE +
+    (1 - MASTER_SHARE - DRAW_SHARE) / (h e)``, plus ``DRAW_SHARE / (h e)`` when the ``u`` replicates' X
+    do not all fit half of the cluster's ``memory`` (then they are drawn again on every pass), with
+    ``h = cpus // u`` holders each; or, ``holders = 0``, no holders at all: ``min(units, cpus)`` units
+    at once in process, ``ceil(units / u)`` rounds of 1.
     """
     units, cpus = max(1, int(units)), max(1, int(cpus))
-    best = None
+    farm = min(units, cpus)
+    best = (-(-units // farm) * 1.0, farm, 0)
     for u in range(1, min(units, cpus) + 1):
         h = cpus // u
         held = u * x_bytes <= memory / 2
-        one = MASTER_SHARE + (1 - MASTER_SHARE - DRAW_SHARE + (0 if held else DRAW_SHARE)) / (h * EFFICIENCY)
+        e = EFFICIENCY_ONE if h == 1 else EFFICIENCY
+        one = MASTER_SHARE + (1 - MASTER_SHARE - DRAW_SHARE + (0 if held else DRAW_SHARE)) / (h * e)
         wall = -(-units // u) * one
-        if best is None or wall < best[0] - 1e-12:
+        if wall < best[0] - 1e-12:
             best = (wall, u, h)
     return best[1], best[2]
 
@@ -348,9 +352,11 @@ class Placer:
         self.placed: list[str] = []
         self.reused = 0
         self.per_unit = False
+        self.holders_each: int | None = None      # set by plan
 
     def plan(self, x_bytes: int, units: int) -> int:
-        """Set holders per unit for ``units`` spread units of at most ``x_bytes`` of X; returns how many run at once."""
+        """Set holders per unit for ``units`` spread units of at most ``x_bytes`` of X; returns how many run
+        at once (``holders_each`` 0: none spread, each computed in process on a pool actor)."""
         cpus = int(self.holders or max(1, int(ray.cluster_resources().get("CPU", 1))))
         memory = sum(n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive"))
         concurrent, self.holders_each = spread_plan(units, cpus, x_bytes, memory)
