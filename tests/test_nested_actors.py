@@ -163,7 +163,8 @@ def test_a_nested_run_on_ray_spreads_its_replicates_and_gives_the_serial_rows(tm
     execute(spec, str(tmp_path / "ray"), backend="ray", workers=2, progress=False)
     replicates = spec.replicates_for(3, max(spec.sizes_for(3)))
     assert replicates >= 2 and len(distributed_blocks.PLACED) == replicates, distributed_blocks.PLACED
-    assert all(p.startswith(where) and "on 1 node" in p for p in distributed_blocks.PLACED), distributed_blocks.PLACED
+    assert all(p.startswith(where.replace(" 2 actors", "")) and "on 1 node" in p
+               for p in distributed_blocks.PLACED), distributed_blocks.PLACED
     assert rows(tmp_path / "ray") == rows(tmp_path / "serial")
     assert len(rows(tmp_path / "ray")) == 24 * 6
 
@@ -213,3 +214,49 @@ def test_replicates_reuse_the_holders(ray_local):
     for h in last:                       # closed: the holders are gone (refused at submission or on get)
         with pytest.raises(Exception, match="(?i)actor|dead"):
             ray.get(h.where.remote(), timeout=30)
+
+
+def test_spread_plan_chooses_concurrency_by_the_cost_model():
+    from mc_hull.distributed.blocks import spread_plan
+
+    G = 1 << 30
+    # one X that the cluster can hold once: one replicate at a time, with every core holding it
+    assert spread_plan(31, 2, int(5.8 * G), 16 * G) == (1, 2)
+    # X beyond the cluster's memory on two cores: replicates side by side in process (no holders)
+    assert spread_plan(31, 2, 27 * G, 16 * G) == (2, 0)
+    # ... but on 64 cores, 31 replicates side by side with two holders each beat 31 single cores
+    assert spread_plan(31, 64, 27 * G, 256 * G) == (31, 2)
+    # a big cluster, X held 8 at a time or all 31 regenerated: the model's quicker choice, never more
+    # units at once than units or cores, and holders fill the cores
+    u, h = spread_plan(31, 512, 117 * G, 2048 * G)
+    assert 1 <= u <= 31 and h == 512 // u
+    for units, cpus, x, mem in [(1, 64, G, 64 * G), (5, 3, 1, 1), (100, 7, 10 * G, 8 * G)]:
+        u, h = spread_plan(units, cpus, x, mem)
+        assert 1 <= u <= min(units, cpus) and h in (0, cpus // u)
+
+
+def test_spread_units_on_the_pool_actors_give_the_serial_rows(tmp_path, monkeypatch):
+    """Many small spread units: the plan runs them side by side on the pool's actors, each over its own
+    holders (placements come back to the driver); the rows equal the serial run's."""
+    import duckdb
+
+    from mc_hull.distributed import blocks
+    from mc_hull.runs.runner import execute
+    from mc_hull.spec import Spec
+
+    monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", "200K")          # X of (5, 4000) is 160 KB: streamed
+    spec = Spec(distribution="gaussian", dims=(5,), sizes=(300, 4000), trials=200, queries_per_set=25,
+                seed=5, shard_trials=50)
+    assert blocks.spread_plan(4, 2, 8 * 4000 * 5, 16 << 30) == (2, 1)
+    cols = "d, n, replicate, query, status, method, certificate_value"
+
+    def rows(out):
+        return duckdb.sql(f"SELECT {cols} FROM read_parquet('{out}/**/*.parquet', hive_partitioning = true) "
+                          "ORDER BY ALL").fetchall()
+
+    execute(spec, str(tmp_path / "serial"), backend="serial", progress=False)
+    blocks.PLACED.clear()
+    execute(spec, str(tmp_path / "ray"), backend="ray", workers=2, progress=False)
+    assert len(blocks.PLACED) == 8, blocks.PLACED                  # the eight replicates of (5, 4000)
+    assert rows(tmp_path / "ray") == rows(tmp_path / "serial")
+    assert len(rows(tmp_path / "ray")) == 400

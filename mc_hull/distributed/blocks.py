@@ -128,7 +128,8 @@ class ActorSource(PointSource):
     spread = True
 
     def __init__(self, loader: PointSource, *, holders: int | None = None, budget: int | None = None,
-                 hold: bool | None = None, address: str | None = None, cpus: float | None = None):
+                 hold: bool | None = None, address: str | None = None, cpus: float | None = None,
+                 share: int = 1):
         self.loader = loader
         self.n, self.d, self.block_rows = int(loader.n), int(loader.d), int(loader.block_rows)
         self._started = connect(address, None) if not ray.is_initialized() else False
@@ -136,7 +137,7 @@ class ActorSource(PointSource):
         k = max(1, min(int(holders or total), self.n_blocks))
         self.runs = block_runs(self.n_blocks, k)
         itemsize = np.dtype(getattr(loader, "dtype", np.float64)).itemsize
-        self.keep = _keep(self.runs, self.block_rows, self.n, self.d * itemsize, budget, hold)
+        self.keep = _keep(self.runs, self.block_rows, self.n, self.d * itemsize, budget, hold, share)
         self.hold = all(k >= b - a for k, (a, b) in zip(self.keep, self.runs))
         self.replaced = 0
         self.drawn = 0          # rows drawn or read from the current loader by the holders (placement, passes)
@@ -264,12 +265,14 @@ class ActorSource(PointSource):
         raise TypeError("an ActorSource lives on the driver; ship its loader instead")
 
 
-def _keep(runs, block_rows: int, n: int, row_bytes: int, budget: int | None, hold: bool | None) -> list[int]:
+def _keep(runs, block_rows: int, n: int, row_bytes: int, budget: int | None, hold: bool | None,
+          share: int = 1) -> list[int]:
     """Blocks each holder keeps (the first of its run): all when X fits (:func:`fits`), none with
-    ``hold=False``, else as many as the holder's budget and its node's share of half the node's memory allow."""
+    ``hold=False``, else as many as the holder's budget and its node's share of half the node's memory
+    allow (``share``: sources placed at once, each with as many holders)."""
     sizes = [b - a for a, b in runs]
     largest = max(min(b * block_rows, n) - a * block_rows for a, b in runs) * row_bytes
-    if hold is True or (hold is None and fits(largest, n * row_bytes, budget)):
+    if hold is True or (hold is None and fits(largest, n * row_bytes * max(1, share), budget)):
         return sizes
     if hold is False:
         return [0] * len(runs)
@@ -277,7 +280,7 @@ def _keep(runs, block_rows: int, n: int, row_bytes: int, budget: int | None, hol
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("memory")]
     cap = budget
     if nodes:     # the holders spread evenly: each node keeps its share within half its memory
-        per_node = -(-len(runs) // len(nodes))
+        per_node = -(-len(runs) * max(1, share) // len(nodes))
         cap = min(cap, int(min(n["Resources"]["memory"] for n in nodes) / 2 / per_node))
     return [min(k, max(0, cap) // (block_rows * row_bytes)) for k in sizes]
 
@@ -300,21 +303,72 @@ def placer(holders: int | None = None, budget: int | None = None, log=None) -> "
     return Placer(holders, budget, log)
 
 
+#: The cost model of a spread replicate (shares of its in-process CPU time, measured on a streamed
+#: d = 14 replicate: drawing X 0.46, the driver's masters 0.09, the rest pricing), and the per-core
+#: efficiency of a pass over one holder and over several (benchmarks/actor_source.py: 0.96 and 0.72).
+DRAW_SHARE, MASTER_SHARE, EFFICIENCY_ONE, EFFICIENCY = 0.46, 0.09, 0.96, 0.72
+
+
+def spread_plan(units: int, cpus: int, x_bytes: int, memory: float) -> tuple[int, int]:
+    """``(concurrent, holders)``: how many spread units to run at once and holders for each.
+
+    Chooses the split of ``cpus`` that the cost model above predicts to finish ``units`` units first,
+    in units of one replicate's in-process time: ``ceil(units / u)`` rounds of ``MASTER_SHARE +
+    (1 - MASTER_SHARE - DRAW_SHARE) / (h e)``, plus ``DRAW_SHARE / (h e)`` when the ``u`` replicates' X
+    do not all fit half of the cluster's ``memory`` (then they are drawn again on every pass), with
+    ``h = cpus // u`` holders each; or, ``holders = 0``, no holders at all: ``min(units, cpus)`` units
+    at once in process, ``ceil(units / u)`` rounds of 1.
+    """
+    units, cpus = max(1, int(units)), max(1, int(cpus))
+    farm = min(units, cpus)
+    best = (-(-units // farm) * 1.0, farm, 0)
+    for u in range(1, min(units, cpus) + 1):
+        h = cpus // u
+        held = u * x_bytes <= memory / 2
+        e = EFFICIENCY_ONE if h == 1 else EFFICIENCY
+        one = MASTER_SHARE + (1 - MASTER_SHARE - DRAW_SHARE + (0 if held else DRAW_SHARE)) / (h * e)
+        wall = -(-units // u) * one
+        if wall < best[0] - 1e-12:
+            best = (wall, u, h)
+    return best[1], best[2]
+
+
 class Placer:
     """``place(loader)``: a context manager over an :class:`ActorSource` of ``loader`` (for the runner).
 
-    Holders reserve no CPUs (``cpus=0``): they run beside a pool whose actors are idle while a
-    spread unit is computed on the driver.  Consecutive placements of the same shape (the
+    Holders reserve no CPUs (``cpus=0``): they run beside a pool whose actors are idle while the
+    spread units are computed.  :meth:`plan` decides how many spread units run at once (one here, on
+    the driver, with all holders; or several on the pool's actors, each with its own share of holders
+    and of the nodes' memory: :meth:`for_workers`).  Consecutive placements of the same shape (the
     replicates of one cell) reuse the holders (:meth:`ActorSource.reload`); :meth:`close` ends them.
-    The first placement of each (d, N) is described on ``log`` (where X lives) and every placement
-    is recorded in :data:`PLACED`.
+    Each placement is described (where X lives) on ``log`` for the first (d, N) and kept for
+    :meth:`take`; the runner gathers the descriptions into :data:`PLACED`.
     """
 
-    def __init__(self, holders: int | None = None, budget: int | None = None, log=None):
-        self.holders, self.budget, self.log = holders, budget, log
+    def __init__(self, holders: int | None = None, budget: int | None = None, log=None, share: int = 1):
+        self.holders, self.budget, self.log, self.share = holders, budget, log, int(share)
         self.current: ActorSource | None = None
         self.said: set = set()
+        self.placed: list[str] = []
         self.reused = 0
+        self.per_unit = False
+        self.holders_each: int | None = None      # set by plan
+
+    def plan(self, x_bytes: int, units: int) -> int:
+        """Set holders per unit for ``units`` spread units of at most ``x_bytes`` of X; returns how many run
+        at once (``holders_each`` 0: none spread, each computed in process on a pool actor)."""
+        cpus = int(self.holders or max(1, int(ray.cluster_resources().get("CPU", 1))))
+        memory = sum(n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive"))
+        concurrent, self.holders_each = spread_plan(units, cpus, x_bytes, memory)
+        return concurrent
+
+    def for_workers(self) -> "Placer":
+        """A copy for the pool's actors: each runs one unit at a time over its own holders."""
+        each = getattr(self, "holders_each", None) or self.holders
+        cpus = int(self.holders or max(1, int(ray.cluster_resources().get("CPU", 1))))
+        other = Placer(each, self.budget, None, share=max(1, cpus // max(1, int(each or 1))))
+        other.per_unit = True
+        return other
 
     @contextlib.contextmanager
     def __call__(self, loader):
@@ -325,8 +379,9 @@ class Placer:
             self.reused += 1
         else:
             self.close()
-            src = self.current = ActorSource(loader, holders=self.holders, budget=self.budget, cpus=0)
-        PLACED.append(src.describe())
+            holders = getattr(self, "holders_each", None) or self.holders
+            src = self.current = ActorSource(loader, holders=holders, budget=self.budget, cpus=0, share=self.share)
+        self.placed.append(src.describe())
         if (loader.d, loader.n) not in self.said:
             self.said.add((loader.d, loader.n))
             print(f"mc-hull: d = {loader.d}, N = {loader.n:,}: {src.describe()}, placed in "
@@ -337,11 +392,25 @@ class Placer:
             self.close()          # a failed unit leaves no holders behind
             raise
 
+    def take(self) -> list[str]:
+        """The placements described since the last call."""
+        out, self.placed = self.placed, []
+        return out
+
+    @staticmethod
+    def record(descriptions) -> None:
+        """Keep placements (made here or on a worker) in :data:`PLACED`."""
+        PLACED.extend(descriptions)
+
     def close(self) -> None:
         """End the holders of the last placement."""
         if self.current is not None:
             self.current.close()
             self.current = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__, current=None, log=None, said=set(), placed=[])
+        return state
 
 
 #: What each placement of this process said (:meth:`ActorSource.describe`), for tests and reports.

@@ -128,6 +128,10 @@ class MonteCarloJob:
         """True for a cell whose X exceeds the memory budget (streamed: its blocks go to the cluster)."""
         return planning.needs_streaming(shard.n, shard.d)
 
+    def spread_bytes(self, shard: Shard) -> int:
+        """Bytes of a spread cell's X (float64)."""
+        return 8 * int(shard.n) * int(shard.d)
+
     def compute(self, shard: Shard, place=None) -> dict[str, np.ndarray]:
         return trial.run_shard(self.spec, shard) if place is None else trial.run_shard(self.spec, shard, place=place)
 

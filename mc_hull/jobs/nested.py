@@ -175,6 +175,10 @@ class NestedJob:
         """True when the unit's X exceeds the memory budget: its blocks then go to the cluster's nodes."""
         return streamed_sizes(self.spec, unit.d) is not None
 
+    def spread_bytes(self, unit: NestedShard) -> int:
+        """Bytes of a spread replicate's X (float64, the largest size of its d)."""
+        return 8 * int(max(self.spec.sizes_for(unit.d))) * int(unit.d)
+
     def compute(self, unit: NestedShard, place=None) -> dict[str, np.ndarray]:
         """Rows of every cell (d, N) of the unit, with an extra ``n`` column saying which.
 

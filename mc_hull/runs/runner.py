@@ -56,11 +56,18 @@ def execute_unit(context, unit) -> dict:
     """
     job, out, *rest = context
     place = rest[0] if rest else None
+    spread = getattr(job, "spread", None)
+    if place is not None and not (spread is not None and spread(unit)):
+        place = None                         # only a unit whose X is spread over the cluster uses it
     t0 = time.perf_counter()
     what = "points" if job.unit_name == "point" else "queries"
     with reporting.unit(unit.key, job.size(unit), what):
         try:
-            cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
+            try:
+                cols = job.compute(unit, place=place) if place is not None else job.compute(unit)
+            finally:
+                if place is not None and place.per_unit:   # on a worker: the unit's holders end with it
+                    place.close()
         except McHullError:
             raise
         except Exception as exc:   # noqa: BLE001 - one line, never a traceback after the run's record
@@ -78,6 +85,8 @@ def execute_unit(context, unit) -> dict:
                "seconds": time.perf_counter() - t0}
     if passes is not None:
         summary["passes"] = np.asarray(passes, dtype=np.float64).reshape(-1, 2).tolist()
+    if place is not None:
+        summary["placed"] = place.take()
     return summary
 
 
@@ -100,10 +109,21 @@ def _split(job, done: set, place) -> tuple:
 
 
 def _summaries(mapper, job, out: str, todo, hint: int, wide: list, place):
-    """Each unit's summary: the mapped units', then those computed here over the cluster, one by one."""
+    """Each unit's summary: the mapped units', then the spread ones (:meth:`Placer.plan`): one at a time
+    here when one replicate at a time should have the cluster, else several at once on the pool's
+    actors, each over its own holders."""
     yield from (s for _, s in mapper(execute_unit, todo, (job, out), hint))
-    for unit in wide:
-        yield execute_unit((job, out, place), unit)
+    if not wide:
+        return
+    concurrent = place.plan(max(map(job.spread_bytes, wide)), len(wide)) if hasattr(job, "spread_bytes") else 1
+    if place.holders_each == 0 and mapper is not serial_map:   # quicker in process, side by side
+        yield from (s for _, s in mapper(execute_unit, iter(wide), (job, out), concurrent))
+        return
+    if concurrent <= 1 or mapper is serial_map:
+        for unit in wide:
+            yield execute_unit((job, out, place), unit)
+        return
+    yield from (s for _, s in mapper(execute_unit, iter(wide), (job, out, place.for_workers()), concurrent))
 
 
 def serial_map(fn, units, context=None, hint=None):
@@ -412,6 +432,8 @@ def run(job, out: str, *, map=None, progress: bool = True, log=None, place=None)
             size += summary["size"]
             undecided += summary["undecided"]
             passes.extend(summary.get("passes", ()))
+            if summary.get("placed") and place is not None:
+                place.record(summary["placed"])
             meter.update(summary["size"], summary.get("key"))
         completed = True
     finally:
