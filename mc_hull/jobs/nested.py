@@ -189,6 +189,8 @@ class NestedJob:
         sizes = np.array(sorted(spec.sizes_for(unit.d)), dtype=np.int64)
         parts, passes = [], []
         streamed = streamed_sizes(spec, unit.d)
+        if place is not None and streamed is None:   # placed by the runner, on its own budget's word
+            streamed = (0, int(sizes[-1]))
         buffer = None if streamed else np.empty((int(sizes[-1]), unit.d), order="F")   # reused by each replicate
         for r in range(unit.start, unit.stop):
             progress.replicate(r - unit.start, unit.stop - unit.start)

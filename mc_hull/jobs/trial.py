@@ -157,7 +157,8 @@ def run_shard(spec: Spec, shard: Shard, *, map=None, ranges: int = 1, place=None
     dict of str -> ndarray
         Columns :func:`columns`, one entry per trial, ordered by (replicate, query).
     """
-    streamed = needs_streaming(shard.n, shard.d)
+    # placed by the runner, which decided on its own budget: spread even where this process's budget differs
+    streamed = place is not None or needs_streaming(shard.n, shard.d)
     if streamed:
         check_measure(spec)    # refused, never dropped
     solver = stream_solver(map, ranges) if streamed else get_solver(spec.solver)

@@ -55,10 +55,7 @@ def execute_unit(context, unit) -> dict:
         ``key``, ``size`` (trials or points), ``undecided`` and ``seconds``.
     """
     job, out, *rest = context
-    place = rest[0] if rest else None
-    spread = getattr(job, "spread", None)
-    if place is not None and not (spread is not None and spread(unit)):
-        place = None                         # only a unit whose X is spread over the cluster uses it
+    place = rest[0] if rest else None      # given for the units the runner spreads over the cluster
     t0 = time.perf_counter()
     what = "points" if job.unit_name == "point" else "queries"
     with reporting.unit(unit.key, job.size(unit), what):
