@@ -171,6 +171,8 @@ def test_spread_plan_chooses_concurrency_by_the_cost_model():
     assert spread_plan(31, 2, int(5.8 * G), 16 * G) == (1, 2)
     # X beyond the cluster's memory on two cores: replicates side by side in process (no holders)
     assert spread_plan(31, 2, 27 * G, 16 * G) == (2, 0)
+    # never several units with a single holder each (that is the farm with more processes)
+    assert spread_plan(4, 2, 1, 16 * G) == (1, 2)
     # ... but on 64 cores, 31 replicates side by side with two holders each beat 31 single cores
     assert spread_plan(31, 64, 27 * G, 256 * G) == (31, 2)
     # a big cluster, X held 8 at a time or all 31 regenerated: the model's quicker choice, never more
@@ -179,7 +181,7 @@ def test_spread_plan_chooses_concurrency_by_the_cost_model():
     assert 1 <= u <= 31 and h == 512 // u
     for units, cpus, x, mem in [(1, 64, G, 64 * G), (5, 3, 1, 1), (100, 7, 10 * G, 8 * G)]:
         u, h = spread_plan(units, cpus, x, mem)
-        assert 1 <= u <= min(units, cpus) and h in (0, cpus // u)
+        assert 1 <= u <= min(units, cpus) and h in (0, cpus // u) and (u == 1 or h != 1)
 
 
 def test_spread_units_on_the_pool_actors_give_the_serial_rows(tmp_path, monkeypatch):
@@ -198,7 +200,7 @@ def test_spread_units_on_the_pool_actors_give_the_serial_rows(tmp_path, monkeypa
     monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", "200K")          # X of (5, 4000) is 160 KB: streamed
     spec = Spec(distribution="gaussian", dims=(5,), sizes=(300, 4000), trials=200, queries_per_set=25,
                 seed=5, shard_trials=50)
-    assert blocks.spread_plan(4, 2, 8 * 4000 * 5, 16 << 30) == (2, 1)
+    assert blocks.spread_plan(4, 4, 8 * 4000 * 5, 16 << 30) == (2, 2)    # 2 at once, 2 holders each
     cols = "d, n, replicate, query, status, method, certificate_value"
 
     def rows(out):
@@ -207,8 +209,9 @@ def test_spread_units_on_the_pool_actors_give_the_serial_rows(tmp_path, monkeypa
 
     execute(spec, str(tmp_path / "serial"), backend="serial", progress=False)
     blocks.PLACED.clear()
-    execute(spec, str(tmp_path / "ray"), backend="ray", workers=2, progress=False)
+    execute(spec, str(tmp_path / "ray"), backend="ray", workers=4, progress=False)
     assert len(blocks.PLACED) == 8, blocks.PLACED                  # the eight replicates of (5, 4000)
+    assert all(p.startswith("X held by 1 actors") for p in blocks.PLACED)     # one block: one holder
     assert rows(tmp_path / "ray") == rows(tmp_path / "serial")
     assert len(rows(tmp_path / "ray")) == 400
 

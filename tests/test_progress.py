@@ -252,7 +252,10 @@ def test_ray_workers_report_through_the_hub(tmp_path, monkeypatch, ray_local):
     from mc_hull.distributed.pool import Pool
 
     _fast(monkeypatch)
-    spec = Spec.from_dict({**_streamed_spec(seed=4, trials=48, top=3_000_000).to_dict(), "shard_trials": 24})
+    # the units on the pool's actors, as a farm (spread units would run on the driver, over holders)
+    monkeypatch.setattr(NestedJob, "spread", lambda self, unit: False)
+    # units of several seconds: a worker reports at most once a second (its own MC_HULL_REPORT_SECONDS)
+    spec = Spec.from_dict({**_streamed_spec(seed=4, trials=96, top=3_000_000).to_dict(), "shard_trials": 48})
     log = io.StringIO()
     with Pool("local", 2) as pool:
         runner.execute(spec, str(tmp_path / "r"), backend="ray", pool=pool, job=NestedJob(spec), log=log)

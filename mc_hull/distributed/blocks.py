@@ -324,6 +324,8 @@ def spread_plan(units: int, cpus: int, x_bytes: int, memory: float) -> tuple[int
     best = (-(-units // farm) * 1.0, farm, 0)
     for u in range(1, min(units, cpus) + 1):
         h = cpus // u
+        if u > 1 and h < 2:       # one holder beside each unit's master: the farm, with more processes
+            continue
         held = u * x_bytes <= memory / 2
         e = EFFICIENCY_ONE if h == 1 else EFFICIENCY
         one = MASTER_SHARE + (1 - MASTER_SHARE - DRAW_SHARE + (0 if held else DRAW_SHARE)) / (h * e)
