@@ -71,6 +71,8 @@ class BlockHolder:
         self.loader, self.ids = loader, range(int(first), int(stop))
         self.held = None
         self.held = [(int(s), np.ascontiguousarray(X)) for s, X in loader.generate(self.ids[:max(0, int(keep))])]
+        _release(loader)
+        drop_store_pages()
         return sum(len(X) for _, X in self.held)
 
     def where(self) -> tuple[str, int, int]:
@@ -80,6 +82,7 @@ class BlockHolder:
     def run(self, fn, context):
         """``(fn(context, blocks), rows drawn from the loader)`` over this holder's blocks, in order."""
         drawn = [0]
+        drop_store_pages()          # the store's pages touched by earlier calls (context, partials)
 
         def blocks():
             yield from self.held
@@ -87,20 +90,98 @@ class BlockHolder:
                 drawn[0] += len(X)
                 yield s, X
 
-        return fn(context, blocks()), drawn[0]
+        try:
+            return fn(context, blocks()), drawn[0]
+        finally:
+            if drawn[0]:
+                _release(self.loader)
+
+    def traced(self, fn, context):
+        """As :meth:`run`, with the pass's peak traced allocation and this process's memory.
+
+        Returns ``(partial, rows drawn, peak, memory)``: ``peak`` the most bytes the pass had allocated
+        at once beyond what it began with (:mod:`tracemalloc`: numpy's buffers included, the held
+        blocks and the context's object-store buffers not), ``memory`` as :meth:`memory`.
+        """
+        import tracemalloc
+
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            part, drawn = self.run(fn, context)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        return part, drawn, peak, self.memory()
+
+    def memory(self) -> dict:
+        """Bytes held, and this process's ``VmHWM`` (peak RSS), ``VmRSS``, ``RssAnon``, ``RssFile`` and
+        ``RssShmem`` from ``/proc/self/status`` (bytes; empty where there is none)."""
+        out = {"held": sum(X.nbytes for _, X in self.held)}
+        with contextlib.suppress(OSError), open("/proc/self/status") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                    out[key] = int(rest.split()[0]) * 1024
+        return out
+
+
+#: ``madvise`` advice that drops a range's page-table entries (Linux); on a shared mapping the data stay.
+MADV_DONTNEED = 4
+
+
+def drop_store_pages() -> int:
+    """Drop this process's resident pages of Ray's object store; returns the bytes of mapping advised.
+
+    The store is a shared memory file (``/dev/shm/plasma…``) that every worker maps; the pages a worker
+    has touched (contexts read, partial results written) count in its RSS although they are the
+    store's, shared by the node and budgeted by Ray apart from the workers.  ``MADV_DONTNEED`` on a
+    *shared* mapping removes only this process's page-table entries: the objects stay in the store,
+    and a later read faults their pages back in.  A block holder calls this before each pass, so
+    its RSS holds its blocks, its code and one pass's scratch, not every page of the store it ever
+    touched.  Elsewhere than Linux it does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return 0
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open("/proc/self/maps") as fh:
+            lines = [line.split() for line in fh if "plasma" in line]
+    except OSError:
+        return 0
+    done = 0
+    for parts in lines:
+        if len(parts) < 6 or not parts[1].endswith("s"):       # shared mappings only
+            continue
+        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+        if libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), MADV_DONTNEED) == 0:
+            done += hi - lo
+    return done
+
+
+def _release(loader) -> None:
+    """Let a loader drop what it keeps between reads (a file source's last row group)."""
+    release = getattr(loader, "release", None)
+    if callable(release):
+        release()
 
 
 def _raw_rows_pass(idx, blocks):
-    """The raw rows ``idx`` (sorted) that lie in some blocks: (indices found (sorted), rows float64)."""
-    found, rows = [], []
+    """The raw rows ``idx`` (sorted) that lie in some blocks: (indices found (sorted), rows in the blocks' dtype)."""
+    found, out, m = [], None, 0
     for start, X in blocks:
         lo, hi = np.searchsorted(idx, [start, start + len(X)])
         if hi > lo:
+            if out is None:      # room for every row asked for; only the pages of rows found are touched
+                out = np.empty((len(idx) - lo, X.shape[1]), dtype=X.dtype)
             found.append(idx[lo:hi])
-            rows.append(np.asarray(X, dtype=np.float64)[idx[lo:hi] - start])
+            out[m:m + hi - lo] = X[idx[lo:hi] - start]       # the rows only, in the block's dtype
+            m += hi - lo
     if not found:
         return np.zeros(0, dtype=np.intp), np.zeros((0, 0))
-    return np.concatenate(found), np.vstack(rows)
+    return np.concatenate(found), out[:m]
 
 
 class ActorSource(PointSource):

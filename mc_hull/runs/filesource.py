@@ -9,8 +9,8 @@ Layouts
 -------
 * **``.npy`` shards**: a directory whose ``*.npy`` files (hidden ``.``/``_`` names
   skipped) are 2-D arrays ``(n_i, d)`` of one ``d``; rows are taken in file-name
-  order.  Local files are memory-mapped; on other filesystems each block is a
-  ranged read of the rows it needs.
+  order.  Each block is a ranged read of the rows it needs (local files with
+  ``readinto`` straight into the block, nothing memory-mapped).
 * **Parquet**: one ``.parquet`` file or a directory of them (file-name order, then
   row-group order).  A row is either **one list or fixed-size-list column** of d
   numbers (the usual way embeddings are stored), or, when the schema has several
@@ -154,7 +154,7 @@ class FileSource(PointSource):
             a, e = at - offs[f], min(stop, offs[f + 1]) - offs[f]
             if e <= a:
                 continue
-            out[at - start:at - start + (e - a)] = self._read(f, int(a), int(e))
+            self._read(f, int(a), int(e), out[at - start:at - start + (e - a)])
             at += e - a
         bad = ~np.isfinite(out).all(axis=1)
         if bad.any():
@@ -175,7 +175,7 @@ class FileSource(PointSource):
         return out
 
     def load(self) -> np.ndarray:
-        """All of X (n, d) in :attr:`dtype` (for a set that fits the memory budget); the files are unmapped after."""
+        """All of X (n, d) in :attr:`dtype` (for a set that fits the memory budget); no row group kept after."""
         try:
             return self.rows(0, self.n)
         finally:
@@ -189,37 +189,48 @@ class FileSource(PointSource):
         path = self.files[f]
         return os.path.relpath(path, self._root) if self._root and path != self._root else os.path.basename(path)
 
-    def _read(self, f: int, a: int, e: int) -> np.ndarray:
-        """Rows ``a .. e-1`` of file ``f`` as an (e - a, d) array (any numeric dtype)."""
+    def _read(self, f: int, a: int, e: int, into: np.ndarray) -> None:
+        """Rows ``a .. e-1`` of file ``f`` (any numeric dtype) into ``into`` (e - a, d), converted to its dtype.
+
+        A local ``.npy`` shard is read with ``readinto`` straight into ``into`` when the dtypes agree
+        (else through one buffer of the rows): no mapping outlives the call, so a process holding blocks
+        keeps no file pages resident beyond its rows.
+        """
         if self.layout == "npy":
             dtype, offset = self._meta[f]
             from ..store.files import is_local
 
-            if is_local(self._fs):
-                mm = self._cache.get(("mmap", f))
-                if mm is None:
-                    mm = np.memmap(self.files[f], dtype=dtype, mode="r", offset=offset,
-                                   shape=(self.counts[f], self.d))
-                    self._cache.clear()            # one file mapped at a time
-                    self._cache[("mmap", f)] = mm
-                return np.array(mm[a:e])
             width = self.d * dtype.itemsize
+            if is_local(self._fs):
+                buf = into if dtype == into.dtype else np.empty((e - a, self.d), dtype=dtype)
+                with open(self.files[f], "rb", buffering=0) as fh:
+                    fh.seek(offset + a * width)
+                    view, got = memoryview(buf.reshape(-1)).cast("B"), 0
+                    while got < len(view):
+                        step = fh.readinto(view[got:])
+                        if not step:
+                            raise InputError(f"{self.name}: {self._rel(f)} is truncated (rows {a}..{e - 1} missing)")
+                        got += step
+                if buf is not into:
+                    into[...] = buf
+                return
             with self._fs.open_input_file(self.files[f]) as fh:
                 buf = fh.read_at((e - a) * width, offset + a * width)
             if len(buf) != (e - a) * width:
                 raise InputError(f"{self.name}: {self._rel(f)} is truncated (rows {a}..{e - 1} missing)")
-            return np.frombuffer(buf, dtype=dtype).reshape(e - a, self.d)
+            into[...] = np.frombuffer(buf, dtype=dtype).reshape(e - a, self.d)
+            return
         groups = self._meta[f]                      # rows per row group
         bounds = np.concatenate([[0], np.cumsum(groups)])
-        parts = []
+        at = 0
         g = int(np.searchsorted(bounds, a, side="right")) - 1
         while a < e:
             Xg = self._row_group(f, g)
             lo, hi = a - bounds[g], min(e, bounds[g + 1]) - bounds[g]
-            parts.append(Xg[lo:hi])
+            into[at:at + hi - lo] = Xg[lo:hi]
+            at += hi - lo
             a += hi - lo
             g += 1
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def _row_group(self, f: int, g: int) -> np.ndarray:
         """Row group ``g`` of Parquet file ``f`` as (rows, d); the last one read is kept (sequential passes)."""
@@ -232,7 +243,16 @@ class FileSource(PointSource):
             self._cache[key] = table_rows(table, self.d, f"{self.name}: {self._rel(f)} row group {g}")
         return self._cache[key]
 
-    def __getstate__(self):            # a map may send the source to other processes: no open maps
+    def release(self) -> None:
+        """Drop the row group kept for sequential reads (and return Arrow's unused memory to the system)."""
+        if self._cache:
+            self._cache.clear()
+            if self.layout == "parquet":
+                import pyarrow as pa
+
+                pa.default_memory_pool().release_unused()
+
+    def __getstate__(self):            # a map may send the source to other processes: no cached rows
         state = dict(self.__dict__)
         state["_cache"] = {}
         return state

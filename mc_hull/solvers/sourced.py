@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .distance import nearest
-from .sources import ArraySource, PointSource, Streamed
+from .sources import ArraySource, PointSource, Streamed, _clamped, _identity, _segments, row_slices
 from .stream import StreamSolver
 
 #: Coordinates per block of X held for passes (2^22: a 32 MiB float64 frame copy per block).
@@ -166,31 +166,39 @@ class SourceRows:
 
 
 # -- passes over runs of blocks (module level: a map or a block holder may run them elsewhere) -----
-def block_price(Y, W, k, lowest=None):
-    """:func:`~.pricing.price` on one block ``Y`` (R, d): one product ``W @ Y.T`` (B, R), no copy of Y.
+def block_price(Y, W, k, lowest=None, map=None):
+    """:func:`~.pricing.price` on one block ``Y`` (R, d): scores ``W @ map(Y).T``, in :func:`row_slices`.
 
     Chunks as :func:`~.pricing.price`'s small path (k chunks of L = ceil(R / k) rows, the last padded with
-    its last row); also returns the lowest scores (B, lowest) of the coarse chunks.
+    its last row: a chunk of padding only has that row); also returns the lowest scores (B, lowest) of the
+    coarse chunks.  ``map`` (default none) maps a slice of rows to frame coordinates: only one slice of
+    mapped rows and its (B, slice) scores exist at a time, whatever R is.
     """
-    S = W @ Y.T
-    B, R = S.shape
+    map = map or _identity
+    B, d = W.shape
+    R = len(Y)
     k = max(1, min(k, R))
     L = -(-R // k)
-    pad = np.minimum(np.arange(k * L), R - 1)
-    Sp = S if k * L == R else S[:, pad]
-    j = Sp.reshape(B, k, L).argmax(axis=2)
-    top_idx = pad[np.arange(k) * L + j]
-    top_val = np.take_along_axis(S, top_idx, axis=1)
+    chunk = np.arange(k + 1) * L          # chunk c: padded positions chunk[c] .. chunk[c + 1] - 1
+    t_start, t_stop = _clamped(chunk[:-1], chunk[1:], R)
+    top_val, top_idx = np.full((B, k), -np.inf), np.zeros((B, k), dtype=np.intp)
+    n_low = 0 if lowest is None else min(lowest, k)
+    if n_low:
+        edges = np.array([-(-lc * k // n_low) * L for lc in range(n_low + 1)])
+        l_start, l_stop = _clamped(edges[:-1], edges[1:], R)
+        low_val, low_idx = np.full((B, n_low), np.inf), np.zeros((B, n_low), dtype=np.intp)
+    for a, e in row_slices(R, d, B):
+        S = W @ map(Y[a:e]).T
+        _segments(t_start, t_stop, a, e, S, top_val, top_idx, False)
+        if n_low:
+            _segments(l_start, l_stop, a, e, S, low_val, low_idx, True)
+        del S                      # before the next slice's scores exist
     best = top_val.max(axis=1)
     if lowest is None:
         return best, top_idx, top_val
-    n_low = min(lowest, k)
-    edges = [-(-lc * k // n_low) * L for lc in range(n_low + 1)] if n_low else []
-    low_idx = np.empty((B, n_low), dtype=np.intp)
-    for lc in range(n_low):
-        a, e = edges[lc], edges[lc + 1]
-        low_idx[:, lc] = pad[a + Sp[:, a:e].argmin(axis=1)]
-    return best, top_idx, top_val, low_idx, np.take_along_axis(S, low_idx, axis=1)
+    if not n_low:
+        return best, top_idx, top_val, np.zeros((B, 0), dtype=np.intp), np.zeros((B, 0))
+    return best, top_idx, top_val, low_idx, low_val
 
 
 def _price_pass(context, blocks):
@@ -200,12 +208,11 @@ def _price_pass(context, blocks):
     best = np.full(B, -np.inf)
     tv, ti, lv, li = [np.zeros((B, 0))], [np.zeros((B, 0), np.intp)], [np.zeros((B, 0))], [np.zeros((B, 0), np.intp)]
     for start, X in blocks:
-        Y = frame.map(X)
         if lowest is not None:
-            b, t_idx, t_val, l_idx, l_val = block_price(Y, W, k, lowest)
+            b, t_idx, t_val, l_idx, l_val = block_price(X, W, k, lowest, map=frame.map)
             lv, li = _best_k(np.hstack([lv[0], l_val]), np.hstack([li[0], l_idx + start]), lowest, 1)
         else:
-            b, t_idx, t_val = block_price(Y, W, k)
+            b, t_idx, t_val = block_price(X, W, k, map=frame.map)
         np.maximum(best, b, out=best)
         tv, ti = _best_k(np.hstack([tv[0], t_val]), np.hstack([ti[0], t_idx + start]), k, -1)
     return best, tv[0], ti[0], lv[0], li[0]
@@ -217,20 +224,24 @@ def _best_k(val, idx, k, sign):
 
 
 def _nearest_pass(context, blocks):
-    """Nearest row (ℓ2, re-measured) of some blocks to each frame query: (distance, global index)."""
+    """Nearest row (ℓ2, re-measured) of some blocks to each frame query: (distance, global index).
+
+    A block is measured in :func:`row_slices`; a later slice wins only when strictly nearer, so ties keep
+    the lowest row, as over the whole block."""
     frame, Q = context
     B = Q.shape[0]
     dist, index = np.full(B, np.inf), np.zeros(B, dtype=np.intp)
     for start, X in blocks:
-        dd, i = nearest(frame.map(X), Q)
-        better = dd < dist
-        dist[better], index[better] = dd[better], i[better] + start
+        for a, e in row_slices(len(X), X.shape[1], B):
+            dd, i = nearest(frame.map(X[a:e]), Q)
+            better = dd < dist
+            dist[better], index[better] = dd[better], i[better] + start + a
     return dist, index
 
 
 def _radius_pass(frame, blocks):
     r = 0.0
     for _, X in blocks:
-        if len(X):
-            r = max(r, float(np.max(np.linalg.norm(frame.map(X), axis=1))))
+        for a, e in row_slices(len(X), X.shape[1]):
+            r = max(r, float(np.max(np.linalg.norm(frame.map(X[a:e]), axis=1))))
     return r

@@ -157,15 +157,93 @@ class StreamFrame:
 
 
 # -- passes (module level: a distributed map or a block holder runs them in other processes) -------
+#: Coordinates of a block mapped to float64 frame coordinates at a time in a pass, and scores computed at
+#: a time (2^20: 8 MiB each): a pass's scratch is bounded by these, not by the block size.
+PASS_ELEMS = 1 << 20
+
+
+def row_slices(R: int, d: int, B: int = 1):
+    """Row slices ``(a, e)`` of a block of ``R`` rows that a pass maps (and scores against ``B`` queries) at a
+    time: ``max(1, min(PASS_ELEMS // d, PASS_ELEMS // B))`` rows each, from row 0, the last one short.
+
+    The slices depend on ``(R, d, B)`` only, so every product has the same shape wherever the block is
+    served (BLAS may round a product of another shape differently)."""
+    rs = max(1, min(PASS_ELEMS // max(int(d), 1), PASS_ELEMS // max(int(B), 1)))
+    return [(a, min(a + rs, R)) for a in range(0, R, rs)]
+
+
+def _identity(A):
+    return A
+
+
+def _segments(starts, stops, a, e, S, val, idx, lowest_first):
+    """Fold the scores ``S`` (B, e - a) of rows ``a .. e-1`` into the best (highest, or lowest with
+    ``lowest_first``) score and row of each segment ``[starts[c], stops[c])`` (sorted); ties keep the
+    earlier row, as one ``argmax``/``argmin`` over the whole segment would."""
+    ar = np.arange(S.shape[0])
+    for c in range(int(np.searchsorted(stops, a, side="right")), int(np.searchsorted(starts, e, side="left"))):
+        lo, hi = max(int(starts[c]), a), min(int(stops[c]), e)
+        if hi <= lo:
+            continue
+        part = S[:, lo - a:hi - a]
+        j = part.argmin(axis=1) if lowest_first else part.argmax(axis=1)
+        v = part[ar, j]
+        upd = v < val[:, c] if lowest_first else v > val[:, c]
+        val[upd, c] = v[upd]
+        idx[upd, c] = lo + j[upd]
+
+
+def _clamped(first, stop, R):
+    """Padded position ranges ``[first, stop)`` as row ranges: padding is a copy of row ``R - 1``, so a range
+    reaching past it ends at ``R`` and one of padding only is ``[R - 1, R)``."""
+    a = np.minimum(first, R - 1)
+    return a, np.maximum(np.minimum(stop, R), a + 1)
+
+
+def sliced_price(X, W, k, lowest=None, map=None):
+    """:func:`~.pricing.price` of the rows ``map(X)`` (X: (N, d)), scored in :func:`row_slices`.
+
+    The same chunks (``price``'s small path: k chunks of ``ceil(N / k)`` rows, padded; else ``k`` chunks
+    between ``linspace(0, N, k + 1)`` edges, the coarse chunks their unions), the same ties (the earlier
+    row), the same returns; only one slice of mapped rows and its (B, slice) scores exist at a time.
+    """
+    from .pricing import _BLOCK_ELEMS
+
+    map = map or _identity
+    B, d = W.shape
+    N = len(X)
+    k = max(1, min(k, N))
+    n_low = 0 if lowest is None else min(lowest, k)
+    L = -(-N // k)
+    if k * L <= _BLOCK_ELEMS // 64:
+        t_start, t_stop = _clamped(np.arange(k) * L, np.arange(1, k + 1) * L, N)
+        edges = np.array([-(-lc * k // n_low) * L for lc in range(n_low + 1)]) if n_low else np.zeros(1, np.intp)
+        l_start, l_stop = _clamped(edges[:-1], edges[1:], N)
+    else:
+        edges = np.linspace(0, N, k + 1).astype(np.intp)
+        t_start, t_stop = edges[:-1], edges[1:]
+        first = np.array([-(-lc * k // n_low) for lc in range(n_low + 1)], dtype=np.intp) if n_low else np.zeros(1, np.intp)
+        l_start, l_stop = edges[first[:-1]], edges[first[1:]]
+    top_val, top_idx = np.full((B, k), -np.inf), np.zeros((B, k), dtype=np.intp)
+    low_val, low_idx = np.full((B, n_low), np.inf), np.zeros((B, n_low), dtype=np.intp)
+    for a, e in row_slices(N, d, B):
+        S = W @ map(X[a:e]).T
+        _segments(t_start, t_stop, a, e, S, top_val, top_idx, False)
+        if n_low:
+            _segments(l_start, l_stop, a, e, S, low_val, low_idx, True)
+        del S                      # before the next slice's scores exist
+    best = top_val.max(axis=1)
+    return (best, top_idx, top_val, low_idx) if lowest is not None else (best, top_idx, top_val)
+
+
 def frame_pass(context, blocks):
     """Per coordinate min and max of some blocks, and each block's coordinate sums (start, sum)."""
     d = context
     lo, hi, sums = np.full(d, np.inf), np.full(d, -np.inf), []
     for start, X in blocks:
-        if len(X):
-            X = np.asarray(X, dtype=np.float64)
+        if len(X):       # no float64 copy of the block: float32 minima, maxima and summands convert exactly
             lo, hi = np.minimum(lo, X.min(axis=0)), np.maximum(hi, X.max(axis=0))
-            sums.append((int(start), X.sum(axis=0)))
+            sums.append((int(start), X.sum(axis=0, dtype=np.float64)))
     return lo, hi, sums
 
 
@@ -180,16 +258,16 @@ def price_pass(context, blocks):
     best = np.full(B, -np.inf)
     top = _empty_top(B, d if rows else 0, -np.inf)
     bottom = _empty_top(B, d if rows else 0, np.inf)
-    for start, X in blocks:
-        Y = frame.map(X)
+    for start, X in blocks:       # scored in row slices (sliced_price); only the rows kept are mapped whole
         if low:
-            b_best, t_idx, t_val, l_idx = price(Y, W, k, lowest=low)
-            l_val = np.einsum("bkd,bd->bk", Y[l_idx], W)
-            bottom = keep_best(bottom, (-l_val, l_idx + start, Y[l_idx] if rows else bottom[2][:, :0]), low)
+            b_best, t_idx, t_val, l_idx = sliced_price(X, W, k, lowest=low, map=frame.map)
+            Yl = frame.map(X[l_idx])
+            l_val = np.einsum("bkd,bd->bk", Yl, W)
+            bottom = keep_best(bottom, (-l_val, l_idx + start, Yl if rows else bottom[2][:, :0]), low)
         else:
-            b_best, t_idx, t_val = price(Y, W, k)
+            b_best, t_idx, t_val = sliced_price(X, W, k, map=frame.map)
         np.maximum(best, b_best, out=best)
-        top = keep_best(top, (t_val, t_idx + start, Y[t_idx] if rows else top[2][:, :0]), k)
+        top = keep_best(top, (t_val, t_idx + start, frame.map(X[t_idx]) if rows else top[2][:, :0]), k)
     return best, top, bottom
 
 
@@ -220,7 +298,8 @@ def margin_pass(context, blocks):
     frame, Q, W = context
     margins = np.full(Q.shape[0], np.inf)
     for _, X in blocks:
-        np.minimum(margins, cert.outside_margins(frame.map(X), Q, W), out=margins)
+        for a, e in row_slices(len(X), X.shape[1], Q.shape[0]):
+            np.minimum(margins, cert.outside_margins(frame.map(X[a:e]), Q, W), out=margins)
     return margins
 
 
@@ -230,10 +309,12 @@ def nearest_pass(context, blocks):
     B = Q.shape[0]
     index, dist, rows = np.zeros(B, dtype=np.intp), np.full(B, np.inf), np.zeros_like(Q)
     for start, X in blocks:
-        Y = frame.map(X)
-        i, dd = cert.nearest_points(Y, Q)
-        better = dd < dist
-        index[better], dist[better], rows[better] = i[better] + start, dd[better], Y[i[better]]
+        for a, e in row_slices(len(X), X.shape[1], B):     # a later slice wins only when strictly nearer
+            Y = frame.map(X[a:e])
+            i, dd = cert.nearest_points(Y, Q)
+            better = dd < dist
+            index[better], dist[better], rows[better] = i[better] + start + a, dd[better], Y[i[better]]
+            del Y
     return index, dist, rows
 
 
