@@ -100,7 +100,7 @@ def baselines(train_dir: str, settle: float = 5.0) -> dict:
 
     import numpy as np
 
-    ray.init(address="local", num_cpus=1, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)     # one worker stays idle
     try:
         h = BlockHolder.options(num_cpus=0).remote(open_source(train_dir, validate=False), 0, 0, 0)
         ray.get(h.run.remote(_raw_rows_pass, np.zeros(0, dtype=np.intp)), timeout=300)

@@ -60,12 +60,14 @@ def test_a_holders_pass_scratch_is_bounded_whatever_the_block_size(ray_local):
 
 @pytest.mark.ray
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and madvise: Linux")
-def test_a_holder_keeps_no_object_store_pages_from_earlier_passes(ray_local):
-    """A pass that reads a 48 MiB context touches 48 MiB of the object store in the holder; the next pass
-    starts by dropping them (the objects stay in the store), so they do not stay in the holder's RSS."""
+def test_a_holder_keeps_no_object_store_pages_from_earlier_passes(ray_local, tmp_path):
+    """A pass that reads a 48 MiB context touches 48 MiB of the object store in a holder of file blocks; the
+    next pass starts by dropping them (the objects stay in the store), so they leave the holder's RSS.  A
+    holder of an array shipped in the store reads its blocks in place there and keeps their pages."""
     import ray
 
     from mc_hull.distributed.blocks import ActorSource
+    from mc_hull.runs.filesource import open_source
 
     def _touch_pass(context, blocks):         # a local function: shipped by value to the holder
         for _ in blocks:
@@ -73,16 +75,24 @@ def test_a_holder_keeps_no_object_store_pages_from_earlier_passes(ray_local):
         return float(np.sum(context))
 
     rng = np.random.default_rng(5)
-    X = rng.standard_normal((4000, 6))
-    with ActorSource(ArraySource(X, block_rows=1000), holders=1, hold=True) as actors:
-        h = actors.holders[0]
-        big = np.ones(6 << 20)                                 # 48 MiB, read whole by the pass
-        part, _, _, during = ray.get(h.traced.remote(_touch_pass, big), timeout=300)
-        assert part == big.size
-        assert during["RssShmem"] >= 40 * MiB                  # the context's pages were in the holder's RSS
-        _, _, _, after = ray.get(h.traced.remote(_radius_pass, Streamed(actors.loader).frame), timeout=300)
-        assert after["RssShmem"] <= 8 * MiB, after["RssShmem"] / MiB
-        assert ray.get(h.run.remote(_touch_pass, big), timeout=300)[0] == big.size    # still readable
+    X = rng.standard_normal((40000, 100))     # 32 MiB
+    (tmp_path / "train").mkdir()
+    np.save(tmp_path / "train" / "part-0.npy", X)
+    big = np.ones(6 << 20)                    # 48 MiB, read whole by the pass
+    for loader in (open_source(str(tmp_path / "train")), ArraySource(X, block_rows=10000)):
+        with ActorSource(loader, holders=1, hold=True) as actors:
+            h = actors.holders[0]
+            frame = Streamed(loader).frame
+            part, _, _, during = ray.get(h.traced.remote(_touch_pass, big), timeout=300)
+            assert part == big.size
+            assert during["RssShmem"] >= 40 * MiB              # the context's pages were in the holder's RSS
+            _, _, _, after = ray.get(h.traced.remote(_radius_pass, frame), timeout=300)
+            if isinstance(loader, ArraySource):               # its blocks are store pages, read in place
+                assert after["RssShmem"] >= X.nbytes and after["held"] == X.nbytes
+            else:
+                assert after["RssShmem"] <= 8 * MiB, after["RssShmem"] / MiB
+                assert after["RssAnon"] >= X.nbytes            # its blocks are its own memory
+            assert ray.get(h.run.remote(_touch_pass, big), timeout=300)[0] == big.size    # still readable
 
 
 @pytest.mark.parametrize("pass_elems, case", [(1, "ties"), (7, "ties"), (64, "ties"), (1 << 20, "ties"),

@@ -72,7 +72,12 @@ class BlockHolder:
         self.held = None
         self.held = [(int(s), np.ascontiguousarray(X)) for s, X in loader.generate(self.ids[:max(0, int(keep))])]
         _release(loader)
-        drop_store_pages()
+        # blocks read or drawn here are this process's own: the store's pages it touches are transport
+        # (contexts, partials), dropped before each pass; blocks of an array shipped in the store are
+        # read in place there, and dropping their pages would fault them in again on every pass
+        self.drop = not any(_in_store(X) for _, X in self.held) and not _in_store(getattr(loader, "X", None))
+        if self.drop:
+            drop_store_pages()
         return sum(len(X) for _, X in self.held)
 
     def where(self) -> tuple[str, int, int]:
@@ -82,7 +87,8 @@ class BlockHolder:
     def run(self, fn, context):
         """``(fn(context, blocks), rows drawn from the loader)`` over this holder's blocks, in order."""
         drawn = [0]
-        drop_store_pages()          # the store's pages touched by earlier calls (context, partials)
+        if self.drop:
+            drop_store_pages()          # the store's pages touched by earlier calls (contexts, partials)
 
         def blocks():
             yield from self.held
@@ -137,9 +143,10 @@ def drop_store_pages() -> int:
     has touched (contexts read, partial results written) count in its RSS although they are the
     store's, shared by the node and budgeted by Ray apart from the workers.  ``MADV_DONTNEED`` on a
     *shared* mapping removes only this process's page-table entries: the objects stay in the store,
-    and a later read faults their pages back in.  A block holder calls this before each pass, so
-    its RSS holds its blocks, its code and one pass's scratch, not every page of the store it ever
-    touched.  Elsewhere than Linux it does nothing.
+    and a later read faults their pages back in.  A block holder whose blocks are its own (read from
+    files or drawn from keys, not an array shipped in the store) calls this before each pass, so its
+    RSS holds its blocks, its code and one pass's scratch and partials, not every page of the store it
+    ever touched.  Elsewhere than Linux it does nothing.
     """
     if not sys.platform.startswith("linux"):
         return 0
@@ -159,6 +166,11 @@ def drop_store_pages() -> int:
         if libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), MADV_DONTNEED) == 0:
             done += hi - lo
     return done
+
+
+def _in_store(X) -> bool:
+    """Whether ``X`` is an array read in place from Ray's object store (Ray hands those out read-only)."""
+    return isinstance(X, np.ndarray) and not X.flags.writeable
 
 
 def _release(loader) -> None:
