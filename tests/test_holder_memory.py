@@ -142,3 +142,20 @@ def test_file_blocks_are_read_without_a_mapping(tmp_path):
     assert got.dtype == np.float64 and np.array_equal(got, want)
     with open("/proc/self/maps") as fh:
         assert str(tmp_path / "train") not in fh.read()
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("take_elems", [1, 3 * 4, 1 << 20])
+def test_take_asks_the_holders_in_bounded_calls(ray_local, monkeypatch, take_elems):
+    """Rows asked of the holders in calls of at most ``TAKE_ELEMS`` coordinates: the same rows (duplicates,
+    any order, across holders and blocks), in float64, whatever the size of a call."""
+    from mc_hull.distributed import blocks
+    from mc_hull.distributed.blocks import ActorSource
+
+    monkeypatch.setattr(blocks, "TAKE_ELEMS", take_elems)
+    rng = np.random.default_rng(13)
+    X = (rng.standard_normal((3000, 4)) * 1e3).astype(np.float32)
+    idx = np.concatenate([rng.integers(0, 3000, 40), [2999, 0, 0, 127, 128]])
+    with ActorSource(ArraySource(X, 128), holders=3) as actors:
+        got = actors.take(idx)
+    assert got.dtype == np.float64 and np.array_equal(got, X[idx].astype(np.float64))

@@ -48,6 +48,9 @@ from .pool import LOST, WORKER_ENV, connect
 from ..errors import PlanError
 from ..solvers.sources import PointSource, block_runs
 
+#: Coordinates of rows asked of the holders at a time by :meth:`ActorSource.take` (2^20: 4 MiB of float32
+#: rows), so a holder's partial (and its pages of the object store) stays bounded whatever is asked.
+TAKE_ELEMS = 1 << 20
 #: Attempts per holder and pass before the pass fails.
 MAX_ATTEMPTS = 5
 #: Seconds between checks of a pass's calls.
@@ -288,16 +291,19 @@ class ActorSource(PointSource):
         return self.loader.generate(block_ids)
 
     def take(self, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx`` (k,) in raw coordinates (k, d), float64: each holder returns those it has."""
+        """Rows ``idx`` (k,) in raw coordinates (k, d), float64: each holder returns those it has, in calls of
+        at most :data:`TAKE_ELEMS` coordinates."""
         idx = np.asarray(idx, dtype=np.intp).reshape(-1)
         out = np.empty((idx.size, self.d))
         if idx.size == 0:
             return out
         wanted = np.unique(idx)
-        for found, rows in self.map_blocks(_raw_rows_pass, wanted):
-            if found.size:
-                sel = np.isin(idx, found)
-                out[sel] = rows[np.searchsorted(found, idx[sel])]
+        step = max(1, TAKE_ELEMS // max(self.d, 1))      # a holder's partial: at most TAKE_ELEMS coordinates
+        for c0 in range(0, wanted.size, step):
+            for found, rows in self.map_blocks(_raw_rows_pass, wanted[c0:c0 + step]):
+                if found.size:
+                    sel = np.isin(idx, found)
+                    out[sel] = rows[np.searchsorted(found, idx[sel])]
         return out
 
     def map_blocks(self, fn, context, *, parts: int = 1, map=None) -> list:
