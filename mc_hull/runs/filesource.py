@@ -122,6 +122,7 @@ class FileSource(PointSource):
     block_rows: int
     name: str = "--train"
     _fs: object = field(default=None, repr=False)
+    _local: bool | None = field(default=None, repr=False)       # the local filesystem (set when opened)
     _root: str = field(default="", repr=False)
     _meta: list = field(default_factory=list, repr=False)     # per file: npy (dtype, offset); parquet row groups
     _digest: str | None = field(default=None, repr=False)
@@ -198,10 +199,8 @@ class FileSource(PointSource):
         """
         if self.layout == "npy":
             dtype, offset = self._meta[f]
-            from ..store.files import is_local
-
             width = self.d * dtype.itemsize
-            if is_local(self._fs):
+            if self.local:
                 buf = into if dtype == into.dtype else np.empty((e - a, self.d), dtype=dtype)
                 with open(self.files[f], "rb", buffering=0) as fh:
                     fh.seek(offset + a * width)
@@ -214,7 +213,7 @@ class FileSource(PointSource):
                 if buf is not into:
                     into[...] = buf
                 return
-            with self._fs.open_input_file(self.files[f]) as fh:
+            with self.fs.open_input_file(self.files[f]) as fh:
                 buf = fh.read_at((e - a) * width, offset + a * width)
             if len(buf) != (e - a) * width:
                 raise InputError(f"{self.name}: {self._rel(f)} is truncated (rows {a}..{e - 1} missing)")
@@ -238,10 +237,28 @@ class FileSource(PointSource):
         if key not in self._cache:
             from ..store.files import read_row_group
 
-            table = read_row_group(self._fs, self.files[f], g)
+            table = read_row_group(self.fs, self.files[f], g)
             self._cache.clear()
             self._cache[key] = table_rows(table, self.d, f"{self.name}: {self._rel(f)} row group {g}")
         return self._cache[key]
+
+    @property
+    def local(self) -> bool:
+        """Whether the files are on the local filesystem (read with plain file reads)."""
+        if self._local is None:
+            from ..store.files import is_local
+
+            self._local = is_local(self._fs)
+        return self._local
+
+    @property
+    def fs(self):
+        """The pyarrow filesystem of the files (a local one made again after unpickling)."""
+        if self._fs is None:
+            import pyarrow.fs as pafs
+
+            self._fs = pafs.LocalFileSystem()
+        return self._fs
 
     def release(self) -> None:
         """Drop the row group kept for sequential reads (and return Arrow's unused memory to the system)."""
@@ -255,6 +272,8 @@ class FileSource(PointSource):
     def __getstate__(self):            # a map may send the source to other processes: no cached rows
         state = dict(self.__dict__)
         state["_cache"] = {}
+        if self.local:                 # a process reading local .npy shards needs no pyarrow (~30 MiB of RSS)
+            state["_fs"] = None
         return state
 
     # -- validation and identity ----------------------------------------------------------------
@@ -276,7 +295,7 @@ class FileSource(PointSource):
         for f, path in enumerate(self.files):
             h = hashlib.sha256()
             size = 0
-            with self._fs.open_input_stream(path) as fh:
+            with self.fs.open_input_stream(path) as fh:
                 while True:
                     chunk = fh.read(READ_BYTES)
                     if not chunk:
