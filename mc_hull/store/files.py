@@ -21,7 +21,7 @@ def filesystem(text: str):
 
 
 def is_local(fs) -> bool:
-    """Whether ``fs`` is the local filesystem (files can be memory-mapped)."""
+    """Whether ``fs`` is the local filesystem (files can be read with plain file reads)."""
     return isinstance(fs, pafs.LocalFileSystem)
 
 
