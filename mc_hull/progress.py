@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 import time
 
 #: Seconds between two states sent by one process (the driver also draws its lines on its own clock).
@@ -99,7 +100,11 @@ class _Unit:
 
 _sink = None            # where states go (None: nowhere)
 _every = REPORT_SECONDS
-_unit: _Unit | None = None
+_local = threading.local()   # .unit: the unit running in this thread (a driver may run two side by side)
+
+
+def _current() -> "_Unit | None":
+    return getattr(_local, "unit", None)
 
 
 def install(sink, workers: int = 1):
@@ -124,34 +129,34 @@ def installed():
 
 @contextlib.contextmanager
 def unit(key: str, size: int, what: str = "queries"):
-    """Mark the unit ``key`` (of ``size`` trials or points) as running in this process while inside.
+    """Mark the unit ``key`` (of ``size`` trials or points) as running in this thread while inside.
 
     ``what`` names the things a solver's open count counts (``"queries"``, ``"points"``).
 
     Its first and last states are always sent; states in between at most every :func:`interval` s.
     """
-    global _unit
     if _sink is None or not enabled():
         yield
         return
-    outer, _unit = _unit, _Unit(str(key), size, _sink, _every, what)
-    _unit.send()
+    outer = _current()
+    mine = _local.unit = _Unit(str(key), size, _sink, _every, what)
+    mine.send()
     try:
         yield
     finally:
-        _unit.send(end=True)
-        _unit = outer
+        mine.send(end=True)
+        _local.unit = outer
 
 
 def due() -> bool:
     """True when a unit is running and a state would be sent now (callers may skip costly summaries)."""
-    u = _unit
+    u = _current()
     return u is not None and time.monotonic() - u.last >= u.every
 
 
 def replicate(done: int, total: int) -> None:
     """``done`` of ``total`` replicates of the running unit are finished; the next one starts."""
-    u = _unit
+    u = _current()
     if u is None:
         return
     u.replicate, u.replicates, u.inner, u.owner = int(done), max(1, int(total)), 0.0, None
@@ -174,7 +179,7 @@ def update(source: str, inner: float | None = None, **fields) -> None:
         ``passes`` (over X), ``round``, ``open`` and ``queries`` (of the batch), ``blocks`` (read
         or drawn so far): what the in-flight line shows.
     """
-    u = _unit
+    u = _current()
     if u is None:
         return
     if u.owner is None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -236,6 +237,7 @@ class ActorSource(PointSource):
         self.keep = _keep(self.runs, self.block_rows, self.n, self.d * itemsize, budget, hold, share)
         self.hold = all(k >= b - a for k, (a, b) in zip(self.keep, self.runs))
         self.replaced = 0
+        self._lock = threading.Lock()
         self.drawn = 0          # rows drawn or read from the current loader by the holders (placement, passes)
         self.events: list[tuple[float, str, str]] = []
         # more holders than free CPUs share them (none free: they reserve none, so placing never waits
@@ -316,7 +318,8 @@ class ActorSource(PointSource):
         results: list = [None] * len(self.holders)
         drawn = [0] * len(self.holders)
         attempts = [0] * len(self.holders)
-        pending = {self.holders[i].run.remote(fn, ctx): i for i in range(len(self.holders))}
+        used = list(self.holders)               # passes may run side by side (threads of one driver)
+        pending = {used[i].run.remote(fn, ctx): i for i in range(len(used))}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
             for ref in ready:
@@ -328,9 +331,13 @@ class ActorSource(PointSource):
                     if attempts[i] >= MAX_ATTEMPTS:
                         raise PlanError(f"block holder {i} lost {attempts[i]} times in one pass: "
                                         f"{type(exc).__name__}") from None
-                    self._replace(i, type(exc).__name__)
-                    pending[self.holders[i].run.remote(fn, ctx)] = i
-        self.drawn += sum(drawn)
+                    with self._lock:            # replaced once, whichever pass saw it lost first
+                        if self.holders[i] is used[i]:
+                            self._replace(i, type(exc).__name__)
+                        used[i] = self.holders[i]
+                    pending[used[i].run.remote(fn, ctx)] = i
+        with self._lock:
+            self.drawn += sum(drawn)
         return results
 
     def _replace(self, i: int, why: str) -> None:

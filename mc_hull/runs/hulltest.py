@@ -22,7 +22,7 @@ from ..stats import intervals as stats
 from ..stats.distances import EPSILONS, QUANTILES, ratio_quantiles
 from ..store import HullTestStore, sweep_schema
 from .datasets import ArrayData, Reduction, check_pair, digits_split, fit
-from .runner import pool_map, run
+from .runner import pool_map, run, thread_map
 
 #: Serial work per second of a hull test, in units of n_test * n_train * dims (measured on the
 #: digits on one core: ~3e8 per second); with ``backend="auto"`` it gives the estimated seconds
@@ -113,6 +113,10 @@ def summarize(status: np.ndarray, level: float = stats.LEVEL) -> tuple[int, int,
     decided = len(status) - undecided
     low, high = stats.wilson(inside, decided, level)
     return inside, undecided, inside / decided if decided else float("nan"), float(low), float(high)
+
+
+#: Units a driver computes side by side over blocks held by actors (measured: ``benchmarks/hulltest_overlap.py``).
+UNITS_IN_FLIGHT = 2
 
 
 def as_array_data(data) -> ArrayData:
@@ -236,7 +240,8 @@ def run_hull_test(train, test, reduction: Reduction, out: str, spec: HullTestSpe
         spread = ActorSource(getattr(loader, "raw", loader), holders=workers, address=address)
         print(f"mc-hull: training set: {spread.describe()}, placed in {time.perf_counter() - t1:.1f} s; "
               f"each pass goes to every holder, the ranges are decided on the driver", file=log)
-        X, mapper, own, cluster = spread, None, spread, spread.describe()
+        # two units side by side on the driver: one unit's masters run while the other's pass is on the holders
+        X, mapper, own, cluster = spread, thread_map(UNITS_IN_FLIGHT), spread, spread.describe()
     else:
         cluster = None
         mapper, own = pool_map(backend, address, workers, pool)

@@ -34,6 +34,8 @@ RECORD_SECONDS = float(os.environ.get("MC_HULL_RECORD_SECONDS", 5))
 STORES = {"results": ResultStore, "hulltest": HullTestStore}
 #: Stores opened by :func:`execute_unit` in this process, one per (store kind, location).
 _OPEN: dict = {}
+#: Publishing is serialised within a process (a driver may compute two units side by side in threads).
+_PUBLISH = threading.Lock()
 
 
 def open_store(job, out: str):
@@ -74,10 +76,11 @@ def execute_unit(context, unit) -> dict:
                                f"{' '.join(str(exc).split())[:300]}); nothing of it was stored, committed "
                                "units are kept and a re-run resumes (MC_HULL_DEBUG=1 shows the traceback)") from exc
         passes = cols.pop(trial.PASSES, None)      # streamed replicates' (passes, rows drawn / N): said, not stored
-        store = _OPEN.get((job.store_kind, out))
-        if store is None:
-            store = _OPEN[(job.store_kind, out)] = open_store(job, out)
-        job.publish(store, unit, cols)
+        with _PUBLISH:
+            store = _OPEN.get((job.store_kind, out))
+            if store is None:
+                store = _OPEN[(job.store_kind, out)] = open_store(job, out)
+            job.publish(store, unit, cols)
     summary = {"key": unit.key, "size": len(cols["status"]), "undecided": trial.undecided(cols),
                "seconds": time.perf_counter() - t0}
     if passes is not None:
@@ -127,6 +130,39 @@ def serial_map(fn, units, context=None, hint=None):
     """The default map: ``(unit, fn(context, unit))`` for each unit, in order, in this process."""
     for unit in units:
         yield unit, fn(context, unit)
+
+
+def thread_map(threads: int):
+    """A map that runs ``threads`` units side by side in this process's threads (at most that many in flight).
+
+    For units that spend much of their time waiting on other processes (passes over blocks held by
+    actors): while one unit's pass runs on the holders, another's master problems run here.  Results
+    come in completion order; each unit's rows depend on that unit alone, so the store's content is
+    the serial map's.  The first failure is raised once the units in flight have ended.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    def tmap(fn, units, context=None, hint=None):
+        units = iter(units)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mc-hull-unit") as ex:
+            running = {}
+            try:
+                for unit in units:
+                    running[ex.submit(fn, context, unit)] = unit
+                    if len(running) < threads:
+                        continue
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        yield running.pop(f), f.result()
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        yield running.pop(f), f.result()
+            finally:
+                wait(running)      # never leave a unit computing behind a failure or a closed generator
+
+    tmap.threads = threads
+    return tmap
 
 
 @dataclass
