@@ -153,7 +153,7 @@ _READ_LOCK = threading.Lock()
 #: One lock per (root, run, what): a read in progress is waited for, not repeated.
 _KEY_LOCKS: dict = {}
 #: Reads kept per store state (statuses, the cell table, rows decoded for distances or the audit ...).
-LAST_READS = 6
+LAST_READS = 8
 #: The (run, distribution, d, n) present in the last table :func:`connect` opened (``"table"``: that table).
 _CELLS_OF: dict = {}
 
@@ -191,6 +191,13 @@ def _cached(store: ResultStore, run_id: str | None, what, read):
                 del _LAST_READ[next(iter(_LAST_READ))]
             _LAST_READ[key] = value
     return value
+
+
+def listed_units(store: ResultStore, run_id: str | None = None) -> list:
+    """The manifest's trials entries (:meth:`ResultStore.units`: listed, not verified), read once per
+    state of a Parquet store's files like :func:`verified_rows` (a page asks for them several times:
+    whether the store holds anything, its runs, its nested curves, each run's progress).  Read-only."""
+    return _cached(store, run_id, "units", lambda: store.units(run_id))
 
 
 def verified_rows(store: ResultStore, run_id: str | None = None,

@@ -37,7 +37,7 @@ import pyarrow as pa
 from ..errors import StoreError
 from ..store import ResultStore
 from ..stats.thresholds import median_interval
-from .cells import CELL_READ, _cached, cell_info, connect, run_params, verified_statuses
+from .cells import CELL_READ, _cached, cell_info, connect, listed_units, run_params, verified_statuses
 
 #: ``method`` of a thresholds row read as the median of T (a nested curve).
 MEDIAN_T = "median of T"
@@ -80,7 +80,7 @@ def nested_curves(out, *, run_id: str | None = None) -> set[tuple[str, str, int]
     runs = nested_runs(store.backend)
     params = run_params(store.backend)
     found: dict = {}
-    for entry in store.units(run_id):
+    for entry in listed_units(store, run_id):
         dist, d = str(entry.partition.get("distribution")), int(entry.partition.get("d", -1))
         p = cell_info(dist, params.get(entry.run_id) if entry.run_id in params else None, d)["params"]
         found[(dist, p, d)] = found.get((dist, p, d), True) and entry.run_id in runs
@@ -122,7 +122,7 @@ def _bounds(out, run_id, d):
     if run_id is not None and run_id not in runs:
         raise StoreError(f"--entry-sizes: run {run_id} is not a nested run (entry sizes are located only by "
                          "`mc-hull run --nested`)")
-    present = {e.run_id for e in ResultStore(out).units(run_id)} & runs
+    present = {e.run_id for e in listed_units(ResultStore(out), run_id)} & runs
     if not present:
         raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
                          "(entry sizes are located only by `mc-hull run --nested`)")
@@ -196,7 +196,7 @@ def entry_ecdf(out, *, run_id: str | None = None, distribution: str | None = Non
     if run_id is not None and run_id not in runs:
         raise StoreError(f"--entry-sizes: run {run_id} is not a nested run (entry sizes are located only by "
                          "`mc-hull run --nested`)")
-    if not {e.run_id for e in store.units(run_id)} & runs:
+    if not {e.run_id for e in listed_units(store, run_id)} & runs:
         raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
                          "(entry sizes are located only by `mc-hull run --nested`)")
     dims = None if dims is None else {int(dims)} if np.ndim(dims) == 0 else {int(v) for v in dims}
