@@ -218,3 +218,72 @@ def test_the_served_command_keeps_loopback_and_drops_watchers(tmp_path):
     assert argv[1].endswith("serve.py") and argv[-2:] == ["--", str(tmp_path)]
     assert "--server.address 127.0.0.1" in joined and "--server.fileWatcherType none" in joined
     assert "--runner.magicEnabled false" in joined
+
+
+def sql_entry_sizes(out, run_id=None, d=None):
+    """The per-trial bounds in SQL over every decoded row (the query layer's row view), the reference."""
+    from mc_hull.query import entry
+
+    con = entry._bounds(str(out), run_id, d)
+    table = con.sql("SELECT * FROM bounds ORDER BY distribution, params, d, run_id, replicate, query")
+    return table.to_arrow_table().cast(entry._entry_schema())
+
+
+@pytest.fixture(scope="module")
+def nested_store(tmp_path_factory):
+    """Two nested runs (Gaussian, seeds 5 and 6; a ball run of uneven K) and an ordinary run in one store."""
+    from mc_hull.jobs.nested import NestedJob
+    from mc_hull.runs.runner import execute
+    from mc_hull.spec import Spec
+
+    out = tmp_path_factory.mktemp("entry") / "out"
+    specs = [Spec(distribution="gaussian", dims=(2, 3), sizes=tuple(range(3, 30, 2)), trials=70, queries_per_set=9,
+                  seed=5, nested=True),
+             Spec(distribution="gaussian", dims=(3,), sizes=(4, 6, 9, 14, 22, 40), trials=50, queries_per_set=20,
+                  seed=6, nested=True, shard_trials=20),
+             Spec(distribution="ball", dims=(4,), sizes=(5, 8, 13, 21, 34, 60), trials=45, queries_per_set=8,
+                  seed=7, nested=True),
+             Spec(distribution="gaussian", dims=(2,), sizes=(5, 9), trials=30, queries_per_set=10, seed=8)]
+    for spec in specs:
+        execute(spec, str(out), backend="serial", progress=False, new_run=True,
+                job=NestedJob(spec) if spec.nested else None)
+    return out, specs
+
+
+@pytest.mark.parametrize("digests", [True, False])
+def test_entry_sizes_from_statuses_equal_the_sql_over_every_row(nested_store, digests, tmp_path):
+    import shutil
+
+    from mc_hull import query
+    from mc_hull.query import cells as cells_module
+
+    out, specs = nested_store
+    if not digests:   # a store written before digests: every unit decoded
+        out = Path(shutil.copytree(out, tmp_path / "copy"))
+        for path in (out / "_manifest" / "trials").rglob("*.json"):
+            body = json.loads(path.read_text())
+            body.pop("digest", None)
+            path.write_text(json.dumps(body, sort_keys=True))
+    cells_module._LAST_READ.clear()
+    got = query.entry_sizes(str(out))
+    assert got.num_rows == sum(s.trials * len(s.dims) for s in specs if s.nested)
+    assert got.equals(sql_entry_sizes(out))
+    assert got["t_high"].null_count > 0 and min(got["t_low"].to_pylist()) == 0
+    for run_id, d in ((specs[1].run_id, None), (None, 3), (specs[0].run_id, [2]), (None, [4, 2])):
+        assert query.entry_sizes(str(out), run_id=run_id, d=d).equals(sql_entry_sizes(out, run_id, d))
+    assert query.entry_sizes(str(out), d=7).num_rows == 0
+    with pytest.raises(Exception, match="not a nested run"):
+        query.entry_sizes(str(out), run_id=specs[3].run_id)
+
+
+def test_entry_sizes_refuse_a_damaged_unit(nested_store, tmp_path):
+    import shutil
+
+    from mc_hull import query
+    from mc_hull.errors import StoreError
+
+    out = Path(shutil.copytree(nested_store[0], tmp_path / "copy"))
+    shard = sorted(out.glob("distribution=ball/**/*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:-7] + b"\0" * 7)
+    with pytest.raises(StoreError, match="SHA-256|bytes"):
+        query.entry_sizes(str(out))
