@@ -1,6 +1,6 @@
 """Time the dashboard in a real browser: first chart and complete page, cold and warm.
 
-    python benchmarks/dashboard_speed.py DIR [--cold 2] [--warm 2] [--width 1400]
+    python benchmarks/dashboard_speed.py DIR [--cold 2] [--warm 2] [--width 1400] [--settle S] [--baseline]
 
 Each cold round starts a fresh ``mc-hull dashboard DIR`` server (nothing cached) and opens
 it in headless Debian Chromium (Playwright, ``apt-get install -y chromium``); each warm
@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -33,6 +34,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+#: A one-chart Streamlit app (``--baseline``): what Streamlit and Chromium take on this machine before any
+#: of the dashboard's own work, served with the same flags.
+BASELINE_APP = """import altair as alt
+import pandas as pd
+import streamlit as st
+
+st.altair_chart(alt.Chart(pd.DataFrame({"x": [1, 2, 3], "y": [1, 4, 9]})).mark_line().encode(x="x:Q", y="y:Q"))
+st.download_button("a", b"a")
+st.download_button("b", b"b")
+"""
+
+
+def serve_baseline(port: int, path: str) -> subprocess.Popen:
+    with open(path, "w") as fh:
+        fh.write(BASELINE_APP)
+    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", path, "--server.address", "127.0.0.1",
+                             "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def serve(out: str, port: int) -> subprocess.Popen:
@@ -117,13 +139,16 @@ def main() -> None:
     ap.add_argument("--screenshot")
     ap.add_argument("--settle", type=float, default=0.0,
                     help="seconds to wait after the server answers before opening the page (cold rounds)")
+    ap.add_argument("--baseline", action="store_true",
+                    help="time a one-chart Streamlit app instead of the dashboard (DIR is not read)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    try:
-        print(f"rows: {rows(args.out):,}")
-    except Exception as exc:  # the count is informative only
-        print(f"rows: ? ({exc})")
+    if not args.baseline:
+        try:
+            print(f"rows: {rows(args.out):,}")
+        except Exception as exc:  # the count is informative only
+            print(f"rows: ? ({exc})")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         proc = None
@@ -134,7 +159,8 @@ def main() -> None:
                     proc.wait(timeout=30)
                 port = free_port()
                 t_start = time.perf_counter()
-                proc = serve(args.out, port)
+                proc = (serve_baseline(port, os.path.join(tempfile.mkdtemp(), "baseline_app.py")) if args.baseline
+                        else serve(args.out, port))
                 url = f"http://127.0.0.1:{port}"
                 wait_http(url + "/_stcore/health", proc)
                 time.sleep(args.settle)

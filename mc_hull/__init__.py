@@ -8,9 +8,23 @@ import os as _os
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     _os.environ.setdefault(_name, "1")
 
-from .distance import hull_distance  # noqa: E402
-from .membership import decide, in_hull  # noqa: E402
-from .spec import Spec  # noqa: E402
-
 __version__ = "0.1.0"
 __all__ = ["in_hull", "decide", "hull_distance", "Spec", "__version__"]
+
+#: The public names and the modules that define them, imported on first use (PEP 562): a reader of
+#: results (``mc-hull query``, the dashboard) never loads the solvers and SciPy's optimizers.
+_LAZY = {"in_hull": "membership", "decide": "membership", "hull_distance": "distance", "Spec": "spec"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -71,6 +71,8 @@ def command(out: str, port: int, host: str) -> list[str]:
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.runOnSave", "false",
             "--client.toolbarMode", "viewer",  # no Deploy button or developer menu
+            "--server.fileWatcherType", "none",  # a served page: no watching of the app's source
+            "--runner.magicEnabled", "false",    # the app writes explicitly: no rewriting of its source
             "--", out]
 
 

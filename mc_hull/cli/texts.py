@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..samplers import SAMPLERS, sampler_names
-from ..solvers import DEFAULT_SOLVER, solver_names
-from ..solvers.certificates import TOL_MAX, TOL_MIN
+
+# The solver registry is imported by the help texts that name it (run, hull-test), not by every command
+# that shares FORMAT or RUN_ID: it loads the solvers and SciPy's optimizers.
 
 
 def distributions() -> str:
@@ -37,8 +38,12 @@ def distribution_help() -> str:
 
 
 def solver_help() -> str:
+    from ..solvers import DEFAULT_SOLVER, solver_names
+
     return SOLVER.format(names=", ".join(solver_names()), default=DEFAULT_SOLVER)
 
 
 def tol_help() -> str:
+    from ..solvers.certificates import TOL_MAX, TOL_MIN
+
     return TOL.format(tol_min=TOL_MIN, tol_max=TOL_MAX)

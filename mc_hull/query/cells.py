@@ -153,7 +153,7 @@ _READ_LOCK = threading.Lock()
 #: One lock per (root, run, what): a read in progress is waited for, not repeated.
 _KEY_LOCKS: dict = {}
 #: Reads kept per store state (statuses, the cell table, rows decoded for distances or the audit ...).
-LAST_READS = 6
+LAST_READS = 8
 #: The (run, distribution, d, n) present in the last table :func:`connect` opened (``"table"``: that table).
 _CELLS_OF: dict = {}
 
@@ -191,6 +191,13 @@ def _cached(store: ResultStore, run_id: str | None, what, read):
                 del _LAST_READ[next(iter(_LAST_READ))]
             _LAST_READ[key] = value
     return value
+
+
+def listed_units(store: ResultStore, run_id: str | None = None) -> list:
+    """The manifest's trials entries (:meth:`ResultStore.units`: listed, not verified), read once per
+    state of a Parquet store's files like :func:`verified_rows` (a page asks for them several times:
+    whether the store holds anything, its runs, its nested curves, each run's progress).  Read-only."""
+    return _cached(store, run_id, "units", lambda: store.units(run_id))
 
 
 def verified_rows(store: ResultStore, run_id: str | None = None,
@@ -437,25 +444,37 @@ def _may_measure_distance(units, records: dict) -> bool:
 
 
 def replicate_table(units) -> pa.Table:
-    """Per (run, distribution, d, n, replicate) of verified units: trials, inside, undecided (numpy per unit)."""
-    cols = {k: [] for k in ("run_id", "distribution", "d", "n", "replicate", "trials", "inside", "undecided")}
-    for u in units:
-        if not len(u.status):
-            continue
-        starts = np.cumsum(u.counts) - u.counts
-        r = len(u.counts)
-        part = u.entry.partition
-        cols["run_id"].append(np.full(r, u.entry.run_id, dtype=object))
-        cols["distribution"].append(np.full(r, part["distribution"], dtype=object))
-        cols["d"].append(np.full(r, int(part["d"]), dtype=np.int32))
-        cols["n"].append(np.full(r, int(part["n"]), dtype=np.int64))
-        cols["replicate"].append(u.replicates.astype(np.int32))
-        cols["trials"].append(u.counts.astype(np.int64))
-        cols["inside"].append(np.add.reduceat((u.status == 1).astype(np.int64), starts))
-        cols["undecided"].append(np.add.reduceat((u.status < 0).astype(np.int64), starts))
+    """Per (run, distribution, d, n, replicate) of verified units: trials, inside, undecided.
+
+    One pass over all units' statuses at once (a few numpy calls in all, not per unit: a store of
+    thousands of units spent more in the calls than in the sums)."""
+    units = [u for u in units if len(u.status)]
     types = {"run_id": pa.string(), "distribution": pa.string(), "d": pa.int32(), "n": pa.int64(),
              "replicate": pa.int32(), "trials": pa.int64(), "inside": pa.int64(), "undecided": pa.int64()}
-    return pa.table({k: pa.array(np.concatenate(v) if v else [], type=types[k]) for k, v in cols.items()})
+    if not units:
+        return pa.table({k: pa.array([], type=t) for k, t in types.items()})
+    per_unit = np.array([len(u.counts) for u in units], dtype=np.int64)           # replicates of each unit
+    counts = np.concatenate([u.counts for u in units]).astype(np.int64)            # trials of each replicate
+    status = np.concatenate([u.status for u in units])
+    # trials of a replicate are contiguous in its unit's status, and units follow one another
+    starts = np.minimum(np.cumsum(counts) - counts, len(status) - 1)
+    inside = np.add.reduceat((status == 1).astype(np.int64), starts)
+    undecided = np.add.reduceat((status < 0).astype(np.int64), starts)
+    # a replicate with no trial (count 0) would take the next one's first value in reduceat
+    inside, undecided = np.where(counts > 0, inside, 0), np.where(counts > 0, undecided, 0)
+
+    def per_replicate(values, type_):
+        return pa.array(np.repeat(np.asarray(values, dtype=object if type_ == pa.string() else None), per_unit),
+                        type=type_)
+
+    parts = [u.entry.partition for u in units]
+    return pa.table({
+        "run_id": per_replicate([u.entry.run_id for u in units], pa.string()),
+        "distribution": per_replicate([p["distribution"] for p in parts], pa.string()),
+        "d": per_replicate(np.array([int(p["d"]) for p in parts], dtype=np.int32), pa.int32()),
+        "n": per_replicate(np.array([int(p["n"]) for p in parts], dtype=np.int64), pa.int64()),
+        "replicate": pa.array(np.concatenate([u.replicates for u in units]).astype(np.int32)),
+        "trials": pa.array(counts), "inside": pa.array(inside), "undecided": pa.array(undecided)})
 
 
 def status_rows(units) -> pa.Table:

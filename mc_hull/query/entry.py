@@ -37,7 +37,7 @@ import pyarrow as pa
 from ..errors import StoreError
 from ..store import ResultStore
 from ..stats.thresholds import median_interval
-from .cells import CELL_READ, _cached, cell_info, connect, run_params, verified_statuses
+from .cells import CELL_READ, _cached, cell_info, connect, listed_units, run_params, verified_statuses
 
 #: ``method`` of a thresholds row read as the median of T (a nested curve).
 MEDIAN_T = "median of T"
@@ -80,7 +80,7 @@ def nested_curves(out, *, run_id: str | None = None) -> set[tuple[str, str, int]
     runs = nested_runs(store.backend)
     params = run_params(store.backend)
     found: dict = {}
-    for entry in store.units(run_id):
+    for entry in listed_units(store, run_id):
         dist, d = str(entry.partition.get("distribution")), int(entry.partition.get("d", -1))
         p = cell_info(dist, params.get(entry.run_id) if entry.run_id in params else None, d)["params"]
         found[(dist, p, d)] = found.get((dist, p, d), True) and entry.run_id in runs
@@ -122,7 +122,7 @@ def _bounds(out, run_id, d):
     if run_id is not None and run_id not in runs:
         raise StoreError(f"--entry-sizes: run {run_id} is not a nested run (entry sizes are located only by "
                          "`mc-hull run --nested`)")
-    present = {e.run_id for e in ResultStore(out).units(run_id)} & runs
+    present = {e.run_id for e in listed_units(ResultStore(out), run_id)} & runs
     if not present:
         raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
                          "(entry sizes are located only by `mc-hull run --nested`)")
@@ -164,9 +164,43 @@ def entry_sizes(out, run_id: str | None = None, d=None) -> pa.Table:
     StoreError
         When ``out`` (or ``run_id``) holds no nested run.
     """
-    con = _bounds(out, run_id, d)
-    table = con.sql("SELECT * FROM bounds ORDER BY distribution, params, d, run_id, replicate, query")
-    return table.to_arrow_table().cast(_entry_schema())
+    store = ResultStore(out)
+    runs = nested_runs(store.backend)
+    if run_id is not None and run_id not in runs:
+        raise StoreError(f"--entry-sizes: run {run_id} is not a nested run (entry sizes are located only by "
+                         "`mc-hull run --nested`)")
+    if not {e.run_id for e in listed_units(store, run_id)} & runs:
+        raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
+                         "(entry sizes are located only by `mc-hull run --nested`)")
+    dims = None if d is None else {int(d)} if np.ndim(d) == 0 else {int(v) for v in d}
+    # from the verified units' statuses (digests where they open, else the decoded rows), as the cells:
+    # the same bounds as the SQL over every row (:func:`_bounds`), without decoding 10^6 rows
+    units, _ = verified_statuses(store, run_id)
+    params = run_params(store.backend)
+    groups: dict = {}   # (distribution, params, d, run) -> units
+    for u in units:
+        part = u.entry.partition
+        dim = int(part["d"])
+        if u.entry.run_id not in runs or (dims is not None and dim not in dims):
+            continue
+        p = cell_info(part["distribution"], params.get(u.entry.run_id) if u.entry.run_id in params else None,
+                      dim)["params"]
+        groups.setdefault((part["distribution"], p, dim, u.entry.run_id), []).append(u)
+    cols: dict = {c: [] for c in ENTRY_COLUMNS}
+    for (dist, p, dim, run), us in sorted(groups.items()):
+        rep, qry, low, high = _run_bounds(us)
+        size = len(rep)
+        for c, v in (("distribution", [dist] * size), ("params", [p] * size), ("d", [dim] * size),
+                     ("run_id", [run] * size)):
+            cols[c].append(pa.array(v, pa.string() if c != "d" else pa.int32()))
+        cols["replicate"].append(pa.array(rep.astype(np.int32)))
+        cols["query"].append(pa.array(qry.astype(np.int32)))
+        cols["t_low"].append(pa.array(low))
+        cols["t_high"].append(pa.array(high, mask=high == _NEVER))
+    schema = _entry_schema()
+    if not groups:
+        return schema.empty_table()
+    return pa.table({c: pa.chunked_array(v, schema.field(c).type) for c, v in cols.items()}, schema=schema)
 
 
 def _entry_schema() -> pa.Schema:
@@ -196,7 +230,7 @@ def entry_ecdf(out, *, run_id: str | None = None, distribution: str | None = Non
     if run_id is not None and run_id not in runs:
         raise StoreError(f"--entry-sizes: run {run_id} is not a nested run (entry sizes are located only by "
                          "`mc-hull run --nested`)")
-    if not {e.run_id for e in store.units(run_id)} & runs:
+    if not {e.run_id for e in listed_units(store, run_id)} & runs:
         raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
                          "(entry sizes are located only by `mc-hull run --nested`)")
     dims = None if dims is None else {int(dims)} if np.ndim(dims) == 0 else {int(v) for v in dims}
@@ -269,3 +303,27 @@ def _trial_bounds(by_run: dict) -> tuple[np.ndarray, np.ndarray]:
         lows.append(low[seen])
         highs.append(high[seen])
     return np.concatenate(lows), np.concatenate(highs)
+
+
+def _run_bounds(us: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(replicate, query, t_low, t_high) of every trial of one run's units of one curve, in (replicate,
+    query) order: t_low the largest size certified outside (0 if none), t_high the smallest certified
+    inside (:data:`_NEVER` if none), as :func:`_trial_bounds` computes them."""
+    us = [u for u in us if len(u.status)]
+    if not us:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, empty
+    k = max(int(u.counts.max()) if u._query is None else int(u._query.max()) + 1 for u in us)
+    r = max(int(u.replicates.max()) + 1 for u in us)
+    low = np.zeros(r * k, dtype=np.int64)
+    high = np.full(r * k, _NEVER, dtype=np.int64)
+    seen = np.zeros(r * k, dtype=bool)
+    for u in us:
+        n = int(u.entry.partition["n"])
+        idx = u.replicate.astype(np.int64) * k + u.query   # each trial once in a unit (verified)
+        seen[idx] = True
+        out, ins = idx[u.status == 0], idx[u.status == 1]
+        low[out] = np.maximum(low[out], n)
+        high[ins] = np.minimum(high[ins], n)
+    where = np.flatnonzero(seen)
+    return where // k, where % k, low[where], high[where]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import McHullError, StoreError
 from ..store import ResultStore, probe
-from .cells import cell_info
+from .cells import cell_info, listed_units
 
 
 def fingerprint(out) -> tuple:
@@ -26,7 +26,7 @@ def location_problem(out) -> str | None:
                 f"`mc-hull run --out {out}`; this page picks it up when the first shard lands.")
     if kind != "directory":
         return f"{out} is not a directory."
-    if not ResultStore(out).units():
+    if not listed_units(ResultStore(out)):
         return (f"{out} holds no shard files yet. Start a run with `mc-hull run --out {out}`; "
                 "this page picks results up as shards land.")
     return None
@@ -53,7 +53,7 @@ def run_progress(out) -> list[dict]:
 
     store = ResultStore(out)
     done: dict[str, int] = {}
-    for entry in store.units():
+    for entry in listed_units(store):
         done[entry.run_id] = done.get(entry.run_id, 0) + 1
     records, stats = store.runs(), store.run_stats()
     try:
@@ -75,7 +75,7 @@ def run_progress(out) -> list[dict]:
 
 def run_ids(out) -> list[str]:
     """Ids of the runs with listed shards."""
-    return sorted({e.run_id for e in ResultStore(out).units()})
+    return sorted({e.run_id for e in listed_units(ResultStore(out))})
 
 
 def shortfalls(out, table, run_id: str | None = None) -> list[dict]:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import StoreError
-from .base import (DISTANCE_FIELDS, POINT_SCHEMA, POINT_SCHEMA_DISTANCE, READ_THREADS, SCHEMA, SCHEMA_DISTANCE,
+from .base import (DISTANCE_FIELDS, POINT_SCHEMA, POINT_SCHEMA_DISTANCE, SCHEMA, SCHEMA_DISTANCE,
                    SWEEP_SCHEMA, VARIANTS, Damaged, Entry, Forged, RunConflict, Store, Verified, check_id,
-                   open_digest)
+                   map_chunked, open_digest)
 from .parquet import ParquetStore, versions
 
 
@@ -90,8 +90,10 @@ def shard_key(distribution: str, d: int, n: int, start: int, stop: int) -> str:
     return f"{distribution}/d={d}/n={n}/r{start:07d}-{stop:07d}"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def parse_shard_key(key: str) -> tuple[str, int, int, int, int] | None:
-    """(distribution, d, n, start, stop) of a canonical shard key, else None."""
+    """(distribution, d, n, start, stop) of a canonical shard key, else None (memoised: a read of a store
+    asks for each of its thousands of keys several times)."""
     m = _SHARD_KEY.fullmatch(key)
     if m is None:
         return None
@@ -563,16 +565,15 @@ class ResultStore:
                 return exc
 
         units = []
-        with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(entries)))) as pool:
-            for entry, got in zip(entries, pool.map(one, entries)):
-                if isinstance(got, Forged):
-                    report.problems.append((f"manifest entry {entry.kind}/{entry.run_id}/{entry.key}",
-                                            f"{got} (not the entry of its own unit)"))
-                elif isinstance(got, Damaged):
-                    report.problems.append((f"unit {self.backend.where(entry.location)}", str(got)))
-                else:
-                    units.append(got)
-                    report.ok.append(entry)
+        for entry, got in zip(entries, map_chunked(one, entries)):
+            if isinstance(got, Forged):
+                report.problems.append((f"manifest entry {entry.kind}/{entry.run_id}/{entry.key}",
+                                        f"{got} (not the entry of its own unit)"))
+            elif isinstance(got, Damaged):
+                report.problems.append((f"unit {self.backend.where(entry.location)}", str(got)))
+            else:
+                units.append(got)
+                report.ok.append(entry)
         report.problems.extend(overlaps(report.ok))
         return report, units
 
