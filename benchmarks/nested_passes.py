@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=3)
     args = ap.parse_args()
 
+    from mc_hull import seeding
     from mc_hull.nested import stream
     from mc_hull.samplers import keyed_source
     from mc_hull.spec import Spec
@@ -41,7 +42,7 @@ def main() -> None:
     for r in range(args.replicates):
         src = keyed_source(spec, d, n, r, queries=args.k)
         Q = src.queries()
-        for budget, where in ((16 * n * d, "held"), (0, "regenerated")):
+        for budget, where in ((8 * d * (n + seeding.block_rows(d)), "held"), (0, "regenerated")):
             got = {}
             for on in ((False, True) if r % 2 == 0 else (True, False)):
                 stream.SPECULATE = on
