@@ -65,10 +65,14 @@ _BLOCK_ELEMS = 1 << 21
 _GROUP = 16
 #: Chunk winners per pricing round, in units of d + 1.
 WINNERS = 1
-#: Probes up the right spine priced speculatively with each query's probe (0: measured at d = 16, N = 8e5,
-#: K = 100: 18 passes, 17 with 1 or 2, and more time; each could save a pass when
-#: the answer is outside, at the cost of one more product over the prefix).
-SPECULATE = 0
+#: Each open query's pass also prices a direction at the probe that follows an outside answer (the
+#: next probe up the search tree, on the rows cached below it).  Its chunk winners come from rows up
+#: to that larger size, which the probe's own pricing never offers, and an outside certificate there
+#: settles both probes.  Measured (``benchmarks/nested_passes.py``, d = 14, N = 4e6, K = 333, five
+#: replicates): 17-20 passes per replicate without, 11-12 with; CPU about the same with X held, 15-25%
+#: less with X regenerated on every pass.  (Speculating on the lower child as well, or further up,
+#: cut no more passes.)
+SPECULATE = True
 
 
 def engine_bytes() -> int:
@@ -420,25 +424,11 @@ class _StreamSearch:
                         break
                     price_b.append(b), price_j.append(j), price_w.append(got[0]), bounds.append(got[1])
                     thin.append(False), spec.append(False)
-                    # Speculation up the right spine: the probes that follow if the answer is outside get
-                    # their own directions in this pass (an outside certificate there settles j too).
-                    lo = j
-                    for _ in range(SPECULATE):
-                        jr = nested._probe(lo, int(self.high[b]), self.failed[b], self.depth)
-                        if jr < 0:
-                            break
-                        Sr = self.S[b][self.S[b] < int(self.g[jr])]
-                        if Sr.size <= max(S.size, d):
-                            break
-                        got = self._direction(b, jr, Sr)
-                        if got == "inside" or got is None:
-                            break
-                        price_b.append(b), price_j.append(jr), price_w.append(got[0]), bounds.append(got[1])
-                        thin.append(False), spec.append(True)
-                        lo = jr
                     break
             if not price_b and not stuck:
                 break
+            if SPECULATE:
+                self._speculate(price_b, price_j, price_w, bounds, thin, spec)
             # 2. one pass prices every pending direction.
             if price_b:
                 pb = np.array(price_b, dtype=np.int64)
@@ -455,6 +445,26 @@ class _StreamSearch:
                 for b in bs:
                     spent[b] = 0
                     target[b] = self._target(b)
+
+    def _speculate(self, price_b, price_j, price_w, bounds, thin, spec) -> None:
+        """Append, for each query priced at probe j, the direction at its next probe if j is outside.
+
+        That probe is the shallowest one above j in the query's bracket; its direction is the master's
+        on the rows cached below it (an inside answer there is recorded at once; a set of at most d
+        rows offers none).  Speculative: a failure there does not count as a round without progress.
+        """
+        for b, j in list(zip(price_b, price_j)):
+            jr = nested._probe(j, int(self.high[b]), self.failed[b], self.depth)
+            if jr < 0:
+                continue
+            S = self.S[b][self.S[b] < int(self.g[jr])]
+            if S.size <= self.d:
+                continue
+            got = self._direction(b, jr, S)
+            if got is None or got == "inside":
+                continue
+            price_b.append(b), price_j.append(jr), price_w.append(got[0]), bounds.append(got[1])
+            thin.append(False), spec.append(True)
 
     def _price(self, pb, W, J, bound, thin, spent, spec=None) -> None:
         """One pass (:func:`_price_part` on every block run): interval maxima up to ``g[high - 1]`` and
