@@ -45,7 +45,7 @@ def main() -> None:
         out = os.path.join(tmp, f"r{i}")
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", CHILD, str(k), "hull-test", "--train", os.path.join(args.data, "train"),
-                        "--test", test, "--measure", args.measure, "--out", out, "--no-progress"],
+                        "--test", test, "--measure", args.measure, "--out", out],
                        env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
         import pyarrow as pa
