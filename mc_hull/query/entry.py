@@ -140,6 +140,19 @@ def _bounds(out, run_id, d):
     return con
 
 
+def _nested_store(out: str, run_id: str | None):
+    """(the store at ``out``, its nested run ids); one line if ``run_id`` or ``out`` holds no nested run."""
+    store = ResultStore(out)
+    runs = nested_runs(store.backend)
+    if run_id is not None and run_id not in runs:
+        raise StoreError(f"--entry-sizes: run {run_id} is not a nested run (entry sizes are located only by "
+                         "`mc-hull run --nested`)")
+    if not {e.run_id for e in listed_units(store, run_id)} & runs:
+        raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
+                         "(entry sizes are located only by `mc-hull run --nested`)")
+    return store, runs
+
+
 def entry_sizes(out, run_id: str | None = None, d=None) -> pa.Table:
     """Per trial of the nested runs in ``out``: the bounds on its entry size T.
 
@@ -164,14 +177,7 @@ def entry_sizes(out, run_id: str | None = None, d=None) -> pa.Table:
     StoreError
         When ``out`` (or ``run_id``) holds no nested run.
     """
-    store = ResultStore(out)
-    runs = nested_runs(store.backend)
-    if run_id is not None and run_id not in runs:
-        raise StoreError(f"--entry-sizes: run {run_id} is not a nested run (entry sizes are located only by "
-                         "`mc-hull run --nested`)")
-    if not {e.run_id for e in listed_units(store, run_id)} & runs:
-        raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
-                         "(entry sizes are located only by `mc-hull run --nested`)")
+    store, runs = _nested_store(out, run_id)
     dims = None if d is None else {int(d)} if np.ndim(d) == 0 else {int(v) for v in d}
     # from the verified units' statuses (digests where they open, else the decoded rows), as the cells:
     # the same bounds as the SQL over every row (:func:`_bounds`), without decoding 10^6 rows
@@ -225,14 +231,7 @@ def entry_ecdf(out, *, run_id: str | None = None, distribution: str | None = Non
         distribution function of T lies between ``certain`` at the lower one and
         ``possible`` at the upper one; at a grid size both equal p̂ when no trial is undecided.
     """
-    store = ResultStore(out)
-    runs = nested_runs(store.backend)
-    if run_id is not None and run_id not in runs:
-        raise StoreError(f"--entry-sizes: run {run_id} is not a nested run (entry sizes are located only by "
-                         "`mc-hull run --nested`)")
-    if not {e.run_id for e in listed_units(store, run_id)} & runs:
-        raise StoreError(f"--entry-sizes: {out} holds no nested run with committed shards "
-                         "(entry sizes are located only by `mc-hull run --nested`)")
+    store, runs = _nested_store(out, run_id)
     dims = None if dims is None else {int(dims)} if np.ndim(dims) == 0 else {int(v) for v in dims}
     rows = {k: [] for k in ("distribution", "params", "d", "n", "trials", "certain", "possible")}
     for (dist, p, d), (g, low, high) in sorted(curve_bounds(store, run_id, runs).items()):

@@ -603,15 +603,7 @@ class Store:
             except Damaged as exc:
                 return exc
 
-        for entry, got in zip(entries, map_chunked(one, entries)):
-            if isinstance(got, Forged):
-                report.problems.append((f"manifest entry {entry.kind}/{entry.run_id}/{entry.key}",
-                                        f"{got} (not the entry of its own unit)"))
-            elif isinstance(got, Damaged):
-                report.problems.append((f"unit {self.where(entry.location)}", str(got)))
-            else:
-                tables.append(got)
-                report.ok.append(entry)
+        tables = sort_verified(entries, map_chunked(one, entries), report, self.where)
         return report, tables
 
     def read(self, kind: str, run_id: str | None = None, *,
@@ -691,6 +683,25 @@ class Store:
                 where = self._drop_unit(entry)
                 found.append(f"{self.where(entry.location)} ({exc}" + (f"; moved to {where})" if where else ")"))
         return done, found
+
+
+def sort_verified(entries, results, report: "Verified", where) -> list:
+    """Each entry's verification result into ``report``; returns the intact units' results in order.
+
+    ``results[i]`` is what checking ``entries[i]`` gave: a :class:`Forged` or :class:`Damaged` (a
+    problem, with ``where(location)`` naming a damaged unit) or the unit's content (kept).
+    """
+    kept = []
+    for entry, got in zip(entries, results):
+        if isinstance(got, Forged):
+            report.problems.append((f"manifest entry {entry.kind}/{entry.run_id}/{entry.key}",
+                                    f"{got} (not the entry of its own unit)"))
+        elif isinstance(got, Damaged):
+            report.problems.append((f"unit {where(entry.location)}", str(got)))
+        else:
+            kept.append(got)
+            report.ok.append(entry)
+    return kept
 
 
 def _check_schema(kind: str, got_schema: pa.Schema) -> None:

@@ -13,7 +13,7 @@ import pyarrow as pa
 from ..errors import StoreError
 from .base import (DISTANCE_FIELDS, POINT_SCHEMA, POINT_SCHEMA_DISTANCE, SCHEMA, SCHEMA_DISTANCE,
                    SWEEP_SCHEMA, VARIANTS, Damaged, Entry, Forged, RunConflict, Store, Verified, check_id,
-                   map_chunked, open_digest)
+                   map_chunked, open_digest, sort_verified)
 from .parquet import ParquetStore, versions
 
 
@@ -564,16 +564,7 @@ class ResultStore:
             except Damaged as exc:
                 return exc
 
-        units = []
-        for entry, got in zip(entries, map_chunked(one, entries)):
-            if isinstance(got, Forged):
-                report.problems.append((f"manifest entry {entry.kind}/{entry.run_id}/{entry.key}",
-                                        f"{got} (not the entry of its own unit)"))
-            elif isinstance(got, Damaged):
-                report.problems.append((f"unit {self.backend.where(entry.location)}", str(got)))
-            else:
-                units.append(got)
-                report.ok.append(entry)
+        units = sort_verified(entries, map_chunked(one, entries), report, self.backend.where)
         report.problems.extend(overlaps(report.ok))
         return report, units
 
