@@ -79,7 +79,7 @@ def _interval_reason(cells: list[dict], low: float | None, high: float | None) -
                 f"{_fmt(low)}, if p reaches 1/2 at all; add " + ("trials there or " if open_ else "") + "larger N")
     if low is None:
         tail = (f"; the intervals at smaller N ({_ns(open_)}) hold 1/2" if open_ else
-                f" and no smaller N was measured")
+                " and no smaller N was measured")
         return (f"p is above 1/2 from N = {_fmt(high)} on (99% intervals wholly above 1/2){tail}: N½ is at "
                 f"most {_fmt(high)}; add " + ("trials there or " if open_ else "") + "smaller N")
     if low >= high:

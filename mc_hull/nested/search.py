@@ -417,7 +417,7 @@ class _Search:
         out, W, margin : ndarrays
             Queries certified outside at g_k, their directions (ℓ1 = 1) and margins.
         """
-        n, d, Q, Qc = int(self.g[k]), self.d, self.Q, self.Qc
+        n, d, Qc = int(self.g[k]), self.d, self.Qc
         s_k = float(self.tolerance.scale[k])
         S = self.S
         for b in batch.tolist():
@@ -502,7 +502,7 @@ class _Search:
         new rows and its carried margin both beat that size's threshold; the rows of
         the chunk where it fails (its best scores there) join the working set.
         """
-        g, Q, d = self.g, self.Q, self.d
+        g, d = self.g, self.d
         a = np.einsum("bj,bj->b", W, self.Qc[batch])
         alive = np.ones(batch.size, dtype=bool)
         for k in range(j + 1, self.L):

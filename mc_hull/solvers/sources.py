@@ -32,7 +32,6 @@ import numpy as np
 
 from .. import progress
 from . import certificates as cert
-from .pricing import price
 
 #: Rows per block of an :class:`ArraySource`.
 ARRAY_BLOCK_ROWS = 1 << 16
