@@ -255,9 +255,9 @@ class FileSource(PointSource):
     def fs(self):
         """The pyarrow filesystem of the files (a local one made again after unpickling)."""
         if self._fs is None:
-            import pyarrow.fs as pafs
+            from ..store.files import local_filesystem
 
-            self._fs = pafs.LocalFileSystem()
+            self._fs = local_filesystem()
         return self._fs
 
     def release(self) -> None:

@@ -20,6 +20,11 @@ def filesystem(text: str):
     return pafs.FileSystem.from_uri(text)
 
 
+def local_filesystem():
+    """The local filesystem (for a file source unpickled without its filesystem)."""
+    return pafs.LocalFileSystem()
+
+
 def is_local(fs) -> bool:
     """Whether ``fs`` is the local filesystem (files can be read with plain file reads)."""
     return isinstance(fs, pafs.LocalFileSystem)
