@@ -285,22 +285,9 @@ def _trial_bounds(by_run: dict) -> tuple[np.ndarray, np.ndarray]:
     the largest size certified outside (0 if none) and the smallest certified inside (:data:`_NEVER`)."""
     lows, highs = [], []
     for us in by_run.values():
-        k = max(int(u.counts.max()) if u._query is None else int(u._query.max()) + 1 for u in us if len(u.status))
-        r = max(int(u.replicates.max()) + 1 for u in us if len(u.status))
-        low = np.zeros(r * k, dtype=np.int64)
-        high = np.full(r * k, _NEVER, dtype=np.int64)
-        seen = np.zeros(r * k, dtype=bool)
-        for u in us:
-            if not len(u.status):
-                continue
-            n = int(u.entry.partition["n"])
-            idx = u.replicate.astype(np.int64) * k + u.query   # each trial once in a unit (verified)
-            seen[idx] = True
-            out, ins = idx[u.status == 0], idx[u.status == 1]
-            low[out] = np.maximum(low[out], n)
-            high[ins] = np.minimum(high[ins], n)
-        lows.append(low[seen])
-        highs.append(high[seen])
+        _, _, low, high = _run_bounds(us)
+        lows.append(low)
+        highs.append(high)
     return np.concatenate(lows), np.concatenate(highs)
 
 
