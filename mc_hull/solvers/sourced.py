@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .distance import nearest
-from .sources import ArraySource, PointSource, Streamed, _clamped, _identity, _segments, row_slices
+from .sources import ArraySource, PointSource, Streamed, _clamped, _identity, row_slices, score_slices
 from .stream import StreamSolver
 
 #: Coordinates per block of X held for passes (2^22: a 32 MiB float64 frame copy per block).
@@ -187,12 +187,8 @@ def block_price(Y, W, k, lowest=None, map=None):
         edges = np.array([-(-lc * k // n_low) * L for lc in range(n_low + 1)])
         l_start, l_stop = _clamped(edges[:-1], edges[1:], R)
         low_val, low_idx = np.full((B, n_low), np.inf), np.zeros((B, n_low), dtype=np.intp)
-    for a, e in row_slices(R, d, B):
-        S = W @ map(Y[a:e]).T
-        _segments(t_start, t_stop, a, e, S, top_val, top_idx, False)
-        if n_low:
-            _segments(l_start, l_stop, a, e, S, low_val, low_idx, True)
-        del S                      # before the next slice's scores exist
+    score_slices(W, Y, R, map, (t_start, t_stop, top_val, top_idx),
+                 (l_start, l_stop, low_val, low_idx) if n_low else None)
     best = top_val.max(axis=1)
     if lowest is None:
         return best, top_idx, top_val

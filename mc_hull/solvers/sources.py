@@ -192,6 +192,19 @@ def _segments(starts, stops, a, e, S, val, idx, lowest_first):
         idx[upd, c] = lo + j[upd]
 
 
+def score_slices(W, X, n: int, map, top, low=None) -> None:
+    """Score rows ``0 .. n`` of ``X`` against ``W`` (B, d) in :func:`row_slices` and fold each slice's scores
+    into the chunk maxima ``top`` and, if given, the chunk minima ``low``, both ``(starts, stops, val, idx)``
+    as :func:`_segments` takes them; ``map`` maps a slice of rows (to frame coordinates).  Only one slice of
+    mapped rows and its (B, slice) scores exist at a time."""
+    for a, e in row_slices(n, W.shape[1], W.shape[0]):
+        S = W @ map(X[a:e]).T
+        _segments(top[0], top[1], a, e, S, top[2], top[3], False)
+        if low is not None:
+            _segments(low[0], low[1], a, e, S, low[2], low[3], True)
+        del S                      # before the next slice's scores exist
+
+
 def _clamped(first, stop, R):
     """Padded position ranges ``[first, stop)`` as row ranges: padding is a copy of row ``R - 1``, so a range
     reaching past it ends at ``R`` and one of padding only is ``[R - 1, R)``."""
@@ -225,12 +238,8 @@ def sliced_price(X, W, k, lowest=None, map=None):
         l_start, l_stop = edges[first[:-1]], edges[first[1:]]
     top_val, top_idx = np.full((B, k), -np.inf), np.zeros((B, k), dtype=np.intp)
     low_val, low_idx = np.full((B, n_low), np.inf), np.zeros((B, n_low), dtype=np.intp)
-    for a, e in row_slices(N, d, B):
-        S = W @ map(X[a:e]).T
-        _segments(t_start, t_stop, a, e, S, top_val, top_idx, False)
-        if n_low:
-            _segments(l_start, l_stop, a, e, S, low_val, low_idx, True)
-        del S                      # before the next slice's scores exist
+    score_slices(W, X, N, map, (t_start, t_stop, top_val, top_idx),
+                 (l_start, l_stop, low_val, low_idx) if n_low else None)
     best = top_val.max(axis=1)
     return (best, top_idx, top_val, low_idx) if lowest is not None else (best, top_idx, top_val)
 
