@@ -11,6 +11,19 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+
+
+def mark(what: str) -> None:
+    """Append ``wall-clock CPU-seconds app WHAT`` to the file ``$MC_HULL_TIMELINE`` names, if any (the
+    timeline of a page load: ``benchmarks/dashboard_timeline.py``)."""
+    path = os.environ.get("MC_HULL_TIMELINE")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{time.time():.4f} {time.process_time():.3f} app {what}\n")
+
+
+mark("script start")
 
 import altair as alt
 import pandas as pd
@@ -21,6 +34,7 @@ from mc_hull.query import views
 from mc_hull.cli import notes
 from mc_hull.errors import McHullError
 
+mark("imports done")
 st.set_page_config(page_title="mc_hull: p(d, N)", layout="wide")
 
 #: strokeDash per series, shared by the layers of view 1 so one legend explains the line styles.
@@ -580,6 +594,7 @@ def watcher(out: str, key: tuple, every: float | None) -> None:
 
 
 def main() -> None:
+    mark("main")
     out = results_dir()
     st.title("mc_hull · p(d, N) = P(x ∈ conv(X₁…X_N))")
     with st.sidebar:
@@ -591,6 +606,7 @@ def main() -> None:
     key = views.dataset_key(out)
     watcher(out, key, float(every) if auto else None)
     problem = views.location_problem(out)
+    mark("key and location")
     if problem:
         st.info(problem)
         return
@@ -602,6 +618,7 @@ def main() -> None:
 
 def render(out: str, key: tuple) -> None:
     options = load_options(out, key)
+    mark("options (cell table read)")
     with st.sidebar:
         run = st.selectbox("run", ["all runs"] + options["runs"], key="run")
         run_id = None if run == "all runs" else run
@@ -625,8 +642,13 @@ def render(out: str, key: tuple) -> None:
     st.caption("Lines: Monte Carlo p̂ with shaded 99% intervals (design-effect corrected); dashed: exact curve "
                "where known; dotted vertical rules: 2^(d/2)/d for each d; grey: p = 1/2.")
     exact = load_exact_curves(out, key, run_id, dist, tuple(dims), which)
-    st.altair_chart(chart_p_vs_n(cells, exact, views.threshold_rules(cells), which), width="stretch")
+    mark("chart 1 data")
+    chart = chart_p_vs_n(cells, exact, views.threshold_rules(cells), which)
+    mark("chart 1 built")
+    st.altair_chart(chart, width="stretch")
+    mark("chart 1 sent")
     section_distance(out, key, run_id, dist, dims, cells)
+    mark("distance section")
 
     n_half = views.n_half_table(cells, load_fitted(out, key, run_id))
     d_min, d_max = int(min(cells["d"].to_pylist())), int(max(cells["d"].to_pylist()))
@@ -641,6 +663,7 @@ def render(out: str, key: tuple) -> None:
         st.caption("Colour: p̂ per cell; magenta dotted: N = 2^(d/2)/d; red: empirical 50% contour; "
                    "black dashed: exact 50% contour.")
         st.altair_chart(chart_heatmap(views.heatmap_cells(cells), n_half, exact_half, bf), width="stretch")
+        mark("chart 2 sent")
     with right:
         st.header(f"3 · N½ against {'d' if which == 'ambient' else f'the {which} dimension'}")
         st.caption("N½: where p crosses 1/2. Empirical points with the bracket where the 99% band crosses "
@@ -659,6 +682,7 @@ def render(out: str, key: tuple) -> None:
         measured = views.family_measured_n_half(c_min, c_max) if dist != "cube" else None
         st.altair_chart(chart_n_half(n_half, ref_half, views.bf_curve(c_min, c_max), family_half, which, measured),
                         width="stretch")
+        mark("chart 3 sent")
         st.caption("What the line is and is not: 2^(d/2)/d (Bárány–Füredi, quoted by Balestriero, Pesenti & "
                    "LeCun 2021 for the uniform ball) is the scale of a union bound at which every training "
                    "point is a vertex of the hull, not where a new point becomes as likely inside as outside. "
@@ -680,9 +704,11 @@ def render(out: str, key: tuple) -> None:
                    "test-inversion interval.")
         st.dataframe(table, hide_index=True, width="stretch")
     section_nested(out, key, run_id, dist, dims, cells, n_half)
-
+    mark("nested section")
     section_status(out, key)
+    mark("status section")
     section_audit(out, key, options)
+    mark("audit section")
 
     st.header("6 · Download")
     st.download_button("Download the cell table (CSV)", views.to_csv(cells_all), file_name="mc_hull_cells.csv",
@@ -691,6 +717,7 @@ def render(out: str, key: tuple) -> None:
                        mime="text/csv")
     with st.expander("cell table"):
         st.dataframe(df(cells), hide_index=True, width="stretch")
+    mark("script end")
 
 
 main()

@@ -25,6 +25,14 @@ import time
 SERVER_WAIT_S = 30.0
 
 
+def mark(what: str) -> None:
+    """Append ``wall-clock CPU-seconds serve WHAT`` to the file ``$MC_HULL_TIMELINE`` names, if any."""
+    path = os.environ.get("MC_HULL_TIMELINE")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{time.time():.4f} {time.process_time():.3f} serve {what}\n")
+
+
 def warm(out: str | None, ready=None) -> None:
     """Import the app's modules and compute the page's tables (errors are left to the page).
 
@@ -34,18 +42,23 @@ def warm(out: str | None, ready=None) -> None:
     try:
         if ready is not None:
             ready()
+        mark("warm-up: server listens")
         import altair as alt
         import pandas as pd
 
         from mc_hull.query import views
 
+        mark("warm-up: imports done")
         # Altair reads and compiles its Vega-Lite schema on the first chart: do it here
         alt.Chart(pd.DataFrame({"x": [1.0]})).mark_point().encode(x="x:Q").to_dict()
+        mark("warm-up: Altair schema")
         if out and views.location_problem(out) is None:
             views.cell_table(out)        # the first chart's table (the rest of the page reads from the same units)
+            mark("warm-up: cell table")
             if not page_open():          # no page yet: the tables of the page's later sections too
                 views.entry_ecdf(out, None, None, [])   # every nested curve's entry-size bounds (if any)
                 views.audit_overview(out)    # the audit's counts, from the same verified units' digests
+                mark("warm-up: later tables")
     except Exception:   # the page reports whatever the store holds or lacks, in one line
         pass
 
@@ -99,6 +112,7 @@ def skip_component_scan() -> None:
 
 
 def main() -> None:
+    mark("serve.py main")
     out = os.environ.get("MC_HULL_RESULTS")
     if "--" in sys.argv:
         rest = sys.argv[sys.argv.index("--") + 1:]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, StoreError
-from ..store import probe, resolve
+from ..locations import is_uri, local_path
 from .args import _location
 
 
@@ -77,10 +77,19 @@ def command(out: str, port: int, host: str) -> list[str]:
 
 
 def main(args) -> int:
-    _, root, local = resolve(args.out)
-    if probe(args.out) == "file":
-        raise StoreError(f"DIR: not a directory: {args.out}")
-    out = root if local else args.out
+    if is_uri(args.out):
+        # an object store: checked through Arrow's filesystems (a local directory needs only os:
+        # the server then starts ~0.2 s sooner, without NumPy and Arrow loaded first)
+        from ..store import probe, resolve
+
+        resolve(args.out)
+        if probe(args.out) == "file":
+            raise StoreError(f"DIR: not a directory: {args.out}")
+        out = args.out
+    else:
+        out = local_path(args.out)
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise StoreError(f"DIR: not a directory: {args.out}")
     check_host(args.host, args.port)
     argv = command(out, args.port, args.host)
     env = dict(os.environ, MC_HULL_RESULTS=out)

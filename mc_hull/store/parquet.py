@@ -45,6 +45,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
+from ..locations import is_uri, local_path
 from .base import Damaged, Entry, Forged, Store, check_id, sha256
 
 RUNS_DIR, CLAIMS_DIR, STATS_DIR = "_runs", "_claims", "_stats"
@@ -74,19 +75,6 @@ def _versions() -> tuple:
 
 #: Seconds an object store (gs://) may retry a request before it fails: its default is 15 minutes.
 RETRY_SECONDS = 10
-
-
-def is_uri(out) -> bool:
-    """Whether ``out`` names an object store or other filesystem by URI (``s3://``, ``gs://``, ...), not a
-    local path (``file://`` and a Windows drive letter are local): the one test of every module."""
-    parsed = urlparse(str(out))
-    return bool(parsed.scheme) and len(parsed.scheme) > 1 and parsed.scheme != "file"
-
-
-def local_path(out) -> str:
-    """The absolute local path of a path or ``file://`` URI."""
-    parsed = urlparse(str(out))
-    return os.path.abspath(parsed.path if parsed.scheme == "file" else str(out))
 
 
 def resolve(out: str) -> tuple[pafs.FileSystem, str, bool]:

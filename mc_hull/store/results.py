@@ -564,7 +564,12 @@ class ResultStore:
             except Damaged as exc:
                 return exc
 
-        units = sort_verified(entries, map_chunked(one, entries), report, self.backend.where)
+        # a local store: one thread. A unit read from its digest is mostly Python work under the GIL (its
+        # seal, two bit planes), so threads only add switching: on 2,640 units (5 million trials) 8
+        # threads took 0.66 s of CPU and 0.55 s, one 0.34 s (and decoding every unit 3.4 s of CPU against
+        # 1.8 s for the same 1.8 s).  An object store keeps the threads: they overlap its requests.
+        threads = 1 if getattr(self.backend, "local", False) else None
+        units = sort_verified(entries, map_chunked(one, entries, threads), report, self.backend.where)
         report.problems.extend(overlaps(report.ok))
         return report, units
 

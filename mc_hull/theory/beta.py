@@ -43,7 +43,6 @@ from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import brentq
 from scipy.special import betaincinv, gammaln, logsumexp
 
 from ..errors import InputError
@@ -280,6 +279,8 @@ def _n_at(family: str, alpha: float, d: int, p: float) -> float:
     lo = math.log(1e-9)
     if gap(lo) >= 0:
         return d + 1e-9
+    from scipy.optimize import brentq   # here: SciPy's optimizers cost ~0.2 s of imports
+
     return min(N_MAX, d + math.exp(brentq(gap, lo, math.log(N_MAX - d), xtol=1e-13, rtol=1e-13)))
 
 

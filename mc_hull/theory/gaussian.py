@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 from scipy import special
-from scipy.optimize import brentq
 
 __all__ = ["gaussian_inside_probability", "gaussian_n_half", "n_at_probability"]
 
@@ -97,6 +97,8 @@ def _log_g_simplex(k: int) -> float:
         return 0.0
     a = 1.0 / math.sqrt(k + 1)
 
+    from scipy.optimize import brentq   # here: SciPy's optimizers cost ~0.2 s of imports
+
     def saddle(c):
         return c - k * a * math.exp(float(_log_inv_mills(np.float64(-a * c))))
 
@@ -112,9 +114,21 @@ def _log_g_simplex(k: int) -> float:
     return top + math.log(total) - _LOG_SQRT_2PI
 
 
+#: :func:`_log_g_simplex` for k = 0..D_MAX-1 as ``float.hex`` (``data/make_gaussian.py``).
+_SIMPLEX_TABLE = Path(__file__).resolve().parent / "data" / "gaussian_simplex.csv"
+
+
 @lru_cache(maxsize=None)
 def _log_simplex_constants() -> np.ndarray:
-    """log g_k(-1/(k+1)) for k = 0..D_MAX-1 (computed once, ~50 ms)."""
+    """log g_k(-1/(k+1)) for k = 0..D_MAX-1: the bits :func:`_log_g_simplex` computes, read from
+    ``data/gaussian_simplex.csv`` (computed here, ~50 ms and SciPy's optimizers, when the table is
+    missing or not whole)."""
+    try:
+        rows = [line.split(",") for line in _SIMPLEX_TABLE.read_text().splitlines()[2:] if line]
+        if [int(k) for k, _ in rows] == list(range(D_MAX)):
+            return np.array([float.fromhex(v) for _, v in rows])
+    except (OSError, ValueError):
+        pass
     return np.array([_log_g_simplex(k) for k in range(D_MAX)])
 
 
@@ -261,6 +275,8 @@ def n_at_probability(d, p) -> float:
                 f"p(d={d}, N) reaches {p} only beyond N = {N_MAX:g} (p(N={N_MAX:g}) = {p_hi:.3g}); "
                 "outside the supported range"
             )
+
+        from scipy.optimize import brentq
 
         def f(u):
             return _p_inside(d, np.array([math.exp(u)]))[0] - p
