@@ -179,3 +179,31 @@ def test_a_file_or_an_unreachable_uri_is_refused_in_one_line(tmp_path):
         done = launch(where, tmp_path)
         assert done.returncode == 2 and done.stdout == "", (where, done.stdout, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and "mc-hull: error:" in done.stderr
+
+
+@pytest.mark.parametrize("law", ["gaussian", "ball"])
+def test_tabled_n_half_holds_the_bits_of_the_root_search(law):
+    """Every d the shipped table lists for a parameter-free law gives the computed N½ bit for bit."""
+    from mc_hull import theory
+
+    listed = sorted(d for (name, d) in theory._family_table() if name == law)
+    assert len(listed) >= 40
+    for d in range(1, 65):
+        got, want = theory.exact_n_half(law, d), theory.computed_n_half(law, d)
+        assert (got is None and want is None) or bits(got) == bits(want), (law, d, got, want)
+
+
+def test_a_damaged_family_table_is_computed_instead(tmp_path, monkeypatch):
+    from mc_hull import theory
+
+    want = theory.computed_n_half("gaussian", 7)
+    path = tmp_path / "theory"
+    (path / "data").mkdir(parents=True)
+    (path / "data" / "n_half_families.csv").write_text("law,d,n_half\ngaussian,7,not a number\n")
+    monkeypatch.setattr(theory, "__file__", str(path / "__init__.py"))
+    theory._family_table.cache_clear()
+    try:
+        assert bits(theory.exact_n_half("gaussian", 7)) == bits(want)
+    finally:
+        monkeypatch.undo()
+        theory._family_table.cache_clear()

@@ -154,6 +154,10 @@ _READ_LOCK = threading.Lock()
 _KEY_LOCKS: dict = {}
 #: Reads kept per store state (statuses, the cell table, rows decoded for distances or the audit ...).
 LAST_READS = 8
+#: Per thread, ``(root, state)`` of the read in progress: a read nested in it (the cell table reading the
+#: units' statuses) keys its value by the same state instead of listing the store's files again (~30 ms
+#: on 5,000 files); a change after that state was taken still makes the next call read again.
+_HELD = threading.local()
 #: The (run, distribution, d, n) present in the last table :func:`connect` opened (``"table"``: that table).
 _CELLS_OF: dict = {}
 
@@ -169,8 +173,12 @@ def _cached(store: ResultStore, run_id: str | None, what, read):
     the second waits for the first's result.
     """
     state_of = getattr(store.backend, "state", None)
-    state = state_of() if state_of is not None else None   # taken before the read: a change during it
-    key = (store.out, run_id, what, state)                  # makes the next call read again
+    held = getattr(_HELD, "state", None)
+    if held is not None and held[0] == store.out:
+        state = held[1]   # inside another read of this store: the state taken before it (one listing less)
+    else:
+        state = state_of() if state_of is not None else None   # taken before the read: a change during it
+    key = (store.out, run_id, what, state)                      # makes the next call read again
     if state is None:
         return read()
     with _READ_LOCK:
@@ -183,7 +191,11 @@ def _cached(store: ResultStore, run_id: str | None, what, read):
             hit = _LAST_READ.get(key)
         if hit is not None:
             return hit
-        value = read()
+        _HELD.state = (store.out, state)
+        try:
+            value = read()
+        finally:
+            _HELD.state = held
         with _READ_LOCK:
             for old in [k for k in _LAST_READ if k[-1] != state or k[:2] != key[:2]]:
                 del _LAST_READ[old]   # another store, run or state: keep only this one's reads

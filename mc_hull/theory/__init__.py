@@ -108,6 +108,27 @@ def exact_n_half(distribution: str, d: int, **params):
     if distribution not in EXACT_LAWS:
         return None
     _check(distribution, d, params)
+    if not params and distribution in _TABLED:
+        try:
+            known = _family_table().get((distribution, int(d)))
+        except (OSError, ValueError):   # a damaged table: computed instead
+            known = None
+        if known is not None:   # the bits computed_n_half gives (a root search per d, ~40 ms each)
+            return known
+    return computed_n_half(distribution, d, **params)
+
+
+#: Laws whose N½ is read from ``data/n_half_families.csv`` when it lists d: written by
+#: ``docs/make_transition.py`` from :func:`computed_n_half` as ``repr`` (the same 64 bits;
+#: ``tests/test_reader_cpu.py`` checks every d against a fresh computation).
+_TABLED = ("gaussian", "ball")
+
+
+def computed_n_half(distribution: str, d: int, **params):
+    """:func:`exact_n_half` computed (the root search), never read from the shipped table."""
+    if distribution not in EXACT_LAWS:
+        return None
+    _check(distribution, d, params)
     try:
         if distribution == "gaussian":
             from .gaussian import gaussian_n_half
