@@ -212,3 +212,50 @@ def test_a_damaged_family_table_is_computed_instead(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         theory._family_table.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def ball_results(tmp_path_factory):
+    from mc_hull.runs.runner import execute
+    from mc_hull.spec import Spec
+
+    out = tmp_path_factory.mktemp("ball") / "out"
+    execute(Spec(distribution="ball", dims=(2, 3, 5), sizes=(4, 9, 30), trials=60, queries_per_set=10, seed=4),
+            str(out), backend="serial", progress=False)
+    return out
+
+
+def page_tables(out: str, dist: str) -> list:
+    """The tables behind views 1-3 (cells, exact curves, rules, N½ per curve, reference and exact N½ lines,
+    thresholds), as the dashboard asks for them."""
+    cells_module._LAST_READ.clear()
+    cells_module._cell_info.cache_clear()
+    cells = views.cell_table(out)
+    sel = views.by_dimension(views.select_cells(cells, views.Filters(distributions=[dist])))
+    d_min, d_max = min(sel["d"].to_pylist()), max(sel["d"].to_pylist())
+    return [cells, sel, views.exact_curves(sel), views.threshold_rules(sel),
+            views.n_half_table(sel, views.fitted_n_half(out, None, cells)),
+            views.reference_n_half(sel, d_min, d_max), views.exact_n_half_curve(dist, d_min, d_max),
+            views.thresholds(out, None, cells), views.heatmap_cells(sel)]
+
+
+@pytest.mark.parametrize("which", ["small", "nested", "ball"])
+def test_the_page_tables_equal_those_computed_without_the_tables(which, small_results, nested_results,
+                                                                  ball_results, monkeypatch):
+    """Before/after: every table behind the first three views is the same (values and types) whether the
+    exact constants and N½ come from the shipped tables or from the root searches."""
+    from mc_hull import theory
+
+    out, dist = {"small": (small_results, "gaussian"), "nested": (nested_results, "gaussian"),
+                 "ball": (ball_results, "ball")}[which]
+    shipped = page_tables(str(out), dist)
+    computed = np.array([gaussian._log_g_simplex(k) for k in range(gaussian.D_MAX)])
+    with monkeypatch.context() as m:
+        m.setattr(gaussian, "_log_simplex_constants", lambda: computed)
+        m.setattr(theory, "exact_n_half", theory.computed_n_half)
+        fresh = page_tables(str(out), dist)
+    cells_module._LAST_READ.clear()
+    cells_module._cell_info.cache_clear()
+    assert any(t.num_rows for t in shipped[4:7])
+    for a, b in zip(shipped, fresh):
+        assert a.equals(b, check_metadata=True)
