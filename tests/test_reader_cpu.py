@@ -63,10 +63,14 @@ def test_exact_p_is_bit_identical_with_computed_constants(d, monkeypatch):
     assert np.array_equal(bits(from_table), bits(gaussian.gaussian_inside_probability(d, n)))
 
 
-def test_the_cell_table_path_does_not_import_scipy_optimize(small_results):
-    code = ("import sys; from mc_hull.query import views; t = views.cell_table(sys.argv[1]); "
+def test_the_page_tables_do_not_import_scipy_optimize(small_results):
+    """Cell table, exact curves, N½ per curve, exact N½ lines and thresholds of a Gaussian store."""
+    code = ("import sys; from mc_hull.query import views; out = sys.argv[1]; t = views.cell_table(out); "
             "assert t.num_rows and t['exact'].null_count < t.num_rows, t; "
-            "print('scipy.optimize' in sys.modules)")
+            "sel = views.by_dimension(t); views.exact_curves(sel); "
+            "h = views.n_half_table(sel, views.fitted_n_half(out, None, t)); "
+            "assert h['exact_n_half'].null_count == 0, h; views.exact_n_half_curve('gaussian', 2, 12); "
+            "views.thresholds(out, None, t); print('scipy.optimize' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(small_results)], capture_output=True, text=True,
                          timeout=120, cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
