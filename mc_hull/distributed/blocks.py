@@ -229,6 +229,7 @@ class ActorSource(PointSource):
                  share: int = 1):
         self.loader = loader
         self.n, self.d, self.block_rows = int(loader.n), int(loader.d), int(loader.block_rows)
+        self.isotropic = bool(getattr(loader, "isotropic", False))     # the loader's law, for the nested sieve
         self._started = connect(address, None) if not ray.is_initialized() else False
         total = max(1, int(ray.cluster_resources().get("CPU", 1)))
         k = max(1, min(int(holders or total), self.n_blocks))

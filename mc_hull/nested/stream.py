@@ -73,6 +73,18 @@ WINNERS = 1
 #: less with X regenerated on every pass.  (Speculating on the lower child as well, or further up,
 #: cut no more passes.)
 SPECULATE = True
+#: Pricing passes skip the rows of grid interval k whose norm (about the mean of X) is below
+#: ``SIEVE`` times the box radius of prefix g_k (the smallest distance from the mean to a face of
+#: the coordinate box of its rows): a bound stands for them in every margin (``|x - c0| |w|``), so a
+#: certificate holds over all rows, and they are never offered as columns.  When the hull of g_k
+#: rows holds the ball of that radius (the box radius is an upper bound on the hull's inradius, so
+#: this is what SIEVE < 1 aims at), the skipped rows lie inside the hull of the kept ones and the
+#: kept rows decide every query alone; where it does not, a probe that needs them goes to the
+#: streaming engine on every row (``_engine``), so answers never depend on SIEVE, only the cost.
+#: 0 prices every row.
+SIEVE = 0.85
+#: Blocks at the start of X that a sieved in-memory part keeps whole (the engine's small prefixes).
+DENSE_BLOCKS = 4
 
 
 def engine_bytes() -> int:
@@ -103,10 +115,34 @@ def state_bytes(d: int, queries: int, sizes: int) -> int:
     return 3 * block + (16 << 20) + int(queries) * per_query
 
 
+class _Sieved:
+    """The rows of one block that the sieve keeps, with what stands for the others.
+
+    Attributes
+    ----------
+    start, end : int
+        The block's global rows ``start .. end``.
+    rows : ndarray, shape (m, d)
+        Kept rows, raw coordinates, in row order.
+    idx : ndarray of int, shape (m,)
+        Their global row indices.
+    parts : list of (int, float, int)
+        Per grid interval with skipped rows: ``(k, largest squared norm, count)``.
+    """
+
+    __slots__ = ("start", "end", "rows", "idx", "parts")
+
+    def __init__(self, start, end, rows, idx, parts):
+        self.start, self.end, self.rows, self.idx, self.parts = start, end, rows, idx, parts
+
+
 class _Held(PointSource):
     """In-process: a source whose first ``n_mem`` rows (whole blocks) stay in memory once drawn.
 
     Blocks are served in raw coordinates; ``drawn`` counts the rows drawn from the source.
+    Once a search sets its sieve (:meth:`set_sieve`), the held rows are replaced by the rows
+    the sieve keeps, compacted in the same buffer, and blocks drawn later fill the rest of it:
+    ``generate`` then serves :class:`_Sieved` blocks, ``generate_full`` every row.
     """
 
     def __init__(self, source, n_mem: int):
@@ -116,14 +152,61 @@ class _Held(PointSource):
         self.mem = np.empty((self.keep * self.block_rows, self.d))
         self.rows = np.zeros(self.keep, dtype=np.int64)      # rows held per block (0: not drawn yet)
         self.drawn = 0
+        self.sieve = None         # (edges, floor2, c0) once set
+        self.kept: dict[int, _Sieved] = {}
+        self.dense = self.keep    # blocks held whole
+        self.fill = 0             # rows of mem in use: whole blocks, then kept rows
 
     def _draw(self, ids):
         for s, X in self.source.generate(ids):
             self.drawn += len(X)
             yield int(s), X
 
+    def set_sieve(self, edges: np.ndarray, floor2: np.ndarray, c0: np.ndarray) -> None:
+        """Keep only the rows the sieve keeps: the held blocks compacted in place, later blocks appended."""
+        if not floor2.any():
+            return
+        self.sieve = (edges, floor2, c0)
+        # the first blocks stay whole: probes the sieve cannot decide (small ones, where the box radius is
+        # furthest above the hull's inradius) go to the engine, which reads every row of its prefix
+        self.dense = min(self.keep, DENSE_BLOCKS)
+        self.fill = self.dense * self.block_rows
+        held = [b for b in range(self.dense, self.keep) if self.rows[b]]
+        self.rows[self.dense:] = 0
+        for b in held:        # compaction never overtakes: kept rows of block b land at or before its start
+            a = b * self.block_rows
+            self._store(b, a, self.mem[a:a + self.block_rows][:self._len(b)])
+
+    def _len(self, b: int) -> int:
+        return min(self.block_rows, self.n - b * self.block_rows)
+
+    def _store(self, b: int, start: int, X: np.ndarray) -> _Sieved:
+        edges, floor2, c0 = self.sieve
+        keep, parts = _sieve(X - c0, start, edges, floor2)
+        m = keep.size
+        if self.fill + m <= len(self.mem):
+            self.mem[self.fill:self.fill + m] = X[keep]
+            rows = self.mem[self.fill:self.fill + m]
+            self.fill += m
+            self.kept[b] = blk = _Sieved(start, start + len(X), rows, start + keep, parts)
+            return blk
+        return _Sieved(start, start + len(X), X[keep], start + keep, parts)
+
     def generate(self, block_ids):
         ids = [int(b) for b in block_ids]
+        if self.sieve is not None:
+            rest = [b for b in ids if b not in self.kept and b >= self.dense]
+            drawn = self._draw(rest)
+            for b in ids:
+                if b < self.dense:
+                    a = b * self.block_rows
+                    yield a, self.mem[a:a + self.rows[b]]
+                elif b in self.kept:
+                    yield self.kept[b].start, self.kept[b]
+                else:
+                    s, X = next(drawn)
+                    yield s, self._store(b, s, np.asarray(X, dtype=np.float64))
+            return
         rest = [b for b in ids if b >= self.keep]
         for b in ids:
             if b >= self.keep:
@@ -136,6 +219,20 @@ class _Held(PointSource):
             yield a, self.mem[a:a + self.rows[b]]
         if rest:
             yield from self._draw(rest)
+
+    def generate_full(self, block_ids):
+        """Every row of the blocks (the streaming engine's view): drawn again where the sieve holds them."""
+        if self.sieve is None:
+            yield from self.generate(block_ids)
+            return
+        ids = [int(b) for b in block_ids]
+        drawn = self._draw([b for b in ids if b >= self.dense])
+        for b in ids:
+            if b < self.dense:
+                a = b * self.block_rows
+                yield a, self.mem[a:a + self.rows[b]]
+            else:
+                yield next(drawn)
 
 
 class PrefixRows:
@@ -217,7 +314,8 @@ class _PrefixSource(PointSource):
 
     def generate(self, block_ids):
         ids = [b for b in block_ids if int(b) * self.block_rows < self.n]
-        yield from _translated(self.rows.src.generate(ids), self.n, self.rows.c0)
+        src = self.rows.src
+        yield from _translated(getattr(src, "generate_full", src.generate)(ids), self.n, self.rows.c0)
 
     def map_blocks(self, fn, context, *, parts: int = 1, map=None) -> list:
         if not getattr(self.rows.src, "spread", False):
@@ -255,6 +353,58 @@ def _frame_part(context, blocks):
     return served, out
 
 
+def sieve_floors(maxs: np.ndarray, mins: np.ndarray, fraction: float) -> np.ndarray:
+    """Squared sieve radius per grid interval: ``fraction`` times the box radius of the prefix it ends.
+
+    Parameters
+    ----------
+    maxs, mins : ndarray, shape (L, d)
+        Per grid interval, the column maxima and minima of the translated rows.
+    fraction : float
+        Of the box radius (0: no sieve).
+
+    Returns
+    -------
+    ndarray, shape (L,)
+        ``(fraction * r_k)**2``, where ``r_k`` is the distance from the translation centre to the
+        nearest face of the bounding box of the first g_k rows (0 where that box does not hold the centre).
+    """
+    hi = np.maximum.accumulate(maxs, axis=0)
+    lo = np.minimum.accumulate(mins, axis=0)
+    r = np.minimum(hi, -lo).min(axis=1)
+    r = np.where(np.isfinite(r) & (r > 0), r, 0.0) * float(fraction)
+    with np.errstate(over="ignore"):
+        r2 = r * r
+    # squared norms are compared with these: none near underflow (a norm that underflowed would pass
+    # for 0) or overflow (such a prefix is priced whole)
+    return np.where((r2 >= _TINY2) & np.isfinite(r2), r2, 0.0)
+
+
+def _sieve(Y: np.ndarray, start: int, edges: np.ndarray, floor2: np.ndarray):
+    """Rows of a translated block (``Y``, rows ``start ..``) the sieve keeps, and what stands for the others.
+
+    Returns ``keep`` (positions in ``Y``, int array) and ``parts``: per grid interval with skipped
+    rows, ``(k, largest squared norm, count)``.
+    """
+    m = len(Y)
+    ks = _intervals(edges, start, start + m)
+    if not any(floor2[k] > 0 for k in ks):
+        return np.arange(m), []
+    r2 = np.einsum("ij,ij->i", Y, Y)
+    keep, parts = [], []
+    for k in ks:
+        a, e = max(int(edges[k]), start) - start, min(int(edges[k + 1]), start + m) - start
+        if floor2[k] > 0:
+            drop = r2[a:e] < floor2[k]
+            nd = int(np.count_nonzero(drop))
+            if nd:
+                parts.append((k, float(r2[a:e][drop].max()), nd))
+                keep.append(a + np.flatnonzero(~drop))
+                continue
+        keep.append(np.arange(a, e))
+    return np.concatenate(keep), parts
+
+
 def _intervals(edges: np.ndarray, a: int, e: int) -> range:
     """Grid intervals ``k`` (rows ``edges[k] .. edges[k+1]``) meeting rows ``a .. e``."""
     k0 = int(np.searchsorted(edges, a, side="right")) - 1
@@ -263,7 +413,7 @@ def _intervals(edges: np.ndarray, a: int, e: int) -> range:
 
 
 def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="auto", tol: float = 1e-9,
-                         rounds: int = 12, engine_budget: int | None = None) -> EntrySizes:
+                         rounds: int = 12, engine_budget: int | None = None, sieve: float | None = None) -> EntrySizes:
     """Locate every query's entry size on the grid with X served by passes (see the module docstring).
 
     Parameters
@@ -283,17 +433,26 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
         Master/pricing rounds per probe before a query goes to the streaming engine.
     engine_budget : int, optional
         Working-set bytes of the streaming engine (default :func:`engine_bytes`).
+    sieve : float, optional
+        Fraction of the box radius below which rows are bounded rather than priced (see
+        :data:`SIEVE`); default :data:`SIEVE` for an isotropic law (the source's ``isotropic``),
+        0 otherwise.  The answers do not depend on it.
 
     Returns
     -------
     EntrySizes
         As :func:`mc_hull.nested.search.entry_sizes` (``solves`` counts engine calls, as there), with
-        ``passes`` and ``regenerated`` (rows regenerated over all passes) set as attributes.
+        ``passes``, ``regenerated`` (rows regenerated over all passes) and ``sieved`` (rows the
+        pricing passes bounded instead of scoring) set as attributes.
     """
-    search = _StreamSearch(source, Q, sizes, budget, tol, rounds, engine_budget)
+    if sieve is None:
+        sieve = SIEVE if getattr(source, "isotropic", False) else 0.0
+    if not (np.isfinite(sieve) and 0.0 <= sieve <= 1.0):
+        raise ValueError(f"sieve: must be a fraction in [0, 1], got {sieve!r}")
+    search = _StreamSearch(source, Q, sizes, budget, tol, rounds, engine_budget, float(sieve))
     search.run()
     res = search.result()
-    res.passes, res.regenerated = search.rows.passes, search.rows.regenerated
+    res.passes, res.regenerated, res.sieved = search.rows.passes, search.rows.regenerated, search.sieved
     return res
 
 
@@ -305,7 +464,7 @@ class _StreamSearch:
     set_outside = nested._Search.set_outside
     result = nested._Search.result
 
-    def __init__(self, source, Q, sizes, budget, tol, rounds, engine_budget):
+    def __init__(self, source, Q, sizes, budget, tol, rounds, engine_budget, sieve=0.0):
         self.t0 = time.perf_counter()
         g = check_sizes(sizes)
         Q = np.asarray(Q, dtype=np.float64)
@@ -319,6 +478,10 @@ class _StreamSearch:
         L, (K, d) = len(g), Q.shape
         self.L, self.K, self.d = L, K, d
         self.tolerance = PrefixScales.from_stats(*self.rows.stats, g, tol, self.Qc)
+        self.sieved = 0                # rows pricing passes bounded instead of scoring
+        self.floor2 = sieve_floors(self.rows.stats[1], self.rows.stats[2], sieve)
+        if isinstance(self.rows.src, _Held):
+            self.rows.src.set_sieve(np.concatenate([[0], g]), self.floor2, self.rows.c0)
         self._init_brackets(K, L, d)
         self.S: list = [np.zeros(0, dtype=np.int64)] * K        # working sets (global rows)
         self.cache: dict[int, np.ndarray] = {}                    # row -> translated coordinates
@@ -479,16 +642,21 @@ class _StreamSearch:
         ks = np.broadcast_to(np.arange(L), (P, L))
         thr, s = self.tolerance.threshold(ks, np.broadcast_to(pb[:, None], (P, L)), d)
         a_q = np.einsum("bj,bj->b", W, self.Qc[pb])
+        wn = np.sqrt(np.einsum("bj,bj->b", W, W))
         # directions of like reach share a group of the pass's products (a group is scored while any
         # of its directions is alive): sorted by how far they may be priced, then by probe size
         order = np.lexsort((nj, limit))
         ctx = dict(W=np.ascontiguousarray(W[order]), a_q=a_q[order], limit=limit[order], nj=nj[order],
                    clen=(-(-nj // p))[order], pmax=int(p.max()), edges=np.concatenate([[0], g]),
-                   thr=np.ascontiguousarray(thr[order]), c0=self.rows.c0, rb=max(2048, _BLOCK_ELEMS // P))
+                   thr=np.ascontiguousarray(thr[order]), c0=self.rows.c0, rb=max(2048, _BLOCK_ELEMS // P),
+                   floor2=self.floor2, wn=wn[order])
         back = np.argsort(order)
-        imax, iarg, irow, tval, tidx, trow = (a[back] for a in _merge_priced(self.rows.map(_price_part, ctx)))
+        *priced, dn2, skipped = _merge_priced(self.rows.map(_price_part, ctx))
+        self.sieved += int(skipped[0])
+        imax, iarg, irow, tval, tidx, trow = (a[back] for a in priced)
         spent[pb] += 1
-        cum = np.maximum.accumulate(imax, axis=1)
+        # skipped rows: per interval, their largest norm times |w| bounds their scores
+        cum = np.maximum.accumulate(np.maximum(imax, _bound(dn2, wn)), axis=1)
         margin = a_q[:, None] - cum                           # (P, L)
         k = np.arange(L)[None, :]
         inrange = (k < self.high[pb][:, None]) & (g[None, :] <= limit[:, None])
@@ -548,13 +716,16 @@ def _price_part(ctx, blocks):
     """Pricing pass over some blocks (see :meth:`_StreamSearch._price`); a pure function of (ctx, blocks).
 
     Per direction: per grid interval the largest score, its row and the row's translated
-    coordinates; per chunk below its probe size the same.  A direction stops at the end of
-    the first grid interval (at or above its probe) on which its margin fails *on these
-    blocks* — a failure on some rows is a failure on all, so every interval up to the first
-    failure over all rows is always priced whole, however the blocks are split.
+    coordinates; per chunk below its probe size the same.  Rows below the sieve radius of
+    their interval (``floor2``, :data:`SIEVE`) are not scored: per interval the largest squared
+    norm among them is returned instead (``dn2``), a bound on their scores for every direction.
+    A direction stops at the end of the first grid interval (at or above its probe) on which its
+    margin fails *on these blocks* — a failure on some rows is a failure on all, so every
+    interval up to the first failure over all rows is always priced whole, however the blocks
+    are split.
     """
-    W, a_q, limit, nj, clen, pmax, edges, thr, c0, rb = (ctx[k] for k in (
-        "W", "a_q", "limit", "nj", "clen", "pmax", "edges", "thr", "c0", "rb"))
+    W, a_q, limit, nj, clen, pmax, edges, thr, c0, rb, floor2, wn = (ctx[k] for k in (
+        "W", "a_q", "limit", "nj", "clen", "pmax", "edges", "thr", "c0", "rb", "floor2", "wn"))
     limit = limit.copy()
     P, d = W.shape
     L = len(edges) - 1
@@ -564,6 +735,8 @@ def _price_part(ctx, blocks):
     tval = np.full((P, pmax), -np.inf)
     tidx = np.full((P, pmax), -1, dtype=np.int64)
     trow = np.zeros((P, pmax, d))
+    dn2 = np.full(L, -np.inf)
+    skipped = np.zeros(1, dtype=np.int64)
     stop = int(limit.max())
     served = 0
     for start, X in blocks:        # stops early (no more rows drawn) once no direction is alive
@@ -571,12 +744,29 @@ def _price_part(ctx, blocks):
         act = np.flatnonzero(limit > start)
         if act.size == 0 or start >= stop:
             break
-        Y = np.asarray(X, dtype=np.float64)[:max(0, min(len(X), stop - start))] - c0
+        if isinstance(X, _Sieved):        # held by the sieve (rows past ``stop`` cut; stop is a grid size)
+            end = min(X.end, stop)
+            cut = int(np.searchsorted(X.idx, end))
+            Y, gidx = X.rows[:cut] - c0, X.idx[:cut]
+            parts = [p for p in X.parts if edges[p[0]] < end]
+        else:
+            Y = np.asarray(X, dtype=np.float64)[:max(0, min(len(X), stop - start))] - c0
+            end = start + len(Y)
+            keep, parts = _sieve(Y, start, edges, floor2)
+            if parts:
+                Y, gidx = Y[keep], start + keep
+            else:
+                gidx = np.arange(start, end)
+        for k, r2, nd in parts:
+            dn2[k] = max(dn2[k], r2)
+            skipped[0] += nd
+        served += end - start
         m = len(Y)
-        served += m
-        for a0 in range(0, m, rb):
+        for a0 in range(0, max(m, 1), rb):
             e0 = min(m, a0 + rb)
-            lo, hi = start + a0, start + e0
+            gs = gidx[a0:e0]                               # global rows of this slice
+            lo = int(gs[0]) if e0 > a0 else start
+            hi = int(gidx[e0]) if e0 < m else end         # rows below hi are priced (or bounded) after it
             alive = np.unique(act[limit[act] > lo] // _GROUP)
             if alive.size == 0:
                 break
@@ -592,28 +782,30 @@ def _price_part(ctx, blocks):
                 np.matmul(W[gr * _GROUP:gr * _GROUP + (r1 - r0)], Yt, out=S[r0:r1])
             ar = np.arange(sub.size)
             for k in _intervals(edges, lo, hi):
-                a, e = max(int(edges[k]), lo) - lo, min(int(edges[k + 1]), hi) - lo
+                a, e = np.searchsorted(gs, edges[k]), np.searchsorted(gs, edges[k + 1])
+                if e <= a:
+                    continue
                 jj = S[:, a:e].argmax(axis=1)
                 v = S[ar, a + jj]
                 better = v > imax[sub, k]
                 if better.any():
                     rows = sub[better]
                     imax[rows, k] = v[better]
-                    iarg[rows, k] = lo + a + jj[better]
+                    iarg[rows, k] = gs[a + jj[better]]
                     irow[rows, k] = Y[a0 + a + jj[better]]
             # chunk winners below g_j: directions of one chunk length share their chunks
             for cl in np.unique(clen[sub[nj[sub] > lo]]).tolist():
                 grp = np.flatnonzero((clen[sub] == cl) & (nj[sub] > lo))
                 top = min(hi, int(nj[sub[grp]].max()))
                 for c in range(lo // cl, -(-top // cl)):
-                    a, e = max(c * cl, lo) - lo, min((c + 1) * cl, top) - lo
+                    a, e = np.searchsorted(gs, max(c * cl, lo)), np.searchsorted(gs, min((c + 1) * cl, top))
                     if e <= a:
                         continue
                     gi = grp[nj[sub[grp]] > c * cl]     # directions whose prefix holds chunk c
                     if gi.size == 0:
                         continue
                     # a direction's last chunk ends at its own g_j: mask the rows beyond it
-                    e_i = np.minimum(e, nj[sub[gi]] - lo)
+                    e_i = np.minimum(e, np.searchsorted(gs, nj[sub[gi]]))
                     Sg = S[gi, a:e]
                     if (e_i < e).any():
                         Sg = np.where(np.arange(a, e)[None, :] < e_i[:, None], Sg, -np.inf)
@@ -624,25 +816,44 @@ def _price_part(ctx, blocks):
                     if better.any():
                         rb_ = rows[better]
                         tval[rb_, c] = v[better]
-                        tidx[rb_, c] = lo + a + jj[better]
+                        tidx[rb_, c] = gs[a + jj[better]]
                         trow[rb_, c] = Y[a0 + a + jj[better]]
             # A direction whose probe prefix is priced and that no longer separates stops at the end of
             # this grid interval, as the in-memory extension stops at its first failure.
             past = sub[nj[sub] <= hi]
             if past.size:
                 khi = int(np.searchsorted(edges, hi - 1, side="right")) - 1
-                run = imax[past, :khi + 1].max(axis=1)
+                run = np.maximum(imax[past, :khi + 1].max(axis=1), _bound(dn2[:khi + 1].max(), wn[past]))
                 dead = past[a_q[past] - run <= thr[past, khi]]
                 limit[dead] = np.minimum(limit[dead], max(hi, int(edges[khi + 1])))
-    return served, (imax, iarg, irow, tval, tidx, trow)
+    return served, (imax, iarg, irow, tval, tidx, trow, dn2, skipped)
+
+
+#: Smallest squared sieve radius used: far above the underflow of squared norms.
+_TINY2 = 1e-250
+
+
+def _bound(dn2, wn):
+    """Upper bound on the scores of skipped rows of squared norm <= ``dn2`` for directions of 2-norm ``wn``.
+
+    ``dn2`` is a float or (L,) array (-inf: no row skipped) and ``wn`` (P,); returns (P,) or (P, L).
+    The relative 1e-9 covers the rounding of the computed squared norms (about d ulps) with room to
+    spare, and the absolute 1e-290 a squared norm that underflowed (radii are above 1e-125).
+    """
+    dn2 = np.asarray(dn2, dtype=np.float64)
+    r = np.sqrt(np.maximum(dn2, 0.0) * (1.0 + 1e-9) + 1e-290)
+    out = np.multiply.outer(wn, r) if dn2.ndim else wn * r
+    return np.where(dn2 > -np.inf, out, -np.inf)
 
 
 def _merge_priced(parts):
     """Partials of :func:`_price_part` in block order -> one: the first row of the largest score wins."""
-    imax, iarg, irow, tval, tidx, trow = (np.array(a) for a in parts[0])
+    imax, iarg, irow, tval, tidx, trow, dn2, skipped = (np.array(a) for a in parts[0])
     for p in parts[1:]:
+        skipped += p[7]
         b = p[0] > imax
         imax[b], iarg[b], irow[b] = p[0][b], p[1][b], p[2][b]
         b = p[3] > tval
         tval[b], tidx[b], trow[b] = p[3][b], p[4][b], p[5][b]
-    return imax, iarg, irow, tval, tidx, trow
+        np.maximum(dn2, p[6], out=dn2)
+    return imax, iarg, irow, tval, tidx, trow, dn2, skipped

@@ -108,6 +108,10 @@ class Sampler:
     #: The draw scheme (:data:`mc_hull.seeding.DRAW_SCHEME`) since which this family draws as it does now;
     #: rows of runs recorded under an older scheme are kept apart from newer ones (other points).
     draws: ClassVar[int] = 1
+    #: Full-dimensional and invariant under rotations about its centre (as the Gaussian): its hull of
+    #: many points is close to a ball, so a streamed nested search may price only the rows far from
+    #: the mean (:data:`mc_hull.nested.stream.SIEVE`).  An efficiency hint only: answers never depend on it.
+    isotropic: ClassVar[bool] = False
 
     def __init__(self, d: int, **params):
         if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 1:

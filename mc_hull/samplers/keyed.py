@@ -49,6 +49,11 @@ class KeyedSource(PointSource):
         return self.sampler.d
 
     @property
+    def isotropic(self) -> bool:
+        """Whether the law is full-dimensional and rotation-invariant (:attr:`Sampler.isotropic`)."""
+        return bool(self.sampler.isotropic)
+
+    @property
     def block_rows(self) -> int:
         return seeding.block_rows(self.d)
 

@@ -116,6 +116,7 @@ class StudentT(Sampler):
     """
 
     name = "student-t"
+    isotropic = True
     draws = 2   # scales from the side stream (prefix-stable)
     params = {"df": 3}
     ranges = {"df": Range(MIN_DF, MAX_DF, why=" (below 0.125 some draws are infinite)")}

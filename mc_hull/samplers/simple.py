@@ -11,6 +11,7 @@ class Gaussian(Sampler):
     """Standard normal N(0, I_d): the distribution of the exact Kabluchko–Zaporozhets curve."""
 
     name = "gaussian"
+    isotropic = True
 
     def _random(self, n, rng):
         return rng.standard_normal((n, self.d))
@@ -24,6 +25,7 @@ class Ball(Sampler):
     """
 
     name = "ball"
+    isotropic = True
     draws = 2   # radii from the side stream (prefix-stable)
 
     def _random(self, n, rng):
@@ -81,6 +83,7 @@ class BetaBall(Sampler):
     """
 
     name = "beta"
+    isotropic = True
     draws = 2   # gamma radii from the side stream (prefix-stable)
     params = {"beta": 0.0}
     ranges = {"beta": Range(*BETA_RANGE, why=" (density ∝ (1 - |x|²)^beta needs beta > -1)")}
