@@ -99,6 +99,7 @@ def predict_nested():
     from mc_hull.runs.adaptive import auto_grid
     from mc_hull.jobs.nested import NestedJob
     from mc_hull.spec import Spec
+    from mc_hull.distributed.blocks import DRAW_SHARE, EFFICIENCY, MASTER_SHARE, spread_plan
 
     print("\nnested Gaussian transitions, 10^4 trials per size, p = 0.02 .. 0.95 (40 sizes):")
     for d in (16, 18, 20, 24):
@@ -110,6 +111,13 @@ def predict_nested():
         walls = ", ".join(f"{c} cores {max(cpu / c, cpu / reps) / 3600:.1f} h" for c in (2, *CORES))
         print(f"  d = {d}: N up to {grid[-1]:.3g} (X {grid[-1] * d * 8 / 2**30:.0f} GiB per replicate), "
               f"{reps} replicates, {cpu / 3600:.1f} CPU-h: {walls}")
+        spread = []
+        for c in CORES:    # the runner's choice (spread_plan) of replicates at once and holders for each
+            u, h = spread_plan(reps, c, int(grid[-1]) * d * 8, c * GIB_PER_CORE * 2**30)
+            one = 1.0 if h == 0 else MASTER_SHARE + (1 - MASTER_SHARE - DRAW_SHARE) / (h * EFFICIENCY) + (
+                0 if u * int(grid[-1]) * d * 8 <= c * GIB_PER_CORE * 2**29 else DRAW_SHARE / (h * EFFICIENCY))
+            spread.append(f"{c} cores {-(-reps // u) * one * cpu / reps / 3600:.2f} h ({u} x {h} holders)")
+        print("    spread as the runner would: " + ", ".join(spread))
 
 
 def main() -> None:

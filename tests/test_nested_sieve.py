@@ -156,3 +156,60 @@ def test_the_held_sieve_holds_more_rows_and_draws_fewer():
     assert np.array_equal(on.low, off.low) and np.array_equal(on.high, off.high) and on.located.all()
     assert off.regenerated > 3 * n and on.regenerated < 2 * n and on.sieved > 2 * n
     _check_certificates(src.training_set(), Q, on)
+
+
+@pytest.mark.parametrize("threads,held", [(2, 0.0), (3, 0.5), (2, 1.0)])
+def test_threads_give_the_same_bits(threads, held):
+    """Passes split over threads (runs of blocks merged in block order): every value identical."""
+    spec = Spec.from_dict(dict(distribution="gaussian", dims=(6,), sizes=(30, 300, 3000, 30000, 300000),
+                               trials=40, queries_per_set=40, seed=5, nested=True))
+    src = keyed_source(spec, 6, 300000, 0, queries=40)
+    Q, g = src.queries(), np.array(spec.sizes)
+    budget = int(held * 8 * 6 * (300000 + seeding.block_rows(6)))
+    one = nested_stream.streamed_entry_sizes(src, Q, g, budget=budget, threads=1)
+    many = nested_stream.streamed_entry_sizes(src, Q, g, budget=budget, threads=threads)
+    for name in ("low", "high", "low_value", "high_value"):
+        assert np.array_equal(getattr(one, name), getattr(many, name), equal_nan=True), name
+    assert one.passes == many.passes and one.sieved == many.sieved
+    assert np.array_equal(one.directions, many.directions, equal_nan=True)
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5", "5000"])
+def test_bad_thread_count_is_one_line(bad, monkeypatch):
+    from mc_hull.errors import PlanError
+    monkeypatch.setenv("MC_HULL_THREADS", bad)
+    with pytest.raises(PlanError, match="MC_HULL_THREADS"):
+        nested_stream.pass_threads()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_frame_pass_keeps_the_candidates_and_x_is_drawn_about_once(threads, monkeypatch):
+    """The frame pass holds the rows any sieve it can set may keep: X drawn about once, the same bits as
+    when the first pricing pass draws them again (PROVISIONAL off), on any number of threads."""
+    d, n, K = 10, 2 * 10**6, 60
+    sizes = tuple(int(x) for x in np.unique(np.geomspace(20, n, 14).astype(int)))
+    spec = Spec.from_dict(dict(distribution="gaussian", dims=(d,), sizes=sizes, trials=K, queries_per_set=K,
+                               seed=11, nested=True))
+    src = keyed_source(spec, d, n, 0, queries=K)
+    Q, g = src.queries(), np.array(spec.sizes)
+    budget = 8 * d * n // 3
+    monkeypatch.setattr(nested_stream, "PROVISIONAL", False)
+    ref = nested_stream.streamed_entry_sizes(src, Q, g, budget=budget, threads=1)
+    monkeypatch.setattr(nested_stream, "PROVISIONAL", True)
+    got = nested_stream.streamed_entry_sizes(src, Q, g, budget=budget, threads=threads)
+    for name in ("low", "high", "low_value", "high_value", "directions"):
+        assert np.array_equal(getattr(ref, name), getattr(got, name), equal_nan=True), name
+    assert ref.regenerated > 1.5 * n and got.regenerated <= n + 2 * seeding.block_rows(d)
+
+
+def test_candidates_that_miss_kept_rows_are_drawn_again():
+    """Data far from the origin: the frame pass's candidates (about the origin) cannot serve the sieve
+    (about the mean); those blocks are drawn again and the answers are those of the unsieved search."""
+    rng = np.random.default_rng(31)
+    X = 50.0 + rng.standard_normal((6000, 4))
+    Q = 50.0 + rng.standard_normal((20, 4)) * 1.5
+    g = _grid(6000, 20)
+    mem = nested.entry_sizes(X, Q, g)
+    res = nested_stream.streamed_entry_sizes(CountingSource(X, 97), Q, g, budget=8 * 4 * 3000, sieve=0.85)
+    assert np.array_equal(res.low, mem.low) and np.array_equal(res.high, mem.high)
+    _check_certificates(X, Q, res)

@@ -129,7 +129,8 @@ def test_cli_streamed_nested_run_and_plan_line(tmp_path):
     r = _cli(*args, "--out", str(out), env={"MC_HULL_MEMORY_BUDGET": "1M"})
     assert r.returncode == 0, r.stderr
     plan = [line for line in r.stderr.splitlines() if "plan:" in line]
-    assert plan and "d = 4: all sizes streamed" in plan[0] and "regenerated from keys" in plan[0]
+    assert plan and "d = 4: all sizes streamed" in plan[0] and "far from the mean" in plan[0]
+    assert "N rows drawn from keys per replicate" in plan[0]
     ref = tmp_path / "m"
     r = _cli(*args, "--out", str(ref))
     assert r.returncode == 0 and "sizes streamed" not in r.stderr
@@ -147,3 +148,21 @@ def test_cli_refuses_a_replicate_state_beyond_the_machine(tmp_path):
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().count("\n") == 0 and "search state" in r.stderr
     assert "Traceback" not in r.stderr and not bad.exists()
+
+
+def test_plan_line_and_estimate_of_sieved_and_unsieved_laws(monkeypatch):
+    """The plan names the sieve for an isotropic law and the per-pass regeneration otherwise; the sieved
+    estimate is lower and follows the rows drawn (fewer as the budget holds more kept rows)."""
+    sizes = (1000, 10**5, 4 * 10**6)
+    gauss = Spec.from_dict(dict(distribution="gaussian", dims=(12,), sizes=sizes, trials=100, nested=True))
+    cube = Spec.from_dict(dict(distribution="cube", dims=(12,), sizes=sizes, trials=100, nested=True))
+    est = {}
+    for budget in ("64M", "256M"):
+        monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", budget)
+        g, c = NestedJob(gauss).estimate(), NestedJob(cube).estimate()
+        assert "far from the mean" in g.note and "regenerated from keys on each of" in c.note
+        assert g.cpu_seconds < c.cpu_seconds
+        n_held, drawn = nested_job.sieved_rows(12, 4 * 10**6, nested_stream.held_bytes(12))
+        assert 4 * 10**6 <= drawn <= 4 * 10**6 + (nested_job.STREAM_PASSES + 1) * (4 * 10**6 - n_held)
+        est[budget] = g.cpu_seconds
+    assert est["256M"] < est["64M"]

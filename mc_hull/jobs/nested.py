@@ -43,6 +43,26 @@ from .trial import COLUMNS
 #: Scaled by 11/16 when each pass began to price the next probe up as well (median passes per
 #: replicate of a d = 14 run, 40 sizes to 1.05e7, K = 33: 16 before, 11 after; README, "Nested replicates").
 STREAM_PASSES = 11
+#: Sieved replicates (an isotropic law, :data:`mc_hull.nested.stream.SIEVE`): the fraction of X's rows the
+#: sieve keeps (0.31-0.33 for the Gaussian at d = 16-20 with the run's grid, from the chi distribution
+#: of norms and the box radius of each prefix), and the cost of the replicate's passes and masters
+#: against the unsieved model's (one d = 18 replicate, K = 333, its kept rows all held: 250 CPU-s
+#: measured with 1.64 N rows drawn, the model's 244; README, "d = 18").
+SIEVE_KEPT, SIEVE_WORK = 0.33, 0.6
+
+
+def sieved_rows(d: int, n_max: int, held: int) -> tuple[int, float]:
+    """Rows whose kept rows the memory holds, and rows drawn per replicate, of a sieved streamed replicate.
+
+    The frame pass draws X once and keeps, within the budget, the rows the sieve may keep (about
+    ``SIEVE_KEPT`` of them); the first pricing pass and every later one draw only the blocks that did not fit.
+    """
+    n_held = min(n_max, int(held / (SIEVE_KEPT * 8 * d)))
+    return n_held, n_max + (STREAM_PASSES + 1) * (n_max - n_held)
+
+
+def _sieved(spec: Spec, d: int) -> bool:
+    return bool(nested_stream.SIEVE) and bool(spec.sampler(d).isotropic)
 
 
 @dataclass(frozen=True, order=True)
@@ -80,6 +100,7 @@ def check_nested(spec: Spec) -> None:
     What cannot shrink is one replicate's state: a block of X, its tables of K queries x L sizes
     and their working sets; beyond this machine's memory the plan is refused.
     """
+    nested_stream.pass_threads()       # a bad MC_HULL_THREADS is refused before anything runs
     machine = planning._machine_bytes()
     for d in spec.dims:
         sizes = spec.sizes_for(d)
@@ -104,10 +125,15 @@ def plan_note(spec: Spec) -> str:
                 continue
             big = sorted(n for n in spec.sizes_for(d) if n > n_mem)
             which = "all sizes" if len(big) == len(spec.sizes_for(d)) else f"sizes N > {n_mem:,} ({len(big)} of them)"
-            held = f"its first {n_mem:,} rows held, the rest" if n_mem else "X"
+            if _sieved(spec, d):
+                _, drawn = sieved_rows(d, n_max, nested_stream.held_bytes(d))
+                how = (f"the rows far from the mean (about {SIEVE_KEPT:.0%}) priced and held where they fit, "
+                       f"about {drawn / n_max:.1f} N rows drawn from keys per replicate")
+            else:
+                held = f"its first {n_mem:,} rows held, the rest" if n_mem else "X"
+                how = f"{held} regenerated from keys on each of about {STREAM_PASSES + 2} passes per replicate"
             parts.append(f"d = {d}: {which} streamed (X of N = {n_max:,} is {planning._size(8 * n_max * d)}; "
-                         f"{held} regenerated from keys on each of about {STREAM_PASSES + 2} passes per "
-                         "replicate; on Ray, each replicate's blocks go to actors over the cluster's nodes)")
+                         f"{how}; on Ray, each replicate's blocks go to actors over the cluster's nodes)")
     if not parts:
         return ""
     return f"streamed (memory budget {planning._size(planning.memory_budget())}): " + "; ".join(parts)
@@ -156,14 +182,20 @@ class NestedJob:
         for d in spec.dims:
             n_max = max(spec.sizes_for(d))
             # the cost model of mc_hull.stats.design (measured per nested replicate and per located query)
-            seconds += spec.replicates_for(d, n_max) * (design.NESTED_SET_SECONDS
-                                                        + design.NESTED_SET_ELEMENT_SECONDS * n_max * d)
-            seconds += spec.trials * (design.NESTED_QUERY_SECONDS + design.NESTED_QUERY_ELEMENT_SECONDS * n_max * d)
+            R = spec.replicates_for(d, n_max)
+            work = R * (design.NESTED_SET_SECONDS + design.NESTED_SET_ELEMENT_SECONDS * n_max * d)
+            work += spec.trials * (design.NESTED_QUERY_SECONDS + design.NESTED_QUERY_ELEMENT_SECONDS * n_max * d)
             streamed = streamed_sizes(spec, d)
-            if streamed:   # every pass regenerates the rows beyond the held prefix
+            if streamed and _sieved(spec, d):   # kept rows priced and held; X drawn about twice
+                _, drawn = sieved_rows(d, n_max, nested_stream.held_bytes(d))
+                seconds += SIEVE_WORK * work + R * planning.DRAW_SECONDS * drawn * d
+            elif streamed:   # every pass regenerates the rows beyond the held prefix
                 n_mem = streamed[0]
-                seconds += (spec.replicates_for(d, n_max) * STREAM_PASSES * planning.DRAW_SECONDS
-                            * (n_max - n_mem) * d)
+                seconds += work + R * STREAM_PASSES * planning.DRAW_SECONDS * (n_max - n_mem) * d
+            else:
+                seconds += work
+            if streamed:
+                n_mem = streamed[0]
                 held = 8 * n_mem * d + nested_stream.engine_bytes()
                 peak = max(peak, planning.BASE_BYTES + held
                            + nested_stream.state_bytes(d, spec.k_for(d, n_max), len(spec.sizes_for(d))))

@@ -35,6 +35,15 @@ passes shared by every query of the replicate:
    (:class:`mc_hull.solvers.stream.StreamSolver`) on that prefix, whose certificates
    it checks itself; what it leaves undecided stays an open bracket, never a guess.
 
+For an isotropic law (``source.isotropic``: the Gaussian, ball, Student-t and beta families),
+the passes after the frame *sieve* X (:data:`SIEVE`): a row of grid interval k whose distance
+to the mean is below 0.85 times the box radius of prefix g_k is not scored; per interval the
+largest such norm, times ``|w|``, bounds the scores of the rows skipped, so every margin is
+still a bound over all rows of the prefix.  The in-memory part then holds only the kept rows
+(about a third of X for the Gaussian at d = 16-20), so within one budget it holds about three
+times the rows; a probe that only skipped rows could settle goes to the streaming engine, which
+reads every row.
+
 Certificates are the in-memory search's, checked the same way: margins over every row
 of the prefix (all priced in the pass), inside residuals on the exact rows of the
 support, both against :class:`~mc_hull.nested.search.PrefixScales` thresholds with their
@@ -47,12 +56,17 @@ Pure: imports neither ray nor pyarrow.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import search as nested
 from .. import progress, seeding
+from ..errors import PlanError
 from .search import INSIDE, OUTSIDE, EntrySizes, PrefixScales, check_sizes, cert
 from ..stats.design import memory_budget
 from ..solvers.master import master
@@ -61,6 +75,8 @@ from ..solvers.stream import StreamSolver
 
 #: Scores held at once in a pass (16 MiB of doubles).
 _BLOCK_ELEMS = 1 << 21
+#: Scores per row slice of a pricing pass (directions x rows; fixed per pass, so the same everywhere).
+_SLICE_ELEMS = 1 << 21
 #: Directions scored by one matrix product in a pricing pass (a fixed shape: the same bits everywhere).
 _GROUP = 16
 #: Chunk winners per pricing round, in units of d + 1.
@@ -85,6 +101,30 @@ SPECULATE = True
 SIEVE = 0.85
 #: Blocks at the start of X that a sieved in-memory part keeps whole (the engine's small prefixes).
 DENSE_BLOCKS = 4
+#: The frame pass of a sieved search keeps the rows of later blocks that any sieve it can set may keep
+#: (farther from the origin than the fraction of the box radius its run has seen), so that the rows
+#: the sieve keeps are drawn once, not again by the first pricing pass; a block whose candidates turn
+#: out too few for the sieve set (the mean far from the origin) is drawn again then.
+PROVISIONAL = True
+
+
+def pass_threads() -> int:
+    """Threads a streamed replicate's passes run on in process: ``MC_HULL_THREADS`` (default 1).
+
+    Each pass is split into runs of blocks computed side by side (drawing, products and reductions
+    release the GIL) and merged in block order, so the answers are the same bits for any count.
+    Meant for one replicate at a time on a whole machine (``--workers 1`` or ``--serial``).
+    """
+    text = os.environ.get("MC_HULL_THREADS", "").strip()
+    if not text:
+        return 1
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1024:
+        raise PlanError(f"MC_HULL_THREADS: must be an integer from 1 to 1024, got {text!r}")
+    return n
 
 
 def engine_bytes() -> int:
@@ -145,28 +185,48 @@ class _Held(PointSource):
     ``generate`` then serves :class:`_Sieved` blocks, ``generate_full`` every row.
     """
 
-    def __init__(self, source, n_mem: int):
+    def __init__(self, source, n_mem: int, fraction: float = 0.0):
         self.source = source
         self.n, self.d, self.block_rows = int(source.n), int(source.d), int(source.block_rows)
         self.keep = int(n_mem) // self.block_rows
+        self.fraction = float(fraction) if PROVISIONAL else 0.0
+        self.prov: dict[int, tuple] = {}   # block -> (offset, rows, local indices, radius): frame-pass candidates
+        self._box = None                      # (maxima, minima) of the rows the frame pass has drawn
         self.mem = np.empty((self.keep * self.block_rows, self.d))
         self.rows = np.zeros(self.keep, dtype=np.int64)      # rows held per block (0: not drawn yet)
         self.drawn = 0
         self.sieve = None         # (edges, floor2, c0) once set
         self.kept: dict[int, _Sieved] = {}
-        self.dense = self.keep    # blocks held whole
-        self.fill = 0             # rows of mem in use: whole blocks, then kept rows
+        self.lock = threading.Lock()       # passes may run on threads (disjoint blocks each)
+        # with a sieve to come, the frame pass holds only the first blocks whole and, in the rest of the
+        # memory, the rows of later blocks far enough from the origin to be kept by any sieve it can set
+        self.dense = min(self.keep, DENSE_BLOCKS) if self.fraction > 0 else self.keep
+        self.fill = self.dense * self.block_rows if self.fraction > 0 else 0   # rows of mem in use
 
     def _draw(self, ids):
         for s, X in self.source.generate(ids):
-            self.drawn += len(X)
+            with self.lock:
+                self.drawn += len(X)
             yield int(s), X
 
     def set_sieve(self, edges: np.ndarray, floor2: np.ndarray, c0: np.ndarray) -> None:
         """Keep only the rows the sieve keeps: the held blocks compacted in place, later blocks appended."""
+        self.fraction = 0.0                 # the frame pass is over: no more candidates
         if not floor2.any():
+            self.prov.clear()
             return
         self.sieve = (edges, floor2, c0)
+        if self.prov:            # the frame pass's candidates: the kept rows of each block whose radius allows
+            shift = float(np.sqrt(np.dot(c0, c0))) * (1.0 + 1e-9)
+            self.fill = self.dense * self.block_rows
+            for b, (at, rows, loc, radius) in sorted(self.prov.items(), key=lambda kv: kv[1][0]):
+                start = b * self.block_rows
+                ks = _intervals(edges, start, start + self._len(b))
+                if radius == 0 or radius + shift < np.sqrt(min(floor2[k] for k in ks)) * (1.0 - 1e-9):
+                    # every row the sieve keeps is a candidate: the same kept rows as the whole block gives
+                    self._store(b, start, rows, start + loc)
+            self.prov.clear()
+            return
         # the first blocks stay whole: probes the sieve cannot decide (small ones, where the box radius is
         # furthest above the hull's inradius) go to the engine, which reads every row of its prefix
         self.dense = min(self.keep, DENSE_BLOCKS)
@@ -180,17 +240,22 @@ class _Held(PointSource):
     def _len(self, b: int) -> int:
         return min(self.block_rows, self.n - b * self.block_rows)
 
-    def _store(self, b: int, start: int, X: np.ndarray) -> _Sieved:
+    def _store(self, b: int, start: int, X: np.ndarray, idx: np.ndarray | None = None) -> _Sieved:
+        """The sieved block ``b``: from all its rows ``X``, or from candidates ``X`` at global rows ``idx``."""
         edges, floor2, c0 = self.sieve
-        keep, parts = _sieve(X - c0, start, edges, floor2)
+        keep, parts = _sieve(X - c0, start, edges, floor2, idx, start + self._len(b))
         m = keep.size
-        if self.fill + m <= len(self.mem):
-            self.mem[self.fill:self.fill + m] = X[keep]
-            rows = self.mem[self.fill:self.fill + m]
-            self.fill += m
-            self.kept[b] = blk = _Sieved(start, start + len(X), rows, start + keep, parts)
+        gl = (start + keep) if idx is None else idx[keep]
+        with self.lock:
+            at = self.fill if self.fill + m <= len(self.mem) else -1
+            if at >= 0:
+                self.fill += m
+        end = start + self._len(b)
+        if at >= 0:
+            self.mem[at:at + m] = X[keep]
+            self.kept[b] = blk = _Sieved(start, end, self.mem[at:at + m], gl, parts)
             return blk
-        return _Sieved(start, start + len(X), X[keep], start + keep, parts)
+        return _Sieved(start, end, X[keep], gl, parts)
 
     def generate(self, block_ids):
         ids = [int(b) for b in block_ids]
@@ -207,9 +272,9 @@ class _Held(PointSource):
                     s, X = next(drawn)
                     yield s, self._store(b, s, np.asarray(X, dtype=np.float64))
             return
-        rest = [b for b in ids if b >= self.keep]
+        rest = [b for b in ids if b >= self.dense]
         for b in ids:
-            if b >= self.keep:
+            if b >= self.dense:
                 break
             a = b * self.block_rows
             if not self.rows[b]:
@@ -217,8 +282,35 @@ class _Held(PointSource):
                     self.mem[a:a + len(X)] = X
                     self.rows[b] = len(X)
             yield a, self.mem[a:a + self.rows[b]]
-        if rest:
+        if not rest:
+            return
+        if self.fraction <= 0:
             yield from self._draw(rest)
+            return
+        # the frame pass, sieve to come: candidates of each block are its rows farther from the origin than
+        # the fraction of the box radius (about the origin) of the rows drawn so far, the block's own too
+        # (a check when the sieve is set sends back to the first pricing pass a block whose were too few)
+        for s, X in self._draw(rest):
+            X = np.asarray(X, dtype=np.float64)
+            b = s // self.block_rows
+            with self.lock:      # the box of every row drawn so far, on any thread
+                self._box = (X.max(axis=0), X.min(axis=0)) if self._box is None else (
+                    np.maximum(self._box[0], X.max(axis=0)), np.minimum(self._box[1], X.min(axis=0)))
+                hi, lo = self._box
+            if b not in self.prov and self.fill < len(self.mem):
+                r = float(np.minimum(hi, -lo).min())
+                # 2% below: the sieve's radius comes from a box about the mean of more rows
+                radius = 0.98 * self.fraction * r if np.isfinite(r) and r > 0 else 0.0
+                loc = np.flatnonzero(~(np.einsum("ij,ij->i", X, X) < radius * radius)) if radius > 0 \
+                    else np.arange(len(X))
+                with self.lock:
+                    at = self.fill if self.fill + loc.size <= len(self.mem) else -1
+                    if at >= 0:
+                        self.fill += loc.size
+                if at >= 0:
+                    self.mem[at:at + loc.size] = X[loc]
+                    self.prov[b] = (at, self.mem[at:at + loc.size], loc, radius)
+            yield s, X
 
     def generate_full(self, block_ids):
         """Every row of the blocks (the streaming engine's view): drawn again where the sieve holds them."""
@@ -255,9 +347,15 @@ class PrefixRows:
         Grid sizes (interval statistics are kept per grid interval).
     budget : int
         Bytes the in-memory part may take (in process).
+    pool : ThreadPoolExecutor, optional
+        Threads for the passes in process (each pass split into ``4 * threads`` runs of blocks).
+    threads : int
+        The pool's size.
     """
 
-    def __init__(self, source, n: int, sizes: np.ndarray, budget: int):
+    def __init__(self, source, n: int, sizes: np.ndarray, budget: int, pool: ThreadPoolExecutor | None = None,
+                 threads: int = 1, sieve: float = 0.0):
+        self.pool, self.threads = pool, int(threads)
         self.n, self.d = int(n), int(source.d)
         self.block_rows = int(source.block_rows)
         self.n_blocks = -(-self.n // self.block_rows)
@@ -267,7 +365,7 @@ class PrefixRows:
             keep = max(0, int(budget) // (8 * self.d)) // self.block_rows   # whole blocks (of the source)
             self.n_mem = min(self.n, keep * self.block_rows)
             self.src = _Held(source, -(-self.n_mem // self.block_rows) * self.block_rows
-                             if self.n_mem == self.n else self.n_mem)
+                             if self.n_mem == self.n else self.n_mem, sieve if self.n_mem < self.n else 0.0)
         self.passes = 0
         self.served = 0                # rows served to passes, over all passes
         L, d = len(sizes), self.d
@@ -295,11 +393,19 @@ class PrefixRows:
         """
         self.passes += 1
         out = []
-        for served, partial in self.src.map_blocks(fn, context, parts=1):
+        if self.pool is not None and not getattr(self.src, "spread", False):
+            # runs of blocks on the threads, a few per thread for balance (passes stop early), in block order
+            parts = self.src.map_blocks(fn, context, parts=4 * self.threads, map=self._thread_map)
+        else:
+            parts = self.src.map_blocks(fn, context, parts=1)
+        for served, partial in parts:
             self.served += int(served)
             out.append(partial)
         progress.update("nested", passes=self.passes, blocks=-(-self.served // self.block_rows))
         return out
+
+    def _thread_map(self, fn, units, context) -> list:
+        return list(self.pool.map(lambda u: fn(context, u), units))
 
     def prefix(self, n: int) -> "_PrefixSource":
         """The first ``n`` translated rows as a point source (for the streaming engine)."""
@@ -380,28 +486,31 @@ def sieve_floors(maxs: np.ndarray, mins: np.ndarray, fraction: float) -> np.ndar
     return np.where((r2 >= _TINY2) & np.isfinite(r2), r2, 0.0)
 
 
-def _sieve(Y: np.ndarray, start: int, edges: np.ndarray, floor2: np.ndarray):
-    """Rows of a translated block (``Y``, rows ``start ..``) the sieve keeps, and what stands for the others.
+def _sieve(Y: np.ndarray, start: int, edges: np.ndarray, floor2: np.ndarray, idx: np.ndarray | None = None,
+           end: int | None = None):
+    """Rows of a translated block the sieve keeps, and what stands for the others.
 
-    Returns ``keep`` (positions in ``Y``, int array) and ``parts``: per grid interval with skipped
-    rows, ``(k, largest squared norm, count)``.
+    ``Y`` holds the block's rows ``start .. end`` (all of them, or only the candidates at global rows
+    ``idx``, which must include every row the sieve keeps).  Returns ``keep`` (positions in ``Y``) and
+    ``parts``: per grid interval with skipped rows, ``(k, squared sieve radius, count)`` -- the radius,
+    not the largest skipped norm, so the bound is the same whichever rows were at hand.
     """
-    m = len(Y)
-    ks = _intervals(edges, start, start + m)
+    end = start + len(Y) if end is None else int(end)
+    ks = _intervals(edges, start, end)
     if not any(floor2[k] > 0 for k in ks):
-        return np.arange(m), []
+        if idx is not None and idx.size != end - start:
+            raise AssertionError("a block without a sieve needs all its rows")
+        return np.arange(len(Y)), []
     r2 = np.einsum("ij,ij->i", Y, Y)
+    pos = np.arange(start, end) if idx is None else idx
     keep, parts = [], []
     for k in ks:
-        a, e = max(int(edges[k]), start) - start, min(int(edges[k + 1]), start + m) - start
-        if floor2[k] > 0:
-            drop = r2[a:e] < floor2[k]
-            nd = int(np.count_nonzero(drop))
-            if nd:
-                parts.append((k, float(r2[a:e][drop].max()), nd))
-                keep.append(a + np.flatnonzero(~drop))
-                continue
-        keep.append(np.arange(a, e))
+        a, e = np.searchsorted(pos, edges[k]), np.searchsorted(pos, edges[k + 1])
+        rows = min(int(edges[k + 1]), end) - max(int(edges[k]), start)
+        kk = a + np.flatnonzero(~(r2[a:e] < floor2[k])) if floor2[k] > 0 else np.arange(a, e)
+        if kk.size < rows:
+            parts.append((k, float(floor2[k]), rows - kk.size))
+        keep.append(kk)
     return np.concatenate(keep), parts
 
 
@@ -413,7 +522,8 @@ def _intervals(edges: np.ndarray, a: int, e: int) -> range:
 
 
 def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="auto", tol: float = 1e-9,
-                         rounds: int = 12, engine_budget: int | None = None, sieve: float | None = None) -> EntrySizes:
+                         rounds: int = 12, engine_budget: int | None = None, sieve: float | None = None,
+                         threads: int | None = None) -> EntrySizes:
     """Locate every query's entry size on the grid with X served by passes (see the module docstring).
 
     Parameters
@@ -437,6 +547,8 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
         Fraction of the box radius below which rows are bounded rather than priced (see
         :data:`SIEVE`); default :data:`SIEVE` for an isotropic law (the source's ``isotropic``),
         0 otherwise.  The answers do not depend on it.
+    threads : int, optional
+        Threads each in-process pass runs on (default :func:`pass_threads`); same answers for any count.
 
     Returns
     -------
@@ -449,8 +561,12 @@ def streamed_entry_sizes(source, Q: np.ndarray, sizes, *, budget: int, solver="a
         sieve = SIEVE if getattr(source, "isotropic", False) else 0.0
     if not (np.isfinite(sieve) and 0.0 <= sieve <= 1.0):
         raise ValueError(f"sieve: must be a fraction in [0, 1], got {sieve!r}")
-    search = _StreamSearch(source, Q, sizes, budget, tol, rounds, engine_budget, float(sieve))
-    search.run()
+    threads = pass_threads() if threads is None else int(threads)
+    if threads < 1:
+        raise ValueError(f"threads: must be >= 1, got {threads}")
+    with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
+        search = _StreamSearch(source, Q, sizes, budget, tol, rounds, engine_budget, float(sieve), pool, threads)
+        search.run()
     res = search.result()
     res.passes, res.regenerated, res.sieved = search.rows.passes, search.rows.regenerated, search.sieved
     return res
@@ -464,7 +580,7 @@ class _StreamSearch:
     set_outside = nested._Search.set_outside
     result = nested._Search.result
 
-    def __init__(self, source, Q, sizes, budget, tol, rounds, engine_budget, sieve=0.0):
+    def __init__(self, source, Q, sizes, budget, tol, rounds, engine_budget, sieve=0.0, pool=None, threads=1):
         self.t0 = time.perf_counter()
         g = check_sizes(sizes)
         Q = np.asarray(Q, dtype=np.float64)
@@ -472,7 +588,7 @@ class _StreamSearch:
             raise ValueError(f"Q (K, d) must have the source's d = {source.d}, got {Q.shape}")
         if g[-1] > source.n:
             raise ValueError(f"sizes: largest size {g[-1]} exceeds the {source.n} rows of the source")
-        self.rows = PrefixRows(source, int(g[-1]), g, budget)
+        self.rows = PrefixRows(source, int(g[-1]), g, budget, pool, threads, sieve)
         self.Qc = Q - self.rows.c0
         self.g, self.tol, self.rounds = g, cert.check_tol(tol), int(rounds)
         L, (K, d) = len(g), Q.shape
@@ -648,7 +764,7 @@ class _StreamSearch:
         order = np.lexsort((nj, limit))
         ctx = dict(W=np.ascontiguousarray(W[order]), a_q=a_q[order], limit=limit[order], nj=nj[order],
                    clen=(-(-nj // p))[order], pmax=int(p.max()), edges=np.concatenate([[0], g]),
-                   thr=np.ascontiguousarray(thr[order]), c0=self.rows.c0, rb=max(2048, _BLOCK_ELEMS // P),
+                   thr=np.ascontiguousarray(thr[order]), c0=self.rows.c0, rb=max(2048, _SLICE_ELEMS // P),
                    floor2=self.floor2, wn=wn[order])
         back = np.argsort(order)
         *priced, dn2, skipped = _merge_priced(self.rows.map(_price_part, ctx))
