@@ -5,6 +5,7 @@ import (function-level included) follows the "may import" table of the design (s
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "mc_hull"
@@ -41,7 +42,9 @@ FILES = sorted(ROOT.rglob("*.py"))
 
 #: The modules at the top of the package: its public face (``in_hull``, ``decide``, ``hull_distance``,
 #: ``Spec``), the exceptions, every SeedSequence tag, and what a unit reports as it goes.
-TOP = {"__init__", "__main__", "errors", "seeding", "spec", "progress", "membership", "distance"}
+TOP = {"__init__", "__main__", "errors", "locations", "seeding", "spec", "progress", "membership", "distance"}
+#: Leaves of the standard library that every layer may import (the one-line errors; URI or local path).
+LEAVES = {"mc_hull.errors", "mc_hull.locations"}
 
 
 def test_the_top_of_the_package_is_its_public_face_and_every_other_module_has_a_folder():
@@ -111,7 +114,8 @@ def test_no_import_cycles_counting_function_level_imports():
 
 #: The design's layers, by folder (longest prefix wins).
 LAYERS = {
-    "mc_hull": "core", "mc_hull.errors": "core", "mc_hull.seeding": "core", "mc_hull.spec": "core",
+    "mc_hull": "core", "mc_hull.errors": "core", "mc_hull.locations": "core", "mc_hull.seeding": "core",
+    "mc_hull.spec": "core",
     "mc_hull.progress": "core", "mc_hull.membership": "core", "mc_hull.distance": "core",
     "mc_hull.samplers": "core", "mc_hull.solvers": "core", "mc_hull.nested": "core", "mc_hull.theory": "core",
     "mc_hull.stats": "core", "mc_hull.presets": "core",
@@ -155,7 +159,14 @@ def _allowed(a: str, b: str) -> bool:
         return True
     if la == "query" and lb == "core":
         return any(b == s or b.startswith(s + ".") for s in STATS)
-    return b == "mc_hull.errors"
+    return b in LEAVES
+
+
+def test_the_leaves_import_only_the_standard_library():
+    for leaf in LEAVES:
+        path = ROOT / (leaf.split(".")[-1] + ".py")
+        names = {n.split(".")[0] for n in _imports(path, top_level_only=False)} - {"__future__"}
+        assert names <= set(sys.stdlib_module_names), (leaf, names - set(sys.stdlib_module_names))
 
 
 def test_every_import_follows_the_design_table():
@@ -195,10 +206,11 @@ def test_the_keyed_draw_is_written_once():
 
 
 def test_the_store_imports_no_spec_and_nothing_of_the_core():
-    """The store takes planned counts (its RunPlan reads the recorded spec's dict): it imports only itself and errors."""
+    """The store takes planned counts (its RunPlan reads the recorded spec's dict): it imports only itself and
+    the standard-library leaves (errors, locations)."""
     graph = _graph(top_level_only=False)
     reached = set().union(*(_closure(graph, m) for m in graph if m == "mc_hull.store" or m.startswith("mc_hull.store.")))
-    outside = sorted(m for m in reached if not m.startswith("mc_hull.store") and m != "mc_hull.errors")
+    outside = sorted(m for m in reached if not m.startswith("mc_hull.store") and m not in LEAVES)
     assert not outside, outside
 
 
