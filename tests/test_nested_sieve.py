@@ -142,15 +142,22 @@ def test_block_rows_do_not_change_the_answers():
         assert np.array_equal(res.low, ref.low) and np.array_equal(res.high, ref.high), br
 
 
-def test_the_held_sieve_holds_more_rows_and_draws_fewer():
-    """Within one budget the kept rows of many more blocks stay in memory: fewer rows drawn, same brackets."""
+def _replicate_d10():
+    """A Gaussian replicate at d = 10 (N = 2e6, K = 60, 14 sizes) and a budget of a third of its X.
+
+    Returns the source, its queries, the grid, N and the budget (10 blocks).
+    """
     d, n, K = 10, 2 * 10**6, 60
     sizes = tuple(int(x) for x in np.unique(np.geomspace(20, n, 14).astype(int)))
     spec = Spec.from_dict(dict(distribution="gaussian", dims=(d,), sizes=sizes, trials=K, queries_per_set=K,
                                seed=11, nested=True))
     src = keyed_source(spec, d, n, 0, queries=K)
-    Q, g = src.queries(), np.array(spec.sizes)
-    budget = 8 * d * n // 3          # a third of X (10 blocks: 4 kept whole, the kept rows of the others)
+    return src, src.queries(), np.array(spec.sizes), n, 8 * d * n // 3
+
+
+def test_the_held_sieve_holds_more_rows_and_draws_fewer():
+    """Within one budget the kept rows of many more blocks stay in memory: fewer rows drawn, same brackets."""
+    src, Q, g, n, budget = _replicate_d10()     # 10 blocks held: 4 whole, the kept rows of the others
     off = nested_stream.streamed_entry_sizes(src, Q, g, budget=budget, sieve=0.0)
     on = nested_stream.streamed_entry_sizes(src, Q, g, budget=budget)
     assert np.array_equal(on.low, off.low) and np.array_equal(on.high, off.high) and on.located.all()
@@ -186,20 +193,14 @@ def test_bad_thread_count_is_one_line(bad, monkeypatch):
 def test_the_frame_pass_keeps_the_candidates_and_x_is_drawn_about_once(threads, monkeypatch):
     """The frame pass holds the rows any sieve it can set may keep: X drawn about once, the same bits as
     when the first pricing pass draws them again (PROVISIONAL off), on any number of threads."""
-    d, n, K = 10, 2 * 10**6, 60
-    sizes = tuple(int(x) for x in np.unique(np.geomspace(20, n, 14).astype(int)))
-    spec = Spec.from_dict(dict(distribution="gaussian", dims=(d,), sizes=sizes, trials=K, queries_per_set=K,
-                               seed=11, nested=True))
-    src = keyed_source(spec, d, n, 0, queries=K)
-    Q, g = src.queries(), np.array(spec.sizes)
-    budget = 8 * d * n // 3
+    src, Q, g, n, budget = _replicate_d10()
     monkeypatch.setattr(nested_stream, "PROVISIONAL", False)
     ref = nested_stream.streamed_entry_sizes(src, Q, g, budget=budget, threads=1)
     monkeypatch.setattr(nested_stream, "PROVISIONAL", True)
     got = nested_stream.streamed_entry_sizes(src, Q, g, budget=budget, threads=threads)
     for name in ("low", "high", "low_value", "high_value", "directions"):
         assert np.array_equal(getattr(ref, name), getattr(got, name), equal_nan=True), name
-    assert ref.regenerated > 1.5 * n and got.regenerated <= n + 2 * seeding.block_rows(d)
+    assert ref.regenerated > 1.5 * n and got.regenerated <= n + 2 * seeding.block_rows(src.d)
 
 
 def test_candidates_that_miss_kept_rows_are_drawn_again():
