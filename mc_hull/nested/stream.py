@@ -38,7 +38,7 @@ passes shared by every query of the replicate:
 For an isotropic law (``source.isotropic``: the Gaussian, ball, Student-t and beta families),
 the passes after the frame *sieve* X (:data:`SIEVE`): a row of grid interval k whose distance
 to the mean is below 0.85 times the box radius of prefix g_k is not scored; per interval the
-largest such norm, times ``|w|``, bounds the scores of the rows skipped, so every margin is
+sieve radius, times ``|w|``, bounds the scores of the rows skipped, so every margin is
 still a bound over all rows of the prefix.  The in-memory part then holds only the kept rows
 (about a third of X for the Gaussian at d = 16-20), so within one budget it holds about three
 times the rows; a probe that only skipped rows could settle goes to the streaming engine, which
@@ -167,7 +167,7 @@ class _Sieved:
     idx : ndarray of int, shape (m,)
         Their global row indices.
     parts : list of (int, float, int)
-        Per grid interval with skipped rows: ``(k, largest squared norm, count)``.
+        Per grid interval with skipped rows: ``(k, squared sieve radius, count)``.
     """
 
     __slots__ = ("start", "end", "rows", "idx", "parts")
@@ -833,8 +833,8 @@ def _price_part(ctx, blocks):
 
     Per direction: per grid interval the largest score, its row and the row's translated
     coordinates; per chunk below its probe size the same.  Rows below the sieve radius of
-    their interval (``floor2``, :data:`SIEVE`) are not scored: per interval the largest squared
-    norm among them is returned instead (``dn2``), a bound on their scores for every direction.
+    their interval (``floor2``, :data:`SIEVE`) are not scored: per interval with such rows the squared
+    sieve radius is returned instead (``dn2``), a bound on their scores for every direction.
     A direction stops at the end of the first grid interval (at or above its probe) on which its
     margin fails *on these blocks* — a failure on some rows is a failure on all, so every
     interval up to the first failure over all rows is always priced whole, however the blocks
