@@ -26,7 +26,7 @@ import urllib.request
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-CHART = '[data-testid="stVegaLiteChart"]'
+CHART = '[data-testid="stVegaLiteChart"]:not(.st-key-mc-hull-vega-preload *)'
 DRAWN = f"{CHART} canvas, {CHART} svg.marks"
 
 
@@ -105,7 +105,7 @@ def load(page, url: str | None, timeout_ms: int = 300_000, pid: int | None = Non
     page.wait_for_function(
         """() => { const w = document.querySelector('[data-testid="stStatusWidget"]');
                    if (w && /running/i.test(w.innerText)) return false;
-                   const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"]');
+                   const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"]:not(.st-key-mc-hull-vega-preload *)');
                    return [...charts].every(c => c.querySelector('canvas, svg.marks')); }""",
         timeout=timeout_ms)
     complete = time.perf_counter() - t0

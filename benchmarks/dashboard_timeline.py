@@ -46,7 +46,7 @@ PAGE_PROBE = """
   Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
   const seen = new Set();
   const check = () => {
-    const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"]');
+    const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"]:not(.st-key-mc-hull-vega-preload *)');
     charts.forEach((c, i) => {
       if (!seen.has('el' + i)) { seen.add('el' + i); T.push([now(), 'browser', `chart ${i + 1} element`]); }
       if (!seen.has('dr' + i) && c.querySelector('canvas, svg.marks')) {

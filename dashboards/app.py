@@ -593,10 +593,30 @@ def watcher(out: str, key: tuple, every: float | None) -> None:
     check()
 
 
+#: Key of the hidden chart that makes the browser load Vega's code while the store is read.
+PRELOAD_KEY = "mc-hull-vega-preload"
+
+
+def preload_charts():
+    """Send a hidden one-point chart before the store is read; returns its slot (emptied after view 1).
+
+    Streamlit's browser code loads its Vega chunks (about 0.8 MB of JavaScript) only when a page's
+    first chart arrives. Sending this one first lets the browser fetch and compile them while the
+    server reads and verifies the store, instead of after it. Nothing is shown: the slot is hidden by
+    a style rule, and emptied once view 1 is drawn.
+    """
+    st.html(f"<style>.st-key-{PRELOAD_KEY} {{display: none}}</style>")
+    slot = st.empty()
+    with slot.container(key=PRELOAD_KEY):
+        st.altair_chart(alt.Chart(pd.DataFrame({"x": [0.0]})).mark_point().encode(x="x:Q"), width=10, height=10)
+    return slot
+
+
 def main() -> None:
     mark("main")
     out = results_dir()
     st.title("mc_hull · p(d, N) = P(x ∈ conv(X₁…X_N))")
+    preload = preload_charts()
     with st.sidebar:
         st.caption(f"results: `{out}`")
         if st.button("Refresh", width="stretch"):
@@ -607,16 +627,18 @@ def main() -> None:
     watcher(out, key, float(every) if auto else None)
     problem = views.location_problem(out)
     mark("key and location")
-    if problem:
-        st.info(problem)
-        return
     try:
-        render(out, key)
+        if problem:
+            st.info(problem)
+            return
+        render(out, key, preload)
     except McHullError as exc:
         st.error(f"Cannot read {out}: {exc}")
+    finally:
+        preload.empty()      # whatever the page showed (a problem, no cells): no hidden chart stays
 
 
-def render(out: str, key: tuple) -> None:
+def render(out: str, key: tuple, preload=None) -> None:
     options = load_options(out, key)
     mark("options (cell table read)")
     with st.sidebar:
@@ -647,6 +669,8 @@ def render(out: str, key: tuple) -> None:
     mark("chart 1 built")
     st.altair_chart(chart, width="stretch")
     mark("chart 1 sent")
+    if preload is not None:
+        preload.empty()
     section_distance(out, key, run_id, dist, dims, cells)
     mark("distance section")
 

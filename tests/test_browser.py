@@ -55,8 +55,8 @@ def open_dashboard(page, url: str, charts: int, timeout_ms: int = 60_000) -> flo
 def wait_ready(page, charts: int, timeout_ms: int = 60_000) -> None:
     """Wait for ``charts`` drawn Vega charts, the last element, and the app to stop running."""
     page.wait_for_function(
-        """(n) => document.querySelectorAll('[data-testid="stVegaLiteChart"] canvas, '
-                 + '[data-testid="stVegaLiteChart"] svg.marks').length >= n""",
+        """(n) => document.querySelectorAll('[data-testid="stVegaLiteChart"]:not(.st-key-mc-hull-vega-preload *) canvas, '
+                 + '[data-testid="stVegaLiteChart"]:not(.st-key-mc-hull-vega-preload *) svg.marks').length >= n""",
         arg=charts, timeout=timeout_ms)
     # the last element of the page, then the status widget ("Running...") gone
     page.wait_for_function(
@@ -136,7 +136,7 @@ def test_dashboard_in_chromium(tmp_path, small_spec):
         for view in VIEWS:
             assert view in text, f"view {view!r} missing"
         assert "5 · Trial audit" in text and "Download the cell table (CSV)" in text
-        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 6
+        assert page.locator('[data-testid="stVegaLiteChart"]:not(.st-key-mc-hull-vega-preload *)').count() >= 6
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
         print(f"first paint of all charts: {seconds:.2f} s")
         check_digits_page(page, url, out)
@@ -155,8 +155,8 @@ def check_digits_page(page, url: str, out) -> None:
                                         {"name": "paper-digits", "finished": "2025-01-01T00:00:00Z"})
     page.goto(url + "/digits", wait_until="domcontentloaded", timeout=60_000)
     page.wait_for_function(
-        """() => document.querySelectorAll('[data-testid="stVegaLiteChart"] canvas, '
-                 + '[data-testid="stVegaLiteChart"] svg.marks').length >= 1
+        """() => document.querySelectorAll('[data-testid="stVegaLiteChart"]:not(.st-key-mc-hull-vega-preload *) canvas, '
+                 + '[data-testid="stVegaLiteChart"]:not(.st-key-mc-hull-vega-preload *) svg.marks').length >= 1
                  && document.querySelectorAll('[data-testid="stDownloadButton"]').length >= 1""",
         timeout=60_000)
     text = assert_no_error(page)

@@ -42,7 +42,7 @@ def test_fifteen_dimensions_fit_the_column_and_the_legend(tmp_path):
     with dashboard_page(out) as (page, url):
         open_dashboard(page, url, charts=8)
         assert_no_error(page)
-        charts = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].map(c => {
+        charts = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]:not(.st-key-mc-hull-vega-preload *)')].map(c => {
             const drawn = c.querySelector('canvas, svg.marks'), box = c.getBoundingClientRect();
             const legends = [...c.querySelectorAll('g.role-legend')].map(g =>
                 [...g.querySelectorAll('g.role-legend-label text')].map(t => {
