@@ -166,3 +166,33 @@ def test_plan_line_and_estimate_of_sieved_and_unsieved_laws(monkeypatch):
         assert 4 * 10**6 <= drawn <= 4 * 10**6 + (nested_job.STREAM_PASSES + 1) * (4 * 10**6 - n_held)
         est[budget] = g.cpu_seconds
     assert est["256M"] < est["64M"]
+
+
+def test_streamed_estimate_is_not_rescaled_by_the_decision_timing_and_counts_threads(monkeypatch):
+    """A streamed replicate's model was fitted on measured streamed replicates: the plan's calibration (a
+    timing of in-memory decisions) leaves it alone, while it still scales in-memory work. Threads cost
+    THREAD_COST more CPU and divide the wall-time estimate."""
+    from mc_hull.jobs import plan as planning
+    from mc_hull.runs import runner
+
+    monkeypatch.setenv("MC_HULL_MEMORY_BUDGET", "64M")
+    spec = Spec.from_dict(dict(distribution="gaussian", dims=(12,), sizes=(1000, 10**5, 4 * 10**6), trials=100,
+                               nested=True))
+    one = NestedJob(spec).estimate()
+    assert 0 < one.fixed_seconds <= one.cpu_seconds and one.threads == 1
+    for factor in (0.25, 4.0):
+        scaled = one.scaled(factor)
+        assert scaled.fixed_seconds == one.fixed_seconds
+        assert scaled.cpu_seconds == pytest.approx(one.fixed_seconds + factor * (one.cpu_seconds - one.fixed_seconds))
+    monkeypatch.setenv("MC_HULL_THREADS", "2")
+    two = NestedJob(spec).estimate()
+    assert two.threads == 2
+    assert two.fixed_seconds == pytest.approx(nested_job.THREAD_COST * one.fixed_seconds)
+    job = NestedJob(spec)
+    monkeypatch.setattr(planning, "calibration", lambda spec: 1.0)
+    wall = runner._wall_estimate(job, None, units=job.count(), trials=job.total())
+    assert wall == pytest.approx(two.cpu_seconds / 2)
+    in_memory = Spec.from_dict(dict(distribution="gaussian", dims=(6,), sizes=(100, 1000), trials=100, nested=True))
+    est = NestedJob(in_memory).estimate()        # nothing streamed: threads unused, all of it calibrated
+    assert est.fixed_seconds == 0 and est.threads == 1
+    assert est.scaled(2.0).cpu_seconds == pytest.approx(2 * est.cpu_seconds)

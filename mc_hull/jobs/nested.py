@@ -46,9 +46,14 @@ STREAM_PASSES = 11
 #: Sieved replicates (an isotropic law, :data:`mc_hull.nested.stream.SIEVE`): the fraction of X's rows the
 #: sieve keeps (0.31-0.33 for the Gaussian at d = 16-20 with the run's grid, from the chi distribution
 #: of norms and the box radius of each prefix), and the cost of the replicate's passes and masters
-#: against the unsieved model's (one d = 18 replicate, K = 333, its kept rows all held: 250 CPU-s
-#: measured with 1.64 N rows drawn, the model's 244; README, "d = 18").
-SIEVE_KEPT, SIEVE_WORK = 0.33, 0.6
+#: against the unsieved model's (the whole d = 18 run, 31 replicates of K = 333 with their kept rows
+#: held, two threads: 10,464 CPU-s, i.e. 250 CPU-s per replicate on one thread by THREAD_COST; the
+#: model gives 251; README, "d = 18").
+SIEVE_KEPT, SIEVE_WORK = 0.33, 0.7
+#: CPU of a streamed replicate on ``MC_HULL_THREADS`` > 1 threads against one (two busy cores each do
+#: 1.3-1.45x less per CPU-second here: one d = 18 replicate, 330 CPU-s on two threads against 250 on one;
+#: README, "d = 18").
+THREAD_COST = 1.35
 
 
 def sieved_rows(d: int, n_max: int, held: int) -> tuple[int, float]:
@@ -177,7 +182,8 @@ class NestedJob:
 
     def estimate(self) -> planning.Estimate:
         spec = self.spec
-        seconds = 0.0
+        seconds = fixed = 0.0
+        threads = nested_stream.pass_threads() if any(streamed_sizes(spec, d) for d in spec.dims) else 1
         peak = planning.BASE_BYTES
         for d in spec.dims:
             n_max = max(spec.sizes_for(d))
@@ -186,14 +192,18 @@ class NestedJob:
             work = R * (design.NESTED_SET_SECONDS + design.NESTED_SET_ELEMENT_SECONDS * n_max * d)
             work += spec.trials * (design.NESTED_QUERY_SECONDS + design.NESTED_QUERY_ELEMENT_SECONDS * n_max * d)
             streamed = streamed_sizes(spec, d)
-            if streamed and _sieved(spec, d):   # kept rows priced and held; X drawn about twice
+            if streamed and _sieved(spec, d):   # kept rows priced and held; X drawn about once
                 _, drawn = sieved_rows(d, n_max, nested_stream.held_bytes(d))
-                seconds += SIEVE_WORK * work + R * planning.DRAW_SECONDS * drawn * d
+                part = SIEVE_WORK * work + R * planning.DRAW_SECONDS * drawn * d
             elif streamed:   # every pass regenerates the rows beyond the held prefix
                 n_mem = streamed[0]
-                seconds += work + R * STREAM_PASSES * planning.DRAW_SECONDS * (n_max - n_mem) * d
+                part = work + R * STREAM_PASSES * planning.DRAW_SECONDS * (n_max - n_mem) * d
             else:
                 seconds += work
+            if streamed:     # a model fitted on measured streamed replicates: not calibrated again
+                part *= THREAD_COST if threads > 1 else 1.0
+                seconds += part
+                fixed += part
             if streamed:
                 n_mem = streamed[0]
                 held = 8 * n_mem * d + nested_stream.engine_bytes()
@@ -203,7 +213,7 @@ class NestedJob:
                 peak = max(peak, planning.BASE_BYTES + 2 * 8 * n_max * d)
         return planning.Estimate(cells=len(spec.cells), trials=self.total(), shards=self.count(),
                                  cpu_seconds=seconds + self.count() * planning.SHARD_SECONDS,
-                                 peak_bytes=peak, note=plan_note(spec))
+                                 peak_bytes=peak, note=plan_note(spec), fixed_seconds=fixed, threads=threads)
 
     def spread(self, unit: NestedShard) -> bool:
         """True when the unit's X exceeds the memory budget: its blocks then go to the cluster's nodes."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Iterator
 
@@ -174,10 +174,18 @@ class Estimate:
     peak_bytes: int
     #: Appended to the plan line (a nested run names its streamed sizes here).
     note: str = ""
+    #: The part of ``cpu_seconds`` that :func:`calibration` does not scale: work of a model fitted on
+    #: its own measured runs (a streamed nested replicate's passes), not on the decisions it times.
+    fixed_seconds: float = 0.0
+    #: Cores one unit keeps busy (``MC_HULL_THREADS`` for a streamed nested replicate): a wall-time
+    #: estimate divides by it as by the workers.
+    threads: int = 1
 
     def scaled(self, factor: float) -> "Estimate":
-        """The same plan with its CPU estimate multiplied by ``factor`` (see :func:`calibration`)."""
-        return Estimate(self.cells, self.trials, self.shards, self.cpu_seconds * factor, self.peak_bytes, self.note)
+        """The same plan with its CPU estimate, less ``fixed_seconds``, multiplied by ``factor`` (see
+        :func:`calibration`)."""
+        cpu = self.fixed_seconds + (self.cpu_seconds - self.fixed_seconds) * factor
+        return replace(self, cpu_seconds=cpu)
 
     def line(self) -> str:
         return (f"{self.cells} cells, {self.trials:,} trials in {self.shards:,} shards; estimated "

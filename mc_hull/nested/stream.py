@@ -293,9 +293,10 @@ class _Held(PointSource):
         for s, X in self._draw(rest):
             X = np.asarray(X, dtype=np.float64)
             b = s // self.block_rows
+            top, bottom = _columns(np.maximum, X), _columns(np.minimum, X)
             with self.lock:      # the box of every row drawn so far, on any thread
-                self._box = (X.max(axis=0), X.min(axis=0)) if self._box is None else (
-                    np.maximum(self._box[0], X.max(axis=0)), np.minimum(self._box[1], X.min(axis=0)))
+                self._box = (top, bottom) if self._box is None else (
+                    np.maximum(self._box[0], top), np.minimum(self._box[1], bottom))
                 hi, lo = self._box
             if b not in self.prov and self.fill < len(self.mem):
                 r = float(np.minimum(hi, -lo).min())
@@ -455,8 +456,27 @@ def _frame_part(context, blocks):
         served += len(X)
         for k in _intervals(edges, start, start + len(X)):
             a, e = max(edges[k], start) - start, min(edges[k + 1], start + len(X)) - start
-            out.append((k, X[a:e].sum(axis=0), X[a:e].max(axis=0), X[a:e].min(axis=0)))
+            out.append((k, X[a:e].sum(axis=0), _columns(np.maximum, X[a:e]), _columns(np.minimum, X[a:e])))
     return served, out
+
+
+#: Rows folded side by side in :func:`_columns`.
+_FOLD = 32
+
+
+def _columns(op, X: np.ndarray) -> np.ndarray:
+    """Column maxima (``op`` ``np.maximum``) or minima (``np.minimum``) of ``X``, shape (m, d) -> (d,).
+
+    The same values as ``op.reduce(X, axis=0)`` (a maximum does not depend on the order it is taken
+    in, NaN included), about 4x faster on narrow rows: reducing an (m, d) array over its rows costs a
+    call per row of d elements, so :data:`_FOLD` rows are viewed as one of ``_FOLD * d``.
+    """
+    m, d = X.shape
+    q = m // _FOLD
+    if q < 2 or not X.flags.c_contiguous:
+        return op.reduce(X, axis=0)
+    out = op.reduce(op.reduce(X[:q * _FOLD].reshape(q, _FOLD * d), axis=0).reshape(_FOLD, d), axis=0)
+    return out if q * _FOLD == m else op(out, op.reduce(X[q * _FOLD:], axis=0))
 
 
 def sieve_floors(maxs: np.ndarray, mins: np.ndarray, fraction: float) -> np.ndarray:

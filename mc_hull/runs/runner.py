@@ -403,7 +403,7 @@ def _wall_estimate(job, mapper, units: int, trials: int) -> float | None:
         pool = getattr(mapper, "__self__", None)
         workers = pool.size() if pool is not None and hasattr(pool, "size") else 1
         share = trials / max(est.trials, 1)
-        return est.cpu_seconds * share / max(1, min(workers, units))
+        return est.cpu_seconds * share / (max(1, min(workers, units)) * max(1, est.threads))
     except Exception:  # noqa: BLE001 - no estimate: the measured rate alone
         return None
 
