@@ -53,7 +53,7 @@ class _Unit:
     """The state of the unit running in this process."""
 
     __slots__ = ("key", "size", "what", "replicates", "replicate", "inner", "owner", "fields", "last", "every",
-                 "sink", "engine", "engine_fields")
+                 "sink", "engine", "engine_fields", "began")
 
     def __init__(self, key: str, size: int, sink, every: float, what: str = "queries"):
         self.key, self.size, self.sink, self.every, self.what = key, int(size), sink, every, what
@@ -61,6 +61,7 @@ class _Unit:
         self.fields: dict = {}
         self.engine, self.engine_fields = None, {}    # the latest other source reporting (an engine called)
         self.last = 0.0
+        self.began = time.monotonic()     # when the current replicate started
 
     def share(self) -> float:
         inner = min(1.0, max(0.0, self.inner))
@@ -161,7 +162,12 @@ def replicate(done: int, total: int) -> None:
         return
     u.replicate, u.replicates, u.inner, u.owner = int(done), max(1, int(total)), 0.0, None
     u.fields, u.engine, u.engine_fields = {}, None, {}
-    if time.monotonic() - u.last >= u.every:
+    now = time.monotonic()
+    # A replicate that took a report interval or more: say at once that the next one started, or the
+    # line shows the last one's final pass until the next one first reports (a d = 18 replicate's frame
+    # pass, about 30 s). At most one such state per interval, since each follows a replicate that long.
+    slow, u.began = now - u.began >= u.every, now
+    if slow or now - u.last >= u.every:
         u.send()
 
 

@@ -336,3 +336,20 @@ def test_a_run_that_fails_leaves_a_stopped_record(tmp_path, small_spec, monkeypa
         runner.execute(small_spec, str(tmp_path / "o"), backend="serial", log=io.StringIO())
     record = json.loads((tmp_path / "o" / "_progress" / f"{small_spec.run_id}.json").read_text())
     assert record["stopped"] and not record["finished"] and record["committed"] == 0
+
+
+def test_the_start_of_a_replicate_after_a_slow_one_is_reported_at_once(sink, monkeypatch):
+    """After a replicate of a report interval or more, the next replicate's start is sent even though a
+    state was sent just before (the end of the slow one's last pass); quick replicates stay rate-limited."""
+    monkeypatch.setattr(progress, "REPORT_SECONDS", 0.3)
+    progress.install(sink.append, workers=1)
+    with progress.unit("gaussian/d=18/r0-3", 30):
+        progress.replicate(0, 3)
+        time.sleep(0.35)                       # a slow replicate, its last pass reported at its very end
+        progress.update("nested", inner=1.0, open=0, queries=5, passes=14)
+        progress.replicate(1, 3)
+        after_slow = [s["detail"] for s in sink]
+        for _ in range(50):                    # quick replicates: no state for each
+            progress.replicate(2, 3)
+    assert after_slow[-2].startswith("replicate 1 of 3, pass 14") and after_slow[-1] == "replicate 2 of 3", after_slow
+    assert len(sink) - len(after_slow) <= 1
