@@ -192,25 +192,23 @@ class NestedJob:
             work = R * (design.NESTED_SET_SECONDS + design.NESTED_SET_ELEMENT_SECONDS * n_max * d)
             work += spec.trials * (design.NESTED_QUERY_SECONDS + design.NESTED_QUERY_ELEMENT_SECONDS * n_max * d)
             streamed = streamed_sizes(spec, d)
-            if streamed and _sieved(spec, d):   # kept rows priced and held; X drawn about once
+            if not streamed:   # X (translated in place) and the engine's frame copy of a prefix
+                seconds += work
+                peak = max(peak, planning.BASE_BYTES + 2 * 8 * n_max * d)
+                continue
+            n_mem = streamed[0]
+            if _sieved(spec, d):   # kept rows priced and held; X drawn about once
                 _, drawn = sieved_rows(d, n_max, nested_stream.held_bytes(d))
                 part = SIEVE_WORK * work + R * planning.DRAW_SECONDS * drawn * d
-            elif streamed:   # every pass regenerates the rows beyond the held prefix
-                n_mem = streamed[0]
+            else:                  # every pass regenerates the rows beyond the held prefix
                 part = work + R * STREAM_PASSES * planning.DRAW_SECONDS * (n_max - n_mem) * d
-            else:
-                seconds += work
-            if streamed:     # a model fitted on measured streamed replicates: not calibrated again
-                part *= THREAD_COST if threads > 1 else 1.0
-                seconds += part
-                fixed += part
-            if streamed:
-                n_mem = streamed[0]
-                held = 8 * n_mem * d + nested_stream.engine_bytes()
-                peak = max(peak, planning.BASE_BYTES + held
-                           + nested_stream.state_bytes(d, spec.k_for(d, n_max), len(spec.sizes_for(d))))
-            else:          # X (translated in place) and the engine's frame copy of a prefix
-                peak = max(peak, planning.BASE_BYTES + 2 * 8 * n_max * d)
+            # a model fitted on measured streamed replicates: not calibrated again
+            part *= THREAD_COST if threads > 1 else 1.0
+            seconds += part
+            fixed += part
+            held = 8 * n_mem * d + nested_stream.engine_bytes()
+            peak = max(peak, planning.BASE_BYTES + held
+                       + nested_stream.state_bytes(d, spec.k_for(d, n_max), len(spec.sizes_for(d))))
         return planning.Estimate(cells=len(spec.cells), trials=self.total(), shards=self.count(),
                                  cpu_seconds=seconds + self.count() * planning.SHARD_SECONDS,
                                  peak_bytes=peak, note=plan_note(spec), fixed_seconds=fixed, threads=threads)
