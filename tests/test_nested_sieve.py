@@ -177,7 +177,9 @@ def test_threads_give_the_same_bits(threads, held):
     many = nested_stream.streamed_entry_sizes(src, Q, g, budget=budget, threads=threads)
     for name in ("low", "high", "low_value", "high_value"):
         assert np.array_equal(getattr(one, name), getattr(many, name), equal_nan=True), name
-    assert one.passes == many.passes and one.sieved == many.sieved
+    # parts share their cuts (a part skips what another has seen is dead): never fewer rows bounded than
+    # one part going through in order, which has seen every row before the one it is on
+    assert one.passes == many.passes and many.sieved >= one.sieved > 0
     assert np.array_equal(one.directions, many.directions, equal_nan=True)
 
 

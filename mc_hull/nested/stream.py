@@ -849,20 +849,28 @@ class _StreamSearch:
 
 
 def _price_part(ctx, blocks):
-    """Pricing pass over some blocks (see :meth:`_StreamSearch._price`); a pure function of (ctx, blocks).
+    """Pricing pass over some blocks (see :meth:`_StreamSearch._price`).
 
     Per direction: per grid interval the largest score, its row and the row's translated
     coordinates; per chunk below its probe size the same.  Rows below the sieve radius of
     their interval (``floor2``, :data:`SIEVE`) are not scored: per interval with such rows the squared
     sieve radius is returned instead (``dn2``), a bound on their scores for every direction.
     A direction stops at the end of the first grid interval (at or above its probe) on which its
-    margin fails *on these blocks* — a failure on some rows is a failure on all, so every
+    margin fails *on the rows seen* — a failure on some rows is a failure on all, so every
     interval up to the first failure over all rows is always priced whole, however the blocks
-    are split.
+    are split, and the values returned for those intervals (the only ones :meth:`_price` reads)
+    are the same.
+
+    ``ctx["limit"]`` (rows each direction is priced up to) is cut in place when it is writeable:
+    the parts of one pass running at once in this process share it, so a direction one part
+    finds dead is not scored on the rows of the others (with 8 parts on 2 threads, about a third
+    of a d = 18 replicate's CPU).  A read-only one (a holder's copy from the object store) is copied.
+    Which rows a part skips then depends on the others' progress; the values read do not.
     """
     W, a_q, limit, nj, clen, pmax, edges, thr, c0, rb, floor2, wn = (ctx[k] for k in (
         "W", "a_q", "limit", "nj", "clen", "pmax", "edges", "thr", "c0", "rb", "floor2", "wn"))
-    limit = limit.copy()
+    if not limit.flags.writeable:
+        limit = limit.copy()
     P, d = W.shape
     L = len(edges) - 1
     imax = np.full((P, L), -np.inf)
