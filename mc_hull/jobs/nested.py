@@ -47,13 +47,14 @@ STREAM_PASSES = 11
 #: sieve keeps (0.31-0.33 for the Gaussian at d = 16-20 with the run's grid, from the chi distribution
 #: of norms and the box radius of each prefix), and the cost of the replicate's passes and masters
 #: against the unsieved model's (the whole d = 18 run, 31 replicates of K = 333 with their kept rows
-#: held, two threads: 10,464 CPU-s, i.e. 250 CPU-s per replicate on one thread by THREAD_COST; the
+#: held, one thread: 250 CPU-s per replicate, measured, and 337 on two threads in the whole run; the
 #: model gives 251; README, "d = 18").
 SIEVE_KEPT, SIEVE_WORK = 0.33, 0.7
-#: CPU of a streamed replicate on ``MC_HULL_THREADS`` > 1 threads against one (two busy cores each do
-#: 1.3-1.45x less per CPU-second here: one d = 18 replicate, 330 CPU-s on two threads against 250 on one;
-#: README, "d = 18").
-THREAD_COST = 1.35
+#: CPU of a streamed replicate on ``MC_HULL_THREADS`` > 1 threads against one: the whole d = 18 run on
+#: two threads, 8,930 CPU-s for 31 replicates (288 each) against 250 on one.  It was 1.35 (337 against
+#: 250) while the parts of a pass did not share their cuts (each priced a direction until it failed on
+#: its own rows); README, "d = 18".
+THREAD_COST = 1.15
 
 
 def sieved_rows(d: int, n_max: int, held: int) -> tuple[int, float]:
