@@ -863,8 +863,8 @@ def _price_part(ctx, blocks):
 
     ``ctx["limit"]`` (rows each direction is priced up to) is cut in place when it is writeable:
     the parts of one pass running at once in this process share it, so a direction one part
-    finds dead is not scored on the rows of the others (with 8 parts on 2 threads, about a third
-    of a d = 18 replicate's CPU).  A read-only one (a holder's copy from the object store) is copied.
+    finds dead is not scored on the rows of the others (8 parts on 2 threads: 15% of the whole
+    d = 18 run's CPU and wall time).  A read-only one (a holder's copy from the object store) is copied.
     Which rows a part skips then depends on the others' progress; the values read do not.
     """
     W, a_q, limit, nj, clen, pmax, edges, thr, c0, rb, floor2, wn = (ctx[k] for k in (
